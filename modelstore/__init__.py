@@ -1,0 +1,23 @@
+"""modelstore: materialized, reusable machine-learning models over PostgreSQL.
+
+>>> import modelstore
+>>> store = modelstore.connect()            # MODELSTORE_DSN, DATABASE_URL, or the embedded server
+>>> m = store.fit("linear", table="sales", target="revenue", features=["price", "promo"],
+...               order_by="id", lo=1, hi=50_000)
+>>> m.coef_, m.summary(), print(m.plan)
+"""
+
+from modelstore.errors import (
+    ColumnTypeError, FilterError, InputError, MigrationError, ModelNotFoundError, ModelstoreError,
+    NonFiniteValueError, RangeError, ServerError, SingularMatrixError, TooManyClassesError,
+    UnknownColumnError, UnknownTableError,
+)
+from modelstore.store import Store, connect
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ColumnTypeError", "FilterError", "InputError", "MigrationError", "ModelNotFoundError", "ModelstoreError",
+    "NonFiniteValueError", "RangeError", "ServerError", "SingularMatrixError", "Store", "TooManyClassesError",
+    "UnknownColumnError", "UnknownTableError", "__version__", "connect",
+]

@@ -1,0 +1,233 @@
+"""The catalog: sources, stored statistics with their descriptors, and named models (schema ``modelstore``).
+
+Layout and the meaning of each array are in ``migrations/0001_catalog.sql`` and ``docs/statistics.md``.
+Statistics are written with ``INSERT … ON CONFLICT DO NOTHING`` on the descriptor's unique key, so
+that concurrent requests for one descriptor store it once; every write happens inside the caller's
+transaction, so a failed request leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from modelstore.descriptor import Descriptor, Range, Source, bound_key, bound_text, parse_bound
+from modelstore.errors import InputError, ModelNotFoundError
+from modelstore.stats import GaussianNBStats, LinearStats, MultinomialNBStats
+
+
+def ensure_source(conn: psycopg.Connection, source: Source) -> int:
+    row = conn.execute(
+        """
+        INSERT INTO modelstore.sources (schema_name, table_name, order_by, order_kind)
+        VALUES (%s, %s, %s, %s)
+        ON CONFLICT (schema_name, table_name, order_by) DO NOTHING
+        RETURNING source_id
+        """,
+        [source.schema, source.table, source.order_by, source.order_kind],
+    ).fetchone()
+    if row is None:
+        row = conn.execute(
+            "SELECT source_id FROM modelstore.sources WHERE schema_name = %s AND table_name = %s AND order_by = %s",
+            [source.schema, source.table, source.order_by],
+        ).fetchone()
+    return row[0]
+
+
+def find_source(conn: psycopg.Connection, source: Source) -> int | None:
+    row = conn.execute(
+        "SELECT source_id FROM modelstore.sources WHERE schema_name = %s AND table_name = %s AND order_by = %s",
+        [source.schema, source.table, source.order_by],
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+# -- statistics ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StoredStats:
+    """A catalog row of ``modelstore.statistics`` without its arrays (what a planner looks at)."""
+
+    stats_id: int
+    range: Range
+    columns: tuple[str, ...]
+    n: int
+    null_rows: int
+
+
+def _to_arrays(stats) -> dict:
+    if isinstance(stats, LinearStats):
+        return {"classes": None, "counts": None, "mean": stats.mean.tolist(), "moments": stats.comoment.ravel().tolist()}
+    if isinstance(stats, GaussianNBStats):
+        return {"classes": Jsonb(list(stats.classes)), "counts": stats.counts.tolist(),
+                "mean": stats.means.ravel().tolist(), "moments": stats.m2.ravel().tolist()}
+    if isinstance(stats, MultinomialNBStats):
+        return {"classes": Jsonb(list(stats.classes)), "counts": stats.counts.tolist(),
+                "mean": None, "moments": stats.feature_sums.ravel().tolist()}
+    raise TypeError(f"unknown statistics {type(stats).__name__}")
+
+
+def _from_arrays(family: str, columns, n, null_rows, classes, counts, mean, moments):
+    k = len(columns)
+    if family == "linear":
+        return LinearStats(columns, n, np.array(mean, dtype=float), np.array(moments, dtype=float).reshape(k, k), null_rows)
+    c = len(classes)
+    if family == "gaussian_nb":
+        return GaussianNBStats(columns, classes, counts, np.array(mean, dtype=float).reshape(c, k),
+                               np.array(moments, dtype=float).reshape(c, k), null_rows)
+    if family == "multinomial_nb":
+        return MultinomialNBStats(columns, classes, counts, np.array(moments, dtype=float).reshape(c, k), null_rows)
+    raise ValueError(f"unknown statistics family {family!r}")
+
+
+def store_stats(conn: psycopg.Connection, source_id: int, descriptor: Descriptor, stats) -> int:
+    """Materialise ``stats`` for the descriptor's range; returns its id (an existing one if already stored)."""
+    r = descriptor.range
+    if not (r.lo_closed and r.hi_closed):
+        raise ValueError("stored statistics cover closed ranges only")
+    key = [source_id, descriptor.family, bound_key(r.lo), bound_key(r.hi), descriptor.filter_sql,
+           descriptor.class_column, list(stats.columns)]
+    arrays = _to_arrays(stats)
+    row = conn.execute(
+        """
+        INSERT INTO modelstore.statistics
+            (source_id, family, lo_key, hi_key, filter_sql, target, columns, lo, hi, n, null_rows,
+             classes, counts, mean, moments)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (source_id, family, lo_key, hi_key, filter_sql, target, columns) DO NOTHING
+        RETURNING stats_id
+        """,
+        key + [bound_text(r.lo), bound_text(r.hi), stats.n, stats.null_rows,
+               arrays["classes"], arrays["counts"], arrays["mean"], arrays["moments"]],
+    ).fetchone()
+    if row is None:
+        row = conn.execute(
+            """
+            SELECT stats_id FROM modelstore.statistics
+            WHERE source_id = %s AND family = %s AND lo_key = %s AND hi_key = %s AND filter_sql = %s
+              AND target = %s AND columns = %s
+            """,
+            key,
+        ).fetchone()
+    return row[0]
+
+
+def covering_stats(conn: psycopg.Connection, source_id: int, descriptor: Descriptor) -> list[StoredStats]:
+    """Stored statistics for exactly the descriptor's range, filter and family that hold its columns.
+
+    A superset of the requested columns serves only when it skipped no row for a NULL (see
+    :meth:`LinearStats.can_serve`); fewest columns first (smallest to fetch).
+    """
+    r = descriptor.range
+    rows = conn.execute(
+        """
+        SELECT stats_id, lo, hi, columns, n, null_rows
+        FROM modelstore.statistics
+        WHERE source_id = %s AND family = %s AND filter_sql = %s AND target = %s
+          AND lo_key = %s AND hi_key = %s AND columns @> %s
+          AND (null_rows = 0 OR columns <@ %s)
+        ORDER BY cardinality(columns), stats_id
+        """,
+        [source_id, descriptor.family, descriptor.filter_sql, descriptor.class_column,
+         bound_key(r.lo), bound_key(r.hi), list(descriptor.stats_columns), list(descriptor.stats_columns)],
+    ).fetchall()
+    kind = descriptor.source.order_kind
+    return [StoredStats(sid, Range(parse_bound(lo, kind), parse_bound(hi, kind)), tuple(cols), n, nr)
+            for sid, lo, hi, cols, n, nr in rows]
+
+
+def fetch_stats(conn: psycopg.Connection, stats_ids: list[int]) -> dict[int, object]:
+    """The statistics objects of ``stats_ids``, in one round trip."""
+    if not stats_ids:
+        return {}
+    rows = conn.execute(
+        """
+        SELECT stats_id, family, columns, n, null_rows, classes, counts, mean, moments
+        FROM modelstore.statistics WHERE stats_id = ANY (%s)
+        """,
+        [list(stats_ids)],
+    ).fetchall()
+    found = {row[0]: _from_arrays(*row[1:]) for row in rows}
+    missing = set(stats_ids) - set(found)
+    if missing:
+        raise LookupError(f"stored statistics {sorted(missing)} disappeared while the request ran")
+    return found
+
+
+# -- named models -------------------------------------------------------------------------------------
+
+def store_model(conn: psycopg.Connection, *, name: str, kind: str, source_id: int, stats_id: int | None,
+                descriptor: Descriptor, params: dict, rows_used: int, rows_skipped: int, state: dict,
+                plan: dict, replace: bool) -> int:
+    if replace:
+        conn.execute("DELETE FROM modelstore.fitted_models WHERE name = %s", [name])
+    r = descriptor.range
+    row = conn.execute(
+        """
+        INSERT INTO modelstore.fitted_models
+            (name, kind, source_id, stats_id, lo, hi, filter_sql, target, features, params,
+             rows_used, rows_skipped, state, plan)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (name) DO NOTHING
+        RETURNING model_id
+        """,
+        [name, kind, source_id, stats_id, bound_text(r.lo), bound_text(r.hi), descriptor.filter_sql,
+         descriptor.target, list(descriptor.features), Jsonb(params), rows_used, rows_skipped,
+         Jsonb(_jsonable(state)), Jsonb(_jsonable(plan))],
+    ).fetchone()
+    if row is None:
+        raise InputError(f"a model named {name!r} already exists; pass replace=True or choose another name")
+    return row[0]
+
+
+def next_model_number(conn: psycopg.Connection) -> int:
+    return conn.execute("SELECT nextval(pg_get_serial_sequence('modelstore.fitted_models', 'model_id'))").fetchone()[0]
+
+
+def load_model_row(conn: psycopg.Connection, name: str) -> dict:
+    cur = conn.execute(
+        """
+        SELECT m.model_id, m.name, m.kind, m.stats_id, m.lo, m.hi, m.filter_sql, m.target, m.features,
+               m.params, m.rows_used, m.rows_skipped, m.state, m.plan, m.created_at, m.created_by,
+               s.schema_name, s.table_name, s.order_by, s.order_kind
+        FROM modelstore.fitted_models m JOIN modelstore.sources s USING (source_id)
+        WHERE m.name = %s
+        """,
+        [name],
+    )
+    row = cur.fetchone()
+    if row is None:
+        raise ModelNotFoundError(f"no model named {name!r}")
+    return dict(zip([c.name for c in cur.description], row))
+
+
+def list_models(conn: psycopg.Connection) -> list[dict]:
+    cur = conn.execute(sql.SQL("SELECT * FROM modelstore.models ORDER BY created_at, name"))
+    return [dict(zip([c.name for c in cur.description], row)) for row in cur.fetchall()]
+
+
+def drop_model(conn: psycopg.Connection, name: str, *, missing_ok: bool = False) -> bool:
+    """Drop the named model; its statistics stay in the catalog for reuse."""
+    cur = conn.execute("DELETE FROM modelstore.fitted_models WHERE name = %s", [name])
+    if cur.rowcount == 0 and not missing_ok:
+        raise ModelNotFoundError(f"no model named {name!r}")
+    return cur.rowcount > 0
+
+
+def _jsonable(obj):
+    """JSON-safe copy: numpy values to Python, tuples to lists, NaN/±inf to None (jsonb has no NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | np.ndarray):
+        return [_jsonable(v) for v in (obj.tolist() if isinstance(obj, np.ndarray) else obj)]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    return str(obj)

@@ -1,0 +1,157 @@
+"""The ``modelstore`` command line: demo, migrate, fit, explain, models, show, drop, server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from modelstore.errors import ModelstoreError
+
+console = Console()
+
+
+def _bound(text: str | None):
+    """A range bound from the command line: an integer, a number, or an ISO date/timestamp."""
+    if text is None:
+        return None
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _add_request_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kind", choices=["linear", "gaussian_nb", "multinomial_nb"])
+    p.add_argument("--table", required=True, help="table or view, e.g. public.sales")
+    p.add_argument("--target", required=True, help="target (linear) or class column (Naive Bayes)")
+    p.add_argument("--features", required=True, help="comma-separated feature columns")
+    p.add_argument("--order-by", required=True, help="the ordering column the range is on")
+    p.add_argument("--lo", help="first value of the range (default: the table's first)")
+    p.add_argument("--hi", help="last value of the range (default: the table's last)")
+    p.add_argument("--where", help="residual filter, a SQL predicate")
+    p.add_argument("--l2", type=float, default=0.0, help="ridge penalty (linear)")
+    p.add_argument("--var-smoothing", type=float, default=1e-9, help="Gaussian NB variance smoothing")
+    p.add_argument("--alpha", type=float, default=1.0, help="multinomial NB additive smoothing")
+
+
+def _request(args) -> tuple[str, dict]:
+    return args.kind, dict(
+        table=args.table, target=args.target, features=[f.strip() for f in args.features.split(",") if f.strip()],
+        order_by=args.order_by, lo=_bound(args.lo), hi=_bound(args.hi), where=args.where, l2=args.l2,
+        var_smoothing=args.var_smoothing, alpha=args.alpha,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelstore", description=__doc__)
+    parser.add_argument("--dsn", help="PostgreSQL DSN or URL (default: $MODELSTORE_DSN, $DATABASE_URL, else embedded)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="build, reuse and explain models on a seeded synthetic table")
+    p.add_argument("--rows", type=int, default=200_000)
+    p.add_argument("--seed", type=int, default=7)
+
+    sub.add_parser("migrate", help="create or update the modelstore catalog schema")
+
+    p = sub.add_parser("fit", help="fit (and materialise) a model")
+    _add_request_args(p)
+    p.add_argument("--name", help="model name (default: generated)")
+    p.add_argument("--replace", action="store_true", help="replace a model of the same name")
+
+    p = sub.add_parser("explain", help="show the plan for a request without running it")
+    _add_request_args(p)
+
+    sub.add_parser("models", help="list stored models")
+    p = sub.add_parser("show", help="show a stored model's coefficients and how it was built")
+    p.add_argument("name")
+    p = sub.add_parser("drop", help="drop a stored model")
+    p.add_argument("name")
+    p.add_argument("--if-exists", action="store_true")
+
+    p = sub.add_parser("server", help="the embedded PostgreSQL server")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "server":
+            return _server(args.action)
+        from modelstore.store import Store
+
+        with Store(args.dsn) as store:
+            return _dispatch(store, args)
+    except ModelstoreError as exc:
+        console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        return 2
+
+
+def _dispatch(store, args) -> int:
+    if args.command == "demo":
+        from modelstore import demo
+
+        demo.run(store, rows=args.rows, seed=args.seed, console=console)
+    elif args.command == "migrate":
+        from modelstore.migrate import migrate
+
+        applied = migrate(store.conn)
+        console.print("catalog is up to date" + (f" (applied: {', '.join(applied)})" if applied else ""))
+    elif args.command == "fit":
+        kind, request = _request(args)
+        model = store.fit(kind, name=args.name, replace=args.replace, **request)
+        console.print(f"[bold]{model.name}[/bold]")
+        _print_model(model)
+        console.print(str(model.plan), markup=False)
+    elif args.command == "explain":
+        kind, request = _request(args)
+        console.print(str(store.explain(kind, **request)), markup=False)
+    elif args.command == "models":
+        frame = store.models()
+        grid = RichTable()
+        for col in ("name", "kind", "source", "order_by", "lo", "hi", "filter", "target", "features", "rows_used"):
+            grid.add_column(col)
+        for row in frame.itertuples():
+            grid.add_row(*(str(getattr(row, c)) if getattr(row, c) is not None else "" for c in
+                           ("name", "kind", "source", "order_by", "lo", "hi", "filter", "target", "features", "rows_used")))
+        console.print(grid)
+    elif args.command == "show":
+        model = store.model(args.name)
+        _print_model(model)
+        console.print_json(json.dumps(model.plan))
+    elif args.command == "drop":
+        dropped = store.drop(args.name, missing_ok=args.if_exists)
+        console.print(f"dropped {args.name}" if dropped else f"no model named {args.name}")
+    return 0
+
+
+def _print_model(model) -> None:
+    if hasattr(model, "summary"):
+        console.print(model.summary().to_string(float_format=lambda v: f"{v:.6g}"), markup=False)
+    else:
+        console.print(f"classes: {list(model.classes_)}  rows used: {model.rows_used}", markup=False)
+
+
+def _server(action: str) -> int:
+    from modelstore.server import EmbeddedServer
+
+    server = EmbeddedServer()
+    if action == "start":
+        server.start()
+        console.print(f"embedded PostgreSQL running at {server.dsn}")
+    elif action == "stop":
+        server.stop()
+        console.print("embedded PostgreSQL stopped")
+    else:
+        console.print(f"running at {server.dsn}" if server.is_running() else "not running")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""Descriptors: which rows a model summarises (paper §3.3, §5; DESIGN.md §3).
+
+A descriptor is a source (schema-qualified table + ordering column), a range on the ordering column,
+the residual filter (the rest of the WHERE clause) normalised with sqlglot so that equal filters
+compare equal, and the model's target, features and kind. Ranges are closed [lo, hi] for requests
+and stored models; the planner also needs half-open gaps, so :class:`Range` carries both flags.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, SqlglotError
+from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
+from sqlglot.optimizer.simplify import simplify
+
+from modelstore.errors import FilterError, RangeError, UnknownColumnError
+
+#: the model kinds of this release and the statistics family that serves each
+KIND_FAMILY = {"linear": "linear", "gaussian_nb": "gaussian_nb", "multinomial_nb": "multinomial_nb"}
+
+_EPOCH = dt.datetime(1970, 1, 1)
+_EPOCH_TZ = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A table or view and its ordering column; names are exact (already case-resolved)."""
+
+    schema: str
+    table: str
+    order_by: str
+    order_kind: str = "number"  # 'number' | 'timestamp' | 'timestamptz' | 'date'
+
+    @property
+    def qualified(self) -> str:
+        """Display form, quoted as PostgreSQL would need it."""
+        return exp.table_(self.table, db=self.schema, quoted=True).sql(dialect="postgres")
+
+
+@dataclass(frozen=True, order=True)
+class Range:
+    """A range on the ordering column; ``lo``/``hi`` are Python values of the column's kind."""
+
+    lo: object
+    hi: object
+    lo_closed: bool = True
+    hi_closed: bool = True
+
+    def __str__(self) -> str:
+        return f"{'[' if self.lo_closed else '('}{_show(self.lo)}, {_show(self.hi)}{']' if self.hi_closed else ')'}"
+
+
+def _show(v) -> str:
+    return v.isoformat(sep=" ") if isinstance(v, dt.datetime) else str(v)
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """Everything that decides which statistics a model needs (DESIGN.md §3)."""
+
+    source: Source
+    range: Range
+    filter_sql: str  # normalised residual filter, '' for none
+    kind: str
+    target: str
+    features: tuple[str, ...]
+    params: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def family(self) -> str:
+        return KIND_FAMILY[self.kind]
+
+    @property
+    def stats_columns(self) -> tuple[str, ...]:
+        """The columns the statistics are over: features + target for linear, features for NB."""
+        return self.features + (self.target,) if self.family == "linear" else self.features
+
+    @property
+    def class_column(self) -> str:
+        """The class column a classifier's statistics are grouped by ('' for linear)."""
+        return "" if self.family == "linear" else self.target
+
+
+# -- range bounds ---------------------------------------------------------------------------------
+
+def coerce_bound(value, order_kind: str, which: str):
+    """A range bound as the Python value of the ordering column's kind, or a clear error."""
+    if order_kind == "number":
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+            raise RangeError(f"{which} must be a number for a numeric ordering column, got {value!r} instead")
+        if isinstance(value, float | Decimal) and not _finite(value):
+            raise RangeError(f"{which} must be finite, got {value!r} instead")
+        return value
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise RangeError(f"{which} must be an ISO date or timestamp, got {value!r} instead") from exc
+    if order_kind == "date":
+        if isinstance(value, dt.datetime):
+            if value.time() != dt.time(0) or value.tzinfo is not None:
+                raise RangeError(f"{which} must be a date for a date ordering column, got {value!r} instead")
+            value = value.date()
+        if not isinstance(value, dt.date):
+            raise RangeError(f"{which} must be a date, got {value!r} instead")
+        return value
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        value = dt.datetime.combine(value, dt.time(0))
+    if not isinstance(value, dt.datetime):
+        raise RangeError(f"{which} must be a timestamp, got {value!r} instead")
+    if order_kind == "timestamptz" and value.tzinfo is None:
+        raise RangeError(f"{which} must be timezone-aware for a timestamptz ordering column, got {value!r} instead")
+    if order_kind == "timestamp" and value.tzinfo is not None:
+        raise RangeError(f"{which} must be naive for a timestamp (without time zone) ordering column, got {value!r}")
+    return value
+
+
+def _finite(v) -> bool:
+    return v == v and v not in (float("inf"), float("-inf"))
+
+
+def bound_key(value) -> Decimal:
+    """An exact numeric key for a bound, consistent within one ordering column (for the catalog)."""
+    if isinstance(value, bool):
+        raise TypeError("boolean bounds are not supported")
+    if isinstance(value, int | Decimal):
+        return Decimal(value)
+    if isinstance(value, float):
+        return Decimal(value)  # exact binary value
+    if isinstance(value, dt.datetime):
+        delta = value - (_EPOCH_TZ if value.tzinfo else _EPOCH)
+        return Decimal(delta.days) * 86400 + Decimal(delta.seconds) + Decimal(delta.microseconds) / 1_000_000
+    if isinstance(value, dt.date):
+        return Decimal((value - _EPOCH.date()).days)
+    raise TypeError(f"unsupported bound {value!r}")
+
+
+def bound_text(value) -> str:
+    """The bound as PostgreSQL literal text of the ordering column's type (stored for display)."""
+    return value.isoformat(sep=" ") if isinstance(value, dt.datetime) else str(value)
+
+
+def parse_bound(text: str, order_kind: str):
+    """Inverse of :func:`bound_text`."""
+    if order_kind == "number":
+        d = Decimal(text)
+        return int(d) if d == d.to_integral_value() and "." not in text and "e" not in text.lower() else float(text)
+    if order_kind == "date":
+        return dt.date.fromisoformat(text)
+    return dt.datetime.fromisoformat(text)
+
+
+def check_range(lo, hi) -> Range:
+    if lo > hi:
+        raise RangeError(f"lo must be <= hi, got lo={lo!r} > hi={hi!r}")
+    return Range(lo, hi)
+
+
+# -- residual filter ----------------------------------------------------------------------------------
+
+#: immutable built-ins a filter may call; anything else (volatile, side effects, unknown) is refused
+ALLOWED_FUNCTIONS = (
+    exp.Abs, exp.Lower, exp.Upper, exp.Coalesce, exp.Length, exp.Round, exp.Floor, exp.Ceil, exp.Extract,
+    exp.TimestampTrunc, exp.DateTrunc, exp.Substring, exp.Trim, exp.Sqrt, exp.Ln, exp.Log, exp.Exp, exp.Pow,
+    exp.Greatest, exp.Least, exp.Nullif, exp.Cast, exp.TryCast, exp.Case, exp.If, exp.Sign, exp.Concat,
+)
+
+_REFUSED_NODES = (exp.Query, exp.Subquery, exp.AggFunc, exp.Window, exp.Star, exp.Placeholder, exp.Parameter,
+                  exp.Command, exp.Dot)
+
+
+def normalize_filter(text: str | None, columns: set[str] | None = None) -> str:
+    """The residual filter as canonical PostgreSQL SQL ('' for none), or a :class:`FilterError`.
+
+    Unquoted identifiers are folded to lower case as PostgreSQL does, comments are dropped, the
+    expression is simplified (conjuncts sorted, constants folded, ``1 < x`` → ``x > 1``) so that
+    equal filters written differently compare equal. Only bare column references, literals,
+    operators and the immutable functions in :data:`ALLOWED_FUNCTIONS` are accepted: a filter is a
+    row predicate, never a place to run statements. ``columns``, when given, are the table's
+    columns; a filter naming any other column is refused.
+
+    >>> normalize_filter("Region = 'EU' and 1 < x")
+    "region = 'EU' AND x > 1"
+    """
+    if text is None or not str(text).strip():
+        return ""
+    if not isinstance(text, str):
+        raise FilterError(f"where must be a SQL predicate string, got {type(text).__name__} instead")
+    try:
+        tree = sqlglot.condition(text, dialect="postgres")
+    except (ParseError, SqlglotError) as exc:
+        raise FilterError(f"where does not parse as a SQL predicate: {text!r} ({_first_line(exc)})") from exc
+    tree = normalize_identifiers(tree, dialect="postgres")
+    for node in tree.walk():
+        if isinstance(node, _REFUSED_NODES):
+            raise FilterError(f"where may only compare columns with values; {node.key.upper()} is not allowed: {text!r}")
+        if isinstance(node, exp.Func) and not isinstance(node, ALLOWED_FUNCTIONS + (exp.Connector, exp.Binary, exp.Not, exp.Paren)):
+            name = node.sql_name() if not isinstance(node, exp.Anonymous) else node.name
+            raise FilterError(f"function {name}() is not allowed in a filter (only immutable built-ins); got {text!r}")
+        if isinstance(node, exp.Column):
+            if node.table:
+                raise FilterError(f"where must use bare column names, got {node.sql(dialect='postgres')!r}")
+            if columns is not None and node.name not in columns:
+                raise UnknownColumnError(f"where refers to column {node.name!r}, which the table does not have")
+    try:
+        tree = simplify(tree, dialect="postgres")
+    except Exception:  # simplify is an optimisation: keep the parsed tree if it gives up
+        pass
+    return tree.sql(dialect="postgres", comments=False)
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -1,0 +1,79 @@
+"""Errors raised by modelstore.
+
+Every error is a :class:`ModelstoreError`; messages name the offending object and what was expected.
+
+::
+
+    ModelstoreError
+     ├── ServerError            the embedded PostgreSQL could not be found, initialised, started, stopped
+     ├── MigrationError         the catalog schema could not be brought up to date
+     ├── InputError             a request that cannot be answered as asked (nothing is written)
+     │    ├── UnknownTableError      the table or view does not exist (or is not visible)
+     │    ├── UnknownColumnError     a column named in the request does not exist
+     │    ├── ColumnTypeError        a feature/target/ordering column of the wrong type
+     │    ├── RangeError             lo > hi, a bound of the wrong type, or an empty range
+     │    ├── FilterError            a residual filter that does not parse or is not a plain predicate
+     │    ├── NonFiniteValueError    NaN or ±Infinity in the selected rows
+     │    └── TooManyClassesError    a class column with more distinct values than allowed
+     ├── SingularMatrixError    XᵀX is singular without a ridge penalty (names the collinear columns)
+     └── ModelNotFoundError     no stored model of that name
+"""
+
+from __future__ import annotations
+
+
+class ModelstoreError(Exception):
+    """Base class of every error modelstore raises."""
+
+
+class ServerError(ModelstoreError):
+    """The embedded PostgreSQL could not be found, initialised, started or stopped."""
+
+
+class MigrationError(ModelstoreError):
+    """The catalog schema could not be brought up to date."""
+
+
+class InputError(ModelstoreError, ValueError):
+    """A model request that cannot be answered as asked; nothing has been written."""
+
+
+class UnknownTableError(InputError):
+    """The table or view does not exist, or the current role cannot see it."""
+
+
+class UnknownColumnError(InputError):
+    """A column named in the request does not exist in the table."""
+
+
+class ColumnTypeError(InputError):
+    """A column of a type the request cannot use (e.g. a text feature)."""
+
+
+class RangeError(InputError):
+    """The requested range is malformed (lo > hi, wrong type) or selects no rows."""
+
+
+class FilterError(InputError):
+    """The residual filter does not parse, or is not a plain row predicate."""
+
+
+class NonFiniteValueError(InputError):
+    """The selected rows contain NaN or ±Infinity, which no model can be fitted on."""
+
+
+class TooManyClassesError(InputError):
+    """The class column has more distinct values than the model kind allows."""
+
+
+class SingularMatrixError(ModelstoreError, ArithmeticError):
+    """XᵀX is singular (collinear or constant features) and no ridge penalty was given."""
+
+    def __init__(self, message: str, collinear: list[str] | None = None):
+        super().__init__(message)
+        #: the columns found to be (near) linear combinations of the others
+        self.collinear = list(collinear or [])
+
+
+class ModelNotFoundError(ModelstoreError, LookupError):
+    """No stored model has that name."""

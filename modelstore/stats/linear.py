@@ -1,0 +1,211 @@
+"""Linear-regression statistics: n, the mean vector and the comoment matrix of [features…, target].
+
+Paper §3.1.1 stores A = XᵀX and B = Xᵀy as raw power sums. Subtracting raw power sums loses every
+digit that the means share with the data (catastrophic cancellation; NIST's Longley data loses all
+of them), so we keep the *centered* form instead:
+
+    n,   mean_i = Σ z_i / n,   C_ij = Σ (z_i − mean_i)(z_j − mean_j)
+
+over z = [x_1 … x_d, y]. XᵀX and Xᵀy of any model (with intercept) follow from it, and merging and
+unmerging are exact pairwise updates (Chan, Golub & LeVeque 1979):
+
+    a + b:  n = n_a + n_b,  δ = mean_b − mean_a,
+            mean = mean_a + δ · n_b / n,
+            C = C_a + C_b + δ δᵀ · n_a n_b / n
+    (a + b) − b  inverts the same identity (see :meth:`LinearStats.__isub__`).
+
+Inside PostgreSQL the state is computed by ``avg`` and ``regr_sxy`` — both use the Youngs–Cramer
+updates since PostgreSQL 12 — in one aggregate query (:func:`aggregate_query`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from psycopg import sql
+
+from modelstore.stats._sql import column_alias, complete_rows
+
+
+class LinearStats:
+    """Mergeable sufficient statistics of a linear model over ``columns`` (features…, target).
+
+    ``null_rows`` counts rows of the range that were skipped because some column was NULL; it adds
+    and subtracts like ``n``.
+    """
+
+    family = "linear"
+
+    __slots__ = ("columns", "n", "mean", "comoment", "null_rows")
+
+    def __init__(self, columns: Sequence[str], n: int = 0, mean=None, comoment=None, null_rows: int = 0):
+        self.columns = tuple(columns)
+        k = len(self.columns)
+        self.n = int(n)
+        self.mean = np.zeros(k) if mean is None else np.asarray(mean, dtype=float).reshape(k)
+        self.comoment = np.zeros((k, k)) if comoment is None else np.asarray(comoment, dtype=float).reshape(k, k)
+        self.null_rows = int(null_rows)
+        if self.n < 0 or self.null_rows < 0:
+            raise ValueError(f"row counts must be >= 0, got n={self.n}, null_rows={self.null_rows}")
+
+    # -- construction ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_rows(cls, columns: Sequence[str], rows, null_rows: int = 0) -> "LinearStats":
+        """Statistics of a numpy array of complete rows (one column per entry of ``columns``)."""
+        z = np.asarray(rows, dtype=float).reshape(-1, len(columns))
+        n = z.shape[0]
+        if n == 0:
+            return cls(columns, null_rows=null_rows)
+        mean = z.mean(axis=0)
+        centered = z - mean
+        return cls(columns, n, mean, centered.T @ centered, null_rows)
+
+    @classmethod
+    def from_state(cls, state: dict) -> "LinearStats":
+        """Rebuild from :meth:`to_state` (the catalog's representation)."""
+        return cls(state["columns"], state["n"], state["mean"], state["comoment"], state.get("null_rows", 0))
+
+    def to_state(self) -> dict:
+        return {
+            "columns": list(self.columns),
+            "n": self.n,
+            "null_rows": self.null_rows,
+            "mean": self.mean.tolist(),
+            "comoment": self.comoment.tolist(),
+        }
+
+    def copy(self) -> "LinearStats":
+        return LinearStats(self.columns, self.n, self.mean.copy(), self.comoment.copy(), self.null_rows)
+
+    # -- algebra (Chan et al.) -------------------------------------------------------------------
+
+    def _check_compatible(self, other: "LinearStats") -> None:
+        if not isinstance(other, LinearStats):
+            raise TypeError(f"can only combine LinearStats with LinearStats, got {type(other).__name__} instead")
+        if other.columns != self.columns:
+            raise ValueError(f"statistics over different columns: {self.columns} vs {other.columns}")
+
+    def __iadd__(self, other: "LinearStats") -> "LinearStats":
+        self._check_compatible(other)
+        if other.n:
+            if self.n == 0:
+                self.mean, self.comoment = other.mean.copy(), other.comoment.copy()
+            else:
+                n = self.n + other.n
+                delta = other.mean - self.mean
+                self.comoment = self.comoment + other.comoment + np.outer(delta, delta) * (self.n * other.n / n)
+                self.mean = self.mean + delta * (other.n / n)
+            self.n += other.n
+        self.null_rows += other.null_rows
+        return self
+
+    def __isub__(self, other: "LinearStats") -> "LinearStats":
+        """Remove ``other``'s rows: the inverse of ``+=`` for rows that ``self`` contains."""
+        self._check_compatible(other)
+        n_rest = self.n - other.n
+        if n_rest < 0 or self.null_rows < other.null_rows:
+            raise ValueError(f"cannot remove {other.n} rows from statistics over {self.n} rows")
+        if other.n:
+            if n_rest == 0:
+                self.mean = np.zeros_like(self.mean)
+                self.comoment = np.zeros_like(self.comoment)
+            else:
+                mean_rest = self.mean + (self.mean - other.mean) * (other.n / n_rest)
+                delta = other.mean - mean_rest
+                self.comoment = self.comoment - other.comoment - np.outer(delta, delta) * (n_rest * other.n / self.n)
+                self.mean = mean_rest
+            self.n = n_rest
+        self.null_rows -= other.null_rows
+        return self
+
+    def __add__(self, other: "LinearStats") -> "LinearStats":
+        result = self.copy()
+        result += other
+        return result
+
+    def __sub__(self, other: "LinearStats") -> "LinearStats":
+        result = self.copy()
+        result -= other
+        return result
+
+    # -- views ------------------------------------------------------------------------------------
+
+    def select(self, columns: Sequence[str]) -> "LinearStats":
+        """The statistics of a sub-model over ``columns`` ⊆ ``self.columns`` (any order).
+
+        Exact only when no row was skipped for a NULL: a row skipped because a *dropped* column was
+        NULL would belong to the sub-model. Callers check :meth:`can_serve` first.
+        """
+        columns = tuple(columns)
+        if not self.can_serve(columns):
+            raise ValueError(f"statistics over {self.columns} (null_rows={self.null_rows}) cannot serve {columns}")
+        idx = [self.columns.index(c) for c in columns]
+        return LinearStats(columns, self.n, self.mean[idx], self.comoment[np.ix_(idx, idx)], self.null_rows)
+
+    def can_serve(self, columns: Sequence[str]) -> bool:
+        columns = tuple(columns)
+        if not set(columns) <= set(self.columns):
+            return False
+        return set(columns) == set(self.columns) or self.null_rows == 0
+
+    def non_finite_columns(self) -> list[str]:
+        """Columns whose statistics are NaN/inf — the rows held NaN or ±Infinity."""
+        bad = ~np.isfinite(self.mean) | ~np.isfinite(self.comoment).all(axis=0)
+        return [c for c, b in zip(self.columns, bad) if b]
+
+    @property
+    def nbytes(self) -> int:
+        return self.mean.nbytes + self.comoment.nbytes + 16
+
+    def __eq__(self, other) -> bool:  # exact equality, used by tests of the catalog round trip
+        return (
+            isinstance(other, LinearStats)
+            and self.columns == other.columns
+            and self.n == other.n
+            and self.null_rows == other.null_rows
+            and np.array_equal(self.mean, other.mean)
+            and np.array_equal(self.comoment, other.comoment)
+        )
+
+    def __repr__(self) -> str:
+        return f"LinearStats(columns={self.columns!r}, n={self.n}, null_rows={self.null_rows})"
+
+
+# -- the aggregate query ---------------------------------------------------------------------------
+
+def aggregate_query(relation: sql.Composable, value_exprs: list[sql.Composable], where: sql.Composable) -> sql.Composed:
+    """One aggregate over the rows ``where`` selects: n, null_rows, k means, k(k+1)/2 comoments.
+
+    ``regr_sxy(Y, X)`` is Σ(X − X̄)(Y − Ȳ) computed with Youngs–Cramer updates (PostgreSQL ≥ 12).
+    """
+    k = len(value_exprs)
+    c = [column_alias(i) for i in range(k)]
+    items = [sql.SQL("count({})").format(c[0]), sql.SQL("count(*) - count({})").format(c[0])]
+    items += [sql.SQL("avg({})").format(ci) for ci in c]
+    items += [sql.SQL("regr_sxy({}, {})").format(c[j], c[i]) for i in range(k) for j in range(i, k)]
+    return sql.SQL("SELECT {} FROM ({}) AS s").format(
+        sql.SQL(", ").join(items), complete_rows(relation, value_exprs, where)
+    )
+
+
+def from_aggregate_row(columns: Sequence[str], row: Sequence) -> LinearStats:
+    """Rebuild the statistics from the single row :func:`aggregate_query` returns."""
+    k = len(columns)
+    n, null_rows = int(row[0]), int(row[1])
+    if n == 0:
+        return LinearStats(columns, 0, null_rows=null_rows)
+    mean = np.array([_float(v) for v in row[2 : 2 + k]])
+    comoment = np.empty((k, k))
+    pos = 2 + k
+    for i in range(k):
+        for j in range(i, k):
+            comoment[i, j] = comoment[j, i] = _float(row[pos])
+            pos += 1
+    return LinearStats(columns, n, mean, comoment, null_rows)
+
+
+def _float(v) -> float:
+    return math.nan if v is None else float(v)

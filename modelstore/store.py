@@ -1,0 +1,249 @@
+"""The analyst's entry point: a :class:`Store` plans, executes and materialises model requests.
+
+``store.fit(kind, table=…, …)`` validates the request (nothing is written if it is bad), plans it
+over the stored statistics (:mod:`modelstore.planner`), runs the plan (:mod:`modelstore.executor`),
+solves the model, and — in the same transaction — materialises its statistics and the named model.
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import time
+from collections.abc import Sequence
+from numbers import Real
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from modelstore import catalog
+from modelstore.connection import open_connection, resolve_dsn
+from modelstore.descriptor import (
+    KIND_FAMILY, Descriptor, Range, Source, check_range, coerce_bound, normalize_filter, parse_bound,
+)
+from modelstore.errors import InputError, NonFiniteValueError, RangeError
+from modelstore.executor import execute
+from modelstore.migrate import ensure_current
+from modelstore.models import GaussianNB, LinearRegression, MultinomialNB
+from modelstore.plan import ExecutedPlan, Plan
+from modelstore.planner import plan_request
+from modelstore.source import Table, check_class_column, check_numeric, resolve_table
+
+MODEL_CLASSES = {"linear": LinearRegression, "gaussian_nb": GaussianNB, "multinomial_nb": MultinomialNB}
+
+MAX_NAME_LENGTH = 128
+
+
+class Store:
+    """A connection to PostgreSQL with the modelstore catalog.
+
+    ``dsn``: a libpq DSN/URL, a SQLAlchemy URL or Engine; None means ``MODELSTORE_DSN``, then
+    ``DATABASE_URL``, then the embedded server (started on demand and stopped by :meth:`close`
+    — or at interpreter exit — when this store started it).
+    ``materialize``: store every fitted model's statistics for reuse (the default).
+    """
+
+    def __init__(self, dsn=None, *, materialize: bool = True, migrate: bool = True):
+        self.dsn, self._server = resolve_dsn(dsn)
+        if self._server is not None and self._server.started_by_us:
+            atexit.register(self._stop_server)
+        self.conn: psycopg.Connection = open_connection(self.dsn, autocommit=True)
+        self.materialize = materialize
+        if migrate:
+            ensure_current(self.conn)
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if not self.conn.closed:
+            self.conn.close()
+        self._stop_server()
+
+    def _stop_server(self) -> None:
+        server, self._server = self._server, None
+        if server is not None and server.started_by_us:
+            server.stop()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- requests -----------------------------------------------------------------------------------
+
+    def fit(self, kind: str, *, table: str, target: str, features: Sequence[str], order_by: str,
+            lo=None, hi=None, where: str | None = None, l2: float = 0.0, var_smoothing: float = 1e-9,
+            alpha: float = 1.0, name: str | None = None, replace: bool = False, max_classes: int = 1000):
+        """Fit a model over ``table`` rows with ``order_by`` in [lo, hi] (closed; None = the table's
+        first/last value) satisfying ``where``; materialise it; return it with ``.plan`` and ``.name``.
+
+        Rows with a NULL in any used column are skipped and counted (``rows_skipped``).
+        """
+        params = _model_params(kind, l2=l2, var_smoothing=var_smoothing, alpha=alpha)
+        if name is not None:
+            _check_name(name)
+        _check_max_classes(max_classes)
+        started = time.perf_counter()
+        with self.conn.transaction():
+            descriptor, table_info = self._describe(kind, table, target, features, order_by, lo, hi, where, params)
+            source_id = catalog.find_source(self.conn, descriptor.source)
+            plan = plan_request(self.conn, source_id, descriptor)
+            stats, executed = execute(self.conn, plan, table_info, max_classes=max_classes)
+            _check_stats(descriptor, stats)
+            model = MODEL_CLASSES[kind].from_stats(stats, **params)
+            stats_id = None
+            if self.materialize:
+                source_id = catalog.ensure_source(self.conn, descriptor.source)
+                if len(plan.steps) == 1 and plan.steps[0].op == "stored":
+                    stats_id = plan.steps[0].stats_id
+                else:
+                    stats_id = catalog.store_stats(self.conn, source_id, descriptor, stats)
+            executed = ExecutedPlan(plan, executed.results, time.perf_counter() - started - plan.planning_seconds,
+                                    stats_id)
+            if self.materialize:
+                name = name or f"{descriptor.source.table}_{kind}_{catalog.next_model_number(self.conn)}"
+                catalog.store_model(
+                    self.conn, name=name, kind=kind, source_id=source_id, stats_id=stats_id,
+                    descriptor=descriptor, params=params, rows_used=stats.n, rows_skipped=stats.null_rows,
+                    state=model.to_state(), plan=executed.to_json(), replace=replace,
+                )
+        model.name = name
+        model.plan = executed
+        model.descriptor = descriptor
+        return model
+
+    def explain(self, kind: str, *, table: str, target: str, features: Sequence[str], order_by: str,
+                lo=None, hi=None, where: str | None = None, l2: float = 0.0, var_smoothing: float = 1e-9,
+                alpha: float = 1.0, **_ignored) -> Plan:
+        """The plan :meth:`fit` would run for the same arguments, without running it."""
+        params = _model_params(kind, l2=l2, var_smoothing=var_smoothing, alpha=alpha)
+        with self.conn.transaction():
+            descriptor, _ = self._describe(kind, table, target, features, order_by, lo, hi, where, params)
+            source_id = catalog.find_source(self.conn, descriptor.source)
+            return plan_request(self.conn, source_id, descriptor)
+
+    def model(self, name: str):
+        """A stored model by name, rebuilt from the catalog (no statistics or rows are read)."""
+        row = catalog.load_model_row(self.conn, name)
+        model = MODEL_CLASSES[row["kind"]].from_state(row["state"])
+        model.name = row["name"]
+        model.plan = row["plan"]
+        source = Source(row["schema_name"], row["table_name"], row["order_by"], row["order_kind"])
+        rng = Range(parse_bound(row["lo"], source.order_kind), parse_bound(row["hi"], source.order_kind))
+        model.descriptor = Descriptor(source, rng, row["filter_sql"], row["kind"], row["target"],
+                                      tuple(row["features"]), row["params"])
+        return model
+
+    def models(self) -> pd.DataFrame:
+        """The ``modelstore.models`` view: one row per named model."""
+        rows = catalog.list_models(self.conn)
+        columns = ["name", "kind", "source", "order_by", "lo", "hi", "filter", "target", "features", "params",
+                   "rows_used", "rows_skipped", "stats_id", "created_at", "created_by"]
+        return pd.DataFrame(rows, columns=columns)
+
+    def drop(self, name: str, *, missing_ok: bool = False) -> bool:
+        """Drop a named model (its statistics stay stored for reuse)."""
+        with self.conn.transaction():
+            return catalog.drop_model(self.conn, name, missing_ok=missing_ok)
+
+    # -- validation ---------------------------------------------------------------------------------
+
+    def _describe(self, kind, table, target, features, order_by, lo, hi, where, params) -> tuple[Descriptor, Table]:
+        """Validate a request against the database and turn it into a :class:`Descriptor`."""
+        tbl = resolve_table(self.conn, table)
+        order_kind = tbl.order_kind(order_by)
+        features = _check_features(features, target)
+        check_numeric(tbl, features, "feature")
+        if KIND_FAMILY[kind] == "linear":
+            check_numeric(tbl, [target], "target")
+        else:
+            check_class_column(tbl, target)
+        filter_sql = normalize_filter(where, set(tbl.columns))
+        lo = None if lo is None else coerce_bound(lo, order_kind, "lo")
+        hi = None if hi is None else coerce_bound(hi, order_kind, "hi")
+        if lo is None or hi is None:
+            first, last = self._extent(tbl, order_by)
+            lo = first if lo is None else lo
+            hi = last if hi is None else hi
+        source = Source(tbl.schema, tbl.name, order_by, order_kind)
+        return Descriptor(source, check_range(lo, hi), filter_sql, kind, target, features, params), tbl
+
+    def _extent(self, tbl: Table, order_by: str):
+        row = self.conn.execute(
+            sql.SQL("SELECT min({0}), max({0}) FROM {1}").format(sql.Identifier(order_by), tbl.identifier)
+        ).fetchone()
+        if row[0] is None:
+            raise RangeError(f"table {tbl.display} has no rows with a non-NULL {order_by!r}; give lo and hi")
+        return row[0], row[1]
+
+    def __repr__(self) -> str:
+        return f"<Store {self.conn.info.host}:{self.conn.info.port}/{self.conn.info.dbname}>"
+
+
+def connect(dsn=None, **kwargs) -> Store:
+    """Open a :class:`Store` (DESIGN.md §4): ``modelstore.connect()`` uses the environment or the embedded server."""
+    return Store(dsn, **kwargs)
+
+
+# -- argument checks (before any query runs) ----------------------------------------------------------
+
+def _model_params(kind, *, l2, var_smoothing, alpha) -> dict:
+    if kind not in KIND_FAMILY:
+        raise InputError(f"kind must be one of {sorted(KIND_FAMILY)}, got {kind!r} instead")
+    if kind == "linear":
+        return {"l2": _non_negative("l2", l2)}
+    if kind == "gaussian_nb":
+        return {"var_smoothing": _non_negative("var_smoothing", var_smoothing)}
+    return {"alpha": _non_negative("alpha", alpha)}
+
+
+def _non_negative(what: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
+        raise InputError(f"{what} must be a finite number >= 0, got {value!r} instead")
+    return float(value)
+
+
+def _check_features(features, target) -> tuple[str, ...]:
+    if isinstance(features, str) or not isinstance(features, Sequence) or not features:
+        raise InputError(f"features must be a non-empty list of column names, got {features!r} instead")
+    features = tuple(features)
+    for f in features:
+        if not isinstance(f, str) or not f:
+            raise InputError(f"every feature must be a column name, got {f!r} instead")
+    dupes = sorted({f for f in features if features.count(f) > 1})
+    if dupes:
+        raise InputError(f"features must not repeat, got {dupes} more than once")
+    if not isinstance(target, str) or not target:
+        raise InputError(f"target must be a column name, got {target!r} instead")
+    if target in features:
+        raise InputError(f"target {target!r} cannot also be a feature")
+    return features
+
+
+def _check_name(name) -> None:
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH or not name.isprintable():
+        raise InputError(f"name must be 1–{MAX_NAME_LENGTH} printable characters, got {name!r} instead")
+
+
+def _check_max_classes(max_classes) -> None:
+    if isinstance(max_classes, bool) or not isinstance(max_classes, int) or max_classes < 1:
+        raise InputError(f"max_classes must be a positive integer, got {max_classes!r} instead")
+
+
+def _check_stats(descriptor: Descriptor, stats) -> None:
+    """Refuse statistics no model can be fitted on: no rows, or NaN/±inf values."""
+    if stats.n == 0:
+        where = f" WHERE {descriptor.filter_sql}" if descriptor.filter_sql else ""
+        if stats.null_rows:
+            raise RangeError(
+                f"all {stats.null_rows} row(s) of {descriptor.source.qualified} in {descriptor.range}{where} have a "
+                f"NULL in one of {list(descriptor.stats_columns) + ([descriptor.target] if descriptor.family != 'linear' else [])}"
+            )
+        raise RangeError(f"no rows of {descriptor.source.qualified} in {descriptor.range}{where}")
+    bad = stats.non_finite_columns()
+    if bad:
+        raise NonFiniteValueError(
+            f"column(s) {bad} hold NaN or ±Infinity in {descriptor.range}; filter them out with where=… to fit"
+        )
