@@ -12,6 +12,8 @@ from rich.table import Table as RichTable
 from modelstore.errors import ModelstoreError
 
 console = Console()
+if not console.is_terminal:  # piped or captured: do not squeeze tables into 80 columns
+    console = Console(width=120)
 
 
 def _bound(text: str | None):

@@ -61,14 +61,17 @@ def run(store: Store, rows: int = 200_000, seed: int = 7, console: Console | Non
         ("ridge, l2 = 50", "linear", dict(lin, lo=1, hi=half, l2=50.0)),
         ("linear, second half", "linear", dict(lin, lo=half + 1, hi=rows)),
         ("linear, EU only", "linear", dict(lin, lo=1, hi=rows, where="region = 'EU'")),
-        ("same filter, written differently", "linear", dict(lin, lo=1, hi=rows, where="('EU' = Region)")),
+        ("same filter, differently written", "linear", dict(lin, lo=1, hi=rows, where="('EU' = Region)")),
         ("Gaussian NB, whole table", "gaussian_nb", dict(nb)),
         ("Gaussian NB again", "gaussian_nb", dict(nb)),
     ]
     report = []
     grid = RichTable(title=f"modelstore demo — {rows:,} rows, embedded in PostgreSQL")
-    for col in ("request", "plan", "rows scanned", "time (ms)", "from scratch (ms)", "speed-up"):
-        grid.add_column(col, justify="left" if col in ("request", "plan") else "right")
+    grid.add_column("request")
+    grid.add_column("plan", no_wrap=True)
+    for col in ("rows read", "ms", "scan ms", "gain"):
+        grid.add_column(col, justify="right", no_wrap=True)
+    grid.caption = "ms: modelstore end to end (plan, run, solve, store); scan ms: the same statistics from scratch by one aggregate scan"
     for label, kind, args in requests:
         t0 = time.perf_counter()
         model = store.fit(kind, **args)

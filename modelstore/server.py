@@ -280,9 +280,7 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 def _child_env() -> dict[str, str]:
     """The environment of server processes: ours, minus libpq/server variables that would interfere."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env.setdefault("LC_ALL", "C")
-    return env
+    return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
 
 
 @contextlib.contextmanager
@@ -470,7 +468,9 @@ class EmbeddedServer:
                 )
         return _server_user()
 
-    def _run(self, args: list[str], *, check: bool = True, timeout: float = 120, what: str = "") -> subprocess.CompletedProcess:
+    def _run(
+        self, args: list[str], *, check: bool = True, timeout: float = 120, what: str = ""
+    ) -> subprocess.CompletedProcess:
         who = self._who()
         cwd = str(self.datadir.parent) if self.datadir is not None and self.datadir.parent.exists() else "/"
         if who.switching and _untraversable(Path(cwd), who) is not None:
@@ -724,4 +724,3 @@ class EmbeddedServer:
         state = f"port={self._port}" if self._port else "stopped"
         kind = "ephemeral " if self.ephemeral else ""
         return f"<{kind}EmbeddedServer {where} {state}>"
-

@@ -95,7 +95,8 @@ class Store:
             model = MODEL_CLASSES[kind].from_stats(stats, **params)
             stats_id = None
             if self.materialize:
-                source_id = catalog.ensure_source(self.conn, descriptor.source)
+                if source_id is None:
+                    source_id = catalog.ensure_source(self.conn, descriptor.source)
                 if len(plan.steps) == 1 and plan.steps[0].op == "stored":
                     stats_id = plan.steps[0].stats_id
                 else:
