@@ -8,10 +8,8 @@ solves the model, and — in the same transaction — materialises its statistic
 from __future__ import annotations
 
 import atexit
-import math
 import time
 from collections.abc import Sequence
-from numbers import Real
 
 import pandas as pd
 import psycopg
@@ -26,6 +24,7 @@ from modelstore.errors import InputError, NonFiniteValueError, RangeError
 from modelstore.executor import execute
 from modelstore.migrate import ensure_current
 from modelstore.models import GaussianNB, LinearRegression, MultinomialNB
+from modelstore.models._input import check_nonnegative
 from modelstore.plan import ExecutedPlan, Plan
 from modelstore.planner import plan_request
 from modelstore.source import Table, check_class_column, check_numeric, resolve_table
@@ -194,16 +193,10 @@ def _model_params(kind, *, l2, var_smoothing, alpha) -> dict:
     if kind not in KIND_FAMILY:
         raise InputError(f"kind must be one of {sorted(KIND_FAMILY)}, got {kind!r} instead")
     if kind == "linear":
-        return {"l2": _non_negative("l2", l2)}
+        return {"l2": check_nonnegative("l2", l2)}
     if kind == "gaussian_nb":
-        return {"var_smoothing": _non_negative("var_smoothing", var_smoothing)}
-    return {"alpha": _non_negative("alpha", alpha)}
-
-
-def _non_negative(what: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
-        raise InputError(f"{what} must be a finite number >= 0, got {value!r} instead")
-    return float(value)
+        return {"var_smoothing": check_nonnegative("var_smoothing", var_smoothing)}
+    return {"alpha": check_nonnegative("alpha", alpha)}
 
 
 def _check_features(features, target) -> tuple[str, ...]:

@@ -21,6 +21,7 @@ from psycopg.conninfo import make_conninfo
 from modelstore.server import EmbeddedServer
 
 settings.register_profile("ci", deadline=None, max_examples=50)
+settings.register_profile("thorough", deadline=None, max_examples=1000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 

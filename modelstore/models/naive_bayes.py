@@ -32,7 +32,7 @@ import pandas as pd
 import scipy.special
 
 from modelstore.errors import InputError, NonFiniteValueError, RangeError
-from modelstore.models.linear import (
+from modelstore.models._input import (
     check_name,
     check_nonnegative,
     decode_float,
