@@ -24,6 +24,7 @@ allowed, as in scikit-learn (every row gets it, with probability 1).
 
 from __future__ import annotations
 
+import abc
 import numbers
 import warnings
 
@@ -69,13 +70,14 @@ def _check_stats(stats, cls, what: str):
         raise NonFiniteValueError(f"the rows hold NaN or ±Infinity in feature column(s) {bad!r}")
 
 
-class _NaiveBayes:
+class _NaiveBayes(abc.ABC):
     """predict / predict_proba / predict_log_proba over ``_joint_log_likelihood`` (as sklearn's _BaseNB)."""
 
     kind = ""
 
+    @abc.abstractmethod
     def _joint_log_likelihood(self, X: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """log P(c) + log P(x | c) for each row of the feature matrix X and each class."""
 
     def predict_joint_log_proba(self, X) -> np.ndarray:
         """log P(c) + log P(x | c) per row and class (columns in the order of ``classes_``)."""

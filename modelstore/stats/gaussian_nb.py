@@ -14,10 +14,11 @@ import numpy as np
 from psycopg import sql
 
 from modelstore.stats._classes import normalize_label, sorted_labels
+from modelstore.stats._base import Statistics
 from modelstore.stats._sql import CLASS_ALIAS, column_alias, complete_rows
 
 
-class GaussianNBStats:
+class GaussianNBStats(Statistics):
     """Per-class (n_c, mean, M2) over ``features``; ``classes`` sorted ascending."""
 
     family = "gaussian_nb"
@@ -137,23 +138,7 @@ class GaussianNBStats:
         self.null_rows -= other.null_rows
         return self
 
-    def __add__(self, other):
-        result = self.copy()
-        result += other
-        return result
-
-    def __sub__(self, other):
-        result = self.copy()
-        result -= other
-        return result
-
     # -- views ------------------------------------------------------------------------------------
-
-    def can_serve(self, features: Sequence[str]) -> bool:
-        features = tuple(features)
-        if not set(features) <= set(self.features):
-            return False
-        return set(features) == set(self.features) or self.null_rows == 0
 
     def select(self, features: Sequence[str]) -> "GaussianNBStats":
         features = tuple(features)

@@ -26,10 +26,11 @@ from collections.abc import Sequence
 import numpy as np
 from psycopg import sql
 
+from modelstore.stats._base import Statistics
 from modelstore.stats._sql import column_alias, complete_rows
 
 
-class LinearStats:
+class LinearStats(Statistics):
     """Mergeable sufficient statistics of a linear model over ``columns`` (features…, target).
 
     ``null_rows`` counts rows of the range that were skipped because some column was NULL; it adds
@@ -121,16 +122,6 @@ class LinearStats:
         self.null_rows -= other.null_rows
         return self
 
-    def __add__(self, other: "LinearStats") -> "LinearStats":
-        result = self.copy()
-        result += other
-        return result
-
-    def __sub__(self, other: "LinearStats") -> "LinearStats":
-        result = self.copy()
-        result -= other
-        return result
-
     # -- views ------------------------------------------------------------------------------------
 
     def select(self, columns: Sequence[str]) -> "LinearStats":
@@ -144,12 +135,6 @@ class LinearStats:
             raise ValueError(f"statistics over {self.columns} (null_rows={self.null_rows}) cannot serve {columns}")
         idx = [self.columns.index(c) for c in columns]
         return LinearStats(columns, self.n, self.mean[idx], self.comoment[np.ix_(idx, idx)], self.null_rows)
-
-    def can_serve(self, columns: Sequence[str]) -> bool:
-        columns = tuple(columns)
-        if not set(columns) <= set(self.columns):
-            return False
-        return set(columns) == set(self.columns) or self.null_rows == 0
 
     def non_finite_columns(self) -> list[str]:
         """Columns whose statistics are NaN/inf — the rows held NaN or ±Infinity."""

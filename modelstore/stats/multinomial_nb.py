@@ -13,10 +13,11 @@ import numpy as np
 from psycopg import sql
 
 from modelstore.stats._classes import normalize_label, sorted_labels
+from modelstore.stats._base import Statistics
 from modelstore.stats._sql import CLASS_ALIAS, column_alias, complete_rows
 
 
-class MultinomialNBStats:
+class MultinomialNBStats(Statistics):
     """Per-class row counts and feature sums over ``features``; ``classes`` sorted ascending."""
 
     family = "multinomial_nb"
@@ -101,22 +102,6 @@ class MultinomialNBStats:
         r = self._combined(other, -1)
         self.classes, self.counts, self.feature_sums, self.null_rows = r.classes, r.counts, r.feature_sums, r.null_rows
         return self
-
-    def __add__(self, other):
-        result = self.copy()
-        result += other
-        return result
-
-    def __sub__(self, other):
-        result = self.copy()
-        result -= other
-        return result
-
-    def can_serve(self, features: Sequence[str]) -> bool:
-        features = tuple(features)
-        if not set(features) <= set(self.features):
-            return False
-        return set(features) == set(self.features) or self.null_rows == 0
 
     def select(self, features: Sequence[str]) -> "MultinomialNBStats":
         features = tuple(features)
