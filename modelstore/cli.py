@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from rich.console import Console
@@ -126,7 +125,7 @@ def _dispatch(store, args) -> int:
     elif args.command == "show":
         model = store.model(args.name)
         _print_model(model)
-        console.print_json(json.dumps(model.plan))
+        console.print(str(model.plan), markup=False)
     elif args.command == "drop":
         dropped = store.drop(args.name, missing_ok=args.if_exists)
         console.print(f"dropped {args.name}" if dropped else f"no model named {args.name}")

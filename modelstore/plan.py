@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from modelstore.descriptor import Descriptor, Range, bound_text
+from modelstore.descriptor import Descriptor, Range, bound_text, parse_bound
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,19 @@ class Step:
         }
 
 
+    @classmethod
+    def from_json(cls, data: dict, order_kind: str) -> "Step":
+        return cls(data["sign"], data["op"], _range_from_json(data["range"], order_kind), data.get("stats_id"),
+                   tuple(data.get("stored_columns", ())), data.get("est_rows"))
+
+
 def _range_json(r: Range) -> dict:
     return {"lo": bound_text(r.lo), "hi": bound_text(r.hi), "lo_closed": r.lo_closed, "hi_closed": r.hi_closed}
+
+
+def _range_from_json(data: dict, order_kind: str) -> Range:
+    return Range(parse_bound(data["lo"], order_kind), parse_bound(data["hi"], order_kind),
+                 data["lo_closed"], data["hi_closed"])
 
 
 @dataclass(frozen=True)
@@ -128,6 +139,14 @@ class ExecutedPlan:
         if self.stored_stats_id is not None:
             lines.append(f"Materialized as statistics #{self.stored_stats_id}")
         return "\n".join(lines)
+
+    @classmethod
+    def from_json(cls, data: dict, descriptor: Descriptor) -> "ExecutedPlan":
+        """Rebuild the record :meth:`to_json` stored in the catalog (for a model loaded by name)."""
+        steps = tuple(Step.from_json(s, descriptor.source.order_kind) for s in data["steps"])
+        plan = Plan(descriptor, steps, data["strategy"], data["planning_ms"] / 1000)
+        results = tuple(StepResult(step, r["rows"], r["ms"] / 1000) for step, r in zip(steps, data["results"]))
+        return cls(plan, results, data["execution_ms"] / 1000, data.get("stored_stats_id"))
 
     def to_json(self) -> dict:
         out = self.plan.to_json()

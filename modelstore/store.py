@@ -129,11 +129,11 @@ class Store:
         row = catalog.load_model_row(self.conn, name)
         model = MODEL_CLASSES[row["kind"]].from_state(row["state"])
         model.name = row["name"]
-        model.plan = row["plan"]
         source = Source(row["schema_name"], row["table_name"], row["order_by"], row["order_kind"])
         rng = Range(parse_bound(row["lo"], source.order_kind), parse_bound(row["hi"], source.order_kind))
         model.descriptor = Descriptor(source, rng, row["filter_sql"], row["kind"], row["target"],
                                       tuple(row["features"]), row["params"])
+        model.plan = ExecutedPlan.from_json(row["plan"], model.descriptor)
         return model
 
     def models(self) -> pd.DataFrame:

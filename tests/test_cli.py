@@ -45,7 +45,7 @@ def test_fit_explain_show_drop(db):
     code, out = run(db, "models")
     assert code == 0 and "cli_model" in out and "public.cli_obs" in out
     code, out = run(db, "show", "cli_model")
-    assert code == 0 and "coef" in out and "rows_scanned" in out
+    assert code == 0 and "coef" in out and "scan [1, 400]  (rows=400" in out
     code, out = run(db, "drop", "cli_model")
     assert code == 0 and "dropped cli_model" in out
     code, out = run(db, "drop", "cli_model")

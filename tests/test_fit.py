@@ -179,7 +179,9 @@ def test_stored_model_round_trip(store, frame):
     loaded = store.model("first_777")
     X = frame[FEATURES].to_numpy()[:50]
     assert np.array_equal(loaded.predict(X), m.predict(X))
-    assert loaded.plan["rows_scanned"] == m.plan.rows_scanned
+    assert loaded.plan.rows_scanned == m.plan.rows_scanned == 777
+    assert str(loaded.plan).splitlines()[:2] == str(m.plan).splitlines()[:2]
+    assert loaded.descriptor == m.descriptor
     listed = store.models()
     row = listed[listed.name == "first_777"].iloc[0]
     assert (row.kind, row.source, row.lo, row.hi, row.rows_used) == ("linear", "public.obs", "1", "777", 777)
