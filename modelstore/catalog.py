@@ -8,14 +8,12 @@ transaction, so a failed request leaves nothing behind.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from modelstore.descriptor import Descriptor, Range, Source, bound_key, bound_text, parse_bound
+from modelstore.descriptor import Descriptor, Range, Source, bound_key, bound_text
 from modelstore.errors import InputError, ModelNotFoundError
 from modelstore.stats import GaussianNBStats, LinearStats, MultinomialNBStats
 
@@ -48,17 +46,6 @@ def find_source(conn: psycopg.Connection, source: Source) -> int | None:
 
 # -- statistics ---------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class StoredStats:
-    """A catalog row of ``modelstore.statistics`` without its arrays (what a planner looks at)."""
-
-    stats_id: int
-    range: Range
-    columns: tuple[str, ...]
-    n: int
-    null_rows: int
-
-
 def _to_arrays(stats) -> dict:
     if isinstance(stats, LinearStats):
         return {"classes": None, "counts": None, "mean": stats.mean.tolist(), "moments": stats.comoment.ravel().tolist()}
@@ -84,60 +71,37 @@ def _from_arrays(family: str, columns, n, null_rows, classes, counts, mean, mome
     raise ValueError(f"unknown statistics family {family!r}")
 
 
-def store_stats(conn: psycopg.Connection, source_id: int, descriptor: Descriptor, stats) -> int:
-    """Materialise ``stats`` for the descriptor's range; returns its id (an existing one if already stored)."""
-    r = descriptor.range
+def store_stats(conn: psycopg.Connection, source_id: int, descriptor: Descriptor, stats, *,
+                r: Range | None = None, params_key: str = "", extra: dict | None = None) -> int:
+    """Materialise ``stats`` for the descriptor's range (or ``r``); returns its id (an existing one if stored)."""
+    r = r or descriptor.range
     if not (r.lo_closed and r.hi_closed):
         raise ValueError("stored statistics cover closed ranges only")
     key = [source_id, descriptor.family, bound_key(r.lo), bound_key(r.hi), descriptor.filter_sql,
-           descriptor.class_column, list(stats.columns)]
+           descriptor.class_column, params_key, list(stats.columns)]
     arrays = _to_arrays(stats)
     row = conn.execute(
         """
         INSERT INTO modelstore.statistics
-            (source_id, family, lo_key, hi_key, filter_sql, target, columns, lo, hi, n, null_rows,
-             classes, counts, mean, moments)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-        ON CONFLICT (source_id, family, lo_key, hi_key, filter_sql, target, columns) DO NOTHING
+            (source_id, family, lo_key, hi_key, filter_sql, target, params_key, columns, lo, hi, n, null_rows,
+             classes, counts, mean, moments, extra)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (source_id, family, lo_key, hi_key, filter_sql, target, params_key, columns) DO NOTHING
         RETURNING stats_id
         """,
-        key + [bound_text(r.lo), bound_text(r.hi), stats.n, stats.null_rows,
-               arrays["classes"], arrays["counts"], arrays["mean"], arrays["moments"]],
+        key + [bound_text(r.lo), bound_text(r.hi), stats.n, stats.null_rows, arrays["classes"], arrays["counts"],
+               arrays["mean"], arrays["moments"], None if extra is None else Jsonb(_jsonable(extra))],
     ).fetchone()
     if row is None:
         row = conn.execute(
             """
             SELECT stats_id FROM modelstore.statistics
             WHERE source_id = %s AND family = %s AND lo_key = %s AND hi_key = %s AND filter_sql = %s
-              AND target = %s AND columns = %s
+              AND target = %s AND params_key = %s AND columns = %s
             """,
             key,
         ).fetchone()
     return row[0]
-
-
-def covering_stats(conn: psycopg.Connection, source_id: int, descriptor: Descriptor) -> list[StoredStats]:
-    """Stored statistics for exactly the descriptor's range, filter and family that hold its columns.
-
-    A superset of the requested columns serves only when it skipped no row for a NULL (see
-    :meth:`LinearStats.can_serve`); fewest columns first (smallest to fetch).
-    """
-    r = descriptor.range
-    rows = conn.execute(
-        """
-        SELECT stats_id, lo, hi, columns, n, null_rows
-        FROM modelstore.statistics
-        WHERE source_id = %s AND family = %s AND filter_sql = %s AND target = %s
-          AND lo_key = %s AND hi_key = %s AND columns @> %s
-          AND (null_rows = 0 OR columns <@ %s)
-        ORDER BY cardinality(columns), stats_id
-        """,
-        [source_id, descriptor.family, descriptor.filter_sql, descriptor.class_column,
-         bound_key(r.lo), bound_key(r.hi), list(descriptor.stats_columns), list(descriptor.stats_columns)],
-    ).fetchall()
-    kind = descriptor.source.order_kind
-    return [StoredStats(sid, Range(parse_bound(lo, kind), parse_bound(hi, kind)), tuple(cols), n, nr)
-            for sid, lo, hi, cols, n, nr in rows]
 
 
 def fetch_stats(conn: psycopg.Connection, stats_ids: list[int]) -> dict[int, object]:

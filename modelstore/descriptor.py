@@ -9,6 +9,7 @@ and stored models; the planner also needs half-open gaps, so :class:`Range` carr
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -34,7 +35,7 @@ class Source:
     schema: str
     table: str
     order_by: str
-    order_kind: str = "number"  # 'number' | 'timestamp' | 'timestamptz' | 'date'
+    order_kind: str = "number"  # 'integer' | 'number' | 'timestamp' | 'timestamptz' | 'date'
 
     @property
     def qualified(self) -> str:
@@ -90,11 +91,15 @@ class Descriptor:
 
 def coerce_bound(value, order_kind: str, which: str):
     """A range bound as the Python value of the ordering column's kind, or a clear error."""
-    if order_kind == "number":
+    if order_kind in ("integer", "number"):
         if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
             raise RangeError(f"{which} must be a number for a numeric ordering column, got {value!r} instead")
         if isinstance(value, float | Decimal) and not _finite(value):
             raise RangeError(f"{which} must be finite, got {value!r} instead")
+        if order_kind == "integer" and not isinstance(value, int):
+            if value != int(value):  # a fractional bound on an integer column: round inwards
+                return math.ceil(value) if which == "lo" else math.floor(value)
+            return int(value)
         return value
     if isinstance(value, str):
         try:
@@ -147,6 +152,8 @@ def bound_text(value) -> str:
 
 def parse_bound(text: str, order_kind: str):
     """Inverse of :func:`bound_text`."""
+    if order_kind == "integer":
+        return int(text)
     if order_kind == "number":
         d = Decimal(text)
         return int(d) if d == d.to_integral_value() and "." not in text and "e" not in text.lower() else float(text)

@@ -1,8 +1,9 @@
 """Plans as plain data: signed steps over stored statistics and base-row scans (paper §5, Fig. 1c).
 
-A plan answers one descriptor as a signed sum: ``+ stored #12 [1, 50000]``, ``− scan (40000, 50000]``…
-The planner produces a :class:`Plan`; the executor runs it and returns an :class:`ExecutedPlan`
-with what each step actually cost. ``str()`` of either reads like PostgreSQL's EXPLAIN.
+A plan answers one descriptor as a signed sum: ``+ stored #12 [1, 50000]``, ``− scan [40001, 50000]``…
+The planner produces a :class:`Plan` with estimated rows and costs; the executor runs it and returns
+an :class:`ExecutedPlan` with what each step actually read and cost. ``str()`` of either reads like
+PostgreSQL's EXPLAIN (ANALYZE).
 """
 
 from __future__ import annotations
@@ -14,14 +15,18 @@ from modelstore.descriptor import Descriptor, Range, bound_text, parse_bound
 
 @dataclass(frozen=True)
 class Step:
-    """Add (sign +1) or subtract (sign −1) the statistics of ``range``, from the catalog or a scan."""
+    """Add (sign +1) or subtract (sign −1) the statistics of ``range``, from the catalog or a scan.
+
+    For logistic requests a ``scan`` step is a *train* step: its rows are fetched and cut into chunks.
+    """
 
     sign: int
     op: str  # 'stored' | 'scan'
     range: Range
     stats_id: int | None = None  # for 'stored'
     stored_columns: tuple[str, ...] = ()  # for 'stored': the columns the stored statistics cover
-    est_rows: int | None = None  # rows the step summarises, when known before running it
+    est_rows: int | None = None  # rows the step summarises, estimated before running it
+    est_cost_ms: float | None = None
 
     def __post_init__(self):
         if self.sign not in (1, -1):
@@ -33,8 +38,13 @@ class Step:
 
     def label(self) -> str:
         sign = "+" if self.sign > 0 else "−"
-        what = f"stored statistics #{self.stats_id}" if self.op == "stored" else "scan"
+        what = f"stored #{self.stats_id}" if self.op == "stored" else "scan"
         return f"{sign} {what} {self.range}"
+
+    def estimate(self) -> str:
+        rows = "?" if self.est_rows is None else f"{self.est_rows}"
+        cost = "" if self.est_cost_ms is None else f" cost={self.est_cost_ms:.3f} ms"
+        return f"(rows={rows}{cost})"
 
     def to_json(self) -> dict:
         return {
@@ -44,13 +54,13 @@ class Step:
             "stats_id": self.stats_id,
             "stored_columns": list(self.stored_columns),
             "est_rows": self.est_rows,
+            "est_cost_ms": self.est_cost_ms,
         }
-
 
     @classmethod
     def from_json(cls, data: dict, order_kind: str) -> "Step":
         return cls(data["sign"], data["op"], _range_from_json(data["range"], order_kind), data.get("stats_id"),
-                   tuple(data.get("stored_columns", ())), data.get("est_rows"))
+                   tuple(data.get("stored_columns", ())), data.get("est_rows"), data.get("est_cost_ms"))
 
 
 def _range_json(r: Range) -> dict:
@@ -64,12 +74,15 @@ def _range_from_json(data: dict, order_kind: str) -> Range:
 
 @dataclass(frozen=True)
 class Plan:
-    """The steps that produce the statistics of ``descriptor``."""
+    """The steps that produce the statistics of ``descriptor``, with the planner's estimates."""
 
     descriptor: Descriptor
     steps: tuple[Step, ...]
-    strategy: str  # a short reason: 'exact stored statistics', 'scan: nothing stored covers the range'
+    strategy: str  # why this path: 'one scan is cheapest', 'stored statistics and scans', …
     planning_seconds: float = 0.0
+    est_cost_ms: float | None = None
+    scratch_cost_ms: float | None = None  # the from-scratch plan (one scan of the request), estimated
+    graph: dict = field(default_factory=dict, compare=False)  # relevant models, nodes, edges, truncated
 
     @property
     def scans(self) -> tuple[Step, ...]:
@@ -86,18 +99,34 @@ class Plan:
     def header(self) -> str:
         d = self.descriptor
         where = f" WHERE {d.filter_sql}" if d.filter_sql else ""
-        return f"Plan for {d.kind} on {d.source.qualified} {d.range}{where}  ({self.strategy})"
+        cost = "" if self.est_cost_ms is None else f"  (cost={self.est_cost_ms:.3f} ms)"
+        return f"Plan for {d.kind} on {d.source.qualified} {d.range}{where}{cost}"
+
+    def footer(self) -> list[str]:
+        lines = [f"Strategy: {self.strategy}"]
+        if self.scratch_cost_ms is not None:
+            lines.append(f"From scratch (one scan): cost={self.scratch_cost_ms:.3f} ms")
+        if self.graph:
+            g = self.graph
+            lines.append(f"Relevant stored models: {g.get('relevant', 0)}"
+                         + (" (truncated)" if g.get("truncated") else "")
+                         + f"; graph: {g.get('nodes', 0)} nodes, {g.get('edges', 0)} edges")
+        lines.append(f"Planning time: {self.planning_seconds * 1000:.3f} ms")
+        return lines
 
     def __str__(self) -> str:
-        lines = [self.header()] + [f"  -> {s.label()}" for s in self.steps]
-        lines.append(f"Planning time: {self.planning_seconds * 1000:.3f} ms")
-        return "\n".join(lines)
+        width = max((len(s.label()) for s in self.steps), default=0)
+        lines = [self.header()] + [f"  ->  {s.label():<{width}}  {s.estimate()}" for s in self.steps]
+        return "\n".join(lines + self.footer())
 
     def to_json(self) -> dict:
         return {
             "strategy": self.strategy,
             "steps": [s.to_json() for s in self.steps],
             "planning_ms": self.planning_seconds * 1000,
+            "est_cost_ms": self.est_cost_ms,
+            "scratch_cost_ms": self.scratch_cost_ms,
+            "graph": self.graph,
         }
 
 
@@ -105,18 +134,20 @@ class Plan:
 class StepResult:
     step: Step
     rows: int  # rows the step's statistics summarise (n + rows skipped for NULLs)
-    seconds: float
+    seconds: float  # its share of the fetch or scan statement, plus its merge
 
 
 @dataclass(frozen=True)
 class ExecutedPlan:
-    """A plan with what running it cost: per step rows and time, and the totals."""
+    """A plan with what running it cost: per step rows and time, the totals, the numerical check."""
 
     plan: Plan
     results: tuple[StepResult, ...]
     execution_seconds: float
     stored_stats_id: int | None = None  # where the result's statistics were materialised
-    extra: dict = field(default_factory=dict, compare=False)
+    digits_lost: float = 0.0  # decimal digits the plan's subtractions cost (0 without subtraction)
+    rejected: tuple[dict, ...] = ()  # plans refused by the numerical guard before this one
+    extra: dict = field(default_factory=dict, compare=False)  # family-specific figures (logistic)
 
     @property
     def rows_scanned(self) -> int:
@@ -131,22 +162,22 @@ class ExecutedPlan:
         return self.plan.planning_seconds + self.execution_seconds
 
     def __str__(self) -> str:
+        width = max((len(r.step.label()) for r in self.results), default=0)
         lines = [self.plan.header()]
         for r in self.results:
-            lines.append(f"  -> {r.step.label()}  (rows={r.rows} time={r.seconds * 1000:.3f} ms)")
-        lines.append(f"Planning time: {self.plan.planning_seconds * 1000:.3f} ms")
+            lines.append(f"  ->  {r.step.label():<{width}}  {r.step.estimate()} "
+                         f"(actual rows={r.rows} time={r.seconds * 1000:.3f} ms)")
+        lines += self.plan.footer()
+        for rej in self.rejected:
+            lines.append(f"Rejected: {rej['strategy']} (would lose {rej['digits_lost']:.1f} digits to subtraction)")
+        if self.digits_lost > 0:
+            lines.append(f"Digits lost to subtraction: {self.digits_lost:.2f}")
+        for key, value in self.extra.items():
+            lines.append(f"{key}: {value}")
         lines.append(f"Execution time: {self.execution_seconds * 1000:.3f} ms")
         if self.stored_stats_id is not None:
             lines.append(f"Materialized as statistics #{self.stored_stats_id}")
         return "\n".join(lines)
-
-    @classmethod
-    def from_json(cls, data: dict, descriptor: Descriptor) -> "ExecutedPlan":
-        """Rebuild the record :meth:`to_json` stored in the catalog (for a model loaded by name)."""
-        steps = tuple(Step.from_json(s, descriptor.source.order_kind) for s in data["steps"])
-        plan = Plan(descriptor, steps, data["strategy"], data["planning_ms"] / 1000)
-        results = tuple(StepResult(step, r["rows"], r["ms"] / 1000) for step, r in zip(steps, data["results"]))
-        return cls(plan, results, data["execution_ms"] / 1000, data.get("stored_stats_id"))
 
     def to_json(self) -> dict:
         out = self.plan.to_json()
@@ -154,4 +185,17 @@ class ExecutedPlan:
         out["execution_ms"] = self.execution_seconds * 1000
         out["rows_scanned"] = self.rows_scanned
         out["stored_stats_id"] = self.stored_stats_id
+        out["digits_lost"] = self.digits_lost
+        out["rejected"] = list(self.rejected)
+        out["extra"] = self.extra
         return out
+
+    @classmethod
+    def from_json(cls, data: dict, descriptor: Descriptor) -> "ExecutedPlan":
+        """Rebuild the record :meth:`to_json` stored in the catalog (for a model loaded by name)."""
+        steps = tuple(Step.from_json(s, descriptor.source.order_kind) for s in data["steps"])
+        plan = Plan(descriptor, steps, data["strategy"], data["planning_ms"] / 1000, data.get("est_cost_ms"),
+                    data.get("scratch_cost_ms"), data.get("graph") or {})
+        results = tuple(StepResult(step, r["rows"], r["ms"] / 1000) for step, r in zip(steps, data["results"]))
+        return cls(plan, results, data["execution_ms"] / 1000, data.get("stored_stats_id"),
+                   data.get("digits_lost", 0.0), tuple(data.get("rejected", ())), data.get("extra") or {})

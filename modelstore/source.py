@@ -66,6 +66,8 @@ class Table:
 
     def order_kind(self, order_by: str) -> str:
         col = self.column(order_by, "order_by")
+        if col.type_name in ("smallint", "integer", "bigint"):
+            return "integer"
         if col.category == "N":
             return "number"
         if col.type_name in _ORDER_KINDS:

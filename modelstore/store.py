@@ -15,7 +15,8 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from modelstore import catalog
+from modelstore import catalog, costs
+from modelstore.costs import CostModel
 from modelstore.connection import open_connection, resolve_dsn
 from modelstore.descriptor import (
     KIND_FAMILY, Descriptor, Range, Source, check_range, coerce_bound, normalize_filter, parse_bound,
@@ -27,7 +28,13 @@ from modelstore.models import GaussianNB, LinearRegression, MultinomialNB
 from modelstore.models._input import check_nonnegative
 from modelstore.plan import ExecutedPlan, Plan
 from modelstore.planner import plan_request
+from modelstore.rowcount import RowEstimator
 from modelstore.source import Table, check_class_column, check_numeric, resolve_table
+
+#: a plan may cancel at most this many decimal digits by subtraction (double precision has ~16)
+DEFAULT_MAX_DIGITS_LOST = 3.0
+#: how long row estimates from pg_stats are trusted before being read again
+ESTIMATOR_TTL_SECONDS = 60.0
 
 MODEL_CLASSES = {"linear": LinearRegression, "gaussian_nb": GaussianNB, "multinomial_nb": MultinomialNB}
 
@@ -41,14 +48,21 @@ class Store:
     ``DATABASE_URL``, then the embedded server (started on demand and stopped by :meth:`close`
     — or at interpreter exit — when this store started it).
     ``materialize``: store every fitted model's statistics for reuse (the default).
+    ``max_digits_lost``: the numerical guard on subtraction plans (decimal digits).
     """
 
-    def __init__(self, dsn=None, *, materialize: bool = True, migrate: bool = True):
+    def __init__(self, dsn=None, *, materialize: bool = True, migrate: bool = True,
+                 max_digits_lost: float = DEFAULT_MAX_DIGITS_LOST):
         self.dsn, self._server = resolve_dsn(dsn)
         if self._server is not None and self._server.started_by_us:
             atexit.register(self._stop_server)
         self.conn: psycopg.Connection = open_connection(self.dsn, autocommit=True)
         self.materialize = materialize
+        #: the numerical guard: a plan whose subtractions cancel more digits than this is replaced by
+        #: the best plan without subtraction (docs/planner.md)
+        self.max_digits_lost = float(max_digits_lost)
+        self._cost_model: CostModel | None = None
+        self._estimators: dict[tuple, tuple[RowEstimator, float]] = {}
         if migrate:
             ensure_current(self.conn)
 
@@ -88,8 +102,15 @@ class Store:
         with self.conn.transaction():
             descriptor, table_info = self._describe(kind, table, target, features, order_by, lo, hi, where, params)
             source_id = catalog.find_source(self.conn, descriptor.source)
-            plan = plan_request(self.conn, source_id, descriptor)
+            plan = self._plan(source_id, descriptor)
             stats, executed = execute(self.conn, plan, table_info, max_classes=max_classes)
+            rejected = ()
+            if executed.digits_lost > self.max_digits_lost:
+                # the numerical guard: this path cancelled too many digits; take the best one without subtraction
+                rejected = ({"strategy": plan.strategy, "digits_lost": executed.digits_lost,
+                             "est_cost_ms": plan.est_cost_ms},)
+                plan = self._plan(source_id, descriptor, allow_subtract=False)
+                stats, executed = execute(self.conn, plan, table_info, max_classes=max_classes)
             _check_stats(descriptor, stats)
             model = MODEL_CLASSES[kind].from_stats(stats, **params)
             stats_id = None
@@ -101,7 +122,7 @@ class Store:
                 else:
                     stats_id = catalog.store_stats(self.conn, source_id, descriptor, stats)
             executed = ExecutedPlan(plan, executed.results, time.perf_counter() - started - plan.planning_seconds,
-                                    stats_id)
+                                    stats_id, executed.digits_lost, rejected)
             if self.materialize:
                 name = name or f"{descriptor.source.table}_{kind}_{catalog.next_model_number(self.conn)}"
                 catalog.store_model(
@@ -121,8 +142,36 @@ class Store:
         params = _model_params(kind, l2=l2, var_smoothing=var_smoothing, alpha=alpha)
         with self.conn.transaction():
             descriptor, _ = self._describe(kind, table, target, features, order_by, lo, hi, where, params)
-            source_id = catalog.find_source(self.conn, descriptor.source)
-            return plan_request(self.conn, source_id, descriptor)
+            return self._plan(catalog.find_source(self.conn, descriptor.source), descriptor)
+
+    # -- planning inputs ----------------------------------------------------------------------------
+
+    @property
+    def cost_model(self) -> CostModel:
+        """The calibrated cost model of this database (measured on first use, then read from the catalog)."""
+        if self._cost_model is None:
+            self._cost_model = costs.load_or_calibrate(self.conn)
+        return self._cost_model
+
+    def calibrate(self, *, quick: bool = False) -> CostModel:
+        """Measure the cost model again and store it (``modelstore calibrate``)."""
+        model = costs.calibrate(self.conn, quick=quick)
+        costs.save(self.conn, model)
+        self._cost_model = model
+        return model
+
+    def _estimator(self, source: Source) -> RowEstimator:
+        """Row estimates for the source's ordering column, from pg_stats; re-read after a while."""
+        key = (source.schema, source.table, source.order_by)
+        cached = self._estimators.get(key)
+        if cached is None or time.monotonic() - cached[1] > ESTIMATOR_TTL_SECONDS:
+            cached = (RowEstimator.load(self.conn, *key), time.monotonic())
+            self._estimators[key] = cached
+        return cached[0]
+
+    def _plan(self, source_id, descriptor: Descriptor, *, allow_subtract: bool = True) -> Plan:
+        return plan_request(self.conn, source_id, descriptor, cost_model=self.cost_model,
+                            estimator=self._estimator(descriptor.source), allow_subtract=allow_subtract)
 
     def model(self, name: str):
         """A stored model by name, rebuilt from the catalog (no statistics or rows are read)."""

@@ -41,7 +41,7 @@ def test_fit_explain_show_drop(db):
     code, out = run(db, "fit", *REQUEST, "--name", "cli_model")
     assert code == 0 and "cli_model" in out and "intercept" in out and "scan [1, 400]" in out
     code, out = run(db, "explain", *REQUEST)
-    assert code == 0 and "+ stored statistics" in out
+    assert code == 0 and "+ stored #" in out
     code, out = run(db, "models")
     assert code == 0 and "cli_model" in out and "public.cli_obs" in out
     code, out = run(db, "show", "cli_model")

@@ -17,6 +17,7 @@ def column_alias(i: int) -> sql.Identifier:
 
 
 CLASS_ALIAS = sql.Identifier("cls")
+PART_ALIAS = sql.Identifier("part")
 
 
 def complete_rows(
@@ -24,11 +25,13 @@ def complete_rows(
     value_exprs: list[sql.Composable],
     where: sql.Composable,
     class_expr: sql.Composable | None = None,
+    part_expr: sql.Composable | None = None,
 ) -> sql.Composed:
     """``SELECT CASE WHEN <all present> THEN v_i END AS c_i, … FROM relation WHERE …``.
 
     ``value_exprs`` are float8-valued expressions over the relation (already cast); ``class_expr``
-    is the class column of a classifier, kept in its own type.
+    is the class column of a classifier, kept in its own type; ``part_expr`` numbers the range a row
+    belongs to when one statement aggregates several ranges (the executor's batched gap scans).
     """
     present = [sql.SQL("({}) IS NOT NULL").format(e) for e in value_exprs]
     if class_expr is not None:
@@ -40,4 +43,6 @@ def complete_rows(
     ]
     if class_expr is not None:
         items.append(sql.SQL("CASE WHEN {} THEN {} END AS {}").format(all_present, class_expr, CLASS_ALIAS))
+    if part_expr is not None:
+        items.append(sql.SQL("{} AS {}").format(part_expr, PART_ALIAS))
     return sql.SQL("SELECT {} FROM {} WHERE {}").format(sql.SQL(", ").join(items), relation, where)

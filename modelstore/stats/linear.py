@@ -27,7 +27,7 @@ import numpy as np
 from psycopg import sql
 
 from modelstore.stats._base import Statistics
-from modelstore.stats._sql import column_alias, complete_rows
+from modelstore.stats._sql import PART_ALIAS, column_alias, complete_rows
 
 
 class LinearStats(Statistics):
@@ -161,19 +161,22 @@ class LinearStats(Statistics):
 
 # -- the aggregate query ---------------------------------------------------------------------------
 
-def aggregate_query(relation: sql.Composable, value_exprs: list[sql.Composable], where: sql.Composable) -> sql.Composed:
+def aggregate_query(relation: sql.Composable, value_exprs: list[sql.Composable], where: sql.Composable,
+                    part_expr: sql.Composable | None = None) -> sql.Composed:
     """One aggregate over the rows ``where`` selects: n, null_rows, k means, k(k+1)/2 comoments.
 
     ``regr_sxy(Y, X)`` is Σ(X − X̄)(Y − Ȳ) computed with Youngs–Cramer updates (PostgreSQL ≥ 12).
+    With ``part_expr`` the rows are grouped by it and each result row starts with the part number.
     """
     k = len(value_exprs)
     c = [column_alias(i) for i in range(k)]
     items = [sql.SQL("count({})").format(c[0]), sql.SQL("count(*) - count({})").format(c[0])]
     items += [sql.SQL("avg({})").format(ci) for ci in c]
     items += [sql.SQL("regr_sxy({}, {})").format(c[j], c[i]) for i in range(k) for j in range(i, k)]
-    return sql.SQL("SELECT {} FROM ({}) AS s").format(
-        sql.SQL(", ").join(items), complete_rows(relation, value_exprs, where)
-    )
+    inner = complete_rows(relation, value_exprs, where, part_expr=part_expr)
+    if part_expr is None:
+        return sql.SQL("SELECT {} FROM ({}) AS s").format(sql.SQL(", ").join(items), inner)
+    return sql.SQL("SELECT {0}, {1} FROM ({2}) AS s GROUP BY {0}").format(PART_ALIAS, sql.SQL(", ").join(items), inner)
 
 
 def from_aggregate_row(columns: Sequence[str], row: Sequence) -> LinearStats:

@@ -14,7 +14,7 @@ from psycopg import sql
 
 from modelstore.stats._classes import normalize_label, sorted_labels
 from modelstore.stats._base import Statistics
-from modelstore.stats._sql import CLASS_ALIAS, column_alias, complete_rows
+from modelstore.stats._sql import CLASS_ALIAS, PART_ALIAS, column_alias, complete_rows
 
 
 class MultinomialNBStats(Statistics):
@@ -130,18 +130,21 @@ class MultinomialNBStats(Statistics):
         return f"MultinomialNBStats(features={self.features!r}, classes={self.classes!r}, n={self.n}, null_rows={self.null_rows})"
 
 
-def aggregate_query(relation, value_exprs, where, class_expr, max_classes: int) -> sql.Composed:
+def aggregate_query(relation, value_exprs, where, class_expr, max_classes: int,
+                    part_expr: sql.Composable | None = None, parts: int = 1) -> sql.Composed:
     """One grouped aggregate: per class count, feature sums, and the number of rows with a negative value."""
     c = [column_alias(i) for i in range(len(value_exprs))]
     negative = sql.SQL(" OR ").join(sql.SQL("{} < 0").format(ci) for ci in c)
     items = [CLASS_ALIAS, sql.SQL("count(*)")]
     items += [sql.SQL("sum({})").format(ci) for ci in c]
     items += [sql.SQL("count(*) FILTER (WHERE {})").format(negative)]
-    return sql.SQL("SELECT {} FROM ({}) AS s GROUP BY {} ORDER BY {} NULLS FIRST LIMIT {}").format(
-        sql.SQL(", ").join(items),
-        complete_rows(relation, value_exprs, where, class_expr),
-        CLASS_ALIAS, CLASS_ALIAS, sql.Literal(max_classes + 2),
-    )
+    inner = complete_rows(relation, value_exprs, where, class_expr, part_expr)
+    if part_expr is None:
+        return sql.SQL("SELECT {} FROM ({}) AS s GROUP BY {} ORDER BY {} NULLS FIRST LIMIT {}").format(
+            sql.SQL(", ").join(items), inner, CLASS_ALIAS, CLASS_ALIAS, sql.Literal(max_classes + 2))
+    # several ranges in one statement: each result row starts with its part number
+    return sql.SQL("SELECT {0}, {1} FROM ({2}) AS s GROUP BY {0}, {3} ORDER BY {0}, {3} NULLS FIRST LIMIT {4}").format(
+        PART_ALIAS, sql.SQL(", ").join(items), inner, CLASS_ALIAS, sql.Literal((max_classes + 2) * parts))
 
 
 def from_aggregate_rows(features: Sequence[str], rows) -> tuple[MultinomialNBStats, int]:

@@ -1,0 +1,55 @@
+"""The relevant set (paper §5, Definition 1 and Algorithm 3): stored statistics a plan may use.
+
+The search runs inside PostgreSQL (``modelstore.relevant_statistics`` in ``sql/planner.sql``): the
+request's range is widened by every compatible stored range that intersects it until it stops
+growing — the union of intersecting descriptors, the paper's *enhanced descriptor* — each widening a
+probe of a GiST index, so the rest of the catalog is never read. Compatible means same source,
+family, normalised filter, class column and training parameters, and columns that can serve the
+request (a superset that skipped no NULL rows; the same set for logistic chunk models).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from modelstore.descriptor import Descriptor, Range, bound_key, parse_bound
+
+#: at most this many stored models enter one planning graph; beyond it the nearest are kept
+MAX_RELEVANT = 5000
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """A stored summary as the planner sees it (no arrays)."""
+
+    stats_id: int
+    range: Range
+    columns: tuple[str, ...]
+    n: int
+    null_rows: int
+    n_values: int  # floats held (fetch size)
+
+    @property
+    def rows(self) -> int:
+        return self.n + self.null_rows
+
+
+def relevant_models(conn: psycopg.Connection, source_id: int | None, descriptor: Descriptor, *,
+                    contained_only: bool = False, exact_columns: bool = False,
+                    params_key: str = "", limit: int = MAX_RELEVANT) -> tuple[list[StoredModel], bool]:
+    """(relevant stored models, whether the list was truncated at ``limit``)."""
+    if source_id is None:
+        return [], False
+    r = descriptor.range
+    rows = conn.execute(
+        "SELECT * FROM modelstore.relevant_statistics(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        [source_id, descriptor.family, descriptor.filter_sql, descriptor.class_column, params_key,
+         list(descriptor.stats_columns), exact_columns, bound_key(r.lo), bound_key(r.hi), contained_only,
+         limit + 1],
+    ).fetchall()
+    kind = descriptor.source.order_kind
+    models = [StoredModel(sid, Range(parse_bound(lo, kind), parse_bound(hi, kind)), tuple(cols), n, nr, nv)
+              for sid, lo, hi, _lk, _hk, cols, n, nr, nv in rows[:limit]]
+    return models, len(rows) > limit

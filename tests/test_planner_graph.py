@@ -1,0 +1,124 @@
+"""The planning graph without a database: Dijkstra on the small graph finds the optimum of the paper's
+complete graph (brute force over every plan), and the paper's Figure 1 example plans as the paper says."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from modelstore.descriptor import Range
+from modelstore.planner.cuts import range_cuts
+from modelstore.planner.graph import PlanCosts, solve
+from tests.bruteforce import brute_force
+
+
+@dataclass(frozen=True)
+class Model:
+    stats_id: int
+    range: Range
+    n_values: int = 12
+
+    @property
+    def rows(self):
+        return self.range.hi - self.range.lo + 1
+
+
+def cuts_of(m):
+    return range_cuts(m.range, "integer")
+
+
+def uniform_costs(*, stored=0.05, per_row=0.01, part=0.02, fetch_once=0.3, scan_once=0.4):
+    """One row per integer ordering value; costs in ms."""
+    return PlanCosts(
+        stored_ms=lambda m: stored + 0.001 * m.n_values,
+        scan_ms=lambda n: per_row * n,
+        part_ms=part,
+        fetch_once_ms=fetch_once,
+        scan_once_ms=scan_once,
+        rows=lambda lo, hi: float(max(0, hi.value - lo.value)) if lo < hi else 0.0,
+    )
+
+
+def signed(solution):
+    return [(e.op, e.sign, e.lo.value, e.hi.value, e.model.stats_id if e.model else None) for e in solution.edges]
+
+
+# The paper's Figure 1 on integer positions a < b < … < f: the figure's ranges meet at the letters, so
+# D1 = [a, c), D2 = [a, b), D3 = [b, d), D4 = [d, f) and the query is [c, e) — as closed ranges below.
+A, B, C, D, E, F = 0, 100, 150, 400, 700, 750
+FIGURE_1 = [Model(1, Range(A, C - 1)), Model(2, Range(A, B - 1)), Model(3, Range(B, D - 1)), Model(4, Range(D, F - 1))]
+QUERY = Range(C, E - 1)
+
+
+def test_figure_1_path_c_a_b_d_f_e():
+    """Cheap stored models: the paper's path (c, a, b, d, f, e) = −D1 + D2 + D3 + D4 − [e, f] (its Eq. 4)."""
+    s, t = range_cuts(QUERY, "integer")
+    sol = solve(s, t, FIGURE_1, cuts_of, uniform_costs())
+    assert signed(sol) == [
+        ("stored", -1, A, C, 1),  # c → a: remove D1
+        ("stored", +1, A, B, 2),  # a → b: add D2
+        ("stored", +1, B, D, 3),  # b → d: add D3
+        ("stored", +1, D, F, 4),  # d → f: add D4
+        ("scan", -1, E, F, None),  # f → e: remove the rows [e, f)
+    ]
+    assert sol.cost_ms == pytest.approx(brute_force(s, t, FIGURE_1, cuts_of, uniform_costs()))
+    assert sol.cost_ms < sol.scratch_ms
+
+
+def test_figure_1_other_equations_when_costs_change():
+    s, t = range_cuts(QUERY, "integer")
+    # dearer stored models: the paper's Eq. 3, D3 + D4 − [b, c] − [e, f]
+    dearer = uniform_costs(stored=0.5)
+    sol = solve(s, t, FIGURE_1, cuts_of, dearer)
+    assert sorted(signed(sol), key=lambda e: e[2]) == [
+        ("scan", -1, B, C, None), ("stored", +1, B, D, 3), ("stored", +1, D, F, 4), ("scan", -1, E, F, None)]
+    # rows cheap or stored models very dear: one scan of the request
+    for costs in (uniform_costs(per_row=0.0002), uniform_costs(stored=100.0)):
+        assert signed(solve(s, t, FIGURE_1, cuts_of, costs)) == [("scan", +1, C, E, None)]
+    for costs in (dearer, uniform_costs(per_row=0.0002), uniform_costs(stored=100.0), uniform_costs(part=5.0)):
+        assert solve(s, t, FIGURE_1, cuts_of, costs).cost_ms == pytest.approx(brute_force(s, t, FIGURE_1, cuts_of, costs))
+
+
+@st.composite
+def configurations(draw):
+    points = st.integers(0, 60)
+    models = []
+    for i in range(draw(st.integers(0, 4))):
+        lo, hi = sorted((draw(points), draw(points)))
+        models.append(Model(i + 1, Range(lo, hi), draw(st.integers(2, 30))))
+    lo, hi = sorted((draw(points), draw(points)))
+    costs = uniform_costs(stored=draw(st.floats(0.0, 1.0)), per_row=draw(st.floats(0.0, 0.2)),
+                          part=draw(st.floats(0.0, 1.0)), fetch_once=draw(st.floats(0.0, 2.0)),
+                          scan_once=draw(st.floats(0.0, 2.0)))
+    return models, Range(lo, hi), costs, draw(st.booleans())
+
+
+@given(configurations())
+def test_dijkstra_on_the_small_graph_equals_brute_force(config):
+    """Optimality without the O(V²) scan edges: equal to the best plan of the complete graph."""
+    models, request, costs, backward = config
+    s, t = range_cuts(request, "integer")
+    sol = solve(s, t, models, cuts_of, costs, backward=backward)
+    assert sol.cost_ms == pytest.approx(brute_force(s, t, models, cuts_of, costs, backward=backward), abs=1e-9)
+    # the plan's signed steps add up to exactly the request's rows
+    covered = {}
+    for e in sol.edges:
+        for v in range(e.lo.value, e.hi.value):
+            covered[v] = covered.get(v, 0) + e.sign
+    assert {v for v, c in covered.items() if c} == set(range(request.lo, request.hi + 1))
+    assert all(c in (0, 1) for c in covered.values())
+    if not backward:
+        assert all(e.sign > 0 for e in sol.edges)
+
+
+def test_graph_size_is_linear():
+    """V cuts and M models give 3V nodes and O(V + M) edges, not the complete graph's V²."""
+    models = [Model(i, Range(10 * i, 10 * i + 25)) for i in range(200)]
+    s, t = range_cuts(Range(5, 1500), "integer")
+    sol = solve(s, t, models, cuts_of, uniform_costs())
+    cuts = len({c for m in models for c in cuts_of(m)} | {s, t})
+    assert sol.graph_nodes == 3 * cuts
+    assert sol.graph_edges <= 2 * len(models) + 6 * cuts
