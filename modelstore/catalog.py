@@ -104,6 +104,27 @@ def store_stats(conn: psycopg.Connection, source_id: int, descriptor: Descriptor
     return row[0]
 
 
+def store_chunk(conn: psycopg.Connection, source_id: int, descriptor: Descriptor, chunk, params_key: str) -> int:
+    """Materialise one logistic chunk model (family 'logistic'): intercepts in ``mean``, the coefficient
+    matrix in ``moments``, class counts in ``counts``, R and training accuracy in ``extra``."""
+    r = Range(chunk.lo, chunk.hi)
+    row = conn.execute(
+        """
+        INSERT INTO modelstore.statistics
+            (source_id, family, lo_key, hi_key, filter_sql, target, params_key, columns, lo, hi, n, null_rows,
+             classes, counts, mean, moments, extra)
+        VALUES (%s, 'logistic', %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, %s, %s, %s, %s, %s)
+        ON CONFLICT (source_id, family, lo_key, hi_key, filter_sql, target, params_key, columns) DO NOTHING
+        RETURNING stats_id
+        """,
+        [source_id, bound_key(r.lo), bound_key(r.hi), descriptor.filter_sql, descriptor.target, params_key,
+         list(descriptor.features), bound_text(r.lo), bound_text(r.hi), chunk.n, Jsonb(list(chunk.classes)),
+         list(chunk.class_counts), chunk.intercept.tolist(), chunk.coef.ravel().tolist(),
+         Jsonb({"r_max": chunk.r_max, "accuracy": chunk.accuracy, "l2": chunk.l2})],
+    ).fetchone()
+    return None if row is None else row[0]
+
+
 def fetch_stats(conn: psycopg.Connection, stats_ids: list[int]) -> dict[int, object]:
     """The statistics objects of ``stats_ids``, in one round trip."""
     if not stats_ids:

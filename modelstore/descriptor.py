@@ -22,7 +22,8 @@ from sqlglot.optimizer.simplify import simplify
 from modelstore.errors import FilterError, RangeError, UnknownColumnError
 
 #: the model kinds of this release and the statistics family that serves each
-KIND_FAMILY = {"linear": "linear", "gaussian_nb": "gaussian_nb", "multinomial_nb": "multinomial_nb"}
+KIND_FAMILY = {"linear": "linear", "gaussian_nb": "gaussian_nb", "multinomial_nb": "multinomial_nb",
+               "logistic": "logistic"}
 
 _EPOCH = dt.datetime(1970, 1, 1)
 _EPOCH_TZ = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -78,7 +79,7 @@ class Descriptor:
 
     @property
     def stats_columns(self) -> tuple[str, ...]:
-        """The columns the statistics are over: features + target for linear, features for NB."""
+        """The columns the statistics are over: features + target for linear, the features otherwise."""
         return self.features + (self.target,) if self.family == "linear" else self.features
 
     @property

@@ -166,18 +166,23 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
             parts[scans[j]] = stats
             shares[scans[j]] = elapsed * ((stats.n + stats.null_rows) / total_rows if total_rows else 1 / len(group))
 
+    # Additions first, then subtractions: a path may subtract before it adds (Figure 1: c → a removes
+    # D1 first), but statistics cannot hold "minus some rows". After every addition each row is counted
+    # at least as often as it is subtracted, so every intermediate result is a valid summary.
     total = FAMILIES[descriptor.family](columns)
     peak = None
-    step_results = []
-    for i, step in enumerate(plan.steps):
+    merge_seconds = {}
+    for i in sorted(range(len(plan.steps)), key=lambda i: plan.steps[i].sign < 0):
         t0 = time.perf_counter()
         part = parts[i]
-        if step.sign > 0:
+        if plan.steps[i].sign > 0:
             total += part
         else:
             total -= part
         magnitudes = np.maximum(_magnitudes(part), _magnitudes(total))
         peak = magnitudes if peak is None else np.maximum(peak, magnitudes)
-        step_results.append(StepResult(step, part.n + part.null_rows, shares[i] + time.perf_counter() - t0))
+        merge_seconds[i] = time.perf_counter() - t0
+    step_results = tuple(StepResult(step, parts[i].n + parts[i].null_rows, shares[i] + merge_seconds[i])
+                         for i, step in enumerate(plan.steps))
     lost = digits_lost(peak, _magnitudes(total)) if peak is not None else 0.0
-    return total, ExecutedPlan(plan, tuple(step_results), time.perf_counter() - started, digits_lost=lost)
+    return total, ExecutedPlan(plan, step_results, time.perf_counter() - started, digits_lost=lost)

@@ -17,11 +17,12 @@ from modelstore.descriptor import Descriptor, Range, bound_text, parse_bound
 class Step:
     """Add (sign +1) or subtract (sign −1) the statistics of ``range``, from the catalog or a scan.
 
-    For logistic requests a ``scan`` step is a *train* step: its rows are fetched and cut into chunks.
+    Logistic requests have ``train`` steps instead of scans: the range's rows are fetched and cut into
+    chunks, one model trained per chunk (paper §4, Algorithm 2).
     """
 
     sign: int
-    op: str  # 'stored' | 'scan'
+    op: str  # 'stored' | 'scan' | 'train'
     range: Range
     stats_id: int | None = None  # for 'stored'
     stored_columns: tuple[str, ...] = ()  # for 'stored': the columns the stored statistics cover
@@ -31,14 +32,14 @@ class Step:
     def __post_init__(self):
         if self.sign not in (1, -1):
             raise ValueError(f"sign must be +1 or -1, got {self.sign!r} instead")
-        if self.op not in ("stored", "scan"):
-            raise ValueError(f"op must be 'stored' or 'scan', got {self.op!r} instead")
+        if self.op not in ("stored", "scan", "train"):
+            raise ValueError(f"op must be 'stored', 'scan' or 'train', got {self.op!r} instead")
         if (self.op == "stored") != (self.stats_id is not None):
-            raise ValueError("a 'stored' step needs a stats_id and a 'scan' step must not have one")
+            raise ValueError("a 'stored' step needs a stats_id and a 'scan' or 'train' step must not have one")
 
     def label(self) -> str:
         sign = "+" if self.sign > 0 else "−"
-        what = f"stored #{self.stats_id}" if self.op == "stored" else "scan"
+        what = f"stored #{self.stats_id}" if self.op == "stored" else self.op
         return f"{sign} {what} {self.range}"
 
     def estimate(self) -> str:
@@ -86,7 +87,7 @@ class Plan:
 
     @property
     def scans(self) -> tuple[Step, ...]:
-        return tuple(s for s in self.steps if s.op == "scan")
+        return tuple(s for s in self.steps if s.op in ("scan", "train"))
 
     @property
     def stored(self) -> tuple[Step, ...]:
@@ -151,7 +152,7 @@ class ExecutedPlan:
 
     @property
     def rows_scanned(self) -> int:
-        return sum(r.rows for r in self.results if r.step.op == "scan")
+        return sum(r.rows for r in self.results if r.step.op in ("scan", "train"))
 
     @property
     def stats_used(self) -> list[int]:

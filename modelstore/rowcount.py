@@ -23,6 +23,10 @@ value as the unit interval around it (the histogram's outer bounds widened by ha
 float and timestamp columns are continuous (a timestamp's unit, 1 µs, is below any estimate's
 resolution): open and closed ends differ only by the most-common values at them.
 
+**Dense keys.** A unique integer (or date) column whose analyzed rows fill its extent — a serial
+id — holds every value once; it is estimated as uniform over its extent, which is exact, rather
+than through the sampled histogram, whose bounds ANALYZE places ±0.3 % of the table off.
+
 **Never analyzed** (``reltuples`` unknown, or no ``pg_stats`` row): the estimator falls back to the
 column's ``min``, ``max`` and an exact ``count`` — one full scan, *once per estimator* — and assumes
 values uniform in between.
@@ -49,6 +53,9 @@ from modelstore.errors import ColumnTypeError, UnknownColumnError, UnknownTableE
 
 #: the ordering kinds whose values are units (integers, days): see "Discrete columns" above
 DISCRETE_KINDS = frozenset({"integer", "date"})
+
+#: a unique discrete column holding at least this share of the values in its extent is a dense key
+DENSE_FILL = 0.98
 
 _INTEGER_TYPES = {"int2", "int4", "int8"}
 _TIME_TYPES = {"date": "date", "timestamp": "timestamp", "timestamptz": "timestamptz"}
@@ -266,6 +273,8 @@ class RowEstimator:
             per_bucket = hist_rows / (len(bounds) - 1)
             edges = [bounds[0] - half] + bounds[1:-1] + [bounds[-1] + half]
             buckets = [(a, b, per_bucket) for a, b in zip(edges, edges[1:])]
+            if _dense_key(kind, n_distinct, points, edges, hist_rows):
+                buckets = [(edges[0], edges[-1], hist_rows)]
 
         if actual is not None:
             lo, hi = actual
@@ -341,6 +350,15 @@ class RowEstimator:
         how = "pg_stats" if self.analyzed else "counted"
         return (f"<RowEstimator {self.schema}.{self.table}.{self.order_by} ({self.order_kind}): "
                 f"{self.total_rows:.0f} rows, {how}, {'index' if self.has_index else 'no index'}>")
+
+
+def _dense_key(kind: str, n_distinct, points, edges, rows: float) -> bool:
+    """A unique integer or date column whose rows fill its whole extent (a serial id): every value
+    is there once, so rows are uniform over the extent. The equal-depth histogram, drawn from a
+    sample of 30,000 rows, would put its bounds ±0.3 % of the table off; this is exact."""
+    if kind not in DISCRETE_KINDS or n_distinct != -1 or points or not all(map(math.isfinite, edges)):
+        return False
+    return rows >= DENSE_FILL * (edges[-1] - edges[0])
 
 
 def _finite_or_inf(key) -> float:

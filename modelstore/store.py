@@ -15,7 +15,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from modelstore import catalog, costs
+from modelstore import catalog, costs, mixture
 from modelstore.costs import CostModel
 from modelstore.connection import open_connection, resolve_dsn
 from modelstore.descriptor import (
@@ -24,8 +24,10 @@ from modelstore.descriptor import (
 from modelstore.errors import InputError, NonFiniteValueError, RangeError
 from modelstore.executor import execute
 from modelstore.migrate import ensure_current
+from modelstore.mixture import execute_logistic, training_accuracy_query
 from modelstore.models import GaussianNB, LinearRegression, MultinomialNB
 from modelstore.models._input import check_nonnegative
+from modelstore.models.logistic import DEFAULT_CHUNK_ROWS, DEFAULT_L2, LogisticMixture
 from modelstore.plan import ExecutedPlan, Plan
 from modelstore.planner import plan_request
 from modelstore.rowcount import RowEstimator
@@ -36,7 +38,8 @@ DEFAULT_MAX_DIGITS_LOST = 3.0
 #: how long row estimates from pg_stats are trusted before being read again
 ESTIMATOR_TTL_SECONDS = 60.0
 
-MODEL_CLASSES = {"linear": LinearRegression, "gaussian_nb": GaussianNB, "multinomial_nb": MultinomialNB}
+MODEL_CLASSES = {"linear": LinearRegression, "gaussian_nb": GaussianNB, "multinomial_nb": MultinomialNB,
+                 "logistic": LogisticMixture}
 
 MAX_NAME_LENGTH = 128
 
@@ -87,17 +90,24 @@ class Store:
     # -- requests -----------------------------------------------------------------------------------
 
     def fit(self, kind: str, *, table: str, target: str, features: Sequence[str], order_by: str,
-            lo=None, hi=None, where: str | None = None, l2: float = 0.0, var_smoothing: float = 1e-9,
-            alpha: float = 1.0, name: str | None = None, replace: bool = False, max_classes: int = 1000):
+            lo=None, hi=None, where: str | None = None, l2: float | None = None, var_smoothing: float = 1e-9,
+            alpha: float = 1.0, chunk_rows: int | None = None, evaluate: bool = True, name: str | None = None,
+            replace: bool = False, max_classes: int = 1000):
         """Fit a model over ``table`` rows with ``order_by`` in [lo, hi] (closed; None = the table's
         first/last value) satisfying ``where``; materialise it; return it with ``.plan`` and ``.name``.
 
         Rows with a NULL in any used column are skipped and counted (``rows_skipped``).
+        ``l2``: ridge penalty (linear, default 0) or the logistic chunks' λ (default
+        :data:`~modelstore.models.logistic.DEFAULT_L2`); ``chunk_rows``: logistic chunk size l;
+        ``evaluate``: compute a logistic model's training accuracy in the database (one more scan).
         """
-        params = _model_params(kind, l2=l2, var_smoothing=var_smoothing, alpha=alpha)
+        params = _model_params(kind, l2=l2, var_smoothing=var_smoothing, alpha=alpha, chunk_rows=chunk_rows)
         if name is not None:
             _check_name(name)
         _check_max_classes(max_classes)
+        if kind == "logistic":
+            return self._fit_logistic(table, target, features, order_by, lo, hi, where, params, evaluate,
+                                      name, replace)
         started = time.perf_counter()
         with self.conn.transaction():
             descriptor, table_info = self._describe(kind, table, target, features, order_by, lo, hi, where, params)
@@ -135,11 +145,49 @@ class Store:
         model.descriptor = descriptor
         return model
 
+    def _fit_logistic(self, table, target, features, order_by, lo, hi, where, params, evaluate, name, replace):
+        """Mixture-weight logistic regression (paper §4): stored chunks + newly trained chunks."""
+        started = time.perf_counter()
+        with self.conn.transaction():
+            descriptor, table_info = self._describe("logistic", table, target, features, order_by, lo, hi, where,
+                                                    params)
+            source_id = catalog.find_source(self.conn, descriptor.source)
+            plan = self._plan(source_id, descriptor)
+            model, executed, new_chunks, skipped = execute_logistic(
+                self.conn, plan, table_info, l2=params["l2"], chunk_rows=params["chunk_rows"])
+            model.rows_skipped = skipped
+            if source_id is None:
+                source_id = catalog.ensure_source(self.conn, descriptor.source)
+            key = mixture.params_key(params["l2"])
+            for chunk in new_chunks:  # chunk models are always materialised (DESIGN.md, planner issue §7)
+                catalog.store_chunk(self.conn, source_id, descriptor, chunk, key)
+            extra = dict(executed.extra)
+            extra["Theorem 1 bound (δ=0.05)"] = (f"‖w_μ − w‖ ≤ {model.theorem1_bound(0.05):.4g} "
+                                                 f"(R={model.bound_inputs['R']:.4g}, λ={model.l2:g}, "
+                                                 f"p={model.bound_inputs['p']}, l={model.bound_inputs['l']:.0f})")
+            if evaluate:
+                accuracy = self.conn.execute(training_accuracy_query(table_info, descriptor, model)).fetchone()[0]
+                model.training_accuracy_ = None if accuracy is None else float(accuracy)
+                extra["Training accuracy"] = f"{model.training_accuracy_:.4f}"
+            executed = ExecutedPlan(plan, executed.results, time.perf_counter() - started - plan.planning_seconds,
+                                    None, 0.0, (), extra)
+            if self.materialize:
+                name = name or f"{descriptor.source.table}_logistic_{catalog.next_model_number(self.conn)}"
+                catalog.store_model(
+                    self.conn, name=name, kind="logistic", source_id=source_id, stats_id=None,
+                    descriptor=descriptor, params=params, rows_used=model.rows_used, rows_skipped=skipped,
+                    state=model.to_state(), plan=executed.to_json(), replace=replace,
+                )
+        model.name = name
+        model.plan = executed
+        model.descriptor = descriptor
+        return model
+
     def explain(self, kind: str, *, table: str, target: str, features: Sequence[str], order_by: str,
-                lo=None, hi=None, where: str | None = None, l2: float = 0.0, var_smoothing: float = 1e-9,
-                alpha: float = 1.0, **_ignored) -> Plan:
+                lo=None, hi=None, where: str | None = None, l2: float | None = None, var_smoothing: float = 1e-9,
+                alpha: float = 1.0, chunk_rows: int | None = None, **_ignored) -> Plan:
         """The plan :meth:`fit` would run for the same arguments, without running it."""
-        params = _model_params(kind, l2=l2, var_smoothing=var_smoothing, alpha=alpha)
+        params = _model_params(kind, l2=l2, var_smoothing=var_smoothing, alpha=alpha, chunk_rows=chunk_rows)
         with self.conn.transaction():
             descriptor, _ = self._describe(kind, table, target, features, order_by, lo, hi, where, params)
             return self._plan(catalog.find_source(self.conn, descriptor.source), descriptor)
@@ -170,8 +218,11 @@ class Store:
         return cached[0]
 
     def _plan(self, source_id, descriptor: Descriptor, *, allow_subtract: bool = True) -> Plan:
+        logistic = descriptor.kind == "logistic"
         return plan_request(self.conn, source_id, descriptor, cost_model=self.cost_model,
-                            estimator=self._estimator(descriptor.source), allow_subtract=allow_subtract)
+                            estimator=self._estimator(descriptor.source), allow_subtract=allow_subtract,
+                            params_key=mixture.params_key(descriptor.params["l2"]) if logistic else "",
+                            chunk_rows=descriptor.params.get("chunk_rows", DEFAULT_CHUNK_ROWS))
 
     def model(self, name: str):
         """A stored model by name, rebuilt from the catalog (no statistics or rows are read)."""
@@ -238,11 +289,20 @@ def connect(dsn=None, **kwargs) -> Store:
 
 # -- argument checks (before any query runs) ----------------------------------------------------------
 
-def _model_params(kind, *, l2, var_smoothing, alpha) -> dict:
+def _model_params(kind, *, l2, var_smoothing, alpha, chunk_rows=None) -> dict:
     if kind not in KIND_FAMILY:
         raise InputError(f"kind must be one of {sorted(KIND_FAMILY)}, got {kind!r} instead")
     if kind == "linear":
-        return {"l2": check_nonnegative("l2", l2)}
+        return {"l2": check_nonnegative("l2", 0.0 if l2 is None else l2)}
+    if kind == "logistic":
+        lam = check_nonnegative("l2", DEFAULT_L2 if l2 is None else l2)
+        if lam == 0:
+            raise InputError("l2 must be > 0 for logistic regression: a chunk whose classes are separable has no "
+                             "finite unregularised model, and Theorem 1's bound needs λ > 0")
+        rows = DEFAULT_CHUNK_ROWS if chunk_rows is None else chunk_rows
+        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 2:
+            raise InputError(f"chunk_rows must be an integer >= 2, got {chunk_rows!r} instead")
+        return {"l2": lam, "chunk_rows": rows}
     if kind == "gaussian_nb":
         return {"var_smoothing": check_nonnegative("var_smoothing", var_smoothing)}
     return {"alpha": check_nonnegative("alpha", alpha)}

@@ -32,43 +32,70 @@ def stats_values(family: str, k: int, classes: int = 1) -> int:
 
 
 def plan_costs(model: CostModel, estimator: RowEstimator, descriptor: Descriptor, *,
-               classes_hint: int = 2) -> PlanCosts:
-    """The cost model specialised to one request: its family, its column count, its table."""
+               classes_hint: int = 2, chunk_rows: int = 10_000) -> PlanCosts:
+    """The cost model specialised to one request: its family, its column count, its table.
+
+    Scans are priced as index range scans when the ordering column has a btree index (per matched
+    row) and as one full read of the table otherwise (once per plan): docs/planner.md.
+    """
     family, order_kind = descriptor.family, descriptor.source.order_kind
     k = len(descriptor.stats_columns)
-    per_row = model.scan_ms(family, k, 1_000_000) / 1_000_000  # additive in rows by construction
-    merged = stats_values(family, k, classes_hint)
-    scan_once = model.statement_ms + (0.0 if estimator.has_index else model.seq_read_ms(estimator.total_rows))
+    index_row = model.index_read_ms(1.0) if estimator.has_index else 0.0
+    full_read = 0.0 if estimator.has_index else model.seq_read_ms(estimator.total_rows)
 
     def rows(lo: Cut, hi: Cut) -> float:
         return estimator.rows(cuts_range(lo, hi, order_kind)) if lo < hi else 0.0
 
+    if family == "logistic":
+        # fetching and training, per row, with each chunk's fixed cost spread over its rows
+        per_row = (model.train_ms(k, chunk_rows) - model.statement_ms) / chunk_rows + index_row
+        return PlanCosts(
+            stored_ms=lambda m: model.fetch_ms(m.n_values),
+            scan_ms=lambda n: per_row * n,
+            part_ms=0.0,
+            fetch_once_ms=model.statement_ms,
+            scan_once_ms=model.statement_ms + full_read,
+            rows=rows,
+        )
+    per_row = model.row_ms(family, k) + index_row
+    merged = stats_values(family, k, classes_hint)
     return PlanCosts(
         stored_ms=lambda m: model.fetch_ms(m.n_values) + model.merge_ms(merged),
         scan_ms=lambda n: per_row * n,
         part_ms=model.merge_ms(merged),
         fetch_once_ms=model.statement_ms,
-        scan_once_ms=scan_once,
+        scan_once_ms=model.scan_statement_ms(family, k) + full_read,
         rows=rows,
     )
 
 
 def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: Descriptor, *,
                  cost_model: CostModel, estimator: RowEstimator, allow_subtract: bool = True,
-                 max_relevant: int = MAX_RELEVANT) -> Plan:
-    """The cheapest plan for ``descriptor`` (exact for the linear and Naive Bayes families)."""
+                 max_relevant: int = MAX_RELEVANT, params_key: str = "", chunk_rows: int = 10_000) -> Plan:
+    """The cheapest plan for ``descriptor``.
+
+    Linear and Naive Bayes: stored statistics in either direction and scans. Logistic (paper §4-5):
+    stored chunk models contained in the request, forward only, and ``train`` steps for the rest.
+    """
     started = time.perf_counter()
     kind = descriptor.source.order_kind
-    models, truncated = relevant_models(conn, source_id, descriptor, limit=max_relevant)
+    logistic = descriptor.family == "logistic"
+    models, truncated = relevant_models(conn, source_id, descriptor, limit=max_relevant, contained_only=logistic,
+                                        exact_columns=logistic, params_key=params_key)
     s, t = range_cuts(descriptor.range, kind)
     solution = solve(s, t, models, lambda m: range_cuts(m.range, kind),
-                     plan_costs(cost_model, estimator, descriptor), backward=allow_subtract)
+                     plan_costs(cost_model, estimator, descriptor, chunk_rows=chunk_rows),
+                     backward=allow_subtract and not logistic)
+    gap_op = "train" if logistic else "scan"
     steps = tuple(
-        Step(e.sign, e.op, cuts_range(e.lo, e.hi, kind), e.model.stats_id if e.model else None,
-             e.model.columns if e.model else (), round(e.rows), e.cost_ms)
+        Step(e.sign, e.op if e.op == "stored" else gap_op, cuts_range(e.lo, e.hi, kind),
+             e.model.stats_id if e.model else None, e.model.columns if e.model else (), round(e.rows), e.cost_ms)
         for e in solution.edges
     )
-    strategy = solution.strategy + ("" if allow_subtract else " (forward only)")
+    strategy = solution.strategy + ("" if allow_subtract or logistic else " (forward only)")
+    if logistic:
+        strategy = (strategy.replace("one scan is cheapest", "training is cheapest")
+                    .replace("one scan", "train every chunk").replace("scans", "training"))
     return Plan(descriptor, steps, strategy, time.perf_counter() - started,
                 est_cost_ms=solution.cost_ms, scratch_cost_ms=solution.scratch_ms,
                 graph={"relevant": len(models), "truncated": truncated, "nodes": solution.graph_nodes,

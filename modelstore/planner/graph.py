@@ -108,8 +108,8 @@ def solve(s: Cut, t: Cut, models: Sequence[StoredModel], cuts_of: Callable[[Stor
                 graph.add_edge(("bwd", i), ("bwd", i - 1), weight=costs.scan_ms(piece_rows[i - 1]))
 
     src, dst = ("at", index[s]), ("at", index[t])
-    candidates = [(scratch, scratch_edges, "one scan is cheapest")]
-    for g, label in ((graph, "stored statistics and scans"), (stored_only, "stored statistics only")):
+    candidates = [(scratch, scratch_edges)]
+    for g in (graph, stored_only):
         try:
             length, path = nx.bidirectional_dijkstra(g, src, dst, weight="weight")
         except nx.NetworkXNoPath:
@@ -117,8 +117,11 @@ def solve(s: Cut, t: Cut, models: Sequence[StoredModel], cuts_of: Callable[[Stor
         edges = _edges(path, cuts, stored, piece_rows, costs)
         once = (costs.fetch_once_ms if any(e.op == "stored" for e in edges) else 0.0) + (
             costs.scan_once_ms if any(e.op == "scan" for e in edges) else 0.0)
-        candidates.append((length + once, edges, label))
-    cost, edges, label = min(candidates, key=lambda c: (c[0], len(c[1])))
+        candidates.append((length + once, edges))
+    cost, edges = min(candidates, key=lambda c: (c[0], len(c[1])))
+    kinds = {e.op for e in edges}
+    label = ("one scan is cheapest" if kinds == {"scan"} else
+             "stored statistics only" if kinds == {"stored"} else "stored statistics and scans")
     return Solution(edges, cost, scratch, label, graph.number_of_nodes(), graph.number_of_edges())
 
 
