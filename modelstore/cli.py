@@ -1,10 +1,11 @@
-"""The ``modelstore`` command line: demo, migrate, fit, explain, models, show, drop, server."""
+"""The ``modelstore`` command line: demo, migrate, calibrate, fit, explain, models, show, drop, server."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+import psycopg
 from rich.console import Console
 from rich.table import Table as RichTable
 
@@ -28,7 +29,7 @@ def _bound(text: str | None):
 
 
 def _add_request_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("kind", choices=["linear", "gaussian_nb", "multinomial_nb"])
+    p.add_argument("kind", choices=["linear", "gaussian_nb", "multinomial_nb", "logistic"])
     p.add_argument("--table", required=True, help="table or view, e.g. public.sales")
     p.add_argument("--target", required=True, help="target (linear) or class column (Naive Bayes)")
     p.add_argument("--features", required=True, help="comma-separated feature columns")
@@ -36,7 +37,9 @@ def _add_request_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lo", help="first value of the range (default: the table's first)")
     p.add_argument("--hi", help="last value of the range (default: the table's last)")
     p.add_argument("--where", help="residual filter, a SQL predicate")
-    p.add_argument("--l2", type=float, default=0.0, help="ridge penalty (linear)")
+    p.add_argument("--l2", type=float, default=None,
+                   help="ridge penalty (linear, default 0) or the chunks' λ (logistic, default 1e-4)")
+    p.add_argument("--chunk-rows", type=int, default=None, help="logistic chunk size l (default 10000)")
     p.add_argument("--var-smoothing", type=float, default=1e-9, help="Gaussian NB variance smoothing")
     p.add_argument("--alpha", type=float, default=1.0, help="multinomial NB additive smoothing")
 
@@ -45,7 +48,7 @@ def _request(args) -> tuple[str, dict]:
     return args.kind, dict(
         table=args.table, target=args.target, features=[f.strip() for f in args.features.split(",") if f.strip()],
         order_by=args.order_by, lo=_bound(args.lo), hi=_bound(args.hi), where=args.where, l2=args.l2,
-        var_smoothing=args.var_smoothing, alpha=args.alpha,
+        var_smoothing=args.var_smoothing, alpha=args.alpha, chunk_rows=args.chunk_rows,
     )
 
 
@@ -59,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
 
     sub.add_parser("migrate", help="create or update the modelstore catalog schema")
+
+    p = sub.add_parser("calibrate", help="measure the planner's cost model on this database and store it")
+    p.add_argument("--quick", action="store_true", help="the ~1 s calibration done automatically on first use")
 
     p = sub.add_parser("fit", help="fit (and materialise) a model")
     _add_request_args(p)
@@ -92,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     except ModelstoreError as exc:
         console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
         return 2
+    except psycopg.Error as exc:  # the database refused something modelstore did not foresee
+        console.print(f"[bold red]database error:[/bold red] {exc}", highlight=False, markup=False)
+        return 3
 
 
 def _dispatch(store, args) -> int:
@@ -104,6 +113,16 @@ def _dispatch(store, args) -> int:
 
         applied = migrate(store.conn)
         console.print("catalog is up to date" + (f" (applied: {', '.join(applied)})" if applied else ""))
+    elif args.command == "calibrate":
+        with console.status("measuring statement latency, scan, fetch, merge and training costs …"):
+            model = store.calibrate(quick=args.quick)
+        grid = RichTable(title=f"cost model ({model.method}, {model.server_version})")
+        grid.add_column("parameter")
+        grid.add_column("value (ms)", justify="right")
+        for key, value in model.to_json().items():
+            if key not in ("measured_at", "server_version", "method", "details"):
+                grid.add_row(key, _figures(value))
+        console.print(grid)
     elif args.command == "fit":
         kind, request = _request(args)
         model = store.fit(kind, name=args.name, replace=args.replace, **request)
@@ -130,6 +149,15 @@ def _dispatch(store, args) -> int:
         dropped = store.drop(args.name, missing_ok=args.if_exists)
         console.print(f"dropped {args.name}" if dropped else f"no model named {args.name}")
     return 0
+
+
+def _figures(value) -> str:
+    """A cost-model figure for the terminal: floats to 4 significant digits, per family on lines."""
+    if isinstance(value, dict):
+        return "\n".join(f"{k}: {_figures(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(_figures(v) for v in value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _print_model(model) -> None:

@@ -52,11 +52,16 @@ refuses figures that break this (``ValueError``), so a hand-edited catalog row c
 **How it is measured** (:func:`calibrate`): a TEMP table of synthetic rows (an ``int`` ordering
 column in insertion order, 12 ``float8`` columns, a 5-valued class column, a 0/1 label), every
 statistics aggregate at several k over two range sizes of the *same* table, so that the difference
-of the two medians is the per-matched-row cost alone (each query reads the whole table either way);
-repetitions are interleaved across configurations so that a burst of load on the machine spreads
-over all of them; statements run unprepared (``prepare=False``), as the executor's literal-bound
-scans do. ``quick=True`` (used automatically on first use) measures smaller tables, fewer k and
-fewer repetitions, in about a second; the full calibration takes 10–20 s.
+of the two timings is the per-matched-row cost alone (each query reads the whole table either way).
+Repetitions are interleaved across configurations, so that a burst of load on the machine spreads
+over all of them, and a per-row slope is the difference of the two *minimum* times (other work on
+the machine only ever adds time; the least disturbed run is the cost), while fixed costs — a
+round trip, a fetch — are medians (what a statement typically waits). Statements run unprepared
+(``prepare=False``), as the executor's literal-bound scans do, and their time includes composing
+the SQL, as the executor's does. The fits weigh each sample by its relative error, except below
+the timing noise, where a slope cannot be resolved. ``quick=True`` (used automatically on first
+use) measures a smaller table, fewer k and fewer repetitions, in about a second; the full
+calibration takes 10–20 s.
 
 **What it does not model.** TEMP tables live in backend-local buffers and are never scanned in
 parallel, and calibration runs with ``jit = off``: a large base table that PostgreSQL scans with
@@ -258,11 +263,11 @@ class CostModel:
         """Built-in figures (a full calibration of PostgreSQL 15 on a small 2-core machine), for
         planning without a database to measure — tests, ``explain`` on a read-only standby."""
         return cls(
-            statement_ms=0.13, term_ms=0.0146,
-            scan_row_ms={"linear": (1.0e-4, 1.4e-5, 6.0e-5), "gaussian_nb": (2.6e-4, 2.3e-4),
-                         "multinomial_nb": (2.2e-4, 1.5e-4)},
-            seq_row_ms=5.5e-5, index_row_ms=9.0e-5, fetch_row_ms=4.5e-3, fetch_value_ms=1.2e-5,
-            merge_op_ms=0.012, merge_value_ms=1.5e-6, train_chunk_ms=(20.0, 3.0), train_row_ms=(4.0e-4, 2.0e-4),
+            statement_ms=0.25, term_ms=0.038,
+            scan_row_ms={"linear": (2.0e-5, 0.0, 5.5e-5), "gaussian_nb": (1.0e-4, 1.9e-4),
+                         "multinomial_nb": (4.0e-5, 1.2e-4)},
+            seq_row_ms=6.7e-5, index_row_ms=6.0e-5, fetch_row_ms=3.0e-3, fetch_value_ms=5.0e-4,
+            merge_op_ms=4.8e-3, merge_value_ms=1.5e-6, train_chunk_ms=(2.1, 0.0), train_row_ms=(6.3e-4, 4.0e-4),
             measured_at=dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc), server_version="default",
             method="default",
         )
@@ -314,7 +319,7 @@ class _Sizes:
     train_reps: int
 
 
-QUICK = _Sizes("quick", 6000, (1500, 6000), (1, 3, 6, 10), (1, 6, 12), 3, 15,
+QUICK = _Sizes("quick", 8000, (1000, 8000), (1, 3, 6, 10), (1, 6, 12), 3, 15,
                (2, 8, 16), 12, 3, (2, 8, 32), 100, (500, 2000), (2, 8), 2)
 # 40,000 rows of 15 columns (~5.5 MB, plus its index) stay inside the default 8 MB temp_buffers
 FULL = _Sizes("full", 40000, (10000, 40000), (1, 2, 4, 6, 8, 10, 12), (1, 4, 8, 12), 5, 40,
@@ -365,8 +370,8 @@ def calibrate(conn: psycopg.Connection, *, quick: bool = False) -> CostModel:
             _set_local(cur, jit="off", max_parallel_workers_per_gather="0")
             train_chunk, train_row = _measure_train(cur, table, sizes, statement, details)
         stage("train")
-    finally:
-        if not conn.closed:
+    finally:  # (a broken connection took its TEMP tables with it)
+        if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
             with conn.transaction():
                 cur.execute(sql.SQL("DROP TABLE IF EXISTS {}, {}").format(table, stats_table))
     merge_op, merge_value = _measure_merge(sizes, details)
@@ -405,9 +410,9 @@ def _create_table(cur, table: sql.Identifier, rows: int) -> None:
     xs = [sql.Identifier(f"x{i}") for i in range(_FEATURES)]
     half = _FEATURES // 2
     score = sql.SQL(" + ").join(xs[:half]) + sql.SQL(" - ") + sql.SQL(" - ").join(xs[half:])
-    cur.execute(sql.SQL("CREATE TEMP TABLE {} ({} integer NOT NULL, {} integer NOT NULL, {}, {} integer NOT NULL)").format(
-        table, sql.Identifier(_ORDER), sql.Identifier(_CLASS),
-        sql.SQL(", ").join(sql.SQL("{} float8 NOT NULL").format(x) for x in xs), sql.Identifier(_LABEL)))
+    floats = sql.SQL(", ").join(sql.SQL("{} float8 NOT NULL").format(x) for x in xs)
+    cur.execute(sql.SQL("CREATE TEMP TABLE {} ({} integer NOT NULL, {} integer NOT NULL, {}, {} integer NOT NULL)")
+                .format(table, sql.Identifier(_ORDER), sql.Identifier(_CLASS), floats, sql.Identifier(_LABEL)))
     cur.execute(sql.SQL(
         "INSERT INTO {table} SELECT i, i % 5, {xs}, ({score} + 2 * random() - 1 > 0)::int "
         "FROM (SELECT i, {randoms} FROM pg_catalog.generate_series(1, {rows}) AS i) AS g"
@@ -443,17 +448,18 @@ def _timed_ms(cur, query, params=None) -> float:
     return (time.perf_counter() - t0) * 1000.0
 
 
-def _medians(cur, queries: dict, reps: int) -> dict:
-    """Median time of each query; repetitions interleaved across the queries."""
+def _medians(cur, queries: dict, reps: int, summary=statistics.median) -> dict:
+    """Median (or another ``summary``) time of each query; repetitions interleaved across queries."""
     samples: dict = {key: [] for key in queries}
     for _ in range(reps):
         for key, query in queries.items():
             samples[key].append(_timed_ms(cur, query))
-    return {key: statistics.median(v) for key, v in samples.items()}
+    return {key: summary(v) for key, v in samples.items()}
 
 
-#: the timing jitter (ms) of a median of a few statements on a busy machine
-NOISE_MS = 0.1
+#: the timing jitter (ms) of a statement on a busy two-core machine (what a difference of two
+#: timings cannot resolve)
+NOISE_MS = 0.25
 
 
 def _nonneg_fit(design, y, noise: float) -> np.ndarray:
@@ -508,7 +514,7 @@ def _measure_scans(cur, table, sizes: _Sizes, details: dict) -> dict:
     plan = [(family, k) for family, ks in (("linear", sizes.linear_ks), ("gaussian_nb", sizes.nb_ks),
                                            ("multinomial_nb", sizes.nb_ks)) for k in ks]
     queries = {(family, k, n): _aggregate(family, table, k, _range(1, n)) for family, k in plan for n in (n1, n2)}
-    med = _medians(cur, queries, sizes.reps)
+    med = _medians(cur, queries, sizes.reps, min)
     slopes = {(family, k): (med[family, k, n2] - med[family, k, n1]) / (n2 - n1) for family, k in plan}
     details["scan_row_ms"] = {f"{family}:{k}": slope for (family, k), slope in slopes.items()}
     result = {}
@@ -525,7 +531,7 @@ def _measure_index(cur, table, sizes: _Sizes, details: dict) -> float:
     index_queries = {n: _aggregate("linear", table, 1, _range(1, n)) for n in (n1, n2)}
     seq_slope = details["scan_row_ms"]["linear:1"]
     cur.execute(sql.SQL("CREATE INDEX ON {} ({})").format(table, sql.Identifier(_ORDER)))
-    med = _medians(cur, index_queries, sizes.reps)
+    med = _medians(cur, index_queries, sizes.reps, min)
     slope = (med[n2] - med[n1]) / (n2 - n1)
     details["index_scan_row_ms"] = slope
     return max(slope - seq_slope, FLOOR_MS)
@@ -631,7 +637,7 @@ def _measure_train(cur, table, sizes: _Sizes, statement: float, details: dict) -
         for _ in range(sizes.train_reps):
             for k, n in configs:
                 samples[k, n].append(train(k, n))
-    med = {c: statistics.median(s) for c, s in samples.items()}
+    med = {c: min(s) for c, s in samples.items()}
     # t(k, n) = f0 + f1·k + n·(a + b·k), jointly
     design = [[1.0, k, n, n * k] for k, n in configs]
     f0, f1, a, b = _nonneg_fit(design, [med[c] for c in configs], 5 * NOISE_MS)

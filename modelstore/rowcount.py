@@ -251,8 +251,8 @@ class RowEstimator:
 
         items = [_keys_of_text_array(kind), _keys_of_text_array(kind)]
         if has_index:  # two index probes: where the column has grown (or shrunk) since ANALYZE
-            items += [sql.SQL("(SELECT {} FROM {})").format(_key_sql(sql.SQL("min({})").format(column), kind), relation),
-                      sql.SQL("(SELECT {} FROM {})").format(_key_sql(sql.SQL("max({})").format(column), kind), relation)]
+            items += [sql.SQL("(SELECT {} FROM {})").format(_key_sql(sql.SQL(f"{agg}({{}})").format(column), kind),
+                                                              relation) for agg in ("min", "max")]
         keys = cur.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(items)),
                            [histogram or "{}", mcv or "{}"]).fetchone()
         bounds = [_finite_or_inf(k) for k in keys[0]]

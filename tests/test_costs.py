@@ -75,6 +75,19 @@ def test_calibration_leaves_the_connection_as_it_was(module_conn, quick_model):
     assert module_conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
 
+def test_a_failed_calibration_leaves_nothing_behind(module_conn, monkeypatch):
+    before = (_settings(module_conn), _temp_tables(module_conn))
+
+    def broken(cur, table, *args):
+        cur.execute(sql.SQL("SELECT 1 / 0 FROM {}").format(table))
+
+    monkeypatch.setattr(costs, "_measure_scans", broken)
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        costs.calibrate(module_conn, quick=True)
+    assert (_settings(module_conn), _temp_tables(module_conn)) == before
+    assert module_conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
 def test_calibration_inside_a_transaction_and_with_another_row_factory(module_dsn):
     """A caller's open transaction stays open (savepoints only); a dict row factory does not matter."""
     with psycopg.connect(module_dsn, row_factory=dict_row) as conn:  # not autocommit
@@ -239,8 +252,9 @@ def test_calibrated_scan_cost_predicts_a_real_aggregate(module_conn, quick_model
     scan and a range scan without an index, and for a range read through an index."""
     conn = module_conn
     columns = ["a", "b", "c", "d", "e", "f"]
+    randoms = sql.SQL(", ").join(sql.SQL("random() * 100 AS {}").format(sql.Identifier(c)) for c in columns)
     conn.execute(sql.SQL("CREATE TABLE sanity AS SELECT i AS id, i % 3 AS cls, {} FROM generate_series(1, 100000) i")
-                 .format(sql.SQL(", ").join(sql.SQL("random() * 100 AS {}").format(sql.Identifier(c)) for c in columns)))
+                 .format(randoms))
     conn.execute("VACUUM ANALYZE sanity")
     values = [Column(c, "double precision", "N").value_expr() for c in columns]
     table = sql.Identifier("public", "sanity")
