@@ -135,6 +135,7 @@ def fetch_stats(conn: psycopg.Connection, stats_ids: list[int]) -> dict[int, obj
         FROM modelstore.statistics WHERE stats_id = ANY (%s)
         """,
         [list(stats_ids)],
+        binary=True,  # float8 arrays in binary: ~5× cheaper per value than parsing their text
     ).fetchall()
     found = {row[0]: _from_arrays(*row[1:]) for row in rows}
     missing = set(stats_ids) - set(found)

@@ -8,8 +8,9 @@ server it runs against, with the very queries the executor runs (:func:`calibrat
 in ``modelstore.cost_model``. Every figure is in milliseconds:
 
 ==================  ===============================================================================
-``statement_ms``    one statement round trip: parse, plan, execute nothing, return a row (the median
-                    of ``SELECT 1`` and of a one-column statistics aggregate over no rows)
+``statement_ms``    one statement round trip: parse, plan, execute nothing, return a row (the mean
+                    of the medians of ``SELECT 1`` and of a one-column statistics aggregate over no
+                    rows)
 ``term_ms``         planning and starting one more aggregate of a statement (a linear aggregate of
                     k columns has 2 + k + k(k+1)/2 of them; :func:`aggregate_terms`)
 ``scan_row_ms``     per family, aggregating one *matched* row of k columns:
@@ -448,7 +449,7 @@ def _timed_ms(cur, query, params=None) -> float:
     return (time.perf_counter() - t0) * 1000.0
 
 
-def _medians(cur, queries: dict, reps: int, summary=statistics.median) -> dict:
+def _timings(cur, queries: dict, reps: int, summary=statistics.median) -> dict:
     """Median (or another ``summary``) time of each query; repetitions interleaved across queries."""
     samples: dict = {key: [] for key in queries}
     for _ in range(reps):
@@ -491,8 +492,8 @@ def _measure_statement(cur, table, sizes: _Sizes, details: dict) -> tuple[float,
         "agg1": _aggregate("linear", table, 1, sql.SQL("false")),
         "agg_max": _aggregate("linear", table, k_max, sql.SQL("false")),
     }
-    _medians(cur, queries, 1)
-    med = _medians(cur, queries, sizes.statement_reps)
+    _timings(cur, queries, 1)
+    med = _timings(cur, queries, sizes.statement_reps)
     statement = max((med["select1"] + med["agg1"]) / 2, FLOOR_MS)
     terms = aggregate_terms("linear", k_max) - aggregate_terms("linear", 1)
     term = max(0.0, (med["agg_max"] - med["agg1"]) / terms)
@@ -504,7 +505,7 @@ def _measure_seq(cur, table, sizes: _Sizes, statement: float, details: dict) -> 
     # the range predicate of a scan, rejecting every row: what a range scan without an index
     # pays for each table row outside its range
     query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(table, _range(-2, -1))
-    med = _medians(cur, {"seq": query}, max(sizes.reps, 5))["seq"]
+    med = _timings(cur, {"seq": query}, max(sizes.reps, 5))["seq"]
     details["seq_ms"] = round(med, 5)
     return max((med - statement) / sizes.table_rows, FLOOR_MS)
 
@@ -514,7 +515,7 @@ def _measure_scans(cur, table, sizes: _Sizes, details: dict) -> dict:
     plan = [(family, k) for family, ks in (("linear", sizes.linear_ks), ("gaussian_nb", sizes.nb_ks),
                                            ("multinomial_nb", sizes.nb_ks)) for k in ks]
     queries = {(family, k, n): _aggregate(family, table, k, _range(1, n)) for family, k in plan for n in (n1, n2)}
-    med = _medians(cur, queries, sizes.reps, min)
+    med = _timings(cur, queries, sizes.reps, min)
     slopes = {(family, k): (med[family, k, n2] - med[family, k, n1]) / (n2 - n1) for family, k in plan}
     details["scan_row_ms"] = {f"{family}:{k}": slope for (family, k), slope in slopes.items()}
     result = {}
@@ -531,7 +532,7 @@ def _measure_index(cur, table, sizes: _Sizes, details: dict) -> float:
     index_queries = {n: _aggregate("linear", table, 1, _range(1, n)) for n in (n1, n2)}
     seq_slope = details["scan_row_ms"]["linear:1"]
     cur.execute(sql.SQL("CREATE INDEX ON {} ({})").format(table, sql.Identifier(_ORDER)))
-    med = _medians(cur, index_queries, sizes.reps, min)
+    med = _timings(cur, index_queries, sizes.reps, min)
     slope = (med[n2] - med[n1]) / (n2 - n1)
     details["index_scan_row_ms"] = slope
     return max(slope - seq_slope, FLOOR_MS)
@@ -565,7 +566,7 @@ def _measure_fetch(cur, stats_table, sizes: _Sizes, details: dict) -> tuple[floa
 
     def fetch(wanted: list[int]) -> float:
         t0 = time.perf_counter()
-        cur.execute(query, [wanted], prepare=False)
+        cur.execute(query, [wanted], prepare=False, binary=True)  # as catalog.fetch_stats
         for _, _, columns, n, null_rows, _, _, mean, moments in cur.fetchall():
             k = len(columns)
             LinearStats(columns, n, np.array(mean, dtype=float), np.array(moments, dtype=float).reshape(k, k),

@@ -45,6 +45,7 @@ def fetch_chunks(conn: psycopg.Connection, stats_ids: list[int], features: tuple
         FROM modelstore.statistics WHERE stats_id = ANY (%s) AND family = 'logistic'
         """,
         [list(stats_ids)],
+        binary=True,
     ).fetchall()
     chunks = {}
     for sid, lo, hi, columns, n, classes, counts, intercept, coef, extra in rows:

@@ -106,7 +106,8 @@ class Plan:
     def footer(self) -> list[str]:
         lines = [f"Strategy: {self.strategy}"]
         if self.scratch_cost_ms is not None:
-            lines.append(f"From scratch (one scan): cost={self.scratch_cost_ms:.3f} ms")
+            how = "training every chunk" if self.descriptor.family == "logistic" else "one scan"
+            lines.append(f"From scratch ({how}): cost={self.scratch_cost_ms:.3f} ms")
         if self.graph:
             g = self.graph
             lines.append(f"Relevant stored models: {g.get('relevant', 0)}"

@@ -64,7 +64,7 @@ _ARRAY_TYPE = {"integer": "float8", "number": "float8", "date": "date", "timesta
                "timestamptz": "timestamptz"}
 
 _CATALOG_QUERY = """
-SELECT c.relkind, c.reltuples::float8, c.relpages::float8,
+SELECT c.reltuples::float8, c.relpages::float8,
        CASE WHEN c.relkind IN ('r', 'm', 't')
             THEN pg_catalog.pg_relation_size(c.oid)::float8 / pg_catalog.current_setting('block_size')::float8
        END AS current_pages,
@@ -235,7 +235,7 @@ class RowEstimator:
         row = cur.execute(_CATALOG_QUERY, {"schema": schema, "table": table, "column": order_by}).fetchone()
         if row is None:
             raise UnknownTableError(f"table {schema}.{table} does not exist (or is not visible to this role)")
-        (relkind, reltuples, relpages, current_pages, column_exists, typname, category, has_index,
+        (reltuples, relpages, current_pages, column_exists, typname, category, has_index,
          has_stats, null_frac, n_distinct, histogram, mcv, mcv_freqs) = row
         if not column_exists:
             raise UnknownColumnError(f"order_by column {order_by!r} does not exist in table {schema}.{table}")
@@ -251,8 +251,8 @@ class RowEstimator:
 
         items = [_keys_of_text_array(kind), _keys_of_text_array(kind)]
         if has_index:  # two index probes: where the column has grown (or shrunk) since ANALYZE
-            items += [sql.SQL("(SELECT {} FROM {})").format(_key_sql(sql.SQL(f"{agg}({{}})").format(column), kind),
-                                                              relation) for agg in ("min", "max")]
+            items += [sql.SQL("(SELECT {} FROM {})").format(_key_sql(agg.format(column), kind), relation)
+                      for agg in (sql.SQL("min({})"), sql.SQL("max({})"))]
         keys = cur.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(items)),
                            [histogram or "{}", mcv or "{}"]).fetchone()
         bounds = [_finite_or_inf(k) for k in keys[0]]
