@@ -101,3 +101,12 @@ def check_nonnegative(what: str, value) -> float:
     if not math.isfinite(value) or value < 0:
         raise InputError(f"{what} must be a finite number >= 0, got {value!r} instead")
     return value
+
+
+def labels_array(labels) -> np.ndarray:
+    """Class labels as scikit-learn holds them in ``classes_`` (the numpy array of np.unique(y))."""
+    labels = list(labels)
+    kinds = {type(v) for v in labels}
+    if len(kinds) > 1 and not kinds <= {int, float}:
+        return np.array(labels, dtype=object)
+    return np.asarray(labels)

@@ -82,7 +82,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 from modelstore.errors import InputError
-from modelstore.models._input import check_name, decode_floats, encode_floats, feature_matrix
+from modelstore.models._input import check_name, decode_floats, encode_floats, feature_matrix, labels_array
 from modelstore.stats._classes import normalize_label
 
 __all__ = [
@@ -150,15 +150,6 @@ def _normalize_classes(classes) -> tuple:
             f"logistic regression needs at least two classes in the target, got {list(ordered)!r} instead"
         )
     return ordered
-
-
-def _labels_array(labels) -> np.ndarray:
-    """Class labels as scikit-learn holds them in ``classes_`` (the numpy array of np.unique(y))."""
-    labels = list(labels)
-    kinds = {type(v) for v in labels}
-    if len(kinds) > 1 and not kinds <= {int, float}:
-        return np.array(labels, dtype=object)
-    return np.asarray(labels)
 
 
 def _class_indices(y, classes: tuple, where: str) -> np.ndarray:
@@ -399,6 +390,18 @@ def _stationary(Xc: np.ndarray, codes: np.ndarray, coef: np.ndarray, intercept: 
     return math.isfinite(worst) and worst <= _STATIONARY_TOL
 
 
+def _as_matrix(X) -> tuple[np.ndarray, list[str]]:
+    """Training input as a finite float matrix and its feature names (a DataFrame's, else x1…xd)."""
+    if isinstance(X, pd.DataFrame):
+        features = [str(c) for c in X.columns]
+        return feature_matrix(X.set_axis(features, axis=1), features), features
+    shape = np.shape(X)
+    if len(shape) != 2:
+        raise InputError(f"X must be 2-D (rows × features), got shape {shape} instead")
+    features = [f"x{i}" for i in range(1, shape[1] + 1)]
+    return feature_matrix(X, features), features
+
+
 def train_chunk(X, y, *, l2: float = DEFAULT_L2, classes, lo=None, hi=None) -> ChunkModel:
     """Train one chunk's model: the minimiser of F(w, b) (module docstring) on these rows.
 
@@ -411,14 +414,7 @@ def train_chunk(X, y, *, l2: float = DEFAULT_L2, classes, lo=None, hi=None) -> C
     l2 = _check_l2(l2)
     classes = _normalize_classes(classes)
     where = _describe_range(lo, hi)
-    if isinstance(X, pd.DataFrame):
-        features = [str(c) for c in X.columns]
-        X = feature_matrix(X.set_axis(features, axis=1), features)
-    else:
-        shape = np.shape(X)
-        if len(shape) != 2:
-            raise InputError(f"X must be 2-D (rows × features), got shape {shape} instead")
-        X = feature_matrix(X, [f"x{i}" for i in range(1, shape[1] + 1)])
+    X, _ = _as_matrix(X)
     m, d = X.shape
     if d == 0:
         raise InputError("logistic regression needs at least one feature")
@@ -640,7 +636,7 @@ class LogisticMixture:
                     rows_skipped=0, training_accuracy=None):
         self.feature_names_in_ = np.array(features, dtype=object)
         self.n_features_in_ = len(features)
-        self.classes_ = _labels_array(classes)
+        self.classes_ = labels_array(classes)
         self.class_count_ = np.asarray(class_count, dtype=float)
         self.chunk_rows = [int(n) for n in chunk_rows]
         self.chunk_ranges = [tuple(r) for r in chunk_ranges]
@@ -779,15 +775,7 @@ def fit_mixture(X, y, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, l2: float = DEFAU
     Rows are taken in the order of ``order_values`` (sorted ascending; default: row order). Sets
     ``training_accuracy_`` to the mixture's accuracy on these rows.
     """
-    if isinstance(X, pd.DataFrame):
-        features = [str(c) for c in X.columns]
-        X = feature_matrix(X.set_axis(features, axis=1), features)
-    else:
-        shape = np.shape(X)
-        if len(shape) != 2:
-            raise InputError(f"X must be 2-D (rows × features), got shape {shape} instead")
-        features = [f"x{i}" for i in range(1, shape[1] + 1)]
-        X = feature_matrix(X, features)
+    X, features = _as_matrix(X)
     y = np.asarray(y)
     if y.ndim != 1 or y.shape[0] != X.shape[0]:
         raise InputError(f"y must be 1-D with one label per row of X ({X.shape[0]}), got shape {y.shape} instead")

@@ -34,6 +34,7 @@ import scipy.special
 
 from modelstore.errors import InputError, NonFiniteValueError, RangeError
 from modelstore.models._input import (
+    labels_array,
     check_name,
     check_nonnegative,
     decode_float,
@@ -47,15 +48,6 @@ from modelstore.stats.multinomial_nb import MultinomialNBStats
 __all__ = ["GaussianNB", "MultinomialNB"]
 
 _STATE_VERSION = 1
-
-
-def _labels_array(labels) -> np.ndarray:
-    """Class labels as numpy stores them in scikit-learn's ``classes_`` (np.unique of y)."""
-    labels = list(labels)
-    kinds = {type(v) for v in labels}
-    if len(kinds) > 1 and not kinds <= {int, float}:
-        return np.array(labels, dtype=object)
-    return np.asarray(labels)
 
 
 def _check_stats(stats, cls, what: str):
@@ -122,7 +114,7 @@ class _NaiveBayes(abc.ABC):
     def _restore_common(self, state) -> None:
         self.feature_names_in_ = np.array(state["features"], dtype=object)
         self.n_features_in_ = len(state["features"])
-        self.classes_ = _labels_array(state["classes"])
+        self.classes_ = labels_array(state["classes"])
         self.class_count_ = decode_floats(state["class_count"], (len(self.classes_),))
         self.rows_used = int(state["rows_used"])
         self.rows_skipped = int(state["rows_skipped"])
@@ -130,7 +122,7 @@ class _NaiveBayes(abc.ABC):
     def _set_common(self, stats) -> None:
         self.feature_names_in_ = np.array(stats.features, dtype=object)
         self.n_features_in_ = len(stats.features)
-        self.classes_ = _labels_array(stats.classes)
+        self.classes_ = labels_array(stats.classes)
         self.class_count_ = stats.counts.astype(float)
         self.rows_used = int(stats.n)
         self.rows_skipped = int(stats.null_rows)
