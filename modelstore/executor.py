@@ -17,7 +17,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from modelstore import catalog
+from modelstore import catalog, index
 from modelstore.descriptor import Descriptor, Range
 from modelstore.errors import InputError, TooManyClassesError
 from modelstore.plan import ExecutedPlan, Plan, StepResult
@@ -70,11 +70,11 @@ def scan_many(conn: psycopg.Connection, table: Table, descriptor: Descriptor, ra
     """Statistics of each of ``ranges`` (non-overlapping) by one aggregate statement."""
     rows = conn.execute(scan_query(table, descriptor, ranges, max_classes)).fetchall()
     if len(ranges) == 1:
-        return [_from_rows(descriptor, ranges[0], rows, max_classes)]
+        return [from_rows(descriptor, ranges[0], rows, max_classes)]
     by_part: dict[int, list] = {i: [] for i in range(len(ranges))}
     for row in rows:
         by_part[row[0]].append(row[1:])
-    return [_from_rows(descriptor, r, by_part[i], max_classes) for i, r in enumerate(ranges)]
+    return [from_rows(descriptor, r, by_part[i], max_classes) for i, r in enumerate(ranges)]
 
 
 def scan(conn: psycopg.Connection, table: Table, descriptor: Descriptor, r: Range, max_classes: int = 1000):
@@ -82,7 +82,8 @@ def scan(conn: psycopg.Connection, table: Table, descriptor: Descriptor, r: Rang
     return scan_many(conn, table, descriptor, [r], max_classes)[0]
 
 
-def _from_rows(descriptor: Descriptor, r: Range, rows, max_classes: int):
+def from_rows(descriptor: Descriptor, r: Range, rows, max_classes: int):
+    """The statistics of range ``r`` from the rows its aggregate returned (class checks included)."""
     columns = descriptor.stats_columns
     if descriptor.family == "linear":
         return linear.from_aggregate_row(columns, rows[0]) if rows else FAMILIES["linear"](columns)
@@ -154,6 +155,23 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
         for i in stored:
             parts[i] = fetched[plan.steps[i].stats_id].select(columns)
             shares[i] = elapsed / len(stored)
+
+    spans = [i for i, s in enumerate(plan.steps) if s.op == "index"]
+    if spans:  # every node of every index step, in one round trip, then each step's nodes summed
+        t0 = time.perf_counter()
+        wanted: dict[int, tuple[str, tuple[str, ...], set]] = {}
+        for i in spans:
+            step = plan.steps[i]
+            wanted.setdefault(step.stats_id, (descriptor.family, step.stored_columns, set()))[2].update(step.nodes)
+        nodes = index.fetch_nodes(conn, wanted)
+        elapsed = time.perf_counter() - t0
+        for i in spans:
+            step = plan.steps[i]
+            total_part = FAMILIES[descriptor.family](step.stored_columns)
+            for level, pos in step.nodes:
+                total_part += nodes[(step.stats_id, level, pos)]
+            parts[i] = total_part.select(columns)
+            shares[i] = elapsed / len(spans)
 
     scans = [i for i, s in enumerate(plan.steps) if s.op == "scan"]
     ranges = [plan.steps[i].range for i in scans]

@@ -19,12 +19,13 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from modelstore import catalog
 from modelstore.descriptor import Descriptor, Range, parse_bound
 from modelstore.errors import InputError, NonFiniteValueError
 from modelstore.executor import range_predicate, row_predicate
-from modelstore.models.logistic import ChunkModel, LogisticMixture, train_chunks
+from modelstore.models.logistic import ChunkModel, LogisticMixture, train_chunk, train_chunks
 from modelstore.plan import ExecutedPlan, Plan, StepResult
-from modelstore.planner.cuts import cuts_range, make_cut, range_cuts
+from modelstore.cuts import cuts_range, make_cut, range_cuts
 from modelstore.source import Table
 from modelstore.stats._classes import normalize_label, sorted_labels
 
@@ -189,3 +190,62 @@ def training_accuracy_query(table: Table, descriptor: Descriptor, model: Logisti
     present = sql.SQL(" AND ").join(sql.SQL("({}) IS NOT NULL").format(e) for e in [*xs, target])
     return sql.SQL("SELECT avg(({} = {})::int) FROM {} WHERE {} AND {}").format(
         predicted, target, table.identifier, row_predicate(descriptor, descriptor.range), present)
+
+
+def build_chunks(conn: psycopg.Connection, table: Table, descriptor: Descriptor, source_id: int, *, l2: float,
+                 chunk_rows: int, progress=None) -> tuple[int, int]:
+    """Train and store chunk models over the whole table (the logistic part of the statistics index):
+    rows stream from a server-side cursor in ordering-column order, a chunk is cut every ``chunk_rows``
+    complete rows (never inside a run of equal ordering values), and the chunks tile the table so that
+    any range aligned to them needs no training. Returns (chunks trained and stored, chunks already stored)."""
+    kind = descriptor.source.order_kind
+    order = sql.Identifier(descriptor.source.order_by)
+    target = sql.Identifier(descriptor.target)
+    labels = conn.execute(sql.SQL("SELECT DISTINCT {} FROM {} WHERE {} IS NOT NULL AND {} IS NOT NULL").format(
+        target, table.identifier, target, order)).fetchall()
+    classes = sorted_labels(normalize_label(v) for (v,) in labels)
+    if len(classes) < 2:
+        raise InputError(f"logistic regression needs at least two classes in {descriptor.target!r}, got {list(classes)}")
+    total = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE {} IS NOT NULL").format(
+        table.identifier, order)).fetchone()[0]
+    if progress:
+        progress(total=max(1, round(total / chunk_rows)))
+    values = [table.columns[c].value_expr() for c in descriptor.features]
+    d = len(values)
+    key = params_key(l2)
+    trained = reused = 0
+    pending: list[tuple] = []  # rows of the chunk being filled: (order value, x…, y)
+
+    def emit(rows, hi_value, hi_closed: bool):
+        nonlocal trained, reused
+        complete = [r for r in rows if r[-1] is not None and all(v is not None for v in r[1 : 1 + d])]
+        if not complete:
+            return
+        X = np.array([r[1 : 1 + d] for r in complete], dtype=float)
+        y = np.array([normalize_label(r[-1]) for r in complete], dtype=object)
+        if not np.isfinite(X).all():
+            raise NonFiniteValueError(f"NaN or ±Infinity in the rows of [{rows[0][0]}, {rows[-1][0]}]")
+        lo = rows[0][0]
+        r = cuts_range(make_cut(lo, 0, kind), make_cut(hi_value, 1 if hi_closed else 0, kind), kind)
+        if not (r.lo_closed and r.hi_closed):  # dense domains: the rows' own closed range
+            r = Range(lo, rows[-1][0])
+        chunk = train_chunk(X, y, l2=l2, classes=classes, lo=r.lo, hi=r.hi)
+        if catalog.store_chunk(conn, source_id, descriptor, chunk, key) is None:
+            reused += 1
+        else:
+            trained += 1
+        if progress:
+            progress(advance=1)
+
+    with conn.cursor(name="modelstore_logistic_chunks") as cur:
+        cur.itersize = 20_000
+        cur.execute(sql.SQL("SELECT {}, {}, {} FROM {} WHERE {} IS NOT NULL ORDER BY {}").format(
+            order, sql.SQL(", ").join(values), target, table.identifier, order, order))
+        for row in cur:
+            if len(pending) >= chunk_rows and row[0] != pending[-1][0]:
+                emit(pending, row[0], False)  # this chunk ends just before the next chunk's first value
+                pending = []
+            pending.append(row)
+    if pending:
+        emit(pending, pending[-1][0], True)
+    return trained, reused

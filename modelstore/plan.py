@@ -28,18 +28,26 @@ class Step:
     stored_columns: tuple[str, ...] = ()  # for 'stored': the columns the stored statistics cover
     est_rows: int | None = None  # rows the step summarises, estimated before running it
     est_cost_ms: float | None = None
+    nodes: tuple[tuple[int, int], ...] = ()  # for 'index': the (level, pos) nodes of index #stats_id
 
     def __post_init__(self):
         if self.sign not in (1, -1):
             raise ValueError(f"sign must be +1 or -1, got {self.sign!r} instead")
-        if self.op not in ("stored", "scan", "train"):
-            raise ValueError(f"op must be 'stored', 'scan' or 'train', got {self.op!r} instead")
-        if (self.op == "stored") != (self.stats_id is not None):
-            raise ValueError("a 'stored' step needs a stats_id and a 'scan' or 'train' step must not have one")
+        if self.op not in ("stored", "index", "scan", "train"):
+            raise ValueError(f"op must be 'stored', 'index', 'scan' or 'train', got {self.op!r} instead")
+        if (self.op in ("stored", "index")) != (self.stats_id is not None):
+            raise ValueError("a 'stored' or 'index' step needs a stats_id; a 'scan' or 'train' step has none")
+        if (self.op == "index") != bool(self.nodes):
+            raise ValueError("an 'index' step, and only it, lists the index nodes it adds up")
 
     def label(self) -> str:
         sign = "+" if self.sign > 0 else "−"
-        what = f"stored #{self.stats_id}" if self.op == "stored" else self.op
+        if self.op == "stored":
+            what = f"stored #{self.stats_id}"
+        elif self.op == "index":
+            what = f"index #{self.stats_id} ({len(self.nodes)} node{'s' if len(self.nodes) > 1 else ''})"
+        else:
+            what = self.op
         return f"{sign} {what} {self.range}"
 
     def estimate(self) -> str:
@@ -56,12 +64,14 @@ class Step:
             "stored_columns": list(self.stored_columns),
             "est_rows": self.est_rows,
             "est_cost_ms": self.est_cost_ms,
+            "nodes": [list(n) for n in self.nodes],
         }
 
     @classmethod
     def from_json(cls, data: dict, order_kind: str) -> "Step":
         return cls(data["sign"], data["op"], _range_from_json(data["range"], order_kind), data.get("stats_id"),
-                   tuple(data.get("stored_columns", ())), data.get("est_rows"), data.get("est_cost_ms"))
+                   tuple(data.get("stored_columns", ())), data.get("est_rows"), data.get("est_cost_ms"),
+                   tuple(tuple(n) for n in data.get("nodes", ())))
 
 
 def _range_json(r: Range) -> dict:
@@ -91,7 +101,7 @@ class Plan:
 
     @property
     def stored(self) -> tuple[Step, ...]:
-        return tuple(s for s in self.steps if s.op == "stored")
+        return tuple(s for s in self.steps if s.op in ("stored", "index"))
 
     @property
     def touches_base_rows(self) -> bool:
@@ -158,6 +168,10 @@ class ExecutedPlan:
     @property
     def stats_used(self) -> list[int]:
         return [r.step.stats_id for r in self.results if r.step.op == "stored"]
+
+    @property
+    def index_nodes_used(self) -> int:
+        return sum(len(r.step.nodes) for r in self.results if r.step.op == "index")
 
     @property
     def total_seconds(self) -> float:

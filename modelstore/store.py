@@ -8,6 +8,9 @@ solves the model, and — in the same transaction — materialises its statistic
 from __future__ import annotations
 
 import atexit
+import contextlib
+import dataclasses
+import math
 import time
 from collections.abc import Sequence
 
@@ -15,7 +18,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from modelstore import catalog, costs, mixture
+from modelstore import catalog, costs, index, mixture
 from modelstore.costs import CostModel
 from modelstore.connection import open_connection, resolve_dsn
 from modelstore.descriptor import (
@@ -192,6 +195,110 @@ class Store:
             descriptor, _ = self._describe(kind, table, target, features, order_by, lo, hi, where, params)
             return self._plan(catalog.find_source(self.conn, descriptor.source), descriptor)
 
+    # -- the statistics index (docs/index.md) --------------------------------------------------------
+
+    def build_index(self, table: str, order_by: str, columns: Sequence[str], target: str | None = None, *,
+                    kind: str = "linear", chunk_rows: int | None = None,
+                    storage_budget: float = index.DEFAULT_STORAGE_BUDGET, l2: float | None = None,
+                    progress: bool = False):
+        """Build (or rebuild) the statistics index of ``table`` along ``order_by``.
+
+        ``kind='linear'``: ``columns`` are the features and ``target`` the target (the index serves any
+        linear model over a subset of them); Naive Bayes kinds: ``target`` is the class column.
+        ``kind='logistic'`` trains and stores mixture-weight chunk models over the whole table instead, so
+        that any chunk-aligned range needs no training. ``chunk_rows`` defaults to the cost model's choice
+        within ``storage_budget`` (a fraction of the table's size). Returns the index's description.
+        """
+        if kind == "logistic":
+            return self._build_logistic_chunks(table, order_by, columns, target, chunk_rows, l2, progress)
+        if kind not in ("linear", "gaussian_nb", "multinomial_nb"):
+            raise InputError(f"kind must be 'linear', 'gaussian_nb', 'multinomial_nb' or 'logistic', got {kind!r}")
+        if target is None:
+            raise InputError(f"an index of kind {kind!r} needs a target column")
+        budget = _check_budget(storage_budget)
+        with self.conn.transaction():
+            self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # one snapshot for both passes
+            descriptor, table_info = self._describe(kind, table, target, columns, order_by, None, None, None, {})
+            k = len(descriptor.stats_columns)
+            table_bytes = self.conn.execute("SELECT pg_total_relation_size(%s::oid)", [table_info.oid]).fetchone()[0]
+            estimator = self._estimator(descriptor.source)
+            if chunk_rows is None:
+                chunk_rows = index.choose_chunk_rows(self.cost_model, descriptor.family, k, estimator.total_rows,
+                                                     table_bytes, budget)
+            elif isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+                raise InputError(f"chunk_rows must be a positive integer, got {chunk_rows!r} instead")
+            expected = index.estimated_bytes(descriptor.family, k, math.ceil(estimator.total_rows / chunk_rows))
+            if expected > budget * table_bytes:
+                raise InputError(
+                    f"an index of {chunk_rows}-row chunks would take about {expected:,} bytes, over the storage budget "
+                    f"of {budget:.1%} of the table ({int(budget * table_bytes):,} bytes); use larger chunks or a "
+                    f"larger storage_budget"
+                )
+            descriptor = dataclasses.replace(descriptor, params={"chunk_rows": chunk_rows})
+            source_id = catalog.ensure_source(self.conn, descriptor.source)
+            with _progress(progress, "building the statistics index") as advance:
+                info = index.build(self.conn, table_info, source_id, descriptor, chunk_rows, progress=advance)
+        return self._index_row(info.index_id)
+
+    def refresh_index(self, index_id: int, *, progress: bool = False) -> dict:
+        """Extend an index over rows appended past its end (new chunks, updated ancestors)."""
+        with self.conn.transaction():
+            self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            info, descriptor, table_info = self._index_descriptor(index_id)
+            with _progress(progress, "extending the statistics index") as advance:
+                info, added = index.refresh(self.conn, table_info, info, descriptor, progress=advance)
+        out = self._index_row(index_id)
+        out["rows_added"] = added
+        return out
+
+    def drop_index(self, index_id: int) -> bool:
+        with self.conn.transaction():
+            return index.drop(self.conn, index_id)
+
+    def indexes(self) -> pd.DataFrame:
+        """Every statistics index, with its size next to its table's."""
+        rows = index.list_indexes(self.conn)
+        frame = pd.DataFrame(rows, columns=["index_id", "source", "order_by", "family", "target", "columns",
+                                            "chunk_rows", "n_chunks", "levels", "rows_indexed", "end_value",
+                                            "refreshed_at", "index_bytes", "table_bytes"])
+        frame["size_ratio"] = frame.index_bytes / frame.table_bytes.where(frame.table_bytes > 0)
+        return frame
+
+    def _index_row(self, index_id: int) -> dict:
+        frame = self.indexes()
+        return frame[frame.index_id == index_id].iloc[0].to_dict()
+
+    def _index_descriptor(self, index_id: int):
+        row = self.conn.execute(
+            "SELECT s.schema_name, s.table_name, s.order_by, i.family, i.target, i.columns "
+            "FROM modelstore.stat_indexes i JOIN modelstore.sources s USING (source_id) WHERE i.index_id = %s",
+            [index_id],
+        ).fetchone()
+        if row is None:
+            raise InputError(f"no statistics index #{index_id}")
+        schema, table, order_by, family, target, columns = row
+        features = columns[:-1] if family == "linear" else columns
+        target = columns[-1] if family == "linear" else target
+        descriptor, table_info = self._describe(family, sql.Identifier(schema, table).as_string(self.conn), target,
+                                                features, order_by, None, None, None, {})
+        info = index.load(self.conn, index_id, descriptor.source.order_kind)
+        descriptor = dataclasses.replace(descriptor, params={"chunk_rows": info.chunk_rows})
+        return info, descriptor, table_info
+
+    def _build_logistic_chunks(self, table, order_by, features, target, chunk_rows, l2, progress) -> dict:
+        """Mixture-weight chunk models over the whole table, trained chunk by chunk from a server-side cursor."""
+        params = _model_params("logistic", l2=l2, var_smoothing=1e-9, alpha=1.0, chunk_rows=chunk_rows)
+        with self.conn.transaction():
+            descriptor, table_info = self._describe("logistic", table, target, features, order_by, None, None, None,
+                                                    params)
+            source_id = catalog.ensure_source(self.conn, descriptor.source)
+            with _progress(progress, "training logistic chunk models") as advance:
+                trained, reused = mixture.build_chunks(self.conn, table_info, descriptor, source_id,
+                                                       l2=params["l2"], chunk_rows=params["chunk_rows"],
+                                                       progress=advance)
+        return {"kind": "logistic", "source": descriptor.source.qualified, "chunks_trained": trained,
+                "chunks_reused": reused, "chunk_rows": params["chunk_rows"], "l2": params["l2"]}
+
     # -- planning inputs ----------------------------------------------------------------------------
 
     @property
@@ -306,6 +413,32 @@ def _model_params(kind, *, l2, var_smoothing, alpha, chunk_rows=None) -> dict:
     if kind == "gaussian_nb":
         return {"var_smoothing": check_nonnegative("var_smoothing", var_smoothing)}
     return {"alpha": check_nonnegative("alpha", alpha)}
+
+
+def _check_budget(budget) -> float:
+    if isinstance(budget, bool) or not isinstance(budget, int | float) or not 0 < budget <= 1:
+        raise InputError(f"storage_budget must be a fraction in (0, 1], got {budget!r} instead")
+    return float(budget)
+
+
+@contextlib.contextmanager
+def _progress(show: bool, what: str):
+    """A rich progress bar driven by ``advance(total=…)`` / ``advance(advance=n)``; silent when not shown."""
+    if not show:
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress() as bar:
+        task = bar.add_task(what, total=None)
+
+        def advance(total=None, advance=None):
+            if total is not None:
+                bar.update(task, total=total)
+            if advance is not None:
+                bar.advance(task, advance)
+
+        yield advance
 
 
 def _check_features(features, target) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ from modelstore.costs import CostModel
 from modelstore.descriptor import Range, parse_bound
 from modelstore.models import LinearRegression
 from modelstore.planner import plan_costs
-from modelstore.planner.cuts import range_cuts
+from modelstore.cuts import range_cuts
 from modelstore.planner.relevant import StoredModel
 from tests.bruteforce import brute_force
 from tests.data import longley

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from modelstore.descriptor import Range
-from modelstore.planner.cuts import range_cuts
+from modelstore.cuts import range_cuts
 from modelstore.planner.graph import PlanCosts, solve
 from tests.bruteforce import brute_force
 

@@ -9,17 +9,23 @@ calibrated :class:`~modelstore.costs.CostModel` and rows from the table's statis
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from typing import TYPE_CHECKING
 
 import psycopg
 
-from modelstore.costs import CostModel
+from modelstore import index
 from modelstore.descriptor import Descriptor
+from modelstore.index import IndexSpan
 from modelstore.plan import Plan, Step
-from modelstore.planner.cuts import Cut, cuts_range, range_cuts
+from modelstore.cuts import Cut, cuts_range, range_cuts
 from modelstore.planner.graph import PlanCosts, solve
-from modelstore.planner.relevant import MAX_RELEVANT, StoredModel, relevant_models
+from modelstore.planner.relevant import MAX_RELEVANT, StoredModel, models_ending_near, relevant_models
 from modelstore.rowcount import RowEstimator
+
+if TYPE_CHECKING:  # costs imports the executor, which imports this package's users
+    from modelstore.costs import CostModel
 
 
 def stats_values(family: str, k: int, classes: int = 1) -> int:
@@ -59,8 +65,13 @@ def plan_costs(model: CostModel, estimator: RowEstimator, descriptor: Descriptor
         )
     per_row = model.row_ms(family, k) + index_row
     merged = stats_values(family, k, classes_hint)
+
+    def stored_ms(m) -> float:  # a stored summary, or an index span of several nodes
+        fetched = getattr(m, "fetched_rows", 1)
+        return model.fetch_ms(m.n_values, rows=fetched) + fetched * model.merge_ms(merged)
+
     return PlanCosts(
-        stored_ms=lambda m: model.fetch_ms(m.n_values) + model.merge_ms(merged),
+        stored_ms=stored_ms,
         scan_ms=lambda n: per_row * n,
         part_ms=model.merge_ms(merged),
         fetch_once_ms=model.statement_ms,
@@ -80,26 +91,56 @@ def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: De
     started = time.perf_counter()
     kind = descriptor.source.order_kind
     logistic = descriptor.family == "logistic"
-    models, truncated = relevant_models(conn, source_id, descriptor, limit=max_relevant, contained_only=logistic,
-                                        exact_columns=logistic, params_key=params_key)
     s, t = range_cuts(descriptor.range, kind)
-    solution = solve(s, t, models, lambda m: range_cuts(m.range, kind),
+    stat_index = None if logistic else index.find(conn, source_id, descriptor)
+    spans = []
+    if stat_index is not None:  # the index's few spans around the request's ends, not its hierarchy
+        spans = [dataclasses.replace(span, rows=estimator.rows(cuts_range(span.lo, span.hi, kind)))
+                 for span in index.spans(conn, stat_index, s, t, kind, len(descriptor.stats_columns))]
+    if spans:
+        # the spans cover whole chunks; stored models can only save the partial-chunk scans at the ends
+        models, truncated = models_ending_near(conn, source_id, descriptor, _chunk_windows(spans, s, t),
+                                               limit=max_relevant), False
+    else:
+        models, truncated = relevant_models(conn, source_id, descriptor, limit=max_relevant,
+                                            contained_only=logistic, exact_columns=logistic, params_key=params_key)
+    n_stored = len(models)
+    models = list(models) + spans
+    solution = solve(s, t, models, lambda m: (m.lo, m.hi) if isinstance(m, IndexSpan) else range_cuts(m.range, kind),
                      plan_costs(cost_model, estimator, descriptor, chunk_rows=chunk_rows),
                      backward=allow_subtract and not logistic)
     gap_op = "train" if logistic else "scan"
-    steps = tuple(
-        Step(e.sign, e.op if e.op == "stored" else gap_op, cuts_range(e.lo, e.hi, kind),
-             e.model.stats_id if e.model else None, e.model.columns if e.model else (), round(e.rows), e.cost_ms)
-        for e in solution.edges
-    )
+    steps = tuple(_step(e, kind, gap_op) for e in solution.edges)
     strategy = solution.strategy + ("" if allow_subtract or logistic else " (forward only)")
     if logistic:
         strategy = (strategy.replace("one scan is cheapest", "training is cheapest")
                     .replace("one scan", "train every chunk").replace("scans", "training"))
     return Plan(descriptor, steps, strategy, time.perf_counter() - started,
                 est_cost_ms=solution.cost_ms, scratch_cost_ms=solution.scratch_ms,
-                graph={"relevant": len(models), "truncated": truncated, "nodes": solution.graph_nodes,
-                       "edges": solution.graph_edges})
+                graph={"relevant": n_stored, "index_spans": len(spans), "truncated": truncated,
+                       "nodes": solution.graph_nodes, "edges": solution.graph_edges})
+
+
+def _chunk_windows(spans, s: Cut, t: Cut) -> list[tuple]:
+    """Key ranges of the partial chunks at the request's ends: from the boundary before each end to
+    the boundary after it (the spans' endpoints are exactly those boundaries)."""
+    bounds = sorted({c for sp in spans for c in (sp.lo, sp.hi)})
+    windows = []
+    for end in (s, t):
+        before = [c for c in bounds if c <= end]
+        after = [c for c in bounds if c >= end]
+        windows.append(((before[-1] if before else end).key, (after[0] if after else end).key))
+    return windows
+
+
+def _step(edge, kind: str, gap_op: str) -> Step:
+    r = cuts_range(edge.lo, edge.hi, kind)
+    if edge.op != "stored":
+        return Step(edge.sign, gap_op, r, None, (), round(edge.rows), edge.cost_ms)
+    m = edge.model
+    if isinstance(m, IndexSpan):
+        return Step(edge.sign, "index", r, m.index_id, m.columns, round(edge.rows), edge.cost_ms, m.nodes)
+    return Step(edge.sign, "stored", r, m.stats_id, m.columns, round(edge.rows), edge.cost_ms)
 
 
 __all__ = ["Plan", "PlanCosts", "StoredModel", "plan_costs", "plan_request", "stats_values"]

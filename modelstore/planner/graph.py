@@ -1,6 +1,6 @@
 """The cost graph and its shortest path (paper §5, Algorithm 4).
 
-Vertices are cuts (:mod:`modelstore.planner.cuts`): the request's two endpoints and the endpoints of
+Vertices are cuts (:mod:`modelstore.cuts`): the request's two endpoints and the endpoints of
 the relevant stored models. A stored model is an edge between its cuts, traversed forwards to add it
 and backwards to subtract it (linear and Naive Bayes; logistic chunk models are forward only). A
 path from the request's lower cut to its upper cut is a plan: its signed edges sum to the request.
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from modelstore.planner.cuts import Cut
+from modelstore.cuts import Cut
 from modelstore.planner.relevant import StoredModel
 
 

@@ -53,3 +53,29 @@ def relevant_models(conn: psycopg.Connection, source_id: int | None, descriptor:
     models = [StoredModel(sid, Range(parse_bound(lo, kind), parse_bound(hi, kind)), tuple(cols), n, nr, nv)
               for sid, lo, hi, _lk, _hk, cols, n, nr, nv in rows[:limit]]
     return models, len(rows) > limit
+
+
+def models_ending_near(conn: psycopg.Connection, source_id: int, descriptor: Descriptor,
+                       windows: list[tuple], *, limit: int = MAX_RELEVANT) -> list[StoredModel]:
+    """Compatible stored models with an endpoint inside one of ``windows`` (numeric key ranges).
+
+    With a statistics index, the index's spans cover every run of whole chunks at a cost of a few node
+    fetches; what stored models can still save is the partial-chunk scans at the request's two ends. So
+    the planner then looks only at models that start or end in the chunks holding the request's ends.
+    """
+    clauses, params = [], [source_id, descriptor.family, descriptor.filter_sql, descriptor.class_column,
+                           list(descriptor.stats_columns), list(descriptor.stats_columns)]
+    for lo, hi in windows:
+        clauses.append("(numrange(lo_key, hi_key, '[]') && numrange(%s, %s, '[]') "
+                       "AND (lo_key BETWEEN %s AND %s OR hi_key BETWEEN %s AND %s))")
+        params += [lo, hi, lo, hi, lo, hi]
+    rows = conn.execute(
+        "SELECT stats_id, lo, hi, columns, n, null_rows, cardinality(moments) + coalesce(cardinality(mean), 0) "
+        "FROM modelstore.statistics WHERE source_id = %s AND family = %s AND filter_sql = %s AND target = %s "
+        "AND params_key = '' AND columns @> %s AND (null_rows = 0 OR columns <@ %s) AND ("
+        + " OR ".join(clauses) + ") ORDER BY stats_id LIMIT %s",
+        params + [limit],
+    ).fetchall()
+    kind = descriptor.source.order_kind
+    return [StoredModel(sid, Range(parse_bound(lo, kind), parse_bound(hi, kind)), tuple(cols), n, nr, nv)
+            for sid, lo, hi, cols, n, nr, nv in rows]
