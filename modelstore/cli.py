@@ -1,4 +1,4 @@
-"""The ``modelstore`` command line: demo, migrate, calibrate, fit, explain, models, show, drop, server."""
+"""The ``modelstore`` command line: demo, migrate, calibrate, fit, explain, models, show, drop, index, server."""
 
 from __future__ import annotations
 
@@ -81,6 +81,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--if-exists", action="store_true")
 
+    p = sub.add_parser("index", help="the statistics index: build, refresh, list, drop")
+    isub = p.add_subparsers(dest="index_command", required=True)
+    b = isub.add_parser("build", help="build (or rebuild) a statistics index of a table")
+    b.add_argument("--table", required=True)
+    b.add_argument("--order-by", required=True)
+    b.add_argument("--columns", required=True, help="comma-separated features")
+    b.add_argument("--target", help="target (linear) or class column (Naive Bayes, logistic)")
+    b.add_argument("--kind", default="linear", choices=["linear", "gaussian_nb", "multinomial_nb", "logistic"])
+    b.add_argument("--chunk-rows", type=int, help="rows per chunk (default: chosen by the cost model)")
+    b.add_argument("--storage-budget", type=float, help="largest index size, as a fraction of the table's")
+    b.add_argument("--l2", type=float, help="λ of logistic chunk models")
+    r = isub.add_parser("refresh", help="extend an index over rows appended past its end")
+    r.add_argument("index_id", type=int)
+    isub.add_parser("list", help="list statistics indexes with their size next to their table's")
+    d = isub.add_parser("drop", help="drop a statistics index")
+    d.add_argument("index_id", type=int)
+
     p = sub.add_parser("server", help="the embedded PostgreSQL server")
     p.add_argument("action", choices=["start", "stop", "status"])
     return parser
@@ -123,6 +140,8 @@ def _dispatch(store, args) -> int:
             if key not in ("measured_at", "server_version", "method", "details"):
                 grid.add_row(key, _figures(value))
         console.print(grid)
+    elif args.command == "index":
+        _index(store, args)
     elif args.command == "fit":
         kind, request = _request(args)
         model = store.fit(kind, name=args.name, replace=args.replace, **request)
@@ -149,6 +168,36 @@ def _dispatch(store, args) -> int:
         dropped = store.drop(args.name, missing_ok=args.if_exists)
         console.print(f"dropped {args.name}" if dropped else f"no model named {args.name}")
     return 0
+
+
+def _index(store, args) -> None:
+    if args.index_command == "build":
+        columns = [c.strip() for c in args.columns.split(",") if c.strip()]
+        out = store.build_index(args.table, args.order_by, columns, args.target, kind=args.kind,
+                                chunk_rows=args.chunk_rows, storage_budget=args.storage_budget, l2=args.l2,
+                                progress=console.is_terminal)
+        if args.kind == "logistic":
+            console.print(f"logistic chunk models on {out['source']}: {out['chunks_trained']} trained, "
+                          f"{out['chunks_reused']} already stored (chunk_rows={out['chunk_rows']}, l2={out['l2']:g})")
+        else:
+            console.print(f"index #{out['index_id']} on {out['source']}: {out['n_chunks']} chunks of "
+                          f"~{out['chunk_rows']} rows, {out['levels']} levels, {out['index_bytes']:,} bytes "
+                          f"({out['size_ratio']:.2%} of the table's {out['table_bytes']:,})")
+    elif args.index_command == "refresh":
+        out = store.refresh_index(args.index_id, progress=console.is_terminal)
+        console.print(f"index #{args.index_id}: {out['rows_added']:,} rows added, {out['n_chunks']} chunks")
+    elif args.index_command == "list":
+        grid = RichTable()
+        columns = ("index_id", "source", "order_by", "family", "target", "columns", "chunk_rows", "n_chunks",
+                   "rows_indexed", "end_value", "index_bytes", "table_bytes", "size_ratio")
+        for col in columns:
+            grid.add_column(col)
+        for row in store.indexes().itertuples():
+            grid.add_row(*(_figures(getattr(row, c)) if getattr(row, c) is not None else "" for c in columns))
+        console.print(grid)
+    else:
+        dropped = store.drop_index(args.index_id)
+        console.print(f"dropped index #{args.index_id}" if dropped else f"no index #{args.index_id}")
 
 
 def _figures(value) -> str:

@@ -102,6 +102,62 @@ def from_rows(descriptor: Descriptor, r: Range, rows, max_classes: int):
     return stats
 
 
+#: the most rows the executor brings to Python instead of aggregating them in PostgreSQL
+MAX_FETCHED_ROWS = 20_000
+
+
+def fetch_many(conn: psycopg.Connection, table: Table, descriptor: Descriptor, ranges: list[Range],
+               max_classes: int = 1000) -> list:
+    """Statistics of each of ``ranges`` computed in Python from their rows, fetched in one statement.
+
+    For a few hundred rows — the partial chunks at a request's ends — PostgreSQL spends more time planning
+    and running k(k+1)/2 ``regr_sxy`` aggregates than it takes to send the rows in binary; the
+    statistics are the same (two-pass means and centered products in numpy). The executor chooses this
+    only when the calibrated cost model says it is cheaper (:func:`fetch_is_cheaper`).
+    """
+    values = [table.columns[c].value_expr() for c in descriptor.stats_columns]
+    preds = [range_predicate(descriptor.source.order_by, r) for r in ranges]
+    part = sql.SQL("CASE {} END").format(sql.SQL(" ").join(
+        sql.SQL("WHEN {} THEN {}").format(p, sql.Literal(i)) for i, p in enumerate(preds)))
+    where = _with_filter(descriptor, sql.SQL(" OR ").join(sql.SQL("({})").format(p) for p in preds))
+    items = [part, *values]
+    if descriptor.family != "linear":
+        items.append(sql.Identifier(descriptor.target))
+    rows = conn.execute(sql.SQL("SELECT {} FROM {} WHERE {}").format(
+        sql.SQL(", ").join(items), table.identifier, where), binary=True).fetchall()
+    k = len(values)
+    out = []
+    for i, r in enumerate(ranges):
+        mine = [row for row in rows if row[0] == i]
+        complete = [row for row in mine if all(v is not None for v in row[1:])]
+        null_rows = len(mine) - len(complete)
+        X = np.array([row[1 : 1 + k] for row in complete], dtype=float).reshape(-1, k)
+        columns = descriptor.stats_columns
+        if descriptor.family == "linear":
+            out.append(FAMILIES["linear"].from_rows(columns, X, null_rows=null_rows))
+            continue
+        labels = [row[-1] for row in complete]
+        if len(set(labels)) > max_classes:
+            raise TooManyClassesError(f"class column {descriptor.target!r} has more than {max_classes} distinct "
+                                      f"values in {r}; is it really a class label? (raise max_classes to allow more)")
+        if descriptor.family == "multinomial_nb" and (X < 0).any():
+            raise InputError(f"multinomial Naive Bayes needs non-negative feature counts; "
+                             f"{int((X < 0).any(axis=1).sum())} row(s) in {r} have a negative value")
+        cls = FAMILIES[descriptor.family]
+        out.append(cls.from_rows(columns, X, labels, null_rows=null_rows) if complete else cls(columns, null_rows=null_rows))
+    return out
+
+
+def fetch_is_cheaper(cost_model, descriptor: Descriptor, rows: float) -> bool:
+    """Whether fetching ``rows`` rows to Python beats aggregating them in PostgreSQL, by the cost model."""
+    if cost_model is None or rows > MAX_FETCHED_ROWS:
+        return False
+    k = len(descriptor.stats_columns) + (0 if descriptor.family == "linear" else 1)
+    fetch = cost_model.statement_ms + cost_model.fetch_ms(rows * k, rows=int(rows))
+    aggregate = cost_model.scan_statement_ms(descriptor.family, k) + cost_model.scan_ms(descriptor.family, k, rows)
+    return fetch < aggregate
+
+
 def _statements(ranges: list[Range]) -> list[list[int]]:
     """Group range indices into statements so that no statement holds two overlapping ranges."""
     def overlaps(a: Range, b: Range) -> bool:
@@ -139,8 +195,11 @@ def digits_lost(peak: np.ndarray, final: np.ndarray) -> float:
     return max((math.log10(x) for x in ratio), default=0.0)
 
 
-def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: int = 1000):
-    """Run ``plan``; returns (the request's statistics, the executed plan with per-step rows and time)."""
+def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: int = 1000, cost_model=None):
+    """Run ``plan``; returns (the request's statistics, the executed plan with per-step rows and time).
+
+    Scans are aggregated in PostgreSQL, or — when ``cost_model`` says it is cheaper (a few hundred rows)
+    — their rows are fetched and summarised in Python (:func:`fetch_many`)."""
     descriptor = plan.descriptor
     columns = descriptor.stats_columns
     started = time.perf_counter()
@@ -177,7 +236,9 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
     ranges = [plan.steps[i].range for i in scans]
     for group in _statements(ranges):
         t0 = time.perf_counter()
-        results = scan_many(conn, table, descriptor, [ranges[j] for j in group], max_classes)
+        est_rows = sum(plan.steps[scans[j]].est_rows or MAX_FETCHED_ROWS + 1 for j in group)
+        run = fetch_many if fetch_is_cheaper(cost_model, descriptor, est_rows) else scan_many
+        results = run(conn, table, descriptor, [ranges[j] for j in group], max_classes)
         elapsed = time.perf_counter() - t0
         total_rows = sum(r.n + r.null_rows for r in results) or 1
         for j, stats in zip(group, results):

@@ -116,14 +116,14 @@ class Store:
             descriptor, table_info = self._describe(kind, table, target, features, order_by, lo, hi, where, params)
             source_id = catalog.find_source(self.conn, descriptor.source)
             plan = self._plan(source_id, descriptor)
-            stats, executed = execute(self.conn, plan, table_info, max_classes=max_classes)
+            stats, executed = execute(self.conn, plan, table_info, max_classes=max_classes, cost_model=self.cost_model)
             rejected = ()
             if executed.digits_lost > self.max_digits_lost:
                 # the numerical guard: this path cancelled too many digits; take the best one without subtraction
                 rejected = ({"strategy": plan.strategy, "digits_lost": executed.digits_lost,
                              "est_cost_ms": plan.est_cost_ms},)
                 plan = self._plan(source_id, descriptor, allow_subtract=False)
-                stats, executed = execute(self.conn, plan, table_info, max_classes=max_classes)
+                stats, executed = execute(self.conn, plan, table_info, max_classes=max_classes, cost_model=self.cost_model)
             _check_stats(descriptor, stats)
             model = MODEL_CLASSES[kind].from_stats(stats, **params)
             stats_id = None
@@ -199,7 +199,7 @@ class Store:
 
     def build_index(self, table: str, order_by: str, columns: Sequence[str], target: str | None = None, *,
                     kind: str = "linear", chunk_rows: int | None = None,
-                    storage_budget: float = index.DEFAULT_STORAGE_BUDGET, l2: float | None = None,
+                    storage_budget: float | None = None, l2: float | None = None,
                     progress: bool = False):
         """Build (or rebuild) the statistics index of ``table`` along ``order_by``.
 
@@ -207,7 +207,8 @@ class Store:
         linear model over a subset of them); Naive Bayes kinds: ``target`` is the class column.
         ``kind='logistic'`` trains and stores mixture-weight chunk models over the whole table instead, so
         that any chunk-aligned range needs no training. ``chunk_rows`` defaults to the cost model's choice
-        within ``storage_budget`` (a fraction of the table's size). Returns the index's description.
+        within ``storage_budget`` (a fraction of the table's size, default 3%); an explicit ``chunk_rows``
+        is checked against the budget only when one is given. Returns the index's description.
         """
         if kind == "logistic":
             return self._build_logistic_chunks(table, order_by, columns, target, chunk_rows, l2, progress)
@@ -215,7 +216,7 @@ class Store:
             raise InputError(f"kind must be 'linear', 'gaussian_nb', 'multinomial_nb' or 'logistic', got {kind!r}")
         if target is None:
             raise InputError(f"an index of kind {kind!r} needs a target column")
-        budget = _check_budget(storage_budget)
+        budget = _check_budget(index.DEFAULT_STORAGE_BUDGET if storage_budget is None else storage_budget)
         with self.conn.transaction():
             self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # one snapshot for both passes
             descriptor, table_info = self._describe(kind, table, target, columns, order_by, None, None, None, {})
@@ -228,7 +229,7 @@ class Store:
             elif isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
                 raise InputError(f"chunk_rows must be a positive integer, got {chunk_rows!r} instead")
             expected = index.estimated_bytes(descriptor.family, k, math.ceil(estimator.total_rows / chunk_rows))
-            if expected > budget * table_bytes:
+            if storage_budget is not None and expected > budget * table_bytes:
                 raise InputError(
                     f"an index of {chunk_rows}-row chunks would take about {expected:,} bytes, over the storage budget "
                     f"of {budget:.1%} of the table ({int(budget * table_bytes):,} bytes); use larger chunks or a "

@@ -1,0 +1,194 @@
+"""PNG figures in the shape of the paper's (matplotlib, no display needed).
+
+One function per experiment, ``draw(name, result, out_dir) -> [file names]``: Fig. 2 gain vs
+coverage (one panel per model kind), Fig. 3 gain vs materialised model size (S1, S2), Fig. 4 time vs
+coverage for M1–M4 (small and large queries), Fig. 5 the stacked time breakdown, Figs. 6–7 the
+logistic accuracy differences and gain by query size, Table 1 storage, planner time vs stored models,
+and the index comparison. Medians are drawn with their interquartile range.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+_LABEL = {"linear": "Linear regression", "gaussian_nb": "Gaussian Naive Bayes", "logistic": "Logistic regression"}
+
+
+def _save(fig, out_dir: Path, name: str) -> str:
+    fig.tight_layout()
+    fig.savefig(Path(out_dir) / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def _median_iqr(summaries: list[dict]):
+    med = [s.get("median", float("nan")) for s in summaries]
+    lo = [m - s.get("p25", m) for m, s in zip(med, summaries)]
+    hi = [s.get("p75", m) - m for m, s in zip(med, summaries)]
+    return med, [lo, hi]
+
+
+def coverage(result: dict, out_dir: Path) -> list[str]:
+    kinds = result["kinds"]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.6), squeeze=False)
+    for ax, (kind, sweep) in zip(axes[0], kinds.items()):
+        pts = [p for p in sweep["points"] if "gain" in p]
+        x = [100 * p["achieved"] for p in pts]
+        med, err = _median_iqr([p["gain"] for p in pts])
+        ax.errorbar(x, med, yerr=err, marker="o", capsize=3, label="median gain (IQR)")
+        ax.plot(x, [p["gain"]["ratio_of_means"] for p in pts], "s--", alpha=0.7, label="ratio of mean times")
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.set_title(f"{_LABEL[kind]}")
+        ax.set_xlabel("coverage (%)")
+        ax.set_ylabel("performance gain T0/T")
+        ax.legend(fontsize=7)
+    fig.suptitle("Fig. 2 — performance gain vs coverage", fontsize=10)
+    return [_save(fig, out_dir, "fig2_gain_vs_coverage.png")]
+
+
+def model_size(result: dict, out_dir: Path) -> list[str]:
+    kinds = result["kinds"]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.4 * len(kinds), 3.6), squeeze=False)
+    for ax, (kind, k) in zip(axes[0], kinds.items()):
+        for s, rows in result["query_sets"].items():
+            pts = [p for p in k["points"] if "gain" in p["sets"][s]]
+            med, err = _median_iqr([p["sets"][s]["gain"] for p in pts])
+            ax.errorbar([p["model_rows"] for p in pts], med, yerr=err, marker="o", capsize=3, label=f"S: {rows:,} rows")
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.set_title(f"{_LABEL[kind]}, {result['coverage']:.0%} coverage")
+        ax.set_xlabel("materialised model size (rows)")
+        ax.set_ylabel("performance gain T0/T")
+        ax.legend(fontsize=7)
+    fig.suptitle("Fig. 3 — gain vs materialised model size", fontsize=10)
+    return [_save(fig, out_dir, "fig3_gain_vs_model_size.png")]
+
+
+def distributions(result: dict, out_dir: Path) -> list[str]:
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, (set_name, title) in zip(axes, (("small", "small queries"), ("large", "large queries"))):
+        t0 = None
+        for name, d in result["distributions"].items():
+            pts = d["points"]
+            ax.plot([100 * p["achieved"] for p in pts], [p["sets"][set_name]["ms"]["median"] for p in pts], "o-",
+                    label=f"{name} U{tuple(d['model_rows'])}")
+            t0 = t0 or pts[0]["sets"][set_name].get("t0_ms")
+        if t0:
+            ax.axhline(t0["median"], color="grey", ls="--", lw=0.9, label="from scratch")
+        rows = result["query_sets"][set_name]
+        ax.set_title(f"{title} U({rows[0]:,}, {rows[1]:,})")
+        ax.set_xlabel("coverage (%)")
+        ax.set_ylabel("median time (ms)")
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=7)
+    fig.suptitle("Fig. 4 — Gaussian NB time for materialised size distributions M1–M4", fontsize=10)
+    return [_save(fig, out_dir, "fig4_time_vs_size_distribution.png")]
+
+
+_PARTS = (("optimizer_ms", "optimizer"), ("io_stored_ms", "I/O: stored statistics"),
+          ("io_base_ms", "I/O: base rows"), ("rest_ms", "combination & rest"))
+
+
+def breakdown(result: dict, out_dir: Path) -> list[str]:
+    kinds = result["kinds"]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.6 * len(kinds), 3.6), squeeze=False)
+    for ax, (kind, points) in zip(axes[0], kinds.items()):
+        labels = [f"{100 * p['coverage']:.0f}" for p in points]
+        bottom = [0.0] * len(points)
+        for key, label in _PARTS:
+            vals = [p["mean_ms"][key] or 0.0 for p in points]
+            ax.bar(labels, vals, bottom=bottom, label=label)
+            bottom = [b + v for b, v in zip(bottom, vals)]
+        ax.set_title(_LABEL[kind])
+        ax.set_xlabel("coverage (%)")
+        ax.set_ylabel("mean time per query (ms)")
+        ax.legend(fontsize=7)
+    fig.suptitle("Fig. 5 — distribution of time across optimizer, I/O and combination", fontsize=10)
+    return [_save(fig, out_dir, "fig5_time_breakdown.png")]
+
+
+def accuracy(result: dict, out_dir: Path) -> list[str]:
+    sizes = result["chunk_sizes"]
+    fig, axes = plt.subplots(len(sizes), 4, figsize=(14, 3.2 * len(sizes)), squeeze=False)
+    panels = (("mean_diff_pt", "average diff. in accuracy (pt)"),
+              ("mean_positive_diff_pt", "average of positive diff. (pt)"),
+              ("max_diff_pt", "maximum diff. in accuracy (pt)"), ("gain", "performance gain"))
+    for row, (paper_l, c) in zip(axes, sizes.items()):
+        x = [f"{b['rows'][0] // 1000}–{b['rows'][1] // 1000}K" if b["rows"][1] >= 1000 else f"{b['rows'][0]}–{b['rows'][1]}"
+             for b in c["bins"]]
+        for ax, (key, title) in zip(row, panels):
+            vals = [b[key]["median"] if key == "gain" else b[key] for b in c["bins"]]
+            ax.bar(x, vals, color="tab:green" if key == "gain" else "tab:blue")
+            ax.axhline(0, color="grey", lw=0.8)
+            ax.set_title(f"{title}\nl = {c['chunk_rows']:,}", fontsize=9)
+            ax.set_xlabel("query size (rows)")
+            ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+    fig.suptitle("Figs. 6–7 — logistic regression accuracy and gain at "
+                 f"{result['coverage']:.0%} coverage (A0 − A, percentage points)", fontsize=10)
+    return [_save(fig, out_dir, "fig6_7_logistic_accuracy.png")]
+
+
+def storage(result: dict, out_dir: Path) -> list[str]:
+    rows = result["rows"]
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    x = [f"{100 * r['achieved']:.0f}%" for r in rows]
+    ax.bar(x, [r["statistics_bytes"] / 2**20 for r in rows], label="stored statistics")
+    ax.bar(x, [r["named_model_bytes"] / 2**20 for r in rows], bottom=[r["statistics_bytes"] / 2**20 for r in rows],
+           label="named-model rows", alpha=0.6)
+    for i, r in enumerate(rows):
+        ax.annotate(f"{r['percent_of_base']:.2f}%", (i, r["statistics_bytes"] / 2**20), ha="center", va="bottom",
+                    fontsize=7)
+    ax.set_xlabel("coverage")
+    ax.set_ylabel("MB")
+    ax.set_title(f"Table 1 — storage of {result['model_rows']:,}-row models\n(base table "
+                 f"{result['base_table_bytes'] / 2**20:.0f} MB; labels: % of it)", fontsize=9)
+    ax.legend(fontsize=7)
+    return [_save(fig, out_dir, "table1_storage.png")]
+
+
+def planner(result: dict, out_dir: Path) -> list[str]:
+    pts = result["points"]
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    med, err = _median_iqr([p["planning_ms"] for p in pts])
+    ax.errorbar([p["stored_models"] for p in pts], med, yerr=err, marker="o", capsize=3, label="planning (median, IQR)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("stored models in the catalog")
+    ax.set_ylabel("planning time (ms)")
+    ax.set_title(f"Planner time (relevant set capped at {result['max_relevant']:,})", fontsize=9)
+    ax.legend(fontsize=7)
+    return [_save(fig, out_dir, "planner_time.png")]
+
+
+def index(result: dict, out_dir: Path) -> list[str]:
+    if not result.get("available"):
+        return []
+    kinds = {k: v for k, v in result["kinds"].items() if v.get("available")}
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.6 * len(kinds), 3.6), squeeze=False)
+    for ax, (kind, k) in zip(axes[0], kinds.items()):
+        names = ["normal", "large"]
+        without = [k["without_index"][n].get("gain", {}).get("median", 0) for n in names]
+        with_ = [k["with_index"][n].get("gain", {}).get("median", 0) for n in names]
+        xs = range(len(names))
+        ax.bar([x - 0.2 for x in xs], without, width=0.4, label="without index")
+        ax.bar([x + 0.2 for x in xs], with_, width=0.4, label="with index")
+        ax.set_xticks(list(xs), ["N(50K) queries", f"{result['large_query_rows']:,}-row queries"])
+        ax.set_yscale("log")
+        ax.set_ylabel("median gain T0/T")
+        ax.set_title(_LABEL[kind])
+        ax.legend(fontsize=7)
+    fig.suptitle("With and without the statistics index", fontsize=10)
+    return [_save(fig, out_dir, "index_gain.png")]
+
+
+DRAW = {"coverage": coverage, "model_size": model_size, "distributions": distributions, "breakdown": breakdown,
+        "accuracy": accuracy, "storage": storage, "planner": planner, "index": index}
+
+
+def draw(name: str, result: dict, out_dir: Path) -> list[str]:
+    """The experiment's PNG files written to ``out_dir`` (their names)."""
+    return DRAW[name](result, Path(out_dir))

@@ -1,0 +1,481 @@
+"""Results on disk: one JSON document per experiment and the generated ``SUMMARY.md``.
+
+A document holds the experiment's figures, the workload parameters, the machine and the versions
+(modelstore and its commit, PostgreSQL, Python and the numeric libraries), when it ran and how
+long it took. ``SUMMARY.md`` states each target of DESIGN.md §7 with the measured figure and
+whether it is met, next to the paper's own figures; it is built from every JSON document in the
+results directory of the same mode, so a full run may be done in parts (``--only``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import platform
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+
+# -- environment -----------------------------------------------------------------------------------------------
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024**2, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _git() -> dict:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"commit": commit or None, "dirty": bool(dirty)} if commit else {}
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment(conn) -> dict:
+    """The machine and the versions a result was measured with."""
+    server = conn.execute("SELECT current_setting('server_version'), current_setting('shared_buffers'), "
+                          "current_setting('max_parallel_workers_per_gather'), current_setting('jit')").fetchone()
+    return {
+        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "memory_gb": _memory_gb(),
+                    "platform": platform.platform(), "python": platform.python_version()},
+        "versions": {"modelstore": _version("modelstore"), "postgresql": server[0], "numpy": _version("numpy"),
+                     "scipy": _version("scipy"), "scikit-learn": _version("scikit-learn"),
+                     "pandas": _version("pandas"), "psycopg": _version("psycopg"), **{"git": _git()}},
+        "postgresql_settings": {"shared_buffers": server[1], "max_parallel_workers_per_gather": server[2],
+                                "jit": server[3]},
+    }
+
+
+# -- JSON ------------------------------------------------------------------------------------------------------
+
+def _plain(obj):
+    """JSON-safe copy: numpy scalars and arrays to Python, NaN/±inf to None, keys to strings."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _plain(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def document(name: str, result: dict, *, config, env: dict, started: dt.datetime, seconds: float,
+             plots: list[str]) -> dict:
+    return {"experiment": name, "schema": SCHEMA_VERSION, "mode": config.mode, "figure": result.get("figure"),
+            "started_at": started.isoformat(timespec="seconds"), "seconds": seconds,
+            "parameters": config.to_json(), **env, "plots": plots, "results": result}
+
+
+def write_json(path: Path, doc: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(_plain(doc), indent=1, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+def read_documents(out_dir: Path, mode: str) -> dict[str, dict]:
+    """The experiment documents of ``mode`` in ``out_dir``, by experiment name."""
+    docs = {}
+    for path in sorted(Path(out_dir).glob("*.json")):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and doc.get("mode") == mode and "experiment" in doc:
+            docs[doc["experiment"]] = doc
+    return docs
+
+
+# -- the §7 targets --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Target:
+    figure: str
+    target: str
+    paper: str
+    measure: Callable[[dict], tuple[str, bool | None]]  # documents → (measured, met; None = not measured)
+
+
+def _res(docs: dict, name: str) -> dict | None:
+    doc = docs.get(name)
+    return None if doc is None else doc["results"]
+
+
+def _point(sweep: dict, coverage: float) -> dict | None:
+    return next((p for p in sweep["points"] if abs(p["coverage"] - coverage) < 1e-9), None)
+
+
+def _x(v: float | None) -> str:
+    return "—" if v is None else f"{v:.2f}×"
+
+
+def _gain_at(coverage: float, threshold: float, kinds: tuple[str, ...]):
+    def measure(docs):
+        r = _res(docs, "coverage")
+        if r is None:
+            return "not measured", None
+        parts, ok = [], True
+        for kind in kinds:
+            p = _point(r["kinds"][kind], coverage) if kind in r["kinds"] else None
+            if p is None or "gain" not in p:
+                parts.append(f"{kind}: not measured")
+                ok = None if ok is True else ok
+                continue
+            g = p["gain"]
+            parts.append(f"{_LABEL[kind]} {_x(g['median'])} (IQR {g['p25']:.2f}–{g['p75']:.2f})")
+            ok = ok and g["median"] >= threshold
+        return "; ".join(parts), ok
+    return measure
+
+
+def _index_kinds(docs):
+    """(the index results by kind, or a reason why there are none)."""
+    r = _res(docs, "index")
+    if r is None:
+        return None, "not measured"
+    if not r.get("available"):
+        return None, "statistics index not available: " + str(r.get("reason", "")).strip()
+    return r["kinds"], ""
+
+
+def _index_gain(query_set: str, threshold: float):
+    def measure(docs):
+        kinds, why = _index_kinds(docs)
+        if kinds is None:
+            return why, None
+        parts, ok = [], True
+        for kind, k in kinds.items():
+            if not k.get("available"):
+                parts.append(f"{_LABEL[kind]}: {k.get('reason')}")
+                ok = False
+                continue
+            g = k["with_index"][query_set]["gain"]
+            parts.append(f"{_LABEL[kind]} {_x(g['median'])} (IQR {g['p25']:.1f}–{g['p75']:.1f})")
+            ok = ok and g["median"] >= threshold
+        return "; ".join(parts), ok
+    return measure
+
+
+def _index_any(docs):
+    kinds, why = _index_kinds(docs)
+    if kinds is None:
+        return why, None
+    parts, ok = [], True
+    for kind, k in kinds.items():
+        if not k.get("available"):
+            parts.append(f"{_LABEL[kind]}: {k.get('reason')}")
+            ok = False
+            continue
+        ms = k["with_index"]["any"]["ms"]
+        parts.append(f"{_LABEL[kind]} {ms['median']:.2f} ms (p90 {ms['p90']:.2f})")
+        ok = ok and ms["median"] < 10
+    return "; ".join(parts), ok
+
+
+def _index_storage(docs):
+    kinds, why = _index_kinds(docs)
+    if kinds is None:
+        return why, None
+    sizes = {kind: k["index_percent_of_base"] for kind, k in kinds.items() if k.get("available")}
+    if not sizes:
+        return "no index was built", False
+    return "; ".join(f"{_LABEL[k]} {v:.3f}%" for k, v in sizes.items()), max(sizes.values()) <= 3.0
+
+
+def _planner(count: int, limit_ms: float):
+    def measure(docs):
+        r = _res(docs, "planner")
+        p = None if r is None else next((p for p in r["points"] if p["stored_models"] == count), None)
+        if p is None:
+            return "not measured", None
+        ms = p["planning_ms"]
+        trunc = (f"; {p['truncated_plans']}/{ms['n']} plans truncated at {r['max_relevant']:,} relevant models"
+                 if p["truncated_plans"] else "")
+        return (f"{ms['median']:.2f} ms (IQR {ms['p25']:.2f}–{ms['p75']:.2f}; relevant models "
+                f"{p['relevant']['median']:.0f}{trunc})"), ms["median"] < limit_ms
+    return measure
+
+
+def _storage(docs):
+    r = _res(docs, "storage")
+    if r is None or not r["rows"]:
+        return "not measured", None
+    worst = max(r["rows"], key=lambda x: x["percent_of_base"])
+    return (f"{worst['percent_of_base']:.3f}% at {worst['achieved']:.0%} coverage ({worst['models']:,} models of "
+            f"{r['model_rows']:,} rows; {worst['percent_of_base_with_named_models']:.3f}% counting the named-model "
+            f"rows too)"), worst["percent_of_base"] <= 1.5
+
+
+def _logistic_gain(docs):
+    r = _res(docs, "coverage")
+    p = _point(r["kinds"]["logistic"], 0.9) if r and "logistic" in r["kinds"] else None
+    if p is None or "gain" not in p:
+        return "not measured", None
+    g = p["gain"]
+    return f"{_x(g['median'])} (IQR {g['p25']:.2f}–{g['p75']:.2f})", g["median"] >= 3
+
+
+def _logistic_accuracy(docs):
+    a = _res(docs, "accuracy")
+    if a is None or not a["chunk_sizes"]:
+        return "not measured", None
+    parts, ok = [], True
+    for c in a["chunk_sizes"].values():
+        d = c["diff_pt"]
+        parts.append(f"l = {c['chunk_rows']:,}: mean {d['mean']:+.3f} pt, mean of positive {d['mean_positive']:.3f} pt, "
+                     f"worst {d['max']:.3f} pt")
+        ok = ok and d["mean"] <= 0.5 and d["max"] <= 2.0
+    return "; ".join(parts), ok
+
+
+_LABEL = {"linear": "linear", "gaussian_nb": "Gaussian NB", "logistic": "logistic"}
+
+#: DESIGN.md §7, one row per measurable criterion (the design's rows with "a / b" are split in two)
+TARGETS = (
+    Target("Fig. 2", "gain at 90% coverage, planner over stored models only (the paper's setting): ≥ 5× median",
+           "≈ 2×", _gain_at(0.9, 5.0, ("linear", "gaussian_nb"))),
+    Target("Fig. 2", "gain at 0% coverage, nothing stored: ≥ 0.95× (planning never costs more than it saves)",
+           "≈ 1×", _gain_at(0.0, 0.95, ("linear", "gaussian_nb", "logistic"))),
+    Target("index", "gain with the statistics index built, N(50K) queries: ≥ 20× median", "—",
+           _index_gain("normal", 20.0)),
+    Target("index", "gain with the statistics index built, 500K-row queries: ≥ 200× median", "—",
+           _index_gain("large", 200.0)),
+    Target("index", "any range model on the 5M-row table, statistics index built: < 10 ms median, end to end", "—",
+           _index_any),
+    Target("planner", "planner time with 1,000 stored models: < 1 ms median", "~10 ms optimizer", _planner(1000, 1.0)),
+    Target("planner", "planner time with 100,000 stored models: < 20 ms median", "—", _planner(100_000, 20.0)),
+    Target("Table 1", "storage of stored models: ≤ 1.5% of the base table", "≈ 1.2%", _storage),
+    Target("index", "storage of the statistics index: ≤ 3% of the base table", "—", _index_storage),
+    Target("Fig. 2", "logistic at 90% coverage: ≥ 3× gain", "1.8×", _logistic_gain),
+    Target("Figs. 6–7", "logistic at 90% coverage: accuracy gap to a full fit ≤ 0.5 pt mean, ≤ 2 pt worst",
+           "mean of positive < 0.5%, worst < 3%", _logistic_accuracy),
+)
+
+
+def evaluate(docs: dict) -> list[dict]:
+    out = []
+    for t in TARGETS:
+        measured, met = t.measure(docs)
+        out.append({"figure": t.figure, "target": t.target, "paper": t.paper, "measured": measured, "met": met})
+    return out
+
+
+# -- SUMMARY.md ------------------------------------------------------------------------------------------------
+
+def _met(met: bool | None) -> str:
+    return "**met**" if met else "not measured" if met is None else "**not met**"
+
+
+def _ms(s: dict | None) -> str:
+    return "—" if not s or not s.get("n") else f"{s['median']:.1f}"
+
+
+def summary_markdown(docs: dict, mode: str) -> str:
+    any_doc = next(iter(docs.values()), None)
+    lines = [f"# modelstore benchmark — {mode} mode", ""]
+    if mode == "quick":
+        lines += ["> **Quick mode: a CI smoke run, not the paper's scale.** The table has "
+                  f"{any_doc['parameters']['rows']:,} rows and every size is the paper's × "
+                  f"{any_doc['parameters']['size_scale']:g}, with a handful of queries per point. "
+                  "These figures show that the harness works; the claims of DESIGN.md §7 are judged by "
+                  "`modelstore bench --full`." if any_doc else "> Quick mode.", ""]
+    if any_doc:
+        p, m, v = any_doc["parameters"], any_doc["machine"], any_doc["versions"]
+        git = v.get("git") or {}
+        lines += [f"Table: {p['rows']:,} rows × 10 features (seed {p['seed']}), sizes × {p['size_scale']:g} of the "
+                  f"paper's. Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; PostgreSQL "
+                  f"{v['postgresql']}; modelstore {v['modelstore']}"
+                  + (f" at {git['commit'][:10]}{' (dirty)' if git.get('dirty') else ''}" if git.get("commit") else "")
+                  + ".", ""]
+        lines += ["Generated by `modelstore bench`; every figure below is read from the JSON beside this file. "
+                  "Gains are T0/T per query (T0: the same model from scratch by one in-database aggregate scan, "
+                  "or for logistic by training every chunk; T: modelstore end to end, planning included), "
+                  "medians over the queries, measured in one run.", ""]
+    lines += ["## DESIGN.md §7 targets", "", "| figure | target | measured | met? | paper |", "| --- | --- | --- | --- | --- |"]
+    for t in evaluate(docs):
+        lines.append(f"| {t['figure']} | {t['target']} | {t['measured']} | {_met(t['met'])} | {t['paper']} |")
+    lines += [""]
+    lines += _coverage_section(docs) + _size_section(docs) + _dist_section(docs) + _breakdown_section(docs) \
+        + _accuracy_section(docs) + _storage_section(docs) + _planner_section(docs) + _index_section(docs)
+    lines += ["## Runs", "", "| experiment | figure | started | seconds | plots |", "| --- | --- | --- | ---: | --- |"]
+    for name, doc in docs.items():
+        plots = ", ".join(f"[{p}]({p})" for p in doc.get("plots", []))
+        lines.append(f"| {name} | {doc.get('figure') or ''} | {doc['started_at']} | {doc['seconds']:.0f} | {plots} |")
+    return "\n".join(lines) + "\n"
+
+
+def _coverage_section(docs) -> list[str]:
+    r = _res(docs, "coverage")
+    if r is None:
+        return []
+    out = ["## Fig. 2 — gain vs coverage", "",
+           "| kind | coverage | models | median gain (IQR) | ratio of means | T ms | T0 ms | plans using stored | exact |",
+           "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |"]
+    for kind, sweep in r["kinds"].items():
+        for p in sweep["points"]:
+            g = p.get("gain", {})
+            ex = p.get("exact")
+            exact = "—" if not ex else (f"yes ({ex['checked']}, max rel. err {ex['max_relative_error']:.1e})"
+                                        if ex["all_equal"] else f"**NO** (max rel. err {ex['max_relative_error']:.1e})")
+            out.append(f"| {_LABEL[kind]} | {p['achieved']:.0%} | {p['models']} | {_x(g.get('median'))} "
+                       f"({g.get('p25', 0):.2f}–{g.get('p75', 0):.2f}) | {_x(g.get('ratio_of_means'))} | {_ms(p['ms'])} "
+                       f"| {_ms(p.get('t0_ms'))} | {p['plans_with_stored']}/{p['ms']['n']} | {exact} |")
+    out += ["", "The analyst's way (pandas.read_sql + scikit-learn on the same rows):", "",
+            "| kind | queries | analyst ms | from scratch is faster by | modelstore at 0% / 90% is faster by |",
+            "| --- | ---: | ---: | ---: | --- |"]
+    for kind, sweep in r["kinds"].items():
+        a = sweep.get("analyst")
+        if not a:
+            continue
+        at = a["gain_at"]
+        out.append(f"| {_LABEL[kind]} | {a['queries']} | {_ms(a['ms'])} | {_x(a['vs_from_scratch']['median'])} | "
+                   f"{_x(at.get('0', {}).get('median'))} / {_x(at.get('0.9', {}).get('median'))} |")
+    return out + [""]
+
+
+def _size_section(docs) -> list[str]:
+    r = _res(docs, "model_size")
+    if r is None:
+        return []
+    out = [f"## Fig. 3 — gain vs materialised model size ({r['coverage']:.0%} coverage)", "",
+           "| kind | model rows | " + " | ".join(f"S={v:,} median gain" for v in r["query_sets"].values()) + " |",
+           "| --- | ---: |" + " ---: |" * len(r["query_sets"])]
+    for kind, k in r["kinds"].items():
+        for p in k["points"]:
+            cells = [_x(p["sets"][s]["gain"]["median"]) if "gain" in p["sets"][s] else "—" for s in r["query_sets"]]
+            out.append(f"| {_LABEL[kind]} | {p['model_rows']:,} | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
+def _dist_section(docs) -> list[str]:
+    r = _res(docs, "distributions")
+    if r is None:
+        return []
+    out = ["## Fig. 4 — time over materialised size distributions (Gaussian NB)", "",
+           "| models | coverage | small queries ms (T0) | large queries ms (T0) |", "| --- | ---: | --- | --- |"]
+    for name, d in r["distributions"].items():
+        for p in d["points"]:
+            s, l = p["sets"]["small"], p["sets"]["large"]
+            out.append(f"| {name} {d['model_rows']} | {p['achieved']:.0%} | {_ms(s['ms'])} ({_ms(s.get('t0_ms'))}) | "
+                       f"{_ms(l['ms'])} ({_ms(l.get('t0_ms'))}) |")
+    return out + [""]
+
+
+def _breakdown_section(docs) -> list[str]:
+    r = _res(docs, "breakdown")
+    if r is None:
+        return []
+    out = ["## Fig. 5 — time breakdown (mean ms per query)", "",
+           "| kind | coverage | optimizer | I/O stored | I/O base rows | combination & rest | total |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for kind, points in r["kinds"].items():
+        for p in points:
+            m = p["mean_ms"]
+            out.append(f"| {_LABEL[kind]} | {p['coverage']:.0%} | {m['optimizer_ms']:.2f} | {m['io_stored_ms']:.2f} | "
+                       f"{m['io_base_ms']:.2f} | {m['rest_ms']:.2f} | {p['total_ms']['mean']:.2f} |")
+    return out + [""]
+
+
+def _accuracy_section(docs) -> list[str]:
+    r = _res(docs, "accuracy")
+    if r is None:
+        return []
+    out = [f"## Figs. 6–7 — logistic accuracy at {r['coverage']:.0%} coverage", "",
+           "| chunk rows l | queries | mean A0−A (pt) | mean of positive (pt) | max (pt) | median gain |",
+           "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for c in r["chunk_sizes"].values():
+        d = c["diff_pt"]
+        out.append(f"| {c['chunk_rows']:,} | {c['gain']['n']} | {d['mean']:+.3f} | {d['mean_positive']:.3f} | "
+                   f"{d['max']:.3f} | {_x(c['gain']['median'])} |")
+    return out + [""]
+
+
+def _storage_section(docs) -> list[str]:
+    r = _res(docs, "storage")
+    if r is None:
+        return []
+    out = [f"## Table 1 — storage (linear models of {r['model_rows']:,} rows; base table "
+           f"{r['base_table_bytes'] / 2**20:.1f} MB with its index)", "",
+           "| coverage | models | statistics MB | % of base | with named-model rows MB | % |",
+           "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for row in r["rows"]:
+        both = row["statistics_bytes"] + row["named_model_bytes"]
+        out.append(f"| {row['achieved']:.0%} | {row['models']:,} | {row['statistics_bytes'] / 2**20:.2f} | "
+                   f"{row['percent_of_base']:.3f} | {both / 2**20:.2f} | {row['percent_of_base_with_named_models']:.3f} |")
+    return out + [""]
+
+
+def _planner_section(docs) -> list[str]:
+    r = _res(docs, "planner")
+    if r is None:
+        return []
+    out = ["## Planner time", "",
+           "| stored models | planning ms median (p25–p75) | explain ms | relevant (median) | truncated plans | graph edges |",
+           "| ---: | --- | ---: | ---: | ---: | ---: |"]
+    for p in r["points"]:
+        pm = p["planning_ms"]
+        out.append(f"| {p['stored_models']:,} | {pm['median']:.2f} ({pm['p25']:.2f}–{pm['p75']:.2f}) | "
+                   f"{p['explain_ms']['median']:.2f} | {p['relevant']['median']:.0f} | {p['truncated_plans']}/{pm['n']} | "
+                   f"{p['graph_edges']['median']:.0f} |")
+    return out + ["", f"At most {r['max_relevant']:,} stored models enter one planning graph "
+                      "(`modelstore/planner/relevant.py`); a truncated plan is the best over those.", ""]
+
+
+def _index_section(docs) -> list[str]:
+    r = _res(docs, "index")
+    if r is None:
+        return []
+    if not r.get("available"):
+        return ["## Statistics index", "", f"Not available: {r.get('reason')}", ""]
+    out = ["## Statistics index", "",
+           "| kind | queries | without: median ms / gain | with: median ms / gain | build s | index % of base |",
+           "| --- | --- | --- | --- | ---: | ---: |"]
+    for kind, k in r["kinds"].items():
+        if not k.get("available"):
+            out.append(f"| {_LABEL[kind]} | — | {k.get('reason')} | | | |")
+            continue
+        for name in ("normal", "large", "any"):
+            w = k["with_index"][name]
+            wo = k["without_index"].get(name)
+            without = "—" if wo is None else f"{_ms(wo['ms'])} / {_x(wo.get('gain', {}).get('median'))}"
+            out.append(f"| {_LABEL[kind]} | {name} | {without} | {_ms(w['ms'])} / {_x(w.get('gain', {}).get('median'))} "
+                       f"| {k['build_seconds']:.1f} | {k['index_percent_of_base']:.3f} |")
+    return out + [""]
