@@ -1,4 +1,4 @@
-"""The ``modelstore`` command line: demo, migrate, calibrate, fit, explain, models, show, drop, index, server."""
+"""The ``modelstore`` command line: demo, migrate, calibrate, fit, explain, models, show, drop, index, bench, server."""
 
 from __future__ import annotations
 
@@ -98,6 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
     d = isub.add_parser("drop", help="drop a statistics index")
     d.add_argument("index_id", type=int)
 
+    p = sub.add_parser("bench", help="the benchmark: the paper's experiments and DESIGN.md §7 targets (bench/README.md)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", dest="mode", action="store_const", const="quick", help="small CI smoke run (default)")
+    mode.add_argument("--full", dest="mode", action="store_const", const="full", help="the paper's scale (hours)")
+    p.add_argument("--only", help="comma-separated experiments (default: all)")
+    p.add_argument("--rows", type=int, help="table rows; every size scales with it")
+    p.add_argument("--queries", type=int, help="queries per point; every count scales with it")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", default="bench/results", help="results directory (default: bench/results)")
+    p.add_argument("--dsn", default=argparse.SUPPRESS, help="as the global --dsn")
+
     p = sub.add_parser("server", help="the embedded PostgreSQL server")
     p.add_argument("action", choices=["start", "stop", "status"])
     return parser
@@ -142,6 +153,17 @@ def _dispatch(store, args) -> int:
         console.print(grid)
     elif args.command == "index":
         _index(store, args)
+    elif args.command == "bench":
+        from modelstore import benchmark
+
+        try:
+            config = benchmark.configure(args.mode or "quick", rows=args.rows, queries=args.queries, seed=args.seed)
+            only = benchmark.parse_only(args.only)
+        except ValueError as exc:
+            console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+            return 2
+        benchmark.run(store, config, only=only, out_dir=args.out, console=console)
+        console.print(f"results and SUMMARY.md in {args.out}")
     elif args.command == "fit":
         kind, request = _request(args)
         model = store.fit(kind, name=args.name, replace=args.replace, **request)

@@ -8,8 +8,8 @@ scratch and the analyst's way), :mod:`.measure` (timing a request and its breakd
 :mod:`.plots` (PNG figures) and :mod:`.runner` (putting it together).
 """
 
-from modelstore.benchmark.config import Config, for_mode, full, quick
+from modelstore.benchmark.config import Config, configure, for_mode, full, quick
 from modelstore.benchmark.experiments import EXPERIMENTS
 from modelstore.benchmark.runner import ORDER, parse_only, run, write_summary
 
-__all__ = ["EXPERIMENTS", "ORDER", "Config", "for_mode", "full", "parse_only", "quick", "run", "write_summary"]
+__all__ = ["EXPERIMENTS", "ORDER", "Config", "configure", "for_mode", "full", "parse_only", "quick", "run", "write_summary"]

@@ -118,11 +118,12 @@ def accuracy(result: dict, out_dir: Path) -> list[str]:
               ("mean_positive_diff_pt", "average of positive diff. (pt)"),
               ("max_diff_pt", "maximum diff. in accuracy (pt)"), ("gain", "performance gain"))
     for row, (paper_l, c) in zip(axes, sizes.items()):
-        x = [f"{b['rows'][0] // 1000}–{b['rows'][1] // 1000}K" if b["rows"][1] >= 1000 else f"{b['rows'][0]}–{b['rows'][1]}"
-             for b in c["bins"]]
+        labels = [f"{b['rows'][0] / 1000:.1f}–{b['rows'][1] / 1000:.1f}K" for b in c["bins"]]
+        x = list(range(len(labels)))  # positions, not labels: two bins may print alike
         for ax, (key, title) in zip(row, panels):
             vals = [b[key]["median"] if key == "gain" else b[key] for b in c["bins"]]
             ax.bar(x, vals, color="tab:green" if key == "gain" else "tab:blue")
+            ax.set_xticks(x, labels)
             ax.axhline(0, color="grey", lw=0.8)
             ax.set_title(f"{title}\nl = {c['chunk_rows']:,}", fontsize=9)
             ax.set_xlabel("query size (rows)")

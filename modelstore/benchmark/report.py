@@ -214,10 +214,15 @@ def _index_storage(docs):
     kinds, why = _index_kinds(docs)
     if kinds is None:
         return why, None
-    sizes = {kind: k["index_percent_of_base"] for kind, k in kinds.items() if k.get("available")}
-    if not sizes:
+    built = {kind: k for kind, k in kinds.items() if k.get("available")}
+    if not built:
         return "no index was built", False
-    return "; ".join(f"{_LABEL[k]} {v:.3f}%" for k, v in sizes.items()), max(sizes.values()) <= 3.0
+    parts = []
+    for kind, k in built.items():
+        parts.append(f"{_LABEL[kind]} {k['index_percent_of_base']:.3f}% ({k['index'].get('n_chunks', '?')} chunks of "
+                     f"{k['index'].get('chunk_rows', '?')} rows; {k['index_disk_percent_of_base']:.3f}% as on-disk "
+                     f"growth of the catalog)")
+    return "; ".join(parts), max(k["index_percent_of_base"] for k in built.values()) <= 3.0
 
 
 def _planner(count: int, limit_ms: float):
