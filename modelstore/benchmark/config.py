@@ -3,13 +3,14 @@
 Sizes are written at the paper's scale (§6: a 5M-row table, queries and materialised models of
 N(50K, 12.5K) rows, chunk sizes 10K/20K, M1–M4 up to 500K rows) and multiplied by ``size_scale``,
 so a smaller run keeps the paper's shapes. ``full`` is the paper's scale; ``quick`` is the CI smoke
-run (a 200K-row table, every size ÷ 10, a handful of queries per point); ``--rows`` rescales every
+run (a 100K-row table, every size ÷ 10, a handful of queries per point); ``--rows`` rescales every
 size with the table, ``--queries`` every count (docs: ``bench/README.md``).
 
 Where the full run departs from "1000 queries per point" to stay well under three hours on a
-2-core machine, the count is lowered here and the README says so: each query is timed once per mode,
-and the from-scratch time of a query is measured once and shared by every experiment that asks the
-same query (``baselines.py``).
+2-core machine (logistic Fig. 2: 250; Figs. 3, 4, 6–7: 100 / 30 + 10 / 60; planner: 50 plans per
+catalog size), the count is lowered here and ``bench/README.md`` says so. Each query is timed once per
+mode, and the from-scratch time of a query is measured once and shared by every experiment that asks
+the same query (``baselines.py``).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class Config:
     size_query_sizes: tuple[int, ...] = (50_000, 100_000)
     size_coverage: float = 0.5
     size_queries: int = 100
-    size_logistic_queries: int = 40
+    size_logistic_queries: int = 30
 
     # Fig. 4 — time over size distributions M1–M4 (Gaussian NB), small and large queries
     distributions: dict = field(default_factory=lambda: {
@@ -54,13 +55,13 @@ class Config:
     small_queries: tuple[int, int] = (50_000, 100_000)
     large_queries: tuple[int, int] = (500_000, 750_000)
     distribution_coverages: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9)
-    distribution_small: int = 50
-    distribution_large: int = 15
+    distribution_small: int = 30
+    distribution_large: int = 10
 
     # Figs. 6–7 — logistic accuracy and gain at 90% coverage, chunk sizes 10K and 20K
     accuracy_chunk_rows: tuple[int, ...] = (10_000, 20_000)
     accuracy_coverage: float = 0.9
-    accuracy_queries: int = 100
+    accuracy_queries: int = 60
 
     # Table 1 — storage, the paper's setting: fixed 5K-row linear models
     storage_model_rows: int = 5_000
