@@ -46,3 +46,15 @@ def complete_rows(
     if part_expr is not None:
         items.append(sql.SQL("{} AS {}").format(part_expr, PART_ALIAS))
     return sql.SQL("SELECT {} FROM {} WHERE {}").format(sql.SQL(", ").join(items), relation, where)
+
+
+def grouped_by_class(items: list[sql.Composable], inner: sql.Composable, max_classes: int,
+                     part_expr: sql.Composable | None, parts: int) -> sql.Composed:
+    """The Naive Bayes families' outer query: ``items`` grouped by class (and by part, when one statement
+    aggregates several ranges: each result row then starts with its part number). ``LIMIT`` bounds the
+    result when the class column has far too many values; the caller checks the count."""
+    if part_expr is None:
+        return sql.SQL("SELECT {} FROM ({}) AS s GROUP BY {} ORDER BY {} NULLS FIRST LIMIT {}").format(
+            sql.SQL(", ").join(items), inner, CLASS_ALIAS, CLASS_ALIAS, sql.Literal(max_classes + 2))
+    return sql.SQL("SELECT {0}, {1} FROM ({2}) AS s GROUP BY {0}, {3} ORDER BY {0}, {3} NULLS FIRST LIMIT {4}").format(
+        PART_ALIAS, sql.SQL(", ").join(items), inner, CLASS_ALIAS, sql.Literal((max_classes + 2) * parts))

@@ -15,7 +15,7 @@ from psycopg import sql
 
 from modelstore.stats._classes import normalize_label, sorted_labels
 from modelstore.stats._base import Statistics
-from modelstore.stats._sql import CLASS_ALIAS, PART_ALIAS, column_alias, complete_rows
+from modelstore.stats._sql import CLASS_ALIAS, column_alias, complete_rows, grouped_by_class
 
 
 class GaussianNBStats(Statistics):
@@ -180,12 +180,7 @@ def aggregate_query(relation, value_exprs, where, class_expr, max_classes: int,
     items += [sql.SQL("avg({})").format(ci) for ci in c]
     items += [sql.SQL("regr_sxx({0}, {0})").format(ci) for ci in c]
     inner = complete_rows(relation, value_exprs, where, class_expr, part_expr)
-    if part_expr is None:
-        return sql.SQL("SELECT {} FROM ({}) AS s GROUP BY {} ORDER BY {} NULLS FIRST LIMIT {}").format(
-            sql.SQL(", ").join(items), inner, CLASS_ALIAS, CLASS_ALIAS, sql.Literal(max_classes + 2))
-    # several ranges in one statement: each result row starts with its part number
-    return sql.SQL("SELECT {0}, {1} FROM ({2}) AS s GROUP BY {0}, {3} ORDER BY {0}, {3} NULLS FIRST LIMIT {4}").format(
-        PART_ALIAS, sql.SQL(", ").join(items), inner, CLASS_ALIAS, sql.Literal((max_classes + 2) * parts))
+    return grouped_by_class(items, inner, max_classes, part_expr, parts)
 
 
 def from_aggregate_rows(features: Sequence[str], rows) -> GaussianNBStats:
