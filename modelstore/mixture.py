@@ -147,13 +147,16 @@ def execute_logistic(conn: psycopg.Connection, plan: Plan, table: Table, *, l2: 
 
     new_chunks: list[ChunkModel] = []
     chunks_by_step: dict[int, list[ChunkModel]] = {i: [stored[plan.steps[i].stats_id]] for i in stored_steps}
+    train_ranges = {i: plan.steps[i].range for i in train_steps}
+    merged = _absorb_untrainable_gaps(conn, table, descriptor, plan, stored, parts, classes, train_ranges,
+                                      chunks_by_step, rows_of)
     for i in train_steps:
         t0 = time.perf_counter()
         order_values, X, y = parts[i]
         trained = []
         if len(y):
             trained = train_chunks(order_values, X, y, chunk_rows=chunk_rows, l2=l2, classes=classes)
-            trained = _tile(trained, plan.steps[i].range, kind)
+            trained = _tile(trained, train_ranges[i], kind)
         chunks_by_step[i] = trained
         new_chunks += trained
         shares[i] += time.perf_counter() - t0
@@ -164,9 +167,60 @@ def execute_logistic(conn: psycopg.Connection, plan: Plan, table: Table, *, l2: 
     mixture = LogisticMixture.from_chunks(all_chunks, descriptor.features)
     results = tuple(StepResult(step, rows_of.get(i, 0), shares.get(i, 0.0)) for i, step in enumerate(plan.steps))
     executed = ExecutedPlan(plan, results, time.perf_counter() - started,
-                            extra={"Chunks": f"{len(stored)} reused, {len(new_chunks)} trained "
-                                             f"(l2={l2:g}, chunk_rows={chunk_rows})"})
+                            extra={"Chunks": f"{len(stored) - len(merged)} reused, {len(new_chunks)} trained "
+                                             f"(l2={l2:g}, chunk_rows={chunk_rows})",
+                                   **({"Merged": "; ".join(merged)} if merged else {})})
     return mixture, executed, new_chunks, skipped
+
+
+def _untrainable(y: np.ndarray, classes: tuple) -> bool:
+    """A gap's rows cannot make a chunk model: fewer than 2 rows, or a class of the request missing."""
+    return 0 < len(y) and (len(y) < 2 or set(y.tolist()) != set(classes))
+
+
+def _absorb_untrainable_gaps(conn, table, descriptor, plan, stored, parts, classes, train_ranges,
+                             chunks_by_step, rows_of) -> list[str]:
+    """Merge each gap too small to train (a row or two, or one class only) with a neighbouring stored
+    chunk: the stored chunk is set aside and its rows are trained again together with the gap's.
+
+    Every stored chunk holds every class, so the merged rows always make a valid chunk; the rows of all
+    absorbed chunks come in one extra statement, paid only in this rare case. Updates ``parts``,
+    ``train_ranges``, ``chunks_by_step`` and ``rows_of`` in place; returns a line per merge for EXPLAIN."""
+    kind = descriptor.source.order_kind
+    steps = plan.steps
+    absorb: dict[int, int] = {}  # train step -> the stored step it absorbs
+    for i in sorted(train_ranges):
+        if not _untrainable(parts[i][2], classes):
+            continue
+        neighbours = [j for j in (i - 1, i + 1)
+                      if 0 <= j < len(steps) and steps[j].op == "stored" and j not in absorb.values()]
+        if neighbours:  # the smaller neighbour costs less to train again
+            absorb[i] = min(neighbours, key=lambda j: stored[steps[j].stats_id].n)
+    if not absorb:
+        return []
+    ranges = [steps[j].range for j in absorb.values()]
+    rows = conn.execute(_rows_query(table, descriptor, ranges)).fetchall()
+    d = len(descriptor.features)
+    rows = [r for r in rows if r[-1] is not None and all(v is not None for v in r[2 : 2 + d])]
+    lines = []
+    for k, (i, j) in enumerate(absorb.items()):
+        mine = [r for r in rows if r[0] == k]
+        order_values, X, y = parts[i]
+        order_values = np.concatenate([order_values, np.array([r[1] for r in mine], dtype=object)])
+        X = np.vstack([X, np.array([r[2 : 2 + d] for r in mine], dtype=float).reshape(-1, d)])
+        y = np.concatenate([y, np.array([normalize_label(r[-1]) for r in mine], dtype=object)])
+        by_order = np.argsort(order_values, kind="stable")
+        parts[i] = (order_values[by_order], X[by_order], y[by_order])
+        gap_rows = rows_of[i]
+        lo_a, hi_a = range_cuts(train_ranges[i], kind)
+        lo_b, hi_b = range_cuts(steps[j].range, kind)
+        train_ranges[i] = cuts_range(min(lo_a, lo_b), max(hi_a, hi_b), kind)
+        chunks_by_step[j] = []
+        rows_of[i] += len(mine)
+        rows_of[j] = 0
+        lines.append(f"gap {steps[i].range} ({gap_rows} row{'s' if gap_rows != 1 else ''}) is too small to train "
+                     f"alone; trained with the rows of stored #{steps[j].stats_id} {steps[j].range} instead")
+    return lines
 
 
 def training_accuracy_query(table: Table, descriptor: Descriptor, model: LogisticMixture) -> sql.Composed:

@@ -89,6 +89,28 @@ def test_partially_covered_chunks_are_not_used(store):
     assert sum(r.rows for r in m.plan.results) == 6001
 
 
+def test_a_gap_too_small_to_train_is_trained_with_its_stored_neighbour(store):
+    """[1, 3000] stored, [1, 3001] asked: one row cannot make a chunk model, so the stored chunk's rows
+    are trained again with it; the model covers exactly the request's rows."""
+    reset(store)
+    fit(store, 1, 3000)
+    m = fit(store, 1, 3001)
+    assert "trained with the rows of stored" in m.plan.extra["Merged"]
+    assert sum(m.chunk_rows) == 3001 and m.chunk_ranges[0][0] == 1 and m.chunk_ranges[-1][1] == 3001
+    ref, sel = full_fit(store.frame, 1, 3001, m.l2)
+    assert abs(m.score(sel[FEATURES], sel.y) - ref.score(sel[FEATURES].to_numpy(), sel.y.to_numpy())) <= 0.02
+    # a gap of nine rows that holds one class only, between two stored chunks
+    store.conn.execute("DROP TABLE IF EXISTS lg_gap")
+    store.conn.execute("CREATE TABLE lg_gap AS SELECT id, a, b, c, CASE WHEN id BETWEEN 3002 AND 3010 THEN 0 "
+                       "ELSE y END AS y FROM lg WHERE id <= 6000")
+    on_gap = dict(table="lg_gap", target="y", features=FEATURES, order_by="id", chunk_rows=3000)
+    store.fit("logistic", lo=1, hi=3001, **on_gap)
+    store.fit("logistic", lo=3011, hi=6000, **on_gap)
+    m2 = store.fit("logistic", lo=1, hi=6000, **on_gap)
+    assert "gap [3002, 3010] (9 rows)" in m2.plan.extra["Merged"]
+    assert sum(m2.chunk_rows) == 6000 and m2.plan.rows_scanned > 9
+
+
 def test_multiclass(store):
     m = fit(store, 1, 12_000, target="k")
     ref, sel = full_fit(store.frame, 1, 12_000, m.l2, target="k")
