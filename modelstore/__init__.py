@@ -12,12 +12,13 @@ from modelstore.errors import (
     NonFiniteValueError, RangeError, ServerError, SingularMatrixError, TooManyClassesError,
     UnknownColumnError, UnknownTableError,
 )
+from modelstore.language import LanguageError
 from modelstore.store import Store, connect
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ColumnTypeError", "FilterError", "InputError", "MigrationError", "ModelNotFoundError", "ModelstoreError",
+    "ColumnTypeError", "FilterError", "InputError", "LanguageError", "MigrationError", "ModelNotFoundError", "ModelstoreError",
     "NonFiniteValueError", "RangeError", "ServerError", "SingularMatrixError", "Store", "TooManyClassesError",
     "UnknownColumnError", "UnknownTableError", "__version__", "connect",
 ]

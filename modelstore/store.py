@@ -26,6 +26,7 @@ from modelstore.descriptor import (
 )
 from modelstore.errors import InputError, NonFiniteValueError, RangeError
 from modelstore.executor import execute
+from modelstore.language import run as run_statements
 from modelstore.migrate import ensure_current
 from modelstore.mixture import execute_logistic, training_accuracy_query
 from modelstore.models import GaussianNB, LinearRegression, MultinomialNB
@@ -63,19 +64,33 @@ class Store:
         if self._server is not None and self._server.started_by_us:
             atexit.register(self._stop_server)
         self.conn: psycopg.Connection = open_connection(self.dsn, autocommit=True)
+        self._owns_conn = True
+        self._setup(materialize, max_digits_lost)
+        if migrate:
+            ensure_current(self.conn)
+
+    @classmethod
+    def on_connection(cls, conn, *, materialize: bool = True,
+                      max_digits_lost: float = DEFAULT_MAX_DIGITS_LOST) -> "Store":
+        """A store over a connection someone else owns and closes (PL/Python's SPI connection, a
+        caller's psycopg connection): no migration is run and :meth:`close` leaves ``conn`` open."""
+        store = cls.__new__(cls)
+        store.dsn, store._server, store.conn, store._owns_conn = None, None, conn, False
+        store._setup(materialize, max_digits_lost)
+        return store
+
+    def _setup(self, materialize: bool, max_digits_lost: float) -> None:
         self.materialize = materialize
         #: the numerical guard: a plan whose subtractions cancel more digits than this is replaced by
         #: the best plan without subtraction (docs/planner.md)
         self.max_digits_lost = float(max_digits_lost)
         self._cost_model: CostModel | None = None
         self._estimators: dict[tuple, tuple[RowEstimator, float]] = {}
-        if migrate:
-            ensure_current(self.conn)
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
     def close(self) -> None:
-        if not self.conn.closed:
+        if self._owns_conn and not self.conn.closed:
             self.conn.close()
         self._stop_server()
 
@@ -185,6 +200,11 @@ class Store:
         model.plan = executed
         model.descriptor = descriptor
         return model
+
+    def query(self, text: str):
+        """Run model-language statements (BigQuery ML syntax, docs/language.md) and return the last
+        one's result: the fitted model for CREATE MODEL, otherwise a pandas DataFrame."""
+        return run_statements(self, text)[-1]
 
     def explain(self, kind: str, *, table: str, target: str, features: Sequence[str], order_by: str,
                 lo=None, hi=None, where: str | None = None, l2: float | None = None, var_smoothing: float = 1e-9,

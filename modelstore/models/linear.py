@@ -181,6 +181,8 @@ class LinearRegression:
     figures (``rsquared``, ``aic``, ...) follow statsmodels' names and definitions.
     """
 
+    kind = "linear"
+
     def __init__(self, *, l2: float = 0.0, name: str | None = None):
         self.l2 = check_nonnegative("l2 (the ridge penalty)", l2)
         self.name = check_name(name)

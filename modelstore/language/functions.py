@@ -1,0 +1,302 @@
+"""The ML table functions compiled to PostgreSQL subqueries (no rows are pulled to Python).
+
+Each ``ML.<function>(MODEL m, …)`` in a FROM clause is replaced by a subquery with the same alias,
+so the rest of the statement — its own columns, WHERE, ORDER BY, LIMIT, joins — runs unchanged:
+
+- ML.PREDICT: the input rows plus ``predicted_<label>`` (and, for classifiers,
+  ``predicted_<label>_probs``, a jsonb object class → probability), computed by :mod:`.scoring`;
+- ML.EVALUATE: one row of metrics over ML.PREDICT of the input (default: the model's training rows):
+  regression mean_absolute_error, mean_squared_error, r2_score, explained_variance; classification
+  accuracy, precision, recall, f1_score (binary: of classes[1]; more classes: macro averages, as
+  scikit-learn's ``average='macro'``) and log_loss (probabilities clipped to [ε, 1 − ε], ε = 2⁻⁵²);
+- ML.WEIGHTS, ML.ADVANCED_WEIGHTS, ML.TRAINING_INFO: the model's parameters, standard errors and
+  p-values, or the steps of the plan that built it, as a VALUES list.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from sqlglot import exp
+
+from modelstore.descriptor import bound_text
+from modelstore.language import scoring
+from modelstore.language.dialect import MLAdvancedWeights, MLEvaluate, MLTrainingInfo, MLWeights, position
+from modelstore.language.statements import LanguageError, model_name
+
+#: sklearn's log_loss clips probabilities with the float64 machine epsilon
+_LOG_LOSS_EPS = float(np.finfo(np.float64).eps)
+_FUNCTION_NAMES = {exp.Predict: "ML.PREDICT", MLEvaluate: "ML.EVALUATE", MLWeights: "ML.WEIGHTS",
+                   MLAdvancedWeights: "ML.ADVANCED_WEIGHTS", MLTrainingInfo: "ML.TRAINING_INFO"}
+
+
+@dataclass
+class Context:
+    """What compiling needs from the store: models by name and the input's column names."""
+
+    load_model: object  # name -> fitted model (with .descriptor and .plan)
+    input_columns: object  # postgres SQL of a query -> list of its output column names
+    text: str
+
+
+def compile_select(node: exp.Query, ctx: Context) -> exp.Query:
+    """``node`` with every ML table function replaced by its subquery."""
+    while True:  # one at a time: compiling a function also compiles the ones inside its input rows
+        table = next((t for t in node.find_all(exp.Table) if isinstance(t.this, tuple(_FUNCTION_NAMES))), None)
+        if table is None:
+            return node
+        function = table.this
+        if (table.db or "").upper() != "ML":
+            raise LanguageError(f"{function.key.upper()}(MODEL …) is written ML.{function.key.upper()}(MODEL …)",
+                                position(ctx.text, table))
+        alias = table.alias or _FUNCTION_NAMES[type(function)].split(".")[1].lower()
+        subquery = _compile_function(function, ctx).subquery(alias=exp.to_identifier(alias, quoted=True), copy=False)
+        table.replace(subquery)
+
+
+def _compile_function(function: exp.Expression, ctx: Context) -> exp.Query:
+    where = position(ctx.text, function)
+    name = model_name(function.this, ctx.text)
+    model = ctx.load_model(name)
+    what = _FUNCTION_NAMES[type(function)]
+    if function.args.get("params_struct") is not None:
+        raise LanguageError(f"{what} takes no STRUCT of options in modelstore", where)
+    rows = function.args.get("expression")
+    if isinstance(function, exp.Predict):
+        if rows is None:
+            raise LanguageError("ML.PREDICT needs the rows to predict: ML.PREDICT(MODEL m, (SELECT …))", where)
+        return predict_query(model, _input(rows, ctx), ctx, what, where)
+    if isinstance(function, MLEvaluate):
+        source = _input(rows, ctx) if rows is not None else training_rows(model)
+        return evaluate_query(model, source, ctx, where)
+    if rows is not None:
+        raise LanguageError(f"{what} takes only the model: {what}(MODEL m)", where)
+    if isinstance(function, MLWeights):
+        return weights_query(model)
+    if isinstance(function, MLAdvancedWeights):
+        return advanced_weights_query(model, where)
+    return training_info_query(model)
+
+
+def _input(rows: exp.Expression, ctx: Context) -> exp.Query:
+    """The input rows of ML.PREDICT / ML.EVALUATE: ``(SELECT …)`` or ``TABLE t``."""
+    if isinstance(rows, exp.Subquery) and isinstance(rows.this, exp.Query):
+        return compile_select(rows.this, ctx)
+    if isinstance(rows, exp.Table) and isinstance(rows.this, exp.Identifier):
+        return exp.select("*").from_(exp.table_(rows.name, db=rows.db or None, quoted=True))
+    raise LanguageError("the input rows are (SELECT …) or TABLE name", position(ctx.text, rows))
+
+
+def training_rows(model) -> exp.Query:
+    """The rows a model was trained on: its descriptor's table, range and filter."""
+    d = model.descriptor
+    order = exp.column(d.source.order_by, quoted=True)
+    typ = {"integer": None, "number": None, "date": "date", "timestamp": "timestamp",
+           "timestamptz": "timestamptz"}[d.source.order_kind]
+
+    def bound(v):
+        if typ is None:
+            return exp.Literal.number(bound_text(v))
+        return exp.Cast(this=exp.Literal.string(bound_text(v)), to=exp.DataType.build(typ, dialect="postgres"))
+
+    condition = exp.Between(this=order, low=bound(d.range.lo), high=bound(d.range.hi))
+    if d.filter_sql:
+        condition = exp.and_(condition, exp.maybe_parse(d.filter_sql, dialect="postgres"))
+    columns = [exp.column(c, quoted=True) for c in (*d.features, d.target)]
+    table = exp.table_(d.source.table, db=d.source.schema, quoted=True)
+    return exp.select(*columns).from_(table).where(condition)
+
+
+def _check_columns(model, source: exp.Query, ctx: Context, what: str, where, need_label: bool) -> list[str]:
+    have = ctx.input_columns(source.sql(dialect="postgres"))
+    need = list(model.descriptor.features) + ([model.descriptor.target] if need_label else [])
+    missing = [c for c in need if c not in have]
+    if missing:
+        raise LanguageError(f"{what}: the input rows lack column(s) {missing} of model {model.name!r} "
+                            f"(they have {have})", where)
+    return have
+
+
+def _scored(model, source: exp.Query) -> tuple[exp.Query, list[exp.Expression]]:
+    """``SELECT _input.*, score₀, score₁, … FROM (source) AS _input`` and the score columns' names."""
+    xs = [exp.Cast(this=exp.column(f, table="_input", quoted=True), to=exp.DataType.build("double precision"))
+          for f in model.descriptor.features]
+    z = scoring.scores(model, xs)
+    names = [f"__modelstore_score_{k}" for k in range(len(z))]
+    query = exp.select(exp.Star(), copy=False).from_(source.subquery("_input", copy=False))
+    query.set("expressions", [exp.column(exp.Star(), table="_input")]
+              + [exp.alias_(s, n, quoted=True) for s, n in zip(z, names)])
+    return query, [exp.column(n, quoted=True) for n in names]
+
+
+def predict_query(model, source: exp.Query, ctx: Context, what: str, where) -> exp.Query:
+    have = _check_columns(model, source, ctx, what, where, need_label=False)
+    scored, z = _scored(model, source)
+    label = model.descriptor.target
+    out = [exp.column(c, quoted=True) for c in have]
+    if model.kind == "linear":
+        out.append(exp.alias_(z[0], f"predicted_{label}", quoted=True))
+    else:
+        out.append(exp.alias_(scoring.predicted_class(model, z), f"predicted_{label}", quoted=True))
+        pairs = []
+        for c, p in zip(model.classes_, scoring.probabilities(model, z)):
+            pairs += [exp.Literal.string(str(c.item() if isinstance(c, np.generic) else c)), p]
+        out.append(exp.alias_(exp.Anonymous(this="jsonb_build_object", expressions=pairs),
+                              f"predicted_{label}_probs", quoted=True))
+    return exp.select(*out).from_(scored.subquery("_scored", copy=False))
+
+
+def evaluate_query(model, source: exp.Query, ctx: Context, where) -> exp.Query:
+    _check_columns(model, source, ctx, "ML.EVALUATE", where, need_label=True)
+    scored, z = _scored(model, source)
+    y = exp.column(model.descriptor.target, quoted=True)
+    count = exp.alias_(exp.Count(this=exp.Star()), "rows", quoted=True)
+    if model.kind == "linear":
+        yf = exp.Cast(this=y, to=exp.DataType.build("double precision"))
+        residual = exp.Paren(this=exp.Sub(this=yf, expression=z[0]))
+        sq = exp.Mul(this=residual, expression=residual.copy())
+        var_y = exp.Anonymous(this="var_pop", expressions=[yf.copy()])
+        metrics = [
+            exp.alias_(exp.Avg(this=exp.Abs(this=residual.copy())), "mean_absolute_error", quoted=True),
+            exp.alias_(exp.Avg(this=sq), "mean_squared_error", quoted=True),
+            exp.alias_(exp.Sub(this=scoring.number(1.0), expression=exp.Div(
+                this=exp.Avg(this=sq.copy()), expression=exp.Nullif(this=var_y, expression=scoring.number(0.0)))),
+                "r2_score", quoted=True),
+            exp.alias_(exp.Sub(this=scoring.number(1.0), expression=exp.Div(
+                this=exp.Anonymous(this="var_pop", expressions=[residual.copy()]),
+                expression=exp.Nullif(this=var_y.copy(), expression=scoring.number(0.0)))),
+                "explained_variance", quoted=True),
+            count,
+        ]
+        present = exp.and_(exp.Not(this=exp.Is(this=y.copy(), expression=exp.Null())),
+                           exp.Not(this=exp.Is(this=z[0].copy(), expression=exp.Null())))
+        return exp.select(*metrics).from_(scored.subquery("_scored", copy=False)).where(present)
+
+    classes = [scoring.label(c) for c in model.classes_]
+    predicted = scoring.predicted_class(model, z)
+    probs = scoring.probabilities(model, z)
+    p_true = exp.Case(ifs=[exp.If(this=exp.EQ(this=y.copy(), expression=c.copy()), true=p)
+                           for c, p in zip(classes, probs)])
+    eps = scoring.number(_LOG_LOSS_EPS)
+    clipped = exp.Least(this=exp.Greatest(this=p_true, expressions=[eps]),
+                        expressions=[scoring.number(1.0 - _LOG_LOSS_EPS)])
+    inner = exp.select(
+        exp.alias_(y.copy(), "y", quoted=True),
+        exp.alias_(predicted, "p", quoted=True),
+        exp.alias_(exp.Ln(this=clipped), "log_p", quoted=True),
+    ).from_(scored.subquery("_scored", copy=False)).where(
+        exp.and_(exp.Not(this=exp.Is(this=y.copy(), expression=exp.Null())),
+                 exp.Not(this=exp.Is(this=z[0].copy(), expression=exp.Null()))))
+    yc, pc = exp.column("y", quoted=True), exp.column("p", quoted=True)
+
+    def count_if(condition) -> exp.Expression:
+        return exp.Sum(this=exp.Case(ifs=[exp.If(this=condition, true=exp.Literal.number(1))],
+                                     default=exp.Literal.number(0)))
+
+    def ratio(num, den) -> exp.Expression:  # 0 when the denominator is 0 (scikit-learn's zero_division)
+        return exp.Coalesce(this=exp.Div(this=exp.Cast(this=num, to=exp.DataType.build("double precision")),
+                                          expression=exp.Nullif(this=den, expression=exp.Literal.number(0))),
+                            expressions=[scoring.number(0.0)])
+
+    per_class = []
+    for c in (classes[1:] if len(classes) == 2 else classes):
+        tp = count_if(exp.and_(exp.EQ(this=yc.copy(), expression=c.copy()), exp.EQ(this=pc.copy(), expression=c.copy())))
+        precision = ratio(tp, count_if(exp.EQ(this=pc.copy(), expression=c.copy())))
+        recall = ratio(tp.copy(), count_if(exp.EQ(this=yc.copy(), expression=c.copy())))
+        f1 = exp.Coalesce(this=exp.Div(
+            this=exp.Mul(this=scoring.number(2.0), expression=exp.Mul(this=precision.copy(), expression=recall.copy())),
+            expression=exp.Nullif(this=exp.Add(this=precision.copy(), expression=recall.copy()),
+                                  expression=scoring.number(0.0))), expressions=[scoring.number(0.0)])
+        per_class.append((precision, recall, f1))
+
+    def mean(values) -> exp.Expression:
+        total = values[0]
+        for v in values[1:]:
+            total = exp.Add(this=total, expression=v)
+        return exp.Div(this=exp.Paren(this=total), expression=scoring.number(float(len(values))))
+
+    metrics = [
+        exp.alias_(exp.Avg(this=exp.Case(ifs=[exp.If(this=exp.EQ(this=yc.copy(), expression=pc.copy()),
+                                                      true=scoring.number(1.0))], default=scoring.number(0.0))),
+                   "accuracy", quoted=True),
+        exp.alias_(mean([p for p, _, _ in per_class]), "precision", quoted=True),
+        exp.alias_(mean([r for _, r, _ in per_class]), "recall", quoted=True),
+        exp.alias_(mean([f for _, _, f in per_class]), "f1_score", quoted=True),
+        exp.alias_(exp.Neg(this=exp.Avg(this=exp.column("log_p", quoted=True))), "log_loss", quoted=True),
+        count,
+    ]
+    return exp.select(*metrics).from_(inner.subquery("_predicted", copy=False))
+
+
+def _values(rows: list[tuple], columns: list[str], types: list[str]) -> exp.Query:
+    """``SELECT * FROM (VALUES …) AS t(columns…)`` with every value a typed constant."""
+    def constant(v, typ):
+        if v is None or (isinstance(v, float) and not math.isfinite(v)):
+            return exp.Cast(this=exp.Null(), to=exp.DataType.build(typ, dialect="postgres"))
+        if typ == "double precision":
+            return scoring.number(v)
+        if typ == "bigint":
+            return exp.Cast(this=exp.Literal.number(str(int(v))), to=exp.DataType.build("bigint"))
+        return exp.Cast(this=exp.Literal.string(str(v)), to=exp.DataType.build(typ, dialect="postgres"))
+
+    tuples = [exp.Tuple(expressions=[constant(v, t) for v, t in zip(row, types)]) for row in rows]
+    values = exp.Values(expressions=tuples, alias=exp.TableAlias(
+        this=exp.to_identifier("_values"), columns=[exp.to_identifier(c, quoted=True) for c in columns]))
+    return exp.select("*").from_(values)
+
+
+def _plain(v):
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def weights_query(model) -> exp.Query:
+    features = list(model.descriptor.features)
+    if model.kind == "linear":
+        rows = [(f, float(w)) for f, w in zip(features, model.coef_)] + [("__INTERCEPT__", float(model.intercept_))]
+        return _values(rows, ["processed_input", "weight"], ["text", "double precision"])
+    if model.kind == "logistic":
+        classes = [_plain(c) for c in model.classes_]
+        outputs = classes[1:] if model.coef_.shape[0] == 1 else classes
+        rows = []
+        for k, c in enumerate(outputs):
+            rows += [(f, c, float(w)) for f, w in zip(features, model.coef_[k])]
+            rows.append(("__INTERCEPT__", c, float(model.intercept_[k])))
+        return _values(rows, ["processed_input", "class_label", "weight"], ["text", "text", "double precision"])
+    if model.kind == "gaussian_nb":
+        rows = [(_plain(c), f, float(model.theta_[k, j]), float(model.var_[k, j]), float(model.class_prior_[k]))
+                for k, c in enumerate(model.classes_) for j, f in enumerate(features)]
+        return _values(rows, ["class_label", "processed_input", "mean", "variance", "class_prior"],
+                       ["text", "text", "double precision", "double precision", "double precision"])
+    rows = [(_plain(c), f, float(model.feature_log_prob_[k, j]), float(model.class_log_prior_[k]))
+            for k, c in enumerate(model.classes_) for j, f in enumerate(features)]
+    return _values(rows, ["class_label", "processed_input", "feature_log_prob", "class_log_prior"],
+                   ["text", "text", "double precision", "double precision"])
+
+
+def advanced_weights_query(model, where) -> exp.Query:
+    if model.kind != "linear":
+        raise LanguageError(f"ML.ADVANCED_WEIGHTS: standard errors and p-values are available for linear_reg "
+                            f"models; {model.name!r} is {model.kind} (use ML.WEIGHTS)", where)
+    # statsmodels' order is [intercept, features…]; BigQuery lists the intercept last
+    names = ["__INTERCEPT__", *model.descriptor.features]
+    columns = [model.params.to_numpy(), model.bse.to_numpy(), model.tvalues.to_numpy(), model.pvalues.to_numpy()]
+    rows = [(n, *(float(c[i]) for c in columns)) for i, n in enumerate(names)]
+    rows = rows[1:] + rows[:1]
+    return _values(rows, ["processed_input", "weight", "standard_error", "t_value", "p_value"],
+                   ["text"] + ["double precision"] * 4)
+
+
+def training_info_query(model) -> exp.Query:
+    executed = model.plan
+    plan = executed.plan
+    rows = []
+    for i, r in enumerate(executed.results, start=1):
+        rows.append((i, r.step.label(), r.step.est_rows, r.rows, r.step.est_cost_ms, r.seconds * 1000.0,
+                     plan.strategy, executed.rows_scanned, plan.planning_seconds * 1000.0,
+                     executed.execution_seconds * 1000.0))
+    return _values(rows, ["step", "operation", "estimated_rows", "actual_rows", "estimated_ms", "actual_ms",
+                          "strategy", "rows_scanned", "planning_ms", "execution_ms"],
+                   ["bigint", "text", "bigint", "bigint", "double precision", "double precision", "text", "bigint",
+                    "double precision", "double precision"])

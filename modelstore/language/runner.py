@@ -1,0 +1,147 @@
+"""Running model-language statements on a :class:`~modelstore.store.Store`.
+
+CREATE MODEL becomes ``store.fit`` with the WHERE clause turned into a descriptor (:mod:`.where`);
+EXPLAIN CREATE MODEL ``store.explain``; DROP MODEL ``store.drop``; SHOW MODELS ``store.models``.
+A SELECT — with ML.PREDICT / ML.EVALUATE / … compiled into subqueries (:mod:`.functions`) — is sent
+to PostgreSQL as one statement in a READ ONLY transaction, so nothing an input query contains can
+write, and its rows come back as a pandas DataFrame.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from psycopg import sql
+from sqlglot import exp
+
+from modelstore.errors import InputError, ModelNotFoundError
+from modelstore.language import functions
+from modelstore.language.statements import (
+    CreateModel, DropModel, ExplainCreate, LanguageError, Select, ShowModelsStatement, parse,
+)
+from modelstore.language.where import split_where
+from modelstore.source import resolve_table
+
+
+def run(store, text: str) -> list:
+    """Run every statement of ``text`` in order; returns their results (a model or a DataFrame each)."""
+    return [run_statement(store, s) for s in parse(text)]
+
+
+def run_statement(store, statement):
+    if isinstance(statement, CreateModel):
+        return store.fit(**fit_arguments(store, statement), name=statement.name, replace=statement.replace)
+    if isinstance(statement, ExplainCreate):
+        plan = store.explain(**fit_arguments(store, statement.create))
+        frame = pd.DataFrame({"QUERY PLAN": str(plan).splitlines()})
+        frame.attrs["plan"] = plan
+        return frame
+    if isinstance(statement, DropModel):
+        dropped = store.drop(statement.name, missing_ok=statement.if_exists)
+        return pd.DataFrame({"model": [statement.name], "dropped": [bool(dropped)]})
+    if isinstance(statement, ShowModelsStatement):
+        return store.models()
+    if isinstance(statement, Select):
+        return _select(store, statement)
+    raise TypeError(f"not a statement: {statement!r}")
+
+
+def fit_arguments(store, create: CreateModel) -> dict:
+    """The ``store.fit`` arguments of a CREATE MODEL: the table resolved, the WHERE clause split."""
+    conn = store.conn
+    with conn.transaction():
+        table = resolve_table(conn, create.table)
+    order_by = create.order_by or _primary_key(conn, table, create)
+    order_by = _column(table, order_by, "order_by", create)
+    label = _column(table, create.label, "input_label_cols", create)
+    if create.features is None:  # SELECT *: every other column
+        features = [c for c in table.columns if c not in (label, order_by)]
+        text_like = [c for c in features if not table.columns[c].is_numeric]
+        if text_like:
+            raise create.error(f"SELECT * selects column(s) {text_like} that are not numbers; list the feature "
+                               f"columns instead", create.node.expression)
+    else:
+        features = list(create.features)
+        for name in features:
+            if name not in table.columns:
+                node = next((c for c in create.node.expression.expressions if c.name == name), None)
+                raise create.error(f"column {name!r} does not exist in table {table.display} "
+                                   f"(columns: {list(table.columns)})", node)
+    order_kind = table.order_kind(order_by)
+    bounds = split_where(create.where, order_by, order_kind, table.columns[order_by].type_name)
+    where = bounds.residual.sql(dialect="postgres") if bounds.residual is not None else None
+    return dict(kind=create.kind, table=create.table, target=label, features=features, order_by=order_by,
+                lo=bounds.lo, hi=bounds.hi, where=where, **create.params)
+
+
+def _column(table, name: str, role: str, create: CreateModel) -> str:
+    """The table's column ``name``: exact, else the one column equal to it ignoring case (SQL folds)."""
+    if name in table.columns:
+        return name
+    folded = [c for c in table.columns if c.lower() == name.lower()]
+    if len(folded) == 1:
+        return folded[0]
+    raise create.error(f"{role} names column {name!r}, which table {table.display} does not have "
+                       f"(columns: {list(table.columns)})", create.node.args.get("properties"))
+
+
+def _primary_key(conn, table, create: CreateModel) -> str:
+    row = conn.execute(
+        """
+        SELECT array_agg(a.attname ORDER BY a.attnum)
+        FROM pg_catalog.pg_index i
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+        WHERE i.indrelid = %s AND i.indisprimary
+        """,
+        [table.oid],
+    ).fetchone()
+    key = row[0] if row else None
+    if not key or len(key) != 1:
+        raise create.error(f"table {table.display} has no single-column primary key to order by; give "
+                           f"OPTIONS (order_by = 'column')", create.node.args.get("properties"))
+    return key[0]
+
+
+def _select(store, statement: Select) -> pd.DataFrame:
+    conn = store.conn
+    models = {}
+
+    def load_model(name):
+        if name not in models:
+            try:
+                models[name] = store.model(name)
+            except ModelNotFoundError:
+                raise LanguageError(f"no model named {name!r} (SHOW MODELS lists them)") from None
+        return models[name]
+
+    def input_columns(query_sql: str) -> list[str]:
+        with conn.transaction():
+            cur = conn.execute(sql.SQL("SELECT * FROM ({}) AS _probe LIMIT 0").format(sql.SQL(query_sql)))
+            return [d.name for d in cur.description]
+
+    ctx = functions.Context(load_model, input_columns, statement.text)
+    with conn.transaction():
+        conn.execute("SET TRANSACTION READ ONLY")
+        compiled = functions.compile_select(statement.node, ctx)
+        query = compiled.sql(dialect="postgres")
+        cur = conn.execute(sql.SQL(query))
+        columns = [d.name for d in cur.description]
+        rows = cur.fetchall()
+    frame = pd.DataFrame(rows, columns=columns)
+    frame.attrs["sql"] = query
+    return frame
+
+
+def describe(result) -> pd.DataFrame:
+    """A table for any result: a model as one row of what it is and how it was built."""
+    if isinstance(result, pd.DataFrame):
+        return result
+    plan = result.plan
+    return pd.DataFrame([{
+        "model": result.name, "kind": result.kind, "rows_used": getattr(result, "rows_used", None),
+        "strategy": plan.plan.strategy, "rows_scanned": plan.rows_scanned,
+        "planning_ms": round(plan.plan.planning_seconds * 1000, 3),
+        "execution_ms": round(plan.execution_seconds * 1000, 3),
+    }])
+
+
+__all__ = ["run", "run_statement", "fit_arguments", "describe", "InputError", "exp"]
