@@ -1,4 +1,4 @@
-"""The ``modelstore`` command line: demo, migrate, calibrate, fit, explain, models, show, drop, index, bench, server."""
+"""The ``modelstore`` command line: demo, query, migrate, calibrate, fit, explain, models, show, drop, index, bench, server."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import sys
 
 import psycopg
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
+from rich.text import Text
 
-from modelstore.errors import ModelstoreError
+from modelstore.errors import InputError, ModelstoreError
 
 console = Console()
 if not console.is_terminal:  # piped or captured: do not squeeze tables into 80 columns
@@ -28,12 +30,17 @@ def _bound(text: str | None):
     return text
 
 
-def _add_request_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("kind", choices=["linear", "gaussian_nb", "multinomial_nb", "logistic"])
-    p.add_argument("--table", required=True, help="table or view, e.g. public.sales")
-    p.add_argument("--target", required=True, help="target (linear) or class column (Naive Bayes)")
-    p.add_argument("--features", required=True, help="comma-separated feature columns")
-    p.add_argument("--order-by", required=True, help="the ordering column the range is on")
+KINDS = ("linear", "gaussian_nb", "multinomial_nb", "logistic")
+
+
+def _add_request_args(p: argparse.ArgumentParser, *, statement_form: bool = False) -> None:
+    required = not statement_form  # `explain "CREATE MODEL …"` needs none of them
+    if not statement_form:
+        p.add_argument("kind", choices=KINDS)
+    p.add_argument("--table", required=required, help="table or view, e.g. public.sales")
+    p.add_argument("--target", required=required, help="target (linear) or class column (Naive Bayes)")
+    p.add_argument("--features", required=required, help="comma-separated feature columns")
+    p.add_argument("--order-by", required=required, help="the ordering column the range is on")
     p.add_argument("--lo", help="first value of the range (default: the table's first)")
     p.add_argument("--hi", help="last value of the range (default: the table's last)")
     p.add_argument("--where", help="residual filter, a SQL predicate")
@@ -71,8 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="model name (default: generated)")
     p.add_argument("--replace", action="store_true", help="replace a model of the same name")
 
-    p = sub.add_parser("explain", help="show the plan for a request without running it")
-    _add_request_args(p)
+    p = sub.add_parser("query", help="run model-language statements (CREATE MODEL, ML.PREDICT, …; docs/language.md)")
+    p.add_argument("statement", nargs="?", help="the statement(s), separated by semicolons")
+    p.add_argument("-f", "--file", help="read the statements from FILE ('-' for standard input)")
+    p.add_argument("--max-rows", type=int, default=50, help="rows of each result to print (default 50)")
+
+    p = sub.add_parser("explain", help="show the plan of a CREATE MODEL statement, or of a request, without running it",
+                       description="modelstore explain \"CREATE MODEL …\"  or  modelstore explain KIND --table … "
+                                   "--target … --features … --order-by …")
+    p.add_argument("what", help="a CREATE MODEL statement, or a model kind: linear, gaussian_nb, multinomial_nb, logistic")
+    _add_request_args(p, statement_form=True)
 
     sub.add_parser("models", help="list stored models")
     p = sub.add_parser("show", help="show a stored model's coefficients and how it was built")
@@ -124,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         with Store(args.dsn) as store:
             return _dispatch(store, args)
     except ModelstoreError as exc:
-        console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
         return 2
     except psycopg.Error as exc:  # the database refused something modelstore did not foresee
         console.print(f"[bold red]database error:[/bold red] {exc}", highlight=False, markup=False)
@@ -171,8 +186,32 @@ def _dispatch(store, args) -> int:
         _print_model(model)
         console.print(str(model.plan), markup=False)
     elif args.command == "explain":
-        kind, request = _request(args)
-        console.print(str(store.explain(kind, **request)), markup=False)
+        if args.what in KINDS:
+            missing = [f"--{n.replace('_', '-')}" for n in ("table", "target", "features", "order_by")
+                       if getattr(args, n) is None]
+            if missing:
+                console.print(f"[bold red]error:[/bold red] explain {args.what} needs {', '.join(missing)}")
+                return 2
+            args.kind = args.what
+            kind, request = _request(args)
+            console.print(str(store.explain(kind, **request)), markup=False)
+        else:
+            text = args.what.strip()
+            if not text.upper().startswith("EXPLAIN"):
+                text = "EXPLAIN " + text
+            _print_result(store.query(text), max_rows=None)
+    elif args.command == "query":
+        if (args.statement is None) == (args.file is None):
+            console.print("[bold red]error:[/bold red] give the statement(s) as an argument or with -f FILE")
+            return 2
+        if args.file is not None:
+            text = sys.stdin.read() if args.file == "-" else _read_file(args.file)
+        else:
+            text = args.statement
+        from modelstore.language import parse, run_statement
+
+        for statement in parse(text):
+            _print_result(run_statement(store, statement), max_rows=args.max_rows)
     elif args.command == "models":
         frame = store.models()
         grid = RichTable()
@@ -236,6 +275,42 @@ def _print_model(model) -> None:
         console.print(model.summary().to_string(float_format=lambda v: f"{v:.6g}"), markup=False)
     else:
         console.print(f"classes: {list(model.classes_)}  rows used: {model.rows_used}", markup=False)
+
+
+def _read_file(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as exc:
+        raise InputError(f"cannot read statements from {path!r}: {exc.strerror}") from None
+
+
+def _print_result(result, *, max_rows: int | None) -> None:
+    """A model-language result on the terminal: a model with its plan, a plan, or a table."""
+    import pandas as pd
+
+    if not isinstance(result, pd.DataFrame):  # CREATE MODEL: the fitted model
+        console.print(Text(f"{result.name} ({result.kind})", style="bold"))
+        _print_model(result)
+        console.print(str(result.plan), markup=False)
+        return
+    if list(result.columns) == ["QUERY PLAN"]:
+        console.print("\n".join(result["QUERY PLAN"]), markup=False)
+        return
+    shown = result if max_rows is None else result.head(max_rows)
+    grid = RichTable()
+    for col in result.columns:
+        grid.add_column(str(col), justify="right" if pd.api.types.is_numeric_dtype(result[col]) else "left")
+    for row in shown.itertuples(index=False):
+        grid.add_row(*(Text("" if v is None or (isinstance(v, float) and v != v) else _cell(v)) for v in row))
+    console.print(grid)
+    more = len(result) - len(shown)
+    console.print(f"({len(result)} row{'s' if len(result) != 1 else ''}" + (f", {more} not shown: --max-rows)" if more else ")"),
+                  highlight=False)
+
+
+def _cell(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def _server(action: str) -> int:

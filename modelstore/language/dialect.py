@@ -73,6 +73,8 @@ def _ml_or_function(name: str, expr_type: type):
                 rows = self._parse_table()
                 if self._match(TokenType.COMMA):
                     params = self._parse_bitwise()
+        if not self._match(TokenType.R_PAREN, advance=False):
+            self.raise_error(f"Expecting ) to close ML.{name}(MODEL …")
         return self.expression(expr_type(this=model, expression=rows, params_struct=params))
 
     return parse
@@ -91,6 +93,7 @@ class ModelQL(BigQuery):
         FUNCTION_PARSERS = {
             **BigQuery.Parser.FUNCTION_PARSERS,
             **{name: _ml_or_function(name, cls) for name, cls in ML_FUNCTIONS.items()},
+            "PREDICT": _ml_or_function("PREDICT", exp.Predict),
         }
         STATEMENT_PARSERS = {
             **BigQuery.Parser.STATEMENT_PARSERS,

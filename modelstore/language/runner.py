@@ -3,8 +3,8 @@
 CREATE MODEL becomes ``store.fit`` with the WHERE clause turned into a descriptor (:mod:`.where`);
 EXPLAIN CREATE MODEL ``store.explain``; DROP MODEL ``store.drop``; SHOW MODELS ``store.models``.
 A SELECT — with ML.PREDICT / ML.EVALUATE / … compiled into subqueries (:mod:`.functions`) — is sent
-to PostgreSQL as one statement in a READ ONLY transaction, so nothing an input query contains can
-write, and its rows come back as a pandas DataFrame.
+to PostgreSQL as one statement in a READ ONLY transaction that is rolled back afterwards, so nothing
+an input query contains can write or change the session, and its rows come back as a pandas DataFrame.
 """
 
 from __future__ import annotations
@@ -119,7 +119,8 @@ def _select(store, statement: Select) -> pd.DataFrame:
             return [d.name for d in cur.description]
 
     ctx = functions.Context(load_model, input_columns, statement.text)
-    with conn.transaction():
+    # READ ONLY: nothing in an input query can write; rolled back: nor change the session (set_config)
+    with conn.transaction(force_rollback=True):
         conn.execute("SET TRANSACTION READ ONLY")
         compiled = functions.compile_select(statement.node, ctx)
         query = compiled.sql(dialect="postgres")

@@ -1,0 +1,386 @@
+-- Scoring in SQL: modelstore.predict, predict_class, predict_proba and weights over the named models
+-- of modelstore.fitted_models, in plain SQL and PL/pgSQL only (no extension), so they work on any
+-- PostgreSQL. Idempotent (CREATE OR REPLACE only), re-applied by `modelstore migrate` when it changes.
+--
+-- Each call reads one catalog row by its unique name and evaluates the model's `state`, the output of
+-- the model class's to_state(): floats as JSON numbers, NaN as null, ±inf as "inf"/"-inf", matrices
+-- as nested lists (one list per class). The arithmetic follows the Python models' predict /
+-- predict_proba step by step. docs/sql.md documents the functions, their errors and the grants.
+--
+-- The functions run with the caller's rights (SECURITY INVOKER): a role scores a model only when it
+-- may read the model's catalog row, so a model's parameters do not leak through them.
+
+-- A JSON array of floats (nested lists for matrices) as a float8[] of the same shape. A state array
+-- holds only numbers, null (NaN) and the strings "inf"/"-inf", so its text with [] turned into {} is an
+-- array literal that float8 reads: one C-level parse instead of a subquery per element.
+-- STABLE, not IMMUTABLE: the text → float8[] cast goes through array_in, which is STABLE, and a
+-- function declared more strictly than its body is never inlined.
+CREATE OR REPLACE FUNCTION modelstore._floats(j jsonb) RETURNS float8[]
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT pg_catalog.array_replace(pg_catalog.translate(j::text, '[]', '{}')::float8[], NULL, 'NaN'::float8) $$;
+
+-- One JSON float (number, null = NaN, "inf"/"-inf") as float8.
+CREATE OR REPLACE FUNCTION modelstore._float(j jsonb) RETURNS float8
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT CASE WHEN j IS NULL THEN NULL ELSE coalesce((j #>> '{}')::float8, 'NaN'::float8) END $$;
+
+-- The scores of a named model for one feature vector:
+--   linear:          value = intercept + coef·x (scores NULL);
+--   classifiers:     scores[c] = the unnormalised log-probability of classes[c] (classes in state order):
+--                    gaussian_nb / multinomial_nb the joint log-likelihood, logistic K ≥ 3 the K
+--                    decision scores, logistic binary [0, z] (softmax of [0, z] is [σ(−z), σ(z)] and
+--                    its argmax is "z > 0", the Python model's rule).
+-- A NULL element in p_x gives NULL value and scores (the caller returns NULL); NaN/±Infinity, a wrong
+-- length or shape, and an unknown name raise errors naming the problem.
+-- The private helpers carry no SET search_path: their callers, the public functions below, pin it, and
+-- a SET clause costs a configuration save and restore on every call (measured: ~1 µs of ~15).
+CREATE OR REPLACE FUNCTION modelstore._scores(
+    p_model text, p_x float8[], p_caller text,
+    OUT kind text, OUT classes jsonb, OUT value float8, OUT scores float8[])
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+    v_features text[];
+    v_state jsonb;
+    d integer;
+    o integer;          -- p_x[o + j] is feature j, whatever the array's lower bound
+    k integer;
+    bad integer;
+    w float8[];         -- weights: coef (linear 1-D, logistic [row][j]), theta or feature_log_prob [c][j]
+    v float8[];         -- var (gaussian_nb)
+    b float8[];         -- per-class constant: intercept (logistic), class_prior or class_log_prior (NB)
+    s float8;
+    q float8;
+    diff float8;
+BEGIN
+    SELECT m.kind, m.features, m.state INTO kind, v_features, v_state
+      FROM modelstore.fitted_models AS m
+     WHERE m.name = p_model;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'modelstore: no model named "%"', p_model
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT name, kind FROM modelstore.models lists the stored models.';
+    END IF;
+    IF coalesce((v_state ->> 'version')::integer, 1) > 1 THEN
+        RAISE EXCEPTION 'modelstore: model "%" has a state of version %, newer than these SQL functions read (1)',
+                        p_model, v_state ->> 'version'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Run `modelstore migrate` with the modelstore version that stored it.';
+    END IF;
+
+    classes := v_state -> 'classes';  -- NULL for linear; set before the NULL-input return below
+    d := cardinality(v_features);
+    IF array_ndims(p_x) > 1 THEN
+        RAISE EXCEPTION 'modelstore: model "%" takes a one-dimensional features array, got one of % dimensions',
+                        p_model, array_ndims(p_x)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF cardinality(p_x) <> d THEN
+        RAISE EXCEPTION 'modelstore: model "%" takes % feature(s) (%), got an array of % instead',
+                        p_model, d, array_to_string(v_features, ', '), cardinality(p_x)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('Pass ARRAY[%s] in this order.', array_to_string(v_features, ', '));
+    END IF;
+    IF array_position(p_x, NULL) IS NOT NULL THEN
+        RETURN;  -- NULL in, NULL out (as a STRICT function would)
+    END IF;
+    IF 'NaN'::float8 = ANY (p_x) OR 'Infinity'::float8 = ANY (p_x) OR '-Infinity'::float8 = ANY (p_x) THEN
+        bad := coalesce(array_position(p_x, 'NaN'::float8), array_position(p_x, 'Infinity'::float8),
+                        array_position(p_x, '-Infinity'::float8)) - coalesce(array_lower(p_x, 1), 1) + 1;
+        RAISE EXCEPTION 'modelstore: feature "%" of model "%" is %; features must be finite numbers',
+                        v_features[bad], p_model, p_x[bad + coalesce(array_lower(p_x, 1), 1) - 1]
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    o := coalesce(array_lower(p_x, 1), 1) - 1;
+
+    IF kind = 'linear' THEN
+        w := modelstore._floats(v_state -> 'coef');
+        IF cardinality(w) IS DISTINCT FROM d THEN
+            RAISE EXCEPTION 'modelstore: model "%" has a malformed state: % coefficients for % features',
+                            p_model, cardinality(w), d USING ERRCODE = 'data_corrupted';
+        END IF;
+        -- Python: intercept_ + X @ coef_ (the dot product first)
+        s := 0;
+        FOR j IN 1 .. d LOOP
+            s := s + p_x[o + j] * w[j];
+        END LOOP;
+        value := modelstore._float(v_state -> 'intercept') + s;
+        RETURN;
+    END IF;
+
+    k := jsonb_array_length(classes);
+    scores := array_fill(NULL::float8, ARRAY[k]);
+
+    IF kind = 'logistic' THEN
+        w := modelstore._floats(v_state -> 'coef');           -- (1, d) for two classes, (K, d) otherwise
+        b := modelstore._floats(v_state -> 'intercept');
+        IF cardinality(w) IS DISTINCT FROM (CASE WHEN k = 2 THEN 1 ELSE k END) * d
+           OR cardinality(b) IS DISTINCT FROM (CASE WHEN k = 2 THEN 1 ELSE k END) THEN
+            RAISE EXCEPTION 'modelstore: model "%" has a malformed state: coef/intercept do not fit % classes and % features',
+                            p_model, k, d USING ERRCODE = 'data_corrupted';
+        END IF;
+        FOR c IN 1 .. CASE WHEN k = 2 THEN 1 ELSE k END LOOP
+            s := 0;                                         -- Python: X @ coef_.T + intercept_
+            FOR j IN 1 .. d LOOP
+                s := s + p_x[o + j] * w[c][j];
+            END LOOP;
+            scores[c] := s + b[c];
+        END LOOP;
+        IF k = 2 THEN
+            -- NaN > 0 is true in PostgreSQL but false in numpy: a NaN score picks classes[0], as in Python
+            scores := CASE WHEN scores[1] = 'NaN'::float8 THEN ARRAY['NaN'::float8, 'NaN'::float8]
+                           ELSE ARRAY[0::float8, scores[1]] END;
+        END IF;
+    ELSIF kind = 'gaussian_nb' THEN
+        w := modelstore._floats(v_state -> 'theta');
+        v := modelstore._floats(v_state -> 'var');
+        b := modelstore._floats(v_state -> 'class_prior');
+        IF cardinality(w) IS DISTINCT FROM k * d OR cardinality(v) IS DISTINCT FROM k * d
+           OR cardinality(b) IS DISTINCT FROM k THEN
+            RAISE EXCEPTION 'modelstore: model "%" has a malformed state: theta/var/class_prior do not fit % classes and % features',
+                            p_model, k, d USING ERRCODE = 'data_corrupted';
+        END IF;
+        -- Python (= scikit-learn): log prior_c + (−½ Σ log(2π var) − ½ Σ (x − θ)² / var)
+        FOR c IN 1 .. k LOOP
+            s := 0;
+            q := 0;
+            FOR j IN 1 .. d LOOP
+                IF v[c][j] = 0 THEN  -- var_smoothing = 0 and a constant feature: numpy gets inf − inf = NaN
+                    s := 'NaN';
+                    EXIT;
+                END IF;
+                s := s + ln(2 * pi() * v[c][j]);
+                diff := p_x[o + j] - w[c][j];
+                q := q + diff * diff / v[c][j];
+            END LOOP;
+            scores[c] := ln(b[c]) + (-0.5 * s - 0.5 * q);
+        END LOOP;
+    ELSIF kind = 'multinomial_nb' THEN
+        w := modelstore._floats(v_state -> 'feature_log_prob');
+        b := modelstore._floats(v_state -> 'class_log_prior');
+        IF cardinality(w) IS DISTINCT FROM k * d OR cardinality(b) IS DISTINCT FROM k THEN
+            RAISE EXCEPTION 'modelstore: model "%" has a malformed state: feature_log_prob/class_log_prior do not fit % classes and % features',
+                            p_model, k, d USING ERRCODE = 'data_corrupted';
+        END IF;
+        -- Python (= scikit-learn): X @ feature_log_prob_.T + class_log_prior_ (0 · −inf = NaN, as numpy)
+        FOR c IN 1 .. k LOOP
+            s := 0;
+            FOR j IN 1 .. d LOOP
+                s := s + p_x[o + j] * w[c][j];
+            END LOOP;
+            scores[c] := s + b[c];
+        END LOOP;
+    ELSE
+        RAISE EXCEPTION 'modelstore: model "%" is of kind "%", which modelstore.% does not know', p_model, kind, p_caller
+            USING ERRCODE = 'feature_not_supported';
+    END IF;
+END
+$$;
+
+-- The index (1-based) of the first maximum of scores: numpy's argmax, NaN included (PostgreSQL orders
+-- NaN above every number and equal to itself, so the first NaN wins, as in numpy).
+CREATE OR REPLACE FUNCTION modelstore._argmax(scores float8[]) RETURNS integer
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+    best integer := 1;
+BEGIN
+    FOR c IN 2 .. cardinality(scores) LOOP
+        IF scores[c] > scores[best] THEN
+            best := c;
+        END IF;
+    END LOOP;
+    RETURN best;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION modelstore.predict(model text, features float8[]) RETURNS float8
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    label jsonb;
+BEGIN
+    r := modelstore._scores(model, features, 'predict');
+    IF r.kind = 'linear' OR r.scores IS NULL THEN
+        RETURN r.value;
+    END IF;
+    label := r.classes -> (modelstore._argmax(r.scores) - 1);
+    IF jsonb_typeof(label) = 'number' THEN
+        RETURN (label #>> '{}')::float8;
+    ELSIF jsonb_typeof(label) = 'boolean' THEN
+        RETURN CASE WHEN label = 'true'::jsonb THEN 1 ELSE 0 END;
+    END IF;
+    RAISE EXCEPTION 'modelstore: model "%" predicts text labels (%), which predict cannot return as float8',
+                    model, (SELECT string_agg(quote_literal(c), ', ') FROM jsonb_array_elements_text(r.classes) AS c)
+        USING ERRCODE = 'datatype_mismatch',
+              HINT = format('Use modelstore.predict_class(%L, …) for the label as text.', model);
+END
+$$;
+
+COMMENT ON FUNCTION modelstore.predict(text, float8[]) IS
+    'Prediction of a named model for one feature vector (in the model''s feature order): linear: '
+    'intercept + coef·x; classifiers: the predicted class when the labels are numbers (booleans as 0/1). '
+    'NULL when an element is NULL.';
+
+CREATE OR REPLACE FUNCTION modelstore.predict_class(model text, features float8[]) RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    r := modelstore._scores(model, features, 'predict_class');
+    IF r.kind = 'linear' THEN
+        RETURN r.value::text;  -- a regression's "class" is its prediction, as text
+    ELSIF r.scores IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN r.classes ->> (modelstore._argmax(r.scores) - 1);
+END
+$$;
+
+COMMENT ON FUNCTION modelstore.predict_class(text, float8[]) IS
+    'The predicted class label of a named classifier as text (first maximum in class order on ties, as '
+    'numpy''s argmax); for a linear model its prediction as text. NULL when an element is NULL.';
+
+CREATE OR REPLACE FUNCTION modelstore.predict_proba(model text, features float8[])
+RETURNS TABLE (class_label text, probability float8)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+ROWS 3
+AS $$
+DECLARE
+    r record;
+    k integer;
+    m float8;
+    total float8 := 0;
+    e float8[];
+BEGIN
+    r := modelstore._scores(model, features, 'predict_proba');
+    IF r.kind = 'linear' THEN
+        RAISE EXCEPTION 'modelstore: model "%" is a linear regression and has no class probabilities', model
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = format('Use modelstore.predict(%L, …) for its prediction.', model);
+    END IF;
+    k := jsonb_array_length(r.classes);
+    IF r.scores IS NOT NULL THEN
+        -- softmax with the maximum subtracted (log-sum-exp): no overflow however large the scores;
+        -- exp below −745 underflows to 0 (PostgreSQL raises an error there instead of returning 0)
+        m := r.scores[modelstore._argmax(r.scores)];
+        e := array_fill(NULL::float8, ARRAY[k]);
+        IF m <> 'NaN'::float8 AND m <> 'Infinity'::float8 AND m <> '-Infinity'::float8 THEN
+            FOR c IN 1 .. k LOOP
+                e[c] := CASE WHEN r.scores[c] - m < -745 THEN 0 ELSE exp(r.scores[c] - m) END;
+                total := total + e[c];
+            END LOOP;
+        ELSE
+            total := 'NaN';  -- every score −inf, or one NaN/+inf: undefined, as in numpy
+        END IF;
+    END IF;
+    FOR c IN 1 .. k LOOP
+        class_label := r.classes ->> (c - 1);
+        probability := CASE WHEN r.scores IS NULL THEN NULL WHEN total = 'NaN'::float8 THEN 'NaN'::float8
+                            ELSE e[c] / total END;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION modelstore.predict_proba(text, float8[]) IS
+    'Class probabilities of a named classifier (gaussian_nb, multinomial_nb, logistic) for one feature '
+    'vector: one row per class in class order. NULL probabilities when an element is NULL.';
+
+CREATE OR REPLACE FUNCTION modelstore.weights(model text)
+RETURNS TABLE (class_label text, feature text, weight float8)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_kind text;
+    v_features text[];
+    v_state jsonb;
+    v_classes jsonb;
+    d integer;
+    k integer;
+    w float8[];
+    v float8[];
+    b float8[];
+BEGIN
+    SELECT m.kind, m.features, m.state INTO v_kind, v_features, v_state
+      FROM modelstore.fitted_models AS m
+     WHERE m.name = model;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'modelstore: no model named "%"', model
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT name, kind FROM modelstore.models lists the stored models.';
+    END IF;
+    d := cardinality(v_features);
+    v_classes := v_state -> 'classes';
+    k := coalesce(jsonb_array_length(v_classes), 0);
+
+    IF v_kind = 'linear' THEN
+        w := modelstore._floats(v_state -> 'coef');
+        class_label := NULL;
+        feature := '(intercept)';
+        weight := modelstore._float(v_state -> 'intercept');
+        RETURN NEXT;
+        FOR j IN 1 .. d LOOP
+            feature := v_features[j];
+            weight := w[j];
+            RETURN NEXT;
+        END LOOP;
+    ELSIF v_kind IN ('logistic', 'multinomial_nb') THEN
+        -- score_c = (intercept) + Σ weight · x for both: logistic coef_/intercept_ (two classes: one
+        -- row set, the log-odds of classes[1]); multinomial NB feature_log_prob_/class_log_prior_
+        IF v_kind = 'logistic' THEN
+            w := modelstore._floats(v_state -> 'coef');
+            b := modelstore._floats(v_state -> 'intercept');
+        ELSE
+            w := modelstore._floats(v_state -> 'feature_log_prob');
+            b := modelstore._floats(v_state -> 'class_log_prior');
+        END IF;
+        FOR c IN 1 .. cardinality(b) LOOP
+            class_label := v_classes ->> (CASE WHEN v_kind = 'logistic' AND k = 2 THEN 1 ELSE c - 1 END);
+            feature := '(intercept)';
+            weight := b[c];
+            RETURN NEXT;
+            FOR j IN 1 .. d LOOP
+                feature := v_features[j];
+                weight := w[c][j];
+                RETURN NEXT;
+            END LOOP;
+        END LOOP;
+    ELSIF v_kind = 'gaussian_nb' THEN
+        -- the class prior, then per feature the class mean (theta_) and variance (var_, "name (var)")
+        w := modelstore._floats(v_state -> 'theta');
+        v := modelstore._floats(v_state -> 'var');
+        b := modelstore._floats(v_state -> 'class_prior');
+        FOR c IN 1 .. k LOOP
+            class_label := v_classes ->> (c - 1);
+            feature := '(prior)';
+            weight := b[c];
+            RETURN NEXT;
+            FOR j IN 1 .. d LOOP
+                feature := v_features[j];
+                weight := w[c][j];
+                RETURN NEXT;
+                feature := v_features[j] || ' (var)';
+                weight := v[c][j];
+                RETURN NEXT;
+            END LOOP;
+        END LOOP;
+    ELSE
+        RAISE EXCEPTION 'modelstore: model "%" is of kind "%", which modelstore.weights does not know', model, v_kind
+            USING ERRCODE = 'feature_not_supported';
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION modelstore.weights(text) IS
+    'Parameters of a named model, one row each: linear/logistic coefficients and ''(intercept)''; '
+    'multinomial_nb log feature probabilities and ''(intercept)'' = class log prior; gaussian_nb '
+    '''(prior)'', the class mean of each feature and its variance as ''<feature> (var)''.';
