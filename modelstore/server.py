@@ -278,6 +278,20 @@ def _tail(path: Path, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _python_path_line() -> str:
+    """``modelstore.python_path``: where the server's PL/Python finds this modelstore and its dependencies
+    (the package's parent directory and this interpreter's site-packages; docs/plpython.md)."""
+    import site
+    import sys
+
+    package_parent = str(Path(__file__).resolve().parent.parent)
+    entries = [package_parent, *site.getsitepackages()]
+    if site.ENABLE_USER_SITE and sys.prefix == sys.base_prefix:
+        entries.append(site.getusersitepackages())
+    value = os.pathsep.join(dict.fromkeys(entries))
+    return "modelstore.python_path = '" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
 def _child_env() -> dict[str, str]:
     """The environment of server processes: ours, minus libpq/server variables that would interfere."""
     return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
@@ -594,6 +608,7 @@ class EmbeddedServer:
         ]
         if self.ephemeral:
             lines += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
+        lines.append(_python_path_line())
         path = self.conf_path
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text("\n".join(lines) + "\n")
@@ -655,6 +670,8 @@ class EmbeddedServer:
             self._write_conf(self.requested_port or _free_port())
         elif not self.requested_port and not _port_is_free(configured):
             self._write_conf(_free_port())  # someone else took our port while we were down
+        elif _python_path_line() not in self.conf_path.read_text():
+            self._write_conf(configured)  # started from another installation of modelstore
 
         for attempt in range(3):
             self._port = self._configured_port()

@@ -1,0 +1,682 @@
+"""modelstore inside PostgreSQL: PL/Python's SPI as the part of a psycopg 3 connection the core uses.
+
+The SQL functions of ``sql/plpython.sql`` (``modelstore.create_model``, ``modelstore.explain``,
+``modelstore.query``; docs/plpython.md) call :func:`create_model`, :func:`explain` and :func:`query`
+with the ``plpy`` module. They run the same :class:`~modelstore.store.Store` as the Python API, over
+:class:`SpiConnection`: every statement goes through SPI, inside the caller's transaction and with the
+caller's privileges, so a model sees the caller's uncommitted rows and obeys row-level security.
+
+What the adapter does, and why:
+
+* queries (``str`` with ``%s``/``%(name)s`` placeholders, or ``psycopg.sql`` objects) are rendered
+  and their parameters bound client-side by psycopg's own ``ClientCursor`` machinery
+  (``PostgresClientQuery`` over a ``Transformer``): the same quoting as psycopg, none of our own;
+* PL/Python returns rows as dicts, which lose columns of equal name (the aggregate scans return
+  ``avg, avg, …``), so a SELECT is first described (``LIMIT 0``, planned but not run) and, when its
+  names repeat, run with positional aliases; rows come back as tuples in column order;
+* values PL/Python hands over as strings (dates, timestamps, jsonb, uuid, interval…) are loaded by
+  psycopg's text loaders for the column's type OID, so the core sees psycopg's Python types;
+* ``transaction()`` is a PL/Python subtransaction: a failed block rolls back what it wrote; SPI runs
+  every statement in a subtransaction of its own, where ``SET TRANSACTION READ ONLY`` would end with
+  that statement, so a block that asks for it gets it prefixed to each of its statements instead;
+* SPI errors become the psycopg exception of the same SQLSTATE (the core catches some of them);
+* COPY (the statistics index build) and transaction control are not available through SPI and say so.
+
+The functions' own SET clauses pin ``DateStyle`` to ISO output and ``IntervalStyle`` to ``postgres``
+for the duration of a call, the formats psycopg's loaders read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import math
+import re
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import psycopg
+from psycopg import sql
+from psycopg._queries import PostgresClientQuery
+from psycopg.adapt import Transformer
+from psycopg.pq import Format, TransactionStatus
+from psycopg.rows import tuple_row
+
+from modelstore import costs, errors
+from modelstore.costs import CostModel
+from modelstore.descriptor import bound_text, coerce_bound
+from modelstore.errors import ModelstoreError, RangeError
+from modelstore.source import resolve_table
+from modelstore.store import Store
+
+__all__ = ["InsideStore", "SpiConnection", "create_model", "explain", "query", "model_summary"]
+
+#: what to run instead of what SPI cannot do
+INDEX_HINT = ("build statistics indexes from Python (store.build_index) or the command line "
+              "(modelstore index build); see docs/plpython.md")
+
+# Types whose PL/Python conversion already is psycopg's (bool, integers, oid, floats, numeric as
+# Decimal, text-like as str, bytea as bytes) and their arrays: their values are used as they come.
+_NATIVE_OIDS = frozenset({
+    16, 17, 18, 19, 20, 21, 23, 25, 26, 700, 701, 705, 1042, 1043, 1700,  # scalars
+    1000, 1001, 1002, 1003, 1005, 1007, 1009, 1014, 1015, 1016, 1021, 1022, 1028, 1231,  # their arrays
+})
+_TIMESTAMPTZ_OIDS = frozenset({1184, 1185})  # timestamptz, timestamptz[]
+
+#: psycopg's way to make a transaction() block read-only (the model language's SELECTs)
+_SET_READ_ONLY = re.compile(r"^\s*SET\s+TRANSACTION\s+READ\s+ONLY\s*;?\s*$", re.IGNORECASE)
+
+#: statements seen to return distinctly named columns (per backend): these run without being described
+#: first, since their result's own column names and types are then complete
+_UNIQUE_NAMES: "OrderedDict[str, None]" = OrderedDict()
+_UNIQUE_NAMES_SIZE = 512
+_UNIQUE_NAMES_MAX_TEXT = 4096
+
+#: first keyword of a statement whose result can be described by wrapping it in a subquery
+_ROW_STATEMENT = re.compile(r"^\s*(?:(?:--[^\n]*(?:\n|$)|/\*.*?\*/)\s*)*\(*\s*(select|with|values|table)\b",
+                            re.IGNORECASE | re.DOTALL)
+
+
+# -- the connection -------------------------------------------------------------------------------------
+
+class SpiInfo:
+    """The ``conn.info`` fields the core reads, from the server session itself."""
+
+    transaction_status = TransactionStatus.INTRANS  # a SQL function always runs inside a transaction
+    host = "(inside the server)"
+    encoding = "utf-8"  # SPI takes and returns Python str; the server converts to its encoding
+
+    def __init__(self, conn: "SpiConnection"):
+        self._conn = conn
+
+    def parameter_status(self, name: str) -> str | None:
+        return self._conn.execute("SELECT pg_catalog.current_setting(%s, true)", [name]).fetchone()[0]
+
+    @property
+    def dbname(self) -> str:
+        return self._conn.execute("SELECT pg_catalog.current_database()").fetchone()[0]
+
+    @property
+    def user(self) -> str:
+        return self._conn.execute("SELECT current_user").fetchone()[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.parameter_status("port"))
+
+    @property
+    def server_version(self) -> int:
+        return int(self.parameter_status("server_version_num"))
+
+
+class SpiConnection:
+    """PL/Python's SPI behind the subset of ``psycopg.Connection`` that modelstore's core uses.
+
+    It never commits, rolls back or closes anything: the caller's transaction is the caller's.
+    """
+
+    #: statements outside transaction() blocks run at once, as on an autocommit psycopg connection; here
+    #: "at once" means inside the caller's transaction, which commits or rolls back with the caller
+    autocommit = True
+    #: psycopg's AdaptContext protocol, so that ``sql.Composable.as_string(conn)`` works: no libpq connection
+    connection = None
+    adapters = psycopg.adapters
+
+    def __init__(self, plpy):
+        self.plpy = plpy
+        self.closed = False
+        self.info = SpiInfo(self)
+        self._session_tz: dt.tzinfo | None = None
+        self._blocks: list[bool] = []  # open transaction() blocks: read-only or not
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the innermost transaction() block (or one around it) asked for READ ONLY."""
+        return any(self._blocks)
+
+    def execute(self, query, params=None, *, prepare: bool | None = None, binary: bool = False) -> "SpiCursor":
+        """Run one statement (``prepare`` and ``binary`` are accepted and have no effect: SPI hands
+        values over already converted)."""
+        return self.cursor().execute(query, params)
+
+    def cursor(self, name: str = "", *, row_factory=None, binary: bool = False, **_ignored) -> "SpiCursor":
+        """A cursor; a named one streams its rows from a server-side portal ``itersize`` at a time."""
+        return SpiCursor(self, name=name or None, row_factory=row_factory)
+
+    @contextlib.contextmanager
+    def transaction(self, savepoint_name: str | None = None, force_rollback: bool = False) -> Iterator[None]:
+        """A PL/Python subtransaction: committed into the caller's transaction on success, rolled back
+        on an exception (re-raised) or ``psycopg.Rollback`` (swallowed, as psycopg does)."""
+        sub = self.plpy.subtransaction()
+        sub.__enter__()
+        self._blocks.append(False)
+        try:
+            yield None
+        except psycopg.Rollback as exc:
+            sub.__exit__(type(exc), exc, exc.__traceback__)
+            if exc.transaction is not None:
+                raise
+        except BaseException as exc:
+            sub.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        else:
+            if force_rollback:
+                exc = psycopg.Rollback()
+                sub.__exit__(type(exc), exc, None)
+            else:
+                sub.__exit__(None, None, None)
+        finally:
+            self._blocks.pop()
+
+    def commit(self) -> None:
+        raise psycopg.NotSupportedError("a SQL function cannot commit: the caller's transaction decides")
+
+    def rollback(self) -> None:
+        raise psycopg.NotSupportedError("a SQL function cannot roll back: the caller's transaction decides")
+
+    def close(self) -> None:
+        self.closed = True  # nothing to release: the SPI connection belongs to the server
+
+    # -- SPI ----------------------------------------------------------------------------------------
+
+    def _render(self, query, params) -> str:
+        """The statement's text with its parameters bound as literals, as psycopg's ClientCursor does."""
+        if self.closed:
+            raise psycopg.OperationalError("the connection is closed")
+        pgq = PostgresClientQuery(Transformer(self))
+        pgq.convert(query, params)
+        return pgq.query.decode("utf-8")
+
+    def _spi(self, call, *args):
+        """A plpy call, its SPI error raised as the psycopg exception of the same SQLSTATE."""
+        try:
+            return call(*args)
+        except self.plpy.SPIError as exc:
+            raise _psycopg_error(exc) from exc
+
+    def _describe(self, text: str) -> tuple[list[str], list[int], str] | None:
+        """(names, type OIDs, the text to run) of a row-returning statement, without running it; the
+        text gets positional column aliases when names repeat. None when the statement is not a plain
+        query (DML, utility, several statements): it is then run as it is."""
+        if text in _UNIQUE_NAMES:
+            _UNIQUE_NAMES.move_to_end(text)
+            return None
+        if not _ROW_STATEMENT.match(text):
+            return None
+        body = text.rstrip().rstrip(";")
+        try:
+            probe = self.plpy.execute(f"SELECT * FROM (\n{body}\n) AS modelstore_q LIMIT 0")
+        except self.plpy.SPIError:
+            return None  # e.g. a WITH holding INSERT … RETURNING: run it as it is and report what it gives
+        names, types = list(probe.colnames()), list(probe.coltypes())
+        if len(set(names)) == len(names):
+            if len(text) <= _UNIQUE_NAMES_MAX_TEXT:
+                _UNIQUE_NAMES[text] = None
+                if len(_UNIQUE_NAMES) > _UNIQUE_NAMES_SIZE:
+                    _UNIQUE_NAMES.popitem(last=False)
+            return names, types, text
+        aliases = sql.SQL(", ").join(sql.Identifier(f"c{i}") for i in range(len(names))).as_string(None)
+        return names, types, f"SELECT * FROM (\n{body}\n) AS modelstore_q ({aliases})"
+
+    def _session_timezone(self) -> dt.tzinfo:
+        """The session's TimeZone: psycopg gives timestamptz values in the connection's time zone."""
+        if self._session_tz is None:
+            name = self.execute("SELECT pg_catalog.current_setting('TimeZone')").fetchone()[0]
+            try:
+                self._session_tz = dt.timezone.utc if name == "UTC" else ZoneInfo(name)  # as psycopg's get_tzinfo
+            except (KeyError, ValueError, OSError):
+                self._session_tz = dt.timezone.utc  # psycopg's fallback for a zone Python does not know
+        return self._session_tz
+
+    def _converters(self, types: Sequence[int]) -> list:
+        """Per column: None (PL/Python's value is psycopg's) or a function making it psycopg's."""
+        tx = None
+        out = []
+        for oid in types:
+            if oid in _NATIVE_OIDS:
+                out.append(None)
+                continue
+            tx = tx or Transformer(self)
+            info = psycopg.adapters.types.get(oid)
+            element = info.oid if info is not None and info.array_oid == oid else None
+            loader = tx.get_loader(element or oid, Format.TEXT)
+            tz = self._session_timezone() if oid in _TIMESTAMPTZ_OIDS else None
+            out.append(_converter(loader, tz))
+        return out
+
+    def __repr__(self) -> str:
+        return "<SpiConnection (PL/Python SPI, the caller's transaction)>"
+
+
+def _converter(loader, tz):
+    def convert(value):
+        if isinstance(value, list):  # an array: PL/Python made the list, psycopg would load each element
+            return [convert(v) for v in value]
+        if not isinstance(value, str):  # e.g. a composite (dict): left as PL/Python gives it
+            return value
+        loaded = loader.load(value.encode("utf-8"))
+        return loaded.astimezone(tz) if tz is not None and isinstance(loaded, dt.datetime) else loaded
+    return convert
+
+
+def _copy_error() -> psycopg.NotSupportedError:
+    return psycopg.NotSupportedError(
+        "COPY is not available inside a SQL function (PostgreSQL's SPI has no COPY), so a statistics index "
+        f"cannot be built from modelstore's SQL functions; {INDEX_HINT}")
+
+
+def _psycopg_error(exc) -> psycopg.Error:
+    """The psycopg exception class of the SPI error's SQLSTATE, with its message."""
+    try:
+        cls = psycopg.errors.lookup(exc.sqlstate)
+    except (KeyError, TypeError, AttributeError):
+        cls = psycopg.DatabaseError
+    return cls(str(exc))
+
+
+class Column:
+    """A ``cursor.description`` entry: the name and type OID the core reads."""
+
+    def __init__(self, name: str, type_code: int):
+        self.name, self.type_code = name, type_code
+
+    def __repr__(self) -> str:
+        return f"<Column {self.name!r} oid={self.type_code}>"
+
+
+class SpiCursor:
+    """A cursor over SPI: rows are tuples in column order (or what ``row_factory`` makes of them)."""
+
+    arraysize = 1
+
+    def __init__(self, conn: SpiConnection, *, name: str | None = None, row_factory=None):
+        self.connection = conn
+        self.name = name
+        self.row_factory = row_factory or tuple_row
+        self.itersize = 100  # psycopg's default for server-side cursors
+        self.description: list[Column] | None = None
+        self.rowcount = -1
+        self.closed = False
+        self._rows: list = []
+        self._pos = 0
+        self._portal = None  # a plpy cursor, for named cursors
+        self._names: list[str] = []
+        self._convert: list = []
+        self._make = None
+
+    # -- running --------------------------------------------------------------------------------------
+
+    def execute(self, query, params=None, *, prepare: bool | None = None, binary: bool | None = None) -> "SpiCursor":
+        conn, plpy = self.connection, self.connection.plpy
+        text = conn._render(query, params)
+        self._rows, self._pos, self._portal, self.description, self.rowcount = [], 0, None, None, -1
+        if _SET_READ_ONLY.match(text):
+            if not conn._blocks:
+                raise psycopg.NotSupportedError(
+                    "SET TRANSACTION READ ONLY outside a transaction() block would change the caller's transaction")
+            conn._blocks[-1] = True
+            return self
+        if self.name is not None:  # server-side: a portal, fetched itersize rows at a time
+            _UNIQUE_NAMES.pop(text, None)  # a portal needs the columns before its first fetch
+            described = conn._spi(conn._describe, text)
+            if described is None:
+                raise psycopg.ProgrammingError(f"a named cursor needs a query that returns rows, got {text[:80]!r}")
+            if conn.read_only:
+                raise psycopg.NotSupportedError("a named cursor cannot be read-only inside the server (a portal "
+                                                "runs one statement, without SET TRANSACTION READ ONLY before it)")
+            names, types, runnable = described
+            self._portal = conn._spi(plpy.cursor, runnable)
+            self._set_columns(names, types, len(set(names)) < len(names))
+            return self
+        described = conn._spi(conn._describe, text)
+        runnable = described[2] if described else text
+        if conn.read_only:  # one SPI call, one subtransaction: the SET holds for the statement after it
+            runnable = "SET TRANSACTION READ ONLY;\n" + runnable
+        result = conn._spi(plpy.execute, runnable)
+        self.rowcount = result.nrows()
+        aliased = described is not None and len(set(described[0])) < len(described[0])
+        if aliased:
+            names, types = described[0], described[1]
+        else:
+            try:
+                names, types = list(result.colnames()), list(result.coltypes())
+            except plpy.Error:  # "command did not produce a result set"
+                return self
+            if len(set(names)) < len(names):
+                _UNIQUE_NAMES.pop(text, None)  # its columns changed since it was seen: describe it next time
+                raise psycopg.NotSupportedError(
+                    f"the statement returns several columns named alike ({names}); PL/Python keeps only one of "
+                    "them — give its columns distinct names")
+        self._set_columns(names, types, aliased)
+        self._rows = self._tuples(result)
+        return self
+
+    def executemany(self, query, params_seq, *, returning: bool = False) -> None:
+        for params in params_seq:
+            self.execute(query, params)
+
+    def copy(self, statement, params=None, **_ignored):
+        raise _copy_error()
+
+    def _set_columns(self, names: list[str], types: list[int], aliased: bool) -> None:
+        self.description = [Column(n, t) for n, t in zip(names, types)]
+        self._names = [f"c{i}" for i in range(len(names))] if aliased else names
+        self._convert = self.connection._converters(types)
+        self._make = None if self.row_factory is tuple_row else self.row_factory(self)
+
+    def _tuples(self, result) -> list:
+        keys, convert = self._names, self._convert
+        rows = []
+        for row in result:
+            values = tuple(row[k] if f is None or row[k] is None else f(row[k]) for k, f in zip(keys, convert))
+            rows.append(values if self._make is None else self._make(values))
+        return rows
+
+    # -- fetching -------------------------------------------------------------------------------------
+
+    def _check_result(self) -> None:
+        if self.description is None:
+            raise psycopg.ProgrammingError("the last operation didn't produce a result")
+
+    def _more(self) -> bool:
+        """Refill from the portal (named cursors); False when no row is left."""
+        if self._pos < len(self._rows):
+            return True
+        if self._portal is None:
+            return False
+        batch = self.connection._spi(self._portal.fetch, max(1, int(self.itersize)))
+        self._rows, self._pos = self._tuples(batch), 0
+        if not self._rows:
+            self._portal.close()
+            self._portal = None
+            return False
+        return True
+
+    def fetchone(self):
+        self._check_result()
+        if not self._more():
+            return None
+        self._pos += 1
+        return self._rows[self._pos - 1]
+
+    def fetchmany(self, size: int = 0) -> list:
+        self._check_result()
+        out = []
+        for _ in range(size or self.arraysize):
+            row = self.fetchone()
+            if row is None:
+                break
+            out.append(row)
+        return out
+
+    def fetchall(self) -> list:
+        self._check_result()
+        out = []
+        while self._more():
+            out.extend(self._rows[self._pos:])
+            self._pos = len(self._rows)
+        return out
+
+    def __iter__(self):
+        self._check_result()
+        while self._more():
+            self._pos += 1
+            yield self._rows[self._pos - 1]
+
+    def close(self) -> None:
+        if self._portal is not None:
+            self._portal.close()
+            self._portal = None
+        self.closed = True
+
+    def __enter__(self) -> "SpiCursor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# -- the store ------------------------------------------------------------------------------------------
+
+class InsideStore(Store):
+    """A :class:`Store` over SPI. It never calibrates: a SQL function call must not spend seconds
+    measuring the server (and a calibration would run inside the caller's transaction)."""
+
+    @property
+    def cost_model(self) -> CostModel:
+        """The stored calibration of this server version, else the built-in default figures."""
+        if self._cost_model is None:
+            try:
+                stored = costs.load(self.conn)
+            except psycopg.errors.InsufficientPrivilege:
+                stored = None  # a role that may not read modelstore.cost_model plans with the defaults
+            self._cost_model = stored or CostModel.default()
+        return self._cost_model
+
+    def calibrate(self, *, quick: bool = False) -> CostModel:
+        raise ModelstoreError("calibration does not run inside a SQL function; run `modelstore calibrate` "
+                              "(or store.calibrate() from Python) against this database instead")
+
+
+#: row estimates per role (pg_stats shows a role only the tables it may read), kept across the calls of
+#: one backend and re-read after Store's ESTIMATOR_TTL_SECONDS, as a Python client's Store keeps them
+_ESTIMATORS: dict[str, dict] = {}
+
+
+def open_store(plpy) -> InsideStore:
+    """A store over this call's SPI connection."""
+    store = InsideStore.on_connection(SpiConnection(plpy))
+    role = store.conn.execute("SELECT current_user").fetchone()[0]
+    store._estimators = _ESTIMATORS.setdefault(role, {})
+    return store
+
+
+# -- the SQL functions' bodies ----------------------------------------------------------------------------
+
+#: SQLSTATE of each modelstore error, so that clients can catch them by class (the most specific wins)
+SQLSTATES: tuple[tuple[type, str], ...] = (
+    (errors.UnknownTableError, "42P01"),      # undefined_table
+    (errors.UnknownColumnError, "42703"),     # undefined_column
+    (errors.ColumnTypeError, "42804"),        # datatype_mismatch
+    (errors.FilterError, "42601"),            # syntax_error
+    (errors.TooManyClassesError, "54000"),    # program_limit_exceeded
+    (errors.ModelNotFoundError, "42704"),     # undefined_object
+    (errors.SingularMatrixError, "22000"),    # data_exception
+    (errors.MigrationError, "55000"),         # object_not_in_prerequisite_state
+    (errors.InputError, "22023"),             # invalid_parameter_value (RangeError, NonFiniteValueError, …)
+    (ModelstoreError, "XX000"),
+)
+
+
+def _sqlstate(exc: ModelstoreError) -> str:
+    return next(code for cls, code in SQLSTATES if isinstance(exc, cls))
+
+
+def _as_sql_error(plpy, fn, *args, **kwargs):
+    """Run ``fn``; a modelstore or database error becomes a PostgreSQL error with the same message.
+
+    Raised at the outermost level, after every subtransaction has rolled back, so nothing the call
+    wrote survives it (and the caller's transaction is aborted, as by any ERROR)."""
+    try:
+        return fn(*args, **kwargs)
+    except ModelstoreError as exc:
+        failure = {"sqlstate": _sqlstate(exc), "detail": f"raised by modelstore as {type(exc).__name__}"}
+        message = str(exc)
+    except psycopg.Error as exc:  # from SPI (the cause keeps its detail and hint) or from psycopg itself
+        cause = exc.__cause__
+        failure = {"sqlstate": getattr(exc, "sqlstate", None) or "XX000", "detail": getattr(cause, "detail", None),
+                   "hint": getattr(cause, "hint", None)}
+        message = str(exc)
+    raise _sql_error(plpy, message, **{k: v for k, v in failure.items() if v})
+
+
+def _sql_error(plpy, message: str, **fields):
+    """A ``plpy.Error`` carrying SQLSTATE, DETAIL and HINT (what ``plpy.error()`` raises), whose class is
+    named ``modelstore`` and counts as a builtin: PL/Python prefixes an error's message with its Python
+    type, so the PostgreSQL error reads "modelstore: <message>" rather than "plpy.Error: <message>"."""
+    cls = _ERROR_CLASSES.get(id(plpy.Error))
+    if cls is None:
+        cls = _ERROR_CLASSES[id(plpy.Error)] = type("modelstore", (plpy.Error,), {"__module__": "builtins"})
+    exc = cls(message)
+    for key, value in fields.items():
+        setattr(exc, key, value)
+    return exc
+
+
+_ERROR_CLASSES: dict[int, type] = {}
+
+
+def _bounds(conn: SpiConnection, table, order_by, lo, hi) -> tuple:
+    """The range bounds given as text, read as PostgreSQL reads literals of the ordering column's kind
+    (integers and numbers as numeric, dates, timestamps in the session's DateStyle order and TimeZone)."""
+    if lo is None and hi is None:
+        return None, None
+    tbl = resolve_table(conn, table)
+    kind = tbl.order_kind(order_by)
+    column = tbl.columns[order_by]
+    sql_type = {"integer": "numeric", "date": "date", "timestamp": "timestamp", "timestamptz": "timestamptz",
+                "number": "float8" if column.type_name in ("real", "double precision") else "numeric"}[kind]
+    cast = sql.SQL("CAST(%s AS {})").format(sql.SQL(sql_type))
+    given = [(which, text) for which, text in (("lo", lo), ("hi", hi)) if text is not None]
+    try:
+        with conn.transaction():
+            values = conn.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join([cast] * len(given))),
+                                  [text for _, text in given]).fetchone()
+    except psycopg.DataError:
+        for which, text in given:  # which one PostgreSQL cannot read
+            try:
+                with conn.transaction():
+                    conn.execute(sql.SQL("SELECT {}").format(cast), [text])
+            except psycopg.DataError as exc:
+                raise RangeError(f"{which} {text!r} is not a valid {sql_type} for order_by column {order_by!r} "
+                                 f"({column.type_name}): {exc}") from exc
+        raise
+    out = {"lo": None, "hi": None}
+    for (which, text), value in zip(given, values):
+        if isinstance(value, Decimal | float) and not math.isfinite(value):
+            raise RangeError(f"{which} must be finite, got {text!r} instead")
+        out[which] = coerce_bound(value, kind, which)
+    return out["lo"], out["hi"]
+
+
+def _fit(plpy, *, name, kind, table, target, features, order_by, lo, hi, where, l2, chunk_rows, replace,
+         var_smoothing, alpha) -> str:
+    store = open_store(plpy)
+    lo, hi = _bounds(store.conn, table, order_by, lo, hi)
+    model = store.fit(
+        kind, table=table, target=target, features=features, order_by=order_by, lo=lo, hi=hi,
+        where=where, l2=l2, chunk_rows=chunk_rows, name=name, replace=bool(replace),
+        **_optional(var_smoothing=var_smoothing, alpha=alpha))
+    return json.dumps(model_summary(model))
+
+
+def _explain(plpy, *, kind, table, target, features, order_by, lo, hi, where, l2, chunk_rows, var_smoothing,
+             alpha) -> list[str]:
+    store = open_store(plpy)
+    lo, hi = _bounds(store.conn, table, order_by, lo, hi)
+    plan = store.explain(
+        kind, table=table, target=target, features=features, order_by=order_by, lo=lo, hi=hi,
+        where=where, l2=l2, chunk_rows=chunk_rows, **_optional(var_smoothing=var_smoothing, alpha=alpha))
+    return str(plan).splitlines()
+
+
+def _query(plpy, statement) -> list[str]:
+    store = open_store(plpy)
+    if not hasattr(store, "query"):
+        raise ModelstoreError("modelstore.query needs the model language (Store.query), which this installed "
+                              "modelstore does not have yet")
+    result = store.query(statement)
+    if isinstance(result, pd.DataFrame):
+        return [json.dumps(row) for row in frame_rows(result)]
+    if hasattr(result, "descriptor") and hasattr(result, "plan"):
+        return [json.dumps(model_summary(result))]
+    if result is None:
+        return []
+    return [json.dumps({"result": _jsonable(result if isinstance(result, bool | int | float) else str(result))})]
+
+
+def _optional(**values) -> dict:
+    """The keyword arguments given (SQL NULL = the Python default)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def create_model(plpy, **arguments) -> str:
+    """``modelstore.create_model(...)``: fit and materialise; the model's summary as JSON text."""
+    return _as_sql_error(plpy, _fit, plpy, **arguments)
+
+
+def explain(plpy, **arguments) -> list[str]:
+    """``modelstore.explain(...)``: the plan's lines."""
+    return _as_sql_error(plpy, _explain, plpy, **arguments)
+
+
+def query(plpy, statement) -> list[str]:
+    """``modelstore.query(text)``: one JSON object per result row (a model: its summary)."""
+    return _as_sql_error(plpy, _query, plpy, statement)
+
+
+# -- JSON ------------------------------------------------------------------------------------------------
+
+def model_summary(model) -> dict:
+    """What a fitted model is, as JSON-ready data: descriptor, rows, parameters, the plan's text."""
+    d = model.descriptor
+    out = {
+        "name": model.name, "kind": d.kind, "table": d.source.qualified, "target": d.target,
+        "features": list(d.features), "order_by": d.source.order_by, "lo": bound_text(d.range.lo),
+        "hi": bound_text(d.range.hi), "where": d.filter_sql or None, "params": d.params,
+        "rows_used": getattr(model, "rows_used", getattr(model, "n_obs", None)),
+        "rows_skipped": getattr(model, "rows_skipped", None),
+    }
+    if d.kind == "linear":
+        out["intercept"] = model.intercept_
+        out["coef"] = model.coef_
+        out["rsquared"] = getattr(model, "rsquared", None)
+    else:
+        out["classes"] = model.classes_
+        if d.kind == "logistic":
+            out["intercept"], out["coef"] = model.intercept_, model.coef_
+            out["training_accuracy"] = model.training_accuracy_
+        elif d.kind == "gaussian_nb":
+            out["class_prior"], out["theta"], out["var"] = model.class_prior_, model.theta_, model.var_
+        else:
+            out["class_log_prior"], out["feature_log_prob"] = model.class_log_prior_, model.feature_log_prob_
+    out["stats_id"] = getattr(model.plan, "stored_stats_id", None)
+    out["plan"] = str(model.plan)
+    return _jsonable(out)
+
+
+def frame_rows(frame: pd.DataFrame) -> list[dict]:
+    """A DataFrame's rows as JSON-ready dicts: NaN/NaT → null, numpy scalars → numbers, times → ISO text."""
+    columns = [str(c) for c in frame.columns]
+    return [dict(zip(columns, (_jsonable(v) for v in row))) for row in frame.itertuples(index=False, name=None)]
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return [_jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if obj is None or obj is pd.NaT or obj is pd.NA:
+        return None
+    if isinstance(obj, pd.Timestamp | dt.datetime | dt.date | dt.time):
+        return obj.isoformat()
+    if isinstance(obj, pd.Timedelta | dt.timedelta):
+        return pd.Timedelta(obj).isoformat()
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, Decimal):
+        return int(obj) if obj.is_finite() and obj == obj.to_integral_value() else _jsonable(float(obj))
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None  # jsonb has no NaN or infinities
+    if isinstance(obj, bool | int | str):
+        return obj
+    if isinstance(obj, bytes):
+        return obj.hex()
+    return str(obj)
