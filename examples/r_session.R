@@ -27,14 +27,14 @@ q <- function(sql, ...) {
 # 1. a linear model on rows 1..800, with named arguments (PL/Python; docs/plpython.md)
 created <- q('SELECT modelstore.create_model(name => ?name, kind => \'linear\', "table" => ?table, target => \'revenue\',
                features => ARRAY[\'price\', \'promo\'], order_by => \'id\', lo => \'1\', hi => \'800\',
-               replace => true) AS summary', name = "r_linear", table = table)
+               replace => true)::text AS summary', name = "r_linear", table = table)
 cat("CREATED\t", nchar(created$summary[[1]]) > 0, "\n", sep = "")
 
 # 2. the same model in the model language (BigQuery ML syntax; docs/language.md)
 statement <- paste0("CREATE OR REPLACE MODEL r_language OPTIONS (model_type = 'linear_reg', ",
                     "input_label_cols = ['revenue'], order_by = 'id') AS SELECT price, promo, revenue FROM ",
                     table, " WHERE id BETWEEN 1 AND 800")
-invisible(q("SELECT * FROM modelstore.query(?statement)", statement = statement))
+invisible(q("SELECT result::text FROM modelstore.query(?statement) AS result", statement = statement))
 
 # 3. weights (plain SQL function: works on any PostgreSQL)
 for (model in c("r_linear", "r_language")) {
