@@ -210,7 +210,8 @@ class SpiConnection:
             return None
         body = text.rstrip().rstrip(";")
         try:
-            probe = self.plpy.execute(f"SELECT * FROM (\n{body}\n) AS modelstore_q LIMIT 0")
+            probe = self.plpy.execute(sql.SQL("SELECT * FROM (\n{}\n) AS modelstore_q LIMIT 0").format(
+                sql.SQL(body)).as_string(None))
         except self.plpy.SPIError:
             return None  # e.g. a WITH holding INSERT … RETURNING: run it as it is and report what it gives
         names, types = list(probe.colnames()), list(probe.coltypes())
@@ -220,8 +221,9 @@ class SpiConnection:
                 if len(_UNIQUE_NAMES) > _UNIQUE_NAMES_SIZE:
                     _UNIQUE_NAMES.popitem(last=False)
             return names, types, text
-        aliases = sql.SQL(", ").join(sql.Identifier(f"c{i}") for i in range(len(names))).as_string(None)
-        return names, types, f"SELECT * FROM (\n{body}\n) AS modelstore_q ({aliases})"
+        aliases = sql.SQL(", ").join(sql.Identifier(f"c{i}") for i in range(len(names)))
+        return names, types, sql.SQL("SELECT * FROM (\n{}\n) AS modelstore_q ({})").format(
+            sql.SQL(body), aliases).as_string(None)
 
     def _session_timezone(self) -> dt.tzinfo:
         """The session's TimeZone: psycopg gives timestamptz values in the connection's time zone."""

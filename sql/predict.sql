@@ -24,6 +24,30 @@ CREATE OR REPLACE FUNCTION modelstore._float(j jsonb) RETURNS float8
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$ SELECT CASE WHEN j IS NULL THEN NULL ELSE coalesce((j #>> '{}')::float8, 'NaN'::float8) END $$;
 
+-- One named model's kind, features and state (the output of to_state()), or an error naming it: the
+-- lookup every public function starts with.
+CREATE OR REPLACE FUNCTION modelstore._model(
+    p_model text, OUT kind text, OUT features text[], OUT state jsonb)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+BEGIN
+    SELECT m.kind, m.features, m.state INTO kind, features, state
+      FROM modelstore.fitted_models AS m
+     WHERE m.name = p_model;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'modelstore: no model named "%"', p_model
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT name, kind FROM modelstore.models lists the stored models.';
+    END IF;
+    IF coalesce((state ->> 'version')::integer, 1) > 1 THEN
+        RAISE EXCEPTION 'modelstore: model "%" has a state of version %, newer than these SQL functions read (1)',
+                        p_model, state ->> 'version'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Run `modelstore migrate` with the modelstore version that stored it.';
+    END IF;
+END;
+$$;
+
 -- The scores of a named model for one feature vector:
 --   linear:          value = intercept + coef·x (scores NULL);
 --   classifiers:     scores[c] = the unnormalised log-probability of classes[c] (classes in state order):
@@ -53,20 +77,7 @@ DECLARE
     q float8;
     diff float8;
 BEGIN
-    SELECT m.kind, m.features, m.state INTO kind, v_features, v_state
-      FROM modelstore.fitted_models AS m
-     WHERE m.name = p_model;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'modelstore: no model named "%"', p_model
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'SELECT name, kind FROM modelstore.models lists the stored models.';
-    END IF;
-    IF coalesce((v_state ->> 'version')::integer, 1) > 1 THEN
-        RAISE EXCEPTION 'modelstore: model "%" has a state of version %, newer than these SQL functions read (1)',
-                        p_model, v_state ->> 'version'
-            USING ERRCODE = 'feature_not_supported',
-                  HINT = 'Run `modelstore migrate` with the modelstore version that stored it.';
-    END IF;
+    SELECT r.kind, r.features, r.state INTO kind, v_features, v_state FROM modelstore._model(p_model) AS r;
 
     classes := v_state -> 'classes';  -- NULL for linear; set before the NULL-input return below
     d := cardinality(v_features);
@@ -310,14 +321,7 @@ DECLARE
     v float8[];
     b float8[];
 BEGIN
-    SELECT m.kind, m.features, m.state INTO v_kind, v_features, v_state
-      FROM modelstore.fitted_models AS m
-     WHERE m.name = model;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'modelstore: no model named "%"', model
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'SELECT name, kind FROM modelstore.models lists the stored models.';
-    END IF;
+    SELECT r.kind, r.features, r.state INTO v_kind, v_features, v_state FROM modelstore._model(model) AS r;
     d := cardinality(v_features);
     v_classes := v_state -> 'classes';
     k := coalesce(jsonb_array_length(v_classes), 0);
