@@ -14,7 +14,8 @@ Every error is a :class:`ModelstoreError`; messages name the offending object an
      │    ├── RangeError             lo > hi, a bound of the wrong type, or an empty range
      │    ├── FilterError            a residual filter that does not parse or is not a plain predicate
      │    ├── NonFiniteValueError    NaN or ±Infinity in the selected rows
-     │    └── TooManyClassesError    a class column with more distinct values than allowed
+     │    ├── TooManyClassesError    a class column with more distinct values than allowed
+     │    └── PrivilegeError         the current role may not read a table or column the request needs
      ├── SingularMatrixError    XᵀX is singular without a ridge penalty (names the collinear columns)
      └── ModelNotFoundError     no stored model of that name
 """
@@ -64,6 +65,11 @@ class NonFiniteValueError(InputError):
 
 class TooManyClassesError(InputError):
     """The class column has more distinct values than the model kind allows."""
+
+
+class PrivilegeError(InputError, PermissionError):
+    """The current role lacks a privilege the request needs (SELECT on a column, TRIGGER to keep stored
+    statistics fresh); the message names the object and the privilege."""
 
 
 class SingularMatrixError(ModelstoreError, ArithmeticError):
