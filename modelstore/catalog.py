@@ -18,15 +18,16 @@ from modelstore.errors import InputError, ModelNotFoundError
 from modelstore.stats import GaussianNBStats, LinearStats, MultinomialNBStats
 
 
-def ensure_source(conn: psycopg.Connection, source: Source) -> int:
+def ensure_source(conn: psycopg.Connection, source: Source, relid: int | None = None) -> int:
+    """The source's id, recording it (bound to the table's oid) on first use."""
     row = conn.execute(
         """
-        INSERT INTO modelstore.sources (schema_name, table_name, order_by, order_kind)
-        VALUES (%s, %s, %s, %s)
+        INSERT INTO modelstore.sources (schema_name, table_name, order_by, order_kind, relid)
+        VALUES (%s, %s, %s, %s, %s)
         ON CONFLICT (schema_name, table_name, order_by) DO NOTHING
         RETURNING source_id
         """,
-        [source.schema, source.table, source.order_by, source.order_kind],
+        [source.schema, source.table, source.order_by, source.order_kind, relid],
     ).fetchone()
     if row is None:
         row = conn.execute(
@@ -84,13 +85,14 @@ def store_stats(conn: psycopg.Connection, source_id: int, descriptor: Descriptor
         """
         INSERT INTO modelstore.statistics
             (source_id, family, lo_key, hi_key, filter_sql, target, params_key, columns, lo, hi, n, null_rows,
-             classes, counts, mean, moments, extra)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+             classes, counts, mean, moments, extra, read_columns)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
         ON CONFLICT (source_id, family, lo_key, hi_key, filter_sql, target, params_key, columns) DO NOTHING
         RETURNING stats_id
         """,
         key + [bound_text(r.lo), bound_text(r.hi), stats.n, stats.null_rows, arrays["classes"], arrays["counts"],
-               arrays["mean"], arrays["moments"], None if extra is None else Jsonb(_jsonable(extra))],
+               arrays["mean"], arrays["moments"], None if extra is None else Jsonb(_jsonable(extra)),
+               list(descriptor.read_columns)],
     ).fetchone()
     if row is None:
         row = conn.execute(
@@ -108,20 +110,37 @@ def store_chunk(conn: psycopg.Connection, source_id: int, descriptor: Descriptor
     """Materialise one logistic chunk model (family 'logistic'): intercepts in ``mean``, the coefficient
     matrix in ``moments``, class counts in ``counts``, R and training accuracy in ``extra``."""
     r = Range(chunk.lo, chunk.hi)
+    lo_key, hi_key = bound_key(r.lo), bound_key(r.hi)
+    # a stale chunk of the same descriptor (its rows changed, sql/capture.sql) is replaced: rebuilt on demand
     row = conn.execute(
         """
         INSERT INTO modelstore.statistics
             (source_id, family, lo_key, hi_key, filter_sql, target, params_key, columns, lo, hi, n, null_rows,
-             classes, counts, mean, moments, extra)
-        VALUES (%s, 'logistic', %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, %s, %s, %s, %s, %s)
-        ON CONFLICT (source_id, family, lo_key, hi_key, filter_sql, target, params_key, columns) DO NOTHING
+             classes, counts, mean, moments, extra, read_columns)
+        VALUES (%s, 'logistic', %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (source_id, family, lo_key, hi_key, filter_sql, target, params_key, columns) DO UPDATE SET
+            n = EXCLUDED.n, classes = EXCLUDED.classes, counts = EXCLUDED.counts, mean = EXCLUDED.mean,
+            moments = EXCLUDED.moments, extra = EXCLUDED.extra, stale = false, created_at = now(),
+            created_by = current_user
+        WHERE statistics.stale
         RETURNING stats_id
         """,
-        [source_id, bound_key(r.lo), bound_key(r.hi), descriptor.filter_sql, descriptor.target, params_key,
+        [source_id, lo_key, hi_key, descriptor.filter_sql, descriptor.target, params_key,
          list(descriptor.features), bound_text(r.lo), bound_text(r.hi), chunk.n, Jsonb(list(chunk.classes)),
          list(chunk.class_counts), chunk.intercept.tolist(), chunk.coef.ravel().tolist(),
-         Jsonb({"r_max": chunk.r_max, "accuracy": chunk.accuracy, "l2": chunk.l2})],
+         Jsonb({"r_max": chunk.r_max, "accuracy": chunk.accuracy, "l2": chunk.l2}), list(descriptor.read_columns)],
     ).fetchone()
+    if row is not None:
+        # stale chunks this one overlaps are superseded by it
+        conn.execute(
+            """
+            DELETE FROM modelstore.statistics
+            WHERE source_id = %s AND family = 'logistic' AND stale AND filter_sql = %s AND target = %s
+              AND params_key = %s AND columns = %s AND numrange(lo_key, hi_key, '[]') && numrange(%s, %s, '[]')
+            """,
+            [source_id, descriptor.filter_sql, descriptor.target, params_key, list(descriptor.features),
+             lo_key, hi_key],
+        )
     return None if row is None else row[0]
 
 

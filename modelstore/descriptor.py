@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -83,6 +84,13 @@ class Descriptor:
         return self.features + (self.target,) if self.family == "linear" else self.features
 
     @property
+    def read_columns(self) -> tuple[str, ...]:
+        """Every column the statistics depend on: ordering column, features, target, filter columns —
+        what a role must be allowed to read to reuse them (docs/security.md)."""
+        names = [self.source.order_by, *self.features, self.target, *filter_columns(self.filter_sql)]
+        return tuple(dict.fromkeys(names))
+
+    @property
     def class_column(self) -> str:
         """The class column a classifier's statistics are grouped by ('' for linear)."""
         return "" if self.family == "linear" else self.target
@@ -114,6 +122,7 @@ def coerce_bound(value, order_kind: str, which: str):
             value = value.date()
         if not isinstance(value, dt.date):
             raise RangeError(f"{which} must be a date, got {value!r} instead")
+        _check_representable(value, which)
         return value
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         value = dt.datetime.combine(value, dt.time(0))
@@ -123,7 +132,19 @@ def coerce_bound(value, order_kind: str, which: str):
         raise RangeError(f"{which} must be timezone-aware for a timestamptz ordering column, got {value!r} instead")
     if order_kind == "timestamp" and value.tzinfo is not None:
         raise RangeError(f"{which} must be naive for a timestamp (without time zone) ordering column, got {value!r}")
+    _check_representable(value, which)
     return value
+
+
+def _check_representable(value, which: str) -> None:
+    """Refuse the very last date or timestamp Python can hold: the planner works with the position just
+    after a bound (the next day or microsecond), which does not exist past it."""
+    if isinstance(value, dt.datetime):
+        if value.replace(tzinfo=None) == dt.datetime.max:
+            raise RangeError(f"{which} {value.isoformat(sep=' ')} is at the end of the timestamps modelstore can "
+                             f"represent; give a bound before {dt.datetime.max.isoformat(sep=' ')}")
+    elif value == dt.date.max:
+        raise RangeError(f"{which} {value} is the last date modelstore can represent; give a bound before it")
 
 
 def _finite(v) -> bool:
@@ -199,6 +220,8 @@ def normalize_filter(text: str | None, columns: set[str] | None = None) -> str:
         return ""
     if not isinstance(text, str):
         raise FilterError(f"where must be a SQL predicate string, got {type(text).__name__} instead")
+    if "\x00" in text:
+        raise FilterError(f"where must not contain a NUL character, got {text!r}")
     try:
         tree = sqlglot.condition(text, dialect="postgres")
     except (ParseError, SqlglotError) as exc:
@@ -213,13 +236,74 @@ def normalize_filter(text: str | None, columns: set[str] | None = None) -> str:
         if isinstance(node, exp.Column):
             if node.table:
                 raise FilterError(f"where must use bare column names, got {node.sql(dialect='postgres')!r}")
+            if not node.this.quoted and node.name.lower() in _BARE_FUNCTIONS:
+                raise FilterError(f"{node.name} without quotes is PostgreSQL's {node.name.upper()} function, not a "
+                                  f"column; write \"{node.name}\" to mean the column: {text!r}")
             if columns is not None and node.name not in columns:
                 raise UnknownColumnError(f"where refers to column {node.name!r}, which the table does not have")
+    _check_condition(tree, text)
+    for column in tree.find_all(exp.Column):  # one spelling per name: quoted exactly when PostgreSQL needs it
+        column.this.set("quoted", _needs_quotes(column.name))
     try:
         tree = simplify(tree, dialect="postgres")
     except Exception:  # simplify is an optimisation: keep the parsed tree if it gives up
         pass
     return tree.sql(dialect="postgres", comments=False)
+
+
+#: words PostgreSQL reads as a function call without parentheses, where sqlglot reads some as a column
+_BARE_FUNCTIONS = frozenset({"user", "current_user", "session_user", "system_user", "current_role", "current_catalog",
+                             "current_schema", "current_date", "current_time", "current_timestamp", "localtime",
+                             "localtimestamp"})
+
+#: PostgreSQL 15's keywords that are not unreserved (pg_get_keywords() catcode R, T, C): quoted as names
+_PG_KEYWORDS = frozenset("""
+    all analyse analyze and any array as asc asymmetric both case cast check collate column constraint create
+    current_catalog current_date current_role current_time current_timestamp current_user default deferrable desc
+    distinct do else end except false fetch for foreign from grant group having in initially intersect into lateral
+    leading limit localtime localtimestamp not null offset on only or order placing primary references returning
+    select session_user some symmetric table then to trailing true union unique user using variadic when where window
+    with
+    authorization binary collation concurrently cross current_schema freeze full ilike inner is isnull join left like
+    natural notnull outer overlaps right similar tablesample verbose
+    between bigint bit boolean char character coalesce dec decimal exists extract float greatest grouping inout int
+    integer interval least national nchar none normalize nullif numeric out overlay position precision real row setof
+    smallint substring time timestamp treat trim values varchar xmlattributes xmlconcat xmlelement xmlexists xmlforest
+    xmlnamespaces xmlparse xmlpi xmlroot xmlserialize xmltable system_user
+""".split())
+
+_PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_$]*")
+
+#: nodes that cannot be a row's true/false value at the top of a filter (or under AND / OR / NOT)
+_NOT_CONDITIONS = (exp.Literal, exp.Neg, exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.IntDiv, exp.DPipe,
+                   exp.BitwiseAnd, exp.BitwiseOr, exp.BitwiseXor, exp.BitwiseNot, exp.BitwiseLeftShift,
+                   exp.BitwiseRightShift)
+
+
+def _needs_quotes(name: str) -> bool:
+    """Whether PostgreSQL needs ``name`` quoted to read it as that exact column name."""
+    return not _PLAIN_NAME.fullmatch(name) or name in _PG_KEYWORDS
+
+
+def _check_condition(tree: exp.Expression, text: str) -> None:
+    """Refuse a filter that is plainly not a condition: a number, a string or arithmetic at the top."""
+    node = tree.unnest()
+    if isinstance(node, exp.And | exp.Or):
+        _check_condition(node.left, text)
+        _check_condition(node.right, text)
+    elif isinstance(node, exp.Not):
+        _check_condition(node.this, text)
+    elif isinstance(node, _NOT_CONDITIONS):
+        raise FilterError(f"where must be a condition that is true or false for each row, but "
+                          f"{node.sql(dialect='postgres')!r} is a value: {text!r}")
+
+
+def filter_columns(filter_sql: str) -> list[str]:
+    """The columns a normalised filter reads, in order of appearance."""
+    if not filter_sql:
+        return []
+    tree = sqlglot.condition(filter_sql, dialect="postgres")
+    return list(dict.fromkeys(col.name for col in tree.find_all(exp.Column)))
 
 
 def _first_line(exc: Exception) -> str:

@@ -94,6 +94,8 @@ class Plan:
     est_cost_ms: float | None = None
     scratch_cost_ms: float | None = None  # the from-scratch plan (one scan of the request), estimated
     graph: dict = field(default_factory=dict, compare=False)  # relevant models, nodes, edges, truncated
+    #: why stored statistics were not used or not stored (row-level security, a view, …)
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def scans(self) -> tuple[Step, ...]:
@@ -123,6 +125,7 @@ class Plan:
             lines.append(f"Relevant stored models: {g.get('relevant', 0)}"
                          + (" (truncated)" if g.get("truncated") else "")
                          + f"; graph: {g.get('nodes', 0)} nodes, {g.get('edges', 0)} edges")
+        lines += [f"Note: {note}" for note in self.notes]
         lines.append(f"Planning time: {self.planning_seconds * 1000:.3f} ms")
         return lines
 
@@ -139,6 +142,7 @@ class Plan:
             "est_cost_ms": self.est_cost_ms,
             "scratch_cost_ms": self.scratch_cost_ms,
             "graph": self.graph,
+            "notes": list(self.notes),
         }
 
 
@@ -211,7 +215,7 @@ class ExecutedPlan:
         """Rebuild the record :meth:`to_json` stored in the catalog (for a model loaded by name)."""
         steps = tuple(Step.from_json(s, descriptor.source.order_kind) for s in data["steps"])
         plan = Plan(descriptor, steps, data["strategy"], data["planning_ms"] / 1000, data.get("est_cost_ms"),
-                    data.get("scratch_cost_ms"), data.get("graph") or {})
+                    data.get("scratch_cost_ms"), data.get("graph") or {}, tuple(data.get("notes", ())))
         results = tuple(StepResult(step, r["rows"], r["ms"] / 1000) for step, r in zip(steps, data["results"]))
         return cls(plan, results, data["execution_ms"] / 1000, data.get("stored_stats_id"),
                    data.get("digits_lost", 0.0), tuple(data.get("rejected", ())), data.get("extra") or {})

@@ -27,6 +27,9 @@ class Column:
     name: str
     type_name: str  # format_type() output, e.g. 'double precision', 'numeric(10,2)'
     category: str  # pg_type.typcategory
+    #: "attnum:type oid:typmod" — what stored statistics record to notice an ALTER COLUMN … TYPE or a
+    #: column dropped and added again under the same name (modelstore.freshness)
+    signature: str = ""
 
     @property
     def is_numeric(self) -> bool:
@@ -45,6 +48,7 @@ class Table:
     name: str
     oid: int
     columns: dict[str, Column]
+    kind: str = "r"  # pg_class.relkind: r table, v view, m materialized view, p partitioned, f foreign
 
     @property
     def identifier(self) -> sql.Identifier:
@@ -81,6 +85,8 @@ def parse_table_name(name: str) -> tuple[str | None, str]:
     """(schema or None, table) from a SQL name, folding unquoted parts as PostgreSQL does."""
     if not isinstance(name, str) or not name.strip():
         raise UnknownTableError(f"table must be a table name, got {name!r} instead")
+    if "\x00" in name:
+        raise UnknownTableError(f"table {name!r} is not a valid table name (it contains a NUL character)")
     try:
         table = normalize_identifiers(exp.to_table(name, dialect="postgres"), dialect="postgres")
     except (SqlglotError, ValueError) as exc:
@@ -96,7 +102,7 @@ def resolve_table(conn: psycopg.Connection, name: str) -> Table:
     if schema is None:
         row = conn.execute(
             """
-            SELECT c.oid, n.nspname, c.relname
+            SELECT c.oid, n.nspname, c.relname, c.relkind
             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             WHERE c.relname = %s AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
               AND n.nspname = ANY (pg_catalog.current_schemas(false))
@@ -108,7 +114,7 @@ def resolve_table(conn: psycopg.Connection, name: str) -> Table:
     else:
         row = conn.execute(
             """
-            SELECT c.oid, n.nspname, c.relname
+            SELECT c.oid, n.nspname, c.relname, c.relkind
             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
             """,
@@ -116,17 +122,18 @@ def resolve_table(conn: psycopg.Connection, name: str) -> Table:
         ).fetchone()
     if row is None:
         raise UnknownTableError(f"table {name!r} does not exist (or is not visible to this role)")
-    oid, nspname, relname = row
+    oid, nspname, relname, relkind = row
     cols = conn.execute(
         """
-        SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), t.typcategory
+        SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), t.typcategory,
+               a.attnum || ':' || a.atttypid || ':' || a.atttypmod
         FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
         WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
         ORDER BY a.attnum
         """,
         [oid],
     ).fetchall()
-    return Table(nspname, relname, oid, {n: Column(n, t, c) for n, t, c in cols})
+    return Table(nspname, relname, oid, {n: Column(n, t, c, sig) for n, t, c, sig in cols}, relkind)
 
 
 def check_numeric(table: Table, names, role: str) -> list[Column]:

@@ -18,7 +18,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from modelstore import catalog, costs, index, mixture
+from modelstore import catalog, costs, freshness, index, mixture
 from modelstore.costs import CostModel
 from modelstore.connection import open_connection, resolve_dsn
 from modelstore.descriptor import (
@@ -129,25 +129,24 @@ class Store:
         started = time.perf_counter()
         with self.conn.transaction():
             descriptor, table_info = self._describe(kind, table, target, features, order_by, lo, hi, where, params)
-            source_id = catalog.find_source(self.conn, descriptor.source)
-            plan = self._plan(source_id, descriptor)
+            source_id, plan, store_stats = self._prepare(descriptor, table_info, writes=self.materialize)
             stats, executed = execute(self.conn, plan, table_info, max_classes=max_classes, cost_model=self.cost_model)
             rejected = ()
             if executed.digits_lost > self.max_digits_lost:
                 # the numerical guard: this path cancelled too many digits; take the best one without subtraction
                 rejected = ({"strategy": plan.strategy, "digits_lost": executed.digits_lost,
                              "est_cost_ms": plan.est_cost_ms},)
-                plan = self._plan(source_id, descriptor, allow_subtract=False)
+                plan = dataclasses.replace(self._plan(source_id, descriptor, allow_subtract=False), notes=plan.notes)
                 stats, executed = execute(self.conn, plan, table_info, max_classes=max_classes, cost_model=self.cost_model)
             _check_stats(descriptor, stats)
             model = MODEL_CLASSES[kind].from_stats(stats, **params)
             stats_id = None
             if self.materialize:
                 if source_id is None:
-                    source_id = catalog.ensure_source(self.conn, descriptor.source)
+                    source_id = catalog.ensure_source(self.conn, descriptor.source, table_info.oid)
                 if len(plan.steps) == 1 and plan.steps[0].op == "stored":
                     stats_id = plan.steps[0].stats_id
-                else:
+                elif store_stats:
                     stats_id = catalog.store_stats(self.conn, source_id, descriptor, stats)
             executed = ExecutedPlan(plan, executed.results, time.perf_counter() - started - plan.planning_seconds,
                                     stats_id, executed.digits_lost, rejected)
@@ -169,15 +168,15 @@ class Store:
         with self.conn.transaction():
             descriptor, table_info = self._describe("logistic", table, target, features, order_by, lo, hi, where,
                                                     params)
-            source_id = catalog.find_source(self.conn, descriptor.source)
-            plan = self._plan(source_id, descriptor)
+            # chunk models are materialised whenever they may be (DESIGN.md, planner issue §7)
+            source_id, plan, store_chunks = self._prepare(descriptor, table_info, writes=True)
             model, executed, new_chunks, skipped = execute_logistic(
                 self.conn, plan, table_info, l2=params["l2"], chunk_rows=params["chunk_rows"])
             model.rows_skipped = skipped
-            if source_id is None:
-                source_id = catalog.ensure_source(self.conn, descriptor.source)
+            if source_id is None and self.materialize:
+                source_id = catalog.ensure_source(self.conn, descriptor.source, table_info.oid)
             key = mixture.params_key(params["l2"])
-            for chunk in new_chunks:  # chunk models are always materialised (DESIGN.md, planner issue §7)
+            for chunk in new_chunks if store_chunks else ():
                 catalog.store_chunk(self.conn, source_id, descriptor, chunk, key)
             extra = dict(executed.extra)
             extra["Theorem 1 bound (δ=0.05)"] = (f"‖w_μ − w‖ ≤ {model.theorem1_bound(0.05):.4g} "
@@ -212,8 +211,12 @@ class Store:
         """The plan :meth:`fit` would run for the same arguments, without running it."""
         params = _model_params(kind, l2=l2, var_smoothing=var_smoothing, alpha=alpha, chunk_rows=chunk_rows)
         with self.conn.transaction():
-            descriptor, _ = self._describe(kind, table, target, features, order_by, lo, hi, where, params)
-            return self._plan(catalog.find_source(self.conn, descriptor.source), descriptor)
+            descriptor, table_info = self._describe(kind, table, target, features, order_by, lo, hi, where, params)
+            access = freshness.check_access(self.conn, table_info, descriptor)
+            source_id = catalog.find_source(self.conn, descriptor.source) if access.reuse else None
+            if source_id is not None:
+                freshness.validate_source(self.conn, source_id, table_info, access)
+            return dataclasses.replace(self._plan(source_id, descriptor), notes=access.notes)
 
     # -- the statistics index (docs/index.md) --------------------------------------------------------
 
@@ -238,8 +241,9 @@ class Store:
             raise InputError(f"an index of kind {kind!r} needs a target column")
         budget = _check_budget(index.DEFAULT_STORAGE_BUDGET if storage_budget is None else storage_budget)
         with self.conn.transaction():
-            self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # one snapshot for both passes
             descriptor, table_info = self._describe(kind, table, target, columns, order_by, None, None, None, {})
+            # the source lock keeps writers out: both passes over the table see the same rows
+            source_id = self._writable_source(descriptor, table_info, "build a statistics index")
             k = len(descriptor.stats_columns)
             table_bytes = self.conn.execute("SELECT pg_total_relation_size(%s::oid)", [table_info.oid]).fetchone()[0]
             estimator = self._estimator(descriptor.source)
@@ -256,7 +260,6 @@ class Store:
                     f"larger storage_budget"
                 )
             descriptor = dataclasses.replace(descriptor, params={"chunk_rows": chunk_rows})
-            source_id = catalog.ensure_source(self.conn, descriptor.source)
             with _progress(progress, "building the statistics index") as advance:
                 info = index.build(self.conn, table_info, source_id, descriptor, chunk_rows, progress=advance)
         return self._index_row(info.index_id)
@@ -264,8 +267,9 @@ class Store:
     def refresh_index(self, index_id: int, *, progress: bool = False) -> dict:
         """Extend an index over rows appended past its end (new chunks, updated ancestors)."""
         with self.conn.transaction():
-            self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             info, descriptor, table_info = self._index_descriptor(index_id)
+            self._writable_source(descriptor, table_info, "refresh a statistics index")
+            info = index.load(self.conn, index_id, descriptor.source.order_kind)  # as validated
             with _progress(progress, "extending the statistics index") as advance:
                 info, added = index.refresh(self.conn, table_info, info, descriptor, progress=advance)
         out = self._index_row(index_id)
@@ -312,7 +316,7 @@ class Store:
         with self.conn.transaction():
             descriptor, table_info = self._describe("logistic", table, target, features, order_by, None, None, None,
                                                     params)
-            source_id = catalog.ensure_source(self.conn, descriptor.source)
+            source_id = self._writable_source(descriptor, table_info, "store logistic chunk models")
             with _progress(progress, "training logistic chunk models") as advance:
                 trained, reused = mixture.build_chunks(self.conn, table_info, descriptor, source_id,
                                                        l2=params["l2"], chunk_rows=params["chunk_rows"],
@@ -344,6 +348,35 @@ class Store:
             cached = (RowEstimator.load(self.conn, *key), time.monotonic())
             self._estimators[key] = cached
         return cached[0]
+
+    def _prepare(self, descriptor: Descriptor, table_info: Table, *, writes: bool) -> tuple[int | None, Plan, bool]:
+        """Access checks, validation, the plan, and — when the plan reads more than one stored summary
+        or scans rows — the source lock (modelstore.freshness). Returns (source id, plan, whether new
+        statistics may be stored)."""
+        access = freshness.check_access(self.conn, table_info, descriptor)
+        source_id = catalog.find_source(self.conn, descriptor.source) if access.reuse else None
+        if source_id is not None:
+            freshness.validate_source(self.conn, source_id, table_info, access)
+        plan = self._plan(source_id, descriptor)
+        store = writes and access.store
+        one_read = len(plan.steps) == 1 and plan.steps[0].op == "stored"
+        if not one_read and store:
+            source_id = freshness.prepare_write(self.conn, descriptor, table_info, access)
+            plan = self._plan(source_id, descriptor)
+        elif not one_read and source_id is not None and access.read_committed:
+            freshness.lock_source(self.conn, source_id)  # one view of the table across the plan's statements
+            plan = self._plan(source_id, descriptor)
+        return source_id, dataclasses.replace(plan, notes=access.notes), store
+
+    def _writable_source(self, descriptor: Descriptor, table_info: Table, what: str) -> int:
+        """For requests that must store statistics (indexes, chunk models): validated, captured, locked."""
+        access = freshness.check_access(self.conn, table_info, descriptor)
+        if not access.store:
+            raise InputError(f"cannot {what} on {table_info.display}: " + "; ".join(access.notes))
+        source_id = catalog.find_source(self.conn, descriptor.source)
+        if source_id is not None:
+            freshness.validate_source(self.conn, source_id, table_info, access)
+        return freshness.prepare_write(self.conn, descriptor, table_info, access)
 
     def _plan(self, source_id, descriptor: Descriptor, *, allow_subtract: bool = True) -> Plan:
         logistic = descriptor.kind == "logistic"

@@ -38,7 +38,7 @@ BEGIN
              WHERE numrange(s.lo_key, s.hi_key, '[]') && numrange(v_lo, v_hi, '[]')
                AND s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
                AND s.target = p_target AND s.params_key = p_params_key
-               AND s.columns @> p_columns
+               AND s.columns @> p_columns AND NOT s.stale
                AND (CASE WHEN p_exact_columns THEN s.columns <@ p_columns
                          ELSE s.null_rows = 0 OR s.columns <@ p_columns END);
             EXIT WHEN v_new_lo = v_lo AND v_new_hi = v_hi;
@@ -53,7 +53,7 @@ BEGIN
          WHERE numrange(s.lo_key, s.hi_key, '[]') && numrange(v_lo, v_hi, '[]')
            AND s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
            AND s.target = p_target AND s.params_key = p_params_key
-           AND s.columns @> p_columns
+           AND s.columns @> p_columns AND NOT s.stale
            AND (CASE WHEN p_exact_columns THEN s.columns <@ p_columns
                      ELSE s.null_rows = 0 OR s.columns <@ p_columns END)
            AND (NOT p_contained_only OR (s.lo_key >= p_lo AND s.hi_key <= p_hi))

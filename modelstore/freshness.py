@@ -1,0 +1,145 @@
+"""Keeping the promise a stored model makes: its statistics are those of the rows it describes, now.
+
+Three mechanisms (docs/freshness.md, docs/security.md):
+
+* **Change capture.** A table gets four statement-level triggers (``sql/capture.sql``) when it gets its
+  first stored statistics; INSERT/UPDATE/DELETE/TRUNCATE then maintain them in the writer's transaction.
+* **The source lock.** A request that writes statistics first updates its source's catalog row
+  (:func:`lock_source`); the capture trigger takes that row FOR SHARE. Writers wait for such a request
+  and it waits for them, so every READ COMMITTED statement it runs sees the same table, and the
+  statistics it stores already include every committed change (and later changes find them).
+* **Validation.** Before stored statistics are used, the table must be the one they were computed on
+  (same oid), with the same column types, and still captured; anything else drops them.
+
+:func:`check_access` decides, per request, whether stored statistics may be used and stored at all:
+the caller must be able to read every row and column they summarise (no row-level security narrowing
+its view), the table must be an ordinary table (views, foreign and partitioned tables cannot be
+captured), and a new summary is stored only from a READ COMMITTED transaction (an older snapshot may
+miss changes that committed since).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from modelstore import catalog
+from modelstore.descriptor import Descriptor
+from modelstore.errors import PrivilegeError
+from modelstore.source import Table
+
+TRIGGERS = ("modelstore_capture_insert", "modelstore_capture_update", "modelstore_capture_delete",
+            "modelstore_capture_truncate")
+
+_RELKINDS = {"v": "a view", "m": "a materialized view", "p": "a partitioned table", "f": "a foreign table"}
+
+
+@dataclass(frozen=True)
+class Access:
+    """What one request may do with stored statistics of its table."""
+
+    reuse: bool  # stored statistics may be read (and the table's summaries validated)
+    store: bool  # new statistics may be stored (capture is, or can be, installed)
+    captured: bool  # the capture triggers are all in place
+    read_committed: bool
+    notes: tuple[str, ...] = ()  # why not, for EXPLAIN
+
+
+def check_access(conn: psycopg.Connection, table: Table, descriptor: Descriptor) -> Access:
+    """The caller's rights on the request's table, in one round trip; a :class:`PrivilegeError` when
+    it may not read a column the request needs (nothing is read or written then)."""
+    columns = list(descriptor.read_columns)
+    row = conn.execute(
+        """
+        SELECT pg_catalog.row_security_active(%(oid)s::oid),
+               pg_catalog.has_table_privilege(%(oid)s::oid, 'TRIGGER'),
+               (SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgrelid = %(oid)s::oid AND tgname = ANY (%(triggers)s)),
+               pg_catalog.current_setting('transaction_isolation'),
+               current_user,
+               ARRAY(SELECT c FROM unnest(%(columns)s::text[]) AS c
+                     WHERE NOT pg_catalog.has_column_privilege(%(oid)s::oid, c, 'SELECT'))
+        """,
+        {"oid": table.oid, "triggers": list(TRIGGERS), "columns": columns},
+    ).fetchone()
+    rls, may_trigger, n_triggers, isolation, role, denied = row
+    if denied:
+        raise PrivilegeError(
+            f"role {role!r} may not read column(s) {denied} of table {table.display} (SELECT privilege)")
+    notes: list[str] = []
+    reuse = True
+    if table.kind != "r":
+        reuse = False
+        notes.append(f"{table.display} is {_RELKINDS.get(table.kind, 'not a table')}: stored statistics are kept "
+                     f"for ordinary tables only, where change capture keeps them true; every request scans it")
+    elif rls:
+        reuse = False
+        notes.append(f"row-level security narrows what role {role!r} sees of {table.display}: stored statistics "
+                     f"are neither used nor stored for it")
+    captured = n_triggers == len(TRIGGERS)
+    read_committed = isolation == "read committed"
+    store = reuse and read_committed and (captured or may_trigger)
+    if reuse and not read_committed:
+        notes.append(f"the transaction is {isolation.upper()}: its snapshot may miss changes committed since it "
+                     f"began, so no new statistics are stored")
+    elif reuse and not captured and not may_trigger:
+        notes.append(f"role {role!r} lacks the TRIGGER privilege on {table.display} to install change capture: "
+                     f"no statistics are stored (its owner can run SELECT modelstore.enable_capture(…))")
+    return Access(reuse, store, captured, read_committed, tuple(notes))
+
+
+def validate_source(conn: psycopg.Connection, source_id: int, table: Table, access: Access) -> int:
+    """Drop the source's statistics that may no longer describe the table; returns how many went.
+
+    * the table was dropped and created again (another oid), or lost its capture triggers: all of them;
+    * a column they read changed type or was dropped and added again: those that read it.
+    """
+    row = conn.execute("SELECT relid, column_types, order_by FROM modelstore.sources WHERE source_id = %s",
+                       [source_id]).fetchone()
+    relid, recorded, order_by = row[0], row[1] or {}, row[2]
+    changed = [name for name, sig in recorded.items()
+               if name not in table.columns or table.columns[name].signature != sig]
+    if relid != table.oid or not access.captured or order_by in changed:
+        dropped = conn.execute("DELETE FROM modelstore.statistics WHERE source_id = %s", [source_id]).rowcount
+        conn.execute("DELETE FROM modelstore.stat_indexes WHERE source_id = %s", [source_id])
+        conn.execute("UPDATE modelstore.sources SET relid = %s, column_types = '{}' WHERE source_id = %s",
+                     [table.oid, source_id])
+        return dropped
+    if not changed:
+        return 0
+    dropped = conn.execute(
+        "DELETE FROM modelstore.statistics WHERE source_id = %(s)s AND (read_columns IS NULL "
+        "OR read_columns && %(c)s::text[] OR columns && %(c)s::text[] OR target = ANY (%(c)s::text[]))",
+        {"s": source_id, "c": changed},
+    ).rowcount
+    conn.execute(
+        "DELETE FROM modelstore.stat_indexes WHERE source_id = %(s)s "
+        "AND (columns && %(c)s::text[] OR target = ANY (%(c)s::text[]))",
+        {"s": source_id, "c": changed},
+    )
+    conn.execute("UPDATE modelstore.sources SET column_types = column_types - %s::text[] WHERE source_id = %s",
+                 [changed, source_id])
+    return dropped
+
+
+def prepare_write(conn: psycopg.Connection, descriptor: Descriptor, table: Table, access: Access) -> int:
+    """Before a request reads rows for statistics it will store: the source recorded, change capture in
+    place, the columns' types recorded, and the source locked. Returns the source id."""
+    source_id = catalog.ensure_source(conn, descriptor.source, table.oid)
+    if not access.captured:
+        # CREATE TRIGGER takes a SHARE ROW EXCLUSIVE lock: it waits for writers in flight, and writers
+        # that come later wait for this transaction, which then sees a table nobody is changing
+        conn.execute("SELECT modelstore.enable_capture(%s::oid::regclass)", [table.oid])
+    signatures = {c: table.columns[c].signature for c in descriptor.read_columns}
+    conn.execute(
+        "UPDATE modelstore.sources SET relid = %s, column_types = column_types || %s, "
+        "stats_version = stats_version + 1 WHERE source_id = %s",
+        [table.oid, Jsonb(signatures), source_id],
+    )
+    return source_id
+
+
+def lock_source(conn: psycopg.Connection, source_id: int) -> None:
+    """The source lock (see the module's docstring): held until the transaction ends."""
+    conn.execute("UPDATE modelstore.sources SET stats_version = stats_version + 1 WHERE source_id = %s", [source_id])
