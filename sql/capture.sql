@@ -137,17 +137,37 @@ BEGIN
 END
 $$;
 
+-- The signed changed rows as SQL text: sgn (+1 new, −1 old), k (the ordering key, p_key over alias t)
+-- and the listed columns as v1, v2, … (named, never whole rows: a whole-row value of a transition table
+-- with a dropped column does not match the table's row type).
+CREATE OR REPLACE FUNCTION modelstore._delta_rows(p_op text, p_key text, p_columns text[])
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH items AS (
+        SELECT p_key || ' AS k' || coalesce((SELECT string_agg(format(', t.%I AS v%s', c, i), '' ORDER BY i)
+                                             FROM unnest(p_columns) WITH ORDINALITY AS u(c, i)), '') AS list)
+    SELECT CASE p_op
+        WHEN 'INSERT' THEN format('SELECT 1 AS sgn, %s FROM modelstore_new AS t', list)
+        WHEN 'DELETE' THEN format('SELECT -1 AS sgn, %s FROM modelstore_old AS t', list)
+        ELSE format('SELECT 1 AS sgn, %1$s FROM modelstore_new AS t UNION ALL SELECT -1, %1$s FROM modelstore_old AS t',
+                    list)
+    END FROM items
+$$;
+
 -- The aggregate that turns signed changed rows into per-summary deltas, as SQL text. p_delta: the
--- signed rows (columns sgn, r); p_join: the summaries they fall in (alias s), restricted to $1;
+-- signed rows (_delta_rows: the p_k value columns, then the class column when p_has_target);
+-- p_join: the summaries they fall in (alias s), restricted to $1;
 -- p_ids: the summary's key columns. Identifiers are quoted with %I; nothing else is variable.
 CREATE OR REPLACE FUNCTION modelstore._delta_query(p_family text, p_delta text, p_join text, p_ids text,
-                                                   p_columns text[], p_bools boolean[], p_target text)
+                                                   p_k integer, p_bools boolean[], p_has_target boolean)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    k integer := cardinality(p_columns);
+    k integer := p_k;
     xs text;
     complete text;
     centers text;
@@ -158,11 +178,11 @@ DECLARE
     ids_s text;
     ids_i text;
 BEGIN
-    SELECT string_agg(format('(d.r).%I IS NOT NULL', c), ' AND ') INTO complete
-      FROM unnest(p_columns || CASE WHEN p_target = '' THEN '{}'::text[] ELSE ARRAY[p_target] END) AS c;
-    SELECT string_agg(format('CASE WHEN %s THEN (d.r).%I%s::float8 END AS x%s', complete, c,
+    SELECT string_agg(format('d.v%s IS NOT NULL', i), ' AND ') INTO complete
+      FROM generate_series(1, k + CASE WHEN p_has_target THEN 1 ELSE 0 END) AS i;
+    SELECT string_agg(format('CASE WHEN %s THEN d.v%s%s::float8 END AS x%s', complete, i,
                              CASE WHEN b THEN '::int' ELSE '' END, i), ', ' ORDER BY i)
-      INTO xs FROM unnest(p_columns, p_bools) WITH ORDINALITY AS u(c, b, i);
+      INTO xs FROM unnest(p_bools) WITH ORDINALITY AS u(b, i);
     -- p_ids: the summary's key columns, bare ('stats_id' or 'index_id, level, pos')
     ids_s := (SELECT string_agg('s.' || trim(x), ', ') FROM unnest(string_to_array(p_ids, ',')) AS x);
     ids_i := replace(ids_s, 's.', 'i.');
@@ -187,8 +207,8 @@ BEGIN
     END IF;
     -- Naive Bayes: per summary and class (incomplete rows form the NULL label)
     inner_q := format('SELECT %s, s.counts AS scounts, s.mean AS smean, s.classes AS sclasses, d.sgn, '
-                      'CASE WHEN %s THEN to_jsonb((d.r).%I) END AS label, %s FROM (%s) AS d %s',
-                      ids_s, complete, p_target, xs, p_delta, p_join);
+                      'CASE WHEN %s THEN to_jsonb(d.v%s) END AS label, %s FROM (%s) AS d %s',
+                      ids_s, complete, k + 1, xs, p_delta, p_join);
     SELECT string_agg(
                CASE WHEN p_family = 'multinomial_nb' THEN format('0::float8 AS c%s', i)
                     ELSE format('CASE WHEN y.idx IS NOT NULL AND y.scounts[y.idx] > 0 THEN y.smean[(y.idx - 1) * %s + %s] '
@@ -235,14 +255,6 @@ DECLARE
     v_member text;
     v_node_member text;
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        v_delta := 'SELECT 1 AS sgn, t AS r FROM modelstore_new AS t';
-    ELSIF TG_OP = 'DELETE' THEN
-        v_delta := 'SELECT -1 AS sgn, t AS r FROM modelstore_old AS t';
-    ELSIF TG_OP = 'UPDATE' THEN
-        v_delta := 'SELECT 1 AS sgn, t AS r FROM modelstore_new AS t UNION ALL SELECT -1, t FROM modelstore_old AS t';
-    END IF;
-
     -- FOR SHARE: writers share the source row; a request that stores new statistics updates it first
     -- (modelstore.freshness.lock_source), so the two wait for each other, and a REPEATABLE READ writer
     -- that cannot see statistics stored after its snapshot fails with a serialization error instead
@@ -260,11 +272,11 @@ BEGIN
         v_type := CASE WHEN v_typid IN ('float4'::regtype, 'float8'::regtype) THEN 'float8' ELSE 'numeric' END;
         v_key := CASE
             WHEN v_typid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype)
-                THEN format('(d.r).%I::numeric', src.order_by)
-            WHEN v_typid IN ('float4'::regtype, 'float8'::regtype) THEN format('(d.r).%I::float8', src.order_by)
-            WHEN v_typid = 'date'::regtype THEN format('((d.r).%I - date ''1970-01-01'')::numeric', src.order_by)
+                THEN format('t.%I::numeric', src.order_by)
+            WHEN v_typid IN ('float4'::regtype, 'float8'::regtype) THEN format('t.%I::float8', src.order_by)
+            WHEN v_typid = 'date'::regtype THEN format('(t.%I - date ''1970-01-01'')::numeric', src.order_by)
             WHEN v_typid IN ('timestamp'::regtype, 'timestamptz'::regtype)
-                THEN format('extract(epoch FROM (d.r).%I)', src.order_by)
+                THEN format('extract(epoch FROM t.%I)', src.order_by)
         END;
         IF v_key IS NULL THEN
             -- the ordering column was dropped or changed to a type ranges cannot be kept on
@@ -273,8 +285,8 @@ BEGIN
             CONTINUE;
         END IF;
 
-        EXECUTE format('SELECT min(k)::text, max(k)::text FROM (SELECT %s AS k FROM (%s) AS d) AS x', v_key, v_delta)
-           INTO v_lo, v_hi;
+        v_delta := modelstore._delta_rows(TG_OP, v_key, '{}');  -- signed keys only
+        EXECUTE format('SELECT min(d.k)::text, max(d.k)::text FROM (%s) AS d', v_delta) INTO v_lo, v_hi;
         CONTINUE WHEN v_lo IS NULL;  -- no changed row has an ordering value
 
         -- the cheap exit: the change lies outside every stored range (appends past the end)
@@ -290,9 +302,9 @@ BEGIN
                AND (CASE WHEN v_type = 'float8' THEN n.lo_key::float8 <= v_hi::float8 AND n.hi_key::float8 >= v_lo::float8
                          ELSE n.lo_key <= v_hi::numeric AND n.hi_key >= v_lo::numeric END));
 
-        v_member := format('%1$s BETWEEN s.lo_key::%2$s AND s.hi_key::%2$s', v_key, v_type);
-        v_node_member := format('(%1$s > s.lo_key::%2$s OR (%1$s = s.lo_key::%2$s AND s.lo_side = 0)) AND '
-                                '(%1$s < s.hi_key::%2$s OR (%1$s = s.hi_key::%2$s AND s.hi_side = 1))', v_key, v_type);
+        v_member := format('d.k BETWEEN s.lo_key::%1$s AND s.hi_key::%1$s', v_type);
+        v_node_member := format('(d.k > s.lo_key::%1$s OR (d.k = s.lo_key::%1$s AND s.lo_side = 0)) AND '
+                                '(d.k < s.hi_key::%1$s OR (d.k = s.hi_key::%1$s AND s.hi_side = 1))', v_type);
 
         -- logistic chunk models the change touches: stale (§4 models do not absorb deltas)
         EXECUTE format('UPDATE modelstore.statistics AS s SET stale = true WHERE s.source_id = $1 '
@@ -341,9 +353,9 @@ BEGIN
                                'mean = modelstore._merged_mean(t.n + a.m, a.c, a.s1), '
                                'moments = modelstore._merged_comoment(t.n + a.m, t.moments, a.s1, a.s2, true) '
                                'FROM (%s) AS a WHERE t.stats_id = a.stats_id',
-                               modelstore._delta_query('linear', v_delta,
+                               modelstore._delta_query('linear', modelstore._delta_rows(TG_OP, v_key, grp.columns),
                                    format('JOIN modelstore.statistics AS s ON %s WHERE s.stats_id = ANY ($1)', v_member),
-                                   'stats_id', grp.columns, v_bools, ''))
+                                   'stats_id', cardinality(grp.columns), v_bools, false))
                     USING v_ids;
             ELSE
                 EXECUTE format('UPDATE modelstore.statistics AS t SET n = t.n + a.m, null_rows = t.null_rows + a.nulls, '
@@ -351,9 +363,10 @@ BEGIN
                                't.family, t.classes, t.counts, t.mean, t.moments, %s, a.deltas)) '
                                'FROM (%s) AS a WHERE t.stats_id = a.stats_id',
                                cardinality(grp.columns),
-                               modelstore._delta_query(grp.family, v_delta,
+                               modelstore._delta_query(grp.family,
+                                   modelstore._delta_rows(TG_OP, v_key, grp.columns || grp.target),
                                    format('JOIN modelstore.statistics AS s ON %s WHERE s.stats_id = ANY ($1)', v_member),
-                                   'stats_id', grp.columns, v_bools, grp.target))
+                                   'stats_id', cardinality(grp.columns), v_bools, true))
                     USING v_ids;
             END IF;
         END LOOP;
@@ -385,9 +398,9 @@ BEGIN
                                'mean = modelstore._merged_mean(t.n + a.m, a.c, a.s1), '
                                'moments = modelstore._merged_comoment(t.n + a.m, t.moments, a.s1, a.s2, false) '
                                'FROM (%s) AS a WHERE t.index_id = a.index_id AND t.level = a.level AND t.pos = a.pos',
-                               modelstore._delta_query('linear', v_delta,
+                               modelstore._delta_query('linear', modelstore._delta_rows(TG_OP, v_key, idx.columns),
                                    format('JOIN modelstore.index_nodes AS s ON %s WHERE s.index_id = $1', v_node_member),
-                                   'index_id, level, pos', idx.columns, v_bools, ''))
+                                   'index_id, level, pos', cardinality(idx.columns), v_bools, false))
                     USING idx.index_id;
             ELSE
                 EXECUTE format('UPDATE modelstore.index_nodes AS t SET n = t.n + a.m, null_rows = t.null_rows + a.nulls, '
@@ -395,9 +408,10 @@ BEGIN
                                '$2, t.classes, t.counts, t.mean, t.moments, %s, a.deltas)) '
                                'FROM (%s) AS a WHERE t.index_id = a.index_id AND t.level = a.level AND t.pos = a.pos',
                                cardinality(idx.columns),
-                               modelstore._delta_query(idx.family, v_delta,
+                               modelstore._delta_query(idx.family,
+                                   modelstore._delta_rows(TG_OP, v_key, idx.columns || idx.target),
                                    format('JOIN modelstore.index_nodes AS s ON %s WHERE s.index_id = $1', v_node_member),
-                                   'index_id, level, pos', idx.columns, v_bools, idx.target))
+                                   'index_id, level, pos', cardinality(idx.columns), v_bools, true))
                     USING idx.index_id, idx.family;
             END IF;
             -- the index's totals follow its root

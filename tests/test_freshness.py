@@ -1,0 +1,376 @@
+"""Stored statistics stay true while their table changes (issue #7; docs/freshness.md).
+
+Every check compares the catalog with numpy on the rows the table holds at that moment: each stored
+linear / Naive Bayes summary and each index node must equal the summary computed from scratch, and
+every model returned must equal the from-scratch fit on the same rows.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import numpy as np
+import psycopg
+import pytest
+from psycopg import sql
+
+import modelstore
+from modelstore.costs import CostModel
+
+FEATURES = ["x1", "x2"]
+
+
+def _store(dsn) -> modelstore.Store:
+    store = modelstore.connect(dsn)
+    store._cost_model = CostModel.default()
+    return store
+
+
+def _load(conn, table="t", n=3000, seed=7):
+    rng = np.random.default_rng(seed)
+    conn.execute(sql.SQL("CREATE TABLE {} (id int, x1 float8, x2 float8, y float8, c text, w float8)").format(
+        sql.Identifier(table)))
+    with conn.cursor().copy(sql.SQL("COPY {} FROM STDIN").format(sql.Identifier(table))) as copy:
+        for i in range(1, n + 1):
+            x1, x2 = rng.normal(size=2)
+            copy.write_row([i, x1, x2 + 100.0, 2 * x1 - x2 + rng.normal(), "abc"[i % 3], abs(x1) * 3])
+
+
+def _rows(conn, where: sql.Composable, table="t"):
+    return conn.execute(sql.SQL("SELECT x1, x2, y, c, w FROM {} WHERE {}").format(sql.Identifier(table), where)
+                        ).fetchall()
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(b))))) if a.size else 0.0
+
+
+def _summary_of(family, columns, target, rows):
+    """(n, null_rows, classes→(count, mean, m2 or sums) | (mean, comoment)) from rows, with numpy."""
+    idx = {"x1": 0, "x2": 1, "y": 2, "c": 3, "w": 4}
+    cols = [idx[c] for c in columns]
+    need = cols + ([idx[target]] if target else [])
+    complete = [r for r in rows if all(r[i] is not None for i in need)]
+    nulls = len(rows) - len(complete)
+    if family == "linear":
+        X = np.array([[r[i] for i in cols] for r in complete], dtype=float).reshape(-1, len(cols))
+        mu = X.mean(axis=0) if len(X) else np.zeros(len(cols))
+        return len(X), nulls, (mu, (X - mu).T @ (X - mu))
+    out = {}
+    for label in sorted({r[idx[target]] for r in complete}):
+        X = np.array([[r[i] for i in cols] for r in complete if r[idx[target]] == label], dtype=float)
+        out[label] = (len(X), X.mean(axis=0), ((X - X.mean(axis=0)) ** 2).sum(axis=0), X.sum(axis=0))
+    return len(complete), nulls, out
+
+
+def _check(family, columns, target, rows, n, null_rows, classes, counts, mean, moments, triangle=False):
+    want_n, want_nulls, want = _summary_of(family, columns, target, rows)
+    assert (n, null_rows) == (want_n, want_nulls)
+    k = len(columns)
+    if family == "linear":
+        mu, C = want
+        if n:
+            assert _rel(mean, mu) < 1e-9
+        got = np.zeros((k, k))
+        if triangle:
+            iu = np.triu_indices(k)
+            got[iu] = moments
+            got.T[iu] = moments
+        else:
+            got = np.asarray(moments, dtype=float).reshape(k, k)
+        assert _rel(got, C) < 1e-9
+        return
+    got = {label: j for j, label in enumerate(classes)}
+    assert sorted(got) == sorted(want)
+    for label, (cnt, mu, m2, sums) in want.items():
+        j = got[label]
+        assert counts[j] == cnt
+        if family == "gaussian_nb":
+            assert _rel(np.asarray(mean).reshape(-1, k)[j], mu) < 1e-9
+            assert _rel(np.asarray(moments).reshape(-1, k)[j], m2) < 1e-9
+        else:
+            assert _rel(np.asarray(moments).reshape(-1, k)[j], sums) < 1e-9
+
+
+def assert_catalog_true(conn, table="t") -> int:
+    """Every fresh (non-stale, unfiltered) summary and index node equals numpy on today's rows."""
+    checked = 0
+    for fam, lo, hi, target, columns, n, nr, classes, counts, mean, moments in conn.execute(
+            "SELECT family, lo, hi, target, columns, n, null_rows, classes, counts, mean, moments "
+            "FROM modelstore.statistics WHERE family <> 'logistic' AND filter_sql = ''").fetchall():
+        rows = _rows(conn, sql.SQL("id BETWEEN {} AND {}").format(sql.Literal(int(lo)), sql.Literal(int(hi))), table)
+        cols = columns if fam != "linear" else columns[:-1] + [columns[-1]]
+        _check(fam, cols, target, rows, n, nr, classes, counts, mean, moments)
+        checked += 1
+    for fam, target, columns, lo_key, lo_side, hi_key, hi_side, n, nr, classes, counts, mean, moments in conn.execute(
+            "SELECT i.family, i.target, i.columns, n.lo_key, n.lo_side, n.hi_key, n.hi_side, n.n, n.null_rows, "
+            "n.classes, n.counts, n.mean, n.moments FROM modelstore.index_nodes n JOIN modelstore.stat_indexes i "
+            "USING (index_id)").fetchall():
+        where = sql.SQL("(id > {a} OR (id = {a} AND {ls} = 0)) AND (id < {b} OR (id = {b} AND {hs} = 1))").format(
+            a=sql.Literal(lo_key), ls=sql.Literal(lo_side), b=sql.Literal(hi_key), hs=sql.Literal(hi_side))
+        _check(fam, columns, target, _rows(conn, where, table), n, nr, classes, counts, mean, moments,
+               triangle=True)
+        checked += 1
+    return checked
+
+
+def _lstsq(conn, lo, hi, table="t"):
+    rows = np.array([r[:3] for r in _rows(conn, sql.SQL("id BETWEEN {} AND {} AND x1 IS NOT NULL AND x2 IS NOT NULL "
+                                                        "AND y IS NOT NULL").format(sql.Literal(lo), sql.Literal(hi)),
+                                          table)], dtype=float)
+    A = np.c_[np.ones(len(rows)), rows[:, :2]]
+    return np.linalg.lstsq(A, rows[:, 2], rcond=None)[0]
+
+
+def _fit_linear(store, lo, hi, table="t"):
+    return store.fit("linear", table=table, target="y", features=FEATURES, order_by="id", lo=lo, hi=hi)
+
+
+# -- maintenance -----------------------------------------------------------------------------------------------
+
+def test_every_kind_of_change_keeps_linear_and_naive_bayes_statistics_exact(dsn):
+    with _store(dsn) as store:
+        c = store.conn
+        _load(c)
+        _fit_linear(store, 1, 1000)
+        _fit_linear(store, 500, 1500)
+        store.fit("gaussian_nb", table="t", target="c", features=FEATURES, order_by="id", lo=200, hi=2200)
+        store.fit("multinomial_nb", table="t", target="c", features=["w"], order_by="id", lo=1, hi=1800)
+        store.build_index("t", "id", FEATURES, "y", kind="linear", chunk_rows=250)
+        store.build_index("t", "id", FEATURES, "c", kind="gaussian_nb", chunk_rows=400)
+        assert c.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 't'::regclass").fetchone()[0] == 4
+        changes = [
+            "INSERT INTO t VALUES (10, 1.5, 99.5, 3, 'a', 1), (600, 5, 105, 5, 'z', 2), (600, NULL, 101, 1, 'b', 1)",
+            "UPDATE t SET x1 = x1 + 1 WHERE id BETWEEN 20 AND 60",                 # values change in place
+            "UPDATE t SET id = id + 700 WHERE id BETWEEN 100 AND 140",             # rows move between ranges
+            "UPDATE t SET c = 'q' WHERE id BETWEEN 300 AND 320",                   # a new class
+            "UPDATE t SET y = NULL WHERE id IN (5, 505, 1205)",                    # rows become incomplete
+            "DELETE FROM t WHERE id BETWEEN 900 AND 950",
+            "DELETE FROM t WHERE c = 'z'",                                         # a class disappears
+            "DELETE FROM t WHERE c = 'q'",
+            "INSERT INTO t SELECT id + 10000, x1, x2, y, c, w FROM t WHERE id < 100",  # appended past the ends
+        ]
+        for change in changes:
+            c.execute(change)
+            assert assert_catalog_true(c) == 4 + c.execute("SELECT count(*) FROM modelstore.index_nodes").fetchone()[0]
+        for lo, hi in [(1, 1000), (1, 2500), (300, 1400)]:
+            m = _fit_linear(store, lo, hi)
+            assert _rel(np.r_[m.intercept_, m.coef_], _lstsq(c, lo, hi)) < 1e-9
+        # a request the maintained summaries answer is still answered without reading a row
+        again = _fit_linear(store, 1, 1000)
+        assert not again.plan.plan.scans
+
+
+def test_appends_past_every_stored_range_do_not_touch_the_catalog(dsn):
+    with _store(dsn) as store:
+        c = store.conn
+        _load(c)
+        _fit_linear(store, 1, 1000)
+        store.build_index("t", "id", FEATURES, "y", kind="linear", chunk_rows=500)
+        before = c.execute("SELECT xmin::text, stats_id FROM modelstore.statistics ORDER BY 2").fetchall()
+        nodes = c.execute("SELECT xmin::text, level, pos FROM modelstore.index_nodes ORDER BY 2, 3").fetchall()
+        c.execute("INSERT INTO t SELECT id + 3000, x1, x2, y, c, w FROM t")
+        assert c.execute("SELECT xmin::text, stats_id FROM modelstore.statistics ORDER BY 2").fetchall() == before
+        assert c.execute("SELECT xmin::text, level, pos FROM modelstore.index_nodes ORDER BY 2, 3").fetchall() == nodes
+        m = _fit_linear(store, 1, 6000)
+        assert _rel(np.r_[m.intercept_, m.coef_], _lstsq(c, 1, 6000)) < 1e-9
+
+
+def test_a_rolled_back_change_leaves_the_statistics_as_they_were(dsn):
+    with _store(dsn) as store:
+        c = store.conn
+        _load(c)
+        _fit_linear(store, 1, 1000)
+        before = c.execute("SELECT n, mean, moments FROM modelstore.statistics").fetchall()
+        with pytest.raises(RuntimeError):
+            with c.transaction():
+                c.execute("DELETE FROM t WHERE id < 500")
+                raise RuntimeError("abort")
+        assert c.execute("SELECT n, mean, moments FROM modelstore.statistics").fetchall() == before
+
+
+def test_touched_logistic_chunks_are_marked_stale_and_rebuilt_on_demand(dsn):
+    with _store(dsn) as store:
+        c = store.conn
+        _load(c)
+        c.execute("UPDATE t SET c = CASE WHEN y > 0 THEN 'a' ELSE 'b' END")
+        kw = dict(table="t", target="c", features=FEATURES, order_by="id", lo=1, hi=2000, chunk_rows=500)
+        first = store.fit("logistic", **kw)
+        assert c.execute("SELECT count(*) FROM modelstore.statistics WHERE family = 'logistic'").fetchone()[0] == 4
+        c.execute("UPDATE t SET c = 'a' WHERE id = 700")  # inside the second chunk only
+        stale = c.execute("SELECT lo, hi FROM modelstore.statistics WHERE stale").fetchall()
+        assert stale == [("501", "1000")]
+        second = store.fit("logistic", **kw)
+        ops = [(s.op, str(s.range)) for s in second.plan.plan.steps]
+        assert ("train", "[501, 1000]") in ops and sum(op == "stored" for op, _ in ops) == 3
+        assert not c.execute("SELECT count(*) FROM modelstore.statistics WHERE stale").fetchone()[0]
+        # the rebuilt model is the model of today's rows: equal to one trained with nothing stored
+        c.execute("DELETE FROM modelstore.statistics")
+        fresh = store.fit("logistic", **kw)
+        assert _rel(second.coef_, fresh.coef_) < 1e-9 and _rel(first.coef_, fresh.coef_) > 0
+
+
+def test_filtered_statistics_a_change_touches_are_dropped(dsn):
+    with _store(dsn) as store:
+        c = store.conn
+        _load(c)
+        for lo, hi in [(1, 1000), (2001, 3000)]:
+            store.fit("linear", table="t", target="y", features=FEATURES, order_by="id", lo=lo, hi=hi,
+                      where="c = 'a'")
+        c.execute("UPDATE t SET y = y + 1 WHERE id = 10")
+        kept = c.execute("SELECT lo FROM modelstore.statistics WHERE filter_sql <> ''").fetchall()
+        assert kept == [("2001",)]
+        m = store.fit("linear", table="t", target="y", features=FEATURES, order_by="id", lo=1, hi=1000,
+                      where="c = 'a'")
+        rows = np.array([r[:3] for r in _rows(c, sql.SQL("id <= 1000 AND c = 'a'"))], dtype=float)
+        ref = np.linalg.lstsq(np.c_[np.ones(len(rows)), rows[:, :2]], rows[:, 2], rcond=None)[0]
+        assert _rel(np.r_[m.intercept_, m.coef_], ref) < 1e-9
+
+
+def test_truncate_drops_the_tables_statistics_and_indexes(dsn):
+    with _store(dsn) as store:
+        c = store.conn
+        _load(c)
+        _fit_linear(store, 1, 1000)
+        store.build_index("t", "id", FEATURES, "y", kind="linear", chunk_rows=500)
+        c.execute("TRUNCATE t")
+        assert c.execute("SELECT (SELECT count(*) FROM modelstore.statistics), "
+                         "(SELECT count(*) FROM modelstore.stat_indexes)").fetchone() == (0, 0)
+        assert store.models().shape[0] == 1  # named models are results, not promises: they stay
+
+
+# -- schema changes ----------------------------------------------------------------------------------------------
+
+def test_a_column_whose_type_changed_invalidates_the_statistics_that_read_it(dsn):
+    with _store(dsn) as store:
+        c = store.conn
+        _load(c)
+        _fit_linear(store, 1, 1000)
+        store.fit("multinomial_nb", table="t", target="c", features=["w"], order_by="id", lo=1, hi=1000)
+        c.execute("ALTER TABLE t ALTER COLUMN x2 TYPE numeric(10, 1)")  # rounds every value
+        m = _fit_linear(store, 1, 1000)
+        assert [s.op for s in m.plan.plan.steps] == ["scan"]
+        assert _rel(np.r_[m.intercept_, m.coef_], _lstsq(c, 1, 1000)) < 1e-9
+        # the summary that does not read x2 survived
+        assert c.execute("SELECT count(*) FROM modelstore.statistics WHERE family = 'multinomial_nb'").fetchone()[0] == 1
+
+
+def test_dropping_a_used_column_does_not_break_writes_and_drops_its_statistics(dsn):
+    with _store(dsn) as store:
+        c = store.conn
+        _load(c)
+        _fit_linear(store, 1, 1000)
+        store.fit("multinomial_nb", table="t", target="c", features=["w"], order_by="id", lo=1, hi=1000)
+        c.execute("ALTER TABLE t DROP COLUMN x2")
+        c.execute("INSERT INTO t (id, x1, y, c, w) VALUES (5, 1, 1, 'a', 1)")  # the trigger copes
+        families = [r[0] for r in c.execute("SELECT family FROM modelstore.statistics").fetchall()]
+        assert families == ["multinomial_nb"]
+        rows = c.execute("SELECT x1, NULL, y, c, w FROM t WHERE id BETWEEN 1 AND 1000").fetchall()
+        _check("multinomial_nb", ["w"], "c", rows, *c.execute(
+            "SELECT n, null_rows, classes, counts, mean, moments FROM modelstore.statistics").fetchone())
+
+
+def test_a_table_dropped_and_created_again_is_a_new_source_of_rows(dsn):
+    with _store(dsn) as store:
+        c = store.conn
+        _load(c, seed=1)
+        _fit_linear(store, 1, 1000)
+        c.execute("DROP TABLE t")
+        _load(c, seed=2)
+        m = _fit_linear(store, 1, 1000)
+        assert [s.op for s in m.plan.plan.steps] == ["scan"]
+        assert _rel(np.r_[m.intercept_, m.coef_], _lstsq(c, 1, 1000)) < 1e-9
+
+
+# -- randomized workloads --------------------------------------------------------------------------------------
+
+def _random_change(rnd: random.Random, conn, top: int) -> None:
+    a = rnd.randint(1, top)
+    b = a + rnd.randint(0, 40)
+    op = rnd.choice(["insert", "update", "move", "delete", "null", "class"])
+    if op == "insert":
+        conn.execute("INSERT INTO t SELECT %s + g %% 7, random() - 0.5, 100 + random(), random() * 3, "
+                     "(ARRAY['a','b','c','d'])[1 + g %% 4], random() * 2 FROM generate_series(1, %s) g",
+                     [a, rnd.randint(1, 30)])
+    elif op == "update":
+        conn.execute("UPDATE t SET x1 = x1 * 0.5 + 0.25, y = y - 1 WHERE id BETWEEN %s AND %s", [a, b])
+    elif op == "move":
+        conn.execute("UPDATE t SET id = id + %s WHERE id BETWEEN %s AND %s", [rnd.randint(-400, 400), a, b])
+    elif op == "delete":
+        conn.execute("DELETE FROM t WHERE id BETWEEN %s AND %s", [a, b])
+    elif op == "null":
+        conn.execute("UPDATE t SET x2 = NULL WHERE id = %s", [a])
+    else:
+        conn.execute("UPDATE t SET c = %s WHERE id BETWEEN %s AND %s", [rnd.choice("abcde"), a, b])
+
+
+def test_randomized_interleaving_of_changes_and_requests_from_several_connections(dsn):
+    """Writers on two connections, requests from two stores; every model equals today's rows' model."""
+    rnd = random.Random(20261123)
+    with _store(dsn) as s1, _store(dsn) as s2, psycopg.connect(dsn, autocommit=True) as w1, \
+            psycopg.connect(dsn, autocommit=True) as w2:
+        _load(s1.conn, n=2500)
+        s1.build_index("t", "id", FEATURES, "y", kind="linear", chunk_rows=300)
+        stores, writers = [s1, s2], [w1, w2]
+        checked = 0
+        for step in range(70):
+            _random_change(rnd, rnd.choice(writers), 2600)
+            store = rnd.choice(stores)
+            lo = rnd.randint(1, 2200)
+            hi = lo + rnd.randint(50, 1200)
+            if rnd.random() < 0.6:
+                m = _fit_linear(store, lo, hi)
+                assert _rel(np.r_[m.intercept_, m.coef_], _lstsq(w1, lo, hi)) < 1e-9, (step, m.plan)
+            else:
+                m = store.fit("gaussian_nb", table="t", target="c", features=FEATURES, order_by="id", lo=lo, hi=hi)
+                want_n, _, want = _summary_of("gaussian_nb", FEATURES, "c", _rows(w1, sql.SQL(
+                    "id BETWEEN {} AND {}").format(sql.Literal(lo), sql.Literal(hi))))
+                assert list(m.classes_) == sorted(want)
+                for j, label in enumerate(m.classes_):
+                    assert _rel(m.theta_[j], want[label][1]) < 1e-9
+            checked += 1
+        assert checked == 70
+        assert assert_catalog_true(w1) > 20  # many summaries were maintained along the way
+
+
+def test_concurrent_writers_and_requests_leave_every_summary_true(dsn):
+    """Writers and requests at once (threads, one connection each): no error, no deadlock, and the
+    catalog equals the rows when they are done."""
+    with _store(dsn) as setup:
+        _load(setup.conn, n=4000)
+        setup.build_index("t", "id", FEATURES, "y", kind="linear", chunk_rows=400)
+        for lo in range(1, 3500, 500):
+            _fit_linear(setup, lo, lo + 900)
+    errors: list[BaseException] = []
+
+    def writer(seed):
+        rnd = random.Random(seed)
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                for _ in range(40):
+                    _random_change(rnd, conn, 4000)
+        except BaseException as exc:  # noqa: BLE001 — reported below
+            errors.append(exc)
+
+    def requester(seed):
+        rnd = random.Random(seed)
+        try:
+            with _store(dsn) as store:
+                for _ in range(12):
+                    lo = rnd.randint(1, 3000)
+                    _fit_linear(store, lo, lo + rnd.randint(100, 1500))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(3)]
+    threads += [threading.Thread(target=requester, args=(100 + i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=240)
+    assert not any(t.is_alive() for t in threads)
+    assert not errors, errors
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert assert_catalog_true(conn) > 10
