@@ -16,6 +16,7 @@ import pytest
 from psycopg import sql
 
 import modelstore
+import modelstore.migrate
 from modelstore.costs import CostModel
 
 FEATURES = ["x1", "x2"]
@@ -29,9 +30,11 @@ def _store(dsn) -> modelstore.Store:
 
 def _load(conn, table="t", n=3000, seed=7):
     rng = np.random.default_rng(seed)
+    # public explicitly: the catalog's owner has a schema of its own name first on its search path
+    conn.execute("SET search_path = public")
     conn.execute(sql.SQL("CREATE TABLE {} (id int, x1 float8, x2 float8, y float8, c text, w float8)").format(
-        sql.Identifier(table)))
-    with conn.cursor().copy(sql.SQL("COPY {} FROM STDIN").format(sql.Identifier(table))) as copy:
+        sql.Identifier("public", table)))
+    with conn.cursor().copy(sql.SQL("COPY {} FROM STDIN").format(sql.Identifier("public", table))) as copy:
         for i in range(1, n + 1):
             x1, x2 = rng.normal(size=2)
             copy.write_row([i, x1, x2 + 100.0, 2 * x1 - x2 + rng.normal(), "abc"[i % 3], abs(x1) * 3])
@@ -125,7 +128,7 @@ def _lstsq(conn, lo, hi, table="t"):
 
 
 def _fit_linear(store, lo, hi, table="t"):
-    return store.fit("linear", table=table, target="y", features=FEATURES, order_by="id", lo=lo, hi=hi)
+    return store.fit("linear", table=f"public.{table}", target="y", features=FEATURES, order_by="id", lo=lo, hi=hi)
 
 
 # -- maintenance -----------------------------------------------------------------------------------------------
@@ -374,3 +377,95 @@ def test_concurrent_writers_and_requests_leave_every_summary_true(dsn):
     assert not errors, errors
     with psycopg.connect(dsn, autocommit=True) as conn:
         assert assert_catalog_true(conn) > 10
+
+
+# -- privileges ------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def roles(dsn):
+    """Two login roles granted modelstore_user: one sees every row of t, one only region 'eu'."""
+    import uuid
+
+    names = [f"all_{uuid.uuid4().hex[:6]}", f"eu_{uuid.uuid4().hex[:6]}"]
+    with psycopg.connect(dsn, autocommit=True) as c:
+        modelstore.migrate.ensure_current(c)
+        for role in names:
+            c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+            c.execute(sql.SQL("GRANT modelstore_user TO {}").format(sql.Identifier(role)))
+        yield names
+        for role in names:
+            c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def _as(dsn, role) -> modelstore.Store:
+    from psycopg.conninfo import make_conninfo
+
+    store = modelstore.Store.on_connection(psycopg.connect(make_conninfo(dsn, user=role), autocommit=True))
+    store._cost_model = CostModel.default()
+    return store
+
+
+def test_row_level_security_keeps_stored_statistics_from_a_role_that_sees_fewer_rows(dsn, roles):
+    everyone, eu = roles
+    with _store(dsn) as owner:
+        c = owner.conn
+        _load(c)
+        c.execute("ALTER TABLE t ADD COLUMN region text")
+        c.execute("UPDATE t SET region = CASE WHEN id % 2 = 0 THEN 'eu' ELSE 'us' END")
+        c.execute("ALTER TABLE t ENABLE ROW LEVEL SECURITY")
+        c.execute(sql.SQL("CREATE POLICY eu_only ON t TO {} USING (region = 'eu')").format(sql.Identifier(eu)))
+        c.execute(sql.SQL("CREATE POLICY all_rows ON t TO {} USING (true)").format(sql.Identifier(everyone)))
+        c.execute(sql.SQL("GRANT SELECT ON t TO {}, {}").format(sql.Identifier(everyone), sql.Identifier(eu)))
+        full = _fit_linear(owner, 1, 1000)  # the owner bypasses the policies: all 1000 rows, stored
+        assert full.plan.stored_stats_id is not None
+        stored = c.execute("SELECT count(*) FROM modelstore.statistics").fetchone()[0]
+        restricted = _as(dsn, eu)
+        m = _fit_linear(restricted, 1, 1000)
+        assert m.rows_used == 500 if hasattr(m, "rows_used") else True
+        assert [s.op for s in m.plan.plan.steps] == ["scan"] and m.plan.stored_stats_id is None
+        assert any("row-level security" in note for note in m.plan.plan.notes)
+        rows = np.array(c.execute("SELECT x1, x2, y FROM t WHERE id <= 1000 AND region = 'eu'").fetchall())
+        ref = np.linalg.lstsq(np.c_[np.ones(len(rows)), rows[:, :2]], rows[:, 2], rcond=None)[0]
+        assert _rel(np.r_[m.intercept_, m.coef_], ref) < 1e-9
+        # the summaries of rows it may not see are invisible to it, even read directly
+        assert restricted.conn.execute("SELECT count(*) FROM modelstore.statistics").fetchone()[0] == 0
+        assert c.execute("SELECT count(*) FROM modelstore.statistics").fetchone()[0] == stored
+        restricted.conn.close()
+        # a role whose policy lets it see every row... is still under row-level security: no reuse
+        other = _as(dsn, everyone)
+        assert [s.op for s in _fit_linear(other, 1, 1000).plan.plan.steps] == ["scan"]
+        other.conn.close()
+
+
+def test_a_column_the_role_may_not_read_is_refused_before_anything_runs(dsn, roles):
+    everyone, _ = roles
+    with _store(dsn) as owner:
+        c = owner.conn
+        _load(c)
+        _fit_linear(owner, 1, 1000)
+        c.execute(sql.SQL("GRANT SELECT (id, x1, y) ON t TO {}").format(sql.Identifier(everyone)))
+        analyst = _as(dsn, everyone)
+        with pytest.raises(modelstore.PrivilegeError, match="x2"):
+            _fit_linear(analyst, 1, 1000)
+        # the columns it may read: the owner's stored summary of (x1, y) is not visible (it reads x2)
+        m = analyst.fit("linear", table="t", target="y", features=["x1"], order_by="id", lo=1, hi=1000)
+        assert m.plan.plan.scans
+        analyst.conn.close()
+
+
+def test_an_analyst_without_trigger_privilege_stores_nothing_until_the_owner_enables_capture(dsn, roles):
+    everyone, _ = roles
+    with _store(dsn) as owner:
+        c = owner.conn
+        _load(c)
+        c.execute(sql.SQL("GRANT SELECT ON t TO {}").format(sql.Identifier(everyone)))
+        analyst = _as(dsn, everyone)
+        m = _fit_linear(analyst, 1, 1000)
+        assert m.plan.stored_stats_id is None and any("TRIGGER" in n for n in m.plan.plan.notes)
+        assert c.execute("SELECT count(*) FROM modelstore.statistics").fetchone()[0] == 0
+        assert analyst.models().shape[0] == 1  # the named model is kept
+        c.execute("SELECT modelstore.enable_capture('t')")
+        assert _fit_linear(analyst, 1, 1000).plan.stored_stats_id is not None
+        assert [s.op for s in _fit_linear(analyst, 1, 1000).plan.plan.steps] == ["stored"]
+        analyst.conn.close()

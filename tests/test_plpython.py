@@ -186,9 +186,7 @@ def analyst(store, module_dsn):
     role = f"analyst_{uuid.uuid4().hex[:8]}"
     c = store.conn
     c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-    for grant in ("GRANT USAGE ON SCHEMA modelstore TO {}",
-                  "GRANT SELECT, INSERT, DELETE ON ALL TABLES IN SCHEMA modelstore TO {}",
-                  "GRANT USAGE ON ALL SEQUENCES IN SCHEMA modelstore TO {}",
+    for grant in ("GRANT modelstore_user TO {}",  # the catalog's grants (docs/security.md)
                   "GRANT SELECT ON public.sales TO {}"):
         c.execute(sql.SQL(grant).format(sql.Identifier(role)))
     yield role, make_conninfo(module_dsn, user=role)
