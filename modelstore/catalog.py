@@ -168,18 +168,23 @@ def fetch_stats(conn: psycopg.Connection, stats_ids: list[int]) -> dict[int, obj
 def store_model(conn: psycopg.Connection, *, name: str, kind: str, source_id: int, stats_id: int | None,
                 descriptor: Descriptor, params: dict, rows_used: int, rows_skipped: int, state: dict,
                 plan: dict, replace: bool) -> int:
-    if replace:
-        conn.execute("DELETE FROM modelstore.fitted_models WHERE name = %s", [name])
     r = descriptor.range
+    # replace: one upsert, so that two requests replacing one name at once both succeed (the last
+    # commit wins); a DELETE then INSERT would let the second INSERT meet the first one's row
+    conflict = ("DO UPDATE SET kind = EXCLUDED.kind, source_id = EXCLUDED.source_id, stats_id = EXCLUDED.stats_id, "
+                "lo = EXCLUDED.lo, hi = EXCLUDED.hi, filter_sql = EXCLUDED.filter_sql, target = EXCLUDED.target, "
+                "features = EXCLUDED.features, params = EXCLUDED.params, rows_used = EXCLUDED.rows_used, "
+                "rows_skipped = EXCLUDED.rows_skipped, state = EXCLUDED.state, plan = EXCLUDED.plan, "
+                "created_at = now(), created_by = current_user") if replace else "DO NOTHING"
     row = conn.execute(
-        """
+        sql.SQL("""
         INSERT INTO modelstore.fitted_models
             (name, kind, source_id, stats_id, lo, hi, filter_sql, target, features, params,
              rows_used, rows_skipped, state, plan)
         VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-        ON CONFLICT (name) DO NOTHING
+        ON CONFLICT (name) {}
         RETURNING model_id
-        """,
+        """).format(sql.SQL(conflict)),
         [name, kind, source_id, stats_id, bound_text(r.lo), bound_text(r.hi), descriptor.filter_sql,
          descriptor.target, list(descriptor.features), Jsonb(params), rows_used, rows_skipped,
          Jsonb(_jsonable(state)), Jsonb(_jsonable(plan))],

@@ -299,8 +299,12 @@ BEGIN
             SELECT 1 FROM modelstore.stat_indexes AS i JOIN modelstore.index_nodes AS n
                 ON n.index_id = i.index_id AND n.level = i.levels - 1
              WHERE i.source_id = src.source_id
-               AND (CASE WHEN v_type = 'float8' THEN n.lo_key::float8 <= v_hi::float8 AND n.hi_key::float8 >= v_lo::float8
-                         ELSE n.lo_key <= v_hi::numeric AND n.hi_key >= v_lo::numeric END));
+               -- node ranges are cuts: (hi_key, side 0) ends just before hi_key
+               AND (CASE WHEN v_type = 'float8'
+                         THEN (n.lo_key::float8 < v_hi::float8 OR (n.lo_key::float8 = v_hi::float8 AND n.lo_side = 0))
+                              AND (n.hi_key::float8 > v_lo::float8 OR (n.hi_key::float8 = v_lo::float8 AND n.hi_side = 1))
+                         ELSE (n.lo_key < v_hi::numeric OR (n.lo_key = v_hi::numeric AND n.lo_side = 0))
+                              AND (n.hi_key > v_lo::numeric OR (n.hi_key = v_lo::numeric AND n.hi_side = 1)) END));
 
         v_member := format('d.k BETWEEN s.lo_key::%1$s AND s.hi_key::%1$s', v_type);
         v_node_member := format('(d.k > s.lo_key::%1$s OR (d.k = s.lo_key::%1$s AND s.lo_side = 0)) AND '

@@ -19,9 +19,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import psycopg
 from sqlglot import exp
 
 from modelstore.descriptor import bound_text
+from modelstore.errors import ColumnTypeError, PrivilegeError, UnknownColumnError, UnknownTableError
 from modelstore.language import scoring
 from modelstore.language.dialect import MLAdvancedWeights, MLEvaluate, MLTrainingInfo, MLWeights, position
 from modelstore.language.statements import LanguageError, model_name
@@ -37,7 +39,7 @@ class Context:
     """What compiling needs from the store: models by name and the input's column names."""
 
     load_model: object  # name -> fitted model (with .descriptor and .plan)
-    input_columns: object  # postgres SQL of a query -> list of its output column names
+    input_columns: object  # postgres SQL of a query -> [(name, pg_type.typcategory, type name)] of its columns
     text: str
 
 
@@ -69,8 +71,9 @@ def _compile_function(function: exp.Expression, ctx: Context) -> exp.Query:
             raise LanguageError("ML.PREDICT needs the rows to predict: ML.PREDICT(MODEL m, (SELECT …))", where)
         return predict_query(model, _input(rows, ctx), ctx, what, where)
     if isinstance(function, MLEvaluate):
-        source = _input(rows, ctx) if rows is not None else training_rows(model)
-        return evaluate_query(model, source, ctx, where)
+        if rows is None:
+            return evaluate_query(model, training_rows(model), ctx, where, rows="the training rows")
+        return evaluate_query(model, _input(rows, ctx), ctx, where)
     if rows is not None:
         raise LanguageError(f"{what} takes only the model: {what}(MODEL m)", where)
     if isinstance(function, MLWeights):
@@ -109,20 +112,60 @@ def training_rows(model) -> exp.Query:
     return exp.select(*columns).from_(table).where(condition)
 
 
-def _check_columns(model, source: exp.Query, ctx: Context, what: str, where, need_label: bool) -> list[str]:
-    have = ctx.input_columns(source.sql(dialect="postgres"))
+def _check_columns(model, source: exp.Query, ctx: Context, what: str, where, need_label: bool,
+                   rows: str = "the input rows") -> dict[str, str]:
+    """The input's columns (name → pg_type.typcategory, in order), checked: every feature (and the label)
+    is there and every feature is a number or a boolean. A query PostgreSQL cannot run raises the matching
+    modelstore error (a dropped table, an unknown column, a missing privilege) at the function's position."""
+    try:
+        described = ctx.input_columns(source.sql(dialect="postgres"))
+    except psycopg.Error as exc:
+        raise _input_error(exc, f"{what}: {rows} of model {model.name!r} cannot be read", where) from None
+    have = {name: category for name, category, _ in described}
     need = list(model.descriptor.features) + ([model.descriptor.target] if need_label else [])
     missing = [c for c in need if c not in have]
     if missing:
         raise LanguageError(f"{what}: the input rows lack column(s) {missing} of model {model.name!r} "
-                            f"(they have {have})", where)
+                            f"(they have {list(have)})", where)
+    bad = [(name, type_name) for name, category, type_name in described
+           if name in model.descriptor.features and category not in ("N", "B")]
+    if bad:
+        raise ColumnTypeError(_at(where) + f"{what}: feature column(s) {[n for n, _ in bad]} of {rows} must be "
+                              f"numbers, got {[t for _, t in bad]}")
     return have
 
 
-def _scored(model, source: exp.Query) -> tuple[exp.Query, list[exp.Expression]]:
+def _at(where) -> str:
+    return f"line {where[0]}, column {where[1]}: " if where else ""
+
+
+def _input_error(exc: psycopg.Error, message: str, where) -> Exception:
+    """The modelstore error for a PostgreSQL error raised by the input rows' query."""
+    detail = (exc.diag.message_primary if getattr(exc, "diag", None) is not None else None) or str(exc).splitlines()[0]
+    text = _at(where) + f"{message}: {detail}"
+    if isinstance(exc, psycopg.errors.UndefinedTable):
+        return UnknownTableError(text)
+    if isinstance(exc, psycopg.errors.UndefinedColumn):
+        return UnknownColumnError(text)
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return PrivilegeError(text)
+    if isinstance(exc, psycopg.errors.UndefinedFunction | psycopg.errors.DatatypeMismatch
+                  | psycopg.errors.CannotCoerce):
+        return ColumnTypeError(text)
+    return LanguageError(f"{message}: {detail}", where)
+
+
+def _as_float(column: exp.Expression, category: str | None) -> exp.Expression:
+    """A feature column as double precision; booleans as 0/1, as the statistics count them."""
+    if category == "B":
+        column = exp.Cast(this=column, to=exp.DataType.build("int"))
+    return exp.Cast(this=column, to=exp.DataType.build("double precision"))
+
+
+def _scored(model, source: exp.Query, types: dict[str, str] | None = None) -> tuple[exp.Query, list[exp.Expression]]:
     """``SELECT _input.*, score₀, score₁, … FROM (source) AS _input`` and the score columns' names."""
-    xs = [exp.Cast(this=exp.column(f, table="_input", quoted=True), to=exp.DataType.build("double precision"))
-          for f in model.descriptor.features]
+    types = types or {}
+    xs = [_as_float(exp.column(f, table="_input", quoted=True), types.get(f)) for f in model.descriptor.features]
     z = scoring.scores(model, xs)
     names = [f"__modelstore_score_{k}" for k in range(len(z))]
     query = exp.select(exp.Star(), copy=False).from_(source.subquery("_input", copy=False))
@@ -133,7 +176,7 @@ def _scored(model, source: exp.Query) -> tuple[exp.Query, list[exp.Expression]]:
 
 def predict_query(model, source: exp.Query, ctx: Context, what: str, where) -> exp.Query:
     have = _check_columns(model, source, ctx, what, where, need_label=False)
-    scored, z = _scored(model, source)
+    scored, z = _scored(model, source, have)
     label = model.descriptor.target
     out = [exp.column(c, quoted=True) for c in have]
     if model.kind == "linear":
@@ -148,13 +191,13 @@ def predict_query(model, source: exp.Query, ctx: Context, what: str, where) -> e
     return exp.select(*out).from_(scored.subquery("_scored", copy=False))
 
 
-def evaluate_query(model, source: exp.Query, ctx: Context, where) -> exp.Query:
-    _check_columns(model, source, ctx, "ML.EVALUATE", where, need_label=True)
-    scored, z = _scored(model, source)
+def evaluate_query(model, source: exp.Query, ctx: Context, where, rows: str = "the input rows") -> exp.Query:
+    have = _check_columns(model, source, ctx, "ML.EVALUATE", where, need_label=True, rows=rows)
+    scored, z = _scored(model, source, have)
     y = exp.column(model.descriptor.target, quoted=True)
     count = exp.alias_(exp.Count(this=exp.Star()), "rows", quoted=True)
     if model.kind == "linear":
-        yf = exp.Cast(this=y, to=exp.DataType.build("double precision"))
+        yf = _as_float(y, have.get(model.descriptor.target))
         residual = exp.Paren(this=exp.Sub(this=yf, expression=z[0]))
         sq = exp.Mul(this=residual, expression=residual.copy())
         var_y = exp.Anonymous(this="var_pop", expressions=[yf.copy()])

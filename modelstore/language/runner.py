@@ -68,7 +68,12 @@ def fit_arguments(store, create: CreateModel) -> dict:
                                    f"(columns: {list(table.columns)})", node)
     order_kind = table.order_kind(order_by)
     bounds = split_where(create.where, order_by, order_kind, table.columns[order_by].type_name)
-    where = bounds.residual.sql(dialect="postgres") if bounds.residual is not None else None
+    where = None
+    if bounds.residual is not None:
+        residual = bounds.residual.copy()
+        for column in residual.find_all(exp.Column):  # names were folded by the parser: now they are exact
+            column.this.set("quoted", True)
+        where = residual.sql(dialect="postgres")
     return dict(kind=create.kind, table=create.table, target=label, features=features, order_by=order_by,
                 lo=bounds.lo, hi=bounds.hi, where=where, **create.params)
 
@@ -113,10 +118,15 @@ def _select(store, statement: Select) -> pd.DataFrame:
                 raise LanguageError(f"no model named {name!r} (SHOW MODELS lists them)") from None
         return models[name]
 
-    def input_columns(query_sql: str) -> list[str]:
+    def input_columns(query_sql: str) -> list[tuple[str, str, str]]:
+        """(name, pg_type.typcategory, type name) of each column of the input rows."""
         with conn.transaction():
             cur = conn.execute(sql.SQL("SELECT * FROM ({}) AS _probe LIMIT 0").format(sql.SQL(query_sql)))
-            return [d.name for d in cur.description]
+            described = [(d.name, d.type_code) for d in cur.description]
+            types = {oid: (category, name) for oid, category, name in conn.execute(
+                "SELECT oid, typcategory, pg_catalog.format_type(oid, NULL) FROM pg_catalog.pg_type "
+                "WHERE oid = ANY (%s)", [[int(t) for _, t in described]]).fetchall()}
+        return [(name, *types.get(oid, ("X", "unknown"))) for name, oid in described]
 
     ctx = functions.Context(load_model, input_columns, statement.text)
     # READ ONLY: nothing in an input query can write; rolled back: nor change the session (set_config)

@@ -7,6 +7,7 @@ single-quoted; a double-quoted "x" is a string, as in BigQuery.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import sqlglot
@@ -81,18 +82,34 @@ def parse(text: str) -> list:
     """The statements of ``text`` (separated by semicolons), checked; LanguageError when one is bad."""
     if not isinstance(text, str) or not text.strip():
         raise LanguageError(f"a model-language statement must be non-empty text, got {text!r} instead")
+    if "\x00" in text:
+        at = text.index("\x00")
+        raise LanguageError("a statement cannot contain a NUL character",
+                            (text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)))
     try:
         trees = sqlglot.parse(text, read=ModelQL)
     except ParseError as exc:
         first = exc.errors[0] if exc.errors else {}
         where = (first["line"], first["col"]) if first.get("line") else None
-        raise LanguageError(first.get("description") or str(exc), where) from None
+        raise LanguageError(_readable(first.get("description") or str(exc)), where) from None
     except TokenError as exc:
-        raise LanguageError(f"cannot read the statement: {exc}") from None
+        raise LanguageError(f"cannot read the statement: {_readable(str(exc))} (is a quote or backtick left "
+                            f"open?)") from None
     statements = [_statement(normalize_identifiers(tree, dialect="postgres"), text) for tree in trees if tree is not None]
     if not statements:
         raise LanguageError("no statement to run")
     return statements
+
+
+_TOKEN_REPR = re.compile(r"<Token token_type: TokenType\.\w+, text: (.*?), line: \d+, col: \d+, start: \d+, "
+                         r"end: \d+, comments: \[.*?\]>")
+_CLASS_REPR = re.compile(r"<class 'sqlglot\.expressions(?:\.\w+)*\.(\w+)'>")
+
+
+def _readable(message: str) -> str:
+    """sqlglot's parse error without its internals: a token as its text, an expression class as its name."""
+    message = _TOKEN_REPR.sub(lambda m: repr(m.group(1)), message)
+    return _CLASS_REPR.sub(lambda m: m.group(1).upper(), message)
 
 
 def _statement(tree: exp.Expression, text: str):

@@ -138,10 +138,14 @@ def _closed(value, side: str, strict: bool, kind: str, order_type: str, node: ex
     if kind == "integer":
         # coerce_bound already rounded a fractional bound inwards; only a whole bound moves
         return bound + step if bound == value else bound
-    if kind == "date":
-        return bound + dt.timedelta(days=step)
-    if kind in ("timestamp", "timestamptz"):
-        return bound + step * dt.timedelta(microseconds=1)
+    try:
+        if kind == "date":
+            return coerce_bound(bound + dt.timedelta(days=step), kind, side)
+        if kind in ("timestamp", "timestamptz"):
+            return coerce_bound(bound + step * dt.timedelta(microseconds=1), kind, side)
+    except OverflowError:
+        raise RangeError(f"{node.sql(dialect='postgres')}: no {kind} lies beyond this bound that modelstore can "
+                         f"represent") from None
     if order_type in ("double precision", "real"):
         return math.nextafter(float(bound), math.inf * step)
     raise RangeError(
