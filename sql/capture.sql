@@ -233,6 +233,24 @@ BEGIN
 END
 $$;
 
+-- Whether a summary's columns are still what it was computed on: every value column present and
+-- numeric or boolean (bools: which are boolean, read as 0/1), the class column present and of a class type.
+CREATE OR REPLACE FUNCTION modelstore._usable_columns(p_relid oid, p_columns text[], p_target text,
+                                                      OUT ok boolean, OUT bools boolean[])
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT bool_and(a.attnum IS NOT NULL AND t.typcategory IN ('N', 'B'))
+               AND (p_target = '' OR EXISTS (
+                   SELECT 1 FROM pg_attribute AS a2 JOIN pg_type AS t2 ON t2.oid = a2.atttypid
+                    WHERE a2.attrelid = p_relid AND a2.attname = p_target AND NOT a2.attisdropped
+                      AND t2.typcategory IN ('N', 'B', 'S', 'E'))),
+           array_agg(t.typcategory = 'B' ORDER BY c.i)
+      FROM unnest(p_columns) WITH ORDINALITY AS c(name, i)
+      LEFT JOIN pg_attribute AS a ON a.attrelid = p_relid AND a.attname = c.name AND NOT a.attisdropped
+      LEFT JOIN pg_type AS t ON t.oid = a.atttypid
+$$;
+
 CREATE OR REPLACE FUNCTION modelstore.capture()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -329,17 +347,7 @@ BEGIN
                 'WHERE s.source_id = $1 AND s.family <> ''logistic'' AND s.filter_sql = '''' '
                 'AND s.lo_key::%1$s <= $3::%1$s AND s.hi_key::%1$s >= $2::%1$s ORDER BY 1, 2, 3', v_type)
                 USING src.source_id, v_lo, v_hi LOOP
-            SELECT bool_and(a.attnum IS NOT NULL AND t.typcategory IN ('N', 'B')),
-                   array_agg(t.typcategory = 'B' ORDER BY c.i)
-              INTO v_ok, v_bools
-              FROM unnest(grp.columns) WITH ORDINALITY AS c(name, i)
-              LEFT JOIN pg_attribute AS a ON a.attrelid = TG_RELID AND a.attname = c.name AND NOT a.attisdropped
-              LEFT JOIN pg_type AS t ON t.oid = a.atttypid;
-            IF v_ok AND grp.target <> '' THEN
-                v_ok := EXISTS (SELECT 1 FROM pg_attribute AS a JOIN pg_type AS t ON t.oid = a.atttypid
-                                 WHERE a.attrelid = TG_RELID AND a.attname = grp.target AND NOT a.attisdropped
-                                   AND t.typcategory IN ('N', 'B', 'S', 'E'));
-            END IF;
+            SELECT u.ok, u.bools INTO v_ok, v_bools FROM modelstore._usable_columns(TG_RELID, grp.columns, grp.target) AS u;
             -- lock the summaries in a fixed order before reading their means: concurrent writers
             -- then apply their deltas one after the other, each centered on the mean it updates
             EXECUTE format('SELECT array_agg(x.stats_id) FROM (SELECT s.stats_id FROM modelstore.statistics AS s '
@@ -378,17 +386,7 @@ BEGIN
         -- statistics indexes: every node whose chunks hold a changed row (a chunk and its ancestors)
         FOR idx IN SELECT i.index_id, i.family, i.target, i.columns FROM modelstore.stat_indexes AS i
                     WHERE i.source_id = src.source_id ORDER BY i.index_id LOOP
-            SELECT bool_and(a.attnum IS NOT NULL AND t.typcategory IN ('N', 'B')),
-                   array_agg(t.typcategory = 'B' ORDER BY c.i)
-              INTO v_ok, v_bools
-              FROM unnest(idx.columns) WITH ORDINALITY AS c(name, i)
-              LEFT JOIN pg_attribute AS a ON a.attrelid = TG_RELID AND a.attname = c.name AND NOT a.attisdropped
-              LEFT JOIN pg_type AS t ON t.oid = a.atttypid;
-            IF v_ok AND idx.target <> '' THEN
-                v_ok := EXISTS (SELECT 1 FROM pg_attribute AS a JOIN pg_type AS t ON t.oid = a.atttypid
-                                 WHERE a.attrelid = TG_RELID AND a.attname = idx.target AND NOT a.attisdropped
-                                   AND t.typcategory IN ('N', 'B', 'S', 'E'));
-            END IF;
+            SELECT u.ok, u.bools INTO v_ok, v_bools FROM modelstore._usable_columns(TG_RELID, idx.columns, idx.target) AS u;
             IF NOT v_ok THEN
                 DELETE FROM modelstore.stat_indexes WHERE index_id = idx.index_id;
                 CONTINUE;
