@@ -37,14 +37,6 @@ def ensure_source(conn: psycopg.Connection, source: Source, relid: int | None = 
     return row[0]
 
 
-def find_source(conn: psycopg.Connection, source: Source) -> int | None:
-    row = conn.execute(
-        "SELECT source_id FROM modelstore.sources WHERE schema_name = %s AND table_name = %s AND order_by = %s",
-        [source.schema, source.table, source.order_by],
-    ).fetchone()
-    return None if row is None else row[0]
-
-
 # -- statistics ---------------------------------------------------------------------------------------
 
 def _to_arrays(stats) -> dict:

@@ -89,44 +89,54 @@ def check_access(conn: psycopg.Connection, table: Table, descriptor: Descriptor)
     return Access(reuse, store, captured, read_committed, tuple(notes))
 
 
-def validate_source(conn: psycopg.Connection, source_id: int, table: Table, access: Access) -> int:
-    """Drop the source's statistics that may no longer describe the table; returns how many went.
+def usable_source(conn: psycopg.Connection, descriptor: Descriptor, table: Table, access: Access) -> int | None:
+    """The request's source id (None when it has none, or may not reuse), after dropping the
+    statistics that may no longer describe the table — one read of the catalog when nothing changed:
 
     * the table was dropped and created again (another oid), or lost its capture triggers: all of them;
     * a column they read changed type or was dropped and added again: those that read it.
     """
-    row = conn.execute("SELECT relid, column_types, order_by FROM modelstore.sources WHERE source_id = %s",
-                       [source_id]).fetchone()
-    relid, recorded, order_by = row[0], row[1] or {}, row[2]
+    if not access.reuse:
+        return None
+    source = descriptor.source
+    row = conn.execute(
+        "SELECT source_id, relid, column_types FROM modelstore.sources "
+        "WHERE schema_name = %s AND table_name = %s AND order_by = %s",
+        [source.schema, source.table, source.order_by],
+    ).fetchone()
+    if row is None:
+        return None
+    source_id, relid, recorded = row[0], row[1], row[2] or {}
     changed = [name for name, sig in recorded.items()
                if name not in table.columns or table.columns[name].signature != sig]
-    if relid != table.oid or not access.captured or order_by in changed:
-        dropped = conn.execute("DELETE FROM modelstore.statistics WHERE source_id = %s", [source_id]).rowcount
+    if relid != table.oid or not access.captured or source.order_by in changed:
+        conn.execute("DELETE FROM modelstore.statistics WHERE source_id = %s", [source_id])
         conn.execute("DELETE FROM modelstore.stat_indexes WHERE source_id = %s", [source_id])
         conn.execute("UPDATE modelstore.sources SET relid = %s, column_types = '{}' WHERE source_id = %s",
                      [table.oid, source_id])
-        return dropped
-    if not changed:
-        return 0
-    dropped = conn.execute(
-        "DELETE FROM modelstore.statistics WHERE source_id = %(s)s AND (read_columns IS NULL "
-        "OR read_columns && %(c)s::text[] OR columns && %(c)s::text[] OR target = ANY (%(c)s::text[]))",
-        {"s": source_id, "c": changed},
-    ).rowcount
-    conn.execute(
-        "DELETE FROM modelstore.stat_indexes WHERE source_id = %(s)s "
-        "AND (columns && %(c)s::text[] OR target = ANY (%(c)s::text[]))",
-        {"s": source_id, "c": changed},
-    )
-    conn.execute("UPDATE modelstore.sources SET column_types = column_types - %s::text[] WHERE source_id = %s",
-                 [changed, source_id])
-    return dropped
+    elif changed:
+        conn.execute(
+            "DELETE FROM modelstore.statistics WHERE source_id = %(s)s AND (read_columns IS NULL "
+            "OR read_columns && %(c)s::text[] OR columns && %(c)s::text[] OR target = ANY (%(c)s::text[]))",
+            {"s": source_id, "c": changed},
+        )
+        conn.execute(
+            "DELETE FROM modelstore.stat_indexes WHERE source_id = %(s)s "
+            "AND (columns && %(c)s::text[] OR target = ANY (%(c)s::text[]))",
+            {"s": source_id, "c": changed},
+        )
+        conn.execute("UPDATE modelstore.sources SET column_types = column_types - %s::text[] WHERE source_id = %s",
+                     [changed, source_id])
+    return source_id
 
 
-def prepare_write(conn: psycopg.Connection, descriptor: Descriptor, table: Table, access: Access) -> int:
-    """Before a request reads rows for statistics it will store: the source recorded, change capture in
-    place, the columns' types recorded, and the source locked. Returns the source id."""
-    source_id = catalog.ensure_source(conn, descriptor.source, table.oid)
+def prepare_write(conn: psycopg.Connection, descriptor: Descriptor, table: Table, access: Access,
+                  source_id: int | None) -> int:
+    """Before a request reads rows for statistics it will store: the source recorded (when
+    ``source_id`` is None), change capture in place, the columns' types recorded, and the source
+    locked. Returns the source id."""
+    if source_id is None:
+        source_id = catalog.ensure_source(conn, descriptor.source, table.oid)
     if not access.captured:
         # CREATE TRIGGER takes a SHARE ROW EXCLUSIVE lock: it waits for writers in flight, and writers
         # that come later wait for this transaction, which then sees a table nobody is changing

@@ -213,9 +213,7 @@ class Store:
         with self.conn.transaction():
             descriptor, table_info = self._describe(kind, table, target, features, order_by, lo, hi, where, params)
             access = freshness.check_access(self.conn, table_info, descriptor)
-            source_id = catalog.find_source(self.conn, descriptor.source) if access.reuse else None
-            if source_id is not None:
-                freshness.validate_source(self.conn, source_id, table_info, access)
+            source_id = freshness.usable_source(self.conn, descriptor, table_info, access)
             return dataclasses.replace(self._plan(source_id, descriptor), notes=access.notes)
 
     # -- the statistics index (docs/index.md) --------------------------------------------------------
@@ -354,14 +352,12 @@ class Store:
         or scans rows — the source lock (modelstore.freshness). Returns (source id, plan, whether new
         statistics may be stored)."""
         access = freshness.check_access(self.conn, table_info, descriptor)
-        source_id = catalog.find_source(self.conn, descriptor.source) if access.reuse else None
-        if source_id is not None:
-            freshness.validate_source(self.conn, source_id, table_info, access)
+        source_id = freshness.usable_source(self.conn, descriptor, table_info, access)
         plan = self._plan(source_id, descriptor)
         store = writes and access.store
         one_read = len(plan.steps) == 1 and plan.steps[0].op == "stored"
         if not one_read and store:
-            source_id = freshness.prepare_write(self.conn, descriptor, table_info, access)
+            source_id = freshness.prepare_write(self.conn, descriptor, table_info, access, source_id)
             plan = self._plan(source_id, descriptor)
         elif not one_read and source_id is not None and access.read_committed:
             freshness.lock_source(self.conn, source_id)  # one view of the table across the plan's statements
@@ -373,10 +369,8 @@ class Store:
         access = freshness.check_access(self.conn, table_info, descriptor)
         if not access.store:
             raise InputError(f"cannot {what} on {table_info.display}: " + "; ".join(access.notes))
-        source_id = catalog.find_source(self.conn, descriptor.source)
-        if source_id is not None:
-            freshness.validate_source(self.conn, source_id, table_info, access)
-        return freshness.prepare_write(self.conn, descriptor, table_info, access)
+        source_id = freshness.usable_source(self.conn, descriptor, table_info, access)
+        return freshness.prepare_write(self.conn, descriptor, table_info, access, source_id)
 
     def _plan(self, source_id, descriptor: Descriptor, *, allow_subtract: bool = True) -> Plan:
         logistic = descriptor.kind == "logistic"
