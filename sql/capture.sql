@@ -3,62 +3,76 @@
 -- Four statement-level AFTER triggers per table (INSERT, UPDATE, DELETE with transition tables, and
 -- TRUNCATE) run modelstore.capture(), in the writer's transaction:
 --   * unfiltered linear and Naive Bayes summaries (stored statistics and index nodes) that the changed
---     rows fall in absorb the signed delta exactly (sums centered at the stored mean, then the pairwise
---     update of paper §3: n' = n + m, mean' = c + S1/n', M' = M + S2 − S1·S1ᵀ/n');
+--     rows fall in absorb the signed delta exactly (paper §3: sums of the changed rows about one center,
+--     shifted to the stored mean, then n' = n + m, mean' = μ + S1/n', M' = M + S2 − S1·S1ᵀ/n');
 --   * logistic chunk models the change touches are marked stale (they are not decomposable, §4);
 --   * filtered summaries the change touches are deleted (rebuilt on demand): the trigger never
 --     executes SQL text read from the catalog, only identifiers it checked against the table;
 --   * TRUNCATE drops every summary of the table.
 -- Changes outside every stored range cost one probe of the catalog.
+--
+-- Cost per changed row: each changed row is read once per column set, its sums and products computed
+-- once, into the *segment* it falls in — between consecutive range ends of the stored summaries, or the
+-- index chunk it belongs to — never once per summary. Summaries then add up their segments' sums, and
+-- index nodes their chunks' (a chunk's ancestors are its position shifted right by the level).
 
--- mean' = c + S1 / n' (zeros when no row is left)
-CREATE OR REPLACE FUNCTION modelstore._merged_mean(p_n bigint, p_center float8[], p_s1 float8[])
-RETURNS float8[]
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN p_n = 0 THEN array_fill(0::float8, ARRAY[cardinality(p_s1)])
-                ELSE ARRAY(SELECT coalesce(u.c, 0) + u.s / p_n
-                           FROM unnest(p_center, p_s1) WITH ORDINALITY AS u(c, s, i) ORDER BY u.i) END
-$$;
+DROP FUNCTION IF EXISTS modelstore._merged_mean(bigint, float8[], float8[]);
+DROP FUNCTION IF EXISTS modelstore._merged_comoment(bigint, float8[], float8[], float8[], boolean);
+DROP FUNCTION IF EXISTS modelstore._delta_query(text, text, text, text, integer, boolean[], boolean);
 
--- M' = M + S2 − S1·S1ᵀ / n' on a k×k comoment stored in full (statistics) or as its upper triangle
--- (index nodes); S2 comes as the upper triangle, row-major
-CREATE OR REPLACE FUNCTION modelstore._merged_comoment(p_n bigint, p_moments float8[], p_s1 float8[],
-                                                       p_s2 float8[], p_full boolean)
-RETURNS float8[]
+-- A linear summary (n rows, mean μ, comoment M, stored in full or as its upper triangle, row-major)
+-- after absorbing m signed rows whose sums about the center c are S1 and S2 (upper triangle): the sums
+-- are first moved to μ (S1 += m·δ, S2 += S1·δᵀ + δ·S1ᵀ + m·δ·δᵀ with δ = c − μ), then merged.
+CREATE OR REPLACE FUNCTION modelstore._absorbed_linear(p_n bigint, p_mean float8[], p_moments float8[], p_m bigint,
+                                                       p_c float8[], p_s1 float8[], p_s2 float8[], p_full boolean,
+                                                       OUT mean float8[], OUT moments float8[])
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     k integer := cardinality(p_s1);
-    out float8[] := p_moments;
+    n_new bigint := p_n + p_m;
+    d float8[] := array_fill(0::float8, ARRAY[k]);
+    s1 float8[] := array_fill(0::float8, ARRAY[k]);
+    mu float8;
     t integer := 0;
     v float8;
 BEGIN
-    IF p_n = 0 THEN
-        RETURN array_fill(0::float8, ARRAY[cardinality(p_moments)]);
+    IF n_new = 0 THEN
+        mean := array_fill(0::float8, ARRAY[k]);
+        moments := array_fill(0::float8, ARRAY[cardinality(p_moments)]);
+        RETURN;
     END IF;
+    mean := array_fill(0::float8, ARRAY[k]);
+    -- an empty summary has no mean to keep: its sums stay about c
+    moments := CASE WHEN p_n = 0 THEN array_fill(0::float8, ARRAY[cardinality(p_moments)]) ELSE p_moments END;
+    FOR i IN 1..k LOOP
+        mu := CASE WHEN p_n > 0 THEN coalesce(p_mean[i], 0) ELSE p_c[i] END;
+        d[i] := p_c[i] - mu;
+        s1[i] := p_s1[i] + p_m * d[i];
+        mean[i] := mu + s1[i] / n_new;
+    END LOOP;
     FOR i IN 1..k LOOP
         FOR j IN i..k LOOP
             t := t + 1;
-            v := p_s2[t] - p_s1[i] * p_s1[j] / p_n;
+            v := p_s2[t] + p_s1[i] * d[j] + d[i] * p_s1[j] + p_m * d[i] * d[j] - s1[i] * s1[j] / n_new;
             IF p_full THEN
-                out[(i - 1) * k + j] := out[(i - 1) * k + j] + v;
+                moments[(i - 1) * k + j] := moments[(i - 1) * k + j] + v;
                 IF i <> j THEN
-                    out[(j - 1) * k + i] := out[(j - 1) * k + i] + v;
+                    moments[(j - 1) * k + i] := moments[(j - 1) * k + i] + v;
                 END IF;
             ELSE
-                out[t] := out[t] + v;
+                moments[t] := moments[t] + v;
             END IF;
         END LOOP;
     END LOOP;
-    RETURN out;
 END
 $$;
 
--- A Naive Bayes summary with per-class deltas applied: [{label, m, c[], s1[], s2[]}, …]. New classes
--- are appended (readers sort classes), classes whose count reaches zero disappear.
+-- A Naive Bayes summary with per-class deltas applied: [{label, m, c[], s1[], s2[]}, …], sums about
+-- the center c (Gaussian: moved to the class's stored mean first, as in _absorbed_linear; multinomial:
+-- plain feature sums). New classes are appended (readers sort classes), classes whose count reaches
+-- zero disappear.
 CREATE OR REPLACE FUNCTION modelstore._merged_classes(p_family text, p_classes jsonb, p_counts bigint[],
                                                       p_mean float8[], p_moments float8[], p_d integer,
                                                       p_deltas jsonb,
@@ -76,7 +90,10 @@ DECLARE
     e jsonb;
     label jsonb;
     idx integer;
+    n_old bigint;
     n_new bigint;
+    m bigint;
+    dl float8;
     pos integer;
     s1 float8;
     s2 float8;
@@ -98,7 +115,9 @@ BEGIN
             mm := mm || array_fill(0::float8, ARRAY[p_d]);
             idx := jsonb_array_length(cls);
         END IF;
-        n_new := cnt[idx] + (e ->> 'm')::bigint;
+        n_old := cnt[idx];
+        m := (e ->> 'm')::bigint;
+        n_new := n_old + m;
         FOR j IN 1..p_d LOOP
             pos := (idx - 1) * p_d + j;
             s1 := (e -> 's1' ->> (j - 1))::float8;
@@ -110,6 +129,12 @@ BEGIN
             ELSE
                 s2 := (e -> 's2' ->> (j - 1))::float8;
                 c := (e -> 'c' ->> (j - 1))::float8;
+                IF n_old > 0 THEN  -- move the sums to the class's stored mean
+                    dl := c - mu[pos];
+                    s2 := s2 + 2 * dl * s1 + m * dl * dl;
+                    s1 := s1 + m * dl;
+                    c := mu[pos];
+                END IF;
                 mu[pos] := c + s1 / n_new;
                 mm[pos] := mm[pos] + s2 - s1 * s1 / n_new;
             END IF;
@@ -156,80 +181,164 @@ AS $$
     END FROM items
 $$;
 
--- The aggregate that turns signed changed rows into per-summary deltas, as SQL text. p_delta: the
--- signed rows (_delta_rows: the p_k value columns, then the class column when p_has_target);
--- p_join: the summaries they fall in (alias s), restricted to $1;
--- p_ids: the summary's key columns. Identifiers are quoted with %I; nothing else is variable.
-CREATE OR REPLACE FUNCTION modelstore._delta_query(p_family text, p_delta text, p_join text, p_ids text,
-                                                   p_k integer, p_bools boolean[], p_has_target boolean)
+-- Where a cut of the ordering axis lies among int8 keys (the fast path of _delta_query): the first
+-- key at or after it. A cut (key, side 0) lies just before key, (key, side 1) just after it; keys are
+-- (value − offset)·scale, so "row ≥ cut" becomes "row key ≥ position". Positions beyond int8 are
+-- clamped, which is exact while every changed row's key lies strictly inside the int8 range.
+CREATE OR REPLACE FUNCTION modelstore._cut_position(p_key numeric, p_side smallint, p_offset numeric, p_scale numeric)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN v.x >= 9223372036854775807 THEN 9223372036854775807
+                WHEN v.x <= -9223372036854775808 THEN -9223372036854775808 ELSE v.x::bigint END
+      FROM (SELECT CASE WHEN p_side = 0 THEN ceil((p_key - p_offset) * p_scale)
+                        ELSE floor((p_key - p_offset) * p_scale) + 1 END) AS v(x)
+$$;
+
+-- The per-summary deltas of a change, as SQL text (the caller runs it inside the trigger, where the
+-- transition tables are visible). Columns: the summary's key (stats_id, or index_id, level, pos), then
+--   linear:       m, nulls, c (the center), s1, s2 (upper triangle, row-major) — sums about c;
+--   Naive Bayes:  m, nulls, deltas [{label, m, c, s1, s2}] (per class; multinomial: c = 0, plain sums).
+-- Parameters: statistics, $1 the stats_ids (locked by the caller); an index, $1 its index_id, $2 levels.
+-- p_key is the changed rows' ordering key over alias t, compared as p_type: 'int8' (the fast path:
+-- integer, date and timestamp columns, key = (value − p_offset)·p_scale, cuts placed by _cut_position),
+-- 'float8' or 'numeric' (cuts compared with their sides). Identifiers are quoted with %I.
+CREATE OR REPLACE FUNCTION modelstore._delta_query(p_family text, p_op text, p_key text, p_type text,
+                                                   p_offset numeric, p_scale numeric, p_columns text[],
+                                                   p_target text, p_bools boolean[], p_index boolean)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    k integer := p_k;
+    k integer := cardinality(p_columns);
+    nb boolean := p_family <> 'linear';
+    n_all integer := k + CASE WHEN p_family <> 'linear' THEN 1 ELSE 0 END;
+    fast boolean := p_type = 'int8';
     xs text;
-    complete text;
     centers text;
-    c_arr text;
+    centered text;
+    sums text;
+    sum_names text;
+    summed text;
     s1_arr text;
     s2_arr text;
-    inner_q text;
-    ids_s text;
-    ids_i text;
+    cuts text;
+    seg text;
+    inside text := 'true';
+    targets text;
+    ids text;
+    lbl text := CASE WHEN p_family <> 'linear' THEN ', z.label' ELSE '' END;
 BEGIN
-    SELECT string_agg(format('d.v%s IS NOT NULL', i), ' AND ') INTO complete
-      FROM generate_series(1, k + CASE WHEN p_has_target THEN 1 ELSE 0 END) AS i;
-    SELECT string_agg(format('CASE WHEN %s THEN d.v%s%s::float8 END AS x%s', complete, i,
-                             CASE WHEN b THEN '::int' ELSE '' END, i), ', ' ORDER BY i)
+    SELECT string_agg(format('r.v%s%s::float8 AS x%s', i, CASE WHEN b THEN '::int' ELSE '' END, i), ', ' ORDER BY i)
       INTO xs FROM unnest(p_bools) WITH ORDINALITY AS u(b, i);
-    -- p_ids: the summary's key columns, bare ('stats_id' or 'index_id, level, pos')
-    ids_s := (SELECT string_agg('s.' || trim(x), ', ') FROM unnest(string_to_array(p_ids, ',')) AS x);
-    ids_i := replace(ids_s, 's.', 'i.');
-    IF p_family = 'linear' THEN
-        inner_q := format('SELECT %s, s.n AS sn, s.mean AS smean, d.sgn, (%s) AS complete, %s FROM (%s) AS d %s',
-                          ids_s, complete, xs, p_delta, p_join);
-        SELECT string_agg(format('CASE WHEN i.sn > 0 THEN i.smean[%s] ELSE avg(i.x%s) OVER w END AS c%s', i, i, i),
-                          ', ' ORDER BY i) INTO centers FROM generate_series(1, k) AS i;
-        SELECT string_agg(format('coalesce(min(z.c%s), 0)', i), ', ' ORDER BY i),
-               string_agg(format('coalesce(sum(z.sgn * (z.x%s - z.c%s)) FILTER (WHERE z.complete), 0)', i, i),
-                          ', ' ORDER BY i)
-          INTO c_arr, s1_arr FROM generate_series(1, k) AS i;
-        SELECT string_agg(format('coalesce(sum(z.sgn * (z.x%s - z.c%s) * (z.x%s - z.c%s)) FILTER (WHERE z.complete), 0)',
-                                 i, i, j, j), ', ' ORDER BY i, j)
-          INTO s2_arr FROM generate_series(1, k) AS i, generate_series(1, k) AS j WHERE j >= i;
-        RETURN format(
-            'SELECT %s, coalesce(sum(z.sgn) FILTER (WHERE z.complete), 0)::bigint AS m, '
-            'coalesce(sum(z.sgn) FILTER (WHERE NOT z.complete), 0)::bigint AS nulls, '
-            'ARRAY[%s]::float8[] AS c, ARRAY[%s]::float8[] AS s1, ARRAY[%s]::float8[] AS s2 '
-            'FROM (SELECT i.*, %s FROM (%s) AS i WINDOW w AS (PARTITION BY %s)) AS z GROUP BY %s',
-            replace(ids_i, 'i.', 'z.'), c_arr, s1_arr, s2_arr, centers, inner_q, ids_i, replace(ids_i, 'i.', 'z.'));
+    -- one center for every summary, any changed row (the shifted-data sums: each summary's sums are moved
+    -- to its stored mean before they are merged); multinomial keeps plain sums
+    SELECT string_agg(CASE WHEN p_family = 'multinomial_nb' THEN format('0::float8 AS c%s', i)
+                           ELSE format('coalesce(f.x%s, 0) AS c%s', i, i) END, ', ' ORDER BY i)
+             || CASE WHEN p_family = 'multinomial_nb' THEN ''
+                     ELSE ' FROM (SELECT) AS one LEFT JOIN LATERAL (SELECT * FROM d WHERE d.complete LIMIT 1) AS f ON true' END,
+           -- per row, once: y = x − c and the signed w = sgn·y
+           string_agg(format('q.x%1$s - c.c%1$s AS y%1$s, q.sgn * (q.x%1$s - c.c%1$s) AS w%1$s', i), ', ' ORDER BY i)
+      INTO centers, centered FROM generate_series(1, k) AS i;
+    -- the sums each changed row adds to its segment (complete rows only)
+    IF nb THEN
+        SELECT string_agg(format('sum(z.w%1$s) FILTER (WHERE z.complete) AS s1_%1$s, '
+                                 'sum(z.w%1$s * z.y%1$s) FILTER (WHERE z.complete) AS s2_%1$s', i), ', ' ORDER BY i),
+               string_agg(format('s1_%1$s, s2_%1$s', i), ', ' ORDER BY i),
+               string_agg(format('sum(t.s1_%1$s) AS s1_%1$s, sum(t.s2_%1$s) AS s2_%1$s', i), ', ' ORDER BY i),
+               string_agg(format('coalesce(a.s1_%s, 0)', i), ', ' ORDER BY i),
+               string_agg(format('coalesce(a.s2_%s, 0)', i), ', ' ORDER BY i)
+          INTO sums, sum_names, summed, s1_arr, s2_arr FROM generate_series(1, k) AS i;
+    ELSE
+        SELECT string_agg(format('sum(z.w%1$s) FILTER (WHERE z.complete) AS s1_%1$s', i), ', ' ORDER BY i),
+               string_agg(format('s1_%s', i), ', ' ORDER BY i),
+               string_agg(format('sum(t.s1_%1$s) AS s1_%1$s', i), ', ' ORDER BY i),
+               string_agg(format('coalesce(a.s1_%s, 0)', i), ', ' ORDER BY i)
+          INTO sums, sum_names, summed, s1_arr FROM generate_series(1, k) AS i;
+        SELECT sums || ', ' || string_agg(format('sum(z.w%1$s * z.y%2$s) FILTER (WHERE z.complete) AS s2_%1$s_%2$s',
+                                                 i, j), ', ' ORDER BY i, j),
+               sum_names || ', ' || string_agg(format('s2_%s_%s', i, j), ', ' ORDER BY i, j),
+               summed || ', ' || string_agg(format('sum(t.s2_%1$s_%2$s) AS s2_%1$s_%2$s', i, j), ', ' ORDER BY i, j),
+               string_agg(format('coalesce(a.s2_%s_%s, 0)', i, j), ', ' ORDER BY i, j)
+          INTO sums, sum_names, summed, s2_arr FROM generate_series(1, k) AS i, generate_series(1, k) AS j WHERE j >= i;
     END IF;
-    -- Naive Bayes: per summary and class (incomplete rows form the NULL label)
-    inner_q := format('SELECT %s, s.counts AS scounts, s.mean AS smean, s.classes AS sclasses, d.sgn, '
-                      'CASE WHEN %s THEN to_jsonb(d.v%s) END AS label, %s FROM (%s) AS d %s',
-                      ids_s, complete, k + 1, xs, p_delta, p_join);
-    SELECT string_agg(
-               CASE WHEN p_family = 'multinomial_nb' THEN format('0::float8 AS c%s', i)
-                    ELSE format('CASE WHEN y.idx IS NOT NULL AND y.scounts[y.idx] > 0 THEN y.smean[(y.idx - 1) * %s + %s] '
-                                'ELSE avg(y.x%s) OVER w END AS c%s', k, i, i, i) END,
-               ', ' ORDER BY i) INTO centers FROM generate_series(1, k) AS i;
-    SELECT string_agg(format('coalesce(min(z.c%s), 0)', i), ', ' ORDER BY i),
-           string_agg(format('coalesce(sum(z.sgn * (z.x%s - z.c%s)), 0)', i, i), ', ' ORDER BY i),
-           string_agg(format('coalesce(sum(z.sgn * (z.x%s - z.c%s) * (z.x%s - z.c%s)), 0)', i, i, i, i), ', ' ORDER BY i)
-      INTO c_arr, s1_arr, s2_arr FROM generate_series(1, k) AS i;
+    IF p_index THEN
+        -- an index: a row's chunk is the number of chunk starts at or before it, less one, if it lies
+        -- before the index's end; the chunk's ancestor at level L is its position shifted right by L
+        ids := 'index_id, level, pos';
+        IF fast THEN
+            cuts := format('SELECT coalesce(array_agg(modelstore._cut_position(n.lo_key, n.lo_side, %1$L, %2$L) '
+                           'ORDER BY n.pos), ''{}'') AS keys, (array_agg(modelstore._cut_position(n.hi_key, n.hi_side, '
+                           '%1$L, %2$L) ORDER BY n.pos DESC))[1] AS end_key', p_offset, p_scale);
+            seg := 'q.b - 1';
+            inside := 'q.k < q.end_key';
+        ELSE
+            cuts := format('SELECT coalesce(array_agg(n.lo_key::%1$s ORDER BY n.pos), ''{}'') AS keys, '
+                           'coalesce(array_agg(n.lo_side ORDER BY n.pos), ''{}'') AS sides, '
+                           '(array_agg(n.hi_key::%1$s ORDER BY n.pos DESC))[1] AS end_key, '
+                           '(array_agg(n.hi_side ORDER BY n.pos DESC))[1] AS end_side', p_type);
+            -- a start (key, side 1) lies just after key: a row on key belongs to the chunk before
+            seg := 'q.b - CASE WHEN q.b > 0 AND q.keys[q.b] = q.k AND q.sides[q.b] = 1 THEN 2 ELSE 1 END';
+            inside := 'q.k < q.end_key OR (q.k = q.end_key AND q.end_side = 1)';
+        END IF;
+        cuts := cuts || ' FROM modelstore.index_nodes AS n WHERE n.index_id = $1 AND n.level = 0';
+        targets := format('SELECT $1::bigint AS index_id, lv.level::smallint AS level, g.seg >> lv.level AS pos%s, '
+                          'g.m, g.nulls, %s FROM g CROSS JOIN generate_series(0, $2 - 1) AS lv(level) WHERE g.seg >= 0',
+                          replace(lbl, 'z.', 'g.'), sum_names);
+    ELSE
+        -- stored statistics: rows between the same two consecutive range ends lie in the same
+        -- summaries; a segment's representative row tells which
+        ids := 'stats_id';
+        IF fast THEN
+            cuts := format('SELECT coalesce(array_agg(DISTINCT e.key ORDER BY e.key), ''{}'') AS keys '
+                           'FROM modelstore.statistics AS s CROSS JOIN LATERAL (VALUES '
+                           '(modelstore._cut_position(s.lo_key, 0::smallint, %1$L, %2$L)), '
+                           '(modelstore._cut_position(s.hi_key, 1::smallint, %1$L, %2$L))) AS e(key)', p_offset, p_scale);
+            seg := 'q.b';
+            targets := format('g.rep >= modelstore._cut_position(s.lo_key, 0::smallint, %1$L, %2$L) '
+                              'AND g.rep < modelstore._cut_position(s.hi_key, 1::smallint, %1$L, %2$L)', p_offset, p_scale);
+        ELSE
+            cuts := format('SELECT coalesce(array_agg(DISTINCT e.key ORDER BY e.key), ''{}'') AS keys '
+                           'FROM modelstore.statistics AS s CROSS JOIN LATERAL (VALUES (s.lo_key::%1$s), '
+                           '(s.hi_key::%1$s)) AS e(key)', p_type);
+            -- rows on a range end form their own segment
+            seg := '2 * q.b + CASE WHEN q.b > 0 AND q.keys[q.b] = q.k THEN 0 ELSE 1 END';
+            targets := format('g.rep BETWEEN s.lo_key::%1$s AND s.hi_key::%1$s', p_type);
+        END IF;
+        cuts := cuts || ' WHERE s.stats_id = ANY ($1)';
+        targets := format('SELECT s.stats_id%s, g.m, g.nulls, %s FROM g JOIN modelstore.statistics AS s '
+                          'ON s.stats_id = ANY ($1) AND %s', replace(lbl, 'z.', 'g.'), sum_names, targets);
+    END IF;
+    -- OFFSET 0 keeps a subquery from being flattened: its columns are computed once per row, not once
+    -- per use in the aggregates above
     RETURN format(
-        'SELECT %1$s, coalesce(sum(g.m) FILTER (WHERE g.label IS NOT NULL), 0)::bigint AS m, '
-        'coalesce(sum(g.m) FILTER (WHERE g.label IS NULL), 0)::bigint AS nulls, '
-        'coalesce(jsonb_agg(jsonb_build_object(''label'', g.label, ''m'', g.m, ''c'', g.c, ''s1'', g.s1, ''s2'', g.s2)) '
-        'FILTER (WHERE g.label IS NOT NULL), ''[]''::jsonb) AS deltas '
-        'FROM (SELECT %2$s, z.label, sum(z.sgn) AS m, to_jsonb(ARRAY[%3$s]::float8[]) AS c, '
-        'to_jsonb(ARRAY[%4$s]::float8[]) AS s1, to_jsonb(ARRAY[%5$s]::float8[]) AS s2 '
-        'FROM (SELECT y.*, %6$s FROM (SELECT i.*, (SELECT e.ord::integer FROM jsonb_array_elements(i.sclasses) '
-        'WITH ORDINALITY AS e(v, ord) WHERE e.v = i.label) AS idx FROM (%7$s) AS i) AS y '
-        'WINDOW w AS (PARTITION BY %8$s, y.label)) AS z GROUP BY %2$s, z.label) AS g GROUP BY %9$s',
-        replace(ids_i, 'i.', 'g.'), replace(ids_i, 'i.', 'z.'), c_arr, s1_arr, s2_arr, centers, inner_q,
-        replace(ids_i, 'i.', 'y.'), replace(ids_i, 'i.', 'g.'));
+        'WITH d AS (SELECT r.sgn, r.k, (%1$s) AS complete, %2$s%3$s FROM (%4$s) AS r WHERE r.k IS NOT NULL), '
+        'c AS (SELECT %5$s), cuts AS (%6$s), '
+        'z AS (SELECT %7$s AS seg, q.k, q.sgn, q.complete%8$s, %9$s FROM (SELECT d.*, cuts.*, '
+        'width_bucket(d.k, cuts.keys) AS b FROM d CROSS JOIN cuts OFFSET 0) AS q CROSS JOIN c WHERE %10$s OFFSET 0), '
+        'g AS (SELECT z.seg%11$s, min(z.k) AS rep, coalesce(sum(z.sgn) FILTER (WHERE z.complete), 0) AS m, '
+        'coalesce(sum(z.sgn) FILTER (WHERE NOT z.complete), 0) AS nulls, %12$s FROM z GROUP BY z.seg%11$s), '
+        't AS (%13$s), '
+        'a AS (SELECT %14$s%15$s, sum(t.m) AS m, sum(t.nulls) AS nulls, %16$s FROM t GROUP BY %14$s%15$s), '
+        'cc AS (SELECT ARRAY[%17$s]::float8[] AS arr FROM c) ',
+        (SELECT string_agg(format('r.v%s IS NOT NULL', i), ' AND ') FROM generate_series(1, n_all) AS i),
+        xs, CASE WHEN nb THEN format(', to_jsonb(r.v%s) AS label', n_all) ELSE '' END,
+        modelstore._delta_rows(p_op, p_key, p_columns || CASE WHEN nb THEN ARRAY[p_target] ELSE '{}' END),
+        centers, cuts, seg, CASE WHEN nb THEN ', CASE WHEN q.complete THEN q.label END AS label' ELSE '' END,
+        centered, inside, lbl, sums, targets, ids, replace(lbl, 'z.', 't.'), summed,
+        (SELECT string_agg(format('c.c%s', i), ', ' ORDER BY i) FROM generate_series(1, k) AS i))
+        || CASE WHEN nb THEN format(
+            'SELECT %1$s, coalesce(sum(a.m) FILTER (WHERE a.label IS NOT NULL), 0)::bigint AS m, '
+            'coalesce(sum(a.nulls) FILTER (WHERE a.label IS NULL), 0)::bigint AS nulls, '
+            'coalesce(jsonb_agg(jsonb_build_object(''label'', a.label, ''m'', a.m, ''c'', to_jsonb(cc.arr), '
+            '''s1'', to_jsonb(ARRAY[%2$s]::float8[]), ''s2'', to_jsonb(ARRAY[%3$s]::float8[]))) '
+            'FILTER (WHERE a.label IS NOT NULL), ''[]''::jsonb) AS deltas '
+            'FROM a CROSS JOIN cc GROUP BY %1$s', ids, s1_arr, s2_arr)
+        ELSE format(
+            'SELECT %1$s, a.m::bigint AS m, a.nulls::bigint AS nulls, cc.arr AS c, ARRAY[%2$s]::float8[] AS s1, '
+            'ARRAY[%3$s]::float8[] AS s2 FROM a CROSS JOIN cc', ids, s1_arr, s2_arr) END;
 END
 $$;
 
@@ -251,6 +360,18 @@ AS $$
       LEFT JOIN pg_type AS t ON t.oid = a.atttypid
 $$;
 
+-- Whether a sorted array of keys holds one in [lo, hi]: width_bucket counts the keys at or below lo;
+-- lo itself is one of them, or the next key up is at most hi.
+CREATE OR REPLACE FUNCTION modelstore._any_key_between(p_keys anycompatiblearray, p_lo anycompatible,
+                                                       p_hi anycompatible)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(p_lo <= p_hi AND ((w.b > 0 AND p_keys[w.b] = p_lo) OR p_keys[w.b + 1] <= p_hi), false)
+      FROM (SELECT width_bucket(p_lo, p_keys)) AS w(b)
+$$;
+
 CREATE OR REPLACE FUNCTION modelstore.capture()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -270,8 +391,12 @@ DECLARE
     v_ids bigint[];
     v_bools boolean[];
     v_ok boolean;
-    v_member text;
-    v_node_member text;
+    v_keys text;       -- the changed rows' sorted ordering keys, as a subquery
+    v_seg_type text;   -- how _delta_query compares keys: 'int8', 'float8' or 'numeric'
+    v_seg_key text;
+    v_offset numeric;
+    v_scale numeric;
+    v_query text;
 BEGIN
     -- FOR SHARE: writers share the source row; a request that stores new statistics updates it first
     -- (modelstore.freshness.lock_source), so the two wait for each other, and a REPEATABLE READ writer
@@ -292,7 +417,10 @@ BEGIN
             WHEN v_typid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype)
                 THEN format('t.%I::numeric', src.order_by)
             WHEN v_typid IN ('float4'::regtype, 'float8'::regtype) THEN format('t.%I::float8', src.order_by)
-            WHEN v_typid = 'date'::regtype THEN format('(t.%I - date ''1970-01-01'')::numeric', src.order_by)
+            -- infinite dates cannot be subtracted: they are the numeric infinities
+            WHEN v_typid = 'date'::regtype
+                THEN format('CASE WHEN t.%1$I = ''infinity'' THEN ''Infinity''::numeric WHEN t.%1$I = ''-infinity'' '
+                            'THEN ''-Infinity''::numeric ELSE (t.%1$I - date ''1970-01-01'')::numeric END', src.order_by)
             WHEN v_typid IN ('timestamp'::regtype, 'timestamptz'::regtype)
                 THEN format('extract(epoch FROM t.%I)', src.order_by)
         END;
@@ -306,6 +434,29 @@ BEGIN
         v_delta := modelstore._delta_rows(TG_OP, v_key, '{}');  -- signed keys only
         EXECUTE format('SELECT min(d.k)::text, max(d.k)::text FROM (%s) AS d', v_delta) INTO v_lo, v_hi;
         CONTINUE WHEN v_lo IS NULL;  -- no changed row has an ordering value
+
+        -- how the per-row pass places rows among the summaries' range ends: as int8 keys when the column
+        -- allows and every changed key lies strictly inside int8 (binary search over fixed-width
+        -- arrays), else as the ordering key itself
+        v_seg_type := v_type;
+        v_seg_key := v_key;
+        v_offset := 0;
+        v_scale := 1;
+        IF v_typid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)
+           AND v_lo::numeric > -9223372036854775808 AND v_hi::numeric < 9223372036854775807 THEN
+            v_seg_type := 'int8';
+            v_seg_key := format('t.%I::int8', src.order_by);
+        ELSIF v_typid = 'date'::regtype AND v_lo::numeric > '-Infinity' AND v_hi::numeric < 'Infinity' THEN
+            v_seg_type := 'int8';
+            v_seg_key := format('(t.%I - date ''1970-01-01'')::int8', src.order_by);
+        ELSIF v_typid IN ('timestamp'::regtype, 'timestamptz'::regtype)
+              AND v_lo::numeric > '-Infinity' AND v_hi::numeric < 'Infinity' THEN
+            -- microseconds since 2000-01-01: every finite timestamp fits in int8
+            v_seg_type := 'int8';
+            v_offset := 946684800;
+            v_scale := 1000000;
+            v_seg_key := format('((extract(epoch FROM t.%I) - 946684800) * 1000000)::int8', src.order_by);
+        END IF;
 
         -- the cheap exit: the change lies outside every stored range (appends past the end)
         CONTINUE WHEN NOT EXISTS (
@@ -324,24 +475,28 @@ BEGIN
                          ELSE (n.lo_key < v_hi::numeric OR (n.lo_key = v_hi::numeric AND n.lo_side = 0))
                               AND (n.hi_key > v_lo::numeric OR (n.hi_key = v_lo::numeric AND n.hi_side = 1)) END));
 
-        v_member := format('d.k BETWEEN s.lo_key::%1$s AND s.hi_key::%1$s', v_type);
-        v_node_member := format('(d.k > s.lo_key::%1$s OR (d.k = s.lo_key::%1$s AND s.lo_side = 0)) AND '
-                                '(d.k < s.hi_key::%1$s OR (d.k = s.hi_key::%1$s AND s.hi_side = 1))', v_type);
+        -- logistic chunk models the change touches: stale (§4 models do not absorb deltas); filtered
+        -- summaries the change touches: deleted, rebuilt on demand. A summary is touched when a changed
+        -- key lies in its range: the sorted keys are gathered once (an InitPlan), each range is a
+        -- binary search (_any_key_between).
+        IF EXISTS (SELECT 1 FROM modelstore.statistics AS s
+                    WHERE s.source_id = src.source_id AND ((s.family = 'logistic' AND NOT s.stale)
+                          OR (s.family <> 'logistic' AND s.filter_sql <> ''))) THEN
+            v_keys := format('(SELECT array_agg(d.k ORDER BY d.k) FROM (%s) AS d WHERE d.k IS NOT NULL)', v_delta);
+            EXECUTE format('UPDATE modelstore.statistics AS s SET stale = true WHERE s.source_id = $1 '
+                           'AND s.family = ''logistic'' AND NOT s.stale AND s.lo_key::%1$s <= $3::%1$s '
+                           'AND s.hi_key::%1$s >= $2::%1$s '
+                           'AND modelstore._any_key_between(%2$s, s.lo_key::%1$s, s.hi_key::%1$s)', v_type, v_keys)
+                USING src.source_id, v_lo, v_hi;
+            EXECUTE format('DELETE FROM modelstore.statistics AS s WHERE s.source_id = $1 '
+                           'AND s.family <> ''logistic'' AND s.filter_sql <> '''' AND s.lo_key::%1$s <= $3::%1$s '
+                           'AND s.hi_key::%1$s >= $2::%1$s '
+                           'AND modelstore._any_key_between(%2$s, s.lo_key::%1$s, s.hi_key::%1$s)', v_type, v_keys)
+                USING src.source_id, v_lo, v_hi;
+        END IF;
 
-        -- logistic chunk models the change touches: stale (§4 models do not absorb deltas)
-        EXECUTE format('UPDATE modelstore.statistics AS s SET stale = true WHERE s.source_id = $1 '
-                       'AND s.family = ''logistic'' AND NOT s.stale AND s.lo_key::%1$s <= $3::%1$s '
-                       'AND s.hi_key::%1$s >= $2::%1$s AND EXISTS (SELECT 1 FROM (%2$s) AS d WHERE %3$s)',
-                       v_type, v_delta, v_member)
-            USING src.source_id, v_lo, v_hi;
-        -- filtered summaries the change touches: deleted, rebuilt on demand
-        EXECUTE format('DELETE FROM modelstore.statistics AS s WHERE s.source_id = $1 '
-                       'AND s.family <> ''logistic'' AND s.filter_sql <> '''' AND s.lo_key::%1$s <= $3::%1$s '
-                       'AND s.hi_key::%1$s >= $2::%1$s AND EXISTS (SELECT 1 FROM (%2$s) AS d WHERE %3$s)',
-                       v_type, v_delta, v_member)
-            USING src.source_id, v_lo, v_hi;
-
-        -- unfiltered linear and Naive Bayes statistics: one aggregate per family and column set
+        -- unfiltered linear and Naive Bayes statistics: one pass over the changed rows per family and
+        -- column set
         FOR grp IN EXECUTE format(
                 'SELECT DISTINCT s.family, s.target, s.columns FROM modelstore.statistics AS s '
                 'WHERE s.source_id = $1 AND s.family <> ''logistic'' AND s.filter_sql = '''' '
@@ -349,7 +504,7 @@ BEGIN
                 USING src.source_id, v_lo, v_hi LOOP
             SELECT u.ok, u.bools INTO v_ok, v_bools FROM modelstore._usable_columns(TG_RELID, grp.columns, grp.target) AS u;
             -- lock the summaries in a fixed order before reading their means: concurrent writers
-            -- then apply their deltas one after the other, each centered on the mean it updates
+            -- then apply their deltas one after the other, each moved to the mean it updates
             EXECUTE format('SELECT array_agg(x.stats_id) FROM (SELECT s.stats_id FROM modelstore.statistics AS s '
                            'WHERE s.source_id = $1 AND s.family = $4 AND s.target = $5 AND s.columns = $6 '
                            'AND s.filter_sql = '''' AND s.lo_key::%1$s <= $3::%1$s AND s.hi_key::%1$s >= $2::%1$s '
@@ -360,31 +515,24 @@ BEGIN
                 DELETE FROM modelstore.statistics WHERE stats_id = ANY (v_ids);
                 CONTINUE;
             END IF;
+            v_query := modelstore._delta_query(grp.family, TG_OP, v_seg_key, v_seg_type, v_offset, v_scale, grp.columns, grp.target, v_bools, false);
             IF grp.family = 'linear' THEN
                 EXECUTE format('UPDATE modelstore.statistics AS t SET n = t.n + a.m, null_rows = t.null_rows + a.nulls, '
-                               'mean = modelstore._merged_mean(t.n + a.m, a.c, a.s1), '
-                               'moments = modelstore._merged_comoment(t.n + a.m, t.moments, a.s1, a.s2, true) '
-                               'FROM (%s) AS a WHERE t.stats_id = a.stats_id',
-                               modelstore._delta_query('linear', modelstore._delta_rows(TG_OP, v_key, grp.columns),
-                                   format('JOIN modelstore.statistics AS s ON %s WHERE s.stats_id = ANY ($1)', v_member),
-                                   'stats_id', cardinality(grp.columns), v_bools, false))
+                               '(mean, moments) = (SELECT * FROM modelstore._absorbed_linear('
+                               't.n, t.mean, t.moments, a.m, a.c, a.s1, a.s2, true)) '
+                               'FROM (%s) AS a WHERE t.stats_id = a.stats_id', v_query)
                     USING v_ids;
             ELSE
                 EXECUTE format('UPDATE modelstore.statistics AS t SET n = t.n + a.m, null_rows = t.null_rows + a.nulls, '
                                '(classes, counts, mean, moments) = (SELECT * FROM modelstore._merged_classes('
                                't.family, t.classes, t.counts, t.mean, t.moments, %s, a.deltas)) '
-                               'FROM (%s) AS a WHERE t.stats_id = a.stats_id',
-                               cardinality(grp.columns),
-                               modelstore._delta_query(grp.family,
-                                   modelstore._delta_rows(TG_OP, v_key, grp.columns || grp.target),
-                                   format('JOIN modelstore.statistics AS s ON %s WHERE s.stats_id = ANY ($1)', v_member),
-                                   'stats_id', cardinality(grp.columns), v_bools, true))
+                               'FROM (%s) AS a WHERE t.stats_id = a.stats_id', cardinality(grp.columns), v_query)
                     USING v_ids;
             END IF;
         END LOOP;
 
-        -- statistics indexes: every node whose chunks hold a changed row (a chunk and its ancestors)
-        FOR idx IN SELECT i.index_id, i.family, i.target, i.columns FROM modelstore.stat_indexes AS i
+        -- statistics indexes: the chunk each changed row falls in, and that chunk's ancestors
+        FOR idx IN SELECT i.index_id, i.family, i.target, i.columns, i.levels FROM modelstore.stat_indexes AS i
                     WHERE i.source_id = src.source_id ORDER BY i.index_id LOOP
             SELECT u.ok, u.bools INTO v_ok, v_bools FROM modelstore._usable_columns(TG_RELID, idx.columns, idx.target) AS u;
             IF NOT v_ok THEN
@@ -395,26 +543,21 @@ BEGIN
                            'AND s.lo_key::%1$s <= $3::%1$s AND s.hi_key::%1$s >= $2::%1$s '
                            'ORDER BY s.level, s.pos FOR UPDATE', v_type)
                USING idx.index_id, v_lo, v_hi;
+            v_query := modelstore._delta_query(idx.family, TG_OP, v_seg_key, v_seg_type, v_offset, v_scale, idx.columns, idx.target, v_bools, true);
             IF idx.family = 'linear' THEN
                 EXECUTE format('UPDATE modelstore.index_nodes AS t SET n = t.n + a.m, null_rows = t.null_rows + a.nulls, '
-                               'mean = modelstore._merged_mean(t.n + a.m, a.c, a.s1), '
-                               'moments = modelstore._merged_comoment(t.n + a.m, t.moments, a.s1, a.s2, false) '
+                               '(mean, moments) = (SELECT * FROM modelstore._absorbed_linear('
+                               't.n, t.mean, t.moments, a.m, a.c, a.s1, a.s2, false)) '
                                'FROM (%s) AS a WHERE t.index_id = a.index_id AND t.level = a.level AND t.pos = a.pos',
-                               modelstore._delta_query('linear', modelstore._delta_rows(TG_OP, v_key, idx.columns),
-                                   format('JOIN modelstore.index_nodes AS s ON %s WHERE s.index_id = $1', v_node_member),
-                                   'index_id, level, pos', cardinality(idx.columns), v_bools, false))
-                    USING idx.index_id;
+                               v_query)
+                    USING idx.index_id, idx.levels;
             ELSE
                 EXECUTE format('UPDATE modelstore.index_nodes AS t SET n = t.n + a.m, null_rows = t.null_rows + a.nulls, '
                                '(classes, counts, mean, moments) = (SELECT * FROM modelstore._merged_classes('
-                               '$2, t.classes, t.counts, t.mean, t.moments, %s, a.deltas)) '
+                               '$3, t.classes, t.counts, t.mean, t.moments, %s, a.deltas)) '
                                'FROM (%s) AS a WHERE t.index_id = a.index_id AND t.level = a.level AND t.pos = a.pos',
-                               cardinality(idx.columns),
-                               modelstore._delta_query(idx.family,
-                                   modelstore._delta_rows(TG_OP, v_key, idx.columns || idx.target),
-                                   format('JOIN modelstore.index_nodes AS s ON %s WHERE s.index_id = $1', v_node_member),
-                                   'index_id, level, pos', cardinality(idx.columns), v_bools, true))
-                    USING idx.index_id, idx.family;
+                               cardinality(idx.columns), v_query)
+                    USING idx.index_id, idx.levels, idx.family;
             END IF;
             -- the index's totals follow its root
             UPDATE modelstore.stat_indexes AS i SET rows_indexed = n.n + n.null_rows, null_rows = n.null_rows

@@ -7,8 +7,10 @@ every model returned must equal the from-scratch fit on the same rows.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import threading
+from decimal import Decimal
 
 import numpy as np
 import psycopg
@@ -103,12 +105,13 @@ def assert_catalog_true(conn, table="t") -> int:
     for fam, lo, hi, target, columns, n, nr, classes, counts, mean, moments in conn.execute(
             "SELECT family, lo, hi, target, columns, n, null_rows, classes, counts, mean, moments "
             "FROM modelstore.statistics WHERE family <> 'logistic' AND filter_sql = ''").fetchall():
-        rows = _rows(conn, sql.SQL("id BETWEEN {} AND {}").format(sql.Literal(int(lo)), sql.Literal(int(hi))), table)
+        # the bounds as the catalog shows them (text, cast to the ordering column's type by PostgreSQL)
+        rows = _rows(conn, sql.SQL("id BETWEEN {} AND {}").format(sql.Literal(lo), sql.Literal(hi)), table)
         cols = columns if fam != "linear" else columns[:-1] + [columns[-1]]
         _check(fam, cols, target, rows, n, nr, classes, counts, mean, moments)
         checked += 1
     for fam, target, columns, lo_key, lo_side, hi_key, hi_side, n, nr, classes, counts, mean, moments in conn.execute(
-            "SELECT i.family, i.target, i.columns, n.lo_key, n.lo_side, n.hi_key, n.hi_side, n.n, n.null_rows, "
+            "SELECT i.family, i.target, i.columns, n.lo, n.lo_side, n.hi, n.hi_side, n.n, n.null_rows, "
             "n.classes, n.counts, n.mean, n.moments FROM modelstore.index_nodes n JOIN modelstore.stat_indexes i "
             "USING (index_id)").fetchall():
         where = sql.SQL("(id > {a} OR (id = {a} AND {ls} = 0)) AND (id < {b} OR (id = {b} AND {hs} = 1))").format(
@@ -164,6 +167,70 @@ def test_every_kind_of_change_keeps_linear_and_naive_bayes_statistics_exact(dsn)
         # a request the maintained summaries answer is still answered without reading a row
         again = _fit_linear(store, 1, 1000)
         assert not again.plan.plan.scans
+
+
+# Every kind of ordering column: integers, dates and timestamps take the trigger's int8 path (keys
+# placed by binary search over int8 cut positions), floats and numerics compare keys with the cuts'
+# sides; an infinite timestamp or an int8 at its limit in the change sends the whole statement down the
+# general path. Rows are inserted on every stored range end and chunk boundary, where an off-by-one
+# in either path would show.
+_EPOCH = dt.datetime(2020, 1, 1)
+ORDERING_TYPES = {
+    "bigint": (lambda i: 10**12 + 3 * i, None),
+    "float8": (lambda i: i * 0.37, None),
+    "numeric": (lambda i: Decimal(i) / 4, None),
+    "date": (lambda i: _EPOCH.date() + dt.timedelta(days=i), "infinity"),
+    "timestamp": (lambda i: _EPOCH + dt.timedelta(minutes=90 * i, microseconds=7 * i), "infinity"),
+    "timestamptz": (lambda i: (_EPOCH + dt.timedelta(minutes=90 * i, microseconds=7 * i)).replace(tzinfo=dt.timezone.utc),
+                    "-infinity"),
+}
+
+
+@pytest.mark.parametrize("order_type", list(ORDERING_TYPES))
+def test_every_ordering_column_type_is_maintained_exactly(dsn, order_type):
+    key, infinite = ORDERING_TYPES[order_type]
+    with _store(dsn) as store:
+        c = store.conn
+        rng = np.random.default_rng(11)
+        c.execute("SET search_path = public")
+        c.execute(sql.SQL("CREATE TABLE public.t (id {}, x1 float8, x2 float8, y float8, c text, w float8)").format(
+            sql.SQL(order_type)))
+        with c.cursor().copy("COPY public.t FROM STDIN") as copy:
+            for i in range(1, 1201):
+                x1, x2 = rng.normal(size=2)
+                copy.write_row([key(i), x1, x2 + 50.0, x1 - x2 + rng.normal(), "abc"[i % 3], abs(x1)])
+        store.fit("linear", table="t", target="y", features=FEATURES, order_by="id", lo=key(100), hi=key(700))
+        store.fit("linear", table="t", target="y", features=FEATURES, order_by="id", lo=key(400), hi=key(1100))
+        store.fit("gaussian_nb", table="t", target="c", features=FEATURES, order_by="id", lo=key(50), hi=key(900))
+        store.build_index("t", "id", FEATURES, "y", kind="linear", chunk_rows=97)
+        store.build_index("t", "id", FEATURES, "c", kind="gaussian_nb", chunk_rows=131)
+        on_every_cut = sql.SQL(
+            "INSERT INTO t SELECT v.v::{}, 0.5 + v.i % 5, 49 + v.i % 3, v.i % 7, 'abc'::text, 1 FROM ("
+            "SELECT lo, row_number() OVER () FROM modelstore.statistics UNION ALL "
+            "SELECT hi, 1 FROM modelstore.statistics UNION ALL SELECT lo, pos FROM modelstore.index_nodes "
+            "UNION ALL SELECT hi, pos FROM modelstore.index_nodes) AS v(v, i)").format(sql.SQL(order_type))
+        changes = [
+            on_every_cut,
+            sql.SQL("UPDATE t SET x1 = x1 * 2, c = 'z' WHERE id BETWEEN {} AND {}").format(
+                sql.Literal(str(key(300))), sql.Literal(str(key(320)))),
+            # rows move: the two ends of the ordering range swap places
+            sql.SQL("UPDATE t SET id = CASE WHEN id < {m} THEN id + ({b} - {a}) ELSE id - ({b} - {a}) END "
+                    "WHERE id BETWEEN {a} AND {a2} OR id BETWEEN {b} AND {b2}").format(
+                m=sql.Literal(str(key(600))), a=sql.Literal(key(200)), a2=sql.Literal(key(260)),
+                b=sql.Literal(key(800)), b2=sql.Literal(key(860))),
+            sql.SQL("DELETE FROM t WHERE id BETWEEN {} AND {}").format(sql.Literal(str(key(640))),
+                                                                       sql.Literal(str(key(690)))),
+        ]
+        if infinite:
+            changes.append(sql.SQL("INSERT INTO t VALUES ({}, 1, 50, 2, 'a', 1), ({}, 2, 51, 3, 'b', 2)").format(
+                sql.Literal(infinite), sql.Literal(str(key(555)))))
+        if order_type == "bigint":
+            changes.append(sql.SQL("INSERT INTO t VALUES (9223372036854775807, 1, 50, 2, 'a', 1), "
+                                   "({}, 2, 51, 3, 'b', 2)").format(sql.Literal(key(555))))
+        for change in changes:
+            c.execute(change)
+            assert assert_catalog_true(c) == 3 + c.execute("SELECT count(*) FROM modelstore.index_nodes").fetchone()[0]
+        assert c.execute("SELECT count(*) FROM t").fetchone()[0] > 1200
 
 
 def test_appends_past_every_stored_range_do_not_touch_the_catalog(dsn):
