@@ -43,6 +43,7 @@ TINY = Config(
     storage_model_rows=50_000, storage_coverages=(0.5,),
     planner_models=(1_000,), planner_queries=2,
     index_queries=3, index_large_queries=2, index_any_queries=3,
+    capture_batch=400, capture_repeats=2,
 )
 
 #: DESIGN.md §7's rows, as the phrases SUMMARY.md must carry
@@ -58,6 +59,7 @@ DESIGN_TARGETS = (
     "storage of the statistics index",
     "logistic at 90% coverage: ≥ 3× gain",
     "accuracy gap to a full fit",
+    "appends past every stored range with change capture",  # issue #7, beside §7
 )
 
 
@@ -173,6 +175,28 @@ def _frame(store, q: Query) -> pd.DataFrame:
     with store.conn.cursor() as cur:
         cur.execute(query, [q.lo, q.hi])
         return pd.DataFrame(cur.fetchall(), columns=[*data.FEATURES, data.TARGET, data.LABEL])
+
+
+def test_capture_experiment_times_every_operation_and_stays_exact(run):
+    r = run.docs["capture"]["results"]
+    assert r["rows"] == TINY.rows and r["batch"] == 400
+    assert r["stored"]["summaries"] == 2 * r["stored"]["models_per_kind"] > 0 and r["stored"]["index_nodes"] > 0
+    assert r["stored"]["coverage"] >= 0.9
+    for op in ("append", "insert", "update", "delete"):
+        o = r["operations"][op]
+        assert o["rows_per_statement"] == 400, op
+        assert o["plain_rows_per_s"]["n"] == o["captured_rows_per_s"]["n"] == TINY.capture_repeats
+        assert o["ratio"]["median"] > 0
+    e = r["exact"]
+    assert e["checked"] == r["stored"]["models_per_kind"] == e["answered_from_stored_statistics"]
+    assert e["max_relative_error"] < 1e-9
+    # the copies are gone, with their catalog rows
+    with modelstore.connect(run.dsn) as store:
+        assert store.conn.execute("SELECT to_regclass('modelstore_bench.capture_on'), "
+                                  "to_regclass('modelstore_bench.capture_plain')").fetchone() == (None, None)
+        assert store.conn.execute("SELECT count(*) FROM modelstore.sources WHERE table_name LIKE 'capture%'"
+                                  ).fetchone()[0] == 0
+    assert "## Change capture" in (run.out / "SUMMARY.md").read_text()
 
 
 def test_summary_states_every_design_target(run):

@@ -77,6 +77,11 @@ class Config:
     index_large_queries: int = 50
     index_any_queries: int = 200  # uniformly random ranges, for "any range model < 10 ms"
 
+    # change capture (issue #7): a copy of the table's first rows, batches changed with and without it
+    capture_rows: int = 1_000_000
+    capture_batch: int = 20_000
+    capture_repeats: int = 11
+
     def size(self, paper_rows: float) -> int:
         """A paper-scale row count at this run's scale (at least 2 rows)."""
         return max(2, int(round(paper_rows * self.size_scale)))
@@ -106,7 +111,7 @@ class Config:
 
 _COUNTS = ("queries", "logistic_queries", "analyst_queries", "size_queries", "size_logistic_queries",
            "distribution_small", "distribution_large", "accuracy_queries", "planner_queries", "index_queries",
-           "index_large_queries", "index_any_queries")
+           "index_large_queries", "index_any_queries", "capture_repeats")
 
 
 def full() -> Config:
@@ -127,6 +132,7 @@ def quick() -> Config:
         accuracy_queries=5, storage_model_rows=20_000, storage_coverages=(0.2, 0.9),
         planner_models=(1_000, 10_000, 100_000), planner_queries=3,
         index_queries=15, index_large_queries=5, index_any_queries=20,
+        capture_rows=100_000, capture_batch=5_000, capture_repeats=5,
     )
 
 

@@ -186,8 +186,24 @@ def index(result: dict, out_dir: Path) -> list[str]:
     return [_save(fig, out_dir, "index_gain.png")]
 
 
+def capture(result: dict, out_dir: Path) -> list[str]:
+    ops = list(result["operations"])
+    plain = [result["operations"][o]["plain_rows_per_s"]["median"] for o in ops]
+    captured = [result["operations"][o]["captured_rows_per_s"]["median"] for o in ops]
+    xs = range(len(ops))
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    ax.bar([x - 0.2 for x in xs], plain, width=0.4, label="without capture")
+    ax.bar([x + 0.2 for x in xs], captured, width=0.4, label="with capture")
+    ax.set_xticks(list(xs), ops)
+    ax.set_yscale("log")
+    ax.set_ylabel("rows/s (median)")
+    ax.set_title(f"Change capture: {result['batch']:,}-row statements on a {result['rows']:,}-row table", fontsize=9)
+    ax.legend(fontsize=7)
+    return [_save(fig, out_dir, "capture_overhead.png")]
+
+
 DRAW = {"coverage": coverage, "model_size": model_size, "distributions": distributions, "breakdown": breakdown,
-        "accuracy": accuracy, "storage": storage, "planner": planner, "index": index}
+        "accuracy": accuracy, "storage": storage, "planner": planner, "index": index, "capture": capture}
 
 
 def draw(name: str, result: dict, out_dir: Path) -> list[str]:

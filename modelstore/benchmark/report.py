@@ -271,6 +271,19 @@ def _logistic_accuracy(docs):
     return "; ".join(parts), ok
 
 
+def _capture(op: str, threshold: float):
+    def measure(docs):
+        r = _res(docs, "capture")
+        o = None if r is None else r["operations"].get(op)
+        if o is None:
+            return "not measured", None
+        ratio = o["ratio"]
+        return (f"{_x(ratio['median'])} (IQR {ratio['p25']:.2f}–{ratio['p75']:.2f}; "
+                f"{o['captured_rows_per_s']['median']:,.0f} vs {o['plain_rows_per_s']['median']:,.0f} rows/s, "
+                f"{o['rows_per_statement']:,} rows per statement)"), ratio["median"] >= threshold
+    return measure
+
+
 _LABEL = {"linear": "linear", "gaussian_nb": "Gaussian NB", "logistic": "logistic"}
 
 #: DESIGN.md §7, one row per measurable criterion (the design's rows with "a / b" are split in two)
@@ -292,6 +305,9 @@ TARGETS = (
     Target("Fig. 2", "logistic at 90% coverage: ≥ 3× gain", "1.8×", _logistic_gain),
     Target("Figs. 6–7", "logistic at 90% coverage: accuracy gap to a full fit ≤ 0.5 pt mean, ≤ 2 pt worst",
            "mean of positive < 0.5%, worst < 3%", _logistic_accuracy),
+    # DESIGN.md §6 and issue #7 (no figure in the paper): appends past every stored range must be cheap
+    Target("freshness", "appends past every stored range with change capture: ≥ 0.9× the rows/s without it",
+           "—", _capture("append", 0.9)),
 )
 
 
@@ -339,7 +355,8 @@ def summary_markdown(docs: dict, mode: str) -> str:
         lines.append(f"| {t['figure']} | {t['target']} | {t['measured']} | {_met(t['met'])} | {t['paper']} |")
     lines += [""]
     lines += _coverage_section(docs) + _size_section(docs) + _dist_section(docs) + _breakdown_section(docs) \
-        + _accuracy_section(docs) + _storage_section(docs) + _planner_section(docs) + _index_section(docs)
+        + _accuracy_section(docs) + _storage_section(docs) + _planner_section(docs) + _index_section(docs) \
+        + _capture_section(docs)
     lines += ["## Runs", "", "| experiment | figure | started | seconds | plots |", "| --- | --- | --- | ---: | --- |"]
     for name, doc in docs.items():
         plots = ", ".join(f"[{p}]({p})" for p in doc.get("plots", []))
@@ -483,4 +500,29 @@ def _index_section(docs) -> list[str]:
             without = "—" if wo is None else f"{_ms(wo['ms'])} / {_x(wo.get('gain', {}).get('median'))}"
             out.append(f"| {_LABEL[kind]} | {name} | {without} | {_ms(w['ms'])} / {_x(w.get('gain', {}).get('median'))} "
                        f"| {k['build_seconds']:.1f} | {k['index_percent_of_base']:.3f} |")
+    return out + [""]
+
+
+def _capture_section(docs) -> list[str]:
+    r = _res(docs, "capture")
+    if r is None:
+        return []
+    st = r["stored"]
+    out = ["## Change capture", "",
+           f"A {r['rows']:,}-row copy of the table with {st['models_per_kind']} linear and as many Gaussian NB models "
+           f"({st['coverage']:.0%} coverage) and an index of each kind ({st['index_nodes']:,} nodes), against an "
+           f"identical copy without capture; {r['repeats']} statements of {r['batch']:,} rows per operation, each "
+           "rolled back.", "",
+           "| operation | without capture, rows/s | with capture, rows/s | with ÷ without (IQR) | added µs per row |",
+           "| --- | ---: | ---: | --- | ---: |"]
+    for op, o in r["operations"].items():
+        ratio = o["ratio"]
+        out.append(f"| {op} | {o['plain_rows_per_s']['median']:,.0f} | {o['captured_rows_per_s']['median']:,.0f} | "
+                   f"{ratio['median']:.2f} ({ratio['p25']:.2f}–{ratio['p75']:.2f}) | "
+                   f"{o['overhead_us_per_row']['median']:.1f} |")
+    e = r["exact"]
+    if e.get("checked"):
+        out += ["", f"After one committed batch of each operation, {e['checked']} stored linear ranges "
+                    f"({e['answered_from_stored_statistics']} answered from the maintained statistics alone) matched "
+                    f"numpy's least squares to a maximum relative error of {e['max_relative_error']:.1e}."]
     return out + [""]
