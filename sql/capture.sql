@@ -167,33 +167,132 @@ $$;
 -- with a dropped column does not match the table's row type).
 CREATE OR REPLACE FUNCTION modelstore._delta_rows(p_op text, p_key text, p_columns text[])
 RETURNS text
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH items AS (
-        SELECT p_key || ' AS k' || coalesce((SELECT string_agg(format(', t.%I AS v%s', c, i), '' ORDER BY i)
-                                             FROM unnest(p_columns) WITH ORDINALITY AS u(c, i)), '') AS list)
-    SELECT CASE p_op
+DECLARE
+    list text := p_key || ' AS k' || coalesce((SELECT string_agg(format(', t.%I AS v%s', c, i), '' ORDER BY i)
+                                               FROM unnest(p_columns) WITH ORDINALITY AS u(c, i)), '');
+BEGIN
+    RETURN CASE p_op
         WHEN 'INSERT' THEN format('SELECT 1 AS sgn, %s FROM modelstore_new AS t', list)
         WHEN 'DELETE' THEN format('SELECT -1 AS sgn, %s FROM modelstore_old AS t', list)
         ELSE format('SELECT 1 AS sgn, %1$s FROM modelstore_new AS t UNION ALL SELECT -1, %1$s FROM modelstore_old AS t',
                     list)
-    END FROM items
+    END;
+END
+$$;
+
+-- The small-change path of capture(): one changed row absorbed by the summaries it falls in, a few
+-- statements whose plans PL/pgSQL caches, instead of planning the bulk query (which costs a few
+-- milliseconds whatever the number of rows). p_index: an index's id (its nodes), or NULL for the
+-- stored statistics p_ids. A single row's sums about itself are zero: c = x, S1 = S2 = 0, and
+-- _absorbed_linear / _merged_classes move them to each summary's mean. Rows with a NULL in a used
+-- column only count as null rows.
+CREATE OR REPLACE FUNCTION modelstore._absorb_row(p_index bigint, p_ids bigint[], p_family text, p_type text,
+                                                  p_sgn integer, p_key text, p_complete boolean, p_x float8[],
+                                                  p_label jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    k integer := cardinality(p_x);
+    zeros float8[] := array_fill(0::float8, ARRAY[k]);
+    zero_pairs float8[] := array_fill(0::float8, ARRAY[k * (k + 1) / 2]);  -- S2: the upper triangle
+    kn numeric := CASE WHEN p_type = 'numeric' THEN p_key::numeric END;
+    kf float8 := CASE WHEN p_type = 'float8' THEN p_key::float8 END;
+    multinomial boolean := p_family = 'multinomial_nb';
+    deltas jsonb;
+    ids bigint[];
+    levels smallint[];
+    positions integer[];
+BEGIN
+    IF p_family <> 'linear' THEN
+        deltas := jsonb_build_array(jsonb_build_object(
+            'label', p_label, 'm', p_sgn, 'c', to_jsonb(CASE WHEN multinomial THEN zeros ELSE p_x END),
+            -- multinomial keeps plain (signed) feature sums
+            's1', to_jsonb(CASE WHEN multinomial THEN (SELECT array_agg(p_sgn * v ORDER BY i)
+                                                      FROM unnest(p_x) WITH ORDINALITY AS u(v, i)) ELSE zeros END),
+            's2', to_jsonb(zeros)));
+    END IF;
+    IF p_index IS NULL THEN
+        SELECT array_agg(t.stats_id) INTO ids FROM modelstore.statistics AS t
+         WHERE t.stats_id = ANY (p_ids)
+           AND CASE WHEN p_type = 'float8' THEN kf BETWEEN t.lo_key::float8 AND t.hi_key::float8
+                    ELSE kn BETWEEN t.lo_key AND t.hi_key END;
+        IF NOT p_complete THEN
+            UPDATE modelstore.statistics AS t SET null_rows = t.null_rows + p_sgn WHERE t.stats_id = ANY (ids);
+        ELSIF p_family = 'linear' THEN
+            UPDATE modelstore.statistics AS t SET n = t.n + p_sgn, (mean, moments) = (SELECT * FROM
+                       modelstore._absorbed_linear(t.n, t.mean, t.moments, p_sgn, p_x, zeros, zero_pairs, true))
+             WHERE t.stats_id = ANY (ids);
+        ELSE
+            UPDATE modelstore.statistics AS t SET n = t.n + p_sgn, (classes, counts, mean, moments) = (SELECT * FROM
+                       modelstore._merged_classes(t.family, t.classes, t.counts, t.mean, t.moments, k, deltas))
+             WHERE t.stats_id = ANY (ids);
+        END IF;
+        RETURN;
+    END IF;
+    -- index nodes: a node's range runs between two cuts, (key, side 0) just before key, (key, 1) just after
+    SELECT array_agg(t.level), array_agg(t.pos) INTO levels, positions FROM modelstore.index_nodes AS t
+     WHERE t.index_id = p_index
+       AND CASE WHEN p_type = 'float8'
+                THEN (kf > t.lo_key::float8 OR (kf = t.lo_key::float8 AND t.lo_side = 0))
+                     AND (kf < t.hi_key::float8 OR (kf = t.hi_key::float8 AND t.hi_side = 1))
+                ELSE (kn > t.lo_key OR (kn = t.lo_key AND t.lo_side = 0))
+                     AND (kn < t.hi_key OR (kn = t.hi_key AND t.hi_side = 1)) END;
+    IF NOT p_complete THEN
+        UPDATE modelstore.index_nodes AS t SET null_rows = t.null_rows + p_sgn
+         WHERE t.index_id = p_index AND (t.level, t.pos) IN (SELECT * FROM unnest(levels, positions));
+    ELSIF p_family = 'linear' THEN
+        UPDATE modelstore.index_nodes AS t SET n = t.n + p_sgn, (mean, moments) = (SELECT * FROM
+                   modelstore._absorbed_linear(t.n, t.mean, t.moments, p_sgn, p_x, zeros, zero_pairs, false))
+         WHERE t.index_id = p_index AND (t.level, t.pos) IN (SELECT * FROM unnest(levels, positions));
+    ELSE
+        UPDATE modelstore.index_nodes AS t SET n = t.n + p_sgn, (classes, counts, mean, moments) = (SELECT * FROM
+                   modelstore._merged_classes(p_family, t.classes, t.counts, t.mean, t.moments, k, deltas))
+         WHERE t.index_id = p_index AND (t.level, t.pos) IN (SELECT * FROM unnest(levels, positions));
+    END IF;
+END
+$$;
+
+-- The changed rows for the small-change path, as SQL text: sgn, k (the key as text), complete, x (the
+-- values as float8[]) and label (the class as jsonb, Naive Bayes).
+CREATE OR REPLACE FUNCTION modelstore._delta_row_values(p_op text, p_key text, p_columns text[], p_target text,
+                                                        p_bools boolean[])
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    k integer := cardinality(p_columns);
+    n_all integer := k + CASE WHEN p_target <> '' THEN 1 ELSE 0 END;
+BEGIN
+    RETURN format('SELECT r.sgn, r.k::text AS k, (%s) AS complete, ARRAY[%s]::float8[] AS x, %s AS label '
+                  'FROM (%s) AS r WHERE r.k IS NOT NULL',
+                  (SELECT string_agg(format('r.v%s IS NOT NULL', i), ' AND ') FROM generate_series(1, n_all) AS i),
+                  (SELECT string_agg(format('r.v%s%s::float8', i, CASE WHEN b THEN '::int' ELSE '' END), ', ' ORDER BY i)
+                     FROM unnest(p_bools) WITH ORDINALITY AS u(b, i)),
+                  CASE WHEN p_target <> '' THEN format('to_jsonb(r.v%s)', n_all) ELSE 'NULL::jsonb' END,
+                  modelstore._delta_rows(p_op, p_key,
+                                         p_columns || CASE WHEN p_target <> '' THEN ARRAY[p_target] ELSE '{}' END));
+END
 $$;
 
 -- Where a cut of the ordering axis lies among int8 keys (the fast path of _delta_query): the first
 -- key at or after it. A cut (key, side 0) lies just before key, (key, side 1) just after it; keys are
 -- (value − offset)·scale, so "row ≥ cut" becomes "row key ≥ position". Positions beyond int8 are
 -- clamped, which is exact while every changed row's key lies strictly inside the int8 range.
+-- One expression, no SET clause: PostgreSQL inlines it (it runs once per chunk of an index per change,
+-- inside capture(), whose search_path is pinned).
 CREATE OR REPLACE FUNCTION modelstore._cut_position(p_key numeric, p_side smallint, p_offset numeric, p_scale numeric)
 RETURNS bigint
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT CASE WHEN v.x >= 9223372036854775807 THEN 9223372036854775807
-                WHEN v.x <= -9223372036854775808 THEN -9223372036854775808 ELSE v.x::bigint END
-      FROM (SELECT CASE WHEN p_side = 0 THEN ceil((p_key - p_offset) * p_scale)
-                        ELSE floor((p_key - p_offset) * p_scale) + 1 END) AS v(x)
+    SELECT greatest(least(CASE WHEN p_side = 0 THEN ceil((p_key - p_offset) * p_scale)
+                               ELSE floor((p_key - p_offset) * p_scale) + 1 END,
+                          9223372036854775807), -9223372036854775808)::bigint
 $$;
 
 -- The per-summary deltas of a change, as SQL text (the caller runs it inside the trigger, where the
@@ -346,18 +445,21 @@ $$;
 -- numeric or boolean (bools: which are boolean, read as 0/1), the class column present and of a class type.
 CREATE OR REPLACE FUNCTION modelstore._usable_columns(p_relid oid, p_columns text[], p_target text,
                                                       OUT ok boolean, OUT bools boolean[])
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE  -- plpgsql, not sql: its query plan is cached for the session (it runs per change)
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
     SELECT bool_and(a.attnum IS NOT NULL AND t.typcategory IN ('N', 'B'))
                AND (p_target = '' OR EXISTS (
                    SELECT 1 FROM pg_attribute AS a2 JOIN pg_type AS t2 ON t2.oid = a2.atttypid
                     WHERE a2.attrelid = p_relid AND a2.attname = p_target AND NOT a2.attisdropped
                       AND t2.typcategory IN ('N', 'B', 'S', 'E'))),
            array_agg(t.typcategory = 'B' ORDER BY c.i)
+      INTO ok, bools
       FROM unnest(p_columns) WITH ORDINALITY AS c(name, i)
       LEFT JOIN pg_attribute AS a ON a.attrelid = p_relid AND a.attname = c.name AND NOT a.attisdropped
-      LEFT JOIN pg_type AS t ON t.oid = a.atttypid
+      LEFT JOIN pg_type AS t ON t.oid = a.atttypid;
+END
 $$;
 
 -- Whether a sorted array of keys holds one in [lo, hi]: width_bucket counts the keys at or below lo;
@@ -370,6 +472,25 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(p_lo <= p_hi AND ((w.b > 0 AND p_keys[w.b] = p_lo) OR p_keys[w.b + 1] <= p_hi), false)
       FROM (SELECT width_bucket(p_lo, p_keys)) AS w(b)
+$$;
+
+-- An ordering value as the catalog's key, as SQL text over the value expression p_value: numeric for
+-- integers, numerics and dates (days since 1970; infinite dates are the numeric infinities), float8 for
+-- floats, seconds since 1970 for timestamps; NULL for a type ranges cannot be kept on.
+CREATE OR REPLACE FUNCTION modelstore._key_expr(p_typid oid, p_value text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN p_typid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype)
+            THEN format('%s::numeric', p_value)
+        WHEN p_typid IN ('float4'::regtype, 'float8'::regtype) THEN format('%s::float8', p_value)
+        WHEN p_typid = 'date'::regtype
+            THEN format('CASE WHEN %1$s = ''infinity'' THEN ''Infinity''::numeric WHEN %1$s = ''-infinity'' '
+                        'THEN ''-Infinity''::numeric ELSE (%1$s - date ''1970-01-01'')::numeric END', p_value)
+        WHEN p_typid IN ('timestamp'::regtype, 'timestamptz'::regtype) THEN format('extract(epoch FROM %s)', p_value)
+    END
 $$;
 
 CREATE OR REPLACE FUNCTION modelstore.capture()
@@ -392,6 +513,10 @@ DECLARE
     v_bools boolean[];
     v_ok boolean;
     v_keys text;       -- the changed rows' sorted ordering keys, as a subquery
+    v_rows bigint;     -- changed rows with an ordering value
+    v_small boolean;   -- absorb them one by one
+    v_setting text;
+    r record;
     v_seg_type text;   -- how _delta_query compares keys: 'int8', 'float8' or 'numeric'
     v_seg_key text;
     v_offset numeric;
@@ -413,17 +538,7 @@ BEGIN
         SELECT a.atttypid INTO v_typid FROM pg_attribute AS a
          WHERE a.attrelid = TG_RELID AND a.attname = src.order_by AND NOT a.attisdropped;
         v_type := CASE WHEN v_typid IN ('float4'::regtype, 'float8'::regtype) THEN 'float8' ELSE 'numeric' END;
-        v_key := CASE
-            WHEN v_typid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype)
-                THEN format('t.%I::numeric', src.order_by)
-            WHEN v_typid IN ('float4'::regtype, 'float8'::regtype) THEN format('t.%I::float8', src.order_by)
-            -- infinite dates cannot be subtracted: they are the numeric infinities
-            WHEN v_typid = 'date'::regtype
-                THEN format('CASE WHEN t.%1$I = ''infinity'' THEN ''Infinity''::numeric WHEN t.%1$I = ''-infinity'' '
-                            'THEN ''-Infinity''::numeric ELSE (t.%1$I - date ''1970-01-01'')::numeric END', src.order_by)
-            WHEN v_typid IN ('timestamp'::regtype, 'timestamptz'::regtype)
-                THEN format('extract(epoch FROM t.%I)', src.order_by)
-        END;
+        v_key := modelstore._key_expr(v_typid, format('t.%I', src.order_by));
         IF v_key IS NULL THEN
             -- the ordering column was dropped or changed to a type ranges cannot be kept on
             DELETE FROM modelstore.statistics WHERE source_id = src.source_id;
@@ -432,8 +547,19 @@ BEGIN
         END IF;
 
         v_delta := modelstore._delta_rows(TG_OP, v_key, '{}');  -- signed keys only
-        EXECUTE format('SELECT min(d.k)::text, max(d.k)::text FROM (%s) AS d', v_delta) INTO v_lo, v_hi;
+        -- the change's extent: min and max in the column's own type (its order is the keys' order), only
+        -- the two extremes turned into keys
+        EXECUTE format('SELECT (%s)::text, (%s)::text, m.rows FROM (SELECT min(d.k) AS lo, max(d.k) AS hi, '
+                       'count(d.k) AS rows FROM (%s) AS d) AS m',
+                       modelstore._key_expr(v_typid, 'm.lo'), modelstore._key_expr(v_typid, 'm.hi'),
+                       modelstore._delta_rows(TG_OP, format('t.%I', src.order_by), '{}'))
+           INTO v_lo, v_hi, v_rows;
         CONTINUE WHEN v_lo IS NULL;  -- no changed row has an ordering value
+
+        -- a few changed rows are absorbed one by one (cached plans), more in one pass per column set;
+        -- the SET-table setting modelstore.capture_bulk_rows moves the threshold (docs/freshness.md)
+        v_setting := current_setting('modelstore.capture_bulk_rows', true);
+        v_small := v_rows < CASE WHEN v_setting ~ '^[0-9]{1,9}$' THEN v_setting::integer ELSE 16 END;
 
         -- how the per-row pass places rows among the summaries' range ends: as int8 keys when the column
         -- allows and every changed key lies strictly inside int8 (binary search over fixed-width
@@ -515,7 +641,14 @@ BEGIN
                 DELETE FROM modelstore.statistics WHERE stats_id = ANY (v_ids);
                 CONTINUE;
             END IF;
-            v_query := modelstore._delta_query(grp.family, TG_OP, v_seg_key, v_seg_type, v_offset, v_scale, grp.columns, grp.target, v_bools, false);
+            IF v_small THEN
+                FOR r IN EXECUTE modelstore._delta_row_values(TG_OP, v_key, grp.columns, grp.target, v_bools) LOOP
+                    PERFORM modelstore._absorb_row(NULL, v_ids, grp.family, v_type, r.sgn, r.k, r.complete, r.x, r.label);
+                END LOOP;
+                CONTINUE;
+            END IF;
+            v_query := modelstore._delta_query(grp.family, TG_OP, v_seg_key, v_seg_type, v_offset, v_scale,
+                                               grp.columns, grp.target, v_bools, false);
             IF grp.family = 'linear' THEN
                 EXECUTE format('UPDATE modelstore.statistics AS t SET n = t.n + a.m, null_rows = t.null_rows + a.nulls, '
                                '(mean, moments) = (SELECT * FROM modelstore._absorbed_linear('
@@ -543,20 +676,27 @@ BEGIN
                            'AND s.lo_key::%1$s <= $3::%1$s AND s.hi_key::%1$s >= $2::%1$s '
                            'ORDER BY s.level, s.pos FOR UPDATE', v_type)
                USING idx.index_id, v_lo, v_hi;
-            v_query := modelstore._delta_query(idx.family, TG_OP, v_seg_key, v_seg_type, v_offset, v_scale, idx.columns, idx.target, v_bools, true);
-            IF idx.family = 'linear' THEN
+            IF v_small THEN
+                FOR r IN EXECUTE modelstore._delta_row_values(TG_OP, v_key, idx.columns, idx.target, v_bools) LOOP
+                    PERFORM modelstore._absorb_row(idx.index_id, NULL, idx.family, v_type, r.sgn, r.k, r.complete,
+                                                   r.x, r.label);
+                END LOOP;
+            ELSIF idx.family = 'linear' THEN
                 EXECUTE format('UPDATE modelstore.index_nodes AS t SET n = t.n + a.m, null_rows = t.null_rows + a.nulls, '
                                '(mean, moments) = (SELECT * FROM modelstore._absorbed_linear('
                                't.n, t.mean, t.moments, a.m, a.c, a.s1, a.s2, false)) '
                                'FROM (%s) AS a WHERE t.index_id = a.index_id AND t.level = a.level AND t.pos = a.pos',
-                               v_query)
+                               modelstore._delta_query(idx.family, TG_OP, v_seg_key, v_seg_type, v_offset, v_scale,
+                                                       idx.columns, idx.target, v_bools, true))
                     USING idx.index_id, idx.levels;
             ELSE
                 EXECUTE format('UPDATE modelstore.index_nodes AS t SET n = t.n + a.m, null_rows = t.null_rows + a.nulls, '
                                '(classes, counts, mean, moments) = (SELECT * FROM modelstore._merged_classes('
                                '$3, t.classes, t.counts, t.mean, t.moments, %s, a.deltas)) '
                                'FROM (%s) AS a WHERE t.index_id = a.index_id AND t.level = a.level AND t.pos = a.pos',
-                               cardinality(idx.columns), v_query)
+                               cardinality(idx.columns),
+                               modelstore._delta_query(idx.family, TG_OP, v_seg_key, v_seg_type, v_offset, v_scale,
+                                                       idx.columns, idx.target, v_bools, true))
                     USING idx.index_id, idx.levels, idx.family;
             END IF;
             -- the index's totals follow its root
