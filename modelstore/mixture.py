@@ -21,7 +21,7 @@ from psycopg import sql
 
 from modelstore import catalog
 from modelstore.descriptor import Descriptor, Range, parse_bound
-from modelstore.errors import InputError, NonFiniteValueError
+from modelstore.errors import InputError, NonFiniteValueError, TooManyClassesError
 from modelstore.executor import range_predicate, row_predicate
 from modelstore.models.logistic import ChunkModel, LogisticMixture, train_chunk, train_chunks
 from modelstore.plan import ExecutedPlan, Plan, StepResult
@@ -93,8 +93,11 @@ def _tile(chunks: list[ChunkModel], gap: Range, order_kind: str) -> list[ChunkMo
     return tiled
 
 
-def execute_logistic(conn: psycopg.Connection, plan: Plan, table: Table, *, l2: float, chunk_rows: int):
-    """Run a logistic plan: returns (the mixture, the executed plan, the newly trained chunks, rows skipped)."""
+def execute_logistic(conn: psycopg.Connection, plan: Plan, table: Table, *, l2: float, chunk_rows: int,
+                     max_classes: int = 1000):
+    """Run a logistic plan: returns (the mixture, the executed plan, the newly trained chunks, rows skipped).
+
+    More than ``max_classes`` distinct labels is refused before any chunk is trained, as for Naive Bayes."""
     descriptor = plan.descriptor
     kind = descriptor.source.order_kind
     started = time.perf_counter()
@@ -137,6 +140,9 @@ def execute_logistic(conn: psycopg.Connection, plan: Plan, table: Table, *, l2: 
         labels.update(c.classes)
     for _, _, y in parts.values():
         labels.update(y.tolist())
+    if len(labels) > max_classes:
+        raise TooManyClassesError(f"class column {descriptor.target!r} has more than {max_classes} distinct values in "
+                                  f"{descriptor.range}; is it really a class label? (raise max_classes to allow more)")
     classes = sorted_labels(labels)
     if len(classes) < 2:
         raise InputError(f"logistic regression needs at least two classes in {descriptor.range}, got {list(classes)}")

@@ -24,7 +24,7 @@ from modelstore.connection import open_connection, resolve_dsn
 from modelstore.descriptor import (
     KIND_FAMILY, Descriptor, Range, Source, check_range, coerce_bound, normalize_filter, parse_bound,
 )
-from modelstore.errors import InputError, NonFiniteValueError, RangeError
+from modelstore.errors import FilterError, InputError, NonFiniteValueError, PrivilegeError, RangeError
 from modelstore.executor import execute
 from modelstore.language import run as run_statements
 from modelstore.migrate import ensure_current
@@ -125,12 +125,14 @@ class Store:
         _check_max_classes(max_classes)
         if kind == "logistic":
             return self._fit_logistic(table, target, features, order_by, lo, hi, where, params, evaluate,
-                                      name, replace)
+                                      name, replace, max_classes)
         started = time.perf_counter()
         with self.conn.transaction():
             descriptor, table_info = self._describe(kind, table, target, features, order_by, lo, hi, where, params)
             source_id, plan, store_stats = self._prepare(descriptor, table_info, writes=self.materialize)
-            stats, executed = execute(self.conn, plan, table_info, max_classes=max_classes, cost_model=self.cost_model)
+            with _filter_errors(descriptor):
+                stats, executed = execute(self.conn, plan, table_info, max_classes=max_classes,
+                                          cost_model=self.cost_model)
             rejected = ()
             if executed.digits_lost > self.max_digits_lost:
                 # the numerical guard: this path cancelled too many digits; take the best one without subtraction
@@ -162,7 +164,8 @@ class Store:
         model.descriptor = descriptor
         return model
 
-    def _fit_logistic(self, table, target, features, order_by, lo, hi, where, params, evaluate, name, replace):
+    def _fit_logistic(self, table, target, features, order_by, lo, hi, where, params, evaluate, name, replace,
+                      max_classes):
         """Mixture-weight logistic regression (paper §4): stored chunks + newly trained chunks."""
         started = time.perf_counter()
         with self.conn.transaction():
@@ -170,8 +173,10 @@ class Store:
                                                     params)
             # chunk models are materialised whenever they may be (DESIGN.md, planner issue §7)
             source_id, plan, store_chunks = self._prepare(descriptor, table_info, writes=True)
-            model, executed, new_chunks, skipped = execute_logistic(
-                self.conn, plan, table_info, l2=params["l2"], chunk_rows=params["chunk_rows"])
+            with _filter_errors(descriptor):
+                model, executed, new_chunks, skipped = execute_logistic(
+                    self.conn, plan, table_info, l2=params["l2"], chunk_rows=params["chunk_rows"],
+                    max_classes=max_classes)
             model.rows_skipped = skipped
             if source_id is None and self.materialize:
                 source_id = catalog.ensure_source(self.conn, descriptor.source, table_info.oid)
@@ -381,6 +386,7 @@ class Store:
 
     def model(self, name: str):
         """A stored model by name, rebuilt from the catalog (no statistics or rows are read)."""
+        _check_name(name)
         row = catalog.load_model_row(self.conn, name)
         model = MODEL_CLASSES[row["kind"]].from_state(row["state"])
         model.name = row["name"]
@@ -400,6 +406,7 @@ class Store:
 
     def drop(self, name: str, *, missing_ok: bool = False) -> bool:
         """Drop a named model (its statistics stay stored for reuse)."""
+        _check_name(name)
         with self.conn.transaction():
             return catalog.drop_model(self.conn, name, missing_ok=missing_ok)
 
@@ -416,6 +423,8 @@ class Store:
         else:
             check_class_column(tbl, target)
         filter_sql = normalize_filter(where, set(tbl.columns))
+        if filter_sql:
+            self._check_filter(tbl, where, filter_sql)
         lo = None if lo is None else coerce_bound(lo, order_kind, "lo")
         hi = None if hi is None else coerce_bound(hi, order_kind, "hi")
         if lo is None or hi is None:
@@ -425,13 +434,35 @@ class Store:
         source = Source(tbl.schema, tbl.name, order_by, order_kind)
         return Descriptor(source, check_range(lo, hi), filter_sql, kind, target, features, params), tbl
 
+    def _check_filter(self, tbl: Table, where: str, filter_sql: str) -> None:
+        """PostgreSQL's own check of a filter (types, functions, operators), before anything runs:
+        the filter is planned against the table with no row read, in a savepoint."""
+        try:
+            with self.conn.transaction():
+                # filter_sql is sqlglot's rendering of the parsed filter, identifiers checked (language/filters)
+                self.conn.execute(sql.SQL("SELECT FROM {} WHERE {} LIMIT 0").format(tbl.identifier, sql.SQL(filter_sql)))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise PrivilegeError(f"where {where!r}: {exc.diag.message_primary or exc}") from None
+        except psycopg.Error as exc:
+            raise FilterError(f"where {where!r} is not a valid condition on {tbl.display}: "
+                              f"{exc.diag.message_primary or exc}") from None
+
     def _extent(self, tbl: Table, order_by: str):
-        row = self.conn.execute(
-            sql.SQL("SELECT min({0}), max({0}) FROM {1}").format(sql.Identifier(order_by), tbl.identifier)
-        ).fetchone()
+        """The table's first and last ordering values, as bounds (when the request omits lo or hi)."""
+        query = sql.SQL("SELECT min({0}), max({0}) FROM {1}").format(sql.Identifier(order_by), tbl.identifier)
+        try:
+            row = self.conn.execute(query).fetchone()
+        except psycopg.DataError as exc:  # ±infinity dates and timestamps: Python has no such value
+            raise RangeError(f"the first or last {order_by!r} of {tbl.display} cannot bound a range "
+                             f"({exc}); give lo and hi") from None
         if row[0] is None:
             raise RangeError(f"table {tbl.display} has no rows with a non-NULL {order_by!r}; give lo and hi")
-        return row[0], row[1]
+        order_kind = tbl.order_kind(order_by)
+        try:  # the same checks as given bounds: NaN, the last timestamp Python holds
+            return coerce_bound(row[0], order_kind, "lo"), coerce_bound(row[1], order_kind, "hi")
+        except RangeError as exc:
+            raise RangeError(f"the first or last {order_by!r} of {tbl.display} cannot bound a range ({exc}); "
+                             f"give lo and hi") from None
 
     def __repr__(self) -> str:
         return f"<Store {self.conn.info.host}:{self.conn.info.port}/{self.conn.info.dbname}>"
@@ -504,6 +535,18 @@ def _check_features(features, target) -> tuple[str, ...]:
     if target in features:
         raise InputError(f"target {target!r} cannot also be a feature")
     return features
+
+
+@contextlib.contextmanager
+def _filter_errors(descriptor: Descriptor):
+    """A filter PostgreSQL accepts but that fails on a row (``x / 0 > 1``, a bad cast): FilterError."""
+    try:
+        yield
+    except psycopg.DataError as exc:  # SQLSTATE class 22: data exceptions
+        if not descriptor.filter_sql:
+            raise
+        raise FilterError(f"where {descriptor.filter_sql!r} failed on a row of {descriptor.source.qualified}: "
+                          f"{exc.diag.message_primary or exc}") from None
 
 
 def _check_name(name) -> None:

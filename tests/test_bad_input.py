@@ -67,13 +67,19 @@ CASES = [
     ("bound of the wrong type", dict(lo="2024-01-01"), errors.RangeError, "must be a number"),
     ("NaN bound", dict(hi=float("nan")), errors.RangeError, "finite"),
     ("NaN in the rows", dict(lo=1, hi=101), errors.NonFiniteValueError, "'x1'"),
-    ("Infinity in the rows", dict(lo=102, hi=102), errors.NonFiniteValueError, "'x1'"),
+    ("Infinity in the rows", dict(lo=102, hi=102), errors.NonFiniteValueError, "['x1']"),
+    ("NaN among clean rows names only its column", dict(lo=1, hi=101), errors.NonFiniteValueError, "['x1']"),
     ("filter does not parse", dict(where="x1 >> AND ("), errors.FilterError, "does not parse"),
     ("filter with a statement", dict(where="x1 > 0; DROP TABLE t"), errors.FilterError, "does not parse"),
     ("filter with a subquery", dict(where="x1 > (SELECT max(x1) FROM t)"), errors.FilterError, "not allowed"),
     ("filter with a volatile function", dict(where="random() < 0.5"), errors.FilterError, "not allowed"),
     ("filter with a side effect", dict(where="pg_terminate_backend(1)"), errors.FilterError, "pg_terminate_backend"),
     ("filter on an unknown column", dict(where="zz = 1"), errors.UnknownColumnError, "'zz'"),
+    ("filter comparing text with a number", dict(where="note > 5"), errors.FilterError,
+     "is not a valid condition on"),
+    ("filter with an unknown function", dict(where="no_such_fn(x1) > 0"), errors.FilterError, "not allowed"),
+    ("filter failing on a row", dict(where="x1 / (id - id) > 1"), errors.FilterError, "division by zero"),
+    ("filter with a bad cast on a row", dict(where="note::int > 1"), errors.FilterError, "failed on a row"),
     ("negative l2", dict(l2=-1.0), errors.InputError, "l2 must be a finite number >= 0"),
     ("infinite l2", dict(l2=float("inf")), errors.InputError, "l2 must be"),
     ("duplicate column", dict(features=["x1", "dup"]), errors.SingularMatrixError, "dup"),
@@ -109,7 +115,20 @@ def test_too_many_classes(store):
         fit(store, "multinomial_nb", target="many", features=["counts"], max_classes=10)
     with pytest.raises(errors.TooManyClassesError):
         fit(store, "gaussian_nb", target="many", features=["x1"], max_classes=10)
+    with pytest.raises(errors.TooManyClassesError, match="more than 10 distinct values"):
+        fit(store, "logistic", target="many", features=["x1"], max_classes=10, chunk_rows=20)
     assert catalog_counts(store.conn) == before
+
+
+@pytest.mark.parametrize("name", [5, None, "", "a\x00b", ["m"]], ids=["int", "None", "empty", "NUL", "list"])
+def test_model_and_drop_refuse_a_name_that_is_no_name(store, name):
+    before = catalog_counts(store.conn)
+    with pytest.raises(errors.InputError, match="name must be"):
+        store.model(name)
+    with pytest.raises(errors.InputError, match="name must be"):
+        store.drop(name, missing_ok=True)
+    assert catalog_counts(store.conn) == before
+    assert store.conn.info.transaction_status.name == "IDLE"
 
 
 def test_negative_counts_for_multinomial(store):
@@ -578,6 +597,24 @@ def test_boolean_features_score_in_the_language(store, extra):
 
 
 # -- NaN and Infinity in the rows, every kind ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("column_type,value", [
+    ("timestamp", "9999-12-31 23:59:59.999999"), ("timestamp", "infinity"), ("timestamptz", "-infinity"),
+    ("date", "infinity"), ("float8", "NaN"),
+], ids=["last timestamp", "infinite timestamp", "-infinite timestamptz", "infinite date", "NaN float"])
+def test_an_extreme_ordering_value_with_the_bounds_omitted(store, column_type, value):
+    conn = store.conn
+    with conn.transaction():
+        conn.execute("DROP TABLE IF EXISTS extreme")
+        conn.execute(sql.SQL("CREATE TABLE extreme (k {}, x float8, y float8)").format(sql.SQL(column_type)))
+        ordinary = "g::float8" if column_type == "float8" else "date '2024-01-01' + g"
+        conn.execute(sql.SQL("INSERT INTO extreme SELECT {}, g, 2 * g FROM generate_series(1, 9) g").format(
+            sql.SQL(ordinary)))
+        conn.execute("INSERT INTO extreme VALUES (%s, 1, 2)", [value])
+    assert_refused(store, lambda: store.fit("linear", table="extreme", target="y", features=["x"], order_by="k"),
+                   errors.RangeError, "\"extreme\" cannot bound a range")
+    conn.execute("DROP TABLE extreme")
 
 
 @pytest.mark.parametrize("kind,target,features,lo,hi,columns", [

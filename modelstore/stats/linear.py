@@ -137,8 +137,10 @@ class LinearStats(Statistics):
         return LinearStats(columns, self.n, self.mean[idx], self.comoment[np.ix_(idx, idx)], self.null_rows)
 
     def non_finite_columns(self) -> list[str]:
-        """Columns whose statistics are NaN/inf — the rows held NaN or ±Infinity."""
-        bad = ~np.isfinite(self.mean) | ~np.isfinite(self.comoment).all(axis=0)
+        """Columns whose statistics are NaN/inf — the rows held NaN or ±Infinity (or squares overflowed).
+        A column's own mean and variance say it: the cross moments of a clean column with a bad one are
+        bad too, and would name every column."""
+        bad = ~np.isfinite(self.mean) | ~np.isfinite(np.diag(self.comoment))
         return [c for c, b in zip(self.columns, bad) if b]
 
     @property
