@@ -60,9 +60,11 @@ class LinearStats(Statistics):
         n = z.shape[0]
         if n == 0:
             return cls(columns, null_rows=null_rows)
-        mean = z.mean(axis=0)
-        centered = z - mean
-        return cls(columns, n, mean, centered.T @ centered, null_rows)
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN/±inf rows: non_finite_columns reports them
+            mean = z.mean(axis=0)
+            centered = z - mean
+            comoment = centered.T @ centered
+        return cls(columns, n, mean, comoment, null_rows)
 
     @classmethod
     def from_state(cls, state: dict) -> "LinearStats":
