@@ -17,8 +17,10 @@
 -- index nodes their chunks' (a chunk's ancestors are its position shifted right by the level).
 
 DROP FUNCTION IF EXISTS modelstore._merged_mean(bigint, float8[], float8[]);
+DROP FUNCTION IF EXISTS modelstore._absorb_row(bigint, bigint[], text, text, integer, text, boolean, float8[], jsonb);
 DROP FUNCTION IF EXISTS modelstore._merged_comoment(bigint, float8[], float8[], float8[], boolean);
 DROP FUNCTION IF EXISTS modelstore._delta_query(text, text, text, text, integer, boolean[], boolean);
+DROP FUNCTION IF EXISTS modelstore._delta_query(text, text, text, text, numeric, numeric, text[], text, boolean[], boolean);
 
 -- A linear summary (n rows, mean μ, comoment M, stored in full or as its upper triangle, row-major)
 -- after absorbing m signed rows whose sums about the center c are S1 and S2 (upper triangle): the sums
@@ -189,9 +191,9 @@ $$;
 -- stored statistics p_ids. A single row's sums about itself are zero: c = x, S1 = S2 = 0, and
 -- _absorbed_linear / _merged_classes move them to each summary's mean. Rows with a NULL in a used
 -- column only count as null rows.
-CREATE OR REPLACE FUNCTION modelstore._absorb_row(p_index bigint, p_ids bigint[], p_family text, p_type text,
-                                                  p_sgn integer, p_key text, p_complete boolean, p_x float8[],
-                                                  p_label jsonb)
+CREATE OR REPLACE FUNCTION modelstore._absorb_row(p_index bigint, p_levels integer, p_ids bigint[], p_family text,
+                                                  p_type text, p_sgn integer, p_key text, p_complete boolean,
+                                                  p_x float8[], p_label jsonb)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -207,6 +209,7 @@ DECLARE
     ids bigint[];
     levels smallint[];
     positions integer[];
+    leaf integer;
 BEGIN
     IF p_family <> 'linear' THEN
         deltas := jsonb_build_array(jsonb_build_object(
@@ -235,13 +238,22 @@ BEGIN
         RETURN;
     END IF;
     -- index nodes: a node's range runs between two cuts, (key, side 0) just before key, (key, 1) just after
-    SELECT array_agg(t.level), array_agg(t.pos) INTO levels, positions FROM modelstore.index_nodes AS t
-     WHERE t.index_id = p_index
-       AND CASE WHEN p_type = 'float8'
-                THEN (kf > t.lo_key::float8 OR (kf = t.lo_key::float8 AND t.lo_side = 0))
-                     AND (kf < t.hi_key::float8 OR (kf = t.hi_key::float8 AND t.hi_side = 1))
-                ELSE (kn > t.lo_key OR (kn = t.lo_key AND t.lo_side = 0))
-                     AND (kn < t.hi_key OR (kn = t.hi_key AND t.hi_side = 1)) END;
+    IF p_type = 'numeric' THEN
+        -- the chunk: the last one starting at or before the row (the btree on chunk starts), if the row
+        -- lies before its end; then its ancestors, the chunk's position shifted right by the level
+        SELECT t.pos INTO leaf FROM modelstore.index_nodes AS t
+         WHERE t.index_id = p_index AND t.level = 0 AND (t.lo_key, t.lo_side) < (kn, 1)
+           AND (kn < t.hi_key OR (kn = t.hi_key AND t.hi_side = 1))
+         ORDER BY t.lo_key DESC, t.lo_side DESC LIMIT 1;
+        SELECT array_agg(lv::smallint), array_agg(leaf >> lv) INTO levels, positions
+          FROM generate_series(0, p_levels - 1) AS lv WHERE leaf IS NOT NULL;
+    ELSE
+        -- float keys compare as float8 (their numeric keys are the doubles' exact values): every node
+        SELECT array_agg(t.level), array_agg(t.pos) INTO levels, positions FROM modelstore.index_nodes AS t
+         WHERE t.index_id = p_index
+           AND (kf > t.lo_key::float8 OR (kf = t.lo_key::float8 AND t.lo_side = 0))
+           AND (kf < t.hi_key::float8 OR (kf = t.hi_key::float8 AND t.hi_side = 1));
+    END IF;
     IF NOT p_complete THEN
         UPDATE modelstore.index_nodes AS t SET null_rows = t.null_rows + p_sgn
          WHERE t.index_id = p_index AND (t.level, t.pos) IN (SELECT * FROM unnest(levels, positions));
@@ -295,17 +307,23 @@ AS $$
                           9223372036854775807), -9223372036854775808)::bigint
 $$;
 
--- The per-summary deltas of a change, as SQL text (the caller runs it inside the trigger, where the
--- transition tables are visible). Columns: the summary's key (stats_id, or index_id, level, pos), then
+-- The statement that applies a change to one column set (family, class column, columns) of a table,
+-- as SQL text (the caller runs it inside the trigger, where the transition tables are visible): each
+-- changed row is read once, its sums about one center computed once, into the group of rows that lie
+-- between the same two range ends of the stored statistics ($1: their stats_ids, locked by the caller)
+-- and in the same chunk of the index ($2: its index_id, $3: its levels). Stored statistics add up their
+-- groups; an index node adds up the chunks below it (a chunk's ancestor at level L is its position
+-- shifted right by L). Sums reach each summary as
 --   linear:       m, nulls, c (the center), s1, s2 (upper triangle, row-major) — sums about c;
---   Naive Bayes:  m, nulls, deltas [{label, m, c, s1, s2}] (per class; multinomial: c = 0, plain sums).
--- Parameters: statistics, $1 the stats_ids (locked by the caller); an index, $1 its index_id, $2 levels.
--- p_key is the changed rows' ordering key over alias t, compared as p_type: 'int8' (the fast path:
--- integer, date and timestamp columns, key = (value − p_offset)·p_scale, cuts placed by _cut_position),
--- 'float8' or 'numeric' (cuts compared with their sides). Identifiers are quoted with %I.
-CREATE OR REPLACE FUNCTION modelstore._delta_query(p_family text, p_op text, p_key text, p_type text,
-                                                   p_offset numeric, p_scale numeric, p_columns text[],
-                                                   p_target text, p_bools boolean[], p_index boolean)
+--   Naive Bayes:  m, nulls, deltas [{label, m, c, s1, s2}] (per class; multinomial: c = 0, plain sums)
+-- and _absorbed_linear / _merged_classes merge them. p_key is the changed rows' ordering key over alias
+-- t, compared as p_type: 'int8' (integer, date and timestamp columns: key = (value − p_offset)·p_scale,
+-- cuts placed by _cut_position; binary search over fixed-width arrays), else 'float8' or 'numeric'
+-- (cuts compared with their sides). Identifiers are quoted with %I; literals with %L.
+CREATE OR REPLACE FUNCTION modelstore._maintenance_sql(p_family text, p_op text, p_key text, p_type text,
+                                                       p_offset numeric, p_scale numeric, p_columns text[],
+                                                       p_target text, p_bools boolean[], p_stats boolean,
+                                                       p_index boolean)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -315,6 +333,7 @@ DECLARE
     nb boolean := p_family <> 'linear';
     n_all integer := k + CASE WHEN p_family <> 'linear' THEN 1 ELSE 0 END;
     fast boolean := p_type = 'int8';
+    lbl text := CASE WHEN p_family <> 'linear' THEN ', label' ELSE '' END;
     xs text;
     centers text;
     centered text;
@@ -323,12 +342,16 @@ DECLARE
     summed text;
     s1_arr text;
     s2_arr text;
-    cuts text;
-    seg text;
-    inside text := 'true';
-    targets text;
-    ids text;
-    lbl text := CASE WHEN p_family <> 'linear' THEN ', z.label' ELSE '' END;
+    scuts text := format('SELECT ''{}''::%s[] AS skeys', p_type);
+    sseg text := '0';
+    icuts text := format('SELECT ''{}''::%s[] AS ikeys', p_type);
+    leaf text := '-1';
+    stats_in text;
+    common text;
+    final text;
+    set_list text;
+    stats_update text;
+    index_update text;
 BEGIN
     SELECT string_agg(format('r.v%s%s::float8 AS x%s', i, CASE WHEN b THEN '::int' ELSE '' END, i), ', ' ORDER BY i)
       INTO xs FROM unnest(p_bools) WITH ORDINALITY AS u(b, i);
@@ -341,103 +364,122 @@ BEGIN
            -- per row, once: y = x − c and the signed w = sgn·y
            string_agg(format('q.x%1$s - c.c%1$s AS y%1$s, q.sgn * (q.x%1$s - c.c%1$s) AS w%1$s', i), ', ' ORDER BY i)
       INTO centers, centered FROM generate_series(1, k) AS i;
-    -- the sums each changed row adds to its segment (complete rows only)
+    -- the sums each changed row adds to its group (complete rows only)
     IF nb THEN
         SELECT string_agg(format('sum(z.w%1$s) FILTER (WHERE z.complete) AS s1_%1$s, '
                                  'sum(z.w%1$s * z.y%1$s) FILTER (WHERE z.complete) AS s2_%1$s', i), ', ' ORDER BY i),
-               string_agg(format('s1_%1$s, s2_%1$s', i), ', ' ORDER BY i),
+               string_agg(format('g.s1_%1$s, g.s2_%1$s', i), ', ' ORDER BY i),
                string_agg(format('sum(t.s1_%1$s) AS s1_%1$s, sum(t.s2_%1$s) AS s2_%1$s', i), ', ' ORDER BY i),
                string_agg(format('coalesce(a.s1_%s, 0)', i), ', ' ORDER BY i),
                string_agg(format('coalesce(a.s2_%s, 0)', i), ', ' ORDER BY i)
           INTO sums, sum_names, summed, s1_arr, s2_arr FROM generate_series(1, k) AS i;
     ELSE
         SELECT string_agg(format('sum(z.w%1$s) FILTER (WHERE z.complete) AS s1_%1$s', i), ', ' ORDER BY i),
-               string_agg(format('s1_%s', i), ', ' ORDER BY i),
+               string_agg(format('g.s1_%s', i), ', ' ORDER BY i),
                string_agg(format('sum(t.s1_%1$s) AS s1_%1$s', i), ', ' ORDER BY i),
                string_agg(format('coalesce(a.s1_%s, 0)', i), ', ' ORDER BY i)
           INTO sums, sum_names, summed, s1_arr FROM generate_series(1, k) AS i;
         SELECT sums || ', ' || string_agg(format('sum(z.w%1$s * z.y%2$s) FILTER (WHERE z.complete) AS s2_%1$s_%2$s',
                                                  i, j), ', ' ORDER BY i, j),
-               sum_names || ', ' || string_agg(format('s2_%s_%s', i, j), ', ' ORDER BY i, j),
+               sum_names || ', ' || string_agg(format('g.s2_%s_%s', i, j), ', ' ORDER BY i, j),
                summed || ', ' || string_agg(format('sum(t.s2_%1$s_%2$s) AS s2_%1$s_%2$s', i, j), ', ' ORDER BY i, j),
                string_agg(format('coalesce(a.s2_%s_%s, 0)', i, j), ', ' ORDER BY i, j)
           INTO sums, sum_names, summed, s2_arr FROM generate_series(1, k) AS i, generate_series(1, k) AS j WHERE j >= i;
     END IF;
+    IF p_stats THEN
+        -- rows between the same two consecutive range ends lie in the same summaries; the group's
+        -- representative row (its least key) tells which
+        IF fast THEN
+            scuts := format('SELECT coalesce(array_agg(DISTINCT e.key ORDER BY e.key), ''{}'') AS skeys '
+                            'FROM modelstore.statistics AS s CROSS JOIN LATERAL (VALUES '
+                            '(modelstore._cut_position(s.lo_key, 0::smallint, %1$L, %2$L)), '
+                            '(modelstore._cut_position(s.hi_key, 1::smallint, %1$L, %2$L))) AS e(key) '
+                            'WHERE s.stats_id = ANY ($1)', p_offset, p_scale);
+            sseg := 'q.sb';
+            stats_in := format('g.rep >= modelstore._cut_position(s.lo_key, 0::smallint, %1$L, %2$L) '
+                               'AND g.rep < modelstore._cut_position(s.hi_key, 1::smallint, %1$L, %2$L)',
+                               p_offset, p_scale);
+        ELSE
+            scuts := format('SELECT coalesce(array_agg(DISTINCT e.key ORDER BY e.key), ''{}'') AS skeys '
+                            'FROM modelstore.statistics AS s CROSS JOIN LATERAL (VALUES (s.lo_key::%1$s), '
+                            '(s.hi_key::%1$s)) AS e(key) WHERE s.stats_id = ANY ($1)', p_type);
+            -- rows on a range end form their own group
+            sseg := '2 * q.sb + CASE WHEN q.sb > 0 AND q.skeys[q.sb] = q.k THEN 0 ELSE 1 END';
+            stats_in := format('g.rep BETWEEN s.lo_key::%1$s AND s.hi_key::%1$s', p_type);
+        END IF;
+    END IF;
     IF p_index THEN
-        -- an index: a row's chunk is the number of chunk starts at or before it, less one, if it lies
-        -- before the index's end; the chunk's ancestor at level L is its position shifted right by L
-        ids := 'index_id, level, pos';
+        -- a row's chunk is the number of chunk starts at or before it, less one, if it lies before the
+        -- index's end
         IF fast THEN
-            cuts := format('SELECT coalesce(array_agg(modelstore._cut_position(n.lo_key, n.lo_side, %1$L, %2$L) '
-                           'ORDER BY n.pos), ''{}'') AS keys, (array_agg(modelstore._cut_position(n.hi_key, n.hi_side, '
-                           '%1$L, %2$L) ORDER BY n.pos DESC))[1] AS end_key', p_offset, p_scale);
-            seg := 'q.b - 1';
-            inside := 'q.k < q.end_key';
+            icuts := format('SELECT coalesce(array_agg(modelstore._cut_position(n.lo_key, n.lo_side, %1$L, %2$L) '
+                            'ORDER BY n.pos), ''{}'') AS ikeys, (array_agg(modelstore._cut_position(n.hi_key, '
+                            'n.hi_side, %1$L, %2$L) ORDER BY n.pos DESC))[1] AS iend', p_offset, p_scale);
+            leaf := 'CASE WHEN q.k < q.iend THEN q.ib - 1 ELSE -1 END';
         ELSE
-            cuts := format('SELECT coalesce(array_agg(n.lo_key::%1$s ORDER BY n.pos), ''{}'') AS keys, '
-                           'coalesce(array_agg(n.lo_side ORDER BY n.pos), ''{}'') AS sides, '
-                           '(array_agg(n.hi_key::%1$s ORDER BY n.pos DESC))[1] AS end_key, '
-                           '(array_agg(n.hi_side ORDER BY n.pos DESC))[1] AS end_side', p_type);
+            icuts := format('SELECT coalesce(array_agg(n.lo_key::%1$s ORDER BY n.pos), ''{}'') AS ikeys, '
+                            'coalesce(array_agg(n.lo_side ORDER BY n.pos), ''{}'') AS isides, '
+                            '(array_agg(n.hi_key::%1$s ORDER BY n.pos DESC))[1] AS iend, '
+                            '(array_agg(n.hi_side ORDER BY n.pos DESC))[1] AS iend_side', p_type);
             -- a start (key, side 1) lies just after key: a row on key belongs to the chunk before
-            seg := 'q.b - CASE WHEN q.b > 0 AND q.keys[q.b] = q.k AND q.sides[q.b] = 1 THEN 2 ELSE 1 END';
-            inside := 'q.k < q.end_key OR (q.k = q.end_key AND q.end_side = 1)';
+            leaf := 'CASE WHEN q.k < q.iend OR (q.k = q.iend AND q.iend_side = 1) '
+                    'THEN q.ib - CASE WHEN q.ib > 0 AND q.ikeys[q.ib] = q.k AND q.isides[q.ib] = 1 THEN 2 ELSE 1 END '
+                    'ELSE -1 END';
         END IF;
-        cuts := cuts || ' FROM modelstore.index_nodes AS n WHERE n.index_id = $1 AND n.level = 0';
-        targets := format('SELECT $1::bigint AS index_id, lv.level::smallint AS level, g.seg >> lv.level AS pos%s, '
-                          'g.m, g.nulls, %s FROM g CROSS JOIN generate_series(0, $2 - 1) AS lv(level) WHERE g.seg >= 0',
-                          replace(lbl, 'z.', 'g.'), sum_names);
-    ELSE
-        -- stored statistics: rows between the same two consecutive range ends lie in the same
-        -- summaries; a segment's representative row tells which
-        ids := 'stats_id';
-        IF fast THEN
-            cuts := format('SELECT coalesce(array_agg(DISTINCT e.key ORDER BY e.key), ''{}'') AS keys '
-                           'FROM modelstore.statistics AS s CROSS JOIN LATERAL (VALUES '
-                           '(modelstore._cut_position(s.lo_key, 0::smallint, %1$L, %2$L)), '
-                           '(modelstore._cut_position(s.hi_key, 1::smallint, %1$L, %2$L))) AS e(key)', p_offset, p_scale);
-            seg := 'q.b';
-            targets := format('g.rep >= modelstore._cut_position(s.lo_key, 0::smallint, %1$L, %2$L) '
-                              'AND g.rep < modelstore._cut_position(s.hi_key, 1::smallint, %1$L, %2$L)', p_offset, p_scale);
-        ELSE
-            cuts := format('SELECT coalesce(array_agg(DISTINCT e.key ORDER BY e.key), ''{}'') AS keys '
-                           'FROM modelstore.statistics AS s CROSS JOIN LATERAL (VALUES (s.lo_key::%1$s), '
-                           '(s.hi_key::%1$s)) AS e(key)', p_type);
-            -- rows on a range end form their own segment
-            seg := '2 * q.b + CASE WHEN q.b > 0 AND q.keys[q.b] = q.k THEN 0 ELSE 1 END';
-            targets := format('g.rep BETWEEN s.lo_key::%1$s AND s.hi_key::%1$s', p_type);
-        END IF;
-        cuts := cuts || ' WHERE s.stats_id = ANY ($1)';
-        targets := format('SELECT s.stats_id%s, g.m, g.nulls, %s FROM g JOIN modelstore.statistics AS s '
-                          'ON s.stats_id = ANY ($1) AND %s', replace(lbl, 'z.', 'g.'), sum_names, targets);
+        icuts := icuts || ' FROM modelstore.index_nodes AS n WHERE n.index_id = $2 AND n.level = 0';
     END IF;
     -- OFFSET 0 keeps a subquery from being flattened: its columns are computed once per row, not once
     -- per use in the aggregates above
-    RETURN format(
+    common := format(
         'WITH d AS (SELECT r.sgn, r.k, (%1$s) AS complete, %2$s%3$s FROM (%4$s) AS r WHERE r.k IS NOT NULL), '
-        'c AS (SELECT %5$s), cuts AS (%6$s), '
-        'z AS (SELECT %7$s AS seg, q.k, q.sgn, q.complete%8$s, %9$s FROM (SELECT d.*, cuts.*, '
-        'width_bucket(d.k, cuts.keys) AS b FROM d CROSS JOIN cuts OFFSET 0) AS q CROSS JOIN c WHERE %10$s OFFSET 0), '
-        'g AS (SELECT z.seg%11$s, min(z.k) AS rep, coalesce(sum(z.sgn) FILTER (WHERE z.complete), 0) AS m, '
-        'coalesce(sum(z.sgn) FILTER (WHERE NOT z.complete), 0) AS nulls, %12$s FROM z GROUP BY z.seg%11$s), '
-        't AS (%13$s), '
-        'a AS (SELECT %14$s%15$s, sum(t.m) AS m, sum(t.nulls) AS nulls, %16$s FROM t GROUP BY %14$s%15$s), '
-        'cc AS (SELECT ARRAY[%17$s]::float8[] AS arr FROM c) ',
+        'c AS (SELECT %5$s), scuts AS (%6$s), icuts AS (%7$s), '
+        'z AS (SELECT %8$s AS sseg, %9$s AS leaf, q.k, q.sgn, q.complete%10$s, %11$s '
+        'FROM (SELECT d.*, scuts.*, icuts.*, width_bucket(d.k, scuts.skeys) AS sb, width_bucket(d.k, icuts.ikeys) AS ib '
+        'FROM d CROSS JOIN scuts CROSS JOIN icuts OFFSET 0) AS q CROSS JOIN c OFFSET 0), '
+        'g AS (SELECT z.sseg, z.leaf%12$s, min(z.k) AS rep, coalesce(sum(z.sgn) FILTER (WHERE z.complete), 0) AS m, '
+        'coalesce(sum(z.sgn) FILTER (WHERE NOT z.complete), 0) AS nulls, %13$s FROM z GROUP BY z.sseg, z.leaf%12$s), '
+        'cc AS (SELECT ARRAY[%14$s]::float8[] AS arr FROM c)',
         (SELECT string_agg(format('r.v%s IS NOT NULL', i), ' AND ') FROM generate_series(1, n_all) AS i),
         xs, CASE WHEN nb THEN format(', to_jsonb(r.v%s) AS label', n_all) ELSE '' END,
         modelstore._delta_rows(p_op, p_key, p_columns || CASE WHEN nb THEN ARRAY[p_target] ELSE '{}' END),
-        centers, cuts, seg, CASE WHEN nb THEN ', CASE WHEN q.complete THEN q.label END AS label' ELSE '' END,
-        centered, inside, lbl, sums, targets, ids, replace(lbl, 'z.', 't.'), summed,
-        (SELECT string_agg(format('c.c%s', i), ', ' ORDER BY i) FROM generate_series(1, k) AS i))
-        || CASE WHEN nb THEN format(
-            'SELECT %1$s, coalesce(sum(a.m) FILTER (WHERE a.label IS NOT NULL), 0)::bigint AS m, '
-            'coalesce(sum(a.nulls) FILTER (WHERE a.label IS NULL), 0)::bigint AS nulls, '
-            'coalesce(jsonb_agg(jsonb_build_object(''label'', a.label, ''m'', a.m, ''c'', to_jsonb(cc.arr), '
-            '''s1'', to_jsonb(ARRAY[%2$s]::float8[]), ''s2'', to_jsonb(ARRAY[%3$s]::float8[]))) '
-            'FILTER (WHERE a.label IS NOT NULL), ''[]''::jsonb) AS deltas '
-            'FROM a CROSS JOIN cc GROUP BY %1$s', ids, s1_arr, s2_arr)
-        ELSE format(
-            'SELECT %1$s, a.m::bigint AS m, a.nulls::bigint AS nulls, cc.arr AS c, ARRAY[%2$s]::float8[] AS s1, '
-            'ARRAY[%3$s]::float8[] AS s2 FROM a CROSS JOIN cc', ids, s1_arr, s2_arr) END;
+        centers, scuts, icuts, sseg, leaf, CASE WHEN nb THEN ', CASE WHEN q.complete THEN q.label END AS label' ELSE '' END,
+        centered, replace(lbl, ', ', ', z.'), sums,
+        (SELECT string_agg(format('c.c%s', i), ', ' ORDER BY i) FROM generate_series(1, k) AS i));
+    -- a summary's sums from its groups (t: one row per summary and group), then as the merge wants them
+    final := 'a AS (SELECT %1$s%2$s, sum(t.m) AS m, sum(t.nulls) AS nulls, %3$s FROM t GROUP BY %1$s%2$s) '
+             || CASE WHEN nb THEN
+                    'SELECT %1$s, coalesce(sum(a.m) FILTER (WHERE a.label IS NOT NULL), 0)::bigint AS m, '
+                    'coalesce(sum(a.nulls) FILTER (WHERE a.label IS NULL), 0)::bigint AS nulls, '
+                    'coalesce(jsonb_agg(jsonb_build_object(''label'', a.label, ''m'', a.m, ''c'', to_jsonb(cc.arr), '
+                    '''s1'', to_jsonb(ARRAY[%4$s]::float8[]), ''s2'', to_jsonb(ARRAY[%5$s]::float8[]))) '
+                    'FILTER (WHERE a.label IS NOT NULL), ''[]''::jsonb) AS deltas FROM a CROSS JOIN cc GROUP BY %1$s'
+                ELSE
+                    'SELECT %1$s, a.m::bigint AS m, a.nulls::bigint AS nulls, cc.arr AS c, '
+                    'ARRAY[%4$s]::float8[] AS s1, ARRAY[%5$s]::float8[] AS s2 FROM a CROSS JOIN cc' END;
+    set_list := CASE WHEN nb THEN format('(classes, counts, mean, moments) = (SELECT * FROM modelstore._merged_classes('
+                                         '%L, t.classes, t.counts, t.mean, t.moments, %s, a.deltas))', p_family, k)
+                     ELSE '(mean, moments) = (SELECT * FROM modelstore._absorbed_linear(t.n, t.mean, t.moments, a.m, '
+                          'a.c, a.s1, a.s2, %s))' END;
+    IF p_stats THEN
+        stats_update := format(
+            'UPDATE modelstore.statistics AS t SET n = t.n + a.m, null_rows = t.null_rows + a.nulls, %s '
+            'FROM (WITH t AS (SELECT s.stats_id%s, g.m, g.nulls, %s FROM g JOIN modelstore.statistics AS s '
+            'ON s.stats_id = ANY ($1) AND %s), %s) AS a WHERE t.stats_id = a.stats_id',
+            format(set_list, 'true'), replace(lbl, ', ', ', g.'), sum_names, stats_in,
+            format(final, 'stats_id', replace(lbl, ', ', ', t.'), summed, s1_arr, s2_arr));
+    END IF;
+    IF p_index THEN
+        index_update := format(
+            'UPDATE modelstore.index_nodes AS t SET n = t.n + a.m, null_rows = t.null_rows + a.nulls, %s '
+            'FROM (WITH t AS (SELECT $2::bigint AS index_id, lv.level::smallint AS level, g.leaf >> lv.level AS pos%s, '
+            'g.m, g.nulls, %s FROM g CROSS JOIN generate_series(0, $3 - 1) AS lv(level) WHERE g.leaf >= 0), %s) AS a '
+            'WHERE t.index_id = a.index_id AND t.level = a.level AND t.pos = a.pos',
+            format(set_list, 'false'), replace(lbl, ', ', ', g.'), sum_names,
+            format(final, 'index_id, level, pos', replace(lbl, ', ', ', t.'), summed, s1_arr, s2_arr));
+    END IF;
+    -- both: the statistics' update runs as a data-modifying CTE (always to completion)
+    RETURN common || CASE WHEN p_stats AND p_index THEN format(', stats AS (%s) %s', stats_update, index_update)
+                          ELSE ' ' || coalesce(stats_update, index_update) END;
 END
 $$;
 
@@ -501,8 +543,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     src record;
-    grp record;
-    idx record;
+    cs record;         -- a column set: its stored statistics and its index
     v_delta text;
     v_key text;
     v_type text;       -- how keys compare: 'numeric', or 'float8' for float ordering columns
@@ -521,7 +562,6 @@ DECLARE
     v_seg_key text;
     v_offset numeric;
     v_scale numeric;
-    v_query text;
 BEGIN
     -- FOR SHARE: writers share the source row; a request that stores new statistics updates it first
     -- (modelstore.freshness.lock_source), so the two wait for each other, and a REPEATABLE READ writer
@@ -621,88 +661,66 @@ BEGIN
                 USING src.source_id, v_lo, v_hi;
         END IF;
 
-        -- unfiltered linear and Naive Bayes statistics: one pass over the changed rows per family and
-        -- column set
-        FOR grp IN EXECUTE format(
-                'SELECT DISTINCT s.family, s.target, s.columns FROM modelstore.statistics AS s '
-                'WHERE s.source_id = $1 AND s.family <> ''logistic'' AND s.filter_sql = '''' '
-                'AND s.lo_key::%1$s <= $3::%1$s AND s.hi_key::%1$s >= $2::%1$s ORDER BY 1, 2, 3', v_type)
+        -- unfiltered linear and Naive Bayes summaries, one column set (family, class column, columns) at a
+        -- time: its stored statistics whose ranges meet the change, and its statistics index
+        FOR cs IN EXECUTE format(
+                'SELECT x.family, x.target, x.columns, bool_or(x.index_id IS NULL) AS has_stats, '
+                'max(x.index_id) AS index_id, max(x.levels) AS levels FROM ('
+                'SELECT DISTINCT s.family, s.target, s.columns, NULL::bigint AS index_id, NULL::integer AS levels '
+                'FROM modelstore.statistics AS s WHERE s.source_id = $1 AND s.family <> ''logistic'' '
+                'AND s.filter_sql = '''' AND s.lo_key::%1$s <= $3::%1$s AND s.hi_key::%1$s >= $2::%1$s '
+                'UNION ALL SELECT i.family, i.target, i.columns, i.index_id, i.levels FROM modelstore.stat_indexes AS i '
+                'JOIN modelstore.index_nodes AS n ON n.index_id = i.index_id AND n.level = i.levels - 1 AND n.pos = 0 '
+                'WHERE i.source_id = $1 AND n.lo_key::%1$s <= $3::%1$s AND n.hi_key::%1$s >= $2::%1$s) AS x '
+                'GROUP BY x.family, x.target, x.columns ORDER BY 1, 2, 3', v_type)
                 USING src.source_id, v_lo, v_hi LOOP
-            SELECT u.ok, u.bools INTO v_ok, v_bools FROM modelstore._usable_columns(TG_RELID, grp.columns, grp.target) AS u;
-            -- lock the summaries in a fixed order before reading their means: concurrent writers
-            -- then apply their deltas one after the other, each moved to the mean it updates
-            EXECUTE format('SELECT array_agg(x.stats_id) FROM (SELECT s.stats_id FROM modelstore.statistics AS s '
-                           'WHERE s.source_id = $1 AND s.family = $4 AND s.target = $5 AND s.columns = $6 '
-                           'AND s.filter_sql = '''' AND s.lo_key::%1$s <= $3::%1$s AND s.hi_key::%1$s >= $2::%1$s '
-                           'ORDER BY s.stats_id FOR UPDATE) AS x', v_type)
-               INTO v_ids USING src.source_id, v_lo, v_hi, grp.family, grp.target, grp.columns;
+            SELECT u.ok, u.bools INTO v_ok, v_bools FROM modelstore._usable_columns(TG_RELID, cs.columns, cs.target) AS u;
+            -- lock what changes in a fixed order (statistics by id, then the index's nodes by level and
+            -- position) before reading the means: concurrent writers then apply their deltas one after
+            -- the other, each moved to the mean it updates
+            v_ids := NULL;
+            IF cs.has_stats THEN
+                EXECUTE format('SELECT array_agg(x.stats_id) FROM (SELECT s.stats_id FROM modelstore.statistics AS s '
+                               'WHERE s.source_id = $1 AND s.family = $4 AND s.target = $5 AND s.columns = $6 '
+                               'AND s.filter_sql = '''' AND s.lo_key::%1$s <= $3::%1$s AND s.hi_key::%1$s >= $2::%1$s '
+                               'ORDER BY s.stats_id FOR UPDATE) AS x', v_type)
+                   INTO v_ids USING src.source_id, v_lo, v_hi, cs.family, cs.target, cs.columns;
+            END IF;
             IF NOT v_ok THEN
                 -- a column was dropped or changed type under the summaries: they no longer describe the table
                 DELETE FROM modelstore.statistics WHERE stats_id = ANY (v_ids);
+                DELETE FROM modelstore.stat_indexes WHERE index_id = cs.index_id;
                 CONTINUE;
+            END IF;
+            IF cs.index_id IS NOT NULL THEN
+                EXECUTE format('SELECT 1 FROM modelstore.index_nodes AS s WHERE s.index_id = $1 '
+                               'AND s.lo_key::%1$s <= $3::%1$s AND s.hi_key::%1$s >= $2::%1$s '
+                               'ORDER BY s.level, s.pos FOR UPDATE', v_type)
+                   USING cs.index_id, v_lo, v_hi;
             END IF;
             IF v_small THEN
-                FOR r IN EXECUTE modelstore._delta_row_values(TG_OP, v_key, grp.columns, grp.target, v_bools) LOOP
-                    PERFORM modelstore._absorb_row(NULL, v_ids, grp.family, v_type, r.sgn, r.k, r.complete, r.x, r.label);
+                FOR r IN EXECUTE modelstore._delta_row_values(TG_OP, v_key, cs.columns, cs.target, v_bools) LOOP
+                    IF cs.has_stats THEN
+                        PERFORM modelstore._absorb_row(NULL, NULL, v_ids, cs.family, v_type, r.sgn, r.k, r.complete,
+                                                       r.x, r.label);
+                    END IF;
+                    IF cs.index_id IS NOT NULL THEN
+                        PERFORM modelstore._absorb_row(cs.index_id, cs.levels, NULL, cs.family, v_type, r.sgn, r.k,
+                                                       r.complete, r.x, r.label);
+                    END IF;
                 END LOOP;
-                CONTINUE;
-            END IF;
-            v_query := modelstore._delta_query(grp.family, TG_OP, v_seg_key, v_seg_type, v_offset, v_scale,
-                                               grp.columns, grp.target, v_bools, false);
-            IF grp.family = 'linear' THEN
-                EXECUTE format('UPDATE modelstore.statistics AS t SET n = t.n + a.m, null_rows = t.null_rows + a.nulls, '
-                               '(mean, moments) = (SELECT * FROM modelstore._absorbed_linear('
-                               't.n, t.mean, t.moments, a.m, a.c, a.s1, a.s2, true)) '
-                               'FROM (%s) AS a WHERE t.stats_id = a.stats_id', v_query)
-                    USING v_ids;
             ELSE
-                EXECUTE format('UPDATE modelstore.statistics AS t SET n = t.n + a.m, null_rows = t.null_rows + a.nulls, '
-                               '(classes, counts, mean, moments) = (SELECT * FROM modelstore._merged_classes('
-                               't.family, t.classes, t.counts, t.mean, t.moments, %s, a.deltas)) '
-                               'FROM (%s) AS a WHERE t.stats_id = a.stats_id', cardinality(grp.columns), v_query)
-                    USING v_ids;
+                EXECUTE modelstore._maintenance_sql(cs.family, TG_OP, v_seg_key, v_seg_type, v_offset, v_scale,
+                                                    cs.columns, cs.target, v_bools, cs.has_stats,
+                                                    cs.index_id IS NOT NULL)
+                    USING v_ids, cs.index_id, cs.levels;
             END IF;
-        END LOOP;
-
-        -- statistics indexes: the chunk each changed row falls in, and that chunk's ancestors
-        FOR idx IN SELECT i.index_id, i.family, i.target, i.columns, i.levels FROM modelstore.stat_indexes AS i
-                    WHERE i.source_id = src.source_id ORDER BY i.index_id LOOP
-            SELECT u.ok, u.bools INTO v_ok, v_bools FROM modelstore._usable_columns(TG_RELID, idx.columns, idx.target) AS u;
-            IF NOT v_ok THEN
-                DELETE FROM modelstore.stat_indexes WHERE index_id = idx.index_id;
-                CONTINUE;
+            IF cs.index_id IS NOT NULL THEN
+                -- the index's totals follow its root
+                UPDATE modelstore.stat_indexes AS i SET rows_indexed = n.n + n.null_rows, null_rows = n.null_rows
+                  FROM modelstore.index_nodes AS n
+                 WHERE i.index_id = cs.index_id AND n.index_id = i.index_id AND n.level = i.levels - 1 AND n.pos = 0;
             END IF;
-            EXECUTE format('SELECT 1 FROM modelstore.index_nodes AS s WHERE s.index_id = $1 '
-                           'AND s.lo_key::%1$s <= $3::%1$s AND s.hi_key::%1$s >= $2::%1$s '
-                           'ORDER BY s.level, s.pos FOR UPDATE', v_type)
-               USING idx.index_id, v_lo, v_hi;
-            IF v_small THEN
-                FOR r IN EXECUTE modelstore._delta_row_values(TG_OP, v_key, idx.columns, idx.target, v_bools) LOOP
-                    PERFORM modelstore._absorb_row(idx.index_id, NULL, idx.family, v_type, r.sgn, r.k, r.complete,
-                                                   r.x, r.label);
-                END LOOP;
-            ELSIF idx.family = 'linear' THEN
-                EXECUTE format('UPDATE modelstore.index_nodes AS t SET n = t.n + a.m, null_rows = t.null_rows + a.nulls, '
-                               '(mean, moments) = (SELECT * FROM modelstore._absorbed_linear('
-                               't.n, t.mean, t.moments, a.m, a.c, a.s1, a.s2, false)) '
-                               'FROM (%s) AS a WHERE t.index_id = a.index_id AND t.level = a.level AND t.pos = a.pos',
-                               modelstore._delta_query(idx.family, TG_OP, v_seg_key, v_seg_type, v_offset, v_scale,
-                                                       idx.columns, idx.target, v_bools, true))
-                    USING idx.index_id, idx.levels;
-            ELSE
-                EXECUTE format('UPDATE modelstore.index_nodes AS t SET n = t.n + a.m, null_rows = t.null_rows + a.nulls, '
-                               '(classes, counts, mean, moments) = (SELECT * FROM modelstore._merged_classes('
-                               '$3, t.classes, t.counts, t.mean, t.moments, %s, a.deltas)) '
-                               'FROM (%s) AS a WHERE t.index_id = a.index_id AND t.level = a.level AND t.pos = a.pos',
-                               cardinality(idx.columns),
-                               modelstore._delta_query(idx.family, TG_OP, v_seg_key, v_seg_type, v_offset, v_scale,
-                                                       idx.columns, idx.target, v_bools, true))
-                    USING idx.index_id, idx.levels, idx.family;
-            END IF;
-            -- the index's totals follow its root
-            UPDATE modelstore.stat_indexes AS i SET rows_indexed = n.n + n.null_rows, null_rows = n.null_rows
-              FROM modelstore.index_nodes AS n
-             WHERE i.index_id = idx.index_id AND n.index_id = i.index_id AND n.level = i.levels - 1 AND n.pos = 0;
         END LOOP;
     END LOOP;
     RETURN NULL;
