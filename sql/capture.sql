@@ -292,7 +292,7 @@ BEGIN
 END
 $$;
 
--- Where a cut of the ordering axis lies among int8 keys (the fast path of _delta_query): the first
+-- Where a cut of the ordering axis lies among int8 keys (the fast path of _maintenance_sql): the first
 -- key at or after it. A cut (key, side 0) lies just before key, (key, side 1) just after it; keys are
 -- (value − offset)·scale, so "row ≥ cut" becomes "row key ≥ position". Positions beyond int8 are
 -- clamped, which is exact while every changed row's key lies strictly inside the int8 range.
@@ -306,6 +306,16 @@ AS $$
                                ELSE floor((p_key - p_offset) * p_scale) + 1 END,
                           9223372036854775807), -9223372036854775808)::bigint
 $$;
+
+-- Element-wise sums of float8 arrays of one length (the wide column sets of _maintenance_sql).
+CREATE OR REPLACE FUNCTION modelstore._vector_add(p_a float8[], p_b float8[])
+RETURNS float8[]
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT array_agg(u.a + u.b ORDER BY u.i) FROM unnest(p_a, p_b) WITH ORDINALITY AS u(a, b, i)
+$$;
+
+CREATE OR REPLACE AGGREGATE modelstore._vector_sum(float8[]) (SFUNC = modelstore._vector_add, STYPE = float8[]);
 
 -- The statement that applies a change to one column set (family, class column, columns) of a table,
 -- as SQL text (the caller runs it inside the trigger, where the transition tables are visible): each
@@ -342,6 +352,8 @@ DECLARE
     summed text;
     s1_arr text;
     s2_arr text;
+    s1_terms text[];
+    s2_terms text[];
     scuts text := format('SELECT ''{}''::%s[] AS skeys', p_type);
     sseg text := '0';
     icuts text := format('SELECT ''{}''::%s[] AS ikeys', p_type);
@@ -364,27 +376,40 @@ BEGIN
            -- per row, once: y = x − c and the signed w = sgn·y
            string_agg(format('q.x%1$s - c.c%1$s AS y%1$s, q.sgn * (q.x%1$s - c.c%1$s) AS w%1$s', i), ', ' ORDER BY i)
       INTO centers, centered FROM generate_series(1, k) AS i;
-    -- the sums each changed row adds to its group (complete rows only)
+    -- the sums each changed row adds to its group (complete rows only): a column each, or, when that
+    -- many columns would pass PostgreSQL's 1,664 target-list entries (linear over ~55 columns), two arrays
+    -- added up element by element (_vector_sum)
     IF nb THEN
-        SELECT string_agg(format('sum(z.w%1$s) FILTER (WHERE z.complete) AS s1_%1$s, '
-                                 'sum(z.w%1$s * z.y%1$s) FILTER (WHERE z.complete) AS s2_%1$s', i), ', ' ORDER BY i),
-               string_agg(format('g.s1_%1$s, g.s2_%1$s', i), ', ' ORDER BY i),
-               string_agg(format('sum(t.s1_%1$s) AS s1_%1$s, sum(t.s2_%1$s) AS s2_%1$s', i), ', ' ORDER BY i),
-               string_agg(format('coalesce(a.s1_%s, 0)', i), ', ' ORDER BY i),
-               string_agg(format('coalesce(a.s2_%s, 0)', i), ', ' ORDER BY i)
-          INTO sums, sum_names, summed, s1_arr, s2_arr FROM generate_series(1, k) AS i;
+        SELECT array_agg(format('sum(z.w%s) FILTER (WHERE z.complete)', i) ORDER BY i),
+               array_agg(format('sum(z.w%1$s * z.y%1$s) FILTER (WHERE z.complete)', i) ORDER BY i)
+          INTO s1_terms, s2_terms FROM generate_series(1, k) AS i;
     ELSE
-        SELECT string_agg(format('sum(z.w%1$s) FILTER (WHERE z.complete) AS s1_%1$s', i), ', ' ORDER BY i),
+        SELECT array_agg(format('sum(z.w%s) FILTER (WHERE z.complete)', i) ORDER BY i)
+          INTO s1_terms FROM generate_series(1, k) AS i;
+        SELECT array_agg(format('sum(z.w%s * z.y%s) FILTER (WHERE z.complete)', i, j) ORDER BY i, j)
+          INTO s2_terms FROM generate_series(1, k) AS i, generate_series(1, k) AS j WHERE j >= i;
+    END IF;
+    IF cardinality(s1_terms) + cardinality(s2_terms) > 1500 THEN
+        sums := format('ARRAY[%s]::float8[] AS s1v, ARRAY[%s]::float8[] AS s2v',
+                       (SELECT string_agg(format('coalesce(%s, 0)', e), ', ' ORDER BY i)
+                          FROM unnest(s1_terms) WITH ORDINALITY AS u(e, i)),
+                       (SELECT string_agg(format('coalesce(%s, 0)', e), ', ' ORDER BY i)
+                          FROM unnest(s2_terms) WITH ORDINALITY AS u(e, i)));
+        sum_names := 'g.s1v, g.s2v';
+        summed := 'modelstore._vector_sum(t.s1v) AS s1v, modelstore._vector_sum(t.s2v) AS s2v';
+        s1_arr := 'a.s1v';
+        s2_arr := 'a.s2v';
+    ELSE
+        SELECT string_agg(format('%s AS s1_%s', e, i), ', ' ORDER BY i),
                string_agg(format('g.s1_%s', i), ', ' ORDER BY i),
                string_agg(format('sum(t.s1_%1$s) AS s1_%1$s', i), ', ' ORDER BY i),
-               string_agg(format('coalesce(a.s1_%s, 0)', i), ', ' ORDER BY i)
-          INTO sums, sum_names, summed, s1_arr FROM generate_series(1, k) AS i;
-        SELECT sums || ', ' || string_agg(format('sum(z.w%1$s * z.y%2$s) FILTER (WHERE z.complete) AS s2_%1$s_%2$s',
-                                                 i, j), ', ' ORDER BY i, j),
-               sum_names || ', ' || string_agg(format('g.s2_%s_%s', i, j), ', ' ORDER BY i, j),
-               summed || ', ' || string_agg(format('sum(t.s2_%1$s_%2$s) AS s2_%1$s_%2$s', i, j), ', ' ORDER BY i, j),
-               string_agg(format('coalesce(a.s2_%s_%s, 0)', i, j), ', ' ORDER BY i, j)
-          INTO sums, sum_names, summed, s2_arr FROM generate_series(1, k) AS i, generate_series(1, k) AS j WHERE j >= i;
+               format('ARRAY[%s]::float8[]', string_agg(format('coalesce(a.s1_%s, 0)', i), ', ' ORDER BY i))
+          INTO sums, sum_names, summed, s1_arr FROM unnest(s1_terms) WITH ORDINALITY AS u(e, i);
+        SELECT sums || ', ' || string_agg(format('%s AS s2_%s', e, i), ', ' ORDER BY i),
+               sum_names || ', ' || string_agg(format('g.s2_%s', i), ', ' ORDER BY i),
+               summed || ', ' || string_agg(format('sum(t.s2_%1$s) AS s2_%1$s', i), ', ' ORDER BY i),
+               format('ARRAY[%s]::float8[]', string_agg(format('coalesce(a.s2_%s, 0)', i), ', ' ORDER BY i))
+          INTO sums, sum_names, summed, s2_arr FROM unnest(s2_terms) WITH ORDINALITY AS u(e, i);
     END IF;
     IF p_stats THEN
         -- rows between the same two consecutive range ends lie in the same summaries; the group's
@@ -451,11 +476,11 @@ BEGIN
                     'SELECT %1$s, coalesce(sum(a.m) FILTER (WHERE a.label IS NOT NULL), 0)::bigint AS m, '
                     'coalesce(sum(a.nulls) FILTER (WHERE a.label IS NULL), 0)::bigint AS nulls, '
                     'coalesce(jsonb_agg(jsonb_build_object(''label'', a.label, ''m'', a.m, ''c'', to_jsonb(cc.arr), '
-                    '''s1'', to_jsonb(ARRAY[%4$s]::float8[]), ''s2'', to_jsonb(ARRAY[%5$s]::float8[]))) '
+                    '''s1'', to_jsonb(%4$s), ''s2'', to_jsonb(%5$s))) '
                     'FILTER (WHERE a.label IS NOT NULL), ''[]''::jsonb) AS deltas FROM a CROSS JOIN cc GROUP BY %1$s'
                 ELSE
                     'SELECT %1$s, a.m::bigint AS m, a.nulls::bigint AS nulls, cc.arr AS c, '
-                    'ARRAY[%4$s]::float8[] AS s1, ARRAY[%5$s]::float8[] AS s2 FROM a CROSS JOIN cc' END;
+                    '%4$s AS s1, %5$s AS s2 FROM a CROSS JOIN cc' END;
     set_list := CASE WHEN nb THEN format('(classes, counts, mean, moments) = (SELECT * FROM modelstore._merged_classes('
                                          '%L, t.classes, t.counts, t.mean, t.moments, %s, a.deltas))', p_family, k)
                      ELSE '(mean, moments) = (SELECT * FROM modelstore._absorbed_linear(t.n, t.mean, t.moments, a.m, '
@@ -558,7 +583,7 @@ DECLARE
     v_small boolean;   -- absorb them one by one
     v_setting text;
     r record;
-    v_seg_type text;   -- how _delta_query compares keys: 'int8', 'float8' or 'numeric'
+    v_seg_type text;   -- how _maintenance_sql compares keys: 'int8', 'float8' or 'numeric'
     v_seg_key text;
     v_offset numeric;
     v_scale numeric;

@@ -246,6 +246,51 @@ def test_every_ordering_column_type_is_maintained_exactly(dsn, order_type, path)
         assert c.execute("SELECT count(*) FROM t").fetchone()[0] > 1200
 
 
+@pytest.mark.parametrize("path", list(PATHS))
+def test_a_wide_column_set_is_maintained_exactly(dsn, path):
+    """60 features and a target: 1,891 sums per row, more than a SELECT list may hold; the one-statement
+    path adds them as arrays."""
+    k = 60
+    features = [f"f{i}" for i in range(k)]
+    with _store(dsn) as store:
+        c = store.conn
+        _capture_path(c, path)
+        cols = sql.SQL(", ").join(sql.SQL("{} float8").format(sql.Identifier(f)) for f in features)
+        c.execute(sql.SQL("CREATE TABLE public.wide (id int, {}, y float8)").format(cols))
+        rng = np.random.default_rng(5)
+        with c.cursor().copy("COPY public.wide FROM STDIN") as copy:
+            for i in range(1, 601):
+                row = rng.normal(size=k + 1)
+                copy.write_row([i, *row[:-1], row[-1] + 10])
+        store.fit("linear", table="public.wide", target="y", features=features, order_by="id", lo=1, hi=400)
+        store.build_index("public.wide", "id", features, "y", kind="linear", chunk_rows=150)
+        names = sql.SQL(", ").join(sql.Identifier(f) for f in features)
+        for change in [
+            sql.SQL("INSERT INTO public.wide SELECT id + 1000 - 1000, {}, y * 2 FROM public.wide WHERE id % 3 = 0").format(names),
+            sql.SQL("UPDATE public.wide SET f7 = f7 + 1, y = y - 1 WHERE id BETWEEN 100 AND 180"),
+            sql.SQL("DELETE FROM public.wide WHERE id BETWEEN 390 AND 420"),
+        ]:
+            c.execute(change)
+            summaries = c.execute(
+                "SELECT lo, 0, hi, 1, n, mean, moments, true FROM modelstore.statistics UNION ALL "
+                "SELECT lo, lo_side, hi, hi_side, n, mean, moments, false FROM modelstore.index_nodes").fetchall()
+            for lo, lo_side, hi, hi_side, n, mean, moments, full in summaries:
+                where = sql.SQL("(id > {a} OR (id = {a} AND {ls} = 0)) AND (id < {b} OR (id = {b} AND {hs} = 1))").format(
+                    a=sql.Literal(int(lo)), ls=sql.Literal(lo_side), b=sql.Literal(int(hi)), hs=sql.Literal(hi_side))
+                X = np.array(c.execute(sql.SQL("SELECT {}, y FROM public.wide WHERE {}").format(names, where)).fetchall(),
+                             dtype=float)
+                C = (X - X.mean(axis=0)).T @ (X - X.mean(axis=0))
+                got = np.asarray(moments, dtype=float)
+                if not full:  # index nodes keep the upper triangle
+                    G = np.zeros((k + 1, k + 1))
+                    G[np.triu_indices(k + 1)] = got
+                    got = G + np.triu(G, 1).T
+                assert n == len(X)
+                assert _rel(mean, X.mean(axis=0)) < 1e-9
+                assert _rel(np.reshape(got, (k + 1, k + 1)), C) < 1e-9
+            assert len(summaries) > 5
+
+
 def test_appends_past_every_stored_range_do_not_touch_the_catalog(dsn):
     with _store(dsn) as store:
         c = store.conn

@@ -167,16 +167,19 @@ class LinearStats(Statistics):
 
 def aggregate_query(relation: sql.Composable, value_exprs: list[sql.Composable], where: sql.Composable,
                     part_expr: sql.Composable | None = None) -> sql.Composed:
-    """One aggregate over the rows ``where`` selects: n, null_rows, k means, k(k+1)/2 comoments.
+    """One aggregate over the rows ``where`` selects: n, null_rows, the k means, the k(k+1)/2 comoments.
 
     ``regr_sxy(Y, X)`` is Σ(X − X̄)(Y − Ȳ) computed with Youngs–Cramer updates (PostgreSQL ≥ 12).
     With ``part_expr`` the rows are grouped by it and each result row starts with the part number.
     """
     k = len(value_exprs)
     c = [column_alias(i) for i in range(k)]
-    items = [sql.SQL("count({})").format(c[0]), sql.SQL("count(*) - count({})").format(c[0])]
-    items += [sql.SQL("avg({})").format(ci) for ci in c]
-    items += [sql.SQL("regr_sxy({}, {})").format(c[j], c[i]) for i in range(k) for j in range(i, k)]
+    # the means and the comoments as two arrays: a wide column set (60 columns: 1,830 comoments) stays
+    # under PostgreSQL's 1,664 entries per SELECT list
+    means = sql.SQL(", ").join(sql.SQL("avg({})").format(ci) for ci in c)
+    comoments = sql.SQL(", ").join(sql.SQL("regr_sxy({}, {})").format(c[j], c[i]) for i in range(k) for j in range(i, k))
+    items = [sql.SQL("count({})").format(c[0]), sql.SQL("count(*) - count({})").format(c[0]),
+             sql.SQL("ARRAY[{}]::float8[]").format(means), sql.SQL("ARRAY[{}]::float8[]").format(comoments)]
     inner = complete_rows(relation, value_exprs, where, part_expr=part_expr)
     if part_expr is None:
         return sql.SQL("SELECT {} FROM ({}) AS s").format(sql.SQL(", ").join(items), inner)
@@ -189,13 +192,11 @@ def from_aggregate_row(columns: Sequence[str], row: Sequence) -> LinearStats:
     n, null_rows = int(row[0]), int(row[1])
     if n == 0:
         return LinearStats(columns, 0, null_rows=null_rows)
-    mean = np.array([_float(v) for v in row[2 : 2 + k]])
+    mean = np.array([_float(v) for v in row[2]])
     comoment = np.empty((k, k))
-    pos = 2 + k
-    for i in range(k):
-        for j in range(i, k):
-            comoment[i, j] = comoment[j, i] = _float(row[pos])
-            pos += 1
+    upper = np.triu_indices(k)
+    comoment[upper] = [_float(v) for v in row[3]]  # row-major upper triangle, as the query lists them
+    comoment.T[upper] = comoment[upper]
     return LinearStats(columns, n, mean, comoment, null_rows)
 
 
