@@ -622,7 +622,7 @@ BEGIN
         CONTINUE WHEN v_lo IS NULL;  -- no changed row has an ordering value
 
         -- a few changed rows are absorbed one by one (cached plans), more in one pass per column set;
-        -- the SET-table setting modelstore.capture_bulk_rows moves the threshold (docs/freshness.md)
+        -- the setting modelstore.capture_bulk_rows (SET it per session) moves the threshold (docs/freshness.md)
         v_setting := current_setting('modelstore.capture_bulk_rows', true);
         v_small := v_rows < CASE WHEN v_setting ~ '^[0-9]{1,9}$' THEN v_setting::integer ELSE 16 END;
 
