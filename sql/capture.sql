@@ -624,7 +624,7 @@ BEGIN
         -- a few changed rows are absorbed one by one (cached plans), more in one pass per column set;
         -- the setting modelstore.capture_bulk_rows (SET it per session) moves the threshold (docs/freshness.md)
         v_setting := current_setting('modelstore.capture_bulk_rows', true);
-        v_small := v_rows < CASE WHEN v_setting ~ '^[0-9]{1,9}$' THEN v_setting::integer ELSE 16 END;
+        v_small := v_rows < CASE WHEN v_setting ~ '^[0-9]{1,9}$' THEN v_setting::integer ELSE 4 END;
 
         -- how the per-row pass places rows among the summaries' range ends: as int8 keys when the column
         -- allows and every changed key lies strictly inside int8 (binary search over fixed-width

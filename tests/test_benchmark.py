@@ -182,10 +182,11 @@ def test_capture_experiment_times_every_operation_and_stays_exact(run):
     assert r["rows"] == TINY.rows and r["batch"] == 400
     assert r["stored"]["summaries"] == 2 * r["stored"]["models_per_kind"] > 0 and r["stored"]["index_nodes"] > 0
     assert r["stored"]["coverage"] >= 0.9
-    for op in ("append", "insert", "update", "delete"):
+    for op in ("append", "insert", "update", "delete", "append one row", "insert one row"):
         o = r["operations"][op]
-        assert o["rows_per_statement"] == 400, op
-        assert o["plain_rows_per_s"]["n"] == o["captured_rows_per_s"]["n"] == TINY.capture_repeats
+        one = op.endswith("one row")
+        assert o["rows_per_statement"] == (1 if one else 400), op
+        assert o["plain_rows_per_s"]["n"] == o["captured_rows_per_s"]["n"] == TINY.capture_repeats * (5 if one else 1)
         assert o["ratio"]["median"] > 0
     e = r["exact"]
     assert e["checked"] == r["stored"]["models_per_kind"] == e["answered_from_stored_statistics"]

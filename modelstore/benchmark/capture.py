@@ -12,7 +12,9 @@ the plain and the captured table in turn, at a seeded random place each time:
 * ``append``: INSERT past every stored range and index (the common case: one catalog probe);
 * ``insert``: INSERT between existing rows, inside the stored ranges;
 * ``update``: UPDATE of one feature of rows inside the ranges;
-* ``delete``: DELETE of rows inside the ranges.
+* ``delete``: DELETE of rows inside the ranges;
+* ``append one row``, ``insert one row``: single-row statements (capture's row-by-row path), five
+  times as many of them.
 
 Afterwards one batch of each is committed to ``capture_on`` and every stored linear summary's model is
 compared with numpy's least squares on the table as it now is: capture must be exact, not only fast.
@@ -30,7 +32,9 @@ from modelstore.benchmark.context import Context
 from modelstore.benchmark.measure import summarize
 
 PLAIN, CAPTURED = "capture_plain", "capture_on"
-OPERATIONS = ("append", "insert", "update", "delete")
+OPERATIONS = ("append", "insert", "update", "delete", "append one row", "insert one row")
+#: single-row statements run this many times as often as the batches
+SINGLE_ROW_FACTOR = 5
 KINDS = ("linear", "gaussian_nb")
 _COLUMNS = ("id", *data.FEATURES, data.TARGET, data.LABEL)
 
@@ -85,8 +89,8 @@ def _statement(op: str, table: str, lo: int, hi: int, past_end: int) -> tuple[sq
     """One batch's statement: the rows with ids in [lo, hi] (even ids) are the batch."""
     t = _ident(table)
     features = sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMNS[1:])
-    if op in ("append", "insert"):
-        shift = past_end if op == "append" else 1  # past every range, or between two existing rows
+    if op.startswith(("append", "insert")):
+        shift = past_end if op.startswith("append") else 1  # past every range, or between two existing rows
         return (sql.SQL("INSERT INTO {} (id, {}) SELECT id + %s, {} FROM {} WHERE id BETWEEN %s AND %s").format(
             t, features, features, t), [shift, lo, hi])
     if op == "update":
@@ -142,10 +146,12 @@ def capture(ctx: Context) -> dict:
         stored = _store_statistics(ctx, rows)
         past_end = 2 * rows + 2
         times: dict[str, dict[str, list[float]]] = {op: {"plain": [], "captured": [], "rows": []} for op in OPERATIONS}
-        plan = [(op, int(rng.integers(rows // 10, rows - rows // 10 - batch))) for _ in range(cfg.capture_repeats)
-                for op in OPERATIONS]
-        for op, start in ctx.track(plan, "timing batches"):
-            lo, hi = 2 * start, 2 * (start + batch - 1)  # ``batch`` rows (even ids) in the middle of the table
+        plan = [(op, int(rng.integers(rows // 10, rows - rows // 10 - batch)))
+                for _ in range(cfg.capture_repeats * SINGLE_ROW_FACTOR) for op in OPERATIONS
+                if op.endswith("one row") or _ < cfg.capture_repeats]
+        for op, start in ctx.track(plan, "timing statements"):
+            size = 1 if op.endswith("one row") else batch
+            lo, hi = 2 * start, 2 * (start + size - 1)  # ``size`` rows (even ids) in the middle of the table
             plain_s, n_plain = _timed(ctx, *_statement(op, PLAIN, lo, hi, past_end))
             captured_s, n_captured = _timed(ctx, *_statement(op, CAPTURED, lo, hi, past_end))
             if n_plain != n_captured:

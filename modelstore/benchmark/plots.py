@@ -194,7 +194,7 @@ def capture(result: dict, out_dir: Path) -> list[str]:
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     ax.bar([x - 0.2 for x in xs], plain, width=0.4, label="without capture")
     ax.bar([x + 0.2 for x in xs], captured, width=0.4, label="with capture")
-    ax.set_xticks(list(xs), ops)
+    ax.set_xticks(list(xs), ops, rotation=20, fontsize=7)
     ax.set_yscale("log")
     ax.set_ylabel("rows/s (median)")
     ax.set_title(f"Change capture: {result['batch']:,}-row statements on a {result['rows']:,}-row table", fontsize=9)
