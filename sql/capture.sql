@@ -321,7 +321,8 @@ CREATE OR REPLACE AGGREGATE modelstore._vector_sum(float8[]) (SFUNC = modelstore
 -- as SQL text (the caller runs it inside the trigger, where the transition tables are visible): each
 -- changed row is read once, its sums about one center computed once, into the group of rows that lie
 -- between the same two range ends of the stored statistics ($1: their stats_ids, locked by the caller)
--- and in the same chunk of the index ($2: its index_id, $3: its levels). Stored statistics add up their
+-- and in the same chunk of the index ($2: its index_id, $3: its levels, $4 … $5: the chunks the change
+-- can touch). Stored statistics add up their
 -- groups; an index node adds up the chunks below it (a chunk's ancestor at level L is its position
 -- shifted right by L). Sums reach each summary as
 --   linear:       m, nulls, c (the center), s1, s2 (upper triangle, row-major) — sums about c;
@@ -440,18 +441,19 @@ BEGIN
             icuts := format('SELECT coalesce(array_agg(modelstore._cut_position(n.lo_key, n.lo_side, %1$L, %2$L) '
                             'ORDER BY n.pos), ''{}'') AS ikeys, (array_agg(modelstore._cut_position(n.hi_key, '
                             'n.hi_side, %1$L, %2$L) ORDER BY n.pos DESC))[1] AS iend', p_offset, p_scale);
-            leaf := 'CASE WHEN q.k < q.iend THEN q.ib - 1 ELSE -1 END';
+            leaf := 'CASE WHEN q.k < q.iend AND q.ib > 0 THEN $4 + q.ib - 1 ELSE -1 END';
         ELSE
             icuts := format('SELECT coalesce(array_agg(n.lo_key::%1$s ORDER BY n.pos), ''{}'') AS ikeys, '
                             'coalesce(array_agg(n.lo_side ORDER BY n.pos), ''{}'') AS isides, '
                             '(array_agg(n.hi_key::%1$s ORDER BY n.pos DESC))[1] AS iend, '
                             '(array_agg(n.hi_side ORDER BY n.pos DESC))[1] AS iend_side', p_type);
             -- a start (key, side 1) lies just after key: a row on key belongs to the chunk before
-            leaf := 'CASE WHEN q.k < q.iend OR (q.k = q.iend AND q.iend_side = 1) '
-                    'THEN q.ib - CASE WHEN q.ib > 0 AND q.ikeys[q.ib] = q.k AND q.isides[q.ib] = 1 THEN 2 ELSE 1 END '
+            leaf := 'CASE WHEN (q.k < q.iend OR (q.k = q.iend AND q.iend_side = 1)) AND q.ib > 0 '
+                    'THEN $4 + q.ib - CASE WHEN q.ikeys[q.ib] = q.k AND q.isides[q.ib] = 1 THEN 2 ELSE 1 END '
                     'ELSE -1 END';
         END IF;
-        icuts := icuts || ' FROM modelstore.index_nodes AS n WHERE n.index_id = $2 AND n.level = 0';
+        -- only the chunks the change can touch, $4 … $5 (the caller found them): positions count from $4
+        icuts := icuts || ' FROM modelstore.index_nodes AS n WHERE n.index_id = $2 AND n.level = 0 AND n.pos BETWEEN $4 AND $5';
     END IF;
     -- OFFSET 0 keeps a subquery from being flattened: its columns are computed once per row, not once
     -- per use in the aggregates above
@@ -587,6 +589,8 @@ DECLARE
     v_seg_key text;
     v_offset numeric;
     v_scale numeric;
+    v_leaf_lo integer; -- the index chunks a change can touch
+    v_leaf_hi integer;
 BEGIN
     -- FOR SHARE: writers share the source row; a request that stores new statistics updates it first
     -- (modelstore.freshness.lock_source), so the two wait for each other, and a REPEATABLE READ writer
@@ -718,10 +722,27 @@ BEGIN
                 CONTINUE;
             END IF;
             IF cs.index_id IS NOT NULL THEN
-                EXECUTE format('SELECT 1 FROM modelstore.index_nodes AS s WHERE s.index_id = $1 '
-                               'AND s.lo_key::%1$s <= $3::%1$s AND s.hi_key::%1$s >= $2::%1$s '
-                               'ORDER BY s.level, s.pos FOR UPDATE', v_type)
-                   USING cs.index_id, v_lo, v_hi;
+                -- the chunks the change can touch, [v_leaf_lo, v_leaf_hi]: those holding its least and
+                -- greatest keys (the btree on chunk starts; float keys compare as float8: every chunk)
+                IF v_type = 'numeric' THEN
+                    SELECT coalesce((SELECT n.pos FROM modelstore.index_nodes AS n
+                                      WHERE n.index_id = cs.index_id AND n.level = 0
+                                        AND (n.lo_key, n.lo_side) < (v_lo::numeric, 1)
+                                      ORDER BY n.lo_key DESC, n.lo_side DESC LIMIT 1), 0),
+                           coalesce((SELECT n.pos FROM modelstore.index_nodes AS n
+                                      WHERE n.index_id = cs.index_id AND n.level = 0
+                                        AND (n.lo_key, n.lo_side) < (v_hi::numeric, 1)
+                                      ORDER BY n.lo_key DESC, n.lo_side DESC LIMIT 1), 0)
+                      INTO v_leaf_lo, v_leaf_hi;
+                ELSE
+                    v_leaf_lo := 0;
+                    SELECT i.n_chunks - 1 INTO v_leaf_hi FROM modelstore.stat_indexes AS i WHERE i.index_id = cs.index_id;
+                END IF;
+                -- those chunks and their ancestors, a range of positions per level
+                PERFORM 1 FROM generate_series(0, cs.levels - 1) AS lv
+                   JOIN modelstore.index_nodes AS n ON n.index_id = cs.index_id AND n.level = lv
+                    AND n.pos BETWEEN v_leaf_lo >> lv AND v_leaf_hi >> lv
+                 ORDER BY n.level, n.pos FOR UPDATE OF n;
             END IF;
             IF v_small THEN
                 FOR r IN EXECUTE modelstore._delta_row_values(TG_OP, v_key, cs.columns, cs.target, v_bools) LOOP
@@ -738,7 +759,7 @@ BEGIN
                 EXECUTE modelstore._maintenance_sql(cs.family, TG_OP, v_seg_key, v_seg_type, v_offset, v_scale,
                                                     cs.columns, cs.target, v_bools, cs.has_stats,
                                                     cs.index_id IS NOT NULL)
-                    USING v_ids, cs.index_id, cs.levels;
+                    USING v_ids, cs.index_id, cs.levels, v_leaf_lo, v_leaf_hi;
             END IF;
             IF cs.index_id IS NOT NULL THEN
                 -- the index's totals follow its root
