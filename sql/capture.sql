@@ -143,7 +143,14 @@ BEGIN
         END LOOP;
         cnt[idx] := n_new;
     END LOOP;
-    -- keep the classes that still have rows
+    -- keep the classes that still have rows (usually all of them: then nothing is copied)
+    IF 0 < ALL (cnt) THEN
+        classes := cls;
+        counts := cnt;
+        moments := mm;
+        mean := CASE WHEN gaussian THEN mu ELSE p_mean END;
+        RETURN;
+    END IF;
     SELECT coalesce(jsonb_agg(x.v ORDER BY x.ord), '[]'::jsonb),
            coalesce(array_agg(cnt[x.ord] ORDER BY x.ord), '{}'::bigint[])
       INTO classes, counts
@@ -256,15 +263,18 @@ BEGIN
     END IF;
     IF NOT p_complete THEN
         UPDATE modelstore.index_nodes AS t SET null_rows = t.null_rows + p_sgn
-         WHERE t.index_id = p_index AND (t.level, t.pos) IN (SELECT * FROM unnest(levels, positions));
+          FROM unnest(levels, positions) AS u(level, pos)  -- each node by its primary key
+         WHERE t.index_id = p_index AND t.level = u.level AND t.pos = u.pos;
     ELSIF p_family = 'linear' THEN
         UPDATE modelstore.index_nodes AS t SET n = t.n + p_sgn, (mean, moments) = (SELECT * FROM
                    modelstore._absorbed_linear(t.n, t.mean, t.moments, p_sgn, p_x, zeros, zero_pairs, false))
-         WHERE t.index_id = p_index AND (t.level, t.pos) IN (SELECT * FROM unnest(levels, positions));
+          FROM unnest(levels, positions) AS u(level, pos)  -- each node by its primary key
+         WHERE t.index_id = p_index AND t.level = u.level AND t.pos = u.pos;
     ELSE
         UPDATE modelstore.index_nodes AS t SET n = t.n + p_sgn, (classes, counts, mean, moments) = (SELECT * FROM
                    modelstore._merged_classes(p_family, t.classes, t.counts, t.mean, t.moments, k, deltas))
-         WHERE t.index_id = p_index AND (t.level, t.pos) IN (SELECT * FROM unnest(levels, positions));
+          FROM unnest(levels, positions) AS u(level, pos)  -- each node by its primary key
+         WHERE t.index_id = p_index AND t.level = u.level AND t.pos = u.pos;
     END IF;
 END
 $$;
@@ -591,6 +601,7 @@ DECLARE
     v_scale numeric;
     v_leaf_lo integer; -- the index chunks a change can touch
     v_leaf_hi integer;
+    v_level integer;
 BEGIN
     -- FOR SHARE: writers share the source row; a request that stores new statistics updates it first
     -- (modelstore.freshness.lock_source), so the two wait for each other, and a REPEATABLE READ writer
@@ -738,11 +749,13 @@ BEGIN
                     v_leaf_lo := 0;
                     SELECT i.n_chunks - 1 INTO v_leaf_hi FROM modelstore.stat_indexes AS i WHERE i.index_id = cs.index_id;
                 END IF;
-                -- those chunks and their ancestors, a range of positions per level
-                PERFORM 1 FROM generate_series(0, cs.levels - 1) AS lv
-                   JOIN modelstore.index_nodes AS n ON n.index_id = cs.index_id AND n.level = lv
-                    AND n.pos BETWEEN v_leaf_lo >> lv AND v_leaf_hi >> lv
-                 ORDER BY n.level, n.pos FOR UPDATE OF n;
+                -- those chunks and their ancestors, a range of positions per level (primary-key scans)
+                FOR v_level IN 0 .. cs.levels - 1 LOOP
+                    PERFORM 1 FROM modelstore.index_nodes AS n
+                     WHERE n.index_id = cs.index_id AND n.level = v_level
+                       AND n.pos BETWEEN v_leaf_lo >> v_level AND v_leaf_hi >> v_level
+                     ORDER BY n.pos FOR UPDATE;
+                END LOOP;
             END IF;
             IF v_small THEN
                 FOR r IN EXECUTE modelstore._delta_row_values(TG_OP, v_key, cs.columns, cs.target, v_bools) LOOP
