@@ -42,7 +42,7 @@ class Access:
 
     reuse: bool  # stored statistics may be read (and the table's summaries validated)
     store: bool  # new statistics may be stored (capture is, or can be, installed)
-    captured: bool  # the capture triggers are all in place
+    captured: bool  # the capture triggers are all in place and enabled
     read_committed: bool
     notes: tuple[str, ...] = ()  # why not, for EXPLAIN
 
@@ -56,6 +56,9 @@ def check_access(conn: psycopg.Connection, table: Table, descriptor: Descriptor)
         SELECT pg_catalog.row_security_active(%(oid)s::oid),
                pg_catalog.has_table_privilege(%(oid)s::oid, 'TRIGGER'),
                (SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgrelid = %(oid)s::oid AND tgname = ANY (%(triggers)s)),
+               -- enabled: fire in ordinary sessions ('O') or always ('A'); 'D' is disabled, 'R' replica-only
+               (SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgrelid = %(oid)s::oid AND tgname = ANY (%(triggers)s)
+                   AND tgenabled IN ('O', 'A')),
                pg_catalog.current_setting('transaction_isolation'),
                current_user,
                ARRAY(SELECT c FROM unnest(%(columns)s::text[]) AS c
@@ -63,7 +66,7 @@ def check_access(conn: psycopg.Connection, table: Table, descriptor: Descriptor)
         """,
         {"oid": table.oid, "triggers": list(TRIGGERS), "columns": columns},
     ).fetchone()
-    rls, may_trigger, n_triggers, isolation, role, denied = row
+    rls, may_trigger, n_triggers, n_enabled, isolation, role, denied = row
     if denied:
         raise PrivilegeError(
             f"role {role!r} may not read column(s) {denied} of table {table.display} (SELECT privilege)")
@@ -77,10 +80,14 @@ def check_access(conn: psycopg.Connection, table: Table, descriptor: Descriptor)
         reuse = False
         notes.append(f"row-level security narrows what role {role!r} sees of {table.display}: stored statistics "
                      f"are neither used nor stored for it")
-    captured = n_triggers == len(TRIGGERS)
+    captured = n_enabled == len(TRIGGERS)
+    disabled = n_enabled < n_triggers  # someone turned capture off: nothing stored can be trusted, or stored
     read_committed = isolation == "read committed"
-    store = reuse and read_committed and (captured or may_trigger)
-    if reuse and not read_committed:
+    store = reuse and read_committed and not disabled and (captured or may_trigger)
+    if reuse and disabled:
+        notes.append(f"change capture on {table.display} is disabled: its stored statistics were dropped and none "
+                     f"are stored until it is enabled again (its owner: SELECT modelstore.enable_capture(…))")
+    elif reuse and not read_committed:
         notes.append(f"the transaction is {isolation.upper()}: its snapshot may miss changes committed since it "
                      f"began, so no new statistics are stored")
     elif reuse and not captured and not may_trigger:

@@ -789,34 +789,113 @@ $$;
 COMMENT ON FUNCTION modelstore.capture() IS
     'Change capture: keeps stored statistics true under INSERT, UPDATE, DELETE and TRUNCATE (docs/freshness.md).';
 
--- Install change capture on a table (its owner, or a role with the TRIGGER privilege). Returns true
--- when triggers were created, false when they were all there.
+-- Forget what is stored for a table (its statistics and indexes; named models stay), when capture may
+-- have missed changes. SECURITY DEFINER so that row-level security on the catalog hides nothing from the
+-- deletion; only for a session whose login role may install capture on the table (inside this
+-- function current_user is the catalog's owner).
+CREATE OR REPLACE FUNCTION modelstore._forget_statistics(p_table regclass)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT pg_catalog.has_table_privilege(session_user, p_table, 'TRIGGER') THEN
+        RAISE EXCEPTION 'permission denied to reset the stored statistics of %', p_table
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    DELETE FROM modelstore.statistics AS s USING modelstore.sources AS o
+     WHERE o.source_id = s.source_id AND o.relid = p_table;
+    DELETE FROM modelstore.stat_indexes AS i USING modelstore.sources AS o
+     WHERE o.source_id = i.source_id AND o.relid = p_table;
+END
+$$;
+
+-- Install change capture on a table (its owner, or a role with the TRIGGER privilege), or turn it back
+-- on: creates the triggers that are missing and enables those that are disabled (the owner only). When
+-- capture was missing or off, whatever is stored for the table may have missed changes: it is forgotten.
+-- The owner's triggers fire ALWAYS, in sessions with session_replication_role = replica too.
+-- Returns true when something was created or enabled.
 CREATE OR REPLACE FUNCTION modelstore.enable_capture(p_table regclass)
 RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    created boolean := false;
+    changed boolean := false;
+    owner boolean;
     def record;
+    state "char";
 BEGIN
     IF (SELECT c.relkind FROM pg_class AS c WHERE c.oid = p_table) <> 'r' THEN
         RAISE EXCEPTION 'modelstore keeps stored statistics fresh on ordinary tables only; % is not one', p_table
             USING ERRCODE = 'wrong_object_type';
     END IF;
+    owner := pg_catalog.pg_has_role((SELECT c.relowner FROM pg_class AS c WHERE c.oid = p_table), 'USAGE');
     FOR def IN SELECT * FROM (VALUES
             ('modelstore_capture_insert', 'INSERT', 'REFERENCING NEW TABLE AS modelstore_new'),
             ('modelstore_capture_update', 'UPDATE', 'REFERENCING NEW TABLE AS modelstore_new OLD TABLE AS modelstore_old'),
             ('modelstore_capture_delete', 'DELETE', 'REFERENCING OLD TABLE AS modelstore_old'),
             ('modelstore_capture_truncate', 'TRUNCATE', '')) AS t(name, event, referencing) LOOP
-        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_trigger AS g WHERE g.tgrelid = p_table AND g.tgname = def.name);
-        EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s %s FOR EACH STATEMENT EXECUTE FUNCTION modelstore.capture()',
-                       def.name, def.event, p_table, def.referencing);
-        created := true;
+        SELECT g.tgenabled INTO state FROM pg_trigger AS g WHERE g.tgrelid = p_table AND g.tgname = def.name;
+        IF state IS NULL THEN
+            EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s %s FOR EACH STATEMENT EXECUTE FUNCTION modelstore.capture()',
+                           def.name, def.event, p_table, def.referencing);
+            changed := true;
+        ELSIF state IN ('D', 'R') THEN  -- disabled, or firing in replica sessions only
+            IF NOT owner THEN
+                RAISE EXCEPTION 'change capture on % is disabled (trigger %); its owner can enable it with '
+                                'SELECT modelstore.enable_capture(''%'')', p_table, def.name, p_table
+                    USING ERRCODE = 'insufficient_privilege';
+            END IF;
+            changed := true;
+        END IF;
+        IF owner AND state IS DISTINCT FROM 'A' THEN
+            EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', p_table, def.name);
+        END IF;
     END LOOP;
-    RETURN created;
+    IF changed THEN
+        PERFORM modelstore._forget_statistics(p_table);
+    END IF;
+    RETURN changed;
 END
 $$;
 
 COMMENT ON FUNCTION modelstore.enable_capture(regclass) IS
-    'Install the change-capture triggers that keep a table''s stored statistics fresh (docs/freshness.md).';
+    'Install (or enable again) the change-capture triggers that keep a table''s stored statistics fresh (docs/freshness.md).';
+
+-- ALTER TABLE … DISABLE TRIGGER on a captured table: its statistics are forgotten at once, so that
+-- writes made while capture is off can never be hidden by enabling it again before the next request.
+-- An event trigger needs a superuser: it is installed when the catalog's owner is one (docs/freshness.md).
+CREATE OR REPLACE FUNCTION modelstore._capture_ddl()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel oid;
+BEGIN
+    FOR rel IN SELECT DISTINCT c.objid FROM pg_event_trigger_ddl_commands() AS c
+                WHERE c.classid = 'pg_class'::regclass
+                  AND EXISTS (SELECT 1 FROM modelstore.sources AS o WHERE o.relid = c.objid) LOOP
+        IF (SELECT count(*) FROM pg_trigger AS g
+             WHERE g.tgrelid = rel AND g.tgname LIKE 'modelstore\_capture\_%' AND g.tgenabled IN ('O', 'A')) < 4 THEN
+            DELETE FROM modelstore.statistics AS s USING modelstore.sources AS o
+             WHERE o.source_id = s.source_id AND o.relid = rel;
+            DELETE FROM modelstore.stat_indexes AS i USING modelstore.sources AS o
+             WHERE o.source_id = i.source_id AND o.relid = rel;
+        END IF;
+    END LOOP;
+END
+$$;
+
+DO $$
+BEGIN
+    IF (SELECT r.rolsuper FROM pg_roles AS r WHERE r.rolname = current_user) THEN
+        DROP EVENT TRIGGER IF EXISTS modelstore_capture_ddl;
+        CREATE EVENT TRIGGER modelstore_capture_ddl ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
+            EXECUTE FUNCTION modelstore._capture_ddl();
+    END IF;
+END
+$$;

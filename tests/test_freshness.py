@@ -400,6 +400,72 @@ def test_dropping_a_used_column_does_not_break_writes_and_drops_its_statistics(d
             "SELECT n, null_rows, classes, counts, mean, moments FROM modelstore.statistics").fetchone())
 
 
+def _stored(conn) -> int:
+    return conn.execute("SELECT count(*) FROM modelstore.statistics").fetchone()[0]
+
+
+def test_disabling_capture_forgets_the_statistics_and_stores_none_until_it_is_enabled(dsn):
+    with _store(dsn) as store:
+        c = store.conn
+        _load(c)
+        _fit_linear(store, 1, 1000)
+        store.build_index("t", "id", FEATURES, "y", kind="linear", chunk_rows=500)
+        assert c.execute("SELECT array_agg(DISTINCT tgenabled::text) FROM pg_trigger WHERE tgrelid = 't'::regclass"
+                         ).fetchone()[0] == ["A"]  # the owner's triggers fire in replica sessions too
+        c.execute("ALTER TABLE t DISABLE TRIGGER modelstore_capture_insert")
+        # the event trigger (the catalog's owner is a superuser here) forgets them at once
+        assert _stored(c) == 0 and c.execute("SELECT count(*) FROM modelstore.stat_indexes").fetchone()[0] == 0
+        c.execute("INSERT INTO t SELECT id, x1 + 5, x2, y, c, w FROM t WHERE id BETWEEN 100 AND 300")
+        plan = store.explain("linear", table="public.t", target="y", features=FEATURES, order_by="id", lo=1, hi=1000)
+        assert any("is disabled" in note for note in plan.notes), plan.notes
+        m = _fit_linear(store, 1, 1000)
+        assert _rel(np.r_[m.intercept_, m.coef_], _lstsq(c, 1, 1000)) < 1e-9
+        assert _stored(c) == 0  # nothing stored while capture is off
+        assert c.execute("SELECT modelstore.enable_capture('t')").fetchone()[0] is True
+        _fit_linear(store, 1, 1000)
+        c.execute("INSERT INTO t SELECT id, x1 - 5, x2, y, c, w FROM t WHERE id BETWEEN 400 AND 420")
+        assert assert_catalog_true(c) == 1
+
+
+def test_capture_turned_off_and_on_between_requests_hides_no_write(dsn):
+    with _store(dsn) as store:
+        c = store.conn
+        _load(c)
+        _fit_linear(store, 1, 1000)
+        c.execute("ALTER TABLE t DISABLE TRIGGER ALL")
+        c.execute("UPDATE t SET y = y * 3 WHERE id BETWEEN 10 AND 500")
+        c.execute("ALTER TABLE t ENABLE TRIGGER ALL")
+        m = _fit_linear(store, 1, 1000)
+        assert _rel(np.r_[m.intercept_, m.coef_], _lstsq(c, 1, 1000)) < 1e-9
+
+
+def test_a_capture_trigger_dropped_and_installed_again_forgets_what_it_missed(dsn):
+    with _store(dsn) as store:
+        c = store.conn
+        _load(c)
+        _fit_linear(store, 1, 1000)
+        c.execute("DROP TRIGGER modelstore_capture_delete ON t")
+        c.execute("DELETE FROM t WHERE id BETWEEN 200 AND 400")
+        assert c.execute("SELECT modelstore.enable_capture('t')").fetchone()[0] is True
+        assert _stored(c) == 0
+        m = _fit_linear(store, 1, 1000)
+        assert _rel(np.r_[m.intercept_, m.coef_], _lstsq(c, 1, 1000)) < 1e-9
+        assert c.execute("SELECT modelstore.enable_capture('t')").fetchone()[0] is False  # all there: nothing forgotten
+        assert _stored(c) == 1
+
+
+def test_writes_in_a_replica_session_are_captured(dsn):
+    with _store(dsn) as store:
+        c = store.conn
+        _load(c)
+        _fit_linear(store, 1, 1000)
+        store.fit("gaussian_nb", table="t", target="c", features=FEATURES, order_by="id", lo=1, hi=2000)
+        c.execute("SET session_replication_role = replica")  # ordinary triggers do not fire here
+        c.execute("INSERT INTO t SELECT id, x1 + 1, x2, y, c, w FROM t WHERE id BETWEEN 50 AND 150")
+        c.execute("RESET session_replication_role")
+        assert assert_catalog_true(c) == 2
+
+
 def test_a_table_dropped_and_created_again_is_a_new_source_of_rows(dsn):
     with _store(dsn) as store:
         c = store.conn
