@@ -60,13 +60,14 @@ def check_access(conn: psycopg.Connection, table: Table, descriptor: Descriptor)
                (SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgrelid = %(oid)s::oid AND tgname = ANY (%(triggers)s)
                    AND tgenabled IN ('O', 'A')),
                pg_catalog.current_setting('transaction_isolation'),
+               (SELECT relhassubclass FROM pg_catalog.pg_class WHERE oid = %(oid)s::oid),
                current_user,
                ARRAY(SELECT c FROM unnest(%(columns)s::text[]) AS c
                      WHERE NOT pg_catalog.has_column_privilege(%(oid)s::oid, c, 'SELECT'))
         """,
         {"oid": table.oid, "triggers": list(TRIGGERS), "columns": columns},
     ).fetchone()
-    rls, may_trigger, n_triggers, n_enabled, isolation, role, denied = row
+    rls, may_trigger, n_triggers, n_enabled, isolation, inherited, role, denied = row
     if denied:
         raise PrivilegeError(
             f"role {role!r} may not read column(s) {denied} of table {table.display} (SELECT privilege)")
@@ -76,6 +77,11 @@ def check_access(conn: psycopg.Connection, table: Table, descriptor: Descriptor)
         reuse = False
         notes.append(f"{table.display} is {_RELKINDS.get(table.kind, 'not a table')}: stored statistics are kept "
                      f"for ordinary tables only, where change capture keeps them true; every request scans it")
+    elif inherited:
+        # a request reads the children's rows too, but writes to a child do not fire the parent's triggers
+        reuse = False
+        notes.append(f"{table.display} has inheritance children, whose rows it includes but whose changes its "
+                     f"capture cannot see: stored statistics are neither used nor stored for it")
     elif rls:
         reuse = False
         notes.append(f"row-level security narrows what role {role!r} sees of {table.display}: stored statistics "

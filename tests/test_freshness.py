@@ -466,6 +466,24 @@ def test_writes_in_a_replica_session_are_captured(dsn):
         assert assert_catalog_true(c) == 2
 
 
+def test_a_table_with_inheritance_children_stores_nothing(dsn):
+    """Rows of a child are rows of the parent to a request, but a write to the child does not fire the
+    parent's triggers: no summary of the parent could be kept true."""
+    with _store(dsn) as store:
+        c = store.conn
+        _load(c)
+        _fit_linear(store, 1, 1000)
+        c.execute("CREATE TABLE public.t_child () INHERITS (public.t)")
+        c.execute("INSERT INTO public.t_child SELECT id, x1 * 2, x2, y + 1, c, w FROM public.t WHERE id BETWEEN 1 AND 300")
+        plan = store.explain("linear", table="public.t", target="y", features=FEATURES, order_by="id", lo=1, hi=1000)
+        assert any("inheritance children" in note for note in plan.notes), plan.notes
+        assert not plan.stored
+        m = _fit_linear(store, 1, 1000)
+        assert m.plan.plan.scans and m.plan.stored_stats_id is None
+        assert c.execute("SELECT count(*) FROM modelstore.statistics").fetchone()[0] == 1  # the first fit's only
+        assert _rel(np.r_[m.intercept_, m.coef_], _lstsq(c, 1, 1000)) < 1e-9  # numpy reads the children too
+
+
 def test_a_table_dropped_and_created_again_is_a_new_source_of_rows(dsn):
     with _store(dsn) as store:
         c = store.conn
