@@ -168,6 +168,10 @@ def test_every_kind_of_change_keeps_linear_and_naive_bayes_statistics_exact(dsn,
             "DELETE FROM t WHERE c = 'z'",                                         # a class disappears
             "DELETE FROM t WHERE c = 'q'",
             "INSERT INTO t SELECT id + 10000, x1, x2, y, c, w FROM t WHERE id < 100",  # appended past the ends
+            # MERGE: one statement that updates, deletes and inserts (each action fires its trigger)
+            "MERGE INTO t USING (SELECT g AS id FROM generate_series(990, 1010) AS g) AS s ON t.id = s.id "
+            "WHEN MATCHED AND t.id % 2 = 0 THEN UPDATE SET x1 = t.x1 + 10 WHEN MATCHED THEN DELETE "
+            "WHEN NOT MATCHED THEN INSERT VALUES (s.id, 1, 100, 2, 'a', 1)",
         ]
         for change in changes:
             c.execute(change)
