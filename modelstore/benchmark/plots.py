@@ -197,7 +197,8 @@ def capture(result: dict, out_dir: Path) -> list[str]:
     ax.set_xticks(list(xs), ops, rotation=20, fontsize=7)
     ax.set_yscale("log")
     ax.set_ylabel("rows/s (median)")
-    ax.set_title(f"Change capture: {result['batch']:,}-row statements on a {result['rows']:,}-row table", fontsize=9)
+    ax.set_title(f"Change capture on a {result['rows']:,}-row table: statements of {result['batch']:,} rows and of one",
+                 fontsize=9)
     ax.legend(fontsize=7)
     return [_save(fig, out_dir, "capture_overhead.png")]
 
