@@ -279,26 +279,43 @@ BEGIN
 END
 $$;
 
--- The changed rows for the small-change path, as SQL text: sgn, k (the key as text), complete, x (the
--- values as float8[]) and label (the class as jsonb, Naive Bayes).
+-- The changed rows with their values, as SQL text: sgn, k (the key, p_key), complete (no NULL in a used
+-- column), x1 … xk (the columns as float8, booleans as 0/1) and, with a class column, label (jsonb).
+-- Rows without an ordering value are in no range: left out.
+CREATE OR REPLACE FUNCTION modelstore._delta_values(p_op text, p_key text, p_columns text[], p_target text,
+                                                    p_bools boolean[])
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n_all integer := cardinality(p_columns) + CASE WHEN p_target <> '' THEN 1 ELSE 0 END;
+BEGIN
+    RETURN format('SELECT r.sgn, r.k, (%s) AS complete, %s%s FROM (%s) AS r WHERE r.k IS NOT NULL',
+                  (SELECT string_agg(format('r.v%s IS NOT NULL', i), ' AND ') FROM generate_series(1, n_all) AS i),
+                  (SELECT string_agg(format('r.v%s%s::float8 AS x%s', i, CASE WHEN b THEN '::int' ELSE '' END, i),
+                                     ', ' ORDER BY i)
+                     FROM unnest(p_bools) WITH ORDINALITY AS u(b, i)),
+                  CASE WHEN p_target <> '' THEN format(', to_jsonb(r.v%s) AS label', n_all) ELSE '' END,
+                  modelstore._delta_rows(p_op, p_key,
+                                         p_columns || CASE WHEN p_target <> '' THEN ARRAY[p_target] ELSE '{}' END));
+END
+$$;
+
+-- The changed rows for the small-change path: sgn, k as text, complete, x (the values as float8[]) and
+-- label (NULL without a class column).
 CREATE OR REPLACE FUNCTION modelstore._delta_row_values(p_op text, p_key text, p_columns text[], p_target text,
                                                         p_bools boolean[])
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    k integer := cardinality(p_columns);
-    n_all integer := k + CASE WHEN p_target <> '' THEN 1 ELSE 0 END;
 BEGIN
-    RETURN format('SELECT r.sgn, r.k::text AS k, (%s) AS complete, ARRAY[%s]::float8[] AS x, %s AS label '
-                  'FROM (%s) AS r WHERE r.k IS NOT NULL',
-                  (SELECT string_agg(format('r.v%s IS NOT NULL', i), ' AND ') FROM generate_series(1, n_all) AS i),
-                  (SELECT string_agg(format('r.v%s%s::float8', i, CASE WHEN b THEN '::int' ELSE '' END), ', ' ORDER BY i)
-                     FROM unnest(p_bools) WITH ORDINALITY AS u(b, i)),
-                  CASE WHEN p_target <> '' THEN format('to_jsonb(r.v%s)', n_all) ELSE 'NULL::jsonb' END,
-                  modelstore._delta_rows(p_op, p_key,
-                                         p_columns || CASE WHEN p_target <> '' THEN ARRAY[p_target] ELSE '{}' END));
+    RETURN format('SELECT d.sgn, d.k::text AS k, d.complete, ARRAY[%s]::float8[] AS x, %s AS label FROM (%s) AS d',
+                  (SELECT string_agg(format('d.x%s', i), ', ' ORDER BY i)
+                     FROM generate_series(1, cardinality(p_columns)) AS i),
+                  CASE WHEN p_target <> '' THEN 'd.label' ELSE 'NULL::jsonb' END,
+                  modelstore._delta_values(p_op, p_key, p_columns, p_target, p_bools));
 END
 $$;
 
@@ -352,10 +369,8 @@ AS $$
 DECLARE
     k integer := cardinality(p_columns);
     nb boolean := p_family <> 'linear';
-    n_all integer := k + CASE WHEN p_family <> 'linear' THEN 1 ELSE 0 END;
     fast boolean := p_type = 'int8';
     lbl text := CASE WHEN p_family <> 'linear' THEN ', label' ELSE '' END;
-    xs text;
     centers text;
     centered text;
     sums text;
@@ -376,8 +391,6 @@ DECLARE
     stats_update text;
     index_update text;
 BEGIN
-    SELECT string_agg(format('r.v%s%s::float8 AS x%s', i, CASE WHEN b THEN '::int' ELSE '' END, i), ', ' ORDER BY i)
-      INTO xs FROM unnest(p_bools) WITH ORDINALITY AS u(b, i);
     -- one center for every summary, any changed row (the shifted-data sums: each summary's sums are moved
     -- to its stored mean before they are merged); multinomial keeps plain sums
     SELECT string_agg(CASE WHEN p_family = 'multinomial_nb' THEN format('0::float8 AS c%s', i)
@@ -468,17 +481,15 @@ BEGIN
     -- OFFSET 0 keeps a subquery from being flattened: its columns are computed once per row, not once
     -- per use in the aggregates above
     common := format(
-        'WITH d AS (SELECT r.sgn, r.k, (%1$s) AS complete, %2$s%3$s FROM (%4$s) AS r WHERE r.k IS NOT NULL), '
-        'c AS (SELECT %5$s), scuts AS (%6$s), icuts AS (%7$s), '
-        'z AS (SELECT %8$s AS sseg, %9$s AS leaf, q.k, q.sgn, q.complete%10$s, %11$s '
+        'WITH d AS (%1$s), '
+        'c AS (SELECT %2$s), scuts AS (%3$s), icuts AS (%4$s), '
+        'z AS (SELECT %5$s AS sseg, %6$s AS leaf, q.k, q.sgn, q.complete%7$s, %8$s '
         'FROM (SELECT d.*, scuts.*, icuts.*, width_bucket(d.k, scuts.skeys) AS sb, width_bucket(d.k, icuts.ikeys) AS ib '
         'FROM d CROSS JOIN scuts CROSS JOIN icuts OFFSET 0) AS q CROSS JOIN c OFFSET 0), '
-        'g AS (SELECT z.sseg, z.leaf%12$s, min(z.k) AS rep, coalesce(sum(z.sgn) FILTER (WHERE z.complete), 0) AS m, '
-        'coalesce(sum(z.sgn) FILTER (WHERE NOT z.complete), 0) AS nulls, %13$s FROM z GROUP BY z.sseg, z.leaf%12$s), '
-        'cc AS (SELECT ARRAY[%14$s]::float8[] AS arr FROM c)',
-        (SELECT string_agg(format('r.v%s IS NOT NULL', i), ' AND ') FROM generate_series(1, n_all) AS i),
-        xs, CASE WHEN nb THEN format(', to_jsonb(r.v%s) AS label', n_all) ELSE '' END,
-        modelstore._delta_rows(p_op, p_key, p_columns || CASE WHEN nb THEN ARRAY[p_target] ELSE '{}' END),
+        'g AS (SELECT z.sseg, z.leaf%9$s, min(z.k) AS rep, coalesce(sum(z.sgn) FILTER (WHERE z.complete), 0) AS m, '
+        'coalesce(sum(z.sgn) FILTER (WHERE NOT z.complete), 0) AS nulls, %10$s FROM z GROUP BY z.sseg, z.leaf%9$s), '
+        'cc AS (SELECT ARRAY[%11$s]::float8[] AS arr FROM c)',
+        modelstore._delta_values(p_op, p_key, p_columns, CASE WHEN nb THEN p_target ELSE '' END, p_bools),
         centers, scuts, icuts, sseg, leaf, CASE WHEN nb THEN ', CASE WHEN q.complete THEN q.label END AS label' ELSE '' END,
         centered, replace(lbl, ', ', ', z.'), sums,
         (SELECT string_agg(format('c.c%s', i), ', ' ORDER BY i) FROM generate_series(1, k) AS i));

@@ -147,8 +147,8 @@ def capture(ctx: Context) -> dict:
         past_end = 2 * rows + 2
         times: dict[str, dict[str, list[float]]] = {op: {"plain": [], "captured": [], "rows": []} for op in OPERATIONS}
         plan = [(op, int(rng.integers(rows // 10, rows - rows // 10 - batch)))
-                for _ in range(cfg.capture_repeats * SINGLE_ROW_FACTOR) for op in OPERATIONS
-                if op.endswith("one row") or _ < cfg.capture_repeats]
+                for rep in range(cfg.capture_repeats * SINGLE_ROW_FACTOR) for op in OPERATIONS
+                if op.endswith("one row") or rep < cfg.capture_repeats]
         for op, start in ctx.track(plan, "timing statements"):
             size = 1 if op.endswith("one row") else batch
             lo, hi = 2 * start, 2 * (start + size - 1)  # ``size`` rows (even ids) in the middle of the table
