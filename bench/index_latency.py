@@ -24,8 +24,8 @@ import numpy as np
 from psycopg import sql
 
 import modelstore
-from modelstore.executor import scan
-from modelstore.source import resolve_table
+from modelstore.execution.executor import scan
+from modelstore.request.source import resolve_table
 
 TABLE = "bench_index"
 FEATURES = [f"x{i}" for i in range(1, 11)]

@@ -41,9 +41,9 @@ SET search_path = pg_catalog, pg_temp
 AS $install$
 DECLARE
     -- The start of every function body: once per backend, make modelstore importable (the
-    -- modelstore.python_path setting, docs/plpython.md) and keep modelstore.inside in GD.
+    -- modelstore.python_path setting, docs/plpython.md) and keep modelstore.doors.plpython in GD.
     prelude CONSTANT text := $py$
-ms = GD.get("modelstore.inside")
+ms = GD.get("modelstore.doors.plpython")
 if ms is None:
     import os, site, sys
     # one BLAS thread: a backend serves one session, and a thread pool would compete with other backends
@@ -59,13 +59,13 @@ if ms is None:
                 site.addsitedir(entry)  # also reads the .pth files there (editable installs)
         sys.path[:] = [p for p in sys.path if p not in before] + before
     try:
-        import modelstore.inside as ms
+        import modelstore.doors.plpython as ms
     except ImportError as exc:
         plpy.error("modelstore is not importable by the server's Python " + sys.version.split()[0] + ": " + str(exc),
                    hint="set modelstore.python_path in postgresql.conf (or ALTER SYSTEM) to the directories "
                         "holding modelstore and its dependencies, built for this Python; see docs/plpython.md",
                    sqlstate="58000")
-    GD["modelstore.inside"] = ms
+    GD["modelstore.doors.plpython"] = ms
 $py$;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'plpython3u') THEN

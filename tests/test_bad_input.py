@@ -669,7 +669,7 @@ def test_bad_sql_function_call(store, extra, label, query, error, message):
 ])
 def test_cli_refuses_with_exit_code_2(store, extra, module_dsn, args, message):
     before = catalog_counts(store.conn)
-    proc = subprocess.run([sys.executable, "-m", "modelstore.cli", "--dsn", module_dsn, *args], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "modelstore", "--dsn", module_dsn, *args], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "error:" in proc.stdout and message in proc.stdout.replace("\n", ""), proc.stdout

@@ -273,13 +273,13 @@ def test_generator_is_seeded_and_batched():
 
 def test_cli_bench(run, tmp_path):
     out = tmp_path / "results"
-    args = [sys.executable, "-m", "modelstore.cli", "--dsn", run.dsn, "bench", "--quick", "--only", "storage",
+    args = [sys.executable, "-m", "modelstore", "--dsn", run.dsn, "bench", "--quick", "--only", "storage",
             "--rows", "2000", "--queries", "2", "--out", str(out)]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads((out / "storage.json").read_text())
     assert doc["mode"] == "quick" and doc["parameters"]["rows"] == 2000
     assert "Quick mode" in (out / "SUMMARY.md").read_text()
-    bad = subprocess.run([sys.executable, "-m", "modelstore.cli", "--dsn", run.dsn, "bench", "--only", "nope"],
+    bad = subprocess.run([sys.executable, "-m", "modelstore", "--dsn", run.dsn, "bench", "--only", "nope"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "unknown experiment" in bad.stdout + bad.stderr

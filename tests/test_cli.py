@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import modelstore
-from modelstore.cli import main
+from modelstore.doors.cli import main
 from tests.helpers import load_frame
 
 
@@ -27,7 +27,7 @@ def db(module_dsn):
 
 def run(db, *args) -> tuple[int, str]:
     """Run the CLI in a subprocess, as a user would."""
-    proc = subprocess.run([sys.executable, "-m", "modelstore.cli", "--dsn", db, *args],
+    proc = subprocess.run([sys.executable, "-m", "modelstore", "--dsn", db, *args],
                           capture_output=True, text=True, timeout=120)
     return proc.returncode, proc.stdout + proc.stderr
 

@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from modelstore import costs, migrate
-from modelstore.costs import FAMILY_DEGREE, FLOOR_MS, MAX_K, CostModel
-from modelstore.source import Column
+from modelstore.planner import costs
+from modelstore.catalog import migrate
+from modelstore.planner.costs import FAMILY_DEGREE, FLOOR_MS, MAX_K, CostModel
+from modelstore.request.source import Column
 from modelstore.stats import gaussian_nb, linear
 
 FAMILIES = sorted(FAMILY_DEGREE)

@@ -18,8 +18,8 @@ import pytest
 from psycopg import sql
 
 import modelstore
-import modelstore.migrate
-from modelstore.costs import CostModel
+import modelstore.catalog.migrate
+from modelstore.planner.costs import CostModel
 
 FEATURES = ["x1", "x2"]
 
@@ -601,7 +601,7 @@ def roles(dsn):
 
     names = [f"all_{uuid.uuid4().hex[:6]}", f"eu_{uuid.uuid4().hex[:6]}"]
     with psycopg.connect(dsn, autocommit=True) as c:
-        modelstore.migrate.ensure_current(c)
+        modelstore.catalog.migrate.ensure_current(c)
         for role in names:
             c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
             c.execute(sql.SQL("GRANT modelstore_user TO {}").format(sql.Identifier(role)))

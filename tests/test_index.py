@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sklearn.naive_bayes import GaussianNB as SkGaussianNB
 
 import modelstore
-from modelstore.costs import CostModel
+from modelstore.planner.costs import CostModel
 from tests.data import longley
 from tests.helpers import load_frame, rel_err
 

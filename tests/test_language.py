@@ -17,7 +17,7 @@ from sklearn import metrics
 from sklearn.linear_model import LinearRegression as SkLinear
 
 import modelstore
-from modelstore.costs import CostModel
+from modelstore.planner.costs import CostModel
 from tests.helpers import catalog_counts, load_frame
 
 N = 3000
@@ -123,7 +123,7 @@ def test_same_model_from_python_language_and_cli(store, module_dsn):
                           where="region = 'US'", name="door_python")
     by_language = create_linear(store, "id BETWEEN 201 AND 2200 AND region = 'US'", name="door_language")
     statement = LINEAR.format(name="door_cli", where="region = 'US' AND id >= 201 AND id <= 2200")
-    proc = subprocess.run([sys.executable, "-m", "modelstore.cli", "--dsn", module_dsn, "query", statement],
+    proc = subprocess.run([sys.executable, "-m", "modelstore", "--dsn", module_dsn, "query", statement],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "door_cli (linear)" in proc.stdout
@@ -380,7 +380,7 @@ def test_cli_query_file_and_explain(store, module_dsn, tmp_path):
     script.write_text(LINEAR.format(name="cli_file", where="id BETWEEN 1 AND 700") + ";\n"
                       "SELECT processed_input, weight FROM ML.WEIGHTS(MODEL cli_file) ORDER BY processed_input;\n"
                       "SHOW MODELS;\n")
-    cli = [sys.executable, "-m", "modelstore.cli", "--dsn", module_dsn]
+    cli = [sys.executable, "-m", "modelstore", "--dsn", module_dsn]
     proc = subprocess.run([*cli, "query", "-f", str(script)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "__INTERCEPT__" in proc.stdout and "cli_file" in proc.stdout

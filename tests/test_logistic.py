@@ -9,7 +9,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 import modelstore
-from modelstore.costs import CostModel
+from modelstore.planner.costs import CostModel
 from tests.helpers import catalog_counts, load_frame
 
 N = 24_000

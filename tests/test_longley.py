@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 import modelstore
-from modelstore import catalog
-from modelstore.executor import execute
+from modelstore.catalog import records
+from modelstore.execution.executor import execute
 from modelstore.models import LinearRegression
-from modelstore.plan import Plan, Step
+from modelstore.planner.plan import Plan, Step
 from tests.data import longley
 from tests.helpers import load_frame
 
@@ -86,7 +86,7 @@ def test_whole_minus_part(store):
 
 def test_stored_statistics_are_what_was_computed(store):
     m = fit(store, 1, 16)
-    stored = catalog.fetch_stats(store.conn, [m.plan.stored_stats_id])[m.plan.stored_stats_id]
+    stored = records.fetch_stats(store.conn, [m.plan.stored_stats_id])[m.plan.stored_stats_id]
     again = fit(store, 1, 16)
     assert again.plan.rows_scanned == 0
     assert np.array_equal(again.coef_, m.coef_) and stored.n == 16

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 import modelstore
-from modelstore import migrate
+from modelstore.catalog import migrate
 
 
 def test_first_connect_creates_the_catalog(dsn):

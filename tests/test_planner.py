@@ -10,11 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import modelstore
-from modelstore.costs import CostModel
-from modelstore.descriptor import Range, parse_bound
+from modelstore.planner.costs import CostModel
+from modelstore.request.descriptor import Range, parse_bound
 from modelstore.models import LinearRegression
 from modelstore.planner import plan_costs
-from modelstore.cuts import range_cuts
+from modelstore.request.cuts import range_cuts
 from modelstore.planner.relevant import StoredModel
 from tests.bruteforce import brute_force
 from tests.data import longley

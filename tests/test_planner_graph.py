@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modelstore.descriptor import Range
-from modelstore.cuts import range_cuts
+from modelstore.request.descriptor import Range
+from modelstore.request.cuts import range_cuts
 from modelstore.planner.graph import PlanCosts, solve
 from tests.bruteforce import brute_force
 

@@ -15,9 +15,9 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 import modelstore
-from modelstore import costs
-from modelstore.costs import CostModel
-from modelstore.inside import frame_rows
+from modelstore.planner import costs
+from modelstore.planner.costs import CostModel
+from modelstore.doors.plpython import frame_rows
 from modelstore.server import _python_path_line
 from tests.helpers import catalog_counts, load_frame
 
@@ -301,7 +301,7 @@ import json, site, sys
 for entry in (plpy.execute("SELECT modelstore._python_path() AS p")[0]["p"] or "").split(":"):
     if entry and entry not in sys.path:
         site.addsitedir(entry)
-from modelstore.inside import SpiConnection
+from modelstore.doors.plpython import SpiConnection
 space = {"conn": SpiConnection(plpy), "params": json.loads(params)}
 exec(code, space)
 return repr(space["result"])

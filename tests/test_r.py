@@ -14,8 +14,8 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 import modelstore
-from modelstore import costs
-from modelstore.costs import CostModel
+from modelstore.planner import costs
+from modelstore.planner.costs import CostModel
 from tests.helpers import load_frame
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "examples", "r_session.R")

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modelstore.descriptor import Range
+from modelstore.request.descriptor import Range
 from modelstore.errors import ColumnTypeError, UnknownColumnError, UnknownTableError
-from modelstore.rowcount import RowEstimator
+from modelstore.planner.rowcount import RowEstimator
 
 UTC = dt.timezone.utc
 
@@ -87,7 +87,7 @@ def conn(module_dsn):
 def count(conn, table, column, r: Range) -> int:
     from psycopg import sql
 
-    from modelstore.executor import range_predicate
+    from modelstore.request.predicates import range_predicate
 
     return conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
         sql.Identifier(table), range_predicate(column, r))).fetchone()[0]
@@ -96,7 +96,7 @@ def count(conn, table, column, r: Range) -> int:
 def postgres_estimate(conn, table, column, r: Range) -> float:
     from psycopg import sql
 
-    from modelstore.executor import range_predicate
+    from modelstore.request.predicates import range_predicate
 
     plan = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) SELECT * FROM {} WHERE {}").format(
         sql.Identifier(table), range_predicate(column, r))).fetchone()[0]

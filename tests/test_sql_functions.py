@@ -15,7 +15,7 @@ import pytest
 from psycopg import sql
 
 import modelstore
-from modelstore import migrate
+from modelstore.catalog import migrate
 from tests.helpers import load_frame
 
 N = 1500

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import modelstore
-from modelstore import catalog
-from modelstore.executor import scan
+from modelstore.catalog import records
+from modelstore.execution.executor import scan
 from modelstore.stats import GaussianNBStats, LinearStats, MultinomialNBStats
 from tests.helpers import load_frame
 
@@ -196,11 +196,11 @@ def test_catalog_round_trip_is_exact(store, cls, args):
     feats = ["a", "b"]
     descriptor, _ = store._describe(kind, "rt", target, feats, "id", 1, 30, None, {})
     with store.conn.transaction():
-        source_id = catalog.ensure_source(store.conn, descriptor.source)
-        stats_id = catalog.store_stats(store.conn, source_id, descriptor, stats)
-        again = catalog.store_stats(store.conn, source_id, descriptor, stats)
+        source_id = records.ensure_source(store.conn, descriptor.source)
+        stats_id = records.store_stats(store.conn, source_id, descriptor, stats)
+        again = records.store_stats(store.conn, source_id, descriptor, stats)
     assert again == stats_id  # one row per descriptor
-    assert catalog.fetch_stats(store.conn, [stats_id])[stats_id] == stats
+    assert records.fetch_stats(store.conn, [stats_id])[stats_id] == stats
 
 
 @pytest.mark.parametrize("kind,target,features", [
@@ -208,8 +208,8 @@ def test_catalog_round_trip_is_exact(store, cls, args):
 def test_rows_fetched_to_python_give_the_aggregates_statistics(store, kind, target, features):
     """The executor's two ways to summarise a scan — PostgreSQL aggregates, or rows fetched and summed
     in numpy (chosen by the cost model for small scans) — agree, NULL counts included."""
-    from modelstore.descriptor import Range
-    from modelstore.executor import fetch_many, scan_many
+    from modelstore.request.descriptor import Range
+    from modelstore.execution.executor import fetch_many, scan_many
 
     rng = np.random.default_rng(9)
     n = 300

@@ -1,9 +1,9 @@
 """The baselines a gain is measured against, in the same run on the same rows.
 
 - **From scratch** (the paper's baseline T0, DESIGN.md §7): linear and Naive Bayes by one
-  in-database aggregate scan of the request's rows (:func:`modelstore.executor.scan`, the statement
+  in-database aggregate scan of the request's rows (:func:`modelstore.execution.executor.scan`, the statement
   modelstore itself runs for a gap) and solving the model; logistic by training every chunk of the
-  request (:func:`modelstore.mixture.execute_logistic` on a plan of one train step) with nothing
+  request (:func:`modelstore.execution.mixture.execute_logistic` on a plan of one train step) with nothing
   stored. No planning, no catalog. The scratch model's parameters are kept, so that every modelstore
   answer of a linear or Naive Bayes request can be checked against it (they must be equal).
 - **The analyst's way**: ``pandas.read_sql`` of the rows, then scikit-learn (``LinearRegression``,
@@ -26,10 +26,10 @@ from psycopg import sql
 from modelstore.benchmark import data, measure
 from modelstore.benchmark.context import Context
 from modelstore.benchmark.workloads import Query
-from modelstore.executor import scan
-from modelstore.mixture import execute_logistic
-from modelstore.plan import Plan, Step
-from modelstore.source import resolve_table
+from modelstore.execution.executor import scan
+from modelstore.execution.mixture import execute_logistic
+from modelstore.planner.plan import Plan, Step
+from modelstore.request.source import resolve_table
 from modelstore.store import MODEL_CLASSES
 
 

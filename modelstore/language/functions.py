@@ -22,9 +22,9 @@ import numpy as np
 import psycopg
 from sqlglot import exp
 
-from modelstore.descriptor import bound_text
+from modelstore.request.descriptor import bound_text
 from modelstore.errors import ColumnTypeError, PrivilegeError, UnknownColumnError, UnknownTableError
-from modelstore.language import scoring
+from modelstore.families import family, scoring
 from modelstore.language.dialect import MLAdvancedWeights, MLEvaluate, MLTrainingInfo, MLWeights, position
 from modelstore.language.statements import LanguageError, model_name
 
@@ -166,7 +166,7 @@ def _scored(model, source: exp.Query, types: dict[str, str] | None = None) -> tu
     """``SELECT _input.*, score₀, score₁, … FROM (source) AS _input`` and the score columns' names."""
     types = types or {}
     xs = [_as_float(exp.column(f, table="_input", quoted=True), types.get(f)) for f in model.descriptor.features]
-    z = scoring.scores(model, xs)
+    z = family(model.kind).sql_scores(model, xs)
     names = [f"__modelstore_score_{k}" for k in range(len(z))]
     query = exp.select(exp.Star(), copy=False).from_(source.subquery("_input", copy=False))
     query.set("expressions", [exp.column(exp.Star(), table="_input")]
@@ -179,7 +179,7 @@ def predict_query(model, source: exp.Query, ctx: Context, what: str, where) -> e
     scored, z = _scored(model, source, have)
     label = model.descriptor.target
     out = [exp.column(c, quoted=True) for c in have]
-    if model.kind == "linear":
+    if not family(model.kind).classifier:
         out.append(exp.alias_(z[0], f"predicted_{label}", quoted=True))
     else:
         out.append(exp.alias_(scoring.predicted_class(model, z), f"predicted_{label}", quoted=True))
@@ -196,7 +196,7 @@ def evaluate_query(model, source: exp.Query, ctx: Context, where, rows: str = "t
     scored, z = _scored(model, source, have)
     y = exp.column(model.descriptor.target, quoted=True)
     count = exp.alias_(exp.Count(this=exp.Star()), "rows", quoted=True)
-    if model.kind == "linear":
+    if not family(model.kind).classifier:
         yf = _as_float(y, have.get(model.descriptor.target))
         residual = exp.Paren(this=exp.Sub(this=yf, expression=z[0]))
         sq = exp.Mul(this=residual, expression=residual.copy())
@@ -295,31 +295,11 @@ def _plain(v):
 
 
 def weights_query(model) -> exp.Query:
-    features = list(model.descriptor.features)
-    if model.kind == "linear":
-        rows = [(f, float(w)) for f, w in zip(features, model.coef_)] + [("__INTERCEPT__", float(model.intercept_))]
-        return _values(rows, ["processed_input", "weight"], ["text", "double precision"])
-    if model.kind == "logistic":
-        classes = [_plain(c) for c in model.classes_]
-        outputs = classes[1:] if model.coef_.shape[0] == 1 else classes
-        rows = []
-        for k, c in enumerate(outputs):
-            rows += [(f, c, float(w)) for f, w in zip(features, model.coef_[k])]
-            rows.append(("__INTERCEPT__", c, float(model.intercept_[k])))
-        return _values(rows, ["processed_input", "class_label", "weight"], ["text", "text", "double precision"])
-    if model.kind == "gaussian_nb":
-        rows = [(_plain(c), f, float(model.theta_[k, j]), float(model.var_[k, j]), float(model.class_prior_[k]))
-                for k, c in enumerate(model.classes_) for j, f in enumerate(features)]
-        return _values(rows, ["class_label", "processed_input", "mean", "variance", "class_prior"],
-                       ["text", "text", "double precision", "double precision", "double precision"])
-    rows = [(_plain(c), f, float(model.feature_log_prob_[k, j]), float(model.class_log_prior_[k]))
-            for k, c in enumerate(model.classes_) for j, f in enumerate(features)]
-    return _values(rows, ["class_label", "processed_input", "feature_log_prob", "class_log_prior"],
-                   ["text", "text", "double precision", "double precision"])
+    return _values(*family(model.kind).weights(model))
 
 
 def advanced_weights_query(model, where) -> exp.Query:
-    if model.kind != "linear":
+    if not family(model.kind).has_inference:
         raise LanguageError(f"ML.ADVANCED_WEIGHTS: standard errors and p-values are available for linear_reg "
                             f"models; {model.name!r} is {model.kind} (use ML.WEIGHTS)", where)
     # statsmodels' order is [intercept, features…]; BigQuery lists the intercept last

@@ -19,7 +19,7 @@ from modelstore.language.statements import (
     CreateModel, DropModel, ExplainCreate, LanguageError, Select, ShowModelsStatement, parse,
 )
 from modelstore.language.where import split_where
-from modelstore.source import resolve_table
+from modelstore.request.source import resolve_table
 
 
 def run(store, text: str) -> list:

@@ -16,11 +16,8 @@ from sqlglot.errors import ParseError, TokenError
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 
 from modelstore.errors import InputError
+from modelstore.families import MODEL_TYPES  # BigQuery ML's model_type → modelstore's kind, from each family
 from modelstore.language.dialect import ExplainModel, MLFunction, ModelQL, ShowModels, position
-
-#: BigQuery ML's model_type → modelstore's kind
-MODEL_TYPES = {"linear_reg": "linear", "logistic_reg": "logistic", "naive_bayes": "gaussian_nb",
-               "gaussian_nb": "gaussian_nb", "multinomial_nb": "multinomial_nb"}
 
 #: OPTIONS a CREATE MODEL accepts (BigQuery's names where BigQuery has one) → fit() argument
 OPTIONS = {"model_type": None, "input_label_cols": None, "order_by": None, "l2_reg": "l2",

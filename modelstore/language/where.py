@@ -2,7 +2,7 @@
 
 The top-level conjuncts of the WHERE clause that compare the ordering column with a constant
 (``=``, ``<``, ``<=``, ``>``, ``>=``, ``BETWEEN``, either side) become the range; every other conjunct
-stays in the residual filter, which :func:`modelstore.descriptor.normalize_filter` normalises, so that
+stays in the residual filter, which :func:`modelstore.request.descriptor.normalize_filter` normalises, so that
 ``id BETWEEN 1 AND 10 AND region = 'EU'`` and ``region = 'EU' AND id >= 1 AND id <= 10`` are the same
 descriptor and share stored statistics (paper §3.3). A conjunct under OR or NOT is not a range.
 
@@ -21,7 +21,7 @@ from decimal import Decimal, InvalidOperation
 
 from sqlglot import exp
 
-from modelstore.descriptor import coerce_bound
+from modelstore.request.descriptor import coerce_bound
 from modelstore.errors import RangeError
 
 _FLIP = {exp.GT: exp.LT, exp.GTE: exp.LTE, exp.LT: exp.GT, exp.LTE: exp.GTE, exp.EQ: exp.EQ}

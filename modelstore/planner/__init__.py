@@ -2,9 +2,9 @@
 
 :func:`plan_request` finds the relevant stored models (:mod:`.relevant`, Algorithm 3), builds the
 cost graph over their cuts and solves it with Dijkstra (:mod:`.graph`, Algorithm 4), and returns a
-:class:`~modelstore.plan.Plan` of signed steps with estimated rows and costs. Costs come from the
-calibrated :class:`~modelstore.costs.CostModel` and rows from the table's statistics
-(:class:`~modelstore.rowcount.RowEstimator`); see ``docs/planner.md``.
+:class:`~modelstore.planner.plan.Plan` of signed steps with estimated rows and costs. Costs come from the
+calibrated :class:`~modelstore.planner.costs.CostModel` and rows from the table's statistics
+(:class:`~modelstore.planner.rowcount.RowEstimator`); see ``docs/planner.md``.
 """
 
 from __future__ import annotations
@@ -15,26 +15,23 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
-from modelstore import index
-from modelstore.descriptor import Descriptor
-from modelstore.index import IndexSpan
-from modelstore.plan import Plan, Step
-from modelstore.cuts import Cut, cuts_range, range_cuts
-from modelstore.planner.graph import PlanCosts, solve
+from modelstore.catalog import index
+from modelstore.families import FAMILIES
+from modelstore.request.descriptor import Descriptor
+from modelstore.catalog.index import IndexSpan
+from modelstore.planner.plan import Plan, Step
+from modelstore.request.cuts import Cut, cuts_range, range_cuts
+from modelstore.planner.graph import SCAN_WORDS, TRAIN_WORDS, PlanCosts, solve
 from modelstore.planner.relevant import MAX_RELEVANT, StoredModel, models_ending_near, relevant_models
-from modelstore.rowcount import RowEstimator
+from modelstore.planner.rowcount import RowEstimator
 
-if TYPE_CHECKING:  # costs imports the executor, which imports this package's users
-    from modelstore.costs import CostModel
+if TYPE_CHECKING:
+    from modelstore.planner.costs import CostModel
 
 
 def stats_values(family: str, k: int, classes: int = 1) -> int:
     """Floats in the statistics of ``k`` columns (what fetching and merging them touches)."""
-    if family == "linear":
-        return k + k * k
-    if family == "gaussian_nb":
-        return classes * (1 + 2 * k)
-    return classes * (1 + k)
+    return FAMILIES[family].stored_values(k, classes)
 
 
 def plan_costs(model: CostModel, estimator: RowEstimator, descriptor: Descriptor, *,
@@ -44,7 +41,7 @@ def plan_costs(model: CostModel, estimator: RowEstimator, descriptor: Descriptor
     Scans are priced as index range scans when the ordering column has a btree index (per matched
     row) and as one full read of the table otherwise (once per plan): docs/planner.md.
     """
-    family, order_kind = descriptor.family, descriptor.source.order_kind
+    family, order_kind = descriptor.kind, descriptor.source.order_kind
     k = len(descriptor.stats_columns)
     index_row = model.index_read_ms(1.0) if estimator.has_index else 0.0
     full_read = 0.0 if estimator.has_index else model.seq_read_ms(estimator.total_rows)
@@ -52,7 +49,7 @@ def plan_costs(model: CostModel, estimator: RowEstimator, descriptor: Descriptor
     def rows(lo: Cut, hi: Cut) -> float:
         return estimator.rows(cuts_range(lo, hi, order_kind)) if lo < hi else 0.0
 
-    if family == "logistic":
+    if descriptor.family.trained:
         # fetching and training, per row, with each chunk's fixed cost spread over its rows
         per_row = (model.train_ms(k, chunk_rows) - model.statement_ms) / chunk_rows + index_row
         return PlanCosts(
@@ -90,9 +87,9 @@ def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: De
     """
     started = time.perf_counter()
     kind = descriptor.source.order_kind
-    logistic = descriptor.family == "logistic"
+    trained = descriptor.family.trained  # chunk models: contained, forward only, train the gaps
     s, t = range_cuts(descriptor.range, kind)
-    stat_index = None if logistic else index.find(conn, source_id, descriptor)
+    stat_index = None if trained else index.find(conn, source_id, descriptor)
     spans = []
     if stat_index is not None:  # the index's few spans around the request's ends, not its hierarchy
         spans = [dataclasses.replace(span, rows=estimator.rows(cuts_range(span.lo, span.hi, kind)))
@@ -103,18 +100,16 @@ def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: De
                                                limit=max_relevant), False
     else:
         models, truncated = relevant_models(conn, source_id, descriptor, limit=max_relevant,
-                                            contained_only=logistic, exact_columns=logistic, params_key=params_key)
+                                            contained_only=trained, exact_columns=trained, params_key=params_key)
     n_stored = len(models)
     models = list(models) + spans
     solution = solve(s, t, models, lambda m: (m.lo, m.hi) if isinstance(m, IndexSpan) else range_cuts(m.range, kind),
                      plan_costs(cost_model, estimator, descriptor, chunk_rows=chunk_rows),
-                     backward=allow_subtract and not logistic)
-    gap_op = "train" if logistic else "scan"
+                     backward=allow_subtract and descriptor.family.subtractable,
+                     words=TRAIN_WORDS if trained else SCAN_WORDS)
+    gap_op = "train" if trained else "scan"
     steps = tuple(_step(e, kind, gap_op) for e in solution.edges)
-    strategy = solution.strategy + ("" if allow_subtract or logistic else " (forward only)")
-    if logistic:
-        strategy = (strategy.replace("one scan is cheapest", "training is cheapest")
-                    .replace("one scan", "train every chunk").replace("scans", "training"))
+    strategy = solution.strategy + ("" if allow_subtract or trained else " (forward only)")
     return Plan(descriptor, steps, strategy, time.perf_counter() - started,
                 est_cost_ms=solution.cost_ms, scratch_cost_ms=solution.scratch_ms,
                 graph={"relevant": n_stored, "index_spans": len(spans), "truncated": truncated,

@@ -1,6 +1,6 @@
 """The cost graph and its shortest path (paper §5, Algorithm 4).
 
-Vertices are cuts (:mod:`modelstore.cuts`): the request's two endpoints and the endpoints of
+Vertices are cuts (:mod:`modelstore.request.cuts`): the request's two endpoints and the endpoints of
 the relevant stored models. A stored model is an edge between its cuts, traversed forwards to add it
 and backwards to subtract it (linear and Naive Bayes; logistic chunk models are forward only). A
 path from the request's lower cut to its upper cut is a plan: its signed edges sum to the request.
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from modelstore.cuts import Cut
+from modelstore.request.cuts import Cut
 from modelstore.planner.relevant import StoredModel
 
 
@@ -59,6 +59,11 @@ class Edge:
     model: StoredModel | None = None
 
 
+#: how a strategy names reading base rows: aggregating statistics, or training chunk models (logistic)
+SCAN_WORDS = {"scratch": "one scan", "cheapest": "one scan is cheapest", "mixed": "scans"}
+TRAIN_WORDS = {"scratch": "train every chunk", "cheapest": "training is cheapest", "mixed": "training"}
+
+
 @dataclass(frozen=True)
 class Solution:
     edges: tuple[Edge, ...]
@@ -70,13 +75,13 @@ class Solution:
 
 
 def solve(s: Cut, t: Cut, models: Sequence[StoredModel], cuts_of: Callable[[StoredModel], tuple[Cut, Cut]],
-          costs: PlanCosts, *, backward: bool = True) -> Solution:
+          costs: PlanCosts, *, backward: bool = True, words: dict[str, str] = SCAN_WORDS) -> Solution:
     """The cheapest plan for the rows between cuts ``s`` < ``t``."""
     rows_st = _run_rows(costs, [s, t])
     scratch = costs.scan_once_ms + costs.part_ms + costs.scan_ms(rows_st)
     scratch_edges = (Edge("scan", +1, s, t, rows_st, costs.part_ms + costs.scan_ms(rows_st)),)
     if not models:
-        return Solution(scratch_edges, scratch, scratch, "nothing stored is relevant: one scan", 0, 0)
+        return Solution(scratch_edges, scratch, scratch, f"nothing stored is relevant: {words['scratch']}", 0, 0)
 
     cuts = sorted({s, t, *(c for m in models for c in cuts_of(m))})
     index = {c: i for i, c in enumerate(cuts)}
@@ -120,8 +125,8 @@ def solve(s: Cut, t: Cut, models: Sequence[StoredModel], cuts_of: Callable[[Stor
         candidates.append((length + once, edges))
     cost, edges = min(candidates, key=lambda c: (c[0], len(c[1])))
     kinds = {e.op for e in edges}
-    label = ("one scan is cheapest" if kinds == {"scan"} else
-             "stored statistics only" if kinds == {"stored"} else "stored statistics and scans")
+    label = (words["cheapest"] if kinds == {"scan"} else
+             "stored statistics only" if kinds == {"stored"} else f"stored statistics and {words['mixed']}")
     return Solution(edges, cost, scratch, label, graph.number_of_nodes(), graph.number_of_edges())
 
 

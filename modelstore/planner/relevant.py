@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from modelstore.descriptor import Descriptor, Range, bound_key, parse_bound
+from modelstore.request.descriptor import Descriptor, Range, bound_key, parse_bound
 
 #: at most this many stored models enter one planning graph; beyond it the nearest are kept
 MAX_RELEVANT = 5000
@@ -45,7 +45,7 @@ def relevant_models(conn: psycopg.Connection, source_id: int | None, descriptor:
     r = descriptor.range
     rows = conn.execute(
         "SELECT * FROM modelstore.relevant_statistics(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        [source_id, descriptor.family, descriptor.filter_sql, descriptor.class_column, params_key,
+        [source_id, descriptor.kind, descriptor.filter_sql, descriptor.class_column, params_key,
          list(descriptor.stats_columns), exact_columns, bound_key(r.lo), bound_key(r.hi), contained_only,
          limit + 1],
     ).fetchall()
@@ -63,7 +63,7 @@ def models_ending_near(conn: psycopg.Connection, source_id: int, descriptor: Des
     fetches; what stored models can still save is the partial-chunk scans at the request's two ends. So
     the planner then looks only at models that start or end in the chunks holding the request's ends.
     """
-    clauses, params = [], [source_id, descriptor.family, descriptor.filter_sql, descriptor.class_column,
+    clauses, params = [], [source_id, descriptor.kind, descriptor.filter_sql, descriptor.class_column,
                            list(descriptor.stats_columns), list(descriptor.stats_columns)]
     for lo, hi in windows:
         clauses.append("(numrange(lo_key, hi_key, '[]') && numrange(%s, %s, '[]') "

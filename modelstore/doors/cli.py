@@ -12,6 +12,7 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from modelstore.errors import InputError, ModelstoreError
+from modelstore.families import FAMILIES
 
 console = Console()
 if not console.is_terminal:  # piped or captured: do not squeeze tables into 80 columns
@@ -30,7 +31,7 @@ def _bound(text: str | None):
     return text
 
 
-KINDS = ("linear", "gaussian_nb", "multinomial_nb", "logistic")
+KINDS = tuple(FAMILIES)
 
 
 def _add_request_args(p: argparse.ArgumentParser, *, statement_form: bool = False) -> None:
@@ -86,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explain", help="show the plan of a CREATE MODEL statement, or of a request, without running it",
                        description="modelstore explain \"CREATE MODEL …\"  or  modelstore explain KIND --table … "
                                    "--target … --features … --order-by …")
-    p.add_argument("what", help="a CREATE MODEL statement, or a model kind: linear, gaussian_nb, multinomial_nb, logistic")
+    p.add_argument("what", help="a CREATE MODEL statement, or a model kind: " + ", ".join(KINDS))
     _add_request_args(p, statement_form=True)
 
     sub.add_parser("models", help="list stored models")
@@ -103,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--order-by", required=True)
     b.add_argument("--columns", required=True, help="comma-separated features")
     b.add_argument("--target", help="target (linear) or class column (Naive Bayes, logistic)")
-    b.add_argument("--kind", default="linear", choices=["linear", "gaussian_nb", "multinomial_nb", "logistic"])
+    b.add_argument("--kind", default="linear", choices=KINDS)
     b.add_argument("--chunk-rows", type=int, help="rows per chunk (default: chosen by the cost model)")
     b.add_argument("--storage-budget", type=float, help="largest index size, as a fraction of the table's")
     b.add_argument("--l2", type=float, help="λ of logistic chunk models")
@@ -148,11 +149,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(store, args) -> int:
     if args.command == "demo":
-        from modelstore import demo
+        from modelstore.doors import demo
 
         demo.run(store, rows=args.rows, seed=args.seed, console=console)
     elif args.command == "migrate":
-        from modelstore.migrate import migrate
+        from modelstore.catalog.migrate import migrate
 
         applied = migrate(store.conn)
         console.print("catalog is up to date" + (f" (applied: {', '.join(applied)})" if applied else ""))
@@ -237,8 +238,8 @@ def _index(store, args) -> None:
         out = store.build_index(args.table, args.order_by, columns, args.target, kind=args.kind,
                                 chunk_rows=args.chunk_rows, storage_budget=args.storage_budget, l2=args.l2,
                                 progress=console.is_terminal)
-        if args.kind == "logistic":
-            console.print(f"logistic chunk models on {out['source']}: {out['chunks_trained']} trained, "
+        if "chunks_trained" in out:  # a trained family stores chunk models instead of an index
+            console.print(f"{out['kind']} chunk models on {out['source']}: {out['chunks_trained']} trained, "
                           f"{out['chunks_reused']} already stored (chunk_rows={out['chunk_rows']}, l2={out['l2']:g})")
         else:
             console.print(f"index #{out['index_id']} on {out['source']}: {out['n_chunks']} chunks of "

@@ -47,11 +47,12 @@ from psycopg.adapt import Transformer
 from psycopg.pq import Format, TransactionStatus
 from psycopg.rows import tuple_row
 
-from modelstore import costs, errors
-from modelstore.costs import CostModel
-from modelstore.descriptor import bound_text, coerce_bound
+from modelstore import errors
+from modelstore.planner import costs
+from modelstore.planner.costs import CostModel
+from modelstore.request.descriptor import bound_text, coerce_bound
 from modelstore.errors import ModelstoreError, RangeError
-from modelstore.source import resolve_table
+from modelstore.request.source import resolve_table
 from modelstore.store import Store
 
 __all__ = ["InsideStore", "SpiConnection", "create_model", "explain", "query", "model_summary"]
@@ -634,19 +635,7 @@ def model_summary(model) -> dict:
         "rows_used": getattr(model, "rows_used", getattr(model, "n_obs", None)),
         "rows_skipped": getattr(model, "rows_skipped", None),
     }
-    if d.kind == "linear":
-        out["intercept"] = model.intercept_
-        out["coef"] = model.coef_
-        out["rsquared"] = getattr(model, "rsquared", None)
-    else:
-        out["classes"] = model.classes_
-        if d.kind == "logistic":
-            out["intercept"], out["coef"] = model.intercept_, model.coef_
-            out["training_accuracy"] = model.training_accuracy_
-        elif d.kind == "gaussian_nb":
-            out["class_prior"], out["theta"], out["var"] = model.class_prior_, model.theta_, model.var_
-        else:
-            out["class_log_prior"], out["feature_log_prob"] = model.class_log_prior_, model.feature_log_prob_
+    out.update(d.family.summary(model))
     out["stats_id"] = getattr(model.plan, "stored_stats_id", None)
     out["plan"] = str(model.plan)
     return _jsonable(out)

@@ -13,7 +13,7 @@ from psycopg import sql
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from modelstore.executor import scan
+from modelstore.execution.executor import scan
 from modelstore.store import Store
 
 SCHEMA = "modelstore_demo"
@@ -126,15 +126,15 @@ def _shape(executed) -> str:
 def _from_scratch_seconds(store: Store, model, kind: str, args: dict) -> float:
     """The baseline: linear and Naive Bayes by one in-database aggregate scan (the paper's); logistic by
     training every chunk of the range (nothing stored: a store that materialises nothing)."""
-    from modelstore.source import resolve_table
+    from modelstore.request.source import resolve_table
 
     d = model.descriptor
-    if kind == "logistic":
+    if d.family.trained:
         with Store(store.dsn, materialize=False, migrate=False) as fresh:
             fresh._cost_model = store.cost_model
             fresh.conn.execute("BEGIN")
             try:  # train everything, then roll the chunk models back so that nothing is stored
-                fresh.conn.execute("DELETE FROM modelstore.statistics WHERE family = 'logistic'")
+                fresh.conn.execute("DELETE FROM modelstore.statistics WHERE family = %s", [kind])
                 t0 = time.perf_counter()
                 fresh.fit(kind, **args)
                 return time.perf_counter() - t0

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.types.json import Jsonb
 
-from modelstore import catalog
-from modelstore.descriptor import Descriptor
+from modelstore.catalog import records
+from modelstore.request.descriptor import Descriptor
 from modelstore.errors import PrivilegeError
-from modelstore.source import Table
+from modelstore.request.source import Table
 
 TRIGGERS = ("modelstore_capture_insert", "modelstore_capture_update", "modelstore_capture_delete",
             "modelstore_capture_truncate")
@@ -149,7 +149,7 @@ def prepare_write(conn: psycopg.Connection, descriptor: Descriptor, table: Table
     ``source_id`` is None), change capture in place, the columns' types recorded, and the source
     locked. Returns the source id."""
     if source_id is None:
-        source_id = catalog.ensure_source(conn, descriptor.source, table.oid)
+        source_id = records.ensure_source(conn, descriptor.source, table.oid)
     if not access.captured:
         # CREATE TRIGGER takes a SHARE ROW EXCLUSIVE lock: it waits for writers in flight, and writers
         # that come later wait for this transaction, which then sees a table nobody is changing

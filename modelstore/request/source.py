@@ -28,7 +28,7 @@ class Column:
     type_name: str  # format_type() output, e.g. 'double precision', 'numeric(10,2)'
     category: str  # pg_type.typcategory
     #: "attnum:type oid:typmod" — what stored statistics record to notice an ALTER COLUMN … TYPE or a
-    #: column dropped and added again under the same name (modelstore.freshness)
+    #: column dropped and added again under the same name (modelstore.catalog.freshness)
     signature: str = ""
 
     @property

@@ -90,15 +90,16 @@ from psycopg import sql
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
-from modelstore.descriptor import Range
-from modelstore.executor import range_predicate
-from modelstore.source import Column
-from modelstore.stats import LinearStats, gaussian_nb, linear, multinomial_nb
+from modelstore.request.descriptor import Range
+from modelstore.request.predicates import range_predicate
+from modelstore.request.source import Column
+from modelstore.families import FAMILIES
+from modelstore.stats import LinearStats
 
 log = logging.getLogger(__name__)
 
 #: the statistics families a scan can aggregate, with the degree of their per-row cost in k
-FAMILY_DEGREE = {"linear": 2, "gaussian_nb": 1, "multinomial_nb": 1}
+FAMILY_DEGREE = {f.kind: f.cost_degree for f in FAMILIES.values() if f.statistics is not None}
 
 #: the least cost (ms) of one row or value: keeps every per-row figure strictly positive
 FLOOR_MS = 1e-7
@@ -107,7 +108,7 @@ FLOOR_MS = 1e-7
 MAX_K = 64
 
 #: pg_advisory_xact_lock key serialising first-use calibrations (sha1 of a fixed name, like migrate's)
-LOCK_KEY = int.from_bytes(hashlib.sha1(b"modelstore.costs.calibrate").digest()[:8], "big", signed=True)
+LOCK_KEY = int.from_bytes(hashlib.sha1(b"modelstore.planner.costs.calibrate").digest()[:8], "big", signed=True)
 
 _SCALARS = ("statement_ms", "term_ms", "seq_row_ms", "index_row_ms", "fetch_row_ms", "fetch_value_ms",
             "merge_op_ms", "merge_value_ms")
@@ -116,13 +117,9 @@ _PER_ROW = ("seq_row_ms", "index_row_ms", "fetch_value_ms", "merge_value_ms")
 
 def aggregate_terms(family: str, k: int) -> int:
     """Output columns of a family's aggregate over k columns (what planning it scales with)."""
-    if family == "linear":
-        return 2 + k + k * (k + 1) // 2  # n, null rows, k means, k(k+1)/2 comoments
-    if family == "gaussian_nb":
-        return 2 + 2 * k  # class, count, k means, k second moments
-    if family == "multinomial_nb":
-        return 3 + k  # class, count, k sums, negative-value count
-    raise ValueError(f"family must be one of {sorted(FAMILY_DEGREE)}, got {family!r} instead")
+    if family not in FAMILY_DEGREE:
+        raise ValueError(f"family must be one of {sorted(FAMILY_DEGREE)}, got {family!r} instead")
+    return FAMILIES[family].aggregate_terms(k)
 
 
 @dataclass(frozen=True)
@@ -431,10 +428,7 @@ def _values(k: int) -> list[sql.Composable]:
 
 def _aggregate(family: str, table: sql.Identifier, k: int, where: sql.Composable) -> sql.Composed:
     """The executor's aggregate statement of ``family`` over x0…x{k−1} (see executor.scan_query)."""
-    if family == "linear":
-        return linear.aggregate_query(table, _values(k), where)
-    module = gaussian_nb if family == "gaussian_nb" else multinomial_nb
-    return module.aggregate_query(table, _values(k), where, sql.Identifier(_CLASS), 1000)
+    return FAMILIES[family].aggregate_query(table, _values(k), where, _CLASS, 1000)
 
 
 def _range(lo: int, hi: int) -> sql.Composed:
@@ -512,8 +506,9 @@ def _measure_seq(cur, table, sizes: _Sizes, statement: float, details: dict) -> 
 
 def _measure_scans(cur, table, sizes: _Sizes, details: dict) -> dict:
     n1, n2 = sizes.ranges
-    plan = [(family, k) for family, ks in (("linear", sizes.linear_ks), ("gaussian_nb", sizes.nb_ks),
-                                           ("multinomial_nb", sizes.nb_ks)) for k in ks]
+    # a quadratic per-row cost needs more column counts to fit than a linear one
+    plan = [(family, k) for family, degree in FAMILY_DEGREE.items()
+            for k in (sizes.linear_ks if degree >= 2 else sizes.nb_ks)]
     queries = {(family, k, n): _aggregate(family, table, k, _range(1, n)) for family, k in plan for n in (n1, n2)}
     med = _timings(cur, queries, sizes.reps, min)
     slopes = {(family, k): (med[family, k, n2] - med[family, k, n1]) / (n2 - n1) for family, k in plan}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from modelstore.descriptor import Descriptor, Range, bound_text, parse_bound
+from modelstore.request.descriptor import Descriptor, Range, bound_text, parse_bound
 
 
 @dataclass(frozen=True)
@@ -118,8 +118,7 @@ class Plan:
     def footer(self) -> list[str]:
         lines = [f"Strategy: {self.strategy}"]
         if self.scratch_cost_ms is not None:
-            how = "training every chunk" if self.descriptor.family == "logistic" else "one scan"
-            lines.append(f"From scratch ({how}): cost={self.scratch_cost_ms:.3f} ms")
+            lines.append(f"From scratch ({self.descriptor.family.scratch_text}): cost={self.scratch_cost_ms:.3f} ms")
         if self.graph:
             g = self.graph
             lines.append(f"Relevant stored models: {g.get('relevant', 0)}"

@@ -18,7 +18,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from modelstore.descriptor import Range, bound_key
+from modelstore.request.descriptor import Range, bound_key
 
 _STEP = {"integer": 1, "date": dt.timedelta(days=1), "timestamp": dt.timedelta(microseconds=1),
          "timestamptz": dt.timedelta(microseconds=1)}

@@ -17,34 +17,11 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from modelstore import catalog, index
-from modelstore.descriptor import Descriptor, Range
-from modelstore.errors import InputError, TooManyClassesError
-from modelstore.plan import ExecutedPlan, Plan, StepResult
-from modelstore.source import Table
-from modelstore.stats import FAMILIES, gaussian_nb, linear, multinomial_nb
-
-
-def range_predicate(order_by: str, r: Range) -> sql.Composed:
-    """``order_by >= lo AND order_by <= hi`` (strict where the range is open), values as literals."""
-    col = sql.Identifier(order_by)
-    return sql.SQL("{} {} {} AND {} {} {}").format(
-        col, sql.SQL(">=" if r.lo_closed else ">"), sql.Literal(r.lo),
-        col, sql.SQL("<=" if r.hi_closed else "<"), sql.Literal(r.hi),
-    )
-
-
-def _with_filter(descriptor: Descriptor, pred: sql.Composable) -> sql.Composable:
-    """Add the normalised residual filter — SQL that sqlglot generated from a validated expression
-    tree (:func:`modelstore.descriptor.normalize_filter`), never the user's text verbatim."""
-    if descriptor.filter_sql:
-        return sql.SQL("({}) AND ({})").format(pred, sql.SQL(descriptor.filter_sql))
-    return pred
-
-
-def row_predicate(descriptor: Descriptor, r: Range) -> sql.Composable:
-    """The WHERE clause of a scan: the range plus the residual filter."""
-    return _with_filter(descriptor, range_predicate(descriptor.source.order_by, r))
+from modelstore.catalog import index, records
+from modelstore.request.descriptor import Descriptor, Range
+from modelstore.request.predicates import range_predicate, with_filter
+from modelstore.planner.plan import ExecutedPlan, Plan, StepResult
+from modelstore.request.source import Table
 
 
 def scan_query(table: Table, descriptor: Descriptor, ranges: list[Range], max_classes: int) -> sql.Composed:
@@ -53,16 +30,13 @@ def scan_query(table: Table, descriptor: Descriptor, ranges: list[Range], max_cl
     values = [table.columns[c].value_expr() for c in descriptor.stats_columns]
     preds = [range_predicate(descriptor.source.order_by, r) for r in ranges]
     if len(ranges) == 1:
-        where, part = _with_filter(descriptor, preds[0]), None
+        where, part = with_filter(descriptor, preds[0]), None
     else:
-        where = _with_filter(descriptor, sql.SQL(" OR ").join(sql.SQL("({})").format(p) for p in preds))
+        where = with_filter(descriptor, sql.SQL(" OR ").join(sql.SQL("({})").format(p) for p in preds))
         part = sql.SQL("CASE {} END").format(sql.SQL(" ").join(
             sql.SQL("WHEN {} THEN {}").format(p, sql.Literal(i)) for i, p in enumerate(preds)))
-    if descriptor.family == "linear":
-        return linear.aggregate_query(table.identifier, values, where, part)
-    module = gaussian_nb if descriptor.family == "gaussian_nb" else multinomial_nb
-    return module.aggregate_query(table.identifier, values, where, sql.Identifier(descriptor.target),
-                                  max_classes, part, len(ranges))
+    return descriptor.family.aggregate_query(table.identifier, values, where, descriptor.target, max_classes, part,
+                                             len(ranges))
 
 
 def scan_many(conn: psycopg.Connection, table: Table, descriptor: Descriptor, ranges: list[Range],
@@ -84,22 +58,8 @@ def scan(conn: psycopg.Connection, table: Table, descriptor: Descriptor, r: Rang
 
 def from_rows(descriptor: Descriptor, r: Range, rows, max_classes: int):
     """The statistics of range ``r`` from the rows its aggregate returned (class checks included)."""
-    columns = descriptor.stats_columns
-    if descriptor.family == "linear":
-        return linear.from_aggregate_row(columns, rows[0]) if rows else FAMILIES["linear"](columns)
-    if sum(1 for row in rows if row[0] is not None) > max_classes:
-        raise TooManyClassesError(
-            f"class column {descriptor.target!r} has more than {max_classes} distinct values in {r}; "
-            f"is it really a class label? (raise max_classes to allow more)"
-        )
-    if descriptor.family == "gaussian_nb":
-        return gaussian_nb.from_aggregate_rows(columns, rows)
-    stats, negative = multinomial_nb.from_aggregate_rows(columns, rows)
-    if negative:
-        raise InputError(
-            f"multinomial Naive Bayes needs non-negative feature counts; {negative} row(s) in {r} have a negative value"
-        )
-    return stats
+    return descriptor.family.from_aggregate(descriptor.stats_columns, rows, target=descriptor.target, where=str(r),
+                                            max_classes=max_classes)
 
 
 #: the most rows the executor brings to Python instead of aggregating them in PostgreSQL
@@ -119,10 +79,10 @@ def fetch_many(conn: psycopg.Connection, table: Table, descriptor: Descriptor, r
     preds = [range_predicate(descriptor.source.order_by, r) for r in ranges]
     part = sql.SQL("CASE {} END").format(sql.SQL(" ").join(
         sql.SQL("WHEN {} THEN {}").format(p, sql.Literal(i)) for i, p in enumerate(preds)))
-    where = _with_filter(descriptor, sql.SQL(" OR ").join(sql.SQL("({})").format(p) for p in preds))
+    where = with_filter(descriptor, sql.SQL(" OR ").join(sql.SQL("({})").format(p) for p in preds))
     items = [part, *values]
-    if descriptor.family != "linear":
-        items.append(sql.Identifier(descriptor.target))
+    if descriptor.class_column:
+        items.append(sql.Identifier(descriptor.class_column))
     rows = conn.execute(sql.SQL("SELECT {} FROM {} WHERE {}").format(
         sql.SQL(", ").join(items), table.identifier, where), binary=True).fetchall()
     k = len(values)
@@ -132,19 +92,9 @@ def fetch_many(conn: psycopg.Connection, table: Table, descriptor: Descriptor, r
         complete = [row for row in mine if all(v is not None for v in row[1:])]
         null_rows = len(mine) - len(complete)
         X = np.array([row[1 : 1 + k] for row in complete], dtype=float).reshape(-1, k)
-        columns = descriptor.stats_columns
-        if descriptor.family == "linear":
-            out.append(FAMILIES["linear"].from_rows(columns, X, null_rows=null_rows))
-            continue
-        labels = [row[-1] for row in complete]
-        if len(set(labels)) > max_classes:
-            raise TooManyClassesError(f"class column {descriptor.target!r} has more than {max_classes} distinct "
-                                      f"values in {r}; is it really a class label? (raise max_classes to allow more)")
-        if descriptor.family == "multinomial_nb" and (X < 0).any():
-            raise InputError(f"multinomial Naive Bayes needs non-negative feature counts; "
-                             f"{int((X < 0).any(axis=1).sum())} row(s) in {r} have a negative value")
-        cls = FAMILIES[descriptor.family]
-        out.append(cls.from_rows(columns, X, labels, null_rows=null_rows) if complete else cls(columns, null_rows=null_rows))
+        labels = [row[-1] for row in complete] if descriptor.class_column else []
+        out.append(descriptor.family.from_values(descriptor.stats_columns, X, labels, null_rows=null_rows,
+                                                 target=descriptor.target, where=str(r), max_classes=max_classes))
     return out
 
 
@@ -152,9 +102,9 @@ def fetch_is_cheaper(cost_model, descriptor: Descriptor, rows: float) -> bool:
     """Whether fetching ``rows`` rows to Python beats aggregating them in PostgreSQL, by the cost model."""
     if cost_model is None or rows > MAX_FETCHED_ROWS:
         return False
-    k = len(descriptor.stats_columns) + (0 if descriptor.family == "linear" else 1)
+    k = len(descriptor.stats_columns) + (1 if descriptor.class_column else 0)
     fetch = cost_model.statement_ms + cost_model.fetch_ms(rows * k, rows=int(rows))
-    aggregate = cost_model.scan_statement_ms(descriptor.family, k) + cost_model.scan_ms(descriptor.family, k, rows)
+    aggregate = cost_model.scan_statement_ms(descriptor.kind, k) + cost_model.scan_ms(descriptor.kind, k, rows)
     return fetch < aggregate
 
 
@@ -178,15 +128,6 @@ def _statements(ranges: list[Range]) -> list[list[int]]:
 
 # -- precision ------------------------------------------------------------------------------------------
 
-def _magnitudes(stats) -> np.ndarray:
-    """The scale of each statistic that subtraction can cancel: row count and second moments."""
-    if stats.family == "linear":
-        return np.r_[stats.n, np.diag(stats.comoment)]
-    if stats.family == "gaussian_nb":
-        return np.r_[stats.n, stats.m2.sum(axis=0)]
-    return np.r_[stats.n, stats.feature_sums.sum(axis=0)]
-
-
 def digits_lost(peak: np.ndarray, final: np.ndarray) -> float:
     """Decimal digits lost to cancellation: log10 of the largest ratio of a magnitude reached on the
     way (the running sum or any part) to the result's. Rounding errors scale with the former, the
@@ -209,7 +150,7 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
     stored = [i for i, s in enumerate(plan.steps) if s.op == "stored"]
     if stored:
         t0 = time.perf_counter()
-        fetched = catalog.fetch_stats(conn, [plan.steps[i].stats_id for i in stored])
+        fetched = records.fetch_stats(conn, [plan.steps[i].stats_id for i in stored])
         elapsed = time.perf_counter() - t0
         for i in stored:
             parts[i] = fetched[plan.steps[i].stats_id].select(columns)
@@ -221,12 +162,12 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
         wanted: dict[int, tuple[str, tuple[str, ...], set]] = {}
         for i in spans:
             step = plan.steps[i]
-            wanted.setdefault(step.stats_id, (descriptor.family, step.stored_columns, set()))[2].update(step.nodes)
+            wanted.setdefault(step.stats_id, (descriptor.kind, step.stored_columns, set()))[2].update(step.nodes)
         nodes = index.fetch_nodes(conn, wanted)
         elapsed = time.perf_counter() - t0
         for i in spans:
             step = plan.steps[i]
-            total_part = FAMILIES[descriptor.family](step.stored_columns)
+            total_part = descriptor.family.empty(step.stored_columns)
             for level, pos in step.nodes:
                 total_part += nodes[(step.stats_id, level, pos)]
             parts[i] = total_part.select(columns)
@@ -248,7 +189,7 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
     # Additions first, then subtractions: a path may subtract before it adds (Figure 1: c → a removes
     # D1 first), but statistics cannot hold "minus some rows". After every addition each row is counted
     # at least as often as it is subtracted, so every intermediate result is a valid summary.
-    total = FAMILIES[descriptor.family](columns)
+    total = descriptor.family.empty(columns)
     peak = None
     merge_seconds = {}
     for i in sorted(range(len(plan.steps)), key=lambda i: plan.steps[i].sign < 0):
@@ -258,10 +199,10 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
             total += part
         else:
             total -= part
-        magnitudes = np.maximum(_magnitudes(part), _magnitudes(total))
+        magnitudes = np.maximum(descriptor.family.magnitudes(part), descriptor.family.magnitudes(total))
         peak = magnitudes if peak is None else np.maximum(peak, magnitudes)
         merge_seconds[i] = time.perf_counter() - t0
     step_results = tuple(StepResult(step, parts[i].n + parts[i].null_rows, shares[i] + merge_seconds[i])
                          for i, step in enumerate(plan.steps))
-    lost = digits_lost(peak, _magnitudes(total)) if peak is not None else 0.0
+    lost = digits_lost(peak, descriptor.family.magnitudes(total)) if peak is not None else 0.0
     return total, ExecutedPlan(plan, step_results, time.perf_counter() - started, digits_lost=lost)

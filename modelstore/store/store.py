@@ -1,7 +1,7 @@
 """The analyst's entry point: a :class:`Store` plans, executes and materialises model requests.
 
 ``store.fit(kind, table=…, …)`` validates the request (nothing is written if it is bad), plans it
-over the stored statistics (:mod:`modelstore.planner`), runs the plan (:mod:`modelstore.executor`),
+over the stored statistics (:mod:`modelstore.planner`), runs the plan (:mod:`modelstore.execution.executor`),
 solves the model, and — in the same transaction — materialises its statistics and the named model.
 """
 
@@ -18,32 +18,34 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from modelstore import catalog, costs, freshness, index, mixture
-from modelstore.costs import CostModel
+from modelstore.catalog import freshness, index, records
+from modelstore.execution import index_build, mixture
+from modelstore.planner import costs
+from modelstore.planner.costs import CostModel
 from modelstore.connection import open_connection, resolve_dsn
-from modelstore.descriptor import (
-    KIND_FAMILY, Descriptor, Range, Source, check_range, coerce_bound, normalize_filter, parse_bound,
+from modelstore.request.descriptor import (
+    Descriptor, Range, Source, check_range, coerce_bound, normalize_filter, parse_bound,
 )
 from modelstore.errors import FilterError, InputError, NonFiniteValueError, PrivilegeError, RangeError
-from modelstore.executor import execute
+from modelstore.execution.executor import execute
 from modelstore.language import run as run_statements
-from modelstore.migrate import ensure_current
-from modelstore.mixture import execute_logistic, training_accuracy_query
-from modelstore.models import GaussianNB, LinearRegression, MultinomialNB
-from modelstore.models._input import check_nonnegative
-from modelstore.models.logistic import DEFAULT_CHUNK_ROWS, DEFAULT_L2, LogisticMixture
-from modelstore.plan import ExecutedPlan, Plan
+from modelstore.catalog.migrate import ensure_current
+from modelstore.execution.mixture import execute_logistic, training_accuracy_query
+from modelstore.families import FAMILIES, family
+from modelstore.families.logistic import LOGISTIC
+from modelstore.models.logistic import DEFAULT_CHUNK_ROWS
+from modelstore.planner.plan import ExecutedPlan, Plan
 from modelstore.planner import plan_request
-from modelstore.rowcount import RowEstimator
-from modelstore.source import Table, check_class_column, check_numeric, resolve_table
+from modelstore.planner.rowcount import RowEstimator
+from modelstore.request.source import Table, check_class_column, check_numeric, resolve_table
 
 #: a plan may cancel at most this many decimal digits by subtraction (double precision has ~16)
 DEFAULT_MAX_DIGITS_LOST = 3.0
 #: how long row estimates from pg_stats are trusted before being read again
 ESTIMATOR_TTL_SECONDS = 60.0
 
-MODEL_CLASSES = {"linear": LinearRegression, "gaussian_nb": GaussianNB, "multinomial_nb": MultinomialNB,
-                 "logistic": LogisticMixture}
+#: the model class of each kind (kept for callers of earlier releases; ask ``family(kind)`` instead)
+MODEL_CLASSES = {kind: f.model_class for kind, f in FAMILIES.items()}
 
 MAX_NAME_LENGTH = 128
 
@@ -123,7 +125,7 @@ class Store:
         if name is not None:
             _check_name(name)
         _check_max_classes(max_classes)
-        if kind == "logistic":
+        if family(kind).trained:
             return self._fit_logistic(table, target, features, order_by, lo, hi, where, params, evaluate,
                                       name, replace, max_classes)
         started = time.perf_counter()
@@ -141,20 +143,20 @@ class Store:
                 plan = dataclasses.replace(self._plan(source_id, descriptor, allow_subtract=False), notes=plan.notes)
                 stats, executed = execute(self.conn, plan, table_info, max_classes=max_classes, cost_model=self.cost_model)
             _check_stats(descriptor, stats)
-            model = MODEL_CLASSES[kind].from_stats(stats, **params)
+            model = descriptor.family.solve(stats, params)
             stats_id = None
             if self.materialize:
                 if source_id is None:
-                    source_id = catalog.ensure_source(self.conn, descriptor.source, table_info.oid)
+                    source_id = records.ensure_source(self.conn, descriptor.source, table_info.oid)
                 if len(plan.steps) == 1 and plan.steps[0].op == "stored":
                     stats_id = plan.steps[0].stats_id
                 elif store_stats:
-                    stats_id = catalog.store_stats(self.conn, source_id, descriptor, stats)
+                    stats_id = records.store_stats(self.conn, source_id, descriptor, stats)
             executed = ExecutedPlan(plan, executed.results, time.perf_counter() - started - plan.planning_seconds,
                                     stats_id, executed.digits_lost, rejected)
             if self.materialize:
-                name = name or f"{descriptor.source.table}_{kind}_{catalog.next_model_number(self.conn)}"
-                catalog.store_model(
+                name = name or f"{descriptor.source.table}_{kind}_{records.next_model_number(self.conn)}"
+                records.store_model(
                     self.conn, name=name, kind=kind, source_id=source_id, stats_id=stats_id,
                     descriptor=descriptor, params=params, rows_used=stats.n, rows_skipped=stats.null_rows,
                     state=model.to_state(), plan=executed.to_json(), replace=replace,
@@ -169,8 +171,8 @@ class Store:
         """Mixture-weight logistic regression (paper §4): stored chunks + newly trained chunks."""
         started = time.perf_counter()
         with self.conn.transaction():
-            descriptor, table_info = self._describe("logistic", table, target, features, order_by, lo, hi, where,
-                                                    params)
+            descriptor, table_info = self._describe(LOGISTIC.kind, table, target, features, order_by, lo, hi,
+                                                    where, params)
             # chunk models are materialised whenever they may be (DESIGN.md, planner issue §7)
             source_id, plan, store_chunks = self._prepare(descriptor, table_info, writes=True)
             with _filter_errors(descriptor):
@@ -179,10 +181,10 @@ class Store:
                     max_classes=max_classes)
             model.rows_skipped = skipped
             if source_id is None and self.materialize:
-                source_id = catalog.ensure_source(self.conn, descriptor.source, table_info.oid)
-            key = mixture.params_key(params["l2"])
+                source_id = records.ensure_source(self.conn, descriptor.source, table_info.oid)
+            key = LOGISTIC.params_key(params)
             for chunk in new_chunks if store_chunks else ():
-                catalog.store_chunk(self.conn, source_id, descriptor, chunk, key)
+                records.store_chunk(self.conn, source_id, descriptor, chunk, key)
             extra = dict(executed.extra)
             extra["Theorem 1 bound (δ=0.05)"] = (f"‖w_μ − w‖ ≤ {model.theorem1_bound(0.05):.4g} "
                                                  f"(R={model.bound_inputs['R']:.4g}, λ={model.l2:g}, "
@@ -194,9 +196,9 @@ class Store:
             executed = ExecutedPlan(plan, executed.results, time.perf_counter() - started - plan.planning_seconds,
                                     None, 0.0, (), extra)
             if self.materialize:
-                name = name or f"{descriptor.source.table}_logistic_{catalog.next_model_number(self.conn)}"
-                catalog.store_model(
-                    self.conn, name=name, kind="logistic", source_id=source_id, stats_id=None,
+                name = name or f"{descriptor.source.table}_{descriptor.kind}_{records.next_model_number(self.conn)}"
+                records.store_model(
+                    self.conn, name=name, kind=descriptor.kind, source_id=source_id, stats_id=None,
                     descriptor=descriptor, params=params, rows_used=model.rows_used, rows_skipped=skipped,
                     state=model.to_state(), plan=executed.to_json(), replace=replace,
                 )
@@ -236,13 +238,14 @@ class Store:
         within ``storage_budget`` (a fraction of the table's size, default 3%); an explicit ``chunk_rows``
         is checked against the budget only when one is given. Returns the index's description.
         """
-        if kind == "logistic":
+        if family(kind).trained:
             return self._build_logistic_chunks(table, order_by, columns, target, chunk_rows, l2, progress)
-        if kind not in ("linear", "gaussian_nb", "multinomial_nb"):
-            raise InputError(f"kind must be 'linear', 'gaussian_nb', 'multinomial_nb' or 'logistic', got {kind!r}")
+        if not family(kind).indexable:
+            raise InputError(f"a statistics index cannot hold {kind} statistics; kinds it can hold: "
+                             f"{[k for k, f in FAMILIES.items() if f.indexable or f.trained]}")
         if target is None:
             raise InputError(f"an index of kind {kind!r} needs a target column")
-        budget = _check_budget(index.DEFAULT_STORAGE_BUDGET if storage_budget is None else storage_budget)
+        budget = _check_budget(index_build.DEFAULT_STORAGE_BUDGET if storage_budget is None else storage_budget)
         with self.conn.transaction():
             descriptor, table_info = self._describe(kind, table, target, columns, order_by, None, None, None, {})
             # the source lock keeps writers out: both passes over the table see the same rows
@@ -251,11 +254,11 @@ class Store:
             table_bytes = self.conn.execute("SELECT pg_total_relation_size(%s::oid)", [table_info.oid]).fetchone()[0]
             estimator = self._estimator(descriptor.source)
             if chunk_rows is None:
-                chunk_rows = index.choose_chunk_rows(self.cost_model, descriptor.family, k, estimator.total_rows,
+                chunk_rows = index_build.choose_chunk_rows(self.cost_model, descriptor.kind, k, estimator.total_rows,
                                                      table_bytes, budget)
             elif isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
                 raise InputError(f"chunk_rows must be a positive integer, got {chunk_rows!r} instead")
-            expected = index.estimated_bytes(descriptor.family, k, math.ceil(estimator.total_rows / chunk_rows))
+            expected = index.estimated_bytes(descriptor.kind, k, math.ceil(estimator.total_rows / chunk_rows))
             if storage_budget is not None and expected > budget * table_bytes:
                 raise InputError(
                     f"an index of {chunk_rows}-row chunks would take about {expected:,} bytes, over the storage budget "
@@ -264,7 +267,7 @@ class Store:
                 )
             descriptor = dataclasses.replace(descriptor, params={"chunk_rows": chunk_rows})
             with _progress(progress, "building the statistics index") as advance:
-                info = index.build(self.conn, table_info, source_id, descriptor, chunk_rows, progress=advance)
+                info = index_build.build(self.conn, table_info, source_id, descriptor, chunk_rows, progress=advance)
         return self._index_row(info.index_id)
 
     def refresh_index(self, index_id: int, *, progress: bool = False) -> dict:
@@ -274,7 +277,7 @@ class Store:
             self._writable_source(descriptor, table_info, "refresh a statistics index")
             info = index.load(self.conn, index_id, descriptor.source.order_kind)  # as validated
             with _progress(progress, "extending the statistics index") as advance:
-                info, added = index.refresh(self.conn, table_info, info, descriptor, progress=advance)
+                info, added = index_build.refresh(self.conn, table_info, info, descriptor, progress=advance)
         out = self._index_row(index_id)
         out["rows_added"] = added
         return out
@@ -304,27 +307,27 @@ class Store:
         ).fetchone()
         if row is None:
             raise InputError(f"no statistics index #{index_id}")
-        schema, table, order_by, family, target, columns = row
-        features = columns[:-1] if family == "linear" else columns
-        target = columns[-1] if family == "linear" else target
-        descriptor, table_info = self._describe(family, sql.Identifier(schema, table).as_string(self.conn), target,
-                                                features, order_by, None, None, None, {})
+        schema, table, order_by, kind, target, columns = row
+        if not family(kind).classifier:  # a regression's target is the last statistics column
+            columns, target = columns[:-1], columns[-1]
+        descriptor, table_info = self._describe(kind, sql.Identifier(schema, table).as_string(self.conn), target,
+                                                columns, order_by, None, None, None, {})
         info = index.load(self.conn, index_id, descriptor.source.order_kind)
         descriptor = dataclasses.replace(descriptor, params={"chunk_rows": info.chunk_rows})
         return info, descriptor, table_info
 
     def _build_logistic_chunks(self, table, order_by, features, target, chunk_rows, l2, progress) -> dict:
         """Mixture-weight chunk models over the whole table, trained chunk by chunk from a server-side cursor."""
-        params = _model_params("logistic", l2=l2, var_smoothing=1e-9, alpha=1.0, chunk_rows=chunk_rows)
+        params = LOGISTIC.params(l2=l2, chunk_rows=chunk_rows)
         with self.conn.transaction():
-            descriptor, table_info = self._describe("logistic", table, target, features, order_by, None, None, None,
-                                                    params)
+            descriptor, table_info = self._describe(LOGISTIC.kind, table, target, features, order_by, None, None,
+                                                    None, params)
             source_id = self._writable_source(descriptor, table_info, "store logistic chunk models")
             with _progress(progress, "training logistic chunk models") as advance:
                 trained, reused = mixture.build_chunks(self.conn, table_info, descriptor, source_id,
                                                        l2=params["l2"], chunk_rows=params["chunk_rows"],
                                                        progress=advance)
-        return {"kind": "logistic", "source": descriptor.source.qualified, "chunks_trained": trained,
+        return {"kind": LOGISTIC.kind, "source": descriptor.source.qualified, "chunks_trained": trained,
                 "chunks_reused": reused, "chunk_rows": params["chunk_rows"], "l2": params["l2"]}
 
     # -- planning inputs ----------------------------------------------------------------------------
@@ -354,7 +357,7 @@ class Store:
 
     def _prepare(self, descriptor: Descriptor, table_info: Table, *, writes: bool) -> tuple[int | None, Plan, bool]:
         """Access checks, validation, the plan, and — when the plan reads more than one stored summary
-        or scans rows — the source lock (modelstore.freshness). Returns (source id, plan, whether new
+        or scans rows — the source lock (modelstore.catalog.freshness). Returns (source id, plan, whether new
         statistics may be stored)."""
         access = freshness.check_access(self.conn, table_info, descriptor)
         source_id = freshness.usable_source(self.conn, descriptor, table_info, access)
@@ -378,17 +381,17 @@ class Store:
         return freshness.prepare_write(self.conn, descriptor, table_info, access, source_id)
 
     def _plan(self, source_id, descriptor: Descriptor, *, allow_subtract: bool = True) -> Plan:
-        logistic = descriptor.kind == "logistic"
+        trained = descriptor.family.trained
         return plan_request(self.conn, source_id, descriptor, cost_model=self.cost_model,
                             estimator=self._estimator(descriptor.source), allow_subtract=allow_subtract,
-                            params_key=mixture.params_key(descriptor.params["l2"]) if logistic else "",
+                            params_key=descriptor.family.params_key(descriptor.params) if trained else "",
                             chunk_rows=descriptor.params.get("chunk_rows", DEFAULT_CHUNK_ROWS))
 
     def model(self, name: str):
         """A stored model by name, rebuilt from the catalog (no statistics or rows are read)."""
         _check_name(name)
-        row = catalog.load_model_row(self.conn, name)
-        model = MODEL_CLASSES[row["kind"]].from_state(row["state"])
+        row = records.load_model_row(self.conn, name)
+        model = family(row["kind"]).from_state(row["state"])
         model.name = row["name"]
         source = Source(row["schema_name"], row["table_name"], row["order_by"], row["order_kind"])
         rng = Range(parse_bound(row["lo"], source.order_kind), parse_bound(row["hi"], source.order_kind))
@@ -399,7 +402,7 @@ class Store:
 
     def models(self) -> pd.DataFrame:
         """The ``modelstore.models`` view: one row per named model."""
-        rows = catalog.list_models(self.conn)
+        rows = records.list_models(self.conn)
         columns = ["name", "kind", "source", "order_by", "lo", "hi", "filter", "target", "features", "params",
                    "rows_used", "rows_skipped", "stats_id", "created_at", "created_by"]
         return pd.DataFrame(rows, columns=columns)
@@ -408,7 +411,7 @@ class Store:
         """Drop a named model (its statistics stay stored for reuse)."""
         _check_name(name)
         with self.conn.transaction():
-            return catalog.drop_model(self.conn, name, missing_ok=missing_ok)
+            return records.drop_model(self.conn, name, missing_ok=missing_ok)
 
     # -- validation ---------------------------------------------------------------------------------
 
@@ -418,10 +421,10 @@ class Store:
         order_kind = tbl.order_kind(order_by)
         features = _check_features(features, target)
         check_numeric(tbl, features, "feature")
-        if KIND_FAMILY[kind] == "linear":
-            check_numeric(tbl, [target], "target")
-        else:
+        if family(kind).classifier:
             check_class_column(tbl, target)
+        else:
+            check_numeric(tbl, [target], "target")
         filter_sql = normalize_filter(where, set(tbl.columns))
         if filter_sql:
             self._check_filter(tbl, where, filter_sql)
@@ -476,22 +479,7 @@ def connect(dsn=None, **kwargs) -> Store:
 # -- argument checks (before any query runs) ----------------------------------------------------------
 
 def _model_params(kind, *, l2, var_smoothing, alpha, chunk_rows=None) -> dict:
-    if kind not in KIND_FAMILY:
-        raise InputError(f"kind must be one of {sorted(KIND_FAMILY)}, got {kind!r} instead")
-    if kind == "linear":
-        return {"l2": check_nonnegative("l2", 0.0 if l2 is None else l2)}
-    if kind == "logistic":
-        lam = check_nonnegative("l2", DEFAULT_L2 if l2 is None else l2)
-        if lam == 0:
-            raise InputError("l2 must be > 0 for logistic regression: a chunk whose classes are separable has no "
-                             "finite unregularised model, and Theorem 1's bound needs λ > 0")
-        rows = DEFAULT_CHUNK_ROWS if chunk_rows is None else chunk_rows
-        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 2:
-            raise InputError(f"chunk_rows must be an integer >= 2, got {chunk_rows!r} instead")
-        return {"l2": lam, "chunk_rows": rows}
-    if kind == "gaussian_nb":
-        return {"var_smoothing": check_nonnegative("var_smoothing", var_smoothing)}
-    return {"alpha": check_nonnegative("alpha", alpha)}
+    return family(kind).params(l2=l2, var_smoothing=var_smoothing, alpha=alpha, chunk_rows=chunk_rows)
 
 
 def _check_budget(budget) -> float:
@@ -566,7 +554,7 @@ def _check_stats(descriptor: Descriptor, stats) -> None:
         if stats.null_rows:
             raise RangeError(
                 f"all {stats.null_rows} row(s) of {descriptor.source.qualified} in {descriptor.range}{where} have a "
-                f"NULL in one of {list(descriptor.stats_columns) + ([descriptor.target] if descriptor.family != 'linear' else [])}"
+                f"NULL in one of {list(dict.fromkeys(descriptor.stats_columns + (descriptor.target,)))}"
             )
         raise RangeError(f"no rows of {descriptor.source.qualified} in {descriptor.range}{where}")
     bad = stats.non_finite_columns()

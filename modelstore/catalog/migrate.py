@@ -26,8 +26,8 @@ from modelstore.errors import MigrationError
 
 log = logging.getLogger(__name__)
 
-#: pg_advisory_xact_lock key: the first 8 bytes of sha1("modelstore.migrate"), fixed forever
-LOCK_KEY = int.from_bytes(hashlib.sha1(b"modelstore.migrate").digest()[:8], "big", signed=True)
+#: pg_advisory_xact_lock key: the first 8 bytes of sha1("modelstore.catalog.migrate"), fixed forever
+LOCK_KEY = int.from_bytes(hashlib.sha1(b"modelstore.catalog.migrate").digest()[:8], "big", signed=True)
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -45,10 +45,10 @@ class Script:
 
 def _sql_root() -> tuple[Path, Path]:
     """The migrations/ and sql/ folders: inside the installed wheel, or at the repository root."""
-    packaged = Path(__file__).parent / "_sql"
+    packaged = Path(__file__).resolve().parent.parent / "_sql"
     if (packaged / "migrations").is_dir():
         return packaged / "migrations", packaged / "idempotent"
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     return root / "migrations", root / "sql"
 
 

@@ -21,10 +21,8 @@ from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 from sqlglot.optimizer.simplify import simplify
 
 from modelstore.errors import FilterError, RangeError, UnknownColumnError
+from modelstore.families import FAMILIES, Family
 
-#: the model kinds of this release and the statistics family that serves each
-KIND_FAMILY = {"linear": "linear", "gaussian_nb": "gaussian_nb", "multinomial_nb": "multinomial_nb",
-               "logistic": "logistic"}
 
 _EPOCH = dt.datetime(1970, 1, 1)
 _EPOCH_TZ = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -75,13 +73,14 @@ class Descriptor:
     params: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
-    def family(self) -> str:
-        return KIND_FAMILY[self.kind]
+    def family(self) -> Family:
+        """The model family: what the statistics are and how they are computed, stored and solved."""
+        return FAMILIES[self.kind]
 
     @property
     def stats_columns(self) -> tuple[str, ...]:
-        """The columns the statistics are over: features + target for linear, the features otherwise."""
-        return self.features + (self.target,) if self.family == "linear" else self.features
+        """The columns the statistics are over: features + target for a regression, the features otherwise."""
+        return self.family.stats_columns(self.features, self.target)
 
     @property
     def read_columns(self) -> tuple[str, ...]:
@@ -92,8 +91,8 @@ class Descriptor:
 
     @property
     def class_column(self) -> str:
-        """The class column a classifier's statistics are grouped by ('' for linear)."""
-        return "" if self.family == "linear" else self.target
+        """The class column a classifier's statistics are grouped by ('' for a regression)."""
+        return self.family.class_column(self.target)
 
 
 # -- range bounds ---------------------------------------------------------------------------------

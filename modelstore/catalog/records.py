@@ -13,9 +13,9 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from modelstore.descriptor import Descriptor, Range, Source, bound_key, bound_text
+from modelstore.request.descriptor import Descriptor, Range, Source, bound_key, bound_text
 from modelstore.errors import InputError, ModelNotFoundError
-from modelstore.stats import GaussianNBStats, LinearStats, MultinomialNBStats
+from modelstore.families import FAMILIES, statistics_family
 
 
 def ensure_source(conn: psycopg.Connection, source: Source, relid: int | None = None) -> int:
@@ -39,40 +39,15 @@ def ensure_source(conn: psycopg.Connection, source: Source, relid: int | None = 
 
 # -- statistics ---------------------------------------------------------------------------------------
 
-def _to_arrays(stats) -> dict:
-    if isinstance(stats, LinearStats):
-        return {"classes": None, "counts": None, "mean": stats.mean.tolist(), "moments": stats.comoment.ravel().tolist()}
-    if isinstance(stats, GaussianNBStats):
-        return {"classes": Jsonb(list(stats.classes)), "counts": stats.counts.tolist(),
-                "mean": stats.means.ravel().tolist(), "moments": stats.m2.ravel().tolist()}
-    if isinstance(stats, MultinomialNBStats):
-        return {"classes": Jsonb(list(stats.classes)), "counts": stats.counts.tolist(),
-                "mean": None, "moments": stats.feature_sums.ravel().tolist()}
-    raise TypeError(f"unknown statistics {type(stats).__name__}")
-
-
-def _from_arrays(family: str, columns, n, null_rows, classes, counts, mean, moments):
-    k = len(columns)
-    if family == "linear":
-        return LinearStats(columns, n, np.array(mean, dtype=float), np.array(moments, dtype=float).reshape(k, k), null_rows)
-    c = len(classes)
-    if family == "gaussian_nb":
-        return GaussianNBStats(columns, classes, counts, np.array(mean, dtype=float).reshape(c, k),
-                               np.array(moments, dtype=float).reshape(c, k), null_rows)
-    if family == "multinomial_nb":
-        return MultinomialNBStats(columns, classes, counts, np.array(moments, dtype=float).reshape(c, k), null_rows)
-    raise ValueError(f"unknown statistics family {family!r}")
-
-
 def store_stats(conn: psycopg.Connection, source_id: int, descriptor: Descriptor, stats, *,
                 r: Range | None = None, params_key: str = "", extra: dict | None = None) -> int:
     """Materialise ``stats`` for the descriptor's range (or ``r``); returns its id (an existing one if stored)."""
     r = r or descriptor.range
     if not (r.lo_closed and r.hi_closed):
         raise ValueError("stored statistics cover closed ranges only")
-    key = [source_id, descriptor.family, bound_key(r.lo), bound_key(r.hi), descriptor.filter_sql,
+    key = [source_id, descriptor.kind, bound_key(r.lo), bound_key(r.hi), descriptor.filter_sql,
            descriptor.class_column, params_key, list(stats.columns)]
-    arrays = _to_arrays(stats)
+    arrays = statistics_family(stats).pack(stats)
     row = conn.execute(
         """
         INSERT INTO modelstore.statistics
@@ -148,7 +123,7 @@ def fetch_stats(conn: psycopg.Connection, stats_ids: list[int]) -> dict[int, obj
         [list(stats_ids)],
         binary=True,  # float8 arrays in binary: ~5× cheaper per value than parsing their text
     ).fetchall()
-    found = {row[0]: _from_arrays(*row[1:]) for row in rows}
+    found = {row[0]: FAMILIES[row[1]].unpack(*row[2:]) for row in rows}
     missing = set(stats_ids) - set(found)
     if missing:
         raise LookupError(f"stored statistics {sorted(missing)} disappeared while the request ran")

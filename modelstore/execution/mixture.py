@@ -19,14 +19,14 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from modelstore import catalog
-from modelstore.descriptor import Descriptor, Range, parse_bound
+from modelstore.catalog import records
+from modelstore.request.descriptor import Descriptor, Range, parse_bound
 from modelstore.errors import InputError, NonFiniteValueError, TooManyClassesError
-from modelstore.executor import range_predicate, row_predicate
+from modelstore.request.predicates import range_predicate, row_predicate
 from modelstore.models.logistic import ChunkModel, LogisticMixture, train_chunk, train_chunks
-from modelstore.plan import ExecutedPlan, Plan, StepResult
-from modelstore.cuts import cuts_range, make_cut, range_cuts
-from modelstore.source import Table
+from modelstore.planner.plan import ExecutedPlan, Plan, StepResult
+from modelstore.request.cuts import cuts_range, make_cut, range_cuts
+from modelstore.request.source import Table
 from modelstore.stats._classes import normalize_label, sorted_labels
 
 
@@ -290,7 +290,7 @@ def build_chunks(conn: psycopg.Connection, table: Table, descriptor: Descriptor,
         if not (r.lo_closed and r.hi_closed):  # dense domains: the rows' own closed range
             r = Range(lo, rows[-1][0])
         chunk = train_chunk(X, y, l2=l2, classes=classes, lo=r.lo, hi=r.hi)
-        if catalog.store_chunk(conn, source_id, descriptor, chunk, key) is None:
+        if records.store_chunk(conn, source_id, descriptor, chunk, key) is None:
             reused += 1
         else:
             trained += 1

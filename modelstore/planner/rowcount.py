@@ -48,7 +48,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
-from modelstore.descriptor import Range, bound_key
+from modelstore.request.descriptor import Range, bound_key
 from modelstore.errors import ColumnTypeError, UnknownColumnError, UnknownTableError
 
 #: the ordering kinds whose values are units (integers, days): see "Discrete columns" above
@@ -104,7 +104,7 @@ def _kind(typname: str, category: str) -> str | None:
 
 
 def _key_sql(expr: sql.Composable, kind: str) -> sql.Composed:
-    """An ordering value as a float8 key, in the units of :func:`modelstore.descriptor.bound_key`:
+    """An ordering value as a float8 key, in the units of :func:`modelstore.request.descriptor.bound_key`:
     numbers as themselves, timestamps as epoch seconds, dates as days since 1970-01-01."""
     if kind in ("integer", "number"):
         return sql.SQL("({})::float8").format(expr)
@@ -313,7 +313,7 @@ class RowEstimator:
     def rows(self, r: Range) -> float:
         """Estimated rows with ``order_by`` in ``r`` (its ``lo_closed``/``hi_closed`` honoured)."""
         if not isinstance(r, Range):
-            raise TypeError(f"rows() needs a modelstore.descriptor.Range, got {r!r} instead")
+            raise TypeError(f"rows() needs a modelstore.request.descriptor.Range, got {r!r} instead")
         lo, hi = self.key(r.lo), self.key(r.hi)
         if self.discrete:
             lo = (math.ceil(lo) if r.lo_closed else math.floor(lo) + 1) if math.isfinite(lo) else lo
@@ -332,7 +332,7 @@ class RowEstimator:
         return max(0.0, count)
 
     def key(self, value) -> float:
-        """An ordering value as this column's float key (see :func:`modelstore.descriptor.bound_key`)."""
+        """An ordering value as this column's float key (see :func:`modelstore.request.descriptor.bound_key`)."""
         if self.order_kind in ("integer", "number"):
             if isinstance(value, dt.date | bool) or not isinstance(value, int | float | Decimal):
                 raise TypeError(f"a bound of the numeric column {self.order_by!r} must be a number, got {value!r}")

@@ -1,0 +1,161 @@
+"""Naive Bayes: per-class counts, means and second moments (Gaussian) or feature count sums
+(multinomial), grouped by the class column in one aggregate (paper §3.1)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from sqlglot import exp
+
+from modelstore.families._base import Family, check_class_count, check_nonnegative_counts
+from modelstore.families.scoring import add, dot, number
+from modelstore.models._input import check_nonnegative
+from modelstore.models.naive_bayes import GaussianNB, MultinomialNB
+from modelstore.stats import gaussian_nb as gaussian_stats
+from modelstore.stats import multinomial_nb as multinomial_stats
+from modelstore.stats.gaussian_nb import GaussianNBStats
+from modelstore.stats.multinomial_nb import MultinomialNBStats
+
+
+def _plain(v):
+    return v.item() if isinstance(v, np.generic) else v
+
+
+class _NaiveBayesFamily(Family):
+    classifier = True
+    #: the module with the family's aggregate_query / from_aggregate_rows
+    _stats_module = None
+
+    def aggregate_query(self, relation, values, where, target, max_classes, part=None, parts=1):
+        return self._stats_module.aggregate_query(relation, values, where, sql.Identifier(target), max_classes,
+                                                  part, parts)
+
+    def _check_rows(self, rows, *, target, where, max_classes) -> None:
+        check_class_count(sum(1 for row in rows if row[0] is not None), max_classes, target, where)
+
+
+class GaussianNBFamily(_NaiveBayesFamily):
+    kind = "gaussian_nb"
+    model_types = ("naive_bayes", "gaussian_nb")
+    model_class = GaussianNB
+    statistics = GaussianNBStats
+    _stats_module = gaussian_stats
+
+    def params(self, *, l2=None, var_smoothing=1e-9, alpha=1.0, chunk_rows=None) -> dict:
+        return {"var_smoothing": check_nonnegative("var_smoothing", var_smoothing)}
+
+    def aggregate_terms(self, k: int) -> int:
+        return 2 + 2 * k  # class, count, k means, k second moments
+
+    def from_aggregate(self, columns, rows, *, target, where, max_classes):
+        self._check_rows(rows, target=target, where=where, max_classes=max_classes)
+        return gaussian_stats.from_aggregate_rows(columns, rows)
+
+    def from_values(self, columns, X, labels, *, null_rows, target, where, max_classes):
+        check_class_count(len(set(labels)), max_classes, target, where)
+        if not len(labels):
+            return GaussianNBStats(columns, null_rows=null_rows)
+        return GaussianNBStats.from_rows(columns, X, labels, null_rows=null_rows)
+
+    def pack(self, stats, *, triangle=False):
+        return {"classes": Jsonb(list(stats.classes)), "counts": stats.counts.tolist(),
+                "mean": stats.means.ravel().tolist(), "moments": stats.m2.ravel().tolist()}
+
+    def unpack(self, columns, n, null_rows, classes, counts, mean, moments, *, triangle=False):
+        c, k = len(classes), len(columns)
+        return GaussianNBStats(columns, classes, counts, np.array(mean, dtype=float).reshape(c, k),
+                               np.array(moments, dtype=float).reshape(c, k), null_rows)
+
+    def stored_values(self, k, classes=1, *, triangle=False):
+        # the index stores means and second moments per class; the catalog's estimate counts the count too
+        return classes * (2 * k if triangle else 1 + 2 * k)
+
+    def magnitudes(self, stats):
+        return np.r_[stats.n, stats.m2.sum(axis=0)]
+
+    def sql_scores(self, model, xs):
+        """The joint log-likelihood per class: log πₖ − ½ Σ log(2π σ²ₖⱼ) − ½ Σ (xⱼ − θₖⱼ)² / σ²ₖⱼ."""
+        out = []
+        for k in range(len(model.classes_)):
+            var, theta = model.var_[k], model.theta_[k]
+            const = math.log(model.class_prior_[k]) - 0.5 * float(np.sum(np.log(2.0 * np.pi * var)))
+            terms = [number(const)]
+            for j, x in enumerate(xs):
+                diff = exp.Paren(this=exp.Sub(this=x, expression=number(theta[j])))
+                terms.append(exp.Mul(this=number(-0.5 / var[j]), expression=exp.Mul(this=diff, expression=diff.copy())))
+            out.append(add(terms))
+        return out
+
+    def weights(self, model):
+        features = list(model.descriptor.features)
+        rows = [(_plain(c), f, float(model.theta_[k, j]), float(model.var_[k, j]), float(model.class_prior_[k]))
+                for k, c in enumerate(model.classes_) for j, f in enumerate(features)]
+        return (rows, ["class_label", "processed_input", "mean", "variance", "class_prior"],
+                ["text", "text", "double precision", "double precision", "double precision"])
+
+    def summary(self, model):
+        return {"classes": model.classes_, "class_prior": model.class_prior_, "theta": model.theta_,
+                "var": model.var_}
+
+
+class MultinomialNBFamily(_NaiveBayesFamily):
+    kind = "multinomial_nb"
+    model_types = ("multinomial_nb",)
+    model_class = MultinomialNB
+    statistics = MultinomialNBStats
+    _stats_module = multinomial_stats
+
+    def params(self, *, l2=None, var_smoothing=1e-9, alpha=1.0, chunk_rows=None) -> dict:
+        return {"alpha": check_nonnegative("alpha", alpha)}
+
+    def aggregate_terms(self, k: int) -> int:
+        return 3 + k  # class, count, k sums, negative-value count
+
+    def from_aggregate(self, columns, rows, *, target, where, max_classes):
+        self._check_rows(rows, target=target, where=where, max_classes=max_classes)
+        stats, negative = multinomial_stats.from_aggregate_rows(columns, rows)
+        check_nonnegative_counts(negative, where)
+        return stats
+
+    def from_values(self, columns, X, labels, *, null_rows, target, where, max_classes):
+        check_class_count(len(set(labels)), max_classes, target, where)
+        check_nonnegative_counts(int((X < 0).any(axis=1).sum()), where)
+        if not len(labels):
+            return MultinomialNBStats(columns, null_rows=null_rows)
+        return MultinomialNBStats.from_rows(columns, X, labels, null_rows=null_rows)
+
+    def pack(self, stats, *, triangle=False):
+        return {"classes": Jsonb(list(stats.classes)), "counts": stats.counts.tolist(), "mean": None,
+                "moments": stats.feature_sums.ravel().tolist()}
+
+    def unpack(self, columns, n, null_rows, classes, counts, mean, moments, *, triangle=False):
+        c, k = len(classes), len(columns)
+        return MultinomialNBStats(columns, classes, counts, np.array(moments, dtype=float).reshape(c, k), null_rows)
+
+    def stored_values(self, k, classes=1, *, triangle=False):
+        return classes * (k if triangle else 1 + k)
+
+    def magnitudes(self, stats):
+        return np.r_[stats.n, stats.feature_sums.sum(axis=0)]
+
+    def sql_scores(self, model, xs):
+        """log πₖ + Σ xⱼ log pₖⱼ per class."""
+        return [dot(model.feature_log_prob_[k], xs, model.class_log_prior_[k]) for k in range(len(model.classes_))]
+
+    def weights(self, model):
+        features = list(model.descriptor.features)
+        rows = [(_plain(c), f, float(model.feature_log_prob_[k, j]), float(model.class_log_prior_[k]))
+                for k, c in enumerate(model.classes_) for j, f in enumerate(features)]
+        return (rows, ["class_label", "processed_input", "feature_log_prob", "class_log_prior"],
+                ["text", "text", "double precision", "double precision"])
+
+    def summary(self, model):
+        return {"classes": model.classes_, "class_log_prior": model.class_log_prior_,
+                "feature_log_prob": model.feature_log_prob_}
+
+
+GAUSSIAN_NB = GaussianNBFamily()
+MULTINOMIAL_NB = MultinomialNBFamily()
