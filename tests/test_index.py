@@ -147,7 +147,7 @@ def test_refresh_after_appends_equals_a_fresh_build(module_dsn):
         for ra, rb in zip(a, b):
             assert rel_err(ra[8], rb[8]) < 1e-12 and rel_err(ra[9], rb[9]) < 1e-12
         assert s.refresh_index(info["index_id"])["rows_added"] == 0
-        # a change inside the indexed range is absorbed by change capture (sql/capture.sql): the counts
+        # a change inside the indexed range is absorbed by change capture (sql/capture_*.sql): the counts
         # follow, and refreshing finds nothing to add
         deleted = s.conn.execute("DELETE FROM grow WHERE id < 50").rowcount
         assert deleted > 0

@@ -2,8 +2,9 @@
 
 Three mechanisms (docs/freshness.md, docs/security.md):
 
-* **Change capture.** A table gets four statement-level triggers (``sql/capture.sql``) when it gets its
-  first stored statistics; INSERT/UPDATE/DELETE/TRUNCATE then maintain them in the writer's transaction.
+* **Change capture.** A table gets four statement-level triggers (the ``sql/capture_*.sql`` scripts) when
+  it gets its first stored statistics; INSERT/UPDATE/DELETE/TRUNCATE then maintain them in the writer's
+  transaction.
 * **The source lock.** A request that writes statistics first updates its source's catalog row
   (:func:`lock_source`); the capture trigger takes that row FOR SHARE. Writers wait for such a request
   and it waits for them, so every READ COMMITTED statement it runs sees the same table, and the

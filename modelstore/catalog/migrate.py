@@ -5,7 +5,10 @@ Two kinds of script, as in pgai:
 * ``migrations/NNNN_name.sql`` — applied once each, in order, recorded in ``modelstore.schema_version``
   with a checksum (a recorded script whose text changed afterwards is reported, never re-run);
 * ``sql/*.sql`` — idempotent ``CREATE OR REPLACE`` objects (views, functions), re-applied whenever
-  their text changes (checksums in ``modelstore.schema_objects``).
+  their text changes (checksums in ``modelstore.schema_objects``, by file stem), in file-name order.
+  Only the scripts this release ships are compared and recorded: a row for a name it no longer ships
+  (``capture``, before sql/capture.sql was split; migration 0006 deletes that one) never makes the
+  catalog look out of date, and is never touched.
 
 Everything runs in one transaction under a transaction-level advisory lock, so concurrent first
 connections serialise and a failure leaves the catalog as it was.
@@ -98,7 +101,8 @@ def _recorded(conn: psycopg.Connection) -> tuple[dict[int, str], dict[str, str]]
 
 
 def is_current(conn: psycopg.Connection) -> bool:
-    """True when every migration and idempotent script is applied (one cheap read, no lock)."""
+    """True when every migration and idempotent script is applied (one cheap read, no lock). Recorded
+    names that no shipped script has are ignored (see the module's docstring)."""
     recorded = _recorded(conn)
     if recorded is None:
         return False

@@ -78,7 +78,8 @@ def store_chunk(conn: psycopg.Connection, source_id: int, descriptor: Descriptor
     matrix in ``moments``, class counts in ``counts``, R and training accuracy in ``extra``."""
     r = Range(chunk.lo, chunk.hi)
     lo_key, hi_key = bound_key(r.lo), bound_key(r.hi)
-    # a stale chunk of the same descriptor (its rows changed, sql/capture.sql) is replaced: rebuilt on demand
+    # a stale chunk of the same descriptor (its rows changed, sql/capture_5_trigger.sql) is replaced: rebuilt
+    # on demand
     row = conn.execute(
         """
         INSERT INTO modelstore.statistics
