@@ -171,6 +171,7 @@ def execute_logistic(conn: psycopg.Connection, plan: Plan, table: Table, *, l2: 
     if not all_chunks:
         raise InputError(f"no complete rows to train on in {descriptor.range}")
     mixture = LogisticMixture.from_chunks(all_chunks, descriptor.features)
+    mixture.rows_skipped = skipped  # the model is built here, where the rows were read
     results = tuple(StepResult(step, rows_of.get(i, 0), shares.get(i, 0.0)) for i, step in enumerate(plan.steps))
     executed = ExecutedPlan(plan, results, time.perf_counter() - started,
                             extra={"Chunks": f"{len(stored) - len(merged)} reused, {len(new_chunks)} trained "
@@ -227,6 +228,14 @@ def _absorb_untrainable_gaps(conn, table, descriptor, plan, stored, parts, class
         lines.append(f"gap {steps[i].range} ({gap_rows} row{'s' if gap_rows != 1 else ''}) is too small to train "
                      f"alone; trained with the rows of stored #{steps[j].stats_id} {steps[j].range} instead")
     return lines
+
+
+def training_accuracy(conn: psycopg.Connection, table: Table, descriptor: Descriptor, model: LogisticMixture):
+    """The mixture's accuracy on the request's rows (one aggregate next to the data), recorded on the
+    model as ``training_accuracy_`` and returned (None when no row is complete)."""
+    accuracy = conn.execute(training_accuracy_query(table, descriptor, model)).fetchone()[0]
+    model.training_accuracy_ = None if accuracy is None else float(accuracy)
+    return model.training_accuracy_
 
 
 def training_accuracy_query(table: Table, descriptor: Descriptor, model: LogisticMixture) -> sql.Composed:

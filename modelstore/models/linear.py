@@ -70,6 +70,7 @@ from modelstore.errors import (
 from modelstore.models._input import (
     check_name, check_nonnegative, decode_float, decode_floats, encode_floats, feature_matrix,
 )
+from modelstore.models._provenance import Provenance
 from modelstore.stats.linear import LinearStats
 
 __all__ = ["COLLINEAR_TOL", "LinearRegression"]
@@ -173,7 +174,7 @@ def _quote(names) -> str:
     return ", ".join(repr(n) for n in names)
 
 
-class LinearRegression:
+class LinearRegression(Provenance):
     """Linear regression with intercept (OLS, or ridge with ``l2 > 0``) in scikit-learn style.
 
     Build one with :meth:`from_stats` (the modelstore way), :meth:`fit` (from arrays, for analysts

@@ -83,6 +83,7 @@ from sklearn.linear_model import LogisticRegression
 
 from modelstore.errors import InputError
 from modelstore.models._input import check_name, decode_floats, encode_floats, feature_matrix, labels_array
+from modelstore.models._provenance import Provenance
 from modelstore.stats._classes import normalize_label
 
 __all__ = [
@@ -558,7 +559,7 @@ def train_chunks(order_values, X, y, *, chunk_rows: int, l2: float = DEFAULT_L2,
 # -- the mixture ----------------------------------------------------------------------------------
 
 
-class LogisticMixture:
+class LogisticMixture(Provenance):
     """The request's logistic model: the size-weighted average of its chunk models (Algorithm 1).
 
     Build it with :meth:`from_chunks` (the modelstore way), :func:`fit_mixture` (from arrays) or

@@ -42,6 +42,7 @@ from modelstore.models._input import (
     encode_floats,
     feature_matrix,
 )
+from modelstore.models._provenance import Provenance
 from modelstore.stats.gaussian_nb import GaussianNBStats
 from modelstore.stats.multinomial_nb import MultinomialNBStats
 
@@ -62,7 +63,7 @@ def _check_stats(stats, cls, what: str):
         raise NonFiniteValueError(f"the rows hold NaN or ±Infinity in feature column(s) {bad!r}")
 
 
-class _NaiveBayes(abc.ABC):
+class _NaiveBayes(Provenance, abc.ABC):
     """predict / predict_proba / predict_log_proba over ``_joint_log_likelihood`` (as sklearn's _BaseNB)."""
 
     kind = ""

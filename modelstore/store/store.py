@@ -13,6 +13,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import pandas as pd
 import psycopg
@@ -30,7 +31,7 @@ from modelstore.errors import FilterError, InputError, NonFiniteValueError, Priv
 from modelstore.execution.executor import execute
 from modelstore.language import run as run_statements
 from modelstore.catalog.migrate import ensure_current
-from modelstore.execution.mixture import execute_logistic, training_accuracy_query
+from modelstore.execution.mixture import execute_logistic, training_accuracy
 from modelstore.families import FAMILIES, family
 from modelstore.families.logistic import LOGISTIC
 from modelstore.models.logistic import DEFAULT_CHUNK_ROWS
@@ -38,6 +39,7 @@ from modelstore.planner.plan import ExecutedPlan, Plan
 from modelstore.planner import plan_request
 from modelstore.planner.rowcount import RowEstimator
 from modelstore.request.source import Table, check_class_column, check_numeric, resolve_table
+from modelstore.store.request import FitRequest, check_features, check_name
 
 #: a plan may cancel at most this many decimal digits by subtraction (double precision has ~16)
 DEFAULT_MAX_DIGITS_LOST = 3.0
@@ -47,7 +49,17 @@ ESTIMATOR_TTL_SECONDS = 60.0
 #: the model class of each kind (kept for callers of earlier releases; ask ``family(kind)`` instead)
 MODEL_CLASSES = {kind: f.model_class for kind, f in FAMILIES.items()}
 
-MAX_NAME_LENGTH = 128
+
+
+class _Outcome(NamedTuple):
+    """What running a request produced, before it is materialised."""
+
+    source_id: int | None
+    stats_id: int | None
+    model: object
+    executed: ExecutedPlan
+    rows_used: int
+    rows_skipped: int
 
 
 class Store:
@@ -109,116 +121,101 @@ class Store:
 
     # -- requests -----------------------------------------------------------------------------------
 
-    def fit(self, kind: str, *, table: str, target: str, features: Sequence[str], order_by: str,
-            lo=None, hi=None, where: str | None = None, l2: float | None = None, var_smoothing: float = 1e-9,
-            alpha: float = 1.0, chunk_rows: int | None = None, evaluate: bool = True, name: str | None = None,
-            replace: bool = False, max_classes: int = 1000):
+    def fit(self, kind: str, **arguments):
         """Fit a model over ``table`` rows with ``order_by`` in [lo, hi] (closed; None = the table's
         first/last value) satisfying ``where``; materialise it; return it with ``.plan`` and ``.name``.
 
+        Arguments (:meth:`FitRequest.make`): ``table``, ``target``, ``features``, ``order_by``, ``lo``,
+        ``hi``, ``where``; the family's options ``l2`` (ridge penalty for linear, default 0; the logistic
+        chunks' λ, default :data:`~modelstore.models.logistic.DEFAULT_L2`), ``var_smoothing``, ``alpha``,
+        ``chunk_rows`` (logistic chunk size l); ``evaluate`` (a logistic model's training accuracy, one
+        more scan); ``name``, ``replace``, ``max_classes``.
         Rows with a NULL in any used column are skipped and counted (``rows_skipped``).
-        ``l2``: ridge penalty (linear, default 0) or the logistic chunks' λ (default
-        :data:`~modelstore.models.logistic.DEFAULT_L2`); ``chunk_rows``: logistic chunk size l;
-        ``evaluate``: compute a logistic model's training accuracy in the database (one more scan).
         """
-        params = _model_params(kind, l2=l2, var_smoothing=var_smoothing, alpha=alpha, chunk_rows=chunk_rows)
-        if name is not None:
-            _check_name(name)
-        _check_max_classes(max_classes)
-        if family(kind).trained:
-            return self._fit_logistic(table, target, features, order_by, lo, hi, where, params, evaluate,
-                                      name, replace, max_classes)
-        started = time.perf_counter()
-        with self.conn.transaction():
-            descriptor, table_info = self._describe(kind, table, target, features, order_by, lo, hi, where, params)
-            source_id, plan, store_stats = self._prepare(descriptor, table_info, writes=self.materialize)
-            with _filter_errors(descriptor):
-                stats, executed = execute(self.conn, plan, table_info, max_classes=max_classes,
-                                          cost_model=self.cost_model)
-            rejected = ()
-            if executed.digits_lost > self.max_digits_lost:
-                # the numerical guard: this path cancelled too many digits; take the best one without subtraction
-                rejected = ({"strategy": plan.strategy, "digits_lost": executed.digits_lost,
-                             "est_cost_ms": plan.est_cost_ms},)
-                plan = dataclasses.replace(self._plan(source_id, descriptor, allow_subtract=False), notes=plan.notes)
-                stats, executed = execute(self.conn, plan, table_info, max_classes=max_classes, cost_model=self.cost_model)
-            _check_stats(descriptor, stats)
-            model = descriptor.family.solve(stats, params)
-            stats_id = None
-            if self.materialize:
-                if source_id is None:
-                    source_id = records.ensure_source(self.conn, descriptor.source, table_info.oid)
-                if len(plan.steps) == 1 and plan.steps[0].op == "stored":
-                    stats_id = plan.steps[0].stats_id
-                elif store_stats:
-                    stats_id = records.store_stats(self.conn, source_id, descriptor, stats)
-            executed = ExecutedPlan(plan, executed.results, time.perf_counter() - started - plan.planning_seconds,
-                                    stats_id, executed.digits_lost, rejected)
-            if self.materialize:
-                name = name or f"{descriptor.source.table}_{kind}_{records.next_model_number(self.conn)}"
-                records.store_model(
-                    self.conn, name=name, kind=kind, source_id=source_id, stats_id=stats_id,
-                    descriptor=descriptor, params=params, rows_used=stats.n, rows_skipped=stats.null_rows,
-                    state=model.to_state(), plan=executed.to_json(), replace=replace,
-                )
-        model.name = name
-        model.plan = executed
-        model.descriptor = descriptor
-        return model
+        return self.run(FitRequest.make(kind, **arguments))
 
-    def _fit_logistic(self, table, target, features, order_by, lo, hi, where, params, evaluate, name, replace,
-                      max_classes):
-        """Mixture-weight logistic regression (paper §4): stored chunks + newly trained chunks."""
+    def run(self, request: FitRequest):
+        """Plan, execute, solve and materialise one request, in one transaction (the paper's §5 loop)."""
         started = time.perf_counter()
         with self.conn.transaction():
-            descriptor, table_info = self._describe(LOGISTIC.kind, table, target, features, order_by, lo, hi,
-                                                    where, params)
-            # chunk models are materialised whenever they may be (DESIGN.md, planner issue §7)
-            source_id, plan, store_chunks = self._prepare(descriptor, table_info, writes=True)
-            with _filter_errors(descriptor):
-                model, executed, new_chunks, skipped = execute_logistic(
-                    self.conn, plan, table_info, l2=params["l2"], chunk_rows=params["chunk_rows"],
-                    max_classes=max_classes)
-            model.rows_skipped = skipped
-            if source_id is None and self.materialize:
-                source_id = records.ensure_source(self.conn, descriptor.source, table_info.oid)
-            key = LOGISTIC.params_key(params)
-            for chunk in new_chunks if store_chunks else ():
-                records.store_chunk(self.conn, source_id, descriptor, chunk, key)
-            extra = dict(executed.extra)
-            extra["Theorem 1 bound (δ=0.05)"] = (f"‖w_μ − w‖ ≤ {model.theorem1_bound(0.05):.4g} "
-                                                 f"(R={model.bound_inputs['R']:.4g}, λ={model.l2:g}, "
-                                                 f"p={model.bound_inputs['p']}, l={model.bound_inputs['l']:.0f})")
-            if evaluate:
-                accuracy = self.conn.execute(training_accuracy_query(table_info, descriptor, model)).fetchone()[0]
-                model.training_accuracy_ = None if accuracy is None else float(accuracy)
-                extra["Training accuracy"] = f"{model.training_accuracy_:.4f}"
-            executed = ExecutedPlan(plan, executed.results, time.perf_counter() - started - plan.planning_seconds,
-                                    None, 0.0, (), extra)
+            descriptor, table_info = self._describe_request(request)
+            run = self._run_trained if descriptor.family.trained else self._run_statistics
+            out = run(request, descriptor, table_info)
+            executed = dataclasses.replace(
+                out.executed, execution_seconds=time.perf_counter() - started - out.executed.plan.planning_seconds)
+            name = request.name
             if self.materialize:
                 name = name or f"{descriptor.source.table}_{descriptor.kind}_{records.next_model_number(self.conn)}"
                 records.store_model(
-                    self.conn, name=name, kind=descriptor.kind, source_id=source_id, stats_id=None,
-                    descriptor=descriptor, params=params, rows_used=model.rows_used, rows_skipped=skipped,
-                    state=model.to_state(), plan=executed.to_json(), replace=replace,
+                    self.conn, name=name, kind=descriptor.kind, source_id=out.source_id, stats_id=out.stats_id,
+                    descriptor=descriptor, params=descriptor.params, rows_used=out.rows_used,
+                    rows_skipped=out.rows_skipped, state=out.model.to_state(), plan=executed.to_json(),
+                    replace=request.replace,
                 )
-        model.name = name
-        model.plan = executed
-        model.descriptor = descriptor
-        return model
+        return out.model.materialized(name=name, descriptor=descriptor, plan=executed)
+
+    def _run_statistics(self, request: FitRequest, descriptor: Descriptor, table_info: Table):
+        """Families with mergeable statistics: the planned sum of stored statistics and scans (paper §3),
+        solved exactly; the request's statistics are stored for reuse."""
+        source_id, plan, store_stats = self._prepare(descriptor, table_info, writes=self.materialize)
+        with _filter_errors(descriptor):
+            stats, executed = execute(self.conn, plan, table_info, max_classes=request.max_classes,
+                                      cost_model=self.cost_model)
+        rejected = ()
+        if executed.digits_lost > self.max_digits_lost:
+            # the numerical guard: this path cancelled too many digits; take the best one without subtraction
+            rejected = ({"strategy": plan.strategy, "digits_lost": executed.digits_lost,
+                         "est_cost_ms": plan.est_cost_ms},)
+            plan = dataclasses.replace(self._plan(source_id, descriptor, allow_subtract=False), notes=plan.notes)
+            stats, executed = execute(self.conn, plan, table_info, max_classes=request.max_classes,
+                                      cost_model=self.cost_model)
+        _check_stats(descriptor, stats)
+        model = descriptor.family.solve(stats, descriptor.params)
+        stats_id = None
+        if self.materialize:
+            if source_id is None:
+                source_id = records.ensure_source(self.conn, descriptor.source, table_info.oid)
+            if len(plan.steps) == 1 and plan.steps[0].op == "stored":
+                stats_id = plan.steps[0].stats_id
+            elif store_stats:
+                stats_id = records.store_stats(self.conn, source_id, descriptor, stats)
+        executed = ExecutedPlan(plan, executed.results, 0.0, stats_id, executed.digits_lost, rejected)
+        return _Outcome(source_id, stats_id, model, executed, stats.n, stats.null_rows)
+
+    def _run_trained(self, request: FitRequest, descriptor: Descriptor, table_info: Table):
+        """Families of trained chunk models (mixture-weight logistic, paper §4): stored chunks plus newly
+        trained ones, averaged; new chunks are stored whenever they may be (even with materialize=False)."""
+        family = descriptor.family
+        source_id, plan, store_chunks = self._prepare(descriptor, table_info, writes=True)
+        with _filter_errors(descriptor):
+            model, executed, new_chunks, _ = execute_logistic(
+                self.conn, plan, table_info, l2=descriptor.params["l2"], chunk_rows=descriptor.params["chunk_rows"],
+                max_classes=request.max_classes)
+        if source_id is None and self.materialize:
+            source_id = records.ensure_source(self.conn, descriptor.source, table_info.oid)
+        key = family.params_key(descriptor.params)
+        for chunk in new_chunks if store_chunks else ():
+            records.store_chunk(self.conn, source_id, descriptor, chunk, key)
+        extra = dict(executed.extra)
+        extra["Theorem 1 bound (δ=0.05)"] = (f"‖w_μ − w‖ ≤ {model.theorem1_bound(0.05):.4g} "
+                                             f"(R={model.bound_inputs['R']:.4g}, λ={model.l2:g}, "
+                                             f"p={model.bound_inputs['p']}, l={model.bound_inputs['l']:.0f})")
+        if request.evaluate:
+            extra["Training accuracy"] = f"{training_accuracy(self.conn, table_info, descriptor, model):.4f}"
+        executed = ExecutedPlan(plan, executed.results, 0.0, None, 0.0, (), extra)
+        return _Outcome(source_id, None, model, executed, model.rows_used, model.rows_skipped)
 
     def query(self, text: str):
         """Run model-language statements (BigQuery ML syntax, docs/language.md) and return the last
         one's result: the fitted model for CREATE MODEL, otherwise a pandas DataFrame."""
         return run_statements(self, text)[-1]
 
-    def explain(self, kind: str, *, table: str, target: str, features: Sequence[str], order_by: str,
-                lo=None, hi=None, where: str | None = None, l2: float | None = None, var_smoothing: float = 1e-9,
-                alpha: float = 1.0, chunk_rows: int | None = None, **_ignored) -> Plan:
+    def explain(self, kind: str, **arguments) -> Plan:
         """The plan :meth:`fit` would run for the same arguments, without running it."""
-        params = _model_params(kind, l2=l2, var_smoothing=var_smoothing, alpha=alpha, chunk_rows=chunk_rows)
+        arguments = {k: v for k, v in arguments.items() if k not in ("evaluate", "name", "replace", "max_classes")}
+        request = FitRequest.make(kind, **arguments)
         with self.conn.transaction():
-            descriptor, table_info = self._describe(kind, table, target, features, order_by, lo, hi, where, params)
+            descriptor, table_info = self._describe_request(request)
             access = freshness.check_access(self.conn, table_info, descriptor)
             source_id = freshness.usable_source(self.conn, descriptor, table_info, access)
             return dataclasses.replace(self._plan(source_id, descriptor), notes=access.notes)
@@ -238,6 +235,9 @@ class Store:
         within ``storage_budget`` (a fraction of the table's size, default 3%); an explicit ``chunk_rows``
         is checked against the budget only when one is given. Returns the index's description.
         """
+        if kind not in FAMILIES:
+            kinds = [repr(k) for k in FAMILIES]
+            raise InputError(f"kind must be {', '.join(kinds[:-1])} or {kinds[-1]}, got {kind!r}")
         if family(kind).trained:
             return self._build_logistic_chunks(table, order_by, columns, target, chunk_rows, l2, progress)
         if not family(kind).indexable:
@@ -389,16 +389,15 @@ class Store:
 
     def model(self, name: str):
         """A stored model by name, rebuilt from the catalog (no statistics or rows are read)."""
-        _check_name(name)
+        check_name(name)
         row = records.load_model_row(self.conn, name)
         model = family(row["kind"]).from_state(row["state"])
-        model.name = row["name"]
         source = Source(row["schema_name"], row["table_name"], row["order_by"], row["order_kind"])
         rng = Range(parse_bound(row["lo"], source.order_kind), parse_bound(row["hi"], source.order_kind))
-        model.descriptor = Descriptor(source, rng, row["filter_sql"], row["kind"], row["target"],
+        descriptor = Descriptor(source, rng, row["filter_sql"], row["kind"], row["target"],
                                       tuple(row["features"]), row["params"])
-        model.plan = ExecutedPlan.from_json(row["plan"], model.descriptor)
-        return model
+        return model.materialized(name=row["name"], descriptor=descriptor,
+                                  plan=ExecutedPlan.from_json(row["plan"], descriptor))
 
     def models(self) -> pd.DataFrame:
         """The ``modelstore.models`` view: one row per named model."""
@@ -409,17 +408,21 @@ class Store:
 
     def drop(self, name: str, *, missing_ok: bool = False) -> bool:
         """Drop a named model (its statistics stay stored for reuse)."""
-        _check_name(name)
+        check_name(name)
         with self.conn.transaction():
             return records.drop_model(self.conn, name, missing_ok=missing_ok)
 
     # -- validation ---------------------------------------------------------------------------------
 
+    def _describe_request(self, request: FitRequest) -> tuple[Descriptor, Table]:
+        return self._describe(request.kind, request.table, request.target, request.features, request.order_by,
+                              request.lo, request.hi, request.where, request.params)
+
     def _describe(self, kind, table, target, features, order_by, lo, hi, where, params) -> tuple[Descriptor, Table]:
         """Validate a request against the database and turn it into a :class:`Descriptor`."""
         tbl = resolve_table(self.conn, table)
         order_kind = tbl.order_kind(order_by)
-        features = _check_features(features, target)
+        features = check_features(features, target)
         check_numeric(tbl, features, "feature")
         if family(kind).classifier:
             check_class_column(tbl, target)
@@ -478,10 +481,6 @@ def connect(dsn=None, **kwargs) -> Store:
 
 # -- argument checks (before any query runs) ----------------------------------------------------------
 
-def _model_params(kind, *, l2, var_smoothing, alpha, chunk_rows=None) -> dict:
-    return family(kind).params(l2=l2, var_smoothing=var_smoothing, alpha=alpha, chunk_rows=chunk_rows)
-
-
 def _check_budget(budget) -> float:
     if isinstance(budget, bool) or not isinstance(budget, int | float) or not 0 < budget <= 1:
         raise InputError(f"storage_budget must be a fraction in (0, 1], got {budget!r} instead")
@@ -508,23 +507,6 @@ def _progress(show: bool, what: str):
         yield advance
 
 
-def _check_features(features, target) -> tuple[str, ...]:
-    if isinstance(features, str) or not isinstance(features, Sequence) or not features:
-        raise InputError(f"features must be a non-empty list of column names, got {features!r} instead")
-    features = tuple(features)
-    for f in features:
-        if not isinstance(f, str) or not f:
-            raise InputError(f"every feature must be a column name, got {f!r} instead")
-    dupes = sorted({f for f in features if features.count(f) > 1})
-    if dupes:
-        raise InputError(f"features must not repeat, got {dupes} more than once")
-    if not isinstance(target, str) or not target:
-        raise InputError(f"target must be a column name, got {target!r} instead")
-    if target in features:
-        raise InputError(f"target {target!r} cannot also be a feature")
-    return features
-
-
 @contextlib.contextmanager
 def _filter_errors(descriptor: Descriptor):
     """A filter PostgreSQL accepts but that fails on a row (``x / 0 > 1``, a bad cast): FilterError."""
@@ -535,16 +517,6 @@ def _filter_errors(descriptor: Descriptor):
             raise
         raise FilterError(f"where {descriptor.filter_sql!r} failed on a row of {descriptor.source.qualified}: "
                           f"{exc.diag.message_primary or exc}") from None
-
-
-def _check_name(name) -> None:
-    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH or not name.isprintable():
-        raise InputError(f"name must be 1–{MAX_NAME_LENGTH} printable characters, got {name!r} instead")
-
-
-def _check_max_classes(max_classes) -> None:
-    if isinstance(max_classes, bool) or not isinstance(max_classes, int) or max_classes < 1:
-        raise InputError(f"max_classes must be a positive integer, got {max_classes!r} instead")
 
 
 def _check_stats(descriptor: Descriptor, stats) -> None:
