@@ -89,6 +89,9 @@ def configurations(draw):
     for i in range(draw(st.integers(0, 4))):
         lo, hi = sorted((draw(points), draw(points)))
         models.append(Model(i + 1, Range(lo, hi), draw(st.integers(2, 30))))
+    for j in range(draw(st.integers(0, 2)) if models else 0):  # rule 1: same cuts as another, other cost
+        twin = models[draw(st.integers(0, len(models) - 1))]
+        models.append(Model(100 + j, twin.range, draw(st.integers(2, 30))))
     lo, hi = sorted((draw(points), draw(points)))
     costs = uniform_costs(stored=draw(st.floats(0.0, 1.0)), per_row=draw(st.floats(0.0, 0.2)),
                           part=draw(st.floats(0.0, 1.0)), fetch_once=draw(st.floats(0.0, 2.0)),
@@ -122,3 +125,34 @@ def test_graph_size_is_linear():
     cuts = len({c for m in models for c in cuts_of(m)} | {s, t})
     assert sol.graph_nodes == 3 * cuts
     assert sol.graph_edges <= 2 * len(models) + 6 * cuts
+
+
+def test_rule_1_keeps_the_cheapest_of_models_with_the_same_cuts():
+    """Three models over the same cuts: only the cheapest enters the graph, and the plan uses it."""
+    models = [Model(1, Range(10, 49), 30), Model(2, Range(10, 49), 5), Model(3, Range(10, 49), 12)]
+    s, t = range_cuts(Range(10, 49), "integer")
+    sol = solve(s, t, models, cuts_of, uniform_costs())
+    assert signed(sol) == [("stored", +1, 10, 50, 2)]
+    assert sol.pruned == 2
+    assert sol.cost_ms == pytest.approx(brute_force(s, t, models, cuts_of, uniform_costs()))
+
+
+def test_many_models_solve_over_arrays_like_objects():
+    """solve_indexed on thousands of models (arrays) agrees with solve on the same models (objects)."""
+    import numpy as np
+
+    from modelstore.planner.graph import solve_indexed
+
+    rng = np.random.default_rng(5)
+    lo = rng.integers(0, 20_000, 3000)
+    models = [Model(i, Range(int(a), int(a + w)), 12) for i, (a, w) in enumerate(zip(lo, rng.integers(50, 900, 3000)))]
+    s, t = range_cuts(Range(5000, 9000), "integer")
+    costs = uniform_costs(per_row=0.002)
+    by_objects = solve(s, t, models, cuts_of, costs)
+    keys = sorted({c.value for m in models for c in cuts_of(m)} | {s.value, t.value})
+    pos = {k: i for i, k in enumerate(keys)}
+    sol = solve_indexed(len(keys), pos[s.value], pos[t.value],
+                        np.array([pos[m.range.lo] for m in models]), np.array([pos[m.range.hi + 1] for m in models]),
+                        np.array([costs.stored_ms(m) for m in models]), np.diff(np.array(keys, dtype=float)), costs)
+    assert sol.cost_ms == pytest.approx(by_objects.cost_ms)
+    assert sol.cost_ms < sol.scratch_ms

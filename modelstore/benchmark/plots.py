@@ -160,7 +160,9 @@ def planner(result: dict, out_dir: Path) -> list[str]:
     ax.set_yscale("log")
     ax.set_xlabel("stored models in the catalog")
     ax.set_ylabel("planning time (ms)")
-    ax.set_title(f"Planner time (relevant set capped at {result['max_relevant']:,})", fontsize=9)
+    cap = result.get("max_relevant")
+    ax.set_title("Planner time (every relevant model)" if cap is None else
+                 f"Planner time (relevant set capped at {cap:,})", fontsize=9)
     ax.legend(fontsize=7)
     return [_save(fig, out_dir, "planner_time.png")]
 

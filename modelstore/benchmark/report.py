@@ -232,7 +232,7 @@ def _planner(count: int, limit_ms: float):
         if p is None:
             return "not measured", None
         ms = p["planning_ms"]
-        trunc = (f"; {p['truncated_plans']}/{ms['n']} plans truncated at {r['max_relevant']:,} relevant models"
+        trunc = (f"; {p['truncated_plans']}/{ms['n']} plans truncated at {r['max_relevant'] or 0:,} relevant models"
                  if p["truncated_plans"] else "")
         return (f"{ms['median']:.2f} ms (IQR {ms['p25']:.2f}–{ms['p75']:.2f}; relevant models "
                 f"{p['relevant']['median']:.0f}{trunc})"), ms["median"] < limit_ms
@@ -477,6 +477,9 @@ def _planner_section(docs) -> list[str]:
         out.append(f"| {p['stored_models']:,} | {pm['median']:.2f} ({pm['p25']:.2f}–{pm['p75']:.2f}) | "
                    f"{p['explain_ms']['median']:.2f} | {p['relevant']['median']:.0f} | {p['truncated_plans']}/{pm['n']} | "
                    f"{p['graph_edges']['median']:.0f} |")
+    if r.get("max_relevant") is None:
+        return out + ["", "Every relevant stored model enters the planning graph (no truncation; models with the "
+                          "same cuts as a cheaper one are pruned, docs/planner.md).", ""]
     return out + ["", f"At most {r['max_relevant']:,} stored models enter one planning graph "
                       "(`modelstore/planner/relevant.py`); a truncated plan is the best over those.", ""]
 

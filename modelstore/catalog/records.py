@@ -133,9 +133,12 @@ def fetch_stats(conn: psycopg.Connection, stats_ids: list[int]) -> dict[int, obj
 
 # -- named models -------------------------------------------------------------------------------------
 
-def store_model(conn: psycopg.Connection, *, name: str, kind: str, source_id: int, stats_id: int | None,
+def store_model(conn: psycopg.Connection, *, name: str | None, kind: str, source_id: int, stats_id: int | None,
                 descriptor: Descriptor, params: dict, rows_used: int, rows_skipped: int, state: dict,
-                plan: dict, replace: bool) -> int:
+                plan: dict, replace: bool, name_prefix: str = "") -> tuple[int, str]:
+    """Insert (or with ``replace`` upsert) the named model; returns (model id, name). Without a
+    ``name`` the model is named ``name_prefix`` + a number drawn from the models' sequence, in the
+    same statement (no round trip of its own)."""
     r = descriptor.range
     # replace: one upsert, so that two requests replacing one name at once both succeed (the last
     # commit wins); a DELETE then INSERT would let the second INSERT meet the first one's row
@@ -146,23 +149,28 @@ def store_model(conn: psycopg.Connection, *, name: str, kind: str, source_id: in
                 "created_at = now(), created_by = current_user") if replace else "DO NOTHING"
     row = conn.execute(
         sql.SQL("""
+        WITH number AS (SELECT CASE WHEN %s::text IS NULL
+                                    THEN nextval(pg_get_serial_sequence('modelstore.fitted_models', 'model_id'))
+                               END AS v)
         INSERT INTO modelstore.fitted_models
             (name, kind, source_id, stats_id, lo, hi, filter_sql, target, features, params,
              rows_used, rows_skipped, state, plan)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        SELECT coalesce(%s::text, %s::text || number.v), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s
+        FROM number
         ON CONFLICT (name) {}
-        RETURNING model_id
+        RETURNING model_id, name
         """).format(sql.SQL(conflict)),
-        [name, kind, source_id, stats_id, bound_text(r.lo), bound_text(r.hi), descriptor.filter_sql,
-         descriptor.target, list(descriptor.features), Jsonb(params), rows_used, rows_skipped,
+        [name, name, name_prefix, kind, source_id, stats_id, bound_text(r.lo), bound_text(r.hi),
+         descriptor.filter_sql, descriptor.target, list(descriptor.features), Jsonb(params), rows_used, rows_skipped,
          Jsonb(_jsonable(state)), Jsonb(_jsonable(plan))],
     ).fetchone()
     if row is None:
         raise InputError(f"a model named {name!r} already exists; pass replace=True or choose another name")
-    return row[0]
+    return row[0], row[1]
 
 
 def next_model_number(conn: psycopg.Connection) -> int:
+    """A number for an unnamed model (kept for callers; :func:`store_model` draws it itself)."""
     return conn.execute("SELECT nextval(pg_get_serial_sequence('modelstore.fitted_models', 'model_id'))").fetchone()[0]
 
 

@@ -10,9 +10,12 @@ calibrated :class:`~modelstore.planner.costs.CostModel` and rows from the table'
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import time
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
+import numpy as np
 import psycopg
 
 from modelstore.catalog import index
@@ -21,8 +24,10 @@ from modelstore.request.descriptor import Descriptor
 from modelstore.catalog.index import IndexSpan
 from modelstore.planner.plan import Plan, Step
 from modelstore.request.cuts import Cut, cuts_range, range_cuts
-from modelstore.planner.graph import SCAN_WORDS, TRAIN_WORDS, PlanCosts, solve
-from modelstore.planner.relevant import MAX_RELEVANT, StoredModel, models_ending_near, relevant_models
+from modelstore.planner.graph import SCAN_WORDS, TRAIN_WORDS, PlanCosts, solve, solve_indexed
+from modelstore.planner.relevant import (
+    ARRAY_KINDS, Candidates, StoredModel, candidates, models_ending_near, relevant_models,
+)
 from modelstore.planner.rowcount import RowEstimator
 
 if TYPE_CHECKING:
@@ -54,6 +59,7 @@ def plan_costs(model: CostModel, estimator: RowEstimator, descriptor: Descriptor
         per_row = (model.train_ms(k, chunk_rows) - model.statement_ms) / chunk_rows + index_row
         return PlanCosts(
             stored_ms=lambda m: model.fetch_ms(m.n_values),
+            stored_values_ms=lambda values: np.array([model.fetch_ms(float(v)) for v in values]),
             scan_ms=lambda n: per_row * n,
             part_ms=0.0,
             fetch_once_ms=model.statement_ms,
@@ -67,8 +73,14 @@ def plan_costs(model: CostModel, estimator: RowEstimator, descriptor: Descriptor
         fetched = getattr(m, "fetched_rows", 1)
         return model.fetch_ms(m.n_values, rows=fetched) + fetched * model.merge_ms(merged)
 
+    def stored_values_ms(n_values: np.ndarray) -> np.ndarray:  # stored summaries (one row each), vectorised
+        distinct, inverse = np.unique(n_values, return_inverse=True)
+        each = np.array([model.fetch_ms(float(v), rows=1) + model.merge_ms(merged) for v in distinct])
+        return each[inverse] if len(distinct) else np.zeros(0)
+
     return PlanCosts(
         stored_ms=stored_ms,
+        stored_values_ms=stored_values_ms,
         scan_ms=lambda n: per_row * n,
         part_ms=model.merge_ms(merged),
         fetch_once_ms=model.statement_ms,
@@ -79,8 +91,8 @@ def plan_costs(model: CostModel, estimator: RowEstimator, descriptor: Descriptor
 
 def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: Descriptor, *,
                  cost_model: CostModel, estimator: RowEstimator, allow_subtract: bool = True,
-                 max_relevant: int = MAX_RELEVANT, params_key: str = "", chunk_rows: int = 10_000) -> Plan:
-    """The cheapest plan for ``descriptor``.
+                 params_key: str = "", chunk_rows: int = 10_000) -> Plan:
+    """The cheapest plan for ``descriptor``, over every relevant stored model (no truncation).
 
     Linear and Naive Bayes: stored statistics in either direction and scans. Logistic (paper §4-5):
     stored chunk models contained in the request, forward only, and ``train`` steps for the rest.
@@ -94,26 +106,65 @@ def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: De
     if stat_index is not None:  # the index's few spans around the request's ends, not its hierarchy
         spans = [dataclasses.replace(span, rows=estimator.rows(cuts_range(span.lo, span.hi, kind)))
                  for span in index.spans(conn, stat_index, s, t, kind, len(descriptor.stats_columns))]
-    if spans:
-        # the spans cover whole chunks; stored models can only save the partial-chunk scans at the ends
-        models, truncated = models_ending_near(conn, source_id, descriptor, _chunk_windows(spans, s, t),
-                                               limit=max_relevant), False
-    else:
-        models, truncated = relevant_models(conn, source_id, descriptor, limit=max_relevant,
-                                            contained_only=trained, exact_columns=trained, params_key=params_key)
-    n_stored = len(models)
-    models = list(models) + spans
-    solution = solve(s, t, models, lambda m: (m.lo, m.hi) if isinstance(m, IndexSpan) else range_cuts(m.range, kind),
-                     plan_costs(cost_model, estimator, descriptor, chunk_rows=chunk_rows),
-                     backward=allow_subtract and descriptor.family.subtractable,
-                     words=TRAIN_WORDS if trained else SCAN_WORDS)
+    costs = plan_costs(cost_model, estimator, descriptor, chunk_rows=chunk_rows)
+    backward = allow_subtract and descriptor.family.subtractable
+    words = TRAIN_WORDS if trained else SCAN_WORDS
     gap_op = "train" if trained else "scan"
-    steps = tuple(_step(e, kind, gap_op) for e in solution.edges)
+    if not spans and kind in ARRAY_KINDS:  # the common case, over arrays: no object per stored model
+        found = candidates(conn, source_id, descriptor, contained_only=trained, exact_columns=trained,
+                           params_key=params_key)
+        steps, solution, n_stored = _solve_arrays(found, s, t, costs, estimator, kind, gap_op, backward, words)
+    else:
+        if spans:
+            # the spans cover whole chunks; stored models can only save the partial-chunk scans at the ends
+            models = models_ending_near(conn, source_id, descriptor, _chunk_windows(spans, s, t))
+        else:
+            models, _ = relevant_models(conn, source_id, descriptor, contained_only=trained,
+                                        exact_columns=trained, params_key=params_key)
+        n_stored = len(models)
+        solution = solve(s, t, list(models) + spans,
+                         lambda m: (m.lo, m.hi) if isinstance(m, IndexSpan) else range_cuts(m.range, kind),
+                         costs, backward=backward, words=words)
+        steps = tuple(_step(e, kind, gap_op) for e in solution.edges)
     strategy = solution.strategy + ("" if allow_subtract or trained else " (forward only)")
     return Plan(descriptor, steps, strategy, time.perf_counter() - started,
                 est_cost_ms=solution.cost_ms, scratch_cost_ms=solution.scratch_ms,
-                graph={"relevant": n_stored, "index_spans": len(spans), "truncated": truncated,
-                       "nodes": solution.graph_nodes, "edges": solution.graph_edges})
+                graph={"relevant": n_stored, "index_spans": len(spans), "truncated": False,
+                       "pruned": solution.pruned, "nodes": solution.graph_nodes, "edges": solution.graph_edges})
+
+
+_EPOCH_DATE = dt.date(1970, 1, 1)
+
+
+def _cut_at(key: int, kind: str) -> Cut:
+    """The cut just before the value of integer key ``key`` (integer and date columns)."""
+    value = int(key) if kind == "integer" else _EPOCH_DATE + dt.timedelta(days=int(key))
+    return Cut(Decimal(int(key)), 0, value)
+
+
+def _solve_arrays(found: Candidates, s: Cut, t: Cut, costs: PlanCosts, estimator: RowEstimator, kind: str,
+                  gap_op: str, backward: bool, words: dict):
+    """Cuts as integer keys (on these domains "after v" is "before v + 1", side 0 throughout), rows of
+    every piece from one vectorised estimate, Dijkstra over arrays; objects only for the chosen steps."""
+    m = len(found)
+    keys = np.concatenate((found.lo_keys, found.hi_keys + 1, np.array([int(s.key), int(t.key)], dtype=np.int64)))
+    cuts, inverse = np.unique(keys, return_inverse=True)
+    below = estimator.below_cuts(cuts.astype(float), np.zeros(len(cuts), dtype=np.int8))
+    piece_rows = np.maximum(np.diff(below), 0.0)
+    model_cost = (costs.stored_values_ms(found.n_values) if costs.stored_values_ms is not None
+                  else np.zeros(m))
+    solution = solve_indexed(len(cuts), int(inverse[2 * m]), int(inverse[2 * m + 1]), inverse[:m],
+                             inverse[m : 2 * m], model_cost, piece_rows, costs, backward=backward, words=words)
+    steps = []
+    for e in solution.edges:
+        r = cuts_range(_cut_at(cuts[e.lo], kind), _cut_at(cuts[e.hi], kind), kind)
+        if e.op == "stored":
+            j = e.model
+            steps.append(Step(e.sign, "stored", r, int(found.stats_ids[j]), found.column_sets[found.column_ix[j]],
+                              int(found.n_rows[j]), e.cost_ms))
+        else:
+            steps.append(Step(e.sign, gap_op, r, None, (), round(e.rows), e.cost_ms))
+    return tuple(steps), solution, m
 
 
 def _chunk_windows(spans, s: Cut, t: Cut) -> list[tuple]:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import psycopg
 
 from modelstore.request.descriptor import Descriptor, Range, bound_key, parse_bound
 
-#: at most this many stored models enter one planning graph; beyond it the nearest are kept
-MAX_RELEVANT = 5000
+#: ordering kinds whose keys are whole numbers (values, days): the planner reads their candidates as arrays
+ARRAY_KINDS = frozenset({"integer", "date"})
 
 
 @dataclass(frozen=True)
@@ -38,10 +39,11 @@ class StoredModel:
 
 def relevant_models(conn: psycopg.Connection, source_id: int | None, descriptor: Descriptor, *,
                     contained_only: bool = False, exact_columns: bool = False,
-                    params_key: str = "", limit: int = MAX_RELEVANT) -> tuple[list[StoredModel], bool]:
-    """(relevant stored models, whether the list was truncated at ``limit``)."""
+                    params_key: str = "", limit: int | None = None) -> tuple[list[StoredModel], bool]:
+    """(relevant stored models, whether the list was truncated at ``limit``; no limit by default)."""
     if source_id is None:
         return [], False
+    limit = 2**31 - 2 if limit is None else limit
     r = descriptor.range
     rows = conn.execute(
         "SELECT * FROM modelstore.relevant_statistics(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
@@ -56,7 +58,7 @@ def relevant_models(conn: psycopg.Connection, source_id: int | None, descriptor:
 
 
 def models_ending_near(conn: psycopg.Connection, source_id: int, descriptor: Descriptor,
-                       windows: list[tuple], *, limit: int = MAX_RELEVANT) -> list[StoredModel]:
+                       windows: list[tuple], *, limit: int | None = None) -> list[StoredModel]:
     """Compatible stored models with an endpoint inside one of ``windows`` (numeric key ranges).
 
     With a statistics index, the index's spans cover every run of whole chunks at a cost of a few node
@@ -74,8 +76,48 @@ def models_ending_near(conn: psycopg.Connection, source_id: int, descriptor: Des
         "FROM modelstore.statistics WHERE source_id = %s AND family = %s AND filter_sql = %s AND target = %s "
         "AND params_key = '' AND columns @> %s AND (null_rows = 0 OR columns <@ %s) AND ("
         + " OR ".join(clauses) + ") ORDER BY stats_id LIMIT %s",
-        params + [limit],
+        params + [limit if limit is not None else 2**31 - 1],
     ).fetchall()
     kind = descriptor.source.order_kind
     return [StoredModel(sid, Range(parse_bound(lo, kind), parse_bound(hi, kind)), tuple(cols), n, nr, nv)
             for sid, lo, hi, cols, n, nr, nv in rows]
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The relevant set as arrays (integer and date ordering columns): per model its id, the integer
+    keys of its closed range [lo, hi], the floats it holds, the rows it summarises, and its columns
+    (an index into ``column_sets``). No Python object per model is made unless a plan uses it."""
+
+    stats_ids: np.ndarray
+    lo_keys: np.ndarray
+    hi_keys: np.ndarray
+    n_values: np.ndarray
+    n_rows: np.ndarray
+    column_ix: np.ndarray
+    column_sets: list[tuple[str, ...]]
+    probes: int = 0
+
+    def __len__(self) -> int:
+        return len(self.stats_ids)
+
+
+def candidates(conn: psycopg.Connection, source_id: int | None, descriptor: Descriptor, *,
+               contained_only: bool = False, exact_columns: bool = False, params_key: str = "") -> Candidates:
+    """Every relevant stored model (Algorithm 3, ``modelstore.plan_candidates``), in one round trip."""
+    empty = np.zeros(0, dtype=np.int64)
+    if source_id is None:
+        return Candidates(empty, empty, empty, empty, empty, empty, [])
+    if descriptor.source.order_kind not in ARRAY_KINDS:
+        raise ValueError(f"candidates() needs an integer or date ordering column, got {descriptor.source.order_kind}")
+    r = descriptor.range
+    row = conn.execute(
+        "SELECT * FROM modelstore.plan_candidates(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        [source_id, descriptor.kind, descriptor.filter_sql, descriptor.class_column, params_key,
+         list(descriptor.stats_columns), exact_columns, bound_key(r.lo), bound_key(r.hi), contained_only],
+        binary=True,
+    ).fetchone()
+    ids, lo, hi, nv, nr, cix, sets, probes = row
+    return Candidates(np.asarray(ids, dtype=np.int64), np.asarray(lo, dtype=np.int64),
+                      np.asarray(hi, dtype=np.int64), np.asarray(nv, dtype=np.int64), np.asarray(nr, dtype=np.int64),
+                      np.asarray(cix, dtype=np.int64), [tuple(c) for c in sets], probes)

@@ -145,12 +145,12 @@ class Store:
                 out.executed, execution_seconds=time.perf_counter() - started - out.executed.plan.planning_seconds)
             name = request.name
             if self.materialize:
-                name = name or f"{descriptor.source.table}_{descriptor.kind}_{records.next_model_number(self.conn)}"
-                records.store_model(
+                # the name's number comes from the models' sequence inside the INSERT: no round trip of its own
+                _, name = records.store_model(
                     self.conn, name=name, kind=descriptor.kind, source_id=out.source_id, stats_id=out.stats_id,
                     descriptor=descriptor, params=descriptor.params, rows_used=out.rows_used,
                     rows_skipped=out.rows_skipped, state=out.model.to_state(), plan=executed.to_json(),
-                    replace=request.replace,
+                    replace=request.replace, name_prefix=f"{descriptor.source.table}_{descriptor.kind}_",
                 )
         return out.model.materialized(name=name, descriptor=descriptor, plan=executed)
 
