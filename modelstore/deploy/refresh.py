@@ -155,10 +155,11 @@ def refresh(store, deployment_id: int, *, force: bool = False) -> Outcome | None
 def _refresh(store, spec: Spec, snapshot: str, now: dt.datetime, pending: int) -> Outcome:
     conn = store.conn
     t0 = time.perf_counter()
+    started_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
     info = conn.execute("SELECT order_kind FROM modelstore.sources s JOIN modelstore.fitted_models m USING (source_id) "
                         "WHERE m.model_id = %s", [spec.model_id]).fetchone()
     order_kind = info[0]
-    lo, hi = resolve(conn, spec.table, spec.order_by, order_kind, spec.window)
+    lo, hi = resolve(conn, spec.table, spec.order_by, order_kind, spec.window, _previous(conn, spec, order_kind))
     served = store.model(spec.name)
 
     # prequential: the rows appended since the last refresh, scored before the model absorbs them
@@ -239,9 +240,21 @@ def _refresh(store, spec: Spec, snapshot: str, now: dt.datetime, pending: int) -
     _event(conn, spec.deployment_id, "refresh", active, {
         "lo": bound_text(lo), "hi": bound_text(hi), "rows": versions.rows_of(model), "strategy": executed.plan.strategy,
         "rows_scanned": executed.rows_scanned, "ms": round(seconds * 1000, 3), "pending": pending,
-        "recorded": recorded, "scored_rows": {str(v): s.rows for v, s in scores.items()}})
+        "recorded": recorded, "scored_rows": {str(v): s.rows for v, s in scores.items()}}, started_at)
     return Outcome(spec.name, True, recorded, active, versions.rows_of(model), seconds,
                    f"{executed.plan.strategy}, {executed.rows_scanned} rows scanned")
+
+
+def _previous(conn, spec: Spec, order_kind: str) -> tuple | None:
+    """(lo, hi, rows) of the previous window from its stored summary, when it is exact for the window:
+    unfiltered (n + null_rows counts every row of the range) and still stored (a TRUNCATE forgets it)."""
+    if spec.window_kind != "rows" or spec.filter or spec.window_stats_id is None or spec.lo is None:
+        return None
+    row = conn.execute("SELECT n + null_rows FROM modelstore.statistics WHERE stats_id = %s AND lo = %s AND hi = %s "
+                       "AND filter_sql = ''", [spec.window_stats_id, spec.lo, spec.hi]).fetchone()
+    if row is None:
+        return None
+    return parse_bound(spec.lo, order_kind), parse_bound(spec.hi, order_kind), int(row[0])
 
 
 def _choose_active(conn, spec: Spec, latest: int, recorded: int | None, scores: dict) -> int:
@@ -273,9 +286,10 @@ def _forget_pending(conn, deployment_id: int, snapshot: str) -> None:
                  "AND pg_visible_in_snapshot(xid, %s::pg_snapshot)", [deployment_id, snapshot])
 
 
-def _event(conn, deployment_id: int, kind: str, version, detail: dict) -> None:
-    conn.execute("INSERT INTO modelstore.deployment_events (deployment_id, kind, version, detail) "
-                 "VALUES (%s, %s, %s, %s)", [deployment_id, kind, version, Jsonb(detail)])
+def _event(conn, deployment_id: int, kind: str, version, detail: dict, started_at=None) -> None:
+    conn.execute("INSERT INTO modelstore.deployment_events (deployment_id, kind, version, detail, started_at) "
+                 "VALUES (%s, %s, %s, %s, coalesce(%s, clock_timestamp()))",
+                 [deployment_id, kind, version, Jsonb(detail), started_at])
 
 
 __all__ = ["Spec", "Outcome", "load", "refresh", "RangeError"]

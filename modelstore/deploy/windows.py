@@ -112,13 +112,32 @@ def check_window(window: Window, order_by: str, order_kind: str) -> None:
 
 
 def resolve(conn: psycopg.Connection, table: sql.Composable, order_by: str, order_kind: str,
-            window: Window) -> tuple[object, object]:
+            window: Window, previous: tuple | None = None) -> tuple[object, object]:
     """The window's closed range (lo, hi) now, as Python values of the ordering column's type.
 
-    One index probe each for the newest row and, for a row window, the N-th newest (an index scan of N
-    entries: put a btree index on the ordering column). Raises RangeError when the window is empty.
+    One index probe each for the newest row and the lower end (put a btree index on the ordering
+    column). A row window's lower end is the N-th newest value; from scratch that walks N index entries,
+    so when ``previous`` = (lo₀, hi₀, rows in [lo₀, hi₀]) is known — the previous window's count, kept
+    exact by change capture in its stored summary — it walks only the rows appended since: with A rows
+    past hi₀ and T = count + A rows at or after lo₀, the N-th newest is the (T − N + 1)-th value from
+    lo₀ up (T ≥ N), else the (N − T)-th below lo₀. Raises RangeError when the window is empty.
     """
     col = sql.Identifier(order_by)
+    if window.kind == "rows" and previous is not None:
+        lo0, hi0, count0 = previous
+        appended, hi = conn.execute(sql.SQL("SELECT count(*), max({c}) FROM {t} WHERE {c} > %s").format(c=col, t=table),
+                                    [hi0]).fetchone()
+        total = count0 + appended
+        hi = hi0 if hi is None else hi
+        if total >= window.rows:
+            query = sql.SQL("SELECT {c} FROM {t} WHERE {c} >= %s ORDER BY {c} OFFSET %s LIMIT 1")
+            row = conn.execute(query.format(c=col, t=table), [lo0, total - window.rows]).fetchone()
+        else:
+            query = sql.SQL("SELECT coalesce((SELECT {c} FROM {t} WHERE {c} < %s ORDER BY {c} DESC OFFSET %s LIMIT 1), "
+                            "(SELECT min({c}) FROM {t}))")
+            row = conn.execute(query.format(c=col, t=table), [lo0, window.rows - total - 1]).fetchone()
+        if row is not None and row[0] is not None and hi is not None:
+            return row[0], hi
     if window.kind == "rows":
         query = sql.SQL("SELECT (SELECT {c} FROM {t} WHERE {c} IS NOT NULL ORDER BY {c} DESC OFFSET %s LIMIT 1), "
                         "(SELECT max({c}) FROM {t})").format(c=col, t=table)
@@ -127,14 +146,14 @@ def resolve(conn: psycopg.Connection, table: sql.Composable, order_by: str, orde
             row = conn.execute(sql.SQL("SELECT min({c}), max({c}) FROM {t}").format(c=col, t=table)).fetchone()
     elif window.kind == "interval":
         anchor = sql.SQL("max({})").format(col) if window.anchor == "newest" else sql.SQL("now()")
-        lo = sql.SQL("({} - %s::interval)").format(anchor)
+        lo = sql.SQL("l")
         if order_kind == "date":  # the first date at or after the lower end
-            lo = sql.SQL("(CASE WHEN {lo}::date = {lo} THEN {lo}::date ELSE {lo}::date + 1 END)").format(lo=lo)
+            lo = sql.SQL("CASE WHEN l::date = l THEN l::date ELSE l::date + 1 END")
         elif order_kind == "timestamp":
-            lo = sql.SQL("{}::timestamp").format(lo)
-        query = sql.SQL("SELECT {lo}, max({c}) FROM {t}").format(lo=lo, c=col, t=table)
-        params = [window.interval] * (3 if order_kind == "date" else 1)
-        row = conn.execute(query, params).fetchone()
+            lo = sql.SQL("l::timestamp")
+        query = sql.SQL("SELECT {lo}, m FROM (SELECT {a} - %s::interval AS l, max({c}) AS m FROM {t}) AS w").format(
+            lo=lo, a=anchor, c=col, t=table)
+        row = conn.execute(query, [window.interval]).fetchone()
     else:
         row = conn.execute(sql.SQL("SELECT min({c}), max({c}) FROM {t}").format(c=col, t=table)).fetchone()
     lo, hi = row
