@@ -357,3 +357,37 @@ def test_empty_window_keeps_serving(store):
     assert np.array_equal(d.model.coef_, coef) and d.version == 1
     assert "error" in set(d.events().kind)
     assert d.pending() == 0
+
+
+def test_model_language_deploys_and_lists_versions(store):
+    from modelstore.language import LanguageError
+
+    conn = store.conn
+    model = store.query("""
+        CREATE MODEL lang OPTIONS (model_type = 'linear_reg', input_label_cols = ['y'], order_by = 'id',
+                                   window = 100, refresh = 'continuous')
+        AS SELECT x1, x2, y FROM sales WHERE label >= 0""")
+    assert model.n_obs == 100
+    assert list(store.deployments().name) == ["lang"]
+    conn.execute("INSERT INTO sales VALUES (1001, 0.5, 0.5, 30.0, 1)")
+    store.deployment("lang").refresh()
+    info = store.query("SELECT * FROM ML.TRAINING_INFO(MODEL lang)")
+    assert list(info.version) == [1, 2] and list(info.active) == [False, True]
+    assert list(info.reason) == ["deployed", "changed"]
+    got = store.query("SELECT * FROM ML.PREDICT(MODEL lang, (SELECT x1, x2 FROM sales WHERE id = 1001))")
+    rows = window_rows(conn, 100)
+    want = ols(rows[:, :2], rows[:, 2])
+    assert got.predicted_y[0] == pytest.approx(want[0] + 0.5 * want[1] + 0.5 * want[2], rel=1e-9)
+    # a time window in the language: the same named error as in Python
+    with pytest.raises(WindowError, match="date or timestamp"):
+        store.query("CREATE MODEL t2 OPTIONS (model_type = 'linear_reg', input_label_cols = ['y'], order_by = 'id', "
+                    "window = '30 days', refresh = 'continuous') AS SELECT x1, y FROM sales")
+    with pytest.raises(LanguageError, match="refresh must be 'continuous'"):
+        store.query("CREATE MODEL t3 OPTIONS (model_type = 'linear_reg', input_label_cols = ['y'], order_by = 'id', "
+                    "window = 10) AS SELECT x1, y FROM sales")
+    with pytest.raises(LanguageError, match="range is its window"):
+        store.query("CREATE MODEL t4 OPTIONS (model_type = 'linear_reg', input_label_cols = ['y'], order_by = 'id', "
+                    "refresh = 'continuous') AS SELECT x1, y FROM sales WHERE id > 50")
+    store.query("DROP MODEL lang")
+    assert store.deployments().empty
+    assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'modelstore_deploy'").fetchone()[0] == 0

@@ -312,6 +312,16 @@ def advanced_weights_query(model, where) -> exp.Query:
 
 
 def training_info_query(model) -> exp.Query:
+    versions = getattr(model, "deployment_versions", None)
+    if versions is not None:  # a deployment: one row per version (docs/deployments.md)
+        rows = [(int(v.version), str(v.created_at), int(v.rows), v.lo, v.hi, v.reason, bool(v.active),
+                 None if v.scored_rows is None or v.scored_rows != v.scored_rows else int(v.scored_rows),
+                 None if v.prequential_loss is None or v.prequential_loss != v.prequential_loss
+                 else float(v.prequential_loss)) for v in versions.itertuples()]
+        return _values(rows, ["version", "created_at", "rows", "lo", "hi", "reason", "active", "scored_rows",
+                              "prequential_loss"],
+                       ["integer", "timestamptz", "bigint", "text", "text", "text", "boolean", "bigint",
+                        "double precision"])
     executed = model.plan
     plan = executed.plan
     rows = []
