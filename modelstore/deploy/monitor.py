@@ -50,28 +50,36 @@ class BatchScore:
 
 def score_batch(conn: psycopg.Connection, table: sql.Composable, order_by: str, filter_sql: str, model,
                 lo, hi) -> BatchScore:
-    """``model``'s loss on the rows with ``lo < order_by <= hi`` (and the filter), in one aggregate."""
+    """``model``'s loss on the rows with ``lo < order_by <= hi`` (and the filter), in one aggregate.
+
+    Each score is rendered once, in an inner query; the loss (and a classifier's argmax) is taken over
+    the score columns outside it, so the SQL grows with classes × features, not with its square."""
     d = model.descriptor
     fam = family(d.kind)
     xs = [exp.Cast(this=exp.column(f, quoted=True), to=exp.DataType.build("double precision"))
           for f in d.features]
     z = fam.sql_scores(model, xs)
-    y = exp.column(d.target, quoted=True)
+    names = [f"_s{k}" for k in range(len(z))]
+    # sqlglot renders the scores from the model's parameters (literals it generates) and checked columns
+    scores = sql.SQL(", ").join(sql.SQL("{} AS {}").format(sql.SQL(e.sql(dialect="postgres")), sql.Identifier(n))
+                                for e, n in zip(z, names))
+    columns = [exp.column(n, quoted=True) for n in names]
+    y = exp.column("_y", quoted=True)
     if fam.classifier:
-        wrong = exp.Case(ifs=[exp.If(this=exp.EQ(this=y, expression=scoring.predicted_class(model, z)),
+        wrong = exp.Case(ifs=[exp.If(this=exp.EQ(this=y, expression=scoring.predicted_class(model, columns)),
                                      true=exp.Literal.number(0))], default=exp.Literal.number(1))
         loss = abs_loss = exp.Sum(this=wrong)
     else:
         residual = exp.Paren(this=exp.Sub(this=exp.Cast(this=y, to=exp.DataType.build("double precision")),
-                                          expression=z[0]))
+                                          expression=columns[0]))
         loss = exp.Sum(this=exp.Mul(this=residual, expression=residual.copy()))
         abs_loss = exp.Sum(this=exp.Abs(this=residual.copy()))
-    # sqlglot renders the scores from the model's parameters (literals it generates) and checked columns
     present = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in (*d.features, d.target))
     where = sql.SQL(" AND ({})").format(sql.SQL(filter_sql)) if filter_sql else sql.SQL("")
-    query = sql.SQL("SELECT count(*), {loss}, {abs} FROM {t} WHERE {o} > %s AND {o} <= %s AND {p}{w}").format(
-        loss=sql.SQL(loss.sql(dialect="postgres")), abs=sql.SQL(abs_loss.sql(dialect="postgres")), t=table,
-        o=sql.Identifier(order_by), p=present, w=where)
+    query = sql.SQL("SELECT count(*), {loss}, {abs} FROM (SELECT {y} AS _y, {scores} FROM {t} "
+                    "WHERE {o} > %s AND {o} <= %s AND {p}{w}) AS _batch").format(
+        loss=sql.SQL(loss.sql(dialect="postgres")), abs=sql.SQL(abs_loss.sql(dialect="postgres")),
+        y=sql.Identifier(d.target), scores=scores, t=table, o=sql.Identifier(order_by), p=present, w=where)
     rows, loss_sum, abs_sum = conn.execute(query, [lo, hi]).fetchone()
     return BatchScore(int(rows), float(loss_sum or 0.0), float(abs_sum or 0.0))
 
