@@ -267,6 +267,16 @@ def test_prequential_figures_by_hand(dsn):
         assert bucket.loss_sum.sum() == pytest.approx(sum(e[1] for e in expected_lin), rel=1e-9)
         versions = d.versions()
         assert versions.scored_rows.tolist()[:2] == [3, 2]
+        # ML.EVALUATE of a deployment over a time range: the prequential figures per version (and bucket)
+        got = store.query("SELECT * FROM ML.EVALUATE(MODEL s, STRUCT(TIMESTAMP '2000-01-01' AS since, "
+                          "TIMESTAMP '2999-01-01' AS until))")
+        assert list(got.version) == [1, 2] and list(got.rows) == [3, 2]
+        for (n, sq, ab), row in zip(expected_lin, got.itertuples()):
+            assert row.mean_squared_error == pytest.approx(sq / n, rel=1e-9)
+            assert row.mean_absolute_error == pytest.approx(ab / n, rel=1e-9)
+        assert store.query("SELECT * FROM ML.EVALUATE(MODEL s, STRUCT('2999-01-01' AS since))").empty
+        by_hour = store.query("SELECT * FROM ML.EVALUATE(MODEL s_nb, STRUCT('hour' AS bucket))")
+        assert list(by_hour.columns[:2]) == ["bucket", "version"] and by_hour.rows.sum() == 5
 
 
 def test_page_hinkley_detects_a_shift():

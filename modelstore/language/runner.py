@@ -142,8 +142,10 @@ def _select(store, statement: Select) -> pd.DataFrame:
                 models[name] = store.model(name)
             except ModelNotFoundError:
                 raise LanguageError(f"no model named {name!r} (SHOW MODELS lists them)") from None
-            if load_deployment(conn, name=name) is not None:  # ML.TRAINING_INFO lists a deployment's versions
+            spec = load_deployment(conn, name=name)
+            if spec is not None:  # ML.TRAINING_INFO lists its versions, ML.EVALUATE its prequential figures
                 models[name].deployment_versions = store.deployment(name).versions()
+                models[name].deployment_id = spec.deployment_id
         return models[name]
 
     def input_columns(query_sql: str) -> list[tuple[str, str, str]]:
