@@ -88,6 +88,7 @@ def deployments(ctx: Context) -> dict:
         from modelstore.request.source import resolve_table
 
         tbl = resolve_table(ctx.conn, table)
+        rows_read, window_n = {k: [] for k in KINDS}, {k: [] for k in KINDS}
         for _ in ctx.track(range(cfg.deploy_commits), "insert stream"):
             late = int(round(batch * LATE_FRACTION))
             appended = list(range(next_id, next_id + 2 * (batch - late), 2))
@@ -106,6 +107,8 @@ def deployments(ctx: Context) -> dict:
                 outcome = d.refresh()
                 latency[kind].append(time.perf_counter() - committed)
                 refresh_s[kind].append(outcome.seconds)
+                rows_read[kind].append(outcome.rows_scanned)
+                window_n[kind].append(outcome.rows)
             for kind, d in handles.items():
                 model = d.model
                 started = time.perf_counter()
@@ -136,5 +139,8 @@ def deployments(ctx: Context) -> dict:
         "refresh_ms": {k: summarize([s * 1000 for s in v]) for k, v in refresh_s.items()},
         "refit_window_ms": {k: summarize([s * 1000 for s in v]) for k, v in scratch_s.items()},
         "refit_over_refresh": {k: summarize(v) for k, v in ratios.items()},
+        # rows each refresh's plan read against the rows a refit of the window reads
+        "rows_read_per_refresh": {k: summarize([float(x) for x in v]) for k, v in rows_read.items()},
+        "rows_read_per_refit": {k: summarize([float(x) for x in v]) for k, v in window_n.items()},
         "exact_max_relative_error": float(exact), "final_versions": versions,
     }

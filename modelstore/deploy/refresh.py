@@ -119,6 +119,7 @@ class Outcome:
     rows: int | None = None
     seconds: float = 0.0
     detail: str = ""
+    rows_scanned: int | None = None     # table rows the refresh's plan read (prequential scoring aside)
 
 
 def refresh(store, deployment_id: int, *, force: bool = False) -> Outcome | None:
@@ -149,7 +150,7 @@ def refresh(store, deployment_id: int, *, force: bool = False) -> Outcome | None
             return Outcome(spec.name, False, active_version=spec.active_version, detail=detail,
                            seconds=time.perf_counter() - started)
     return Outcome(outcome.name, outcome.refreshed, outcome.version, outcome.active_version, outcome.rows,
-                   time.perf_counter() - started, outcome.detail)
+                   time.perf_counter() - started, outcome.detail, outcome.rows_scanned)
 
 
 def _refresh(store, spec: Spec, snapshot: str, now: dt.datetime, pending: int) -> Outcome:
@@ -242,7 +243,7 @@ def _refresh(store, spec: Spec, snapshot: str, now: dt.datetime, pending: int) -
         "rows_scanned": executed.rows_scanned, "ms": round(seconds * 1000, 3), "pending": pending,
         "recorded": recorded, "scored_rows": {str(v): s.rows for v, s in scores.items()}}, started_at)
     return Outcome(spec.name, True, recorded, active, versions.rows_of(model), seconds,
-                   f"{executed.plan.strategy}, {executed.rows_scanned} rows scanned")
+                   f"{executed.plan.strategy}, {executed.rows_scanned} rows scanned", executed.rows_scanned)
 
 
 def _previous(conn, spec: Spec, order_kind: str) -> tuple | None:
