@@ -15,7 +15,12 @@ Every error is a :class:`ModelstoreError`; messages name the offending object an
      │    ├── FilterError            a residual filter that does not parse or is not a plain predicate
      │    ├── NonFiniteValueError    NaN or ±Infinity in the selected rows
      │    ├── TooManyClassesError    a class column with more distinct values than allowed
-     │    └── PrivilegeError         the current role may not read a table or column the request needs
+     │    ├── PrivilegeError         the current role may not read a table or column the request needs
+     │    └── DeploymentError        a deployment that cannot be made or changed as asked (docs/deployments.md)
+     │         ├── WindowError            an unknown window unit, a time window on a non-time column, 0 rows
+     │         ├── SourceKindError        a deployment over a view, materialized view, partitioned or foreign table
+     │         ├── NotDeployedError       no deployment of that name (a plain model, or nothing)
+     │         └── VersionNotFoundError   a deployment has no such version
      ├── SingularMatrixError    XᵀX is singular without a ridge penalty (names the collinear columns)
      └── ModelNotFoundError     no stored model of that name
 """
@@ -70,6 +75,27 @@ class TooManyClassesError(InputError):
 class PrivilegeError(InputError, PermissionError):
     """The current role lacks a privilege the request needs (SELECT on a column, TRIGGER to keep stored
     statistics fresh); the message names the object and the privilege."""
+
+
+class DeploymentError(InputError):
+    """A deployment that cannot be made or changed as asked; nothing has been written."""
+
+
+class WindowError(DeploymentError):
+    """A window that is not every row, a positive row count, or an interval of a known unit on a date or
+    timestamp ordering column."""
+
+
+class SourceKindError(DeploymentError):
+    """Deployments follow ordinary tables only (their writes are captured by triggers)."""
+
+
+class NotDeployedError(DeploymentError, LookupError):
+    """No deployment has that name (it may be a plain model)."""
+
+
+class VersionNotFoundError(DeploymentError, LookupError):
+    """The deployment has no version of that number."""
 
 
 class SingularMatrixError(ModelstoreError, ArithmeticError):

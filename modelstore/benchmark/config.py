@@ -82,6 +82,11 @@ class Config:
     capture_batch: int = 20_000
     capture_repeats: int = 11
 
+    # living models (issue #16): deployed linear and Gaussian NB under an insert stream (5% late rows)
+    deploy_rows: int = 1_000_000
+    deploy_batch: int = 1_000
+    deploy_commits: int = 50
+
     def size(self, paper_rows: float) -> int:
         """A paper-scale row count at this run's scale (at least 2 rows)."""
         return max(2, int(round(paper_rows * self.size_scale)))
@@ -133,6 +138,7 @@ def quick() -> Config:
         planner_models=(1_000, 10_000, 100_000), planner_queries=3,
         index_queries=15, index_large_queries=5, index_any_queries=20,
         capture_rows=100_000, capture_batch=5_000, capture_repeats=5,
+        deploy_rows=100_000, deploy_batch=500, deploy_commits=20,
     )
 
 

@@ -16,6 +16,8 @@ catalog empty behind it, and returns a JSON-able dict of results: figures as med
 ``index``              with and without the statistics index (when modelstore has one)
 ``capture``            rows/s of INSERT / UPDATE / DELETE with and without change capture (issue #7;
                        :mod:`modelstore.benchmark.capture`)
+``deployments``        deployed linear / Gaussian NB under an insert stream: rows/s, commit → model,
+                       refresh vs refit of the window (issue #16; :mod:`modelstore.benchmark.deployments`)
 =====================  ==========================================================================
 """
 
@@ -26,7 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from modelstore.benchmark import baselines, capture, data, measure, workloads
+from modelstore.benchmark import baselines, capture, data, deployments, measure, workloads
 from modelstore.benchmark.context import Context
 from modelstore.benchmark.measure import gains, summarize
 from modelstore.benchmark.workloads import Query
@@ -540,4 +542,5 @@ EXPERIMENTS = {
     "planner": planner,
     "index": index,
     "capture": capture.capture,
+    "deployments": deployments.deployments,
 }

@@ -205,7 +205,25 @@ def capture(result: dict, out_dir: Path) -> list[str]:
     return [_save(fig, out_dir, "capture_overhead.png")]
 
 
-DRAW = {"coverage": coverage, "model_size": model_size, "distributions": distributions, "breakdown": breakdown,
+def deployments(result: dict, out_dir: Path) -> list[str]:
+    """Refresh of a deployed model after a commit vs refitting its window from scratch, per kind."""
+    import matplotlib.pyplot as plt
+
+    kinds = list(result["refresh_ms"])
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    xs = range(len(kinds))
+    ax.bar([x - 0.2 for x in xs], [result["refresh_ms"][k]["median"] for k in kinds], width=0.4, label="refresh")
+    ax.bar([x + 0.2 for x in xs], [result["refit_window_ms"][k]["median"] for k in kinds], width=0.4,
+           label="refit of the window (one scan)")
+    ax.set_xticks(list(xs), kinds)
+    ax.set_yscale("log")
+    ax.set_ylabel("ms (median)")
+    ax.set_title(f"Deployments: {result['window_rows']:,}-row window, commits of {result['batch']:,} rows", fontsize=9)
+    ax.legend(fontsize=7)
+    return [_save(fig, out_dir, "deployments_refresh.png")]
+
+
+DRAW = {"deployments": deployments, "coverage": coverage, "model_size": model_size, "distributions": distributions, "breakdown": breakdown,
         "accuracy": accuracy, "storage": storage, "planner": planner, "index": index, "capture": capture}
 
 

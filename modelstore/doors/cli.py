@@ -125,6 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="bench/results", help="results directory (default: bench/results)")
     p.add_argument("--dsn", default=argparse.SUPPRESS, help="as the global --dsn")
 
+    p = sub.add_parser("worker", help="keep deployments current: LISTEN for changes, refresh, score, record "
+                                      "versions (docs/deployments.md); SIGTERM stops it")
+    p.add_argument("--interval", type=float, default=5.0,
+                   help="seconds between scheduled passes (clock-anchored windows, missed wake-ups); default 5")
+    p.add_argument("--max-seconds", type=float, default=None, help="stop after this long (default: run until SIGTERM)")
+
+    p = sub.add_parser("deployments", help="list deployments")
+
     p = sub.add_parser("server", help="the embedded PostgreSQL server")
     p.add_argument("action", choices=["start", "stop", "status"])
     return parser
@@ -152,6 +160,15 @@ def _dispatch(store, args) -> int:
         from modelstore.doors import demo
 
         demo.run(store, rows=args.rows, seed=args.seed, console=console)
+    elif args.command == "worker":
+        import logging
+
+        from modelstore.deploy.worker import Worker
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        Worker(store, store.dsn, interval=args.interval).run(max_seconds=args.max_seconds)
+    elif args.command == "deployments":
+        _print_result(store.deployments(), max_rows=None)
     elif args.command == "migrate":
         from modelstore.catalog.migrate import migrate
 

@@ -110,6 +110,62 @@ def run(store: Store, rows: int = 200_000, seed: int = 7, console: Console | Non
     console.print(str(models["index built: an arbitrary range"].plan), markup=False)
     console.print("\n[bold]EXPLAIN ANALYZE[/bold] of the whole-table logistic request:")
     console.print(str(models["logistic, whole: reuse + train"].plan), markup=False)
+    report += deployment_demo(store, rows, seed, console)
+    return report
+
+
+def deployment_demo(store: Store, rows: int, seed: int, console: Console) -> list[dict]:
+    """A deployment following inserts (docs/deployments.md): the exact model of the last half of the rows,
+    refreshed after each committed batch — what `modelstore worker` does on every commit."""
+    from modelstore.execution.executor import scan
+    from modelstore.request.source import resolve_table
+
+    table, ident = f"{SCHEMA}.{TABLE}", sql.Identifier(SCHEMA, TABLE)
+    name = "sales_live"
+    if not store.deployments().name.eq(name).any():
+        d = store.deploy(name, "linear", table=table, target="revenue", features=["price", "promo", "ads"],
+                         order_by="id", window=rows // 2, replace=True)
+    else:
+        d = store.deployment(name)
+    grid = RichTable(title=f"a deployment following inserts — window: the last {rows // 2:,} rows")
+    for col in ("commit", "version", "window rows", "plan", "rows read", "refresh ms", "refit ms",
+                "predict(20, 1, 10)"):
+        grid.add_column(col, justify="right" if col not in ("commit", "plan") else "left", no_wrap=True)
+    rng = np.random.default_rng(seed + 1)
+    report = []
+    late = rows - rows // 4  # inside the window
+    batches = [("1,000 rows appended", range(rows + 1, rows + 1001), 1), ("2,000 more: promo pays more",
+               range(rows + 1001, rows + 3001), 3), ("50 late rows inside the window", range(late, late + 50), 3),
+               ("100 prices corrected", None, 3)]
+    for label, ids, promo_gain in batches:
+        with store.conn.transaction():
+            if ids is None:
+                store.conn.execute(sql.SQL("UPDATE {} SET price = price * 1.1 WHERE id % 997 = 0").format(ident))
+            else:
+                n = len(ids)
+                price, ads, promo = rng.uniform(5, 50, n), rng.gamma(2.0, 3.0, n), rng.binomial(1, 0.3, n)
+                revenue = 120 - 1.8 * price + 35 * promo_gain * promo + 4.2 * ads + rng.normal(0, 12, n)
+                # late rows: the ids arrive again with their final values (deleted and re-sent)
+                store.conn.execute(sql.SQL("DELETE FROM {} WHERE id BETWEEN %s AND %s").format(ident),
+                                   [ids[0], ids[-1]])
+                with store.conn.cursor().copy(sql.SQL("COPY {} (id, ts, price, promo, ads, region, revenue, "
+                                                      "segment, came_back) FROM STDIN").format(ident)) as copy:
+                    for i, key in enumerate(ids):
+                        copy.write_row((key, "2025-06-01", price[i], float(promo[i]), ads[i], "EU", revenue[i], 1, 1))
+        outcome = d.refresh()
+        model = d.model
+        scratch = time.perf_counter()
+        scan(store.conn, resolve_table(store.conn, table), model.descriptor, model.descriptor.range)
+        scratch = time.perf_counter() - scratch
+        plan = model.plan
+        prediction = store.conn.execute("SELECT modelstore.predict(%s, ARRAY[20, 1, 10]::float8[])", [name]).fetchone()[0]
+        grid.add_row(label, str(d.version), f"{model.n_obs:,}", _shape(plan), f"{plan.rows_scanned:,}",
+                     f"{outcome.seconds * 1000:.1f}", f"{scratch * 1000:.1f}", f"{prediction:.3f}")
+        report.append({"request": f"deployment: {label}", "model": name, "plan": _shape(plan),
+                       "rows_read": plan.rows_scanned, "ms": outcome.seconds * 1000, "scratch_ms": scratch * 1000})
+    console.print(grid)
+    console.print(d.versions()[["version", "rows", "lo", "hi", "reason", "active", "scored_rows",
+                                "prequential_loss"]].to_string(index=False), markup=False)
     return report
 
 

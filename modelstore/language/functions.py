@@ -63,8 +63,12 @@ def _compile_function(function: exp.Expression, ctx: Context) -> exp.Query:
     name = model_name(function.this, ctx.text)
     model = ctx.load_model(name)
     what = _FUNCTION_NAMES[type(function)]
+    if (isinstance(function, MLEvaluate) and function.args.get("params_struct") is not None
+            and function.args.get("expression") is None and getattr(model, "deployment_id", None) is not None):
+        return prequential_query(model, function.args["params_struct"], where)
     if function.args.get("params_struct") is not None:
-        raise LanguageError(f"{what} takes no STRUCT of options in modelstore", where)
+        raise LanguageError(f"{what} takes no STRUCT of options in modelstore (a deployment's ML.EVALUATE "
+                            f"takes STRUCT(since, until, bucket))", where)
     rows = function.args.get("expression")
     if isinstance(function, exp.Predict):
         if rows is None:
@@ -311,7 +315,60 @@ def advanced_weights_query(model, where) -> exp.Query:
                    ["text"] + ["double precision"] * 4)
 
 
+#: the date_trunc units ML.EVALUATE's bucket may name
+_BUCKETS = ("minute", "hour", "day", "week", "month", "year")
+
+
+def prequential_query(model, options: exp.Expression, where) -> exp.Query:
+    """A deployment's prequential figures (docs/deployments.md, "Monitoring") over a time range:
+    ``ML.EVALUATE(MODEL m, STRUCT(TIMESTAMP '…' AS since, TIMESTAMP '…' AS until[, 'hour' AS bucket]))``
+    — one row per version (or per bucket and version): rows scored, mean loss, mean absolute error."""
+    given = {}
+    for item in options.expressions if isinstance(options, exp.Struct) else []:
+        key = item.this.name.lower() if isinstance(item, exp.PropertyEQ) else item.alias.lower()
+        value = item.expression if isinstance(item, exp.PropertyEQ) else item.this
+        if key not in ("since", "until", "bucket"):
+            raise LanguageError(f"ML.EVALUATE of a deployment takes STRUCT(since, until, bucket), got {key!r}", where)
+        given[key] = value.this if isinstance(value, exp.Cast) else value
+        if not isinstance(given[key], exp.Literal) or not given[key].is_string:
+            raise LanguageError(f"ML.EVALUATE's {key} must be a string or TIMESTAMP constant", where)
+    metrics = exp.table_("deployment_metrics", db="modelstore")
+    conditions = [exp.EQ(this=exp.column("deployment_id"), expression=exp.Literal.number(model.deployment_id))]
+    for key, op in (("since", exp.GTE), ("until", exp.LT)):
+        if key in given:
+            conditions.append(op(this=exp.column("evaluated_at"), expression=exp.Cast(
+                this=exp.Literal.string(given[key].name), to=exp.DataType.build("timestamptz"))))
+    condition = exp.and_(*conditions)
+    rows = exp.Sum(this=exp.column("rows"))
+    figures = [exp.alias_(exp.Cast(this=rows, to=exp.DataType.build("bigint")), "rows", quoted=True),
+               exp.alias_(exp.Div(this=exp.Sum(this=exp.column("loss_sum")), expression=exp.Nullif(
+                   this=rows.copy(), expression=exp.Literal.number(0))),
+                   "accuracy_error" if family(model.kind).classifier else "mean_squared_error", quoted=True),
+               exp.alias_(exp.Div(this=exp.Sum(this=exp.column("abs_sum")), expression=exp.Nullif(
+                   this=rows.copy(), expression=exp.Literal.number(0))), "mean_absolute_error", quoted=True)]
+    keys = [exp.alias_(exp.column("version"), "version", quoted=True)]
+    if "bucket" in given:
+        unit = given["bucket"].name.lower()
+        if unit not in _BUCKETS:
+            raise LanguageError(f"bucket must be one of {_BUCKETS}, got {unit!r}", where)
+        keys.insert(0, exp.alias_(exp.Anonymous(this="date_trunc", expressions=[
+            exp.Literal.string(unit), exp.column("evaluated_at")]), "bucket", quoted=True))
+    query = exp.select(*keys, *figures).from_(metrics).where(condition)
+    query = query.group_by(*[exp.Literal.number(i + 1) for i in range(len(keys))])
+    return query.order_by(*[exp.Literal.number(i + 1) for i in range(len(keys))])
+
+
 def training_info_query(model) -> exp.Query:
+    versions = getattr(model, "deployment_versions", None)
+    if versions is not None:  # a deployment: one row per version (docs/deployments.md)
+        rows = [(int(v.version), str(v.created_at), int(v.rows), v.lo, v.hi, v.reason, bool(v.active),
+                 None if v.scored_rows is None or v.scored_rows != v.scored_rows else int(v.scored_rows),
+                 None if v.prequential_loss is None or v.prequential_loss != v.prequential_loss
+                 else float(v.prequential_loss)) for v in versions.itertuples()]
+        return _values(rows, ["version", "created_at", "rows", "lo", "hi", "reason", "active", "scored_rows",
+                              "prequential_loss"],
+                       ["integer", "timestamptz", "bigint", "text", "text", "text", "boolean", "bigint",
+                        "double precision"])
     executed = model.plan
     plan = executed.plan
     rows = []

@@ -15,8 +15,9 @@ from sqlglot import exp
 
 from modelstore.errors import InputError, ModelNotFoundError
 from modelstore.language import functions
+from modelstore.deploy.refresh import load as load_deployment
 from modelstore.language.statements import (
-    CreateModel, DropModel, ExplainCreate, LanguageError, Select, ShowModelsStatement, parse,
+    DEPLOY_OPTIONS, CreateModel, DropModel, ExplainCreate, LanguageError, Select, ShowModelsStatement, parse,
 )
 from modelstore.language.where import split_where
 from modelstore.request.source import resolve_table
@@ -29,13 +30,20 @@ def run(store, text: str) -> list:
 
 def run_statement(store, statement):
     if isinstance(statement, CreateModel):
-        return store.fit(**fit_arguments(store, statement), name=statement.name, replace=statement.replace)
+        arguments = fit_arguments(store, statement)
+        refresh = arguments.pop("refresh", None)
+        if refresh is not None or any(k in arguments for k in DEPLOY_OPTIONS):
+            return _deploy(store, statement, arguments, refresh)
+        return store.fit(**arguments, name=statement.name, replace=statement.replace)
     if isinstance(statement, ExplainCreate):
         plan = store.explain(**fit_arguments(store, statement.create))
         frame = pd.DataFrame({"QUERY PLAN": str(plan).splitlines()})
         frame.attrs["plan"] = plan
         return frame
     if isinstance(statement, DropModel):
+        if load_deployment(store.conn, name=statement.name) is not None:  # a deployment: its trigger goes too
+            store.undeploy(statement.name)
+            return pd.DataFrame({"model": [statement.name], "dropped": [True]})
         dropped = store.drop(statement.name, missing_ok=statement.if_exists)
         return pd.DataFrame({"model": [statement.name], "dropped": [bool(dropped)]})
     if isinstance(statement, ShowModelsStatement):
@@ -43,6 +51,24 @@ def run_statement(store, statement):
     if isinstance(statement, Select):
         return _select(store, statement)
     raise TypeError(f"not a statement: {statement!r}")
+
+
+def _deploy(store, create: CreateModel, arguments: dict, refresh):
+    """CREATE MODEL … OPTIONS (refresh = 'continuous', window = …): a deployment (docs/deployments.md)."""
+    props = create.node.args.get("properties") if create.node is not None else None
+    if not isinstance(refresh, str) or refresh.lower() != "continuous":
+        raise create.error(f"refresh must be 'continuous' (a deployment that follows the table), got {refresh!r}; "
+                           f"window, window_anchor and strategy need it", props)
+    if arguments.pop("lo") is not None or arguments.pop("hi") is not None:
+        raise create.error(f"a deployed model's range is its window: WHERE may filter rows but not bound "
+                           f"{arguments['order_by']!r}", create.where)
+    window = arguments.pop("window", None)
+    if isinstance(window, float) and window.is_integer():
+        window = int(window)
+    kind = arguments.pop("kind")
+    d = store.deploy(create.name, kind, window=window, replace=create.replace, **arguments)
+    model = d.model
+    return model
 
 
 def fit_arguments(store, create: CreateModel) -> dict:
@@ -116,6 +142,10 @@ def _select(store, statement: Select) -> pd.DataFrame:
                 models[name] = store.model(name)
             except ModelNotFoundError:
                 raise LanguageError(f"no model named {name!r} (SHOW MODELS lists them)") from None
+            spec = load_deployment(conn, name=name)
+            if spec is not None:  # ML.TRAINING_INFO lists its versions, ML.EVALUATE its prequential figures
+                models[name].deployment_versions = store.deployment(name).versions()
+                models[name].deployment_id = spec.deployment_id
         return models[name]
 
     def input_columns(query_sql: str) -> list[tuple[str, str, str]]:

@@ -21,7 +21,12 @@ from modelstore.language.dialect import ExplainModel, MLFunction, ModelQL, ShowM
 
 #: OPTIONS a CREATE MODEL accepts (BigQuery's names where BigQuery has one) → fit() argument
 OPTIONS = {"model_type": None, "input_label_cols": None, "order_by": None, "l2_reg": "l2",
-           "chunk_rows": "chunk_rows", "var_smoothing": "var_smoothing", "alpha": "alpha"}
+           "chunk_rows": "chunk_rows", "var_smoothing": "var_smoothing", "alpha": "alpha",
+           # living models (docs/deployments.md): refresh = 'continuous' deploys; the others configure it
+           "refresh": "refresh", "window": "window", "window_anchor": "window_anchor", "strategy": "strategy",
+           "group_by": "group_by"}
+#: the OPTIONS that only a deployment (refresh = 'continuous') takes
+DEPLOY_OPTIONS = ("window", "window_anchor", "strategy", "group_by")
 
 
 class LanguageError(InputError):

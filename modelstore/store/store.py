@@ -19,6 +19,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
+from modelstore import deploy
 from modelstore.catalog import freshness, index, records
 from modelstore.execution import index_build, mixture
 from modelstore.planner import costs
@@ -469,6 +470,33 @@ class Store:
         except RangeError as exc:
             raise RangeError(f"the first or last {order_by!r} of {tbl.display} cannot bound a range ({exc}); "
                              f"give lo and hi") from None
+
+    # -- living models (docs/deployments.md): thin doors onto modelstore.deploy ------------------------
+
+    def deploy(self, name: str, kind: str, **options):
+        """Deploy the exact model of a moving window of ``table`` (``window`` None/'all', a row count, or
+        an interval such as '30 days'); returns a :class:`~modelstore.deploy.Deployment`."""
+        _check_name(name)
+        return deploy.deploy(self, name, kind, **options)
+
+    def deployment(self, name: str):
+        """The handle of a deployment made earlier (by any session)."""
+        _check_name(name)
+        return deploy.deployment(self, name)
+
+    def deployments(self) -> pd.DataFrame:
+        """One row per deployment: window, strategy, versions, pending writes."""
+        return deploy.deployments(self)
+
+    def undeploy(self, name: str, *, drop_model: bool = True) -> None:
+        """End a deployment (its model row too, unless ``drop_model=False``)."""
+        _check_name(name)
+        deploy.undeploy(self, name, drop_model=drop_model)
+
+    def rollback(self, name: str, version: int | None) -> int | None:
+        """Pin deployment ``name`` to ``version`` (None: unpin, back to its strategy)."""
+        _check_name(name)
+        return deploy.rollback(self, name, version)
 
     def __repr__(self) -> str:
         return f"<Store {self.conn.info.host}:{self.conn.info.port}/{self.conn.info.dbname}>"
