@@ -41,10 +41,17 @@ PG_MODULE_MAGIC;
  *   [2] n, complete rows
  *   [3] rows skipped because an argument was NULL
  *   [4 .. 4+k)            K, the shift (the first complete row)
- *   then k pairs          S_i = Σ (x_i − K_i)               as hi, lo
- *   then m pairs          P_ij = Σ (x_i − K_i)(x_j − K_j)   as hi, lo; m = k(k+1)/2 (i <= j,
- *                         row-major) in mode 1, m = k (i = j) in mode 2
+ *   then S_hi[k], S_lo[k]  S_i = Σ (x_i − K_i)
+ *   then P_hi[m], P_lo[m]  P_ij = Σ (x_i − K_i)(x_j − K_j); m = k(k+1)/2 (i <= j, row-major) in
+ *                          mode 1, m = k (i = j) in mode 2
+ * High and low parts are kept in separate runs so that the per-row loop over the pairs is a
+ * straight loop over contiguous arrays, which the compiler turns into SIMD instructions.
+ *
+ * Between renormalisations (every RENORM rows, and before combine and final) the low parts only
+ * collect the rounding errors of the high parts (TwoSum) and the low parts of the products: each
+ * is at most u·|hi|, so RENORM of them cannot spoil the low part's own ~53 bits.
  */
+#define RENORM 256
 #define MODE_FULL 1
 #define MODE_DIAG 2
 #define HDR 4
@@ -129,19 +136,19 @@ dd_neg(dd a)
 	return (dd) {-a.hi, -a.lo};
 }
 
-/* acc += (p + e): the accumulation step of every row, renormalised so that |lo| <= ulp(hi)/2. */
-static inline void
-accumulate(double *acc, double p, double e)
+/* (hi, lo) := TwoSum(hi, lo) over a run: |lo| <= ulp(hi)/2 again. */
+static void
+renormalize(double *restrict hi, double *restrict lo, int len)
 {
-	double		s = acc[0] + p;
-	double		bb = s - acc[0];
-	double		t = (acc[0] - (s - bb)) + (p - bb);
-	double		h;
+	int			i;
 
-	t += acc[1] + e;
-	h = s + t;
-	acc[1] = t - (h - s);
-	acc[0] = h;
+	for (i = 0; i < len; i++)
+	{
+		dd			r = two_sum(hi[i], lo[i]);
+
+		hi[i] = r.hi;
+		lo[i] = r.lo;
+	}
 }
 
 static inline int
@@ -153,7 +160,7 @@ terms(int mode, int k)
 static inline int
 state_len(int mode, int k)
 {
-	return HDR + k + 2 * k + 2 * terms(mode, k);
+	return HDR + 3 * k + 2 * terms(mode, k);
 }
 
 static ArrayType *
@@ -201,6 +208,66 @@ state_values(ArrayType *a, const char *caller)
 	return v;
 }
 
+/*
+ * (hi, lo)[j] += a · (dh + dl)[j] for j < len, a = ah + al (a = 1 when ah is NULL: plain sums).
+ * The product ah·dh[j] is split exactly by fma; the cross terms of the low parts (ah·dl, al·dh)
+ * are below u·|product| and go straight to lo, al·dl (below u²) is dropped. TwoSum moves the
+ * rounding error of the high sum to lo. A straight loop over contiguous arrays: vectorised.
+ */
+static inline void
+add_products(double *restrict hi, double *restrict lo, const double *restrict dh, const double *restrict dl,
+			 const double *ah, const double *al, int len)
+{
+	int			j;
+
+	if (ah == NULL)
+	{
+		for (j = 0; j < len; j++)
+		{
+			double		p = dh[j];
+			double		s = hi[j] + p;
+			double		bb = s - hi[j];
+
+			lo[j] += ((hi[j] - (s - bb)) + (p - bb)) + dl[j];
+			hi[j] = s;
+		}
+		return;
+	}
+	{
+		double		a = *ah,
+					b = *al;
+
+		for (j = 0; j < len; j++)
+		{
+			double		p = a * dh[j];
+			double		e = fma(a, dh[j], -p) + (a * dl[j] + b * dh[j]);
+			double		s = hi[j] + p;
+			double		bb = s - hi[j];
+
+			lo[j] += ((hi[j] - (s - bb)) + (p - bb)) + e;
+			hi[j] = s;
+		}
+	}
+}
+
+/* (hi, lo)[j] += (dh + dl)[j]² for j < len: the diagonal only (Gaussian Naive Bayes). */
+static inline void
+add_squares(double *restrict hi, double *restrict lo, const double *restrict dh, const double *restrict dl, int len)
+{
+	int			j;
+
+	for (j = 0; j < len; j++)
+	{
+		double		p = dh[j] * dh[j];
+		double		e = fma(dh[j], dh[j], -p) + 2.0 * dh[j] * dl[j];
+		double		s = hi[j] + p;
+		double		bb = s - hi[j];
+
+		lo[j] += ((hi[j] - (s - bb)) + (p - bb)) + e;
+		hi[j] = s;
+	}
+}
+
 static Datum
 accum(FunctionCallInfo fcinfo, int mode)
 {
@@ -212,7 +279,6 @@ accum(FunctionCallInfo fcinfo, int mode)
 	double	   *P;
 	int			k = PG_NARGS() - 1;
 	int			i,
-				j,
 				t;
 	double		dh[MAX_ARGS];
 	double		dl[MAX_ARGS];
@@ -279,36 +345,23 @@ accum(FunctionCallInfo fcinfo, int mode)
 
 		dh[i] = d.hi;
 		dl[i] = d.lo;
-		accumulate(S + 2 * i, d.hi, d.lo);
 	}
+	add_products(S, S + k, dh, dl, NULL, NULL, k);
 	if (mode == MODE_FULL)
 	{
-		t = 0;
-		for (i = 0; i < k; i++)
-		{
-			double		a = dh[i],
-						al = dl[i];
+		double	   *Ph = P,
+				   *Pl = P + terms(mode, k);
 
-			for (j = i; j < k; j++, t++)
-			{
-				double		p = a * dh[j];
-				double		e = fma(a, dh[j], -p) + (a * dl[j] + al * dh[j]);
-
-				accumulate(P + 2 * t, p, e);
-			}
-		}
+		for (i = 0, t = 0; i < k; t += k - i, i++)
+			add_products(Ph + t, Pl + t, dh + i, dl + i, &dh[i], &dl[i], k - i);
 	}
 	else
-	{
-		for (i = 0; i < k; i++)
-		{
-			double		p = dh[i] * dh[i];
-			double		e = fma(dh[i], dh[i], -p) + 2.0 * dh[i] * dl[i];
-
-			accumulate(P + 2 * i, p, e);
-		}
-	}
+		add_squares(P, P + k, dh, dl, k);
 	v[2] += 1;
+	if (((int64) v[2]) % RENORM == 0)
+		renormalize(S, S + k, k);
+	if (((int64) v[2]) % RENORM == 0)
+		renormalize(P, P + terms(mode, k), terms(mode, k));
 	PG_RETURN_ARRAYTYPE_P(state);
 }
 
@@ -340,7 +393,8 @@ ms_dd_combine(PG_FUNCTION_ARGS)
 	double	   *a;
 	double	   *b = state_values(b_arr, "modelstore_stats combine");
 	int			mode = (int) b[0],
-				k = (int) b[1];
+				k = (int) b[1],
+				m = terms(mode, k);
 	int			i,
 				j,
 				t;
@@ -367,6 +421,21 @@ ms_dd_combine(PG_FUNCTION_ARGS)
 	Kb = b + HDR;
 	Sb = Kb + k;
 	Pb = Sb + 2 * k;
+	/* b's low parts may hold up to RENORM unnormalised errors: normalise a copy when it is not ours */
+	{
+		int			len = state_len(mode, k);
+		double	   *copy = palloc(sizeof(double) * len);
+
+		memcpy(copy, b, sizeof(double) * len);
+		b = copy;
+		Kb = b + HDR;
+		Sb = Kb + k;
+		Pb = Sb + 2 * k;
+		renormalize(Sb, Sb + k, k);
+		renormalize(Pb, Pb + m, m);
+	}
+	renormalize(Sa, Sa + k, k);
+	renormalize(Pa, Pa + m, m);
 	a[3] += b[3];
 	if (nb == 0)
 		PG_RETURN_ARRAYTYPE_P(a_arr);
@@ -383,31 +452,31 @@ ms_dd_combine(PG_FUNCTION_ARGS)
 		for (i = 0; i < k; i++)
 		{
 			delta[i] = two_sum(Kb[i], -Ka[i]);
-			sb[i] = (dd) {Sb[2 * i], Sb[2 * i + 1]};
+			sb[i] = (dd) {Sb[i], Sb[k + i]};
 		}
 		t = 0;
 		for (i = 0; i < k; i++)
 		{
 			for (j = i; j < (mode == MODE_FULL ? k : i + 1); j++, t++)
 			{
-				dd			p = {Pb[2 * t], Pb[2 * t + 1]};
+				dd			p = {Pb[t], Pb[m + t]};
 				dd			r;
 
 				p = dd_add(p, dd_mul(sb[i], delta[j]));
 				p = dd_add(p, dd_mul(delta[i], sb[j]));
 				p = dd_add(p, dd_mul_d(dd_mul(delta[i], delta[j]), nb));
-				r = dd_add((dd) {Pa[2 * t], Pa[2 * t + 1]}, p);
-				Pa[2 * t] = r.hi;
-				Pa[2 * t + 1] = r.lo;
+				r = dd_add((dd) {Pa[t], Pa[m + t]}, p);
+				Pa[t] = r.hi;
+				Pa[m + t] = r.lo;
 			}
 		}
 		for (i = 0; i < k; i++)
 		{
 			dd			s = dd_add(sb[i], dd_mul_d(delta[i], nb));
 
-			s = dd_add((dd) {Sa[2 * i], Sa[2 * i + 1]}, s);
-			Sa[2 * i] = s.hi;
-			Sa[2 * i + 1] = s.lo;
+			s = dd_add((dd) {Sa[i], Sa[k + i]}, s);
+			Sa[i] = s.hi;
+			Sa[k + i] = s.lo;
 		}
 	}
 	a[2] += nb;
@@ -424,6 +493,7 @@ ms_dd_final(PG_FUNCTION_ARGS)
 {
 	ArrayType  *st = PG_GETARG_ARRAYTYPE_P(0);
 	double	   *v = state_values(st, "modelstore_stats final");
+	double	   *copy;
 	int			mode = (int) v[0],
 				k = (int) v[1],
 				m = terms(mode, k);
@@ -437,6 +507,14 @@ ms_dd_final(PG_FUNCTION_ARGS)
 				j,
 				t;
 
+	/* the state may be the aggregate's own (final functions must not modify it): normalise a copy */
+	copy = palloc(sizeof(double) * state_len(mode, k));
+	memcpy(copy, v, sizeof(double) * state_len(mode, k));
+	K = copy + HDR;
+	S = K + k;
+	P = S + 2 * k;
+	renormalize(S, S + k, k);
+	renormalize(P, P + m, m);
 	out[0] = Float8GetDatum(n);
 	out[1] = Float8GetDatum(v[3]);
 	for (i = 2; i < len; i++)
@@ -449,7 +527,7 @@ ms_dd_final(PG_FUNCTION_ARGS)
 		{
 			dd			mean;
 
-			mu[i] = dd_div_d((dd) {S[2 * i], S[2 * i + 1]}, n);
+			mu[i] = dd_div_d((dd) {S[i], S[k + i]}, n);
 			mean = dd_add((dd) {K[i], 0.0}, mu[i]);
 			out[2 + i] = Float8GetDatum(mean.hi);
 			out[2 + k + i] = Float8GetDatum(mean.lo);
@@ -460,8 +538,8 @@ ms_dd_final(PG_FUNCTION_ARGS)
 			for (j = i; j < (mode == MODE_FULL ? k : i + 1); j++, t++)
 			{
 				/* P_ij − S_i · (S_j / n) */
-				dd			c = dd_add((dd) {P[2 * t], P[2 * t + 1]},
-									   dd_neg(dd_mul((dd) {S[2 * i], S[2 * i + 1]}, mu[j])));
+				dd			c = dd_add((dd) {P[t], P[m + t]},
+									   dd_neg(dd_mul((dd) {S[i], S[k + i]}, mu[j])));
 
 				out[2 + 2 * k + t] = Float8GetDatum(c.hi);
 				out[2 + 2 * k + m + t] = Float8GetDatum(c.lo);
