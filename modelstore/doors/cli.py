@@ -1,4 +1,4 @@
-"""The ``modelstore`` command line: demo, query, migrate, calibrate, fit, explain, models, show, drop, index, bench, server."""
+"""The ``modelstore`` command line: demo, query, migrate, install-extension, calibrate, fit, explain, models, show, drop, index, bench, server."""
 
 from __future__ import annotations
 
@@ -125,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="bench/results", help="results directory (default: bench/results)")
     p.add_argument("--dsn", default=argparse.SUPPRESS, help="as the global --dsn")
 
+    p = sub.add_parser("install-extension",
+                       help="build and install the modelstore_stats C aggregate (PGXS) and create it in the database")
+    p.add_argument("--pg-config", help="the server's pg_config (default: next to its binaries, on PATH, "
+                                       "or the newest /usr/lib/postgresql/*/bin)")
+    p.add_argument("--no-build", action="store_true", help="only CREATE EXTENSION (already installed on the server)")
+    p.add_argument("--force", action="store_true", help="rebuild even if the current build is installed")
+
     p = sub.add_parser("server", help="the embedded PostgreSQL server")
     p.add_argument("action", choices=["start", "stop", "status"])
     return parser
@@ -135,6 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "server":
             return _server(args.action)
+        if args.command == "install-extension" and not args.no_build:
+            from pathlib import Path
+
+            from modelstore import extension
+
+            with console.status("building the modelstore_stats extension (make, make install) …"):
+                pg_config = extension.build_and_install(Path(args.pg_config) if args.pg_config else None,
+                                                        force=args.force)
+            console.print(f"built and installed modelstore_stats for {pg_config}")
         from modelstore.store import Store
 
         with Store(args.dsn) as store:
@@ -152,6 +168,17 @@ def _dispatch(store, args) -> int:
         from modelstore.doors import demo
 
         demo.run(store, rows=args.rows, seed=args.seed, console=console)
+    elif args.command == "install-extension":
+        from psycopg import sql
+
+        from modelstore.stats import engine
+
+        with store.conn.transaction():
+            store.conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {} SCHEMA modelstore").format(
+                sql.Identifier(engine.EXTENSION)))
+        engine.forget(store.conn)
+        name, _ = engine.engine(store.conn)
+        console.print(f"statistics engine: {engine.DESCRIPTIONS[name]}")
     elif args.command == "migrate":
         from modelstore.catalog.migrate import migrate
 
