@@ -300,7 +300,7 @@ def test_non_finite_refused_by_column(data_dsn, engine_name):
         with store.conn.transaction():
             store.conn.execute("CREATE TABLE IF NOT EXISTS bad (id int, a float8, b float8, y float8)")
             store.conn.execute("TRUNCATE bad")
-            store.conn.execute("INSERT INTO bad SELECT g, g, CASE WHEN g = 5 THEN 'NaN' ELSE g * 2 END, g * 3 + 1 "
+            store.conn.execute("INSERT INTO bad SELECT g, g, CASE WHEN g = 5 THEN 'NaN'::float8 ELSE g * 2 END, g * 3 + 1 "
                                "FROM generate_series(1, 20) g")
             store.conn.execute("INSERT INTO bad VALUES (21, NULL, 1, 1)")
         with pytest.raises(NonFiniteValueError, match="'b'"):
