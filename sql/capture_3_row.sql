@@ -43,7 +43,8 @@ BEGIN
         IF NOT p_complete THEN
             UPDATE modelstore.statistics AS t SET null_rows = t.null_rows + p_sgn WHERE t.stats_id = ANY (ids);
         ELSIF p_family = 'linear' THEN
-            UPDATE modelstore.statistics AS t SET n = t.n + p_sgn, (mean, moments) = (SELECT * FROM
+            -- a float64 merge: double-double low parts no longer apply (docs/statistics.md, "Change capture")
+            UPDATE modelstore.statistics AS t SET n = t.n + p_sgn, mean_lo = NULL, moments_lo = NULL, (mean, moments) = (SELECT * FROM
                        modelstore._absorbed_linear(t.n, t.mean, t.moments, p_sgn, p_x, zeros, zero_pairs, true))
              WHERE t.stats_id = ANY (ids);
         ELSE
@@ -75,7 +76,7 @@ BEGIN
           FROM unnest(levels, positions) AS u(level, pos)  -- each node by its primary key
          WHERE t.index_id = p_index AND t.level = u.level AND t.pos = u.pos;
     ELSIF p_family = 'linear' THEN
-        UPDATE modelstore.index_nodes AS t SET n = t.n + p_sgn, (mean, moments) = (SELECT * FROM
+        UPDATE modelstore.index_nodes AS t SET n = t.n + p_sgn, mean_lo = NULL, moments_lo = NULL, (mean, moments) = (SELECT * FROM
                    modelstore._absorbed_linear(t.n, t.mean, t.moments, p_sgn, p_x, zeros, zero_pairs, false))
           FROM unnest(levels, positions) AS u(level, pos)  -- each node by its primary key
          WHERE t.index_id = p_index AND t.level = u.level AND t.pos = u.pos;

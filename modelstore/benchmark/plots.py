@@ -223,7 +223,26 @@ def deployments(result: dict, out_dir: Path) -> list[str]:
     return [_save(fig, out_dir, "deployments_refresh.png")]
 
 
-DRAW = {"deployments": deployments, "coverage": coverage, "model_size": model_size, "distributions": distributions, "breakdown": breakdown,
+def engine(result: dict, out_dir: Path) -> list[str]:
+    """The statistics engines: ms per range size, serial and 2 workers, log-log."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for workers, style in ((0, "-"), (2, "--")):
+        rows = [r for r in result["results"] if r["workers"] == workers]
+        for name in ("count_last_column", "c_aggregate", "sql_aggregates"):
+            pts = [(r["rows"], r["ms"][name]) for r in rows if name in r["ms"]]
+            if pts:
+                ax.plot(*zip(*pts), style, marker="o", label=f"{name}, {workers} workers")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("rows in the range (10 features + target)")
+    ax.set_ylabel("ms (median)")
+    ax.legend(fontsize=7)
+    return [_save(fig, out_dir, "engine.png")]
+
+
+DRAW = {"deployments": deployments, "engine": engine, "coverage": coverage, "model_size": model_size, "distributions": distributions, "breakdown": breakdown,
         "accuracy": accuracy, "storage": storage, "planner": planner, "index": index, "capture": capture}
 
 

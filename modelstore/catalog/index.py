@@ -140,7 +140,7 @@ def write_nodes(conn, index_id: int, nodes: dict, cuts: list[Cut], *, min_pos_ch
         arrays = statistics_family(stats).pack(stats, triangle=True)
         rows.append((index_id, level, pos, lo.key, lo.side, hi.key, hi.side, bound_text(lo.value),
                      bound_text(hi.value), stats.n, stats.null_rows, arrays["classes"], arrays["counts"],
-                     arrays["mean"], arrays["moments"]))
+                     arrays["mean"], arrays["moments"], arrays.get("mean_lo"), arrays.get("moments_lo")))
     if min_pos_changed:
         conn.execute(
             "DELETE FROM modelstore.index_nodes WHERE index_id = %s AND ((pos + 1) << level) > %s",
@@ -150,7 +150,7 @@ def write_nodes(conn, index_id: int, nodes: dict, cuts: list[Cut], *, min_pos_ch
         conn.execute("DELETE FROM modelstore.index_nodes WHERE index_id = %s", [index_id])
     with conn.cursor().copy(
         "COPY modelstore.index_nodes (index_id, level, pos, lo_key, lo_side, hi_key, hi_side, lo, hi, n, null_rows,"
-        " classes, counts, mean, moments) FROM STDIN"
+        " classes, counts, mean, moments, mean_lo, moments_lo) FROM STDIN"
     ) as copy:
         for row in rows:
             copy.write_row(row)
@@ -242,7 +242,8 @@ def fetch_nodes(conn: psycopg.Connection,
         return {}
     rows = conn.execute(
         """
-        SELECT n.index_id, n.level, n.pos, n.n, n.null_rows, n.classes, n.counts, n.mean, n.moments
+        SELECT n.index_id, n.level, n.pos, n.n, n.null_rows, n.classes, n.counts, n.mean, n.moments, n.mean_lo,
+               n.moments_lo
         FROM modelstore.index_nodes AS n
         JOIN unnest(%s::bigint[], %s::smallint[], %s::int[]) AS w (index_id, level, pos)
           USING (index_id, level, pos)
@@ -251,9 +252,10 @@ def fetch_nodes(conn: psycopg.Connection,
         binary=True,
     ).fetchall()
     out = {}
-    for index_id, level, pos, n, nr, cl, co, me, mo in rows:
+    for index_id, level, pos, n, nr, cl, co, me, mo, me_lo, mo_lo in rows:
         family, columns, _ = wanted[index_id]
-        out[(index_id, level, pos)] = FAMILIES[family].unpack(columns, n, nr, cl, co, me, mo, triangle=True)
+        out[(index_id, level, pos)] = FAMILIES[family].unpack(columns, n, nr, cl, co, me, mo, me_lo, mo_lo,
+                                                              triangle=True)
     if len(out) != len(ids):
         raise LookupError("statistics index nodes disappeared while the request ran; plan again")
     return out

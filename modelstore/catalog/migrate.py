@@ -27,6 +27,9 @@ from psycopg import sql
 
 from modelstore.errors import MigrationError
 
+
+#: the C statistics aggregate (ext/; modelstore.stats.engine)
+EXTENSION = "modelstore_stats"
 log = logging.getLogger(__name__)
 
 #: pg_advisory_xact_lock key: the first 8 bytes of sha1("modelstore.catalog.migrate"), fixed forever
@@ -142,11 +145,31 @@ def migrate(conn: psycopg.Connection) -> list[str]:
                     [script.name, script.checksum],
                 )
                 applied.append(script.name)
+            if _create_extension(conn):
+                applied.append(EXTENSION)
     except psycopg.Error as exc:
         raise MigrationError(f"could not migrate the modelstore catalog: {exc}") from exc
     if not conn.autocommit:
         conn.commit()
     return applied
+
+
+def _create_extension(conn: psycopg.Connection) -> bool:
+    """``CREATE EXTENSION modelstore_stats`` in schema modelstore when the server has it and the
+    database does not (DESIGN §5: the C statistics aggregate, docs/statistics.md). Best effort, in a
+    savepoint: without it (not built for this server, or no privilege) the SQL aggregates serve."""
+    row = conn.execute("SELECT installed_version IS NULL FROM pg_catalog.pg_available_extensions WHERE name = %s",
+                       [EXTENSION]).fetchone()
+    if row is None or not row[0]:
+        return False
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {} SCHEMA modelstore").format(sql.Identifier(EXTENSION)))
+    except psycopg.Error as exc:
+        log.info("the %s extension is available but could not be created (%s); using the SQL aggregates",
+                 EXTENSION, exc)
+        return False
+    return True
 
 
 def ensure_current(conn: psycopg.Connection) -> list[str]:

@@ -52,14 +52,14 @@ def store_stats(conn: psycopg.Connection, source_id: int, descriptor: Descriptor
         """
         INSERT INTO modelstore.statistics
             (source_id, family, lo_key, hi_key, filter_sql, target, params_key, columns, lo, hi, n, null_rows,
-             classes, counts, mean, moments, extra, read_columns)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+             classes, counts, mean, moments, extra, read_columns, mean_lo, moments_lo)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
         ON CONFLICT (source_id, family, lo_key, hi_key, filter_sql, target, params_key, columns) DO NOTHING
         RETURNING stats_id
         """,
         key + [bound_text(r.lo), bound_text(r.hi), stats.n, stats.null_rows, arrays["classes"], arrays["counts"],
                arrays["mean"], arrays["moments"], None if extra is None else Jsonb(_jsonable(extra)),
-               list(descriptor.read_columns)],
+               list(descriptor.read_columns), arrays.get("mean_lo"), arrays.get("moments_lo")],
     ).fetchone()
     if row is None:
         row = conn.execute(
@@ -118,7 +118,7 @@ def fetch_stats(conn: psycopg.Connection, stats_ids: list[int]) -> dict[int, obj
         return {}
     rows = conn.execute(
         """
-        SELECT stats_id, family, columns, n, null_rows, classes, counts, mean, moments
+        SELECT stats_id, family, columns, n, null_rows, classes, counts, mean, moments, mean_lo, moments_lo
         FROM modelstore.statistics WHERE stats_id = ANY (%s)
         """,
         [list(stats_ids)],

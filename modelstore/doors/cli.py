@@ -1,4 +1,4 @@
-"""The ``modelstore`` command line: demo, query, migrate, calibrate, fit, explain, models, show, drop, index, bench, server."""
+"""The ``modelstore`` command line: demo, query, migrate, install-extension, calibrate, fit, explain, models, show, drop, index, bench, server."""
 
 from __future__ import annotations
 
@@ -133,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("deployments", help="list deployments")
 
+    p = sub.add_parser("install-extension",
+                       help="build and install the modelstore_stats C aggregate (PGXS) and create it in the database")
+    p.add_argument("--pg-config", help="the server's pg_config (default: next to its binaries, on PATH, "
+                                       "or the newest /usr/lib/postgresql/*/bin)")
+    p.add_argument("--no-build", action="store_true", help="only CREATE EXTENSION (already installed on the server)")
+    p.add_argument("--force", action="store_true", help="rebuild even if the current build is installed")
+
     p = sub.add_parser("server", help="the embedded PostgreSQL server")
     p.add_argument("action", choices=["start", "stop", "status"])
     return parser
@@ -143,6 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "server":
             return _server(args.action)
+        if args.command == "install-extension" and not args.no_build:
+            from pathlib import Path
+
+            from modelstore import extension
+
+            with console.status("building the modelstore_stats extension (make, make install) …"):
+                pg_config = extension.build_and_install(Path(args.pg_config) if args.pg_config else None,
+                                                        force=args.force)
+            console.print(f"built and installed modelstore_stats for {pg_config}")
         from modelstore.store import Store
 
         with Store(args.dsn) as store:
@@ -169,6 +185,18 @@ def _dispatch(store, args) -> int:
         Worker(store, store.dsn, interval=args.interval).run(max_seconds=args.max_seconds)
     elif args.command == "deployments":
         _print_result(store.deployments(), max_rows=None)
+
+    elif args.command == "install-extension":
+        from psycopg import sql
+
+        from modelstore.stats import engine
+
+        with store.conn.transaction():
+            store.conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {} SCHEMA modelstore").format(
+                sql.Identifier(engine.EXTENSION)))
+        engine.forget(store.conn)
+        name, _ = engine.engine(store.conn)
+        console.print(f"statistics engine: {engine.DESCRIPTIONS[name]}")
     elif args.command == "migrate":
         from modelstore.catalog.migrate import migrate
 

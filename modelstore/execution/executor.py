@@ -22,9 +22,11 @@ from modelstore.request.descriptor import Descriptor, Range
 from modelstore.request.predicates import range_predicate, with_filter
 from modelstore.planner.plan import ExecutedPlan, Plan, StepResult
 from modelstore.request.source import Table
+from modelstore.stats import engine as stats_engine
 
 
-def scan_query(table: Table, descriptor: Descriptor, ranges: list[Range], max_classes: int) -> sql.Composed:
+def scan_query(table: Table, descriptor: Descriptor, ranges: list[Range], max_classes: int,
+               engine: tuple[str, str] = ("sql", "")) -> sql.Composed:
     """The single aggregate statement computing the descriptor's statistics over each of ``ranges``
     (which must not overlap); with several ranges each result row starts with its range's number."""
     values = [table.columns[c].value_expr() for c in descriptor.stats_columns]
@@ -36,31 +38,37 @@ def scan_query(table: Table, descriptor: Descriptor, ranges: list[Range], max_cl
         part = sql.SQL("CASE {} END").format(sql.SQL(" ").join(
             sql.SQL("WHEN {} THEN {}").format(p, sql.Literal(i)) for i, p in enumerate(preds)))
     return descriptor.family.aggregate_query(table.identifier, values, where, descriptor.target, max_classes, part,
-                                             len(ranges))
+                                             len(ranges), engine=engine)
 
 
 def scan_many(conn: psycopg.Connection, table: Table, descriptor: Descriptor, ranges: list[Range],
-              max_classes: int = 1000) -> list:
-    """Statistics of each of ``ranges`` (non-overlapping) by one aggregate statement."""
-    rows = conn.execute(scan_query(table, descriptor, ranges, max_classes)).fetchall()
+              max_classes: int = 1000, engine: tuple[str, str] | None = None) -> list:
+    """Statistics of each of ``ranges`` (non-overlapping) by one aggregate statement, on the connection's
+    statistics engine (:mod:`modelstore.stats.engine`) unless ``engine`` is given."""
+    engine = engine or stats_engine.engine(conn)
+    rows = conn.execute(scan_query(table, descriptor, ranges, max_classes, engine)).fetchall()
     if len(ranges) == 1:
-        return [from_rows(descriptor, ranges[0], rows, max_classes)]
+        return [from_rows(descriptor, ranges[0], rows, max_classes, engine)]
     by_part: dict[int, list] = {i: [] for i in range(len(ranges))}
     for row in rows:
         by_part[row[0]].append(row[1:])
-    return [from_rows(descriptor, r, by_part[i], max_classes) for i, r in enumerate(ranges)]
+    return [from_rows(descriptor, r, by_part[i], max_classes, engine) for i, r in enumerate(ranges)]
 
 
-def scan(conn: psycopg.Connection, table: Table, descriptor: Descriptor, r: Range, max_classes: int = 1000):
+def scan(conn: psycopg.Connection, table: Table, descriptor: Descriptor, r: Range, max_classes: int = 1000,
+         engine: tuple[str, str] | None = None):
     """Statistics of one range by one aggregate statement (the paper's from-scratch baseline)."""
-    return scan_many(conn, table, descriptor, [r], max_classes)[0]
+    return scan_many(conn, table, descriptor, [r], max_classes, engine)[0]
 
 
-def from_rows(descriptor: Descriptor, r: Range, rows, max_classes: int):
+def from_rows(descriptor: Descriptor, r: Range, rows, max_classes: int, engine: tuple[str, str] = ("sql", "")):
     """The statistics of range ``r`` from the rows its aggregate returned (class checks included)."""
     return descriptor.family.from_aggregate(descriptor.stats_columns, rows, target=descriptor.target, where=str(r),
-                                            max_classes=max_classes)
+                                            max_classes=max_classes, engine=engine)
 
+
+#: decimal digits double-double statistics carry beyond float64's (106 vs 53 bits: 16; one kept in reserve)
+DD_EXTRA_DIGITS = 15.0
 
 #: the most rows the executor brings to Python instead of aggregating them in PostgreSQL
 MAX_FETCHED_ROWS = 20_000
@@ -98,9 +106,11 @@ def fetch_many(conn: psycopg.Connection, table: Table, descriptor: Descriptor, r
     return out
 
 
-def fetch_is_cheaper(cost_model, descriptor: Descriptor, rows: float) -> bool:
-    """Whether fetching ``rows`` rows to Python beats aggregating them in PostgreSQL, by the cost model."""
-    if cost_model is None or rows > MAX_FETCHED_ROWS:
+def fetch_is_cheaper(cost_model, descriptor: Descriptor, rows: float, engine: str = "sql") -> bool:
+    """Whether fetching ``rows`` rows to Python beats aggregating them in PostgreSQL, by the cost model.
+    Never with the C engine: its statistics are double-double, numpy's would be float64, and one plan
+    does not mix the two (and one call per row leaves little for fetching to win)."""
+    if cost_model is None or rows > MAX_FETCHED_ROWS or engine == "c":
         return False
     k = len(descriptor.stats_columns) + (1 if descriptor.class_column else 0)
     fetch = cost_model.statement_ms + cost_model.fetch_ms(rows * k, rows=int(rows))
@@ -144,6 +154,7 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
     descriptor = plan.descriptor
     columns = descriptor.stats_columns
     started = time.perf_counter()
+    engine = stats_engine.engine(conn)
     parts: dict[int, object] = {}
     shares: dict[int, float] = {}
 
@@ -178,8 +189,10 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
     for group in _statements(ranges):
         t0 = time.perf_counter()
         est_rows = sum(plan.steps[scans[j]].est_rows or MAX_FETCHED_ROWS + 1 for j in group)
-        run = fetch_many if fetch_is_cheaper(cost_model, descriptor, est_rows) else scan_many
-        results = run(conn, table, descriptor, [ranges[j] for j in group], max_classes)
+        if fetch_is_cheaper(cost_model, descriptor, est_rows, engine[0]):
+            results = fetch_many(conn, table, descriptor, [ranges[j] for j in group], max_classes)
+        else:
+            results = scan_many(conn, table, descriptor, [ranges[j] for j in group], max_classes, engine)
         elapsed = time.perf_counter() - t0
         total_rows = sum(r.n + r.null_rows for r in results) or 1
         for j, stats in zip(group, results):
@@ -205,4 +218,25 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
     step_results = tuple(StepResult(step, parts[i].n + parts[i].null_rows, shares[i] + merge_seconds[i])
                          for i, step in enumerate(plan.steps))
     lost = digits_lost(peak, descriptor.family.magnitudes(total)) if peak is not None else 0.0
-    return total, ExecutedPlan(plan, step_results, time.perf_counter() - started, digits_lost=lost)
+    if precision_of(total) == "double-double":
+        # double-double carries DD_EXTRA_DIGITS more digits than float64: only cancellation beyond them
+        # costs the result digits a float64 plan would have (the numerical guard compares this)
+        lost = max(0.0, lost - DD_EXTRA_DIGITS)
+    extra = {"Statistics": statistics_note(engine[0], [parts[i] for i in parts], total)}
+    return total, ExecutedPlan(plan, step_results, time.perf_counter() - started, digits_lost=lost, extra=extra)
+
+
+def precision_of(stats) -> str:
+    """'double-double' or 'float64' (families without low parts are float64)."""
+    return getattr(stats, "precision", "float64")
+
+
+def statistics_note(engine: str, parts: list, total) -> str:
+    """Which engine computed the scans and in which precision the parts were combined; a plan that
+    combined double-double with float64 statistics says so (its result is float64)."""
+    used = sorted({precision_of(p) for p in parts if p.n})
+    scanned = stats_engine.DESCRIPTIONS[engine]
+    if len(used) > 1:
+        return (f"scans by {scanned}; mixed precisions ({' and '.join(used)}): combined in float64 "
+                f"(the float64 parts are stored statistics from the SQL aggregates or kept by change capture)")
+    return f"scans by {scanned}; combined in {precision_of(total)}"

@@ -23,6 +23,7 @@ from modelstore.request.descriptor import Descriptor, Range, bound_text, parse_b
 from modelstore.request.source import Table
 from modelstore.errors import InputError, NonFiniteValueError
 from modelstore.execution import executor
+from modelstore.stats import engine as stats_engine
 from modelstore.families import FAMILIES
 from modelstore.planner.costs import CostModel
 
@@ -71,6 +72,7 @@ def _chunk_stats(conn, table: Table, descriptor: Descriptor, starts: list, last_
     order_by = descriptor.source.order_by
     ord_ = sql.Identifier(order_by)
     values = [table.columns[c].value_expr() for c in descriptor.stats_columns]
+    engine = stats_engine.engine(conn)
     out = []
     per_slice = max(1, ROWS_PER_STATEMENT // max(1, descriptor.params.get("chunk_rows", 1)))
     for first in range(0, len(starts), per_slice):
@@ -80,13 +82,13 @@ def _chunk_stats(conn, table: Table, descriptor: Descriptor, starts: list, last_
         where = sql.SQL("{} >= {} AND {}").format(ord_, sql.Literal(block[0]), upper)
         part = sql.SQL("width_bucket({}, {}) - 1").format(ord_, sql.Literal(block))
         query = descriptor.family.aggregate_query(table.identifier, values, where, descriptor.target, max_classes,
-                                                  part, len(block))
+                                                  part, len(block), engine=engine)
         by_part: dict[int, list] = {i: [] for i in range(len(block))}
         for row in conn.execute(query).fetchall():
             by_part[row[0]].append(row[1:])
         for i in range(len(block)):
             rng = Range(block[i], starts[first + i + 1] if first + i + 1 < len(starts) else last_value)
-            out.append(executor.from_rows(descriptor, rng, by_part[i], max_classes))
+            out.append(executor.from_rows(descriptor, rng, by_part[i], max_classes, engine))
         if progress:
             progress(len(block))
     return out
@@ -180,10 +182,10 @@ def refresh(conn: psycopg.Connection, table: Table, info: IndexInfo, descriptor:
 
 def _level0(conn, info: IndexInfo, descriptor: Descriptor) -> dict[int, object]:
     rows = conn.execute(
-        "SELECT pos, n, null_rows, classes, counts, mean, moments FROM modelstore.index_nodes "
+        "SELECT pos, n, null_rows, classes, counts, mean, moments, mean_lo, moments_lo FROM modelstore.index_nodes "
         "WHERE index_id = %s AND level = 0", [info.index_id], binary=True).fetchall()
     unpack = FAMILIES[info.family].unpack
-    return {pos: unpack(info.columns, n, nr, cl, co, me, mo, triangle=True) for pos, n, nr, cl, co, me, mo in rows}
+    return {row[0]: unpack(info.columns, *row[1:], triangle=True) for row in rows}
 
 
 def _level0_starts(conn, info: IndexInfo, kind: str) -> list:

@@ -63,9 +63,11 @@ class Family:
 
     def aggregate_query(self, relation: sql.Composable, values: list[sql.Composable], where: sql.Composable,
                         target: str, max_classes: int, part: sql.Composable | None = None,
-                        parts: int = 1) -> sql.Composed:
+                        parts: int = 1, engine: tuple[str, str] = ("sql", "")) -> sql.Composed:
         """The one aggregate statement that computes the statistics of the rows ``where`` selects
-        (grouped by ``part`` when given: each result row then starts with its part number)."""
+        (grouped by ``part`` when given: each result row then starts with its part number).
+        ``engine`` is ``(name, schema)`` from :func:`modelstore.stats.engine.engine`: ``("c", schema)``
+        uses the modelstore_stats C aggregates in ``schema``, ``("sql", "")`` the standard ones."""
         raise NotImplementedError(f"{self.kind} has no statistics aggregate")
 
     def aggregate_terms(self, k: int) -> int:
@@ -73,7 +75,7 @@ class Family:
         raise NotImplementedError(f"{self.kind} has no statistics aggregate")
 
     def from_aggregate(self, columns: Sequence[str], rows: list, *, target: str, where: str,
-                       max_classes: int):
+                       max_classes: int, engine: tuple[str, str] = ("sql", "")):
         """The statistics from the rows :meth:`aggregate_query` returned for one part; ``where``
         describes the rows for error messages."""
         raise NotImplementedError(f"{self.kind} has no statistics aggregate")
@@ -90,11 +92,12 @@ class Family:
 
     def pack(self, stats, *, triangle: bool = False) -> dict:
         """The catalog arrays of ``stats``: classes, counts, mean, moments (a symmetric matrix as its
-        upper triangle when ``triangle``, as the index stores it)."""
+        upper triangle when ``triangle``, as the index stores it), and mean_lo, moments_lo: the low
+        parts of double-double statistics in the same layout (None for float64 statistics)."""
         raise NotImplementedError(f"{self.kind} has no statistics")
 
-    def unpack(self, columns: Sequence[str], n: int, null_rows: int, classes, counts, mean, moments, *,
-               triangle: bool = False):
+    def unpack(self, columns: Sequence[str], n: int, null_rows: int, classes, counts, mean, moments,
+               mean_lo=None, moments_lo=None, *, triangle: bool = False):
         """The statistics object from its catalog arrays (:meth:`pack`'s inverse)."""
         raise NotImplementedError(f"{self.kind} has no statistics")
 

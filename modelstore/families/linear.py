@@ -23,38 +23,53 @@ class LinearFamily(Family):
     def params(self, *, l2=None, var_smoothing=1e-9, alpha=1.0, chunk_rows=None) -> dict:
         return {"l2": check_nonnegative("l2", 0.0 if l2 is None else l2)}
 
-    def aggregate_query(self, relation, values, where, target, max_classes, part=None, parts=1):
-        return linear_stats.aggregate_query(relation, values, where, part)
+    def aggregate_query(self, relation, values, where, target, max_classes, part=None, parts=1, engine=("sql", "")):
+        return linear_stats.aggregate_query(relation, values, where, part, engine[0], engine[1])
 
     def aggregate_terms(self, k: int) -> int:
         return 2 + k + k * (k + 1) // 2  # n, null rows, k means, k(k+1)/2 comoments
 
-    def from_aggregate(self, columns, rows, *, target, where, max_classes):
-        return linear_stats.from_aggregate_row(columns, rows[0]) if rows else LinearStats(columns)
+    def from_aggregate(self, columns, rows, *, target, where, max_classes, engine=("sql", "")):
+        if not rows:
+            return linear_stats.from_dd_array(columns, None) if engine[0] == "c" else LinearStats(columns)
+        return linear_stats.from_aggregate_row(columns, rows[0], engine[0])
 
     def from_values(self, columns, X, labels, *, null_rows, target, where, max_classes):
         return LinearStats.from_rows(columns, X, null_rows=null_rows)
 
     def pack(self, stats, *, triangle=False):
-        moments = stats.comoment[np.triu_indices(len(stats.columns))] if triangle else stats.comoment.ravel()
-        return {"classes": None, "counts": None, "mean": stats.mean.tolist(), "moments": moments.tolist()}
+        def layout(matrix):
+            return (matrix[np.triu_indices(len(stats.columns))] if triangle else matrix.ravel()).tolist()
 
-    def unpack(self, columns, n, null_rows, classes, counts, mean, moments, *, triangle=False):
+        dd = stats.mean_lo is not None
+        return {"classes": None, "counts": None, "mean": stats.mean.tolist(), "moments": layout(stats.comoment),
+                "mean_lo": stats.mean_lo.tolist() if dd else None,
+                "moments_lo": layout(stats.comoment_lo) if dd else None}
+
+    def unpack(self, columns, n, null_rows, classes, counts, mean, moments, mean_lo=None, moments_lo=None, *,
+               triangle=False):
         k = len(columns)
-        if triangle:
-            comoment = np.empty((k, k))
-            upper = np.triu_indices(k)
-            comoment[upper] = moments
-            comoment.T[upper] = moments
-        else:
-            comoment = np.array(moments, dtype=float).reshape(k, k)
-        return LinearStats(columns, n, np.array(mean, dtype=float), comoment, null_rows)
+
+        def matrix(values):
+            if triangle:
+                full = np.empty((k, k))
+                upper = np.triu_indices(k)
+                full[upper] = values
+                full.T[upper] = values
+                return full
+            return np.array(values, dtype=float).reshape(k, k)
+
+        lo = (None, None) if mean_lo is None or moments_lo is None else (np.array(mean_lo, dtype=float), matrix(moments_lo))
+        return LinearStats(columns, n, np.array(mean, dtype=float), matrix(moments), null_rows, *lo)
 
     def stored_values(self, k, classes=1, *, triangle=False):
         return k + (k * (k + 1) // 2 if triangle else k * k)
 
     def magnitudes(self, stats):
         return np.r_[stats.n, np.diag(stats.comoment)]
+
+    def precision(self, stats) -> str:
+        return stats.precision
 
     def sql_scores(self, model, xs):
         return [dot(model.coef_, xs, model.intercept_)]

@@ -26,10 +26,16 @@ def _plain(v):
 
 class _NaiveBayesFamily(Family):
     classifier = True
+    #: whether the C extension computes this family's statistics (multinomial: plain sums, which the SQL
+    #: path already gets exactly for the integer counts the model is for)
+    _c_aggregate = False
     #: the module with the family's aggregate_query / from_aggregate_rows
     _stats_module = None
 
-    def aggregate_query(self, relation, values, where, target, max_classes, part=None, parts=1):
+    def aggregate_query(self, relation, values, where, target, max_classes, part=None, parts=1, engine=("sql", "")):
+        if engine[0] == "c" and self._c_aggregate:
+            return gaussian_stats.dd_aggregate_query(relation, values, where, sql.Identifier(target), max_classes,
+                                                     part, parts, engine[1])
         return self._stats_module.aggregate_query(relation, values, where, sql.Identifier(target), max_classes,
                                                   part, parts)
 
@@ -43,6 +49,8 @@ class GaussianNBFamily(_NaiveBayesFamily):
     model_class = GaussianNB
     statistics = GaussianNBStats
     _stats_module = gaussian_stats
+    #: per class count, means and M2 by the C extension's dd_diag under GROUP BY class
+    _c_aggregate = True
 
     def params(self, *, l2=None, var_smoothing=1e-9, alpha=1.0, chunk_rows=None) -> dict:
         return {"var_smoothing": check_nonnegative("var_smoothing", var_smoothing)}
@@ -50,8 +58,10 @@ class GaussianNBFamily(_NaiveBayesFamily):
     def aggregate_terms(self, k: int) -> int:
         return 2 + 2 * k  # class, count, k means, k second moments
 
-    def from_aggregate(self, columns, rows, *, target, where, max_classes):
+    def from_aggregate(self, columns, rows, *, target, where, max_classes, engine=("sql", "")):
         self._check_rows(rows, target=target, where=where, max_classes=max_classes)
+        if engine[0] == "c":
+            return gaussian_stats.from_dd_rows(columns, rows)
         return gaussian_stats.from_aggregate_rows(columns, rows)
 
     def from_values(self, columns, X, labels, *, null_rows, target, where, max_classes):
@@ -62,9 +72,11 @@ class GaussianNBFamily(_NaiveBayesFamily):
 
     def pack(self, stats, *, triangle=False):
         return {"classes": Jsonb(list(stats.classes)), "counts": stats.counts.tolist(),
-                "mean": stats.means.ravel().tolist(), "moments": stats.m2.ravel().tolist()}
+                "mean": stats.means.ravel().tolist(), "moments": stats.m2.ravel().tolist(), "mean_lo": None,
+                "moments_lo": None}
 
-    def unpack(self, columns, n, null_rows, classes, counts, mean, moments, *, triangle=False):
+    def unpack(self, columns, n, null_rows, classes, counts, mean, moments, mean_lo=None, moments_lo=None, *,
+               triangle=False):
         c, k = len(classes), len(columns)
         return GaussianNBStats(columns, classes, counts, np.array(mean, dtype=float).reshape(c, k),
                                np.array(moments, dtype=float).reshape(c, k), null_rows)
@@ -114,7 +126,7 @@ class MultinomialNBFamily(_NaiveBayesFamily):
     def aggregate_terms(self, k: int) -> int:
         return 3 + k  # class, count, k sums, negative-value count
 
-    def from_aggregate(self, columns, rows, *, target, where, max_classes):
+    def from_aggregate(self, columns, rows, *, target, where, max_classes, engine=("sql", "")):
         self._check_rows(rows, target=target, where=where, max_classes=max_classes)
         stats, negative = multinomial_stats.from_aggregate_rows(columns, rows)
         check_nonnegative_counts(negative, where)
@@ -129,9 +141,10 @@ class MultinomialNBFamily(_NaiveBayesFamily):
 
     def pack(self, stats, *, triangle=False):
         return {"classes": Jsonb(list(stats.classes)), "counts": stats.counts.tolist(), "mean": None,
-                "moments": stats.feature_sums.ravel().tolist()}
+                "moments": stats.feature_sums.ravel().tolist(), "mean_lo": None, "moments_lo": None}
 
-    def unpack(self, columns, n, null_rows, classes, counts, mean, moments, *, triangle=False):
+    def unpack(self, columns, n, null_rows, classes, counts, mean, moments, mean_lo=None, moments_lo=None, *,
+               triangle=False):
         c, k = len(classes), len(columns)
         return MultinomialNBStats(columns, classes, counts, np.array(moments, dtype=float).reshape(c, k), null_rows)
 

@@ -12,11 +12,9 @@ of our own):
 
 from __future__ import annotations
 
-import typing as t
 
 from sqlglot import exp
 from sqlglot.dialects.bigquery import BigQuery
-from sqlglot.helper import seq_get
 from sqlglot.tokens import TokenType
 
 

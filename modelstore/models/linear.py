@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from fractions import Fraction
 import warnings
 
 import numpy as np
@@ -92,6 +93,9 @@ _REFINE_INVERSE_MAX_D = 50
 
 _STATE_VERSION = 1
 
+#: double-double statistics over at most this many live features are solved exactly (rationals)
+EXACT_SOLVE_MAX_D = 30
+
 
 # -- the solver -------------------------------------------------------------------------------------
 
@@ -122,6 +126,49 @@ def _solve_refined(Cxx: np.ndarray, cxy: np.ndarray, s: np.ndarray, l2: float, c
         residual = ((c_ext - C_ext @ (u / s_ext)) / s_ext).astype(float)
         u = u + scipy.linalg.cho_solve(chol, residual)
     return u / s_ext
+
+
+def _solve_exact(stats: LinearStats, live: np.ndarray, l2: float) -> tuple[np.ndarray, float, float]:
+    """(w, intercept, SSR) of the *exact* solution of double-double statistics' centered system
+    (Cxx + l2·I) w = cxy over the ``live`` features, by Gaussian elimination in rationals
+    (:class:`fractions.Fraction`; every hi + lo is a dyadic rational, so nothing is rounded until the
+    results are). About d³/3 rational operations: milliseconds for d ≤ 30."""
+    d = len(stats.columns) - 1
+    idx = [int(i) for i in live]
+
+    def value(hi, lo) -> Fraction:
+        return Fraction(float(hi)) + Fraction(float(lo))
+
+    C, Clo = stats.comoment, stats.comoment_lo
+    lam = Fraction(float(l2))
+    A = [[value(C[i, j], Clo[i, j]) + (lam if i == j else 0) for j in idx] for i in idx]
+    b = [value(C[i, d], Clo[i, d]) for i in idx]
+    m = len(idx)
+    M = [row[:] + [b[r]] for r, row in enumerate(A)]
+    for col in range(m):
+        pivot = next((r for r in range(col, m) if M[r][col] != 0), None)
+        if pivot is None:
+            raise SingularMatrixError(f"XᵀX is singular in exact arithmetic at column {stats.columns[idx[col]]!r}",
+                                      collinear=[stats.columns[idx[col]]])
+        M[col], M[pivot] = M[pivot], M[col]
+        inv = 1 / M[col][col]
+        for r in range(col + 1, m):
+            f = M[r][col] * inv
+            if f:
+                row_r, row_c = M[r], M[col]
+                for c in range(col, m + 1):
+                    row_r[c] -= f * row_c[c]
+    w = [Fraction(0)] * m
+    for r in range(m - 1, -1, -1):
+        acc = M[r][m] - sum((M[r][c] * w[c] for c in range(r + 1, m)), Fraction(0))
+        w[r] = acc / M[r][r]
+    means = [value(stats.mean[i], stats.mean_lo[i]) for i in range(d + 1)]
+    intercept = means[d] - sum((wi * means[i] for wi, i in zip(w, idx)), Fraction(0))
+    cyy = value(C[d, d], Clo[d, d])
+    # SSR = cyy − 2wᵀcxy + wᵀ Cxx w (exact; at λ = 0 it is cyy − wᵀcxy)
+    cxx_w = [sum((value(C[i, j], Clo[i, j]) * wj for j, wj in zip(idx, w)), Fraction(0)) for i in idx]
+    ssr = cyy - 2 * sum((wi * bi for wi, bi in zip(w, b)), Fraction(0)) + sum((wi * ci for wi, ci in zip(w, cxx_w)), Fraction(0))
+    return np.array([float(x) for x in w]), float(intercept), float(ssr)
 
 
 def _greedy_cholesky(M: np.ndarray, tol: float):
@@ -253,15 +300,22 @@ class LinearRegression(Provenance):
             self._raise_singular(features, n, constant if l2 == 0 else np.zeros(d, bool), refused, l2)
 
         chol = (L, True)
-        w_live = _solve_refined(Cxx[np.ix_(live, live)], cxy[live], s, l2, chol)
-        w = np.zeros(d)
-        w[live] = w_live.astype(float)
-        intercept = float(np.longdouble(ybar) - w_live @ xbar[live].astype(np.longdouble))
+        if stats.comoment_lo is not None and len(live) <= EXACT_SOLVE_MAX_D:
+            # double-double statistics: solve their system exactly (rationals), so that the only error
+            # left is the statistics' own (~1e-30 relative) and the final rounding
+            w_live, intercept, ssr = _solve_exact(stats, live, l2)
+            w = np.zeros(d)
+            w[live] = w_live
+        else:
+            w_live = _solve_refined(Cxx[np.ix_(live, live)], cxy[live], s, l2, chol)
+            w = np.zeros(d)
+            w[live] = w_live.astype(float)
+            intercept = float(np.longdouble(ybar) - w_live @ xbar[live].astype(np.longdouble))
 
-        # SSR = cyy − 2wᵀcxy + wᵀCxx w on the stored comoment: stationary at the OLS optimum, so the
-        # error left in w enters squared
-        Cll, cl = Cxx[np.ix_(live, live)].astype(np.longdouble), cxy[live].astype(np.longdouble)
-        ssr = float(np.longdouble(cyy) - 2 * (w_live @ cl) + w_live @ (Cll @ w_live))
+            # SSR = cyy − 2wᵀcxy + wᵀCxx w on the stored comoment: stationary at the OLS optimum, so the
+            # error left in w enters squared
+            Cll, cl = Cxx[np.ix_(live, live)].astype(np.longdouble), cxy[live].astype(np.longdouble)
+            ssr = float(np.longdouble(cyy) - 2 * (w_live @ cl) + w_live @ (Cll @ w_live))
         ssr = max(ssr, 0.0)
 
         df_resid = n - d - 1

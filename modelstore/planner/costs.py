@@ -74,6 +74,7 @@ request, whose steps all read the same table.
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import hashlib
 import logging
@@ -95,6 +96,7 @@ from modelstore.request.predicates import range_predicate
 from modelstore.request.source import Column
 from modelstore.families import FAMILIES
 from modelstore.stats import LinearStats
+from modelstore.stats import engine as stats_engine
 
 log = logging.getLogger(__name__)
 
@@ -339,6 +341,7 @@ def calibrate(conn: psycopg.Connection, *, quick: bool = False) -> CostModel:
     sizes = QUICK if quick else FULL
     started = time.perf_counter()
     cur = conn.cursor(row_factory=tuple_row)
+    _ENGINE.set(stats_engine.engine(conn))
     name = f"modelstore_calibration_{uuid.uuid4().hex[:12]}"
     table = sql.Identifier("pg_temp", name)
     stats_table = sql.Identifier("pg_temp", name + "_stats")
@@ -426,9 +429,13 @@ def _values(k: int) -> list[sql.Composable]:
     return [Column(f"x{i}", "double precision", "N").value_expr() for i in range(k)]
 
 
+#: the statistics engine calibrate() measures: the one the executor will use on that connection
+_ENGINE: contextvars.ContextVar = contextvars.ContextVar("modelstore_calibration_engine", default=("sql", ""))
+
+
 def _aggregate(family: str, table: sql.Identifier, k: int, where: sql.Composable) -> sql.Composed:
     """The executor's aggregate statement of ``family`` over x0…x{k−1} (see executor.scan_query)."""
-    return FAMILIES[family].aggregate_query(table, _values(k), where, _CLASS, 1000)
+    return FAMILIES[family].aggregate_query(table, _values(k), where, _CLASS, 1000, engine=_ENGINE.get())
 
 
 def _range(lo: int, hi: int) -> sql.Composed:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from modelstore.stats.engine import DESCRIPTIONS as ENGINE_DESCRIPTIONS
 from modelstore.request.descriptor import Descriptor, Range, bound_text, parse_bound
 
 
@@ -96,6 +97,9 @@ class Plan:
     graph: dict = field(default_factory=dict, compare=False)  # relevant models, nodes, edges, truncated
     #: why stored statistics were not used or not stored (row-level security, a view, …)
     notes: tuple[str, ...] = field(default=(), compare=False)
+    #: which engine computes the plan's scans ('c': the modelstore_stats extension, 'sql': SQL aggregates;
+    #: '' for families whose scans train models)
+    engine: str = field(default="", compare=False)
 
     @property
     def scans(self) -> tuple[Step, ...]:
@@ -125,6 +129,8 @@ class Plan:
                          + (" (truncated)" if g.get("truncated") else "")
                          + f"; graph: {g.get('nodes', 0)} nodes, {g.get('edges', 0)} edges")
         lines += [f"Note: {note}" for note in self.notes]
+        if self.engine:
+            lines.append(f"Statistics engine: {ENGINE_DESCRIPTIONS.get(self.engine, self.engine)}")
         lines.append(f"Planning time: {self.planning_seconds * 1000:.3f} ms")
         return lines
 
@@ -142,6 +148,7 @@ class Plan:
             "scratch_cost_ms": self.scratch_cost_ms,
             "graph": self.graph,
             "notes": list(self.notes),
+            "engine": self.engine,
         }
 
 
@@ -214,7 +221,8 @@ class ExecutedPlan:
         """Rebuild the record :meth:`to_json` stored in the catalog (for a model loaded by name)."""
         steps = tuple(Step.from_json(s, descriptor.source.order_kind) for s in data["steps"])
         plan = Plan(descriptor, steps, data["strategy"], data["planning_ms"] / 1000, data.get("est_cost_ms"),
-                    data.get("scratch_cost_ms"), data.get("graph") or {}, tuple(data.get("notes", ())))
+                    data.get("scratch_cost_ms"), data.get("graph") or {}, tuple(data.get("notes", ())),
+                    data.get("engine", ""))
         results = tuple(StepResult(step, r["rows"], r["ms"] / 1000) for step, r in zip(steps, data["results"]))
         return cls(plan, results, data["execution_ms"] / 1000, data.get("stored_stats_id"),
                    data.get("digits_lost", 0.0), tuple(data.get("rejected", ())), data.get("extra") or {})

@@ -15,7 +15,7 @@ from psycopg import sql
 
 from modelstore.stats._classes import normalize_label, sorted_labels
 from modelstore.stats._base import Statistics
-from modelstore.stats._sql import CLASS_ALIAS, column_alias, complete_rows, grouped_by_class
+from modelstore.stats._sql import CLASS_ALIAS, PART_ALIAS, column_alias, complete_rows, grouped_by_class
 
 
 class GaussianNBStats(Statistics):
@@ -194,5 +194,43 @@ def from_aggregate_rows(features: Sequence[str], rows) -> GaussianNBStats:
         counts.append(int(row[1]))
         means.append([float(v) for v in row[2 : 2 + d]])
         m2.append([float(v) for v in row[2 + d : 2 + 2 * d]])
+    c = len(labels)
+    return GaussianNBStats(features, labels, counts, np.array(means).reshape(c, d), np.array(m2).reshape(c, d), null_rows)
+
+
+def dd_aggregate_query(relation, value_exprs, where, class_expr, max_classes: int,
+                       part_expr: sql.Composable | None = None, parts: int = 1,
+                       schema: str = "modelstore") -> sql.Composed:
+    """The C engine's grouped aggregate: ``dd_diag(v_1, …, v_d)`` per class, one call per row.
+
+    A row with a NULL (a value or the class) goes to the NULL class group, whose row count (n and
+    null_rows of its state together) is the number of rows skipped, as on the SQL path.
+    """
+    present = [sql.SQL("({}) IS NOT NULL").format(e) for e in value_exprs] + [
+        sql.SQL("({}) IS NOT NULL").format(class_expr)]
+    cls = sql.SQL("CASE WHEN {} THEN {} END AS {}").format(sql.SQL(" AND ").join(present), class_expr, CLASS_ALIAS)
+    agg = sql.SQL("{}.dd_diag({})").format(sql.Identifier(schema), sql.SQL(", ").join(value_exprs))
+    if part_expr is None:
+        return sql.SQL("SELECT {0}, {1} FROM {2} WHERE {3} GROUP BY 1 ORDER BY 1 NULLS FIRST LIMIT {4}").format(
+            cls, agg, relation, where, sql.Literal(max_classes + 2))
+    return sql.SQL("SELECT {0} AS {1}, {2}, {3} FROM {4} WHERE {5} GROUP BY 1, 2 ORDER BY 1, 2 NULLS FIRST "
+                   "LIMIT {6}").format(part_expr, PART_ALIAS, cls, agg, relation, where,
+                                       sql.Literal((max_classes + 2) * parts))
+
+
+def from_dd_rows(features: Sequence[str], rows) -> GaussianNBStats:
+    """The statistics from :func:`dd_aggregate_query`'s rows (class, dd_diag state): the double-double
+    means and M2 rounded to float64 (hi is the rounded value)."""
+    d = len(features)
+    labels, counts, means, m2, null_rows = [], [], [], [], 0
+    for label, values in rows:
+        v = np.asarray(values, dtype=float)
+        if label is None:
+            null_rows = int(v[0]) + int(v[1])
+            continue
+        labels.append(normalize_label(label))
+        counts.append(int(v[0]))
+        means.append(v[2 : 2 + d])
+        m2.append(v[2 + 2 * d : 2 + 3 * d])
     c = len(labels)
     return GaussianNBStats(features, labels, counts, np.array(means).reshape(c, d), np.array(m2).reshape(c, d), null_rows)

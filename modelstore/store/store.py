@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 
 from modelstore import deploy
+from modelstore.stats import engine as stats_engine
 from modelstore.catalog import freshness, index, records
 from modelstore.execution import index_build, mixture
 from modelstore.planner import costs
@@ -180,7 +181,8 @@ class Store:
                 stats_id = plan.steps[0].stats_id
             elif store_stats:
                 stats_id = records.store_stats(self.conn, source_id, descriptor, stats)
-        executed = ExecutedPlan(plan, executed.results, 0.0, stats_id, executed.digits_lost, rejected)
+        executed = ExecutedPlan(plan, executed.results, 0.0, stats_id, executed.digits_lost, rejected,
+                                executed.extra)
         return _Outcome(source_id, stats_id, model, executed, stats.n, stats.null_rows)
 
     def _run_trained(self, request: FitRequest, descriptor: Descriptor, table_info: Table):
@@ -383,10 +385,12 @@ class Store:
 
     def _plan(self, source_id, descriptor: Descriptor, *, allow_subtract: bool = True) -> Plan:
         trained = descriptor.family.trained
-        return plan_request(self.conn, source_id, descriptor, cost_model=self.cost_model,
+        plan = plan_request(self.conn, source_id, descriptor, cost_model=self.cost_model,
                             estimator=self._estimator(descriptor.source), allow_subtract=allow_subtract,
                             params_key=descriptor.family.params_key(descriptor.params) if trained else "",
                             chunk_rows=descriptor.params.get("chunk_rows", DEFAULT_CHUNK_ROWS))
+        # EXPLAIN says which engine computes the scans (DESIGN §5)
+        return plan if trained else dataclasses.replace(plan, engine=stats_engine.engine(self.conn)[0])
 
     def model(self, name: str):
         """A stored model by name, rebuilt from the catalog (no statistics or rows are read)."""
@@ -476,12 +480,12 @@ class Store:
     def deploy(self, name: str, kind: str, **options):
         """Deploy the exact model of a moving window of ``table`` (``window`` None/'all', a row count, or
         an interval such as '30 days'); returns a :class:`~modelstore.deploy.Deployment`."""
-        _check_name(name)
+        check_name(name)
         return deploy.deploy(self, name, kind, **options)
 
     def deployment(self, name: str):
         """The handle of a deployment made earlier (by any session)."""
-        _check_name(name)
+        check_name(name)
         return deploy.deployment(self, name)
 
     def deployments(self) -> pd.DataFrame:
@@ -490,12 +494,12 @@ class Store:
 
     def undeploy(self, name: str, *, drop_model: bool = True) -> None:
         """End a deployment (its model row too, unless ``drop_model=False``)."""
-        _check_name(name)
+        check_name(name)
         deploy.undeploy(self, name, drop_model=drop_model)
 
     def rollback(self, name: str, version: int | None) -> int | None:
         """Pin deployment ``name`` to ``version`` (None: unpin, back to its strategy)."""
-        _check_name(name)
+        check_name(name)
         return deploy.rollback(self, name, version)
 
     def __repr__(self) -> str:

@@ -1,0 +1,338 @@
+"""The statistics engines (issue #15; docs/statistics.md): the modelstore_stats C aggregate in
+double-double, and the SQL aggregates it falls back to. Through a real PostgreSQL:
+
+- the aggregate equals an exact rational computation (hypothesis: huge/tiny magnitudes, cancellation);
+- combine(a, b) equals the aggregate over both, and parallel plans equal serial ones;
+- both engines agree to 1e-12 on well-conditioned data;
+- NIST Longley ≥ 12 digits, Wampler1 ≥ 11, Wampler2 ≥ 10 on the scratch, merge and subtraction paths;
+- NULL rows counted, NaN/±Inf refused by column name, EXPLAIN and the model name the engine;
+- change capture keeps a stored summary exact (as float64: capture merges in SQL).
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import modelstore
+from modelstore.errors import NonFiniteValueError
+from modelstore.execution.executor import execute
+from modelstore.models import LinearRegression
+from modelstore.planner.plan import Plan, Step
+from modelstore.stats import engine as stats_engine
+from modelstore.stats.linear import from_dd_array
+from tests.data import longley
+from tests.helpers import load_frame
+
+FEATURES = list(longley.FEATURES)
+
+
+# -- fixtures ----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def conn(module_dsn):
+    s = modelstore.connect(module_dsn)  # migrates: creates the extension when the server has it
+    if stats_engine.installed_schema(s.conn) is None:
+        s.close()
+        pytest.skip("the modelstore_stats extension is not installed on this server (SQL path only)")
+    s.conn.autocommit = True
+    yield s.conn
+    s.close()
+
+
+@pytest.fixture(params=["c", "sql"])
+def engine_name(request, monkeypatch):
+    monkeypatch.setenv(stats_engine.ENV, request.param)
+    stats_engine.forget()
+    yield request.param
+    stats_engine.forget()
+
+
+def exact_moments(rows: list[list[float]]):
+    """n, the means and the comoment matrix as exact rationals."""
+    n = len(rows)
+    k = len(rows[0])
+    fr = [[Fraction(v) for v in r] for r in rows]
+    mean = [sum((r[i] for r in fr), Fraction(0)) / n for i in range(k)]
+    C = [[sum(((r[i] - mean[i]) * (r[j] - mean[j]) for r in fr), Fraction(0)) for j in range(k)] for i in range(k)]
+    return mean, C
+
+
+def dd_value(hi, lo) -> Fraction:
+    return Fraction(float(hi)) + Fraction(float(lo))
+
+
+def aggregate(conn, rows, *, state=False):
+    """dd_moments (or its unfinished state) over ``rows``, in PostgreSQL."""
+    k = len(rows[0])
+    fn = "dd_moments_state" if state else "dd_moments"
+    query = "SELECT modelstore.{}({}) FROM unnest({}) AS u({})".format(
+        fn, ", ".join(f"c{i}" for i in range(k)), ", ".join(["%s::float8[]"] * k), ", ".join(f"c{i}" for i in range(k)))
+    return conn.execute(query, [[r[i] for r in rows] for i in range(k)]).fetchone()[0]
+
+
+def check_against_exact(rows, values, tol=1e-24):
+    k = len(rows[0])
+    stats = from_dd_array([f"c{i}" for i in range(k)], values)
+    mean, C = exact_moments(rows)
+    # the error bound: n·u²·Σ|terms| (docs/statistics.md); scales: the spread of each column
+    scale = [max(abs(float(C[i][i])), 1e-300) for i in range(k)]
+    for i in range(k):
+        got = dd_value(stats.mean[i], stats.mean_lo[i])
+        spread = math.sqrt(scale[i] / len(rows)) + abs(float(mean[i]))
+        assert abs(float(got - mean[i])) <= tol * spread + 1e-300, (i, float(got), float(mean[i]))
+        for j in range(k):
+            got = dd_value(stats.comoment[i, j], stats.comoment_lo[i, j])
+            bound = tol * math.sqrt(scale[i]) * math.sqrt(scale[j]) * len(rows) + 1e-300
+            assert abs(float(got - C[i][j])) <= bound, (i, j, float(got), float(C[i][j]))
+    return stats
+
+
+# -- the aggregate against exact rationals -----------------------------------------------------------------
+
+# squares must stay normal numbers (|x| in [1e-150, 1e150]): below, double-double loses its low part to underflow
+magnitudes = st.sampled_from([1e-100, 1e-30, 1e-8, 1.0, 1e8, 1e30, 1e100])
+finite = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def tables(draw):
+    k = draw(st.integers(1, 4))
+    n = draw(st.integers(1, 30))
+    scales = [draw(magnitudes) for _ in range(k)]
+    offsets = [draw(st.sampled_from([0.0, 1.0, 1e6, 1e12, -1e15])) for _ in range(k)]  # cancellation
+    rows = [[offsets[i] * scales[i] + draw(finite) * scales[i] for i in range(k)] for _ in range(n)]
+    return rows
+
+
+@settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=tables())
+def test_aggregate_equals_exact_rationals(conn, rows):
+    check_against_exact(rows, aggregate(conn, rows))
+
+
+@settings(deadline=None, max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=tables(), cut=st.floats(0, 1))
+def test_combine_equals_aggregate_over_both(conn, rows, cut):
+    m = int(cut * len(rows))
+    a, b = rows[:m], rows[m:]
+    k = len(rows[0])
+    if not a or not b:
+        return
+    sa, sb = aggregate(conn, a, state=True), aggregate(conn, b, state=True)
+    combined = conn.execute("SELECT modelstore.dd_final(modelstore.dd_combine(%s::float8[], %s::float8[]))",
+                            [sa, sb]).fetchone()[0]
+    check_against_exact(rows, combined)
+    # and the Python merge of the two finished statistics (Chan in double-double) agrees as well
+    cols = [f"c{i}" for i in range(k)]
+    merged = from_dd_array(cols, aggregate(conn, a)) + from_dd_array(cols, aggregate(conn, b))
+    whole = from_dd_array(cols, aggregate(conn, rows))
+    assert merged.n == whole.n
+    np.testing.assert_allclose(merged.comoment, whole.comoment, rtol=1e-14, atol=1e-300)
+    back = whole - from_dd_array(cols, aggregate(conn, b))
+    assert back.n == len(a) and back.precision == "double-double"
+
+
+def test_nulls_counted_and_shift_exact(conn):
+    values = conn.execute(
+        "SELECT modelstore.dd_moments(x, y) FROM (VALUES (1::float8, NULL::float8), (1e16, 1), (1e16 + 2, 3)) v(x, y)"
+    ).fetchone()[0]
+    s = from_dd_array(["x", "y"], values)
+    assert (s.n, s.null_rows) == (2, 1)
+    assert dd_value(s.mean[0], s.mean_lo[0]) == Fraction(10**16 + 1)
+    assert s.comoment.tolist() == [[2.0, 2.0], [2.0, 2.0]]
+
+
+def test_refuses_other_types(conn):
+    with pytest.raises(psycopg.errors.DatatypeMismatch, match="float8"):
+        conn.execute("SELECT modelstore.dd_moments(1::int)")
+
+
+def test_parallel_equals_serial(conn):
+    conn.execute("CREATE TABLE IF NOT EXISTS par AS SELECT g AS id, random() * 1e6 AS a, random() - 0.5 AS b, "
+                 "random() * 1e-6 AS c FROM generate_series(1, 200000) g")
+    q = "SELECT modelstore.dd_moments(a, b, c) FROM par"
+    with conn.transaction():
+        conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        serial = conn.execute(q).fetchone()[0]
+    with conn.transaction():
+        for setting in ("max_parallel_workers_per_gather = 2", "parallel_setup_cost = 0", "parallel_tuple_cost = 0",
+                        "min_parallel_table_scan_size = 0"):
+            conn.execute(f"SET LOCAL {setting}")
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + q).fetchall())
+        parallel = conn.execute(q).fetchone()[0]
+    assert "Partial Aggregate" in plan and "Gather" in plan
+    cols = ["a", "b", "c"]
+    s, p = from_dd_array(cols, serial), from_dd_array(cols, parallel)
+    assert (s.n, s.null_rows) == (p.n, p.null_rows) == (200000, 0)
+    for i in range(3):
+        assert abs(float(dd_value(s.mean[i], s.mean_lo[i]) - dd_value(p.mean[i], p.mean_lo[i]))) <= 1e-26 * abs(s.mean[i])
+        for j in range(3):
+            d = float(dd_value(s.comoment[i, j], s.comoment_lo[i, j]) - dd_value(p.comoment[i, j], p.comoment_lo[i, j]))
+            assert abs(d) <= 1e-24 * math.sqrt(s.comoment[i, i] * s.comoment[j, j])
+
+
+# -- through the store, both engines --------------------------------------------------------------------------
+
+def wampler(c: list[float]):
+    x = np.arange(21, dtype=float)
+    y = sum(ck * x**k for k, ck in enumerate(c))
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def data_dsn(module_dsn):
+    with modelstore.connect(module_dsn) as s:
+        rng = np.random.default_rng(7)
+        X = rng.normal(size=(3000, 4)) * [1, 10, 100, 0.1] + [5, -3, 1e3, 0]
+        y = X @ [1.5, -2.0, 0.01, 7.0] + rng.normal(size=3000)
+        frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+        frame["y"] = y
+        frame.insert(0, "id", np.arange(1, 3001))
+        load_frame(s.conn, "wellcond", frame)
+        data = np.array(longley.ROWS, dtype=float)
+        extra = data * np.array([1.02, 1.01, 0.97, 1.05, 0.99, 1.03, 1.0]) + np.array([0, 0, 0, 0, 0, 0, 16])
+        frame = pd.DataFrame(np.vstack([data, extra]), columns=["y", *FEATURES])
+        frame.insert(0, "id", np.arange(1, 33))
+        load_frame(s.conn, "longley", frame, types={c: "numeric" for c in ["y", *FEATURES]})
+        for name, coef in (("wampler1", [1.0] * 6), ("wampler2", [10.0**-k for k in range(6)])):
+            x, y = wampler(coef)
+            # rows 22..42 repeat the design with another target, so that [1, 21] = [1, 42] − [22, 42]
+            xs = np.r_[x, x]
+            ys = np.r_[y, y * 1.5 + 3]
+            f = pd.DataFrame({f"x{k}": xs**k for k in range(1, 6)})
+            f["y"] = ys
+            f.insert(0, "id", np.arange(1, 43))
+            load_frame(s.conn, name, f)
+    return module_dsn
+
+
+def digits(estimate, certified) -> float:
+    est, cert = np.asarray(estimate, dtype=float), np.asarray(certified, dtype=float)
+    err = np.abs(est - cert) / np.maximum(np.abs(cert), 1e-300)
+    return float(np.min(-np.log10(np.maximum(err, 1e-17))))
+
+
+def three_paths(store, table, target, features, certified, lo, hi, mid, top):
+    """Digits from scratch, from two merged halves, and as [lo, top] − [hi + 1, top]."""
+    def fit(a, b):
+        return store.fit("linear", table=table, target=target, features=features, order_by="id", lo=a, hi=b)
+
+    def run(signed):
+        descriptor, tbl = store._describe("linear", table, target, features, "id", lo, hi, None, {"l2": 0.0})
+        steps = tuple(Step(sign, "stored", descriptor.range, sid) for sign, sid in signed)
+        with store.conn.transaction():
+            stats, executed = execute(store.conn, Plan(descriptor, steps, "hand-made"), tbl)
+        return LinearRegression.from_stats(stats), stats
+
+    scratch = fit(lo, hi)
+    a, b = fit(lo, mid), fit(mid + 1, hi)
+    merged, merged_stats = run([(+1, a.plan.stored_stats_id), (+1, b.plan.stored_stats_id)])
+    whole, rest = fit(lo, top), fit(hi + 1, top)
+    sub, sub_stats = run([(+1, whole.plan.stored_stats_id), (-1, rest.plan.stored_stats_id)])
+    out = {name: digits(np.r_[m.intercept_, m.coef_], certified)
+           for name, m in (("scratch", scratch), ("merge", merged), ("subtraction", sub))}
+    return out, scratch, merged_stats, sub_stats
+
+
+NIST = {
+    # table, target, features, certified [intercept, coef…], (lo, hi, mid, top), digits wanted (c, sql)
+    "longley": ("longley", "y", FEATURES, longley.CERTIFIED_PARAMS, (1, 16, 8, 32), (12, 10)),
+    "wampler1": ("wampler1", "y", [f"x{k}" for k in range(1, 6)], [1.0] * 6, (1, 21, 10, 42), (11, None)),
+    "wampler2": ("wampler2", "y", [f"x{k}" for k in range(1, 6)], [10.0**-k for k in range(6)],
+                 (1, 21, 10, 42), (10, None)),
+}
+
+
+@pytest.mark.parametrize("dataset", list(NIST))
+def test_nist_digits_every_path(data_dsn, engine_name, dataset):
+    table, target, features, certified, bounds, wanted = NIST[dataset]
+    with modelstore.connect(data_dsn) as store:
+        if engine_name == "c" and stats_engine.installed_schema(store.conn) is None:
+            pytest.skip("extension not installed")
+        with store.conn.transaction():
+            store.conn.execute("DELETE FROM modelstore.fitted_models")
+            store.conn.execute("DELETE FROM modelstore.statistics")
+        got, scratch, merged, sub = three_paths(store, table, target, features, certified, *bounds)
+        print(f"\n{dataset} [{engine_name}]: " + ", ".join(f"{k} {v:.2f}" for k, v in got.items()))
+        precision = "double-double" if engine_name == "c" else "float64"
+        assert merged.precision == sub.precision == precision
+        assert ("double-double" in scratch.plan.extra["Statistics"]) == (engine_name == "c")
+        need = wanted[0] if engine_name == "c" else wanted[1]
+        if need is not None:
+            assert min(got.values()) >= need, got
+
+
+def test_engines_agree_on_well_conditioned_data(data_dsn, monkeypatch):
+    fits = {}
+    for name in ("c", "sql"):
+        monkeypatch.setenv(stats_engine.ENV, name)
+        stats_engine.forget()
+        with modelstore.connect(data_dsn, materialize=False) as store:
+            if name == "c" and stats_engine.installed_schema(store.conn) is None:
+                pytest.skip("extension not installed")
+            fits[name] = [store.fit("linear", table="wellcond", target="y", features=["a", "b", "c", "d"],
+                                    order_by="id", lo=11, hi=2900),
+                          store.fit("gaussian_nb", table="longley", target="x6", features=FEATURES[:3],
+                                    order_by="id")]
+            explain = str(store.explain("linear", table="wellcond", target="y", features=["a", "b"], order_by="id"))
+            assert f"Statistics engine: {stats_engine.DESCRIPTIONS[name]}" in explain
+    stats_engine.forget()
+    lin_c, lin_sql = fits["c"][0], fits["sql"][0]
+    np.testing.assert_allclose(np.r_[lin_c.intercept_, lin_c.coef_], np.r_[lin_sql.intercept_, lin_sql.coef_],
+                               rtol=1e-12)
+    nb_c, nb_sql = fits["c"][1], fits["sql"][1]
+    np.testing.assert_allclose(nb_c.theta_, nb_sql.theta_, rtol=1e-12)
+    np.testing.assert_allclose(nb_c.var_, nb_sql.var_, rtol=1e-10)
+
+
+def test_non_finite_refused_by_column(data_dsn, engine_name):
+    with modelstore.connect(data_dsn, materialize=False) as store:
+        if engine_name == "c" and stats_engine.installed_schema(store.conn) is None:
+            pytest.skip("extension not installed")
+        with store.conn.transaction():
+            store.conn.execute("CREATE TABLE IF NOT EXISTS bad (id int, a float8, b float8, y float8)")
+            store.conn.execute("TRUNCATE bad")
+            store.conn.execute("INSERT INTO bad SELECT g, g, CASE WHEN g = 5 THEN 'NaN'::float8 ELSE g * 2 END, g * 3 + 1 "
+                               "FROM generate_series(1, 20) g")
+            store.conn.execute("INSERT INTO bad VALUES (21, NULL, 1, 1)")
+        with pytest.raises(NonFiniteValueError, match="'b'"):
+            store.fit("linear", table="bad", target="y", features=["a", "b"], order_by="id")
+        m = store.fit("linear", table="bad", target="y", features=["a"], order_by="id")
+        assert m.plan.results[0].rows == 21  # 20 used + 1 skipped for its NULL
+
+
+def test_capture_keeps_summary_exact(data_dsn, engine_name):
+    """A stored double-double summary that change capture merges a delta into stays exact (as float64:
+    the capture's merge is SQL) and says so."""
+    with modelstore.connect(data_dsn) as store:
+        if engine_name == "c" and stats_engine.installed_schema(store.conn) is None:
+            pytest.skip("extension not installed")
+        with store.conn.transaction():
+            store.conn.execute("DROP TABLE IF EXISTS cap")
+            store.conn.execute("CREATE TABLE cap AS SELECT g AS id, g::float8 AS a, (g % 7)::float8 AS b, "
+                               "(2 * g + (g % 7))::float8 AS y FROM generate_series(1, 500) g")
+        first = store.fit("linear", table="cap", target="y", features=["a", "b"], order_by="id", lo=1, hi=500)
+        sid = first.plan.stored_stats_id
+        lo = store.conn.execute("SELECT mean_lo IS NOT NULL FROM modelstore.statistics WHERE stats_id = %s",
+                                [sid]).fetchone()[0]
+        assert lo == (engine_name == "c")
+        with store.conn.transaction():
+            store.conn.execute("UPDATE cap SET y = y + 1 WHERE id BETWEEN 100 AND 120")
+        row = store.conn.execute("SELECT mean_lo IS NULL, stale FROM modelstore.statistics WHERE stats_id = %s",
+                                 [sid]).fetchone()
+        assert row is not None and not row[1], "the summary was kept fresh by capture"
+        assert row[0]  # merged by capture in float64: the low parts were dropped
+        stored = store.fit("linear", table="cap", target="y", features=["a", "b"], order_by="id", lo=1, hi=500)
+        assert stored.plan.stats_used == [sid]
+        data = np.array(store.conn.execute("SELECT a, b, y FROM cap ORDER BY id").fetchall(), dtype=float)
+        X = np.c_[np.ones(500), data[:, :2]]
+        exact = np.linalg.lstsq(X, data[:, 2], rcond=None)[0]
+        np.testing.assert_allclose(np.r_[stored.intercept_, stored.coef_], exact, rtol=1e-9, atol=1e-9)
