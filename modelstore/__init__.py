@@ -1,10 +1,12 @@
 """modelstore: materialized, reusable machine-learning models over PostgreSQL.
 
+(The doctests skip this example: it needs a server and a ``sales`` table.)
+
 >>> import modelstore
->>> store = modelstore.connect()            # MODELSTORE_DSN, DATABASE_URL, or the embedded server
->>> m = store.fit("linear", table="sales", target="revenue", features=["price", "promo"],
+>>> store = modelstore.connect()  # MODELSTORE_DSN, DATABASE_URL, or the embedded server  # doctest: +SKIP
+>>> m = store.fit("linear", table="sales", target="revenue", features=["price", "promo"],  # doctest: +SKIP
 ...               order_by="id", lo=1, hi=50_000)
->>> m.coef_, m.summary(), print(m.plan)
+>>> m.coef_, m.summary(), print(m.plan)  # doctest: +SKIP
 """
 
 from modelstore.errors import (

@@ -2,7 +2,8 @@
 
 ``MODELSTORE_TEST_DSN`` points the tests at an existing server (its role must be allowed to create
 databases); otherwise the session starts a throwaway embedded cluster and removes it at the end.
-Each test (``dsn``) or test module (``module_dsn``) gets a fresh, empty database of its own.
+Each test (``dsn``) or test module (``module_dsn``) gets a fresh, empty database of its own; the
+``store`` and ``fresh_store`` fixtures (tests/fixtures.py) open a store on one.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ import psycopg
 import pytest
 from psycopg import sql
 
-import modelstore
 from modelstore import errors
 from tests.helpers import catalog_counts, load_frame
 
@@ -19,8 +18,8 @@ N = 50
 
 
 @pytest.fixture(scope="module")
-def store(module_dsn):
-    s = modelstore.connect(module_dsn)
+def store(store):
+    """The shared store (tests/fixtures.py) with the tables ``t`` and ``nulls``."""
     rng = np.random.default_rng(2)
     frame = pd.DataFrame({
         "id": np.arange(1, N + 1),
@@ -31,13 +30,12 @@ def store(module_dsn):
     frame["dup"] = frame.x1  # collinear with x1
     frame["combo"] = frame.x1 + 2 * frame.x2  # a linear combination of x1, x2
     frame["const"] = 4.0
-    load_frame(s.conn, "t", frame)
-    with s.conn.transaction():  # one row with NaN and one with Infinity, past the clean range
-        s.conn.execute("INSERT INTO t (id, x1, x2, y, label) VALUES (101, 'NaN', 0, 1, 'a'), (102, 'Infinity', 1, 2, 'b')")
-    s.conn.execute("CREATE TABLE nulls (id int, x float8, y float8)")
-    s.conn.execute("INSERT INTO nulls SELECT g, NULL, g FROM generate_series(1, 5) g")
-    yield s
-    s.close()
+    load_frame(store.conn, "t", frame)
+    with store.conn.transaction():  # one row with NaN and one with Infinity, past the clean range
+        store.conn.execute("INSERT INTO t (id, x1, x2, y, label) VALUES (101, 'NaN', 0, 1, 'a'), (102, 'Infinity', 1, 2, 'b')")
+    store.conn.execute("CREATE TABLE nulls (id int, x float8, y float8)")
+    store.conn.execute("INSERT INTO nulls SELECT g, NULL, g FROM generate_series(1, 5) g")
+    return store
 
 
 BASE = dict(table="t", target="y", features=["x1", "x2"], order_by="id", lo=1, hi=N)

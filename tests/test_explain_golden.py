@@ -1,6 +1,6 @@
 """Golden-file tests of EXPLAIN output: a safety net for refactoring the planner, executor and plan text.
 
-Each test builds a deterministic situation in a fresh database (``dsn`` fixture), renders a plan —
+Each test builds a deterministic situation in a fresh database (``fresh_store``), renders a plan —
 ``str(store.explain(...))``, ``str(model.plan)`` (EXPLAIN ANALYZE style) or the ``QUERY PLAN`` column of
 ``store.query("EXPLAIN CREATE MODEL …")`` — normalises it (:func:`normalise`) and compares it with
 ``tests/golden/<name>.txt``. A mismatch fails with a unified diff of golden vs. actual.
@@ -53,8 +53,6 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 from psycopg.types.json import Jsonb
-
-import modelstore
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("MODELSTORE_UPDATE_GOLDEN", "") not in ("", "0")
@@ -181,16 +179,14 @@ def test_a_differing_golden_fails_with_a_diff_and_update_rewrites_it(tmp_path):
 
 # -- deterministic databases ----------------------------------------------------------------------------
 
-def open_store(dsn, **kwargs):
-    """A store on ``dsn`` whose planner uses the fixed cost model (a 'manual' catalog row)."""
-    store = modelstore.connect(dsn, **kwargs)
+def use_fixed_cost_model(store) -> None:
+    """Make the planner of ``store`` (not yet planned with) use the fixed cost model: a 'manual' catalog row."""
     store.conn.execute(
         "INSERT INTO modelstore.cost_model (measured_at, server_version, method, params) "
         "VALUES (now(), current_setting('server_version'), 'manual', %s)",
         [Jsonb(FIXED_COST_MODEL)],
     )
     assert store.cost_model.method == "manual"  # the planner took it instead of measuring
-    return store
 
 
 def create_table(store, table: str) -> None:
@@ -220,11 +216,11 @@ def fit_linear(store, lo, hi, table=TABLE):
 
 
 @pytest.fixture
-def store(dsn):
-    s = open_store(dsn)
-    create_table(s, "golden_p")
-    yield s
-    s.close()
+def store(fresh_store):
+    """A store on a fresh database (tests/fixtures.py), with the fixed cost model and the table golden_p."""
+    use_fixed_cost_model(fresh_store)
+    create_table(fresh_store, "golden_p")
+    return fresh_store
 
 
 # -- 1. the paper's Figure 1 ---------------------------------------------------------------------------

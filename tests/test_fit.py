@@ -41,11 +41,10 @@ def frame():
 
 
 @pytest.fixture(scope="module")
-def store(module_dsn, frame):
-    s = modelstore.connect(module_dsn)
-    load_frame(s.conn, "obs", frame)
-    yield s
-    s.close()
+def store(store, frame):
+    """The shared store (tests/fixtures.py) with the table ``obs`` (``frame``)."""
+    load_frame(store.conn, "obs", frame)
+    return store
 
 
 def rows(frame, lo, hi, where=None):

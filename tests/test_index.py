@@ -16,6 +16,7 @@ from sklearn.naive_bayes import GaussianNB as SkGaussianNB
 import modelstore
 from modelstore.planner.costs import CostModel
 from tests.data import longley
+from tests.fixtures import open_store
 from tests.helpers import load_frame, rel_err
 
 N = 6000
@@ -33,18 +34,19 @@ def make_frame(n: int, seed: int, start: int = 1) -> pd.DataFrame:
     return frame
 
 
+pytestmark = pytest.mark.store(cost_model=CostModel.default())  # tests/fixtures.py
+
+
 @pytest.fixture(scope="module")
-def store(module_dsn):
-    s = modelstore.connect(module_dsn)
-    s._cost_model = CostModel.default()
+def store(store):
+    """The shared store with the table ``t`` (``store.frame``) and its statistics index (``store.info``)."""
     frame = make_frame(N, 3)
-    load_frame(s.conn, "t", frame)
-    s.conn.execute("CREATE INDEX ON t (id)")
-    s.conn.execute("VACUUM ANALYZE t")
-    s.frame = frame
-    s.info = s.build_index("t", "id", FEATURES, "y", chunk_rows=100)
-    yield s
-    s.close()
+    load_frame(store.conn, "t", frame)
+    store.conn.execute("CREATE INDEX ON t (id)")
+    store.conn.execute("VACUUM ANALYZE t")
+    store.frame = frame
+    store.info = store.build_index("t", "id", FEATURES, "y", chunk_rows=100)
+    return store
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +54,9 @@ def reader(module_dsn, store):
     """A store that materialises nothing, so that only the index serves; rows cost more than on the
     development machine, so that reading a whole chunk never beats fetching its node — the regime the
     index is built for (on tiny requests a scan of ~2 chunks can otherwise tie with node fetches)."""
-    s = modelstore.connect(module_dsn, materialize=False)
     default = CostModel.default()
-    s._cost_model = dataclasses.replace(
-        default, scan_row_ms={f: tuple(10 * c for c in cs) for f, cs in default.scan_row_ms.items()})
+    s = open_store(module_dsn, materialize=False, cost_model=dataclasses.replace(
+        default, scan_row_ms={f: tuple(10 * c for c in cs) for f, cs in default.scan_row_ms.items()}))
     yield s
     s.close()
 

@@ -24,10 +24,12 @@ N = 3000
 FEATURES = ["x1", "x2", "x3"]
 
 
+pytestmark = pytest.mark.store(cost_model=CostModel.default())  # tests/fixtures.py
+
+
 @pytest.fixture(scope="module")
-def store(module_dsn):
-    s = modelstore.connect(module_dsn)
-    s._cost_model = CostModel.default()
+def store(store):
+    """The shared store with the table ``obs``; ``store.frame`` holds its rows."""
     rng = np.random.default_rng(11)
     X = rng.normal(size=(N, 3))
     frame = pd.DataFrame(X, columns=FEATURES)
@@ -41,16 +43,15 @@ def store(module_dsn):
     frame["counts2"] = rng.poisson(5, N)
     frame["ts"] = pd.Timestamp("2024-01-01") + pd.to_timedelta(frame.id - 1, unit="h")
     frame["pos"] = frame.id / 7.0  # a double precision ordering column
-    load_frame(s.conn, "obs", frame)
-    s.conn.execute("ALTER TABLE obs ADD PRIMARY KEY (id)")
-    s.conn.execute("ALTER TABLE obs ADD COLUMN day date")
-    s.conn.execute("UPDATE obs SET day = ts::date")
-    s.conn.execute("ALTER TABLE obs ADD COLUMN amount numeric")
-    s.conn.execute("UPDATE obs SET amount = id::numeric / 4")
-    s.conn.execute("ANALYZE obs")
-    s.frame = frame.assign(day=frame.ts.dt.date, amount=frame.id / 4)
-    yield s
-    s.close()
+    load_frame(store.conn, "obs", frame)
+    store.conn.execute("ALTER TABLE obs ADD PRIMARY KEY (id)")
+    store.conn.execute("ALTER TABLE obs ADD COLUMN day date")
+    store.conn.execute("UPDATE obs SET day = ts::date")
+    store.conn.execute("ALTER TABLE obs ADD COLUMN amount numeric")
+    store.conn.execute("UPDATE obs SET amount = id::numeric / 4")
+    store.conn.execute("ANALYZE obs")
+    store.frame = frame.assign(day=frame.ts.dt.date, amount=frame.id / 4)
+    return store
 
 
 LINEAR = ("CREATE OR REPLACE MODEL {name} OPTIONS (model_type = 'linear_reg', input_label_cols = ['y'], "

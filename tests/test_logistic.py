@@ -16,10 +16,12 @@ N = 24_000
 FEATURES = ["a", "b", "c"]
 
 
+pytestmark = pytest.mark.store(cost_model=CostModel.default())  # tests/fixtures.py
+
+
 @pytest.fixture(scope="module")
-def store(module_dsn):
-    s = modelstore.connect(module_dsn)
-    s._cost_model = CostModel.default()
+def store(store):
+    """The shared store with the table ``lg``; ``store.frame`` holds its rows."""
     rng = np.random.default_rng(8)
     X = rng.normal(size=(N, 3))
     X[:, 2] += 0.5 * X[:, 0]
@@ -28,12 +30,11 @@ def store(module_dsn):
     frame["y"] = (0.4 + X @ [1.5, -1.0, 0.7] + rng.logistic(size=N) > 0).astype(int)
     score = X @ [[1, 0, 0], [0, 1, 0], [0, 0, 1]] + rng.gumbel(size=(N, 3))
     frame["k"] = np.array(["red", "green", "blue"])[score.argmax(axis=1)]
-    load_frame(s.conn, "lg", frame)
-    s.conn.execute("CREATE INDEX ON lg (id)")
-    s.conn.execute("ANALYZE lg")
-    s.frame = frame
-    yield s
-    s.close()
+    load_frame(store.conn, "lg", frame)
+    store.conn.execute("CREATE INDEX ON lg (id)")
+    store.conn.execute("ANALYZE lg")
+    store.frame = frame
+    return store
 
 
 def fit(store, lo, hi, **kw):

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import modelstore
 from modelstore.catalog import records
 from modelstore.execution.executor import execute
 from modelstore.models import LinearRegression
@@ -29,17 +28,16 @@ def digits(estimate, certified) -> float:
 
 
 @pytest.fixture(scope="module")
-def store(module_dsn):
-    s = modelstore.connect(module_dsn)
+def store(store):
+    """The shared store (tests/fixtures.py) with the table ``longley``."""
     data = np.array(longley.ROWS, dtype=float)
     # rows 17..32 are a perturbed copy (another 16 "years"), so that [1, 16] = [1, 32] − [17, 32]
     extra = data * np.array([1.02, 1.01, 0.97, 1.05, 0.99, 1.03, 1.0]) + np.array([0, 0, 0, 0, 0, 0, 16])
     both = np.vstack([data, extra])
     frame = pd.DataFrame(both, columns=["y", *FEATURES])
     frame.insert(0, "id", np.arange(1, 33))
-    load_frame(s.conn, "longley", frame, types={c: "numeric" for c in ["y", *FEATURES]})
-    yield s
-    s.close()
+    load_frame(store.conn, "longley", frame, types={c: "numeric" for c in ["y", *FEATURES]})
+    return store
 
 
 def fit(store, lo, hi):

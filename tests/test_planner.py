@@ -9,7 +9,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import modelstore
 from modelstore.planner.costs import CostModel
 from modelstore.request.descriptor import Range, parse_bound
 from modelstore.planner import plan_costs
@@ -23,21 +22,23 @@ N = 3000
 FEATURES = ["x1", "x2", "x3"]
 
 
+# fixed figures (tests/fixtures.py): the plans asserted below do not depend on load
+pytestmark = pytest.mark.store(cost_model=CostModel.default())
+
+
 @pytest.fixture(scope="module")
-def store(module_dsn):
-    s = modelstore.connect(module_dsn)
-    s._cost_model = CostModel.default()  # fixed figures: the plans asserted below do not depend on load
+def store(store):
+    """The shared store with the table ``p``; ``store.frame`` holds its rows."""
     rng = np.random.default_rng(21)
     X = rng.normal(size=(N, 3)) * [1.0, 5.0, 0.2] + [3.0, -20.0, 0.0]
     frame = pd.DataFrame(X, columns=FEATURES)
     frame.insert(0, "id", np.arange(1, N + 1))
     frame["y"] = 2.0 + X @ [1.0, 0.3, -4.0] + rng.normal(0, 0.5, N)
-    load_frame(s.conn, "p", frame)
-    s.conn.execute("CREATE INDEX ON p (id)")
-    s.conn.execute("ANALYZE p")
-    s.frame = frame
-    yield s
-    s.close()
+    load_frame(store.conn, "p", frame)
+    store.conn.execute("CREATE INDEX ON p (id)")
+    store.conn.execute("ANALYZE p")
+    store.frame = frame
+    return store
 
 
 def reset(store, table="p"):

@@ -30,12 +30,20 @@ def _plpython_available(dsn: str) -> bool:
             "SELECT EXISTS (SELECT FROM pg_available_extensions WHERE name = 'plpython3u')").fetchone()[0]
 
 
+# one stored calibration, read by both doors (tests/fixtures.py); no 3 s measurement
+pytestmark = pytest.mark.store(saved_cost_model=CostModel.default())
+
+
 @pytest.fixture(scope="module")
-def store(module_dsn):
+def plpython(module_dsn):
+    """Skips the tests that need the server's plpython3u when it has none."""
     if not _plpython_available(module_dsn):
         pytest.skip("the PostgreSQL server has no plpython3u (Debian: apt-get install postgresql-plpython3-15)")
-    s = modelstore.connect(module_dsn)
-    costs.save(s.conn, CostModel.default())  # one stored calibration, read by both doors; no 3 s measurement
+
+
+@pytest.fixture(scope="module")
+def store(plpython, store):
+    """The shared store with the tables ``sales`` and ``victim``."""
     rng = np.random.default_rng(7)
     x = rng.normal(size=(N, 3))
     frame = pd.DataFrame({
@@ -46,10 +54,9 @@ def store(module_dsn):
         "label": rng.choice(["a", "b", "c"], N),
         "region": rng.choice(["EU", "US"], N),
     })
-    load_frame(s.conn, "sales", frame)
-    s.conn.execute("CREATE TABLE public.victim AS SELECT g AS a, g::float8 AS b FROM generate_series(1, 10) g")
-    yield s
-    s.close()
+    load_frame(store.conn, "sales", frame)
+    store.conn.execute("CREATE TABLE public.victim AS SELECT g AS a, g::float8 AS b FROM generate_series(1, 10) g")
+    return store
 
 
 @pytest.fixture(scope="module")

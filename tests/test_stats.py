@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-import modelstore
 from modelstore.catalog import records
 from modelstore.execution.executor import scan
 from modelstore.stats import GaussianNBStats, LinearStats, MultinomialNBStats
@@ -127,13 +126,7 @@ def test_multinomial_nb_merge_unmerge(data):
 
 
 # -- in-database aggregates equal numpy's ----------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def store(module_dsn):
-    s = modelstore.connect(module_dsn)
-    yield s
-    s.close()
-
+# (``store``: the shared fixture of tests/fixtures.py, on the module's database)
 
 @settings(max_examples=25)
 @given(matrices_with_split())
