@@ -1,16 +1,17 @@
-"""modelstore inside PostgreSQL: PL/Python's SPI as the part of a psycopg 3 connection the core uses.
+"""PL/Python's SPI as the part of a psycopg 3 connection that modelstore's core uses.
 
-The SQL functions of ``sql/plpython.sql`` (``modelstore.create_model``, ``modelstore.explain``,
-``modelstore.query``; docs/plpython.md) call :func:`create_model`, :func:`explain` and :func:`query`
-with the ``plpy`` module. They run the same :class:`~modelstore.store.Store` as the Python API, over
-:class:`SpiConnection`: every statement goes through SPI, inside the caller's transaction and with the
-caller's privileges, so a model sees the caller's uncommitted rows and obeys row-level security.
+:class:`SpiConnection` wraps the ``plpy`` module a SQL function is handed: every statement goes
+through SPI, inside the caller's transaction and with the caller's privileges, so the core (the same
+:class:`~modelstore.store.Store` as the Python API; :mod:`modelstore.doors.plpython`) sees the
+caller's uncommitted rows and obeys row-level security.
 
 What the adapter does, and why:
 
 * queries (``str`` with ``%s``/``%(name)s`` placeholders, or ``psycopg.sql`` objects) are rendered
-  and their parameters bound client-side by psycopg's own ``ClientCursor`` machinery
-  (``PostgresClientQuery`` over a ``Transformer``): the same quoting as psycopg, none of our own;
+  with their parameters bound client-side as literals, because SPI's ``plpy.execute`` takes a
+  statement's text: :func:`bind` finds psycopg's placeholders and each value is quoted by psycopg
+  itself (``sql.Literal(value).as_string(context)``, what a ``ClientCursor`` sends): the same
+  quoting as psycopg, none of our own;
 * PL/Python returns rows as dicts, which lose columns of equal name (the aggregate scans return
   ``avg, avg, …``), so a SELECT is first described (``LIMIT 0``, planned but not run) and, when its
   names repeat, run with positional aliases; rows come back as tuples in column order;
@@ -22,40 +23,26 @@ What the adapter does, and why:
 * SPI errors become the psycopg exception of the same SQLSTATE (the core catches some of them);
 * COPY (the statistics index build) and transaction control are not available through SPI and say so.
 
-The functions' own SET clauses pin ``DateStyle`` to ISO output and ``IntervalStyle`` to ``postgres``
-for the duration of a call, the formats psycopg's loaders read.
+The SQL functions' own SET clauses (``sql/plpython.sql``) pin ``DateStyle`` to ISO output and
+``IntervalStyle`` to ``postgres`` for the duration of a call, the formats psycopg's loaders read.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
-import math
 import re
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-import numpy as np
-import pandas as pd
 import psycopg
 from psycopg import sql
-from psycopg._queries import PostgresClientQuery
 from psycopg.adapt import Transformer
 from psycopg.pq import Format, TransactionStatus
 from psycopg.rows import tuple_row
 
-from modelstore import errors
-from modelstore.planner import costs
-from modelstore.planner.costs import CostModel
-from modelstore.request.descriptor import bound_text, coerce_bound
-from modelstore.errors import ModelstoreError, RangeError
-from modelstore.request.source import resolve_table
-from modelstore.store import Store
-
-__all__ = ["InsideStore", "SpiConnection", "create_model", "explain", "query", "model_summary"]
+__all__ = ["INDEX_HINT", "Column", "SpiConnection", "SpiCursor", "SpiInfo", "bind"]
 
 #: what to run instead of what SPI cannot do
 INDEX_HINT = ("build statistics indexes from Python (store.build_index) or the command line "
@@ -81,6 +68,58 @@ _UNIQUE_NAMES_MAX_TEXT = 4096
 #: first keyword of a statement whose result can be described by wrapping it in a subquery
 _ROW_STATEMENT = re.compile(r"^\s*(?:(?:--[^\n]*(?:\n|$)|/\*.*?\*/)\s*)*\(*\s*(select|with|values|table)\b",
                             re.IGNORECASE | re.DOTALL)
+
+#: a placeholder as psycopg reads one: ``%s`` (``%t``, ``%b``), ``%(name)s``, ``%%`` for a ``%``; a
+#: lone ``%`` at the end matches with an empty format, and is refused like any other stray ``%``
+_PLACEHOLDER = re.compile(r"%(?:\(([^)]+)\))?(.|$)", re.DOTALL)
+
+
+def bind(query: str, params, context) -> str:
+    """``query`` with its placeholders replaced by ``params`` as SQL literals (quoted by psycopg in
+    ``context``): the text psycopg's ``ClientCursor`` sends for ``execute(query, params)``.
+
+    As psycopg: without ``params`` the text is left as it is (``%%`` included); otherwise ``%%``
+    becomes ``%``, positional placeholders take a sequence and named ones a mapping (a name may
+    repeat), and a stray ``%``, mixed kinds or a count that does not match raise.
+    """
+    if params is None:
+        return query
+    pieces, keys, start = [""], [], 0  # pieces[i] is the text before keys[i]; the last one ends the query
+    for m in _PLACEHOLDER.finditer(query):
+        name, fmt = m.groups()
+        pieces[-1] += query[start:m.start()]
+        start = m.end()
+        if name is None and fmt == "%":
+            pieces[-1] += "%"
+        elif fmt in ("s", "t", "b"):  # the format only matters server-side: client-side all are literals
+            keys.append(len(keys) if name is None else name)
+            pieces.append("")
+        elif name is None and fmt == "(":
+            raise psycopg.ProgrammingError(f"incomplete placeholder: {query[m.start():].split()[0]!r}")
+        elif name is None and fmt in (" ", ""):
+            raise psycopg.ProgrammingError("incomplete placeholder: '%'; if you want to use '%' as an operator "
+                                           "you can double it up, i.e. use '%%'")
+        else:
+            raise psycopg.ProgrammingError(f"only '%s', '%b', '%t' are allowed as placeholders, got {m.group(0)!r}")
+    pieces[-1] += query[start:]
+    if len({type(k) for k in keys}) > 1:
+        raise psycopg.ProgrammingError("positional and named placeholders cannot be mixed")
+    if isinstance(params, Sequence) and not isinstance(params, str | bytes):
+        if len(params) != len(keys):
+            raise psycopg.ProgrammingError(
+                f"the query has {len(keys)} placeholders but {len(params)} parameters were passed")
+        if keys and isinstance(keys[0], str):
+            raise TypeError("named placeholders require a mapping of parameters")
+        values = list(params)
+    elif keys and isinstance(keys[0], int):
+        raise TypeError("positional placeholders (%s) require a sequence of parameters")
+    else:
+        missing = sorted({k for k in keys if k not in params})
+        if missing:
+            raise psycopg.ProgrammingError(f"query parameter missing: {', '.join(missing)}")
+        values = [params[k] for k in keys]
+    literals = ["NULL" if v is None else sql.Literal(v).as_string(context) for v in values]
+    return "".join(piece + literal for piece, literal in zip(pieces, literals)) + pieces[-1]
 
 
 # -- the connection -------------------------------------------------------------------------------------
@@ -186,12 +225,16 @@ class SpiConnection:
     # -- SPI ----------------------------------------------------------------------------------------
 
     def _render(self, query, params) -> str:
-        """The statement's text with its parameters bound as literals, as psycopg's ClientCursor does."""
+        """The statement's text with its parameters bound as literals, as psycopg's ClientCursor sends it."""
         if self.closed:
             raise psycopg.OperationalError("the connection is closed")
-        pgq = PostgresClientQuery(Transformer(self))
-        pgq.convert(query, params)
-        return pgq.query.decode("utf-8")
+        # one Transformer for the statement, as a psycopg cursor has: its dumpers are looked up once per type
+        context = Transformer(self)
+        if isinstance(query, sql.Composable):
+            query = query.as_string(context)
+        elif isinstance(query, bytes):
+            query = query.decode("utf-8")
+        return bind(query, params, context)
 
     def _spi(self, call, *args):
         """A plpy call, its SPI error raised as the psycopg exception of the same SQLSTATE."""
@@ -443,231 +486,3 @@ class SpiCursor:
     def __exit__(self, *exc) -> None:
         self.close()
 
-
-# -- the store ------------------------------------------------------------------------------------------
-
-class InsideStore(Store):
-    """A :class:`Store` over SPI. It never calibrates: a SQL function call must not spend seconds
-    measuring the server (and a calibration would run inside the caller's transaction)."""
-
-    @property
-    def cost_model(self) -> CostModel:
-        """The stored calibration of this server version, else the built-in default figures."""
-        if self._cost_model is None:
-            try:
-                stored = costs.load(self.conn)
-            except psycopg.errors.InsufficientPrivilege:
-                stored = None  # a role that may not read modelstore.cost_model plans with the defaults
-            self._cost_model = stored or CostModel.default()
-        return self._cost_model
-
-    def calibrate(self, *, quick: bool = False) -> CostModel:
-        raise ModelstoreError("calibration does not run inside a SQL function; run `modelstore calibrate` "
-                              "(or store.calibrate() from Python) against this database instead")
-
-
-#: row estimates per role (pg_stats shows a role only the tables it may read), kept across the calls of
-#: one backend and re-read after Store's ESTIMATOR_TTL_SECONDS, as a Python client's Store keeps them
-_ESTIMATORS: dict[str, dict] = {}
-
-
-def open_store(plpy) -> InsideStore:
-    """A store over this call's SPI connection."""
-    store = InsideStore.on_connection(SpiConnection(plpy))
-    role = store.conn.execute("SELECT current_user").fetchone()[0]
-    store._estimators = _ESTIMATORS.setdefault(role, {})
-    return store
-
-
-# -- the SQL functions' bodies ----------------------------------------------------------------------------
-
-#: SQLSTATE of each modelstore error, so that clients can catch them by class (the most specific wins)
-SQLSTATES: tuple[tuple[type, str], ...] = (
-    (errors.UnknownTableError, "42P01"),      # undefined_table
-    (errors.UnknownColumnError, "42703"),     # undefined_column
-    (errors.ColumnTypeError, "42804"),        # datatype_mismatch
-    (errors.FilterError, "42601"),            # syntax_error
-    (errors.TooManyClassesError, "54000"),    # program_limit_exceeded
-    (errors.ModelNotFoundError, "42704"),     # undefined_object
-    (errors.SingularMatrixError, "22000"),    # data_exception
-    (errors.MigrationError, "55000"),         # object_not_in_prerequisite_state
-    (errors.InputError, "22023"),             # invalid_parameter_value (RangeError, NonFiniteValueError, …)
-    (ModelstoreError, "XX000"),
-)
-
-
-def _sqlstate(exc: ModelstoreError) -> str:
-    return next(code for cls, code in SQLSTATES if isinstance(exc, cls))
-
-
-def _as_sql_error(plpy, fn, *args, **kwargs):
-    """Run ``fn``; a modelstore or database error becomes a PostgreSQL error with the same message.
-
-    Raised at the outermost level, after every subtransaction has rolled back, so nothing the call
-    wrote survives it (and the caller's transaction is aborted, as by any ERROR)."""
-    try:
-        return fn(*args, **kwargs)
-    except ModelstoreError as exc:
-        failure = {"sqlstate": _sqlstate(exc), "detail": f"raised by modelstore as {type(exc).__name__}"}
-        message = str(exc)
-    except psycopg.Error as exc:  # from SPI (the cause keeps its detail and hint) or from psycopg itself
-        cause = exc.__cause__
-        failure = {"sqlstate": getattr(exc, "sqlstate", None) or "XX000", "detail": getattr(cause, "detail", None),
-                   "hint": getattr(cause, "hint", None)}
-        message = str(exc)
-    raise _sql_error(plpy, message, **{k: v for k, v in failure.items() if v})
-
-
-def _sql_error(plpy, message: str, **fields):
-    """A ``plpy.Error`` carrying SQLSTATE, DETAIL and HINT (what ``plpy.error()`` raises), whose class is
-    named ``modelstore`` and counts as a builtin: PL/Python prefixes an error's message with its Python
-    type, so the PostgreSQL error reads "modelstore: <message>" rather than "plpy.Error: <message>"."""
-    cls = _ERROR_CLASSES.get(id(plpy.Error))
-    if cls is None:
-        cls = _ERROR_CLASSES[id(plpy.Error)] = type("modelstore", (plpy.Error,), {"__module__": "builtins"})
-    exc = cls(message)
-    for key, value in fields.items():
-        setattr(exc, key, value)
-    return exc
-
-
-_ERROR_CLASSES: dict[int, type] = {}
-
-
-def _bounds(conn: SpiConnection, table, order_by, lo, hi) -> tuple:
-    """The range bounds given as text, read as PostgreSQL reads literals of the ordering column's kind
-    (integers and numbers as numeric, dates, timestamps in the session's DateStyle order and TimeZone)."""
-    if lo is None and hi is None:
-        return None, None
-    tbl = resolve_table(conn, table)
-    kind = tbl.order_kind(order_by)
-    column = tbl.columns[order_by]
-    sql_type = {"integer": "numeric", "date": "date", "timestamp": "timestamp", "timestamptz": "timestamptz",
-                "number": "float8" if column.type_name in ("real", "double precision") else "numeric"}[kind]
-    cast = sql.SQL("CAST(%s AS {})").format(sql.SQL(sql_type))
-    given = [(which, text) for which, text in (("lo", lo), ("hi", hi)) if text is not None]
-    try:
-        with conn.transaction():
-            values = conn.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join([cast] * len(given))),
-                                  [text for _, text in given]).fetchone()
-    except psycopg.DataError:
-        for which, text in given:  # which one PostgreSQL cannot read
-            try:
-                with conn.transaction():
-                    conn.execute(sql.SQL("SELECT {}").format(cast), [text])
-            except psycopg.DataError as exc:
-                raise RangeError(f"{which} {text!r} is not a valid {sql_type} for order_by column {order_by!r} "
-                                 f"({column.type_name}): {exc}") from exc
-        raise
-    out = {"lo": None, "hi": None}
-    for (which, text), value in zip(given, values):
-        if isinstance(value, Decimal | float) and not math.isfinite(value):
-            raise RangeError(f"{which} must be finite, got {text!r} instead")
-        out[which] = coerce_bound(value, kind, which)
-    return out["lo"], out["hi"]
-
-
-def _fit(plpy, *, name, kind, table, target, features, order_by, lo, hi, where, l2, chunk_rows, replace,
-         var_smoothing, alpha) -> str:
-    store = open_store(plpy)
-    lo, hi = _bounds(store.conn, table, order_by, lo, hi)
-    model = store.fit(
-        kind, table=table, target=target, features=features, order_by=order_by, lo=lo, hi=hi,
-        where=where, l2=l2, chunk_rows=chunk_rows, name=name, replace=bool(replace),
-        **_optional(var_smoothing=var_smoothing, alpha=alpha))
-    return json.dumps(model_summary(model))
-
-
-def _explain(plpy, *, kind, table, target, features, order_by, lo, hi, where, l2, chunk_rows, var_smoothing,
-             alpha) -> list[str]:
-    store = open_store(plpy)
-    lo, hi = _bounds(store.conn, table, order_by, lo, hi)
-    plan = store.explain(
-        kind, table=table, target=target, features=features, order_by=order_by, lo=lo, hi=hi,
-        where=where, l2=l2, chunk_rows=chunk_rows, **_optional(var_smoothing=var_smoothing, alpha=alpha))
-    return str(plan).splitlines()
-
-
-def _query(plpy, statement) -> list[str]:
-    store = open_store(plpy)
-    if not hasattr(store, "query"):
-        raise ModelstoreError("modelstore.query needs the model language (Store.query), which this installed "
-                              "modelstore does not have yet")
-    result = store.query(statement)
-    if isinstance(result, pd.DataFrame):
-        return [json.dumps(row) for row in frame_rows(result)]
-    if hasattr(result, "descriptor") and hasattr(result, "plan"):
-        return [json.dumps(model_summary(result))]
-    if result is None:
-        return []
-    return [json.dumps({"result": _jsonable(result if isinstance(result, bool | int | float) else str(result))})]
-
-
-def _optional(**values) -> dict:
-    """The keyword arguments given (SQL NULL = the Python default)."""
-    return {k: v for k, v in values.items() if v is not None}
-
-
-def create_model(plpy, **arguments) -> str:
-    """``modelstore.create_model(...)``: fit and materialise; the model's summary as JSON text."""
-    return _as_sql_error(plpy, _fit, plpy, **arguments)
-
-
-def explain(plpy, **arguments) -> list[str]:
-    """``modelstore.explain(...)``: the plan's lines."""
-    return _as_sql_error(plpy, _explain, plpy, **arguments)
-
-
-def query(plpy, statement) -> list[str]:
-    """``modelstore.query(text)``: one JSON object per result row (a model: its summary)."""
-    return _as_sql_error(plpy, _query, plpy, statement)
-
-
-# -- JSON ------------------------------------------------------------------------------------------------
-
-def model_summary(model) -> dict:
-    """What a fitted model is, as JSON-ready data: descriptor, rows, parameters, the plan's text."""
-    d = model.descriptor
-    out = {
-        "name": model.name, "kind": d.kind, "table": d.source.qualified, "target": d.target,
-        "features": list(d.features), "order_by": d.source.order_by, "lo": bound_text(d.range.lo),
-        "hi": bound_text(d.range.hi), "where": d.filter_sql or None, "params": d.params,
-        "rows_used": getattr(model, "rows_used", getattr(model, "n_obs", None)),
-        "rows_skipped": getattr(model, "rows_skipped", None),
-    }
-    out.update(d.family.summary(model))
-    out["stats_id"] = getattr(model.plan, "stored_stats_id", None)
-    out["plan"] = str(model.plan)
-    return _jsonable(out)
-
-
-def frame_rows(frame: pd.DataFrame) -> list[dict]:
-    """A DataFrame's rows as JSON-ready dicts: NaN/NaT → null, numpy scalars → numbers, times → ISO text."""
-    columns = [str(c) for c in frame.columns]
-    return [dict(zip(columns, (_jsonable(v) for v in row))) for row in frame.itertuples(index=False, name=None)]
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, np.ndarray):
-        return [_jsonable(v) for v in obj.tolist()]
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if obj is None or obj is pd.NaT or obj is pd.NA:
-        return None
-    if isinstance(obj, pd.Timestamp | dt.datetime | dt.date | dt.time):
-        return obj.isoformat()
-    if isinstance(obj, pd.Timedelta | dt.timedelta):
-        return pd.Timedelta(obj).isoformat()
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, Decimal):
-        return int(obj) if obj.is_finite() and obj == obj.to_integral_value() else _jsonable(float(obj))
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None  # jsonb has no NaN or infinities
-    if isinstance(obj, bool | int | str):
-        return obj
-    if isinstance(obj, bytes):
-        return obj.hex()
-    return str(obj)
