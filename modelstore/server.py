@@ -79,12 +79,12 @@ def _pgserver_bin() -> Path | None:
     except Exception:
         return None
     candidates: list[Path] = []
-    for module_name in ("pgserver._commands", "pgserver.postgres_server"):
-        try:
-            module = __import__(module_name, fromlist=["POSTGRES_BIN_PATH"])
-            candidates.append(Path(module.POSTGRES_BIN_PATH))
-        except Exception:
-            continue
+    try:  # the path its public module exports (pgserver._commands is private), then the wheel's pginstall/bin
+        from pgserver import postgres_server  # type: ignore[import-not-found]
+
+        candidates.append(Path(postgres_server.POSTGRES_BIN_PATH))
+    except Exception:
+        pass
     package_dir = Path(pgserver.__file__).resolve().parent
     candidates.append(package_dir / "pginstall" / "bin")
     for candidate in candidates:

@@ -1,6 +1,6 @@
 -- The PL/Python door (docs/plpython.md): modelstore.create_model, modelstore.explain and
 -- modelstore.query, written in plpython3u and calling the same Python core as the Python API
--- (modelstore/inside.py adapts PL/Python's SPI to it). They run inside the caller's transaction with
+-- (modelstore/doors/spi.py adapts PL/Python's SPI to it). They run inside the caller's transaction with
 -- the caller's privileges (SECURITY INVOKER): a model sees the caller's uncommitted rows and obeys
 -- row-level security.
 --

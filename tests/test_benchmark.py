@@ -225,6 +225,22 @@ def test_plots_are_written_where_asked(run):
     assert {f for f in files} <= {p.name for p in run.out.glob("*.png")}
 
 
+def test_without_matplotlib_the_figures_are_skipped_and_it_says_how_to_draw_them(run, tmp_path, monkeypatch):
+    """matplotlib is the optional ``bench`` extra: without it the results are written, no figure, and
+    the run names the install command (at its start and its end)."""
+    from rich.console import Console
+
+    from modelstore.benchmark import plots
+
+    monkeypatch.setattr(plots, "available", lambda: False)
+    console = Console(record=True, width=200)
+    with modelstore.connect(run.dsn) as store:
+        docs = benchmark.run(store, TINY, only=("storage",), out_dir=tmp_path, console=console, progress=False)
+    assert docs["storage"]["plots"] == [] and not list(tmp_path.glob("*.png"))
+    assert (tmp_path / "storage.json").exists() and (tmp_path / "SUMMARY.md").exists()
+    assert console.export_text().count("pip install 'modelstore[bench]'") == 2
+
+
 def test_index_hook_without_an_index():
     """A modelstore without ``build_index`` gets "not available", and nothing runs."""
     ctx = Context(types.SimpleNamespace(conn=None), TINY)

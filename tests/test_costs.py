@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 
 from modelstore.planner import costs
 from modelstore.catalog import migrate
-from modelstore.planner.costs import FAMILY_DEGREE, FLOOR_MS, MAX_K, CostModel
+from modelstore.planner.costs import FAMILY_DEGREE, FLOOR_MS, MAX_K, CostModel, calibration
 from modelstore.request.source import Column
 from modelstore.stats import gaussian_nb, linear
 
@@ -82,7 +82,7 @@ def test_a_failed_calibration_leaves_nothing_behind(module_conn, monkeypatch):
     def broken(cur, table, *args):
         cur.execute(sql.SQL("SELECT 1 / 0 FROM {}").format(table))
 
-    monkeypatch.setattr(costs, "_measure_scans", broken)
+    monkeypatch.setattr(calibration, "_measure_scans", broken)
     with pytest.raises(psycopg.errors.DivisionByZero):
         costs.calibrate(module_conn, quick=True)
     assert (_settings(module_conn), _temp_tables(module_conn)) == before

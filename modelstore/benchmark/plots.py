@@ -1,5 +1,9 @@
 """PNG figures in the shape of the paper's (matplotlib, no display needed).
 
+matplotlib is an optional extra (``pip install 'modelstore[bench]'``), imported on the first figure
+drawn, so that neither ``import modelstore`` nor ``modelstore bench`` needs it: without it
+:func:`available` is False and the runner skips the figures, saying so.
+
 One function per experiment, ``draw(name, result, out_dir) -> [file names]``: Fig. 2 gain vs
 coverage (one panel per model kind), Fig. 3 gain vs materialised model size (S1, S2), Fig. 4 time vs
 coverage for M1–M4 (small and large queries), Fig. 5 the stacked time breakdown, Figs. 6–7 the
@@ -9,17 +13,35 @@ and the index comparison. Medians are drawn with their interquartile range.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+#: what the benchmark says when it cannot draw
+MISSING = ("matplotlib is not installed: the figures (PNG) are skipped; the JSON results and SUMMARY.md are "
+           "written as usual. To draw them: pip install 'modelstore[bench]'")
 
 _LABEL = {"linear": "Linear regression", "gaussian_nb": "Gaussian Naive Bayes", "logistic": "Logistic regression"}
 
 
+def available() -> bool:
+    """Whether matplotlib can be imported."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+@functools.cache
+def _pyplot():
+    """pyplot on the Agg backend (files only: a benchmark on a server has no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _save(fig, out_dir: Path, name: str) -> str:
+    plt = _pyplot()
     fig.tight_layout()
     fig.savefig(Path(out_dir) / name, dpi=110)
     plt.close(fig)
@@ -34,6 +56,7 @@ def _median_iqr(summaries: list[dict]):
 
 
 def coverage(result: dict, out_dir: Path) -> list[str]:
+    plt = _pyplot()
     kinds = result["kinds"]
     fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.6), squeeze=False)
     for ax, (kind, sweep) in zip(axes[0], kinds.items()):
@@ -52,6 +75,7 @@ def coverage(result: dict, out_dir: Path) -> list[str]:
 
 
 def model_size(result: dict, out_dir: Path) -> list[str]:
+    plt = _pyplot()
     kinds = result["kinds"]
     fig, axes = plt.subplots(1, len(kinds), figsize=(4.4 * len(kinds), 3.6), squeeze=False)
     for ax, (kind, k) in zip(axes[0], kinds.items()):
@@ -69,6 +93,7 @@ def model_size(result: dict, out_dir: Path) -> list[str]:
 
 
 def distributions(result: dict, out_dir: Path) -> list[str]:
+    plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for ax, (set_name, title) in zip(axes, (("small", "small queries"), ("large", "large queries"))):
         t0 = None
@@ -94,6 +119,7 @@ _PARTS = (("optimizer_ms", "optimizer"), ("io_stored_ms", "I/O: stored statistic
 
 
 def breakdown(result: dict, out_dir: Path) -> list[str]:
+    plt = _pyplot()
     kinds = result["kinds"]
     fig, axes = plt.subplots(1, len(kinds), figsize=(4.6 * len(kinds), 3.6), squeeze=False)
     for ax, (kind, points) in zip(axes[0], kinds.items()):
@@ -112,6 +138,7 @@ def breakdown(result: dict, out_dir: Path) -> list[str]:
 
 
 def accuracy(result: dict, out_dir: Path) -> list[str]:
+    plt = _pyplot()
     sizes = result["chunk_sizes"]
     fig, axes = plt.subplots(len(sizes), 4, figsize=(14, 3.2 * len(sizes)), squeeze=False)
     panels = (("mean_diff_pt", "average diff. in accuracy (pt)"),
@@ -134,6 +161,7 @@ def accuracy(result: dict, out_dir: Path) -> list[str]:
 
 
 def storage(result: dict, out_dir: Path) -> list[str]:
+    plt = _pyplot()
     rows = result["rows"]
     fig, ax = plt.subplots(figsize=(5, 3.6))
     x = [f"{100 * r['achieved']:.0f}%" for r in rows]
@@ -152,6 +180,7 @@ def storage(result: dict, out_dir: Path) -> list[str]:
 
 
 def planner(result: dict, out_dir: Path) -> list[str]:
+    plt = _pyplot()
     pts = result["points"]
     fig, ax = plt.subplots(figsize=(5, 3.6))
     med, err = _median_iqr([p["planning_ms"] for p in pts])
@@ -168,6 +197,7 @@ def planner(result: dict, out_dir: Path) -> list[str]:
 
 
 def index(result: dict, out_dir: Path) -> list[str]:
+    plt = _pyplot()
     if not result.get("available"):
         return []
     kinds = {k: v for k, v in result["kinds"].items() if v.get("available")}
@@ -189,6 +219,7 @@ def index(result: dict, out_dir: Path) -> list[str]:
 
 
 def capture(result: dict, out_dir: Path) -> list[str]:
+    plt = _pyplot()
     ops = list(result["operations"])
     plain = [result["operations"][o]["plain_rows_per_s"]["median"] for o in ops]
     captured = [result["operations"][o]["captured_rows_per_s"]["median"] for o in ops]

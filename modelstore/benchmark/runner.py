@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 
@@ -54,6 +55,7 @@ def run(store, config: Config, *, only: Sequence[str] | None = None, out_dir: Pa
     ctx = Context(store, config, console)
     env = report.environment(store.conn)
     docs = {}
+    drawing = plots.available()
     bar = _progress(console) if progress else None
     if bar is not None:
         bar.start()
@@ -72,13 +74,15 @@ def run(store, config: Config, *, only: Sequence[str] | None = None, out_dir: Pa
             store.calibrate()
         else:
             store.cost_model  # noqa: B018 — measured on first use, outside the timed requests
+        if not drawing:
+            ctx.note(f"[yellow]{escape(plots.MISSING)}[/yellow]")
         for name in names:
             ctx.experiment = name
             t0 = time.perf_counter()
             began = dt.datetime.now(dt.timezone.utc)
             result = EXPERIMENTS[name](ctx)
             seconds = time.perf_counter() - t0
-            files = plots.draw(name, result, out_dir)
+            files = plots.draw(name, result, out_dir) if drawing else []
             doc = report.document(name, result, config=config, env=env, started=began, seconds=seconds, plots=files)
             report.write_json(out_dir / f"{name}.json", doc)
             docs[name] = doc
@@ -89,6 +93,8 @@ def run(store, config: Config, *, only: Sequence[str] | None = None, out_dir: Pa
         data.clear_catalog(store.conn)
     if summary:
         write_summary(out_dir, config.mode)
+    if not drawing:  # again at the end, where a long run's reader looks
+        console.print(f"[yellow]{escape(plots.MISSING)}[/yellow]", highlight=False)
     return docs
 
 
