@@ -36,29 +36,11 @@ OPERATIONS = ("append", "insert", "update", "delete", "append one row", "insert 
 #: single-row statements run this many times as often as the batches
 SINGLE_ROW_FACTOR = 5
 KINDS = ("linear", "gaussian_nb")
-_COLUMNS = ("id", *data.FEATURES, data.TARGET, data.LABEL)
-
-
-def _ident(table: str) -> sql.Identifier:
-    return sql.Identifier(data.SCHEMA, table)
-
-
-def _copy_table(ctx: Context, table: str, rows: int) -> None:
-    """The first ``rows`` rows of the benchmark table, ids doubled, with a primary key on id."""
-    others = sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMNS[1:])
-    with ctx.conn.transaction():
-        ctx.conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_ident(table)))
-        ctx.conn.execute(sql.SQL("DELETE FROM modelstore.sources WHERE schema_name = %s AND table_name = %s"),
-                         [data.SCHEMA, table])
-        ctx.conn.execute(sql.SQL("CREATE TABLE {} AS SELECT 2 * id AS id, {} FROM {} WHERE id <= %s").format(
-            _ident(table), others, sql.Identifier(data.SCHEMA, data.TABLE)), [rows])
-        ctx.conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (id)").format(_ident(table)))
-    ctx.conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(_ident(table)))
 
 
 def _drop_tables(ctx: Context) -> None:
     for table in (PLAIN, CAPTURED):
-        ctx.conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_ident(table)))
+        ctx.conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(data.ident(table)))
         ctx.conn.execute("DELETE FROM modelstore.sources WHERE schema_name = %s AND table_name = %s",
                          [data.SCHEMA, table])
 
@@ -87,8 +69,8 @@ def _store_statistics(ctx: Context, rows: int) -> dict:
 
 def _statement(op: str, table: str, lo: int, hi: int, past_end: int) -> tuple[sql.Composed, list]:
     """One batch's statement: the rows with ids in [lo, hi] (even ids) are the batch."""
-    t = _ident(table)
-    features = sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMNS[1:])
+    t = data.ident(table)
+    features = sql.SQL(", ").join(sql.Identifier(c) for c in data.COPY_COLUMNS[1:])
     if op.startswith(("append", "insert")):
         shift = past_end if op.startswith("append") else 1  # past every range, or between two existing rows
         return (sql.SQL("INSERT INTO {} (id, {}) SELECT id + %s, {} FROM {} WHERE id BETWEEN %s AND %s").format(
@@ -124,7 +106,7 @@ def _max_error_of_stored_linear_models(ctx: Context) -> dict:
                               features=list(data.FEATURES), order_by="id", lo=lo, hi=hi, evaluate=False)
         stored += not model.plan.plan.scans
         with ctx.conn.cursor(binary=True) as cur:
-            cur.execute(sql.SQL("SELECT {} FROM {} WHERE id BETWEEN %s AND %s").format(columns, _ident(CAPTURED)),
+            cur.execute(sql.SQL("SELECT {} FROM {} WHERE id BETWEEN %s AND %s").format(columns, data.ident(CAPTURED)),
                         [lo, hi])
             rows = np.array(cur.fetchall(), dtype=float)
         A = np.c_[rows[:, :-1], np.ones(len(rows))]
@@ -142,7 +124,7 @@ def capture(ctx: Context) -> dict:
     rng = workloads.rng_for(cfg.seed, "capture-batches")
     try:
         for table in (PLAIN, CAPTURED):
-            _copy_table(ctx, table, rows)
+            data.copy_table(ctx, table, rows)
         stored = _store_statistics(ctx, rows)
         past_end = 2 * rows + 2
         times: dict[str, dict[str, list[float]]] = {op: {"plain": [], "captured": [], "rows": []} for op in OPERATIONS}

@@ -164,3 +164,24 @@ def read_rows(conn: psycopg.Connection, lo: int, hi: int, columns) -> np.ndarray
     with conn.cursor(binary=True) as cur:
         cur.execute(q, [lo, hi])
         return np.array(cur.fetchall(), dtype=float).reshape(-1, len(columns))
+
+
+#: the columns a copy of the benchmark table keeps (capture and deployment experiments)
+COPY_COLUMNS = ("id", *FEATURES, TARGET, LABEL)
+
+
+def ident(table: str) -> sql.Identifier:
+    return sql.Identifier(SCHEMA, table)
+
+
+def copy_table(ctx, table: str, rows: int) -> None:  # ctx: the run's benchmark Context
+    """The first ``rows`` rows of the benchmark table, ids doubled, with a primary key on id."""
+    others = sql.SQL(", ").join(sql.Identifier(c) for c in COPY_COLUMNS[1:])
+    with ctx.conn.transaction():
+        ctx.conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident(table)))
+        ctx.conn.execute(sql.SQL("DELETE FROM modelstore.sources WHERE schema_name = %s AND table_name = %s"),
+                         [SCHEMA, table])
+        ctx.conn.execute(sql.SQL("CREATE TABLE {} AS SELECT 2 * id AS id, {} FROM {} WHERE id <= %s").format(
+            ident(table), others, sql.Identifier(SCHEMA, TABLE)), [rows])
+        ctx.conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (id)").format(ident(table)))
+    ctx.conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(ident(table)))

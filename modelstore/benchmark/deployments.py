@@ -29,23 +29,6 @@ from modelstore.benchmark.measure import summarize
 PLAIN, DEPLOYED = "deploy_plain", "deploy_on"
 KINDS = ("linear", "gaussian_nb")
 LATE_FRACTION = 0.05
-_COLUMNS = ("id", *data.FEATURES, data.TARGET, data.LABEL)
-
-
-def _ident(table: str) -> sql.Identifier:
-    return sql.Identifier(data.SCHEMA, table)
-
-
-def _copy_table(ctx: Context, table: str, rows: int) -> None:
-    others = sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMNS[1:])
-    with ctx.conn.transaction():
-        ctx.conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_ident(table)))
-        ctx.conn.execute("DELETE FROM modelstore.sources WHERE schema_name = %s AND table_name = %s",
-                         [data.SCHEMA, table])
-        ctx.conn.execute(sql.SQL("CREATE TABLE {} AS SELECT 2 * id AS id, {} FROM {} WHERE id <= %s").format(
-            _ident(table), others, sql.Identifier(data.SCHEMA, data.TABLE)), [rows])
-        ctx.conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (id)").format(_ident(table)))
-    ctx.conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(_ident(table)))
 
 
 def _drop(ctx: Context) -> None:
@@ -53,7 +36,7 @@ def _drop(ctx: Context) -> None:
         if ctx.store.deployments().name.eq(name).any():
             ctx.store.undeploy(name)
     for table in (PLAIN, DEPLOYED):
-        ctx.conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_ident(table)))
+        ctx.conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(data.ident(table)))
         ctx.conn.execute("DELETE FROM modelstore.sources WHERE schema_name = %s AND table_name = %s",
                          [data.SCHEMA, table])
 
@@ -63,7 +46,7 @@ def _insert(table: str, ids: list[int]):
     features = sql.SQL(", ").join(sql.SQL("random()") for _ in data.FEATURES)
     statement = sql.SQL("INSERT INTO {} ({}) SELECT i, {}, 10 * random(), (random() * 3)::int "
                         "FROM unnest(%s::bigint[]) AS i").format(
-        _ident(table), sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMNS), features)
+        data.ident(table), sql.SQL(", ").join(sql.Identifier(c) for c in data.COPY_COLUMNS), features)
     return statement, [ids]
 
 
@@ -75,7 +58,7 @@ def deployments(ctx: Context) -> dict:
     rng = workloads.rng_for(cfg.seed, "deploy-stream")
     try:
         for table in (PLAIN, DEPLOYED):
-            _copy_table(ctx, table, rows)
+            data.copy_table(ctx, table, rows)
         table = f"{data.SCHEMA}.{DEPLOYED}"
         handles = {kind: ctx.store.deploy(f"bench_deploy_{kind}", kind, table=table, target=measure.TARGETS[kind],
                                           features=list(data.FEATURES), order_by="id", window=window)
@@ -119,7 +102,7 @@ def deployments(ctx: Context) -> dict:
         lin = handles["linear"].model
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in (*data.FEATURES, data.TARGET))
         with ctx.conn.cursor(binary=True) as cur:
-            cur.execute(sql.SQL("SELECT {} FROM {} WHERE id BETWEEN %s AND %s").format(columns, _ident(DEPLOYED)),
+            cur.execute(sql.SQL("SELECT {} FROM {} WHERE id BETWEEN %s AND %s").format(columns, data.ident(DEPLOYED)),
                         [lin.descriptor.range.lo, lin.descriptor.range.hi])
             window_rows = np.array(cur.fetchall(), dtype=float)
         want = np.linalg.lstsq(np.c_[window_rows[:, :-1], np.ones(len(window_rows))], window_rows[:, -1], rcond=None)[0]
