@@ -49,13 +49,13 @@ PACKAGE = "modelstore"
 
 #: the layer of each name directly under modelstore/ (docs/architecture.md)
 RANKS: dict[str, int] = {
-    "errors": 0, "server": 0, "connection": 0,
+    "errors": 0, "server": 0, "connection": 0, "extension": 0,
     "stats": 1, "models": 1, "families": 1,
     "request": 2,
     "catalog": 3,
     "planner": 4,
     "execution": 5,
-    "language": 6,
+    "language": 6, "deploy": 6,
     "store": 7,
     "doors": 8, "__init__": 8, "__main__": 8,
     "benchmark": 9,

@@ -110,7 +110,8 @@ def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: De
     backward = allow_subtract and descriptor.family.subtractable
     words = TRAIN_WORDS if trained else SCAN_WORDS
     gap_op = "train" if trained else "scan"
-    if not spans and kind in ARRAY_KINDS:  # the common case, over arrays: no object per stored model
+    if not spans and kind in ARRAY_KINDS and _int64_keys(s, t):  # the common case, over arrays
+
         found = candidates(conn, source_id, descriptor, contained_only=trained, exact_columns=trained,
                            params_key=params_key)
         steps, solution, n_stored = _solve_arrays(found, s, t, costs, estimator, kind, gap_op, backward, words)
@@ -134,6 +135,12 @@ def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: De
 
 
 _EPOCH_DATE = dt.date(1970, 1, 1)
+#: keys the array path holds in int64 with room for "+ 1" (a request bounded by ±1e30 takes the object path)
+_INT64_ROOM = 2**62
+
+
+def _int64_keys(s: Cut, t: Cut) -> bool:
+    return -_INT64_ROOM < s.key < _INT64_ROOM and -_INT64_ROOM < t.key < _INT64_ROOM
 
 
 def _cut_at(key: int, kind: str) -> Cut:
