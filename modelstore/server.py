@@ -5,7 +5,9 @@ The server uses the system PostgreSQL binaries where present (``MODELSTORE_PG_BI
 
 It listens on 127.0.0.1 only, on a port chosen when the cluster is first initialised and kept in
 ``<datadir>/modelstore.conf``; the superuser is ``modelstore`` with ``trust`` authentication, and a
-database ``modelstore`` is created on first use.  Its log goes to ``<datadir>.log`` beside the data
+database ``modelstore`` is created on first use.  The superuser's search path is ``public``: its
+name is the catalog schema's, so PostgreSQL's default ``"$user", public`` would put unqualified
+user tables in the catalog.  Its log goes to ``<datadir>.log`` beside the data
 directory, and a lock file ``<datadir>.lock`` serialises ``start()``/``stop()`` between processes.
 
 PostgreSQL refuses to run as root.  When modelstore runs as root, the server runs as the
@@ -39,6 +41,8 @@ __all__ = ["EmbeddedServer", "default_datadir", "find_pg_bin"]
 #: the superuser role and the database created in every embedded cluster
 SUPERUSER = "modelstore"
 DATABASE = "modelstore"
+#: the superuser's search path (see _ensure_database): never the catalog schema first
+SEARCH_PATH_SETTING = "search_path=public"
 
 #: where distribution packages put the server binaries (Debian/Ubuntu layout); highest version wins
 SYSTEM_BIN_GLOBS: tuple[str, ...] = ("/usr/lib/postgresql/*/bin",)
@@ -627,6 +631,14 @@ class EmbeddedServer:
                         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
                     except psycopg.errors.DuplicateDatabase:
                         pass
+                # The login role is named like the catalog schema, so PostgreSQL's default search path
+                # ("$user", public) would start with the catalog: an unqualified CREATE TABLE would land
+                # beside modelstore.sources. User tables go to public unless qualified.
+                setting = conn.execute(
+                    "SELECT s.setconfig FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole "
+                    "WHERE r.rolname = %s AND s.setdatabase = 0", (SUPERUSER,)).fetchone()
+                if not setting or SEARCH_PATH_SETTING not in (setting[0] or []):
+                    conn.execute(sql.SQL("ALTER ROLE {} SET search_path = public").format(sql.Identifier(SUPERUSER)))
         except psycopg.Error as exc:
             raise ServerError(
                 f"the embedded server on port {self.port} is running but could not be used: {exc}"
