@@ -23,8 +23,35 @@ from modelstore.request.source import resolve_table
 
 
 def run(store, text: str) -> list:
-    """Run every statement of ``text`` in order; returns their results (a model or a DataFrame each)."""
-    return [run_statement(store, s) for s in parse(text)]
+    """Run every statement of ``text`` in order, in one transaction; returns their results (a model or a
+    DataFrame each). When one fails, the ones before it are rolled back too, and the error carries a note
+    naming the failing statement (``statement 2 of 3 (CREATE MODEL b) failed …``)."""
+    statements = parse(text)
+    if len(statements) == 1:
+        return [run_statement(store, statements[0])]
+    results = []
+    with store.conn.transaction():
+        for number, statement in enumerate(statements, 1):
+            try:
+                results.append(run_statement(store, statement))
+            except Exception as exc:
+                exc.add_note(f"statement {number} of {len(statements)} ({statement_label(statement)}) failed; "
+                             "the script is one transaction, so nothing was written")
+                raise
+    return results
+
+
+def statement_label(statement) -> str:
+    """A statement in a few words, for errors: ``CREATE MODEL sales_jan``, ``SELECT``, …"""
+    if isinstance(statement, CreateModel):
+        return f"CREATE MODEL {statement.name}"
+    if isinstance(statement, ExplainCreate):
+        return f"EXPLAIN CREATE MODEL {statement.create.name}"
+    if isinstance(statement, DropModel):
+        return f"DROP MODEL {statement.name}"
+    if isinstance(statement, ShowModelsStatement):
+        return "SHOW MODELS"
+    return "SELECT"
 
 
 def run_statement(store, statement):
@@ -155,4 +182,4 @@ def describe(result) -> pd.DataFrame:
     }])
 
 
-__all__ = ["run", "run_statement", "fit_arguments", "describe", "InputError", "exp"]
+__all__ = ["run", "run_statement", "statement_label", "fit_arguments", "describe", "InputError", "exp"]

@@ -287,12 +287,14 @@ class Store:
             return index.drop(self.conn, index_id)
 
     def indexes(self) -> pd.DataFrame:
-        """Every statistics index, with its size next to its table's."""
+        """Every statistics index, with its size next to its table's; ``status`` is ``ok``, ``table dropped``
+        or ``table re-created`` (an index of a table that is gone: drop it with :meth:`drop_index`)."""
         rows = index.list_indexes(self.conn)
         frame = pd.DataFrame(rows, columns=["index_id", "source", "order_by", "family", "target", "columns",
                                             "chunk_rows", "n_chunks", "levels", "rows_indexed", "end_value",
-                                            "refreshed_at", "index_bytes", "table_bytes"])
-        frame["size_ratio"] = frame.index_bytes / frame.table_bytes.where(frame.table_bytes > 0)
+                                            "refreshed_at", "index_bytes", "table_bytes", "status"])
+        table_bytes = pd.to_numeric(frame.table_bytes, errors="coerce")
+        frame["size_ratio"] = frame.index_bytes / table_bytes.where(table_bytes > 0)
         return frame
 
     def _index_row(self, index_id: int) -> dict:
