@@ -166,3 +166,209 @@ def test_item3_errors_go_to_stderr_without_markup(store, dsn):
     help_text = cli.build_parser().format_help()
     assert "exit status" in help_text and "130" in help_text
     assert "| 130 |" in (ROOT / "README.md").read_text()  # documented exit codes
+
+
+# ---------------------------------------------------------------------------------------------------
+# item 5: a statement script is one transaction
+
+
+def test_item5_a_failing_script_writes_nothing_and_names_the_statement(store, dsn, tmp_path):
+    """Item 5: `modelstore query -f` with two CREATE MODEL statements where the second fails: the first is
+    rolled back too, and the error names statement 2. The same for store.query."""
+    script = tmp_path / "session.sql"
+    script.write_text(
+        "CREATE MODEL first_one OPTIONS (model_type = 'linear_reg', input_label_cols = ['revenue']) "
+        "AS SELECT price, revenue FROM public.sales WHERE id <= 500;\n"
+        "CREATE MODEL second_one OPTIONS (model_type = 'linear_reg', input_label_cols = ['revenue']) "
+        "AS SELECT no_such_column, revenue FROM public.sales;\n")
+    status, out, err = _cli(dsn, "query", "-f", str(script))
+    assert status == 2 and out == ""
+    assert "statement 2 of 2 (CREATE MODEL second_one)" in err and "nothing was written" in err
+    assert store.models().empty
+    with pytest.raises(ModelstoreError) as info:
+        store.query(script.read_text())
+    assert "statement 2 of 2" in "".join(info.value.__notes__)
+    assert store.models().empty
+    assert store.conn.execute("SELECT count(*) FROM modelstore.statistics").fetchone()[0] == 0
+    language = (ROOT / "docs" / "language.md").read_text()
+    assert "one transaction" in language
+
+
+# ---------------------------------------------------------------------------------------------------
+# item 6: silent surprises get a Note: in the plan and a warning
+
+
+def test_item6_chunk_rows_mismatch_is_said(store):
+    """Item 6: chunk_rows=500 after 1000-row chunks were stored: a Note: in the plan and a warning."""
+    args = dict(table="public.sales", target="came_back", features=["price", "promo"], order_by="id")
+    store.fit("logistic", lo=1, hi=2000, chunk_rows=1000, **args)
+    with pytest.warns(modelstore.PlanNoteWarning, match="chunk_rows=500"):
+        m = store.fit("logistic", lo=1, hi=2000, chunk_rows=500, **args)
+    assert any("chunk_rows=500" in n for n in m.plan.plan.notes)
+    assert "Note: 2 stored chunk model(s) of about 1,000 rows" in str(m.plan)
+    with pytest.warns(modelstore.PlanNoteWarning):
+        assert "chunk_rows=500" in str(store.explain("logistic", lo=1, hi=2000, chunk_rows=500, **args))
+
+
+def test_item6_python_where_on_the_ordering_column_is_a_range(store):
+    """Item 6: a Python where on the ordering column becomes the range, as in the language: the second
+    request reuses the first one's statistics instead of scanning, and the plan says so."""
+    args = dict(table="public.sales", target="revenue", features=["price", "promo"], order_by="id")
+    first = store.fit("linear", lo=1, hi=1000, **args)
+    m = store.fit("linear", where="id <= 1000 AND id >= 1", **args)
+    assert (m.descriptor.range.lo, m.descriptor.range.hi, m.descriptor.filter_sql) == (1, 1000, "")
+    assert m.plan.rows_scanned == 0
+    assert m.coef_ == pytest.approx(first.coef_, rel=1e-12)
+    assert any("is the range [1, 1000]" in n for n in m.plan.plan.notes)
+    m2 = store.fit("linear", where="id > 1500 AND price > 3", **args)
+    assert (m2.descriptor.range.lo, m2.descriptor.range.hi) == (1501, 2000)
+    assert m2.descriptor.filter_sql and "id" not in m2.descriptor.filter_sql
+
+
+def test_item6_create_model_without_order_by_says_the_timestamp_is_a_filter(store):
+    """Item 6: CREATE MODEL without order_by ranges over the primary key; a condition on ts is a filter,
+    and the plan says so (Note:) with a warning naming OPTIONS (order_by = 'ts')."""
+    statement = ("CREATE MODEL by_ts OPTIONS (model_type = 'linear_reg', input_label_cols = ['revenue']) "
+                 "AS SELECT price, revenue FROM public.sales WHERE ts > '2025-01-01 10:00:00'")
+    with pytest.warns(modelstore.PlanNoteWarning, match="order_by = 'ts'"):
+        m = store.query(statement)
+    assert "Note: order_by was not given" in str(m.plan)
+    with pytest.warns(modelstore.PlanNoteWarning):
+        plan = store.query("EXPLAIN " + statement)
+    assert any("order_by was not given" in line for line in plan["QUERY PLAN"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        store.query(statement.replace("input_label_cols = ['revenue']",
+                                      "input_label_cols = ['revenue'], order_by = 'ts'").replace("by_ts", "by_ts2"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# item 7: the smaller ones
+
+
+def test_item7_a_z_timestamp_is_refused_saying_how(store):
+    """Item 7: a '…Z' bound on a timestamp column is refused with the bound to write instead."""
+    with pytest.raises(modelstore.RangeError, match=r"write the bound without one, e\.g\. '2025-01-01 00:00:00'"):
+        store.fit("linear", table="public.sales", target="revenue", features=["price"], order_by="ts",
+                  lo="2025-01-01T00:00:00Z")
+
+
+def test_item7_demo_measures_the_cost_model_before_the_timed_rows(dsn):
+    """Item 7: the demo's first row no longer includes the cost model's calibration; it says so."""
+    from modelstore.doors import demo
+
+    out = StringIO()
+    with modelstore.connect(dsn) as s:
+        report = demo.run(s, rows=2000, seed=1, console=Console(file=out, width=160))
+    text = out.getvalue()
+    assert "cost model measured in" in text
+    assert text.index("cost model measured in") < text.index("linear, first half")
+    assert report[0]["request"] == "linear, first half"
+
+
+def test_item7_theorem1_bound_in_explain_with_its_meaning(store):
+    """Item 7: EXPLAIN of a logistic request says where the Theorem 1 bound is and what it means;
+    EXPLAIN ANALYZE has the bound and one line of meaning."""
+    args = dict(table="public.sales", target="came_back", features=["price", "promo"], order_by="id",
+                chunk_rows=1000)
+    assert "Theorem 1" in str(store.explain("logistic", **args))
+    text = str(store.fit("logistic", **args).plan)
+    assert "Theorem 1 bound (δ=0.05)" in text and "Theorem 1 means: with probability ≥ 95%" in text
+
+
+def test_item7_create_model_without_plpython_points_to_plpython_status(dsn):
+    """Item 7: where PL/Python is absent, modelstore.create_model says so and names plpython_status()."""
+    with modelstore.connect(dsn) as s:
+        if s.conn.execute("SELECT modelstore.plpython_status() LIKE 'installed%'").fetchone()[0]:
+            s.conn.execute("DROP EXTENSION plpython3u CASCADE")  # as on a server without it
+            # what sql/plpython.sql does there: the stubs in place of the PL/Python functions
+            text = (ROOT / "sql" / "plpython.sql").read_text()
+            s.conn.execute(text[text.index("-- Where PL/Python is absent"):])
+        _table(dsn)
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match=r"plpython_status\(\)"):
+            s.conn.execute("SELECT modelstore.create_model(name => 'q1', kind => 'linear', \"table\" => "
+                           "'public.sales', target => 'revenue', features => ARRAY['price'], order_by => 'id')")
+
+
+def test_item7_ctrl_c_prints_one_line_exits_130_and_writes_nothing(dsn):
+    """Item 7: SIGINT to a real `modelstore fit` subprocess mid-query: one line on stderr (no traceback),
+    exit status 130, and nothing half-written in the catalog."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        # a view that reads slowly, so that the interrupt lands while the request runs
+        conn.execute("CREATE TABLE base AS SELECT g AS id, g::float8 AS x, 2.0 * g AS y FROM generate_series(1, 4000) g")
+        conn.execute("CREATE VIEW slow AS SELECT id, x, y FROM base, LATERAL (SELECT pg_sleep(0.002)) AS s")
+    with modelstore.connect(dsn):
+        pass  # migrated, so that the child's time goes to the request
+    env = dict(os.environ, MODELSTORE_DSN=dsn, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "modelstore", "fit", "linear", "--table", "public.slow",
+                             "--target", "y", "--features", "x", "--order-by", "id", "--name", "interrupted"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            while time.monotonic() < deadline:  # wait until the child's query is running
+                busy = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'modelstore' "
+                                    "AND state = 'active' AND query ILIKE '%slow%'").fetchone()[0]
+                if busy or proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, (out, err)
+    assert err.strip().splitlines() == ["interrupted: the request in progress was rolled back"], err
+    assert "Traceback" not in err + out
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM modelstore.fitted_models").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM modelstore.statistics").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM pg_stat_activity WHERE query ILIKE '%FROM%slow%' "
+                            "AND state = 'active' AND pid <> pg_backend_pid()").fetchone()[0] == 0
+
+
+def test_item7_embedded_server_has_a_password_not_trust(pg_cluster):
+    """Item 7: the embedded server's login needs its generated password (no trust on 127.0.0.1), and the
+    README documents how to connect."""
+    if pg_cluster.server is None:
+        pytest.skip("MODELSTORE_TEST_DSN: no embedded server under test")
+    server = pg_cluster.server
+    assert server.password_path.exists() and (server.password_path.stat().st_mode & 0o077) == 0
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        psycopg.connect(f"postgresql://modelstore@127.0.0.1:{server.port}/postgres", connect_timeout=10)
+    readme = (ROOT / "README.md").read_text()
+    assert "## Connect with psql and R" in readme and "password" in readme
+
+
+@pytest.fixture
+def pg_home():
+    path = Path(tempfile.mkdtemp(prefix="modelstore-firsthour-"))
+    os.chmod(path, 0o755)  # the server user must reach it when the tests run as root
+    try:
+        yield path
+    finally:
+        for datadir in path.rglob("PG_VERSION"):
+            leftover = EmbeddedServer(datadir.parent)
+            if leftover.is_running():
+                leftover._pg_ctl("-m", "immediate", "-w", "stop", check=False)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_item7_binaries_changed_under_a_running_server_restart_it(pg_home):
+    """Item 7: when the postgres binary a running embedded server started from has changed (a package
+    upgrade), the next start() says so and restarts it, instead of failing later with 'undefined symbol'."""
+    first = EmbeddedServer(pg_home / "pg").start()
+    try:
+        pid = int((first.datadir / "postmaster.pid").read_text().split()[0])
+        (first.datadir / "modelstore.binary").write_text("/usr/lib/postgresql/15.0/bin/postgres 1 2 3\n")
+        with pytest.warns(RuntimeWarning, match="binaries .* changed"):
+            again = EmbeddedServer(pg_home / "pg").start()
+        assert int((first.datadir / "postmaster.pid").read_text().split()[0]) != pid
+        with psycopg.connect(again.dsn, connect_timeout=10) as conn:
+            assert conn.execute("SELECT 1").fetchone()[0] == 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            EmbeddedServer(pg_home / "pg").start()  # unchanged now: no warning, no restart
+    finally:
+        first.stop()

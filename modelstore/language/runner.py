@@ -9,11 +9,13 @@ an input query contains can write or change the session, and its rows come back 
 
 from __future__ import annotations
 
+import warnings
+
 import pandas as pd
 from psycopg import sql
 from sqlglot import exp
 
-from modelstore.errors import InputError, ModelNotFoundError
+from modelstore.errors import InputError, ModelNotFoundError, PlanNoteWarning
 from modelstore.language import functions
 from modelstore.language.statements import (
     CreateModel, DropModel, ExplainCreate, LanguageError, Select, ShowModelsStatement, parse,
@@ -101,8 +103,29 @@ def fit_arguments(store, create: CreateModel) -> dict:
         for column in residual.find_all(exp.Column):  # names were folded by the parser: now they are exact
             column.this.set("quoted", True)
         where = residual.sql(dialect="postgres")
+    notes = ()
+    if create.order_by is None:
+        notes = _default_order_notes(table, order_by, bounds.residual)
     return dict(kind=create.kind, table=create.table, target=label, features=features, order_by=order_by,
-                lo=bounds.lo, hi=bounds.hi, where=where, **create.params)
+                lo=bounds.lo, hi=bounds.hi, where=where, notes=notes, **create.params)
+
+
+def _default_order_notes(table, order_by: str, residual) -> tuple[str, ...]:
+    """CREATE MODEL without order_by ranges over the primary key: a comparison of another column (a
+    timestamp, say) stays a filter over every row. Say so, in the plan and as a warning."""
+    compared = []
+    for node in residual.find_all(exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between) if residual is not None else ():
+        for column in node.find_all(exp.Column):
+            name = next((c for c in table.columns if c == column.name or c.lower() == column.name.lower()), None)
+            if name and name != order_by and name not in compared:
+                compared.append(name)
+    if not compared:
+        return ()
+    names = ", ".join(repr(c) for c in compared)
+    note = (f"order_by was not given, so the range is on the primary key {order_by!r}; the condition on {names} "
+            f"is a filter over every row. OPTIONS (order_by = '{compared[0]}') makes it the range.")
+    warnings.warn(note, PlanNoteWarning, stacklevel=4)
+    return (note,)
 
 
 def _column(table, name: str, role: str, create: CreateModel) -> str:
