@@ -153,8 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="bench/results", help="results directory (default: bench/results)")
     p.add_argument("--dsn", default=argparse.SUPPRESS, help="as the global --dsn")
 
-    p = sub.add_parser("server", help="the embedded PostgreSQL server")
-    p.add_argument("action", choices=["start", "stop", "status"])
+    p = sub.add_parser("server", help="the embedded PostgreSQL server; how psql and R connect to modelstore's database",
+                       description="start | stop | status: the embedded server. url: the URL modelstore connects "
+                                   "to (--dsn, $MODELSTORE_DSN, $DATABASE_URL, else the embedded server, started "
+                                   "if needed), for psql \"$(modelstore server url)\". env: the same as libpq "
+                                   "variables, for eval \"$(modelstore server env)\" before psql or R.")
+    p.add_argument("action", choices=["start", "stop", "status", "url", "env"])
     return parser
 
 
@@ -162,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command == "server":
-            return _server(args.action)
+            return _server(args.action, args.dsn)
         from modelstore.store import Store
 
         with Store(args.dsn) as store:
@@ -431,9 +435,26 @@ def _print_frame(frame, *, fmt: str) -> None:
     console.print(grid)
 
 
-def _server(action: str) -> int:
+def _server(action: str, dsn: str | None = None) -> int:
     from modelstore.server import EmbeddedServer
 
+    if action in ("url", "env"):
+        import shlex
+
+        from psycopg.conninfo import conninfo_to_dict
+
+        from modelstore.connection import resolve_dsn
+
+        url, _ = resolve_dsn(dsn)  # an embedded server started here keeps running, as `server start`
+        if action == "url":
+            sys.stdout.write(url + "\n")
+            return EXIT_OK
+        names = {"host": "PGHOST", "port": "PGPORT", "dbname": "PGDATABASE", "user": "PGUSER",
+                 "password": "PGPASSWORD"}
+        for key, value in conninfo_to_dict(url).items():
+            if key in names:
+                sys.stdout.write(f"export {names[key]}={shlex.quote(str(value))}\n")
+        return EXIT_OK
     server = EmbeddedServer()
     if action == "start":
         server.start()
