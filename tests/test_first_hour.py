@@ -220,6 +220,8 @@ def test_item6_python_where_on_the_ordering_column_is_a_range(store):
     assert m.plan.rows_scanned == 0
     assert m.coef_ == pytest.approx(first.coef_, rel=1e-12)
     assert any("is the range [1, 1000]" in n for n in m.plan.plan.notes)
+    m3 = store.fit("linear", where="id <= 700", **args)
+    assert any("is the range [1, 700]" in n for n in m3.plan.plan.notes)
     m2 = store.fit("linear", where="id > 1500 AND price > 3", **args)
     assert (m2.descriptor.range.lo, m2.descriptor.range.hi) == (1501, 2000)
     assert m2.descriptor.filter_sql and "id" not in m2.descriptor.filter_sql
@@ -372,3 +374,12 @@ def test_item7_binaries_changed_under_a_running_server_restart_it(pg_home):
             EmbeddedServer(pg_home / "pg").start()  # unchanged now: no warning, no restart
     finally:
         first.stop()
+
+
+def test_item6_cli_prints_notes_as_one_warning_line(store, dsn):
+    """Item 6: in the CLI the warning is one line on stderr ('warning: …'), and the plan has the Note:."""
+    status, out, err = _cli(dsn, "explain", "CREATE MODEL t OPTIONS (model_type = 'linear_reg', input_label_cols = "
+                            "['revenue']) AS SELECT price, revenue FROM public.sales WHERE ts > '2025-01-01 10:00:00'")
+    assert status == 0
+    assert err.startswith("warning: order_by was not given") and "cli.py" not in err
+    assert "Note: order_by was not given" in out

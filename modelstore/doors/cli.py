@@ -162,7 +162,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings on standard error as one line each (``warning: …``), not Python's file:line format."""
+    err_console.print(Text.assemble(("warning: ", "bold yellow"), str(message)), soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    saved, warnings.showwarning = warnings.showwarning, _show_warning
+    try:
+        return _main(argv)
+    finally:
+        warnings.showwarning = saved
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command == "server":

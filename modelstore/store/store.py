@@ -453,12 +453,16 @@ class Store:
             self._check_filter(tbl, where, filter_sql)
         lo = None if lo is None else coerce_bound(lo, order_kind, "lo")
         hi = None if hi is None else coerce_bound(hi, order_kind, "hi")
+        moved = False
         if notes is not None and filter_sql:
-            filter_sql, lo, hi = _range_from_where(tbl, order_by, order_kind, where, filter_sql, lo, hi, notes)
+            filter_sql, lo, hi, moved = _range_from_where(tbl, order_by, order_kind, filter_sql, lo, hi)
         if lo is None or hi is None:
             first, last = self._extent(tbl, order_by)
             lo = first if lo is None else lo
             hi = last if hi is None else hi
+        if moved:
+            notes.append(f"where's condition on the ordering column {order_by!r} is the range [{lo}, {hi}], "
+                         f"not a filter, so that stored statistics can serve it")
         source = Source(tbl.schema, tbl.name, order_by, order_kind)
         return Descriptor(source, check_range(lo, hi), filter_sql, kind, target, features, params), tbl
 
@@ -567,8 +571,8 @@ def _chunk_notes(plan: Plan, *, warn: bool = True) -> tuple[str, ...]:
     return (note,)
 
 
-def _range_from_where(tbl: Table, order_by: str, order_kind: str, where: str, filter_sql: str, lo, hi,
-                      notes: list) -> tuple[str | None, object, object]:
+def _range_from_where(tbl: Table, order_by: str, order_kind: str, filter_sql: str, lo, hi
+                      ) -> tuple[str, object, object, bool]:
     """Conditions of a Python ``where`` on the ordering column become the range, as the model language
     does (docs/language.md): a filter over the whole table would scan it and share nothing."""
     import sqlglot
@@ -580,10 +584,10 @@ def _range_from_where(tbl: Table, order_by: str, order_kind: str, where: str, fi
     try:
         tree = normalize_identifiers(sqlglot.parse_one(filter_sql, read="postgres"), dialect="postgres")
     except sqlglot.errors.ParseError:
-        return filter_sql, lo, hi
+        return filter_sql, lo, hi, False
     bounds = split_where(tree, order_by, order_kind, tbl.columns[order_by].type_name)
     if bounds.lo is None and bounds.hi is None:
-        return filter_sql, lo, hi
+        return filter_sql, lo, hi, False
     new_lo = bounds.lo if lo is None else lo if bounds.lo is None else max(lo, bounds.lo)
     new_hi = bounds.hi if hi is None else hi if bounds.hi is None else min(hi, bounds.hi)
     residual = None
@@ -592,10 +596,7 @@ def _range_from_where(tbl: Table, order_by: str, order_kind: str, where: str, fi
         for column in residual.find_all(exp.Column):
             column.this.set("quoted", True)
         residual = normalize_filter(residual.sql(dialect="postgres"), set(tbl.columns))
-    shown = lambda v: "…" if v is None else str(v)  # noqa: E731
-    notes.append(f"where's condition on the ordering column {order_by!r} is the range "
-                 f"[{shown(new_lo)}, {shown(new_hi)}], not a filter, so that stored statistics can serve it")
-    return residual or "", new_lo, new_hi
+    return residual or "", new_lo, new_hi, True
 
 
 def _check_stats(descriptor: Descriptor, stats) -> None:
