@@ -7,8 +7,9 @@ It listens on 127.0.0.1 only, on a port chosen when the cluster is first initial
 ``<datadir>/modelstore.conf``; the superuser is ``modelstore``, and a database ``modelstore`` is
 created on first use.  Its password is generated when the cluster is created and kept in
 ``<datadir>.password`` (mode 0600); ``dsn`` carries it, so ``modelstore server status`` prints a URL
-that psql and R take as is.  (Clusters created by earlier releases keep their passwordless ``trust``
-login on 127.0.0.1, which lets every local user in: remove their data directory to get a password.)  The superuser's search path is ``public``: its
+that psql and R take as is.  (Clusters created by earlier releases, and ephemeral test clusters, have
+passwordless ``trust`` login on 127.0.0.1, which lets every local user in: remove an old data directory
+to get a password.)  The superuser's search path is ``public``: its
 name is the catalog schema's, so PostgreSQL's default ``"$user", public`` would put unqualified
 user tables in the catalog.  Its log goes to ``<datadir>.log`` beside the data
 directory, and a lock file ``<datadir>.lock`` serialises ``start()``/``stop()`` between processes.
@@ -603,21 +604,22 @@ class EmbeddedServer:
                 f"the data directory {self.datadir} is not empty but holds no PostgreSQL cluster "
                 "(no PG_VERSION); remove it or choose another one"
             )
-        # a generated password (scram-sha-256) instead of trust: other local users cannot log in
-        password = secrets.token_urlsafe(24)
+        # a generated password (scram-sha-256) instead of trust, so that other local users cannot log in;
+        # an ephemeral (test) cluster keeps trust: its tests log in as roles they create without passwords
+        password = None if self.ephemeral else secrets.token_urlsafe(24)
         pwfile = self.password_path.with_name(self.password_path.name + ".initdb")
-        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(password + "\n")
-        self._who().chown(pwfile)  # initdb runs as the server user and reads it
+        if password:
+            fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(password + "\n")
+            self._who().chown(pwfile)  # initdb runs as the server user and reads it
         args = [
             str(self.bin_dir / "initdb"),
             "-D",
             str(self.datadir),
             "-U",
             SUPERUSER,
-            "--auth=scram-sha-256",
-            f"--pwfile={pwfile}",
+            *(["--auth=scram-sha-256", f"--pwfile={pwfile}"] if password else ["--auth=trust"]),
             "-E",
             "UTF8",
             "--locale=C",
@@ -628,9 +630,10 @@ class EmbeddedServer:
             self._run(args, what=f"initdb of {self.datadir}", timeout=300)
         finally:
             pwfile.unlink(missing_ok=True)
-        fd = os.open(self.password_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(password + "\n")
+        if password:
+            fd = os.open(self.password_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(password + "\n")
         with open(self.datadir / "postgresql.conf", "a") as f:
             f.write(f"\n# settings managed by modelstore\ninclude_if_exists = '{_CONF_NAME}'\n")
         port = self.requested_port or _free_port()

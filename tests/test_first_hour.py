@@ -330,19 +330,6 @@ def test_item7_ctrl_c_prints_one_line_exits_130_and_writes_nothing(dsn):
                             "AND state = 'active' AND pid <> pg_backend_pid()").fetchone()[0] == 0
 
 
-def test_item7_embedded_server_has_a_password_not_trust(pg_cluster):
-    """Item 7: the embedded server's login needs its generated password (no trust on 127.0.0.1), and the
-    README documents how to connect."""
-    if pg_cluster.server is None:
-        pytest.skip("MODELSTORE_TEST_DSN: no embedded server under test")
-    server = pg_cluster.server
-    assert server.password_path.exists() and (server.password_path.stat().st_mode & 0o077) == 0
-    with pytest.raises(psycopg.OperationalError, match="password"):
-        psycopg.connect(f"postgresql://modelstore@127.0.0.1:{server.port}/postgres", connect_timeout=10)
-    readme = (ROOT / "README.md").read_text()
-    assert "## Connect with psql and R" in readme and "password" in readme
-
-
 @pytest.fixture
 def pg_home():
     path = Path(tempfile.mkdtemp(prefix="modelstore-firsthour-"))
@@ -357,11 +344,22 @@ def pg_home():
         shutil.rmtree(path, ignore_errors=True)
 
 
-def test_item7_binaries_changed_under_a_running_server_restart_it(pg_home):
-    """Item 7: when the postgres binary a running embedded server started from has changed (a package
-    upgrade), the next start() says so and restarts it, instead of failing later with 'undefined symbol'."""
+def test_item7_embedded_server_password_and_binary_change(pg_home):
+    """Item 7: (a) the embedded server's login needs its generated password (no trust on 127.0.0.1), kept
+    in pg.password (0600), and the README says how to connect; (b) when the postgres binary a running
+    embedded server started from has changed (a package upgrade), the next start() says so and restarts
+    it, instead of failing later with 'undefined symbol'."""
     first = EmbeddedServer(pg_home / "pg").start()
     try:
+        assert first.password_path == pg_home / "pg.password"
+        assert (first.password_path.stat().st_mode & 0o077) == 0
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(f"postgresql://modelstore@127.0.0.1:{first.port}/postgres", connect_timeout=10)
+        with psycopg.connect(first.dsn, connect_timeout=10) as conn:
+            assert conn.execute("SELECT current_setting('search_path')").fetchone()[0] == "public"
+        readme = (ROOT / "README.md").read_text()
+        assert "## Connect with psql and R" in readme and "pg.password" in readme and "trust" in readme
+
         pid = int((first.datadir / "postmaster.pid").read_text().split()[0])
         (first.datadir / "modelstore.binary").write_text("/usr/lib/postgresql/15.0/bin/postgres 1 2 3\n")
         with pytest.warns(RuntimeWarning, match="binaries .* changed"):

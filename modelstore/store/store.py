@@ -455,7 +455,7 @@ class Store:
         hi = None if hi is None else coerce_bound(hi, order_kind, "hi")
         moved = False
         if notes is not None and filter_sql:
-            filter_sql, lo, hi, moved = _range_from_where(tbl, order_by, order_kind, filter_sql, lo, hi)
+            filter_sql, lo, hi, moved = _range_from_where(tbl, order_by, order_kind, where, filter_sql, lo, hi)
         if lo is None or hi is None:
             first, last = self._extent(tbl, order_by)
             lo = first if lo is None else lo
@@ -571,7 +571,7 @@ def _chunk_notes(plan: Plan, *, warn: bool = True) -> tuple[str, ...]:
     return (note,)
 
 
-def _range_from_where(tbl: Table, order_by: str, order_kind: str, filter_sql: str, lo, hi
+def _range_from_where(tbl: Table, order_by: str, order_kind: str, where: str, filter_sql: str, lo, hi
                       ) -> tuple[str, object, object, bool]:
     """Conditions of a Python ``where`` on the ordering column become the range, as the model language
     does (docs/language.md): a filter over the whole table would scan it and share nothing."""
@@ -582,7 +582,8 @@ def _range_from_where(tbl: Table, order_by: str, order_kind: str, filter_sql: st
     from modelstore.language.where import split_where
 
     try:
-        tree = normalize_identifiers(sqlglot.parse_one(filter_sql, read="postgres"), dialect="postgres")
+        # the text as written: a conjunct under NOT or OR is not a range, as in the language
+        tree = normalize_identifiers(sqlglot.parse_one(where, read="postgres"), dialect="postgres")
     except sqlglot.errors.ParseError:
         return filter_sql, lo, hi, False
     bounds = split_where(tree, order_by, order_kind, tbl.columns[order_by].type_name)
