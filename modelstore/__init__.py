@@ -11,7 +11,7 @@
 
 from modelstore.errors import (
     ColumnTypeError, FilterError, InputError, MigrationError, ModelNotFoundError, ModelstoreError,
-    NonFiniteValueError, PrivilegeError, RangeError, ServerError, SingularMatrixError, TooManyClassesError,
+    NonFiniteValueError, PlanNoteWarning, PrivilegeError, RangeError, ServerError, SingularMatrixError, TooManyClassesError,
     UnknownColumnError, UnknownTableError,
 )
 from modelstore.language import LanguageError
@@ -21,6 +21,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ColumnTypeError", "FilterError", "InputError", "LanguageError", "MigrationError", "ModelNotFoundError", "ModelstoreError",
-    "NonFiniteValueError", "PrivilegeError", "RangeError", "ServerError", "SingularMatrixError", "Store", "TooManyClassesError",
+    "NonFiniteValueError", "PlanNoteWarning", "PrivilegeError", "RangeError", "ServerError", "SingularMatrixError", "Store", "TooManyClassesError",
     "UnknownColumnError", "UnknownTableError", "__version__", "connect",
 ]

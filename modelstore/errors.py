@@ -109,3 +109,7 @@ class SingularMatrixError(ModelstoreError, ArithmeticError):
 
 class ModelNotFoundError(ModelstoreError, LookupError):
     """No stored model has that name."""
+
+
+class PlanNoteWarning(UserWarning):
+    """modelstore did something the request may not have meant; the same text is a ``Note:`` of the plan."""

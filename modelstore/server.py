@@ -4,8 +4,14 @@ The server uses the system PostgreSQL binaries where present (``MODELSTORE_PG_BI
 ``PATH``, ``/usr/lib/postgresql/*/bin``) or those bundled with the optional ``pgserver`` wheel.
 
 It listens on 127.0.0.1 only, on a port chosen when the cluster is first initialised and kept in
-``<datadir>/modelstore.conf``; the superuser is ``modelstore`` with ``trust`` authentication, and a
-database ``modelstore`` is created on first use.  Its log goes to ``<datadir>.log`` beside the data
+``<datadir>/modelstore.conf``; the superuser is ``modelstore``, and a database ``modelstore`` is
+created on first use.  Its password is generated when the cluster is created and kept in
+``<datadir>.password`` (mode 0600); ``dsn`` carries it, so ``modelstore server status`` prints a URL
+that psql and R take as is.  (Clusters created by earlier releases, and ephemeral test clusters, have
+passwordless ``trust`` login on 127.0.0.1, which lets every local user in: remove an old data directory
+to get a password.)  The superuser's search path is ``public``: its
+name is the catalog schema's, so PostgreSQL's default ``"$user", public`` would put unqualified
+user tables in the catalog.  Its log goes to ``<datadir>.log`` beside the data
 directory, and a lock file ``<datadir>.lock`` serialises ``start()``/``stop()`` between processes.
 
 PostgreSQL refuses to run as root.  When modelstore runs as root, the server runs as the
@@ -23,12 +29,14 @@ import fcntl
 import os
 import pwd
 import re
+import secrets
 import shutil
 import socket
 import stat
 import subprocess
 import tempfile
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,12 +47,16 @@ __all__ = ["EmbeddedServer", "default_datadir", "find_pg_bin"]
 #: the superuser role and the database created in every embedded cluster
 SUPERUSER = "modelstore"
 DATABASE = "modelstore"
+#: the superuser's search path (see _ensure_database): never the catalog schema first
+SEARCH_PATH_SETTING = "search_path=public"
 
 #: where distribution packages put the server binaries (Debian/Ubuntu layout); highest version wins
 SYSTEM_BIN_GLOBS: tuple[str, ...] = ("/usr/lib/postgresql/*/bin",)
 
 _REQUIRED_BINARIES = ("pg_ctl", "initdb", "postgres")
 _CONF_NAME = "modelstore.conf"
+#: which postgres binary the running server was started from (see _check_binaries)
+_BINARY_NAME = "modelstore.binary"
 _START_TIMEOUT_S = 60
 _STOP_TIMEOUT_S = 60
 _LOG_ROTATE_BYTES = 10 * 1024 * 1024
@@ -385,6 +397,14 @@ class EmbeddedServer:
         return self.datadir.with_name(self.datadir.name + ".lock")
 
     @property
+    def password_path(self) -> Path:
+        """The superuser's generated password (``<datadir>.password``, mode 0600)."""
+        self._require_datadir()
+        if self._tmpdir is not None:
+            return self._tmpdir / "password"
+        return self.datadir.with_name(self.datadir.name + ".password")
+
+    @property
     def conf_path(self) -> Path:
         self._require_datadir()
         return self.datadir / _CONF_NAME
@@ -420,7 +440,12 @@ class EmbeddedServer:
         """A libpq URL for another database of the same cluster."""
         from urllib.parse import quote
 
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{quote(dbname, safe='')}"
+        try:
+            password = self.password_path.read_text().strip()
+        except (OSError, ServerError):
+            password = ""  # a cluster of an earlier release: trust login
+        user = SUPERUSER + (":" + quote(password, safe="") if password else "")
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{quote(dbname, safe='')}"
 
     def _initialised(self) -> bool:
         return self.datadir is not None and (self.datadir / "PG_VERSION").is_file()
@@ -579,20 +604,36 @@ class EmbeddedServer:
                 f"the data directory {self.datadir} is not empty but holds no PostgreSQL cluster "
                 "(no PG_VERSION); remove it or choose another one"
             )
+        # a generated password (scram-sha-256) instead of trust, so that other local users cannot log in;
+        # an ephemeral (test) cluster keeps trust: its tests log in as roles they create without passwords
+        password = None if self.ephemeral else secrets.token_urlsafe(24)
+        pwfile = self.password_path.with_name(self.password_path.name + ".initdb")
+        if password:
+            fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(password + "\n")
+            self._who().chown(pwfile)  # initdb runs as the server user and reads it
         args = [
             str(self.bin_dir / "initdb"),
             "-D",
             str(self.datadir),
             "-U",
             SUPERUSER,
-            "--auth=trust",
+            *(["--auth=scram-sha-256", f"--pwfile={pwfile}"] if password else ["--auth=trust"]),
             "-E",
             "UTF8",
             "--locale=C",
         ]
         if self.ephemeral:
             args.append("--nosync")
-        self._run(args, what=f"initdb of {self.datadir}", timeout=300)
+        try:
+            self._run(args, what=f"initdb of {self.datadir}", timeout=300)
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if password:
+            fd = os.open(self.password_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(password + "\n")
         with open(self.datadir / "postgresql.conf", "a") as f:
             f.write(f"\n# settings managed by modelstore\ninclude_if_exists = '{_CONF_NAME}'\n")
         port = self.requested_port or _free_port()
@@ -627,6 +668,14 @@ class EmbeddedServer:
                         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
                     except psycopg.errors.DuplicateDatabase:
                         pass
+                # The login role is named like the catalog schema, so PostgreSQL's default search path
+                # ("$user", public) would start with the catalog: an unqualified CREATE TABLE would land
+                # beside modelstore.sources. User tables go to public unless qualified.
+                setting = conn.execute(
+                    "SELECT s.setconfig FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole "
+                    "WHERE r.rolname = %s AND s.setdatabase = 0", (SUPERUSER,)).fetchone()
+                if not setting or SEARCH_PATH_SETTING not in (setting[0] or []):
+                    conn.execute(sql.SQL("ALTER ROLE {} SET search_path = public").format(sql.Identifier(SUPERUSER)))
         except psycopg.Error as exc:
             raise ServerError(
                 f"the embedded server on port {self.port} is running but could not be used: {exc}"
@@ -662,6 +711,7 @@ class EmbeddedServer:
         if running is not None and self.is_running():
             self._port = running
             self.started_by_us = False
+            self._check_binaries()
             self._ensure_database()
             return
 
@@ -694,7 +744,39 @@ class EmbeddedServer:
                 + self._log_excerpt()
             )
         self.started_by_us = True
+        self._record_binaries()
         self._ensure_database()
+
+    def _binary_identity(self) -> str:
+        """The postgres binary this server would start from: its path, size, mtime and inode."""
+        path = self.bin_dir / "postgres"
+        st = os.stat(path)
+        return f"{path} {st.st_size} {st.st_mtime_ns} {st.st_ino}"
+
+    def _record_binaries(self) -> None:
+        with contextlib.suppress(OSError):
+            (self.datadir / _BINARY_NAME).write_text(self._binary_identity() + "\n")
+
+    def _check_binaries(self) -> None:
+        """A running server whose binaries were replaced underneath it (a package upgrade) fails later with
+        ``undefined symbol`` when a backend loads a library of the new version: restart it now."""
+        try:
+            recorded = (self.datadir / _BINARY_NAME).read_text().strip()
+        except OSError:
+            self._record_binaries()  # started by an earlier release: nothing to compare with
+            return
+        if recorded == self._binary_identity():
+            return
+        warnings.warn(
+            f"the PostgreSQL binaries in {self.bin_dir} changed since the embedded server in {self.datadir} "
+            "started (a package upgrade?); restarting it so that it runs the new ones",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        self._pg_ctl("-w", "-t", str(_START_TIMEOUT_S), "-m", "fast", "-l", str(self.log_path), "restart",
+                     what="pg_ctl restart")
+        self._port = self._running_port() or self._port
+        self._record_binaries()
 
     def _read_log_from(self, offset: int) -> str:
         try:

@@ -160,3 +160,47 @@ COMMENT ON FUNCTION modelstore.install_plpython() IS
 REVOKE ALL ON FUNCTION modelstore.install_plpython() FROM PUBLIC;
 
 SELECT modelstore.install_plpython();
+
+-- Where PL/Python is absent, calling create_model / explain / query says so and points to
+-- plpython_status(), instead of PostgreSQL's bare "function does not exist". These plpgsql stubs have the
+-- real functions' signatures; install_plpython() replaces them (CREATE OR REPLACE) when it can.
+CREATE OR REPLACE FUNCTION modelstore._plpython_missing(fn text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION '% needs PL/Python, which this database does not have (SELECT modelstore.plpython_status(); says why): %',
+        fn, modelstore.plpython_status()
+        USING ERRCODE = 'feature_not_supported',
+              HINT = 'SELECT modelstore.plpython_status(); says why and how to install it (docs/plpython.md). '
+                     'modelstore.predict and the other scoring functions work without it.';
+END
+$$;
+
+DO $stubs$
+BEGIN
+    IF to_regprocedure('modelstore.create_model(text, text, text, text, text[], text, text, text, text, '
+                       'float8, integer, boolean, float8, float8)') IS NULL THEN
+        CREATE FUNCTION modelstore.create_model(
+            name text, kind text, "table" text, target text, features text[], order_by text,
+            lo text DEFAULT NULL, hi text DEFAULT NULL, "where" text DEFAULT NULL, l2 float8 DEFAULT NULL,
+            chunk_rows integer DEFAULT NULL, replace boolean DEFAULT false,
+            var_smoothing float8 DEFAULT NULL, alpha float8 DEFAULT NULL)
+        RETURNS jsonb LANGUAGE plpgsql VOLATILE
+        AS $f$ BEGIN PERFORM modelstore._plpython_missing('modelstore.create_model'); RETURN NULL; END $f$;
+    END IF;
+    IF to_regprocedure('modelstore.explain(text, text, text, text[], text, text, text, text, float8, integer, '
+                       'float8, float8)') IS NULL THEN
+        CREATE FUNCTION modelstore.explain(
+            kind text, "table" text, target text, features text[], order_by text,
+            lo text DEFAULT NULL, hi text DEFAULT NULL, "where" text DEFAULT NULL, l2 float8 DEFAULT NULL,
+            chunk_rows integer DEFAULT NULL, var_smoothing float8 DEFAULT NULL, alpha float8 DEFAULT NULL)
+        RETURNS SETOF text LANGUAGE plpgsql VOLATILE
+        AS $f$ BEGIN PERFORM modelstore._plpython_missing('modelstore.explain'); RETURN; END $f$;
+    END IF;
+    IF to_regprocedure('modelstore.query(text)') IS NULL THEN
+        CREATE FUNCTION modelstore.query(statement text) RETURNS SETOF jsonb LANGUAGE plpgsql VOLATILE
+        AS $f$ BEGIN PERFORM modelstore._plpython_missing('modelstore.query'); RETURN; END $f$;
+    END IF;
+END
+$stubs$;

@@ -673,5 +673,5 @@ def test_cli_refuses_with_exit_code_2(store, extra, module_dsn, args, message):
     proc = subprocess.run([sys.executable, "-m", "modelstore", "--dsn", module_dsn, *args], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "error:" in proc.stdout and message in proc.stdout.replace("\n", ""), proc.stdout
+    assert "error:" in proc.stderr and message in proc.stderr.replace("\n", ""), proc.stdout + proc.stderr
     assert catalog_counts(store.conn) == before

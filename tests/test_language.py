@@ -390,5 +390,5 @@ def test_cli_query_file_and_explain(store, module_dsn, tmp_path):
     assert proc.returncode == 0 and "stored #" in proc.stdout and "[1, 700]" in proc.stdout, proc.stdout + proc.stderr
     proc = subprocess.run([*cli, "query", "SELECT * FROM ML.WEIGHTS(MODEL nope)"], capture_output=True, text=True,
                           timeout=120)
-    assert proc.returncode == 2 and "no model named 'nope'" in proc.stdout
+    assert proc.returncode == 2 and "no model named 'nope'" in proc.stderr
     assert math.isfinite(store.model("cli_file").intercept_)

@@ -108,7 +108,8 @@ def test_persistent_server_lifecycle(pg_home):
     first = next(s for s in servers if s.started_by_us)
 
     assert first.is_running()
-    assert first.dsn == f"postgresql://modelstore@127.0.0.1:{first.port}/modelstore"
+    password = first.password_path.read_text().strip()
+    assert first.dsn == f"postgresql://modelstore:{password}@127.0.0.1:{first.port}/modelstore"
     assert _select_one(first.dsn) == 1
     assert first.log_path.exists() and first.log_path.parent == datadir.parent
     with psycopg.connect(first.dsn) as conn:

@@ -262,6 +262,9 @@ def fetch_nodes(conn: psycopg.Connection,
 
 
 def list_indexes(conn: psycopg.Connection) -> list[dict]:
+    """Every index with its size next to its table's. An index whose table was dropped, or dropped and
+    created again (another oid: the index describes rows that are gone), is listed with that ``status``
+    and no table size, instead of failing the listing."""
     cur = conn.execute(
         """
         SELECT i.index_id, format('%I.%I', s.schema_name, s.table_name) AS source, s.order_by, i.family,
@@ -269,8 +272,12 @@ def list_indexes(conn: psycopg.Connection) -> list[dict]:
                i.end_value, i.refreshed_at,
                (SELECT coalesce(sum(pg_column_size(n.*)), 0) FROM modelstore.index_nodes n
                  WHERE n.index_id = i.index_id) AS index_bytes,
-               pg_total_relation_size(format('%I.%I', s.schema_name, s.table_name)::regclass) AS table_bytes
+               CASE WHEN t.oid IS NOT NULL THEN pg_total_relation_size(t.oid) END AS table_bytes,
+               CASE WHEN t.oid IS NULL THEN 'table dropped'
+                    WHEN s.relid IS NOT NULL AND t.oid <> s.relid THEN 'table re-created'
+                    ELSE 'ok' END AS status
         FROM modelstore.stat_indexes i JOIN modelstore.sources s USING (source_id)
+        LEFT JOIN LATERAL (SELECT to_regclass(format('%I.%I', s.schema_name, s.table_name))::oid AS oid) t ON true
         ORDER BY i.index_id
         """
     )

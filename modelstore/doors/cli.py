@@ -1,13 +1,20 @@
-"""The ``modelstore`` command line: demo, query, migrate, install-extension, calibrate, fit, explain, models, show, drop, index, bench, server."""
+"""The ``modelstore`` command line: demo, query, migrate, install-extension, worker, deployments, calibrate, fit, explain, models, show, drop, index, bench, server.
+
+Results go to standard output (``--format table|json|csv``), errors to standard error as one line.
+Exit status: 0 success; 2 a request modelstore refused (bad input, unknown model …) or a usage error;
+3 an error PostgreSQL raised that modelstore did not foresee; 130 interrupted (Ctrl-C; the request in
+progress is rolled back).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 
 import psycopg
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table as RichTable
 from rich.text import Text
 
@@ -17,6 +24,24 @@ from modelstore.families import FAMILIES
 console = Console()
 if not console.is_terminal:  # piped or captured: do not squeeze tables into 80 columns
     console = Console(width=120)
+#: errors and warnings: standard error, one line each
+err_console = Console(stderr=True, highlight=False)
+
+#: exit statuses (README "Command line")
+EXIT_OK, EXIT_INPUT, EXIT_DATABASE, EXIT_INTERRUPTED = 0, 2, 3, 130
+
+EXIT_HELP = """exit status: 0 success; 2 bad input or usage (the request was refused, nothing written);
+3 a database error modelstore did not foresee; 130 interrupted by Ctrl-C (the request in progress is
+rolled back). Errors go to standard error, results to standard output."""
+
+#: columns that hold names a user types back (show, drop, index refresh): never cut, never wrapped
+IDENTIFIER_COLUMNS = ("name", "model", "source", "index_id", "order_by", "target")
+
+
+def _error(message: str, prefix: str = "error", exc: BaseException | None = None) -> None:
+    """One error on standard error (the message is printed as is: no markup is interpreted)."""
+    notes = getattr(exc, "__notes__", None) or []
+    err_console.print(Text.assemble((f"{prefix}: ", "bold red"), "; ".join([message, *notes])), soft_wrap=True)
 
 
 def _bound(text: str | None):
@@ -61,8 +86,11 @@ def _request(args) -> tuple[str, dict]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="modelstore", description=__doc__)
+    parser = argparse.ArgumentParser(prog="modelstore", description=__doc__.split("\n\n")[0], epilog=EXIT_HELP,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dsn", help="PostgreSQL DSN or URL (default: $MODELSTORE_DSN, $DATABASE_URL, else embedded)")
+    parser.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                        help="how tables are printed: for the terminal (default), or JSON / CSV for scripts")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="build, reuse and explain models on a seeded synthetic table")
@@ -140,16 +168,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-build", action="store_true", help="only CREATE EXTENSION (already installed on the server)")
     p.add_argument("--force", action="store_true", help="rebuild even if the current build is installed")
 
-    p = sub.add_parser("server", help="the embedded PostgreSQL server")
-    p.add_argument("action", choices=["start", "stop", "status"])
+    p = sub.add_parser("server", help="the embedded PostgreSQL server; how psql and R connect to modelstore's database",
+                       description="start | stop | status: the embedded server. url: the URL modelstore connects "
+                                   "to (--dsn, $MODELSTORE_DSN, $DATABASE_URL, else the embedded server, started "
+                                   "if needed), for psql \"$(modelstore server url)\". env: the same as libpq "
+                                   "variables, for eval \"$(modelstore server env)\" before psql or R.")
+    p.add_argument("action", choices=["start", "stop", "status", "url", "env"])
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings on standard error as one line each (``warning: …``), not Python's file:line format."""
+    err_console.print(Text.assemble(("warning: ", "bold yellow"), str(message)), soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    import warnings
+
+    saved, warnings.showwarning = warnings.showwarning, _show_warning
     try:
+        return _main(argv)
+    finally:
+        warnings.showwarning = saved
+
+
+def _main(argv: list[str] | None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
         if args.command == "server":
-            return _server(args.action)
+            return _server(args.action, args.dsn)
         if args.command == "install-extension" and not args.no_build:
             from pathlib import Path
 
@@ -163,12 +210,15 @@ def main(argv: list[str] | None = None) -> int:
 
         with Store(args.dsn) as store:
             return _dispatch(store, args)
+    except KeyboardInterrupt:  # Ctrl-C: psycopg cancels the running query; the open transaction rolls back
+        _error("the request in progress was rolled back", prefix="interrupted")
+        return EXIT_INTERRUPTED
     except ModelstoreError as exc:
-        console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
-        return 2
+        _error(str(exc), exc=exc)
+        return EXIT_INPUT
     except psycopg.Error as exc:  # the database refused something modelstore did not foresee
-        console.print(f"[bold red]database error:[/bold red] {exc}", highlight=False, markup=False)
-        return 3
+        _error(str(exc).strip(), prefix="database error", exc=exc)
+        return EXIT_DATABASE
 
 
 def _dispatch(store, args) -> int:
@@ -184,8 +234,7 @@ def _dispatch(store, args) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         Worker(store, store.dsn, interval=args.interval).run(max_seconds=args.max_seconds)
     elif args.command == "deployments":
-        _print_result(store.deployments(), max_rows=None)
-
+        _print_result(store.deployments(), max_rows=None, fmt=args.format)
     elif args.command == "install-extension":
         from psycopg import sql
 
@@ -221,8 +270,8 @@ def _dispatch(store, args) -> int:
             config = benchmark.configure(args.mode or "quick", rows=args.rows, queries=args.queries, seed=args.seed)
             only = benchmark.parse_only(args.only)
         except ValueError as exc:
-            console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
-            return 2
+            _error(str(exc))
+            return EXIT_INPUT
         benchmark.run(store, config, only=only, out_dir=args.out, console=console)
         console.print(f"results and SUMMARY.md in {args.out}")
     elif args.command == "fit":
@@ -236,39 +285,40 @@ def _dispatch(store, args) -> int:
             missing = [f"--{n.replace('_', '-')}" for n in ("table", "target", "features", "order_by")
                        if getattr(args, n) is None]
             if missing:
-                console.print(f"[bold red]error:[/bold red] explain {args.what} needs {', '.join(missing)}")
-                return 2
+                _error(f"explain {args.what} needs {', '.join(missing)}")
+                return EXIT_INPUT
             args.kind = args.what
             kind, request = _request(args)
-            console.print(str(store.explain(kind, **request)), markup=False)
+            _print_result(_plan_frame(store.explain(kind, **request)), max_rows=None, fmt=args.format)
         else:
             text = args.what.strip()
             if not text.upper().startswith("EXPLAIN"):
                 text = "EXPLAIN " + text
-            _print_result(store.query(text), max_rows=None)
+            _print_result(store.query(text), max_rows=None, fmt=args.format)
     elif args.command == "query":
         if (args.statement is None) == (args.file is None):
-            console.print("[bold red]error:[/bold red] give the statement(s) as an argument or with -f FILE")
-            return 2
+            _error("give the statement(s) as an argument or with -f FILE")
+            return EXIT_INPUT
         if args.file is not None:
             text = sys.stdin.read() if args.file == "-" else _read_file(args.file)
         else:
             text = args.statement
-        from modelstore.language import parse, run_statement
+        from modelstore.language import run
 
-        for statement in parse(text):
-            _print_result(run_statement(store, statement), max_rows=args.max_rows)
+        # a script is one transaction: a statement that fails rolls back the ones before it (docs/language.md)
+        for result in run(store, text):
+            _print_result(result, max_rows=args.max_rows, fmt=args.format)
     elif args.command == "models":
+        columns = ["name", "kind", "source", "order_by", "lo", "hi", "filter", "target", "features", "rows_used"]
         frame = store.models()
-        grid = RichTable()
-        for col in ("name", "kind", "source", "order_by", "lo", "hi", "filter", "target", "features", "rows_used"):
-            grid.add_column(col)
-        for row in frame.itertuples():
-            grid.add_row(*(str(getattr(row, c)) if getattr(row, c) is not None else "" for c in
-                           ("name", "kind", "source", "order_by", "lo", "hi", "filter", "target", "features", "rows_used")))
-        console.print(grid)
+        _print_frame(frame if args.format != "table" else frame[columns], fmt=args.format)
     elif args.command == "show":
         model = store.model(args.name)
+        if args.format != "table":
+            from modelstore.language.runner import describe
+
+            _print_frame(describe(model), fmt=args.format)
+            return EXIT_OK
         _print_model(model)
         console.print(str(model.plan), markup=False)
     elif args.command == "drop":
@@ -294,14 +344,10 @@ def _index(store, args) -> None:
         out = store.refresh_index(args.index_id, progress=console.is_terminal)
         console.print(f"index #{args.index_id}: {out['rows_added']:,} rows added, {out['n_chunks']} chunks")
     elif args.index_command == "list":
-        grid = RichTable()
-        columns = ("index_id", "source", "order_by", "family", "target", "columns", "chunk_rows", "n_chunks",
-                   "rows_indexed", "end_value", "index_bytes", "table_bytes", "size_ratio")
-        for col in columns:
-            grid.add_column(col)
-        for row in store.indexes().itertuples():
-            grid.add_row(*(_figures(getattr(row, c)) if getattr(row, c) is not None else "" for c in columns))
-        console.print(grid)
+        columns = ["index_id", "source", "order_by", "family", "target", "columns", "chunk_rows", "n_chunks",
+                   "rows_indexed", "end_value", "index_bytes", "table_bytes", "size_ratio", "status"]
+        frame = store.indexes()
+        _print_frame(frame if args.format != "table" else frame[columns], fmt=args.format)
     else:
         dropped = store.drop_index(args.index_id)
         console.print(f"dropped index #{args.index_id}" if dropped else f"no index #{args.index_id}")
@@ -331,46 +377,153 @@ def _read_file(path: str) -> str:
         raise InputError(f"cannot read statements from {path!r}: {exc.strerror}") from None
 
 
-def _print_result(result, *, max_rows: int | None) -> None:
-    """A model-language result on the terminal: a model with its plan, a plan, or a table."""
+def _plan_frame(plan):
+    import pandas as pd
+
+    return pd.DataFrame({"QUERY PLAN": str(plan).splitlines()})
+
+
+def _print_result(result, *, max_rows: int | None, fmt: str = "table") -> None:
+    """A model-language result: a model with its plan, a plan, or a table (``fmt``: table, json, csv)."""
     import pandas as pd
 
     if not isinstance(result, pd.DataFrame):  # CREATE MODEL: the fitted model
+        if fmt != "table":
+            from modelstore.language.runner import describe
+
+            _print_frame(describe(result), fmt=fmt)
+            return
         console.print(Text(f"{result.name} ({result.kind})", style="bold"))
         _print_model(result)
         console.print(str(result.plan), markup=False)
         return
-    if list(result.columns) == ["QUERY PLAN"]:
+    if list(result.columns) == ["QUERY PLAN"] and fmt == "table":
         console.print("\n".join(result["QUERY PLAN"]), markup=False)
         return
-    shown = result if max_rows is None else result.head(max_rows)
-    grid = RichTable()
-    for col in result.columns:
-        grid.add_column(str(col), justify="right" if pd.api.types.is_numeric_dtype(result[col]) else "left")
-    for row in shown.itertuples(index=False):
-        grid.add_row(*(Text("" if v is None or (isinstance(v, float) and v != v) else _cell(v)) for v in row))
-    console.print(grid)
+    shown = result if max_rows is None or fmt != "table" else result.head(max_rows)
+    _print_frame(shown, fmt=fmt)
     more = len(result) - len(shown)
-    console.print(f"({len(result)} row{'s' if len(result) != 1 else ''}" + (f", {more} not shown: --max-rows)" if more else ")"),
-                  highlight=False)
+    if fmt == "table":
+        console.print(f"({len(result)} row{'s' if len(result) != 1 else ''}"
+                      + (f", {more} not shown: --max-rows)" if more else ")"), highlight=False)
+
+
+def _missing(value) -> bool:
+    if value is None:
+        return True
+    try:
+        import pandas as pd
+
+        return bool(pd.isna(value)) if not isinstance(value, list | tuple | dict) else False
+    except (TypeError, ValueError):
+        return False
 
 
 def _cell(value) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
+    """A cell for the terminal: nothing for a missing value (never 'nan' or 'None')."""
+    if _missing(value):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(_cell(v) for v in value)
+    return _figures(value)
 
 
-def _server(action: str) -> int:
+def _plain(value):
+    """A cell as a JSON value: missing → null, numpy → Python, the rest as text unless JSON has it."""
+    if _missing(value):
+        return None
+    if hasattr(value, "item") and not isinstance(value, list | tuple | dict):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "tolist"):
+        return _plain(value.tolist())
+    return str(value)
+
+
+def _print_frame(frame, *, fmt: str) -> None:
+    """A DataFrame on standard output: a table that fits the terminal without cutting an identifier,
+    or JSON (an array of objects) or CSV for scripts."""
+    records = [{str(c): _plain(v) for c, v in zip(frame.columns, row)} for row in frame.itertuples(index=False)]
+    if fmt == "json":
+        sys.stdout.write(json.dumps(records, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+        return
+    if fmt == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow([str(c) for c in frame.columns])
+        for record in records:
+            writer.writerow(["" if v is None else json.dumps(v) if isinstance(v, list | dict) else v
+                             for v in record.values()])
+        sys.stdout.flush()
+        return
+    import pandas as pd
+
+    cells = [[_cell(v) for v in row] for row in frame.itertuples(index=False)]
+    widths = [max([len(str(c))] + [max((len(x) for x in cell[i].splitlines()), default=0) for cell in cells])
+              for i, c in enumerate(frame.columns)]
+    if sum(widths) + 3 * len(widths) + 1 > console.width:  # too wide: one block per row, as psql's \x
+        label = max((len(str(c)) for c in frame.columns), default=0)
+        for number, row in enumerate(cells, 1):
+            console.print(Text(f"-[ RECORD {number} ]" + "-" * max(0, min(console.width, 40) - 14), style="dim"))
+            for col, value in zip(frame.columns, row):
+                console.print(Text.assemble((f"{str(col):<{label}} | ", "bold"), value), soft_wrap=True)
+        return
+    grid = RichTable()
+    for col in frame.columns:
+        numeric = pd.api.types.is_numeric_dtype(frame[col])
+        if str(col) in IDENTIFIER_COLUMNS:  # the names typed back into show/drop: whole, on one line
+            width = max([len(str(col))] + [len(_cell(v)) for v in frame[col]])
+            grid.add_column(str(col), no_wrap=True, min_width=width, overflow="fold")
+        else:
+            grid.add_column(str(col), justify="right" if numeric else "left", overflow="fold")
+    for row in cells:
+        grid.add_row(*(Text(v) for v in row))
+    console.print(grid)
+
+
+def _server(action: str, dsn: str | None = None) -> int:
     from modelstore.server import EmbeddedServer
 
+    if action in ("url", "env"):
+        import shlex
+
+        from psycopg.conninfo import conninfo_to_dict
+
+        from modelstore.connection import resolve_dsn
+
+        url, _ = resolve_dsn(dsn)  # an embedded server started here keeps running, as `server start`
+        if action == "url":
+            sys.stdout.write(url + "\n")
+            return EXIT_OK
+        names = {"host": "PGHOST", "port": "PGPORT", "dbname": "PGDATABASE", "user": "PGUSER",
+                 "password": "PGPASSWORD"}
+        for key, value in conninfo_to_dict(url).items():
+            if key in names:
+                sys.stdout.write(f"export {names[key]}={shlex.quote(str(value))}\n")
+        return EXIT_OK
     server = EmbeddedServer()
     if action == "start":
         server.start()
-        console.print(f"embedded PostgreSQL running at {server.dsn}")
+        console.print(f"embedded PostgreSQL running at {server.dsn}", markup=False, highlight=False, soft_wrap=True)
     elif action == "stop":
         server.stop()
         console.print("embedded PostgreSQL stopped")
     else:
-        console.print(f"running at {server.dsn}" if server.is_running() else "not running")
+        console.print(f"running at {server.dsn}" if server.is_running() else "not running", markup=False,
+                      highlight=False, soft_wrap=True)
     return 0
 
 

@@ -7,7 +7,7 @@ PL/Python is available) all come here. Modules: :mod:`.dialect` (the grammar), :
 reference.
 """
 
-from modelstore.language.runner import describe, run, run_statement
+from modelstore.language.runner import describe, run, run_statement, statement_label
 from modelstore.language.statements import LanguageError, parse
 
-__all__ = ["LanguageError", "describe", "parse", "run", "run_statement"]
+__all__ = ["LanguageError", "describe", "parse", "run", "run_statement", "statement_label"]

@@ -9,11 +9,13 @@ an input query contains can write or change the session, and its rows come back 
 
 from __future__ import annotations
 
+import warnings
+
 import pandas as pd
 from psycopg import sql
 from sqlglot import exp
 
-from modelstore.errors import InputError, ModelNotFoundError
+from modelstore.errors import InputError, ModelNotFoundError, PlanNoteWarning
 from modelstore.language import functions
 from modelstore.deploy.refresh import load as load_deployment
 from modelstore.language.statements import (
@@ -24,8 +26,35 @@ from modelstore.request.source import resolve_table
 
 
 def run(store, text: str) -> list:
-    """Run every statement of ``text`` in order; returns their results (a model or a DataFrame each)."""
-    return [run_statement(store, s) for s in parse(text)]
+    """Run every statement of ``text`` in order, in one transaction; returns their results (a model or a
+    DataFrame each). When one fails, the ones before it are rolled back too, and the error carries a note
+    naming the failing statement (``statement 2 of 3 (CREATE MODEL b) failed …``)."""
+    statements = parse(text)
+    if len(statements) == 1:
+        return [run_statement(store, statements[0])]
+    results = []
+    with store.conn.transaction():
+        for number, statement in enumerate(statements, 1):
+            try:
+                results.append(run_statement(store, statement))
+            except Exception as exc:
+                exc.add_note(f"statement {number} of {len(statements)} ({statement_label(statement)}) failed; "
+                             "the script is one transaction, so nothing was written")
+                raise
+    return results
+
+
+def statement_label(statement) -> str:
+    """A statement in a few words, for errors: ``CREATE MODEL sales_jan``, ``SELECT``, …"""
+    if isinstance(statement, CreateModel):
+        return f"CREATE MODEL {statement.name}"
+    if isinstance(statement, ExplainCreate):
+        return f"EXPLAIN CREATE MODEL {statement.create.name}"
+    if isinstance(statement, DropModel):
+        return f"DROP MODEL {statement.name}"
+    if isinstance(statement, ShowModelsStatement):
+        return "SHOW MODELS"
+    return "SELECT"
 
 
 def run_statement(store, statement):
@@ -100,8 +129,29 @@ def fit_arguments(store, create: CreateModel) -> dict:
         for column in residual.find_all(exp.Column):  # names were folded by the parser: now they are exact
             column.this.set("quoted", True)
         where = residual.sql(dialect="postgres")
+    notes = ()
+    if create.order_by is None:
+        notes = _default_order_notes(table, order_by, bounds.residual)
     return dict(kind=create.kind, table=create.table, target=label, features=features, order_by=order_by,
-                lo=bounds.lo, hi=bounds.hi, where=where, **create.params)
+                lo=bounds.lo, hi=bounds.hi, where=where, notes=notes, **create.params)
+
+
+def _default_order_notes(table, order_by: str, residual) -> tuple[str, ...]:
+    """CREATE MODEL without order_by ranges over the primary key: a comparison of another column (a
+    timestamp, say) stays a filter over every row. Say so, in the plan and as a warning."""
+    compared = []
+    for node in residual.find_all(exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between) if residual is not None else ():
+        for column in node.find_all(exp.Column):
+            name = next((c for c in table.columns if c == column.name or c.lower() == column.name.lower()), None)
+            if name and name != order_by and name not in compared:
+                compared.append(name)
+    if not compared:
+        return ()
+    names = ", ".join(repr(c) for c in compared)
+    note = (f"order_by was not given, so the range is on the primary key {order_by!r}; the condition on {names} "
+            f"is a filter over every row. OPTIONS (order_by = '{compared[0]}') makes it the range.")
+    warnings.warn(note, PlanNoteWarning, stacklevel=4)
+    return (note,)
 
 
 def _column(table, name: str, role: str, create: CreateModel) -> str:
@@ -185,4 +235,4 @@ def describe(result) -> pd.DataFrame:
     }])
 
 
-__all__ = ["run", "run_statement", "fit_arguments", "describe", "InputError", "exp"]
+__all__ = ["run", "run_statement", "statement_label", "fit_arguments", "describe", "InputError", "exp"]

@@ -109,11 +109,17 @@ def coerce_bound(value, order_kind: str, which: str):
                 return math.ceil(value) if which == "lo" else math.floor(value)
             return int(value)
         return value
+    given = value
     if isinstance(value, str):
+        text = value.strip()
+        if text[-1:] in ("Z", "z"):  # UTC as JSON and JavaScript write it (Python < 3.11 does not parse it)
+            text = text[:-1] + "+00:00"
         try:
-            value = dt.datetime.fromisoformat(value)
+            value = dt.datetime.fromisoformat(text)
         except ValueError as exc:
-            raise RangeError(f"{which} must be an ISO date or timestamp, got {value!r} instead") from exc
+            raise RangeError(f"{which} must be an ISO date or timestamp such as '2025-01-31' or "
+                             f"'2025-01-31 23:59:59' (with '+02:00' or 'Z' for a timestamptz column), "
+                             f"got {value!r} instead") from exc
     if order_kind == "date":
         if isinstance(value, dt.datetime):
             if value.time() != dt.time(0) or value.tzinfo is not None:
@@ -128,9 +134,13 @@ def coerce_bound(value, order_kind: str, which: str):
     if not isinstance(value, dt.datetime):
         raise RangeError(f"{which} must be a timestamp, got {value!r} instead")
     if order_kind == "timestamptz" and value.tzinfo is None:
-        raise RangeError(f"{which} must be timezone-aware for a timestamptz ordering column, got {value!r} instead")
+        raise RangeError(f"{which} must be timezone-aware for a timestamptz ordering column, got {given!r}: add the "
+                         f"zone, e.g. '{value.isoformat(sep=' ')}Z' for UTC or '{value.isoformat(sep=' ')}+02:00'")
     if order_kind == "timestamp" and value.tzinfo is not None:
-        raise RangeError(f"{which} must be naive for a timestamp (without time zone) ordering column, got {value!r}")
+        raise RangeError(f"{which} must be naive for a timestamp (without time zone) ordering column, got {given!r}: "
+                         f"the column has no time zone, so write the bound without one, e.g. "
+                         f"'{value.replace(tzinfo=None).isoformat(sep=' ')}' (a 'Z' or '+00:00' suffix is for "
+                         f"timestamptz columns)")
     _check_representable(value, which)
     return value
 

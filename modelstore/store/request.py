@@ -32,12 +32,13 @@ class FitRequest:
     name: str | None = None
     replace: bool = False
     max_classes: int = 1000
+    notes: tuple[str, ...] = ()  # what a door decided for the request (the language's default order_by)
 
     @classmethod
     def make(cls, kind: str, *, table: str, target: str, features: Sequence[str], order_by: str, lo=None,
              hi=None, where: str | None = None, l2: float | None = None, var_smoothing: float = 1e-9,
              alpha: float = 1.0, chunk_rows: int | None = None, evaluate: bool = True, name: str | None = None,
-             replace: bool = False, max_classes: int = 1000) -> "FitRequest":
+             replace: bool = False, max_classes: int = 1000, notes: Sequence[str] = ()) -> "FitRequest":
         """The request of ``store.fit(kind, …)``'s keyword arguments; raises an :class:`InputError`
         naming the first problem."""
         params = family(kind).params(l2=l2, var_smoothing=var_smoothing, alpha=alpha, chunk_rows=chunk_rows)
@@ -45,7 +46,7 @@ class FitRequest:
             check_name(name)
         check_max_classes(max_classes)
         return cls(kind, table, target, check_features(features, target), order_by, lo, hi, where, params,
-                   bool(evaluate), name, bool(replace), max_classes)
+                   bool(evaluate), name, bool(replace), max_classes, tuple(notes))
 
     @property
     def family(self):

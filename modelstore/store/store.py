@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -29,7 +30,7 @@ from modelstore.connection import open_connection, resolve_dsn
 from modelstore.request.descriptor import (
     Descriptor, Range, Source, check_range, coerce_bound, normalize_filter, parse_bound,
 )
-from modelstore.errors import FilterError, InputError, NonFiniteValueError, PrivilegeError, RangeError
+from modelstore.errors import FilterError, InputError, NonFiniteValueError, PlanNoteWarning, PrivilegeError, RangeError
 from modelstore.execution.executor import execute
 from modelstore.language import run as run_statements
 from modelstore.catalog.migrate import ensure_current
@@ -140,9 +141,10 @@ class Store:
         """Plan, execute, solve and materialise one request, in one transaction (the paper's §5 loop)."""
         started = time.perf_counter()
         with self.conn.transaction():
-            descriptor, table_info = self._describe_request(request)
+            descriptor, table_info, notes = self._describe_request(request)
             run = self._run_trained if descriptor.family.trained else self._run_statistics
             out = run(request, descriptor, table_info)
+            out = out._replace(executed=_with_notes(out.executed, notes + _chunk_notes(out.executed.plan)))
             executed = dataclasses.replace(
                 out.executed, execution_seconds=time.perf_counter() - started - out.executed.plan.planning_seconds)
             name = request.name
@@ -203,6 +205,9 @@ class Store:
         extra["Theorem 1 bound (δ=0.05)"] = (f"‖w_μ − w‖ ≤ {model.theorem1_bound(0.05):.4g} "
                                              f"(R={model.bound_inputs['R']:.4g}, λ={model.l2:g}, "
                                              f"p={model.bound_inputs['p']}, l={model.bound_inputs['l']:.0f})")
+        extra["Theorem 1 means"] = (f"with probability ≥ 95% (rows i.i.d.), the averaged chunk weights w_μ are within "
+                                    f"that distance of w, one model trained on all {model.rows_used:,} rows with the "
+                                    f"same λ; a worst case, usually far above the real distance (docs/logistic.md)")
         if request.evaluate:
             extra["Training accuracy"] = f"{training_accuracy(self.conn, table_info, descriptor, model):.4f}"
         executed = ExecutedPlan(plan, executed.results, 0.0, None, 0.0, (), extra)
@@ -218,10 +223,15 @@ class Store:
         arguments = {k: v for k, v in arguments.items() if k not in ("evaluate", "name", "replace", "max_classes")}
         request = FitRequest.make(kind, **arguments)
         with self.conn.transaction():
-            descriptor, table_info = self._describe_request(request)
+            descriptor, table_info, notes = self._describe_request(request)
             access = freshness.check_access(self.conn, table_info, descriptor)
             source_id = freshness.usable_source(self.conn, descriptor, table_info, access)
-            return dataclasses.replace(self._plan(source_id, descriptor), notes=access.notes)
+            plan = self._plan(source_id, descriptor)
+            if descriptor.family.trained:
+                notes += ("Theorem 1: EXPLAIN ANALYZE (model.plan) bounds ‖w_μ − w‖, the distance between the "
+                          "averaged chunk weights and one model trained on all rows, once the rows are read (the "
+                          "bound needs R, their largest feature-vector norm); docs/logistic.md",)
+            return dataclasses.replace(plan, notes=access.notes + notes + _chunk_notes(plan, warn=True))
 
     # -- the statistics index (docs/index.md) --------------------------------------------------------
 
@@ -290,12 +300,14 @@ class Store:
             return index.drop(self.conn, index_id)
 
     def indexes(self) -> pd.DataFrame:
-        """Every statistics index, with its size next to its table's."""
+        """Every statistics index, with its size next to its table's; ``status`` is ``ok``, ``table dropped``
+        or ``table re-created`` (an index of a table that is gone: drop it with :meth:`drop_index`)."""
         rows = index.list_indexes(self.conn)
         frame = pd.DataFrame(rows, columns=["index_id", "source", "order_by", "family", "target", "columns",
                                             "chunk_rows", "n_chunks", "levels", "rows_indexed", "end_value",
-                                            "refreshed_at", "index_bytes", "table_bytes"])
-        frame["size_ratio"] = frame.index_bytes / frame.table_bytes.where(frame.table_bytes > 0)
+                                            "refreshed_at", "index_bytes", "table_bytes", "status"])
+        table_bytes = pd.to_numeric(frame.table_bytes, errors="coerce")
+        frame["size_ratio"] = frame.index_bytes / table_bytes.where(table_bytes > 0)
         return frame
 
     def _index_row(self, index_id: int) -> dict:
@@ -419,12 +431,20 @@ class Store:
 
     # -- validation ---------------------------------------------------------------------------------
 
-    def _describe_request(self, request: FitRequest) -> tuple[Descriptor, Table]:
-        return self._describe(request.kind, request.table, request.target, request.features, request.order_by,
-                              request.lo, request.hi, request.where, request.params)
+    def _describe_request(self, request: FitRequest) -> tuple[Descriptor, Table, tuple[str, ...]]:
+        """The request's descriptor and table, and the notes its plan carries (what was decided for it)."""
+        notes = list(request.notes)
+        descriptor, tbl = self._describe(request.kind, request.table, request.target, request.features,
+                                         request.order_by, request.lo, request.hi, request.where, request.params,
+                                         notes=notes)
+        return descriptor, tbl, tuple(notes)
 
-    def _describe(self, kind, table, target, features, order_by, lo, hi, where, params) -> tuple[Descriptor, Table]:
-        """Validate a request against the database and turn it into a :class:`Descriptor`."""
+    def _describe(self, kind, table, target, features, order_by, lo, hi, where, params, *,
+                  notes: list | None = None) -> tuple[Descriptor, Table]:
+        """Validate a request against the database and turn it into a :class:`Descriptor`.
+
+        With ``notes``, conditions of ``where`` on the ordering column become the range (as in the model
+        language), so that stored statistics can serve them, and a note says so."""
         tbl = resolve_table(self.conn, table)
         order_kind = tbl.order_kind(order_by)
         features = check_features(features, target)
@@ -438,10 +458,16 @@ class Store:
             self._check_filter(tbl, where, filter_sql)
         lo = None if lo is None else coerce_bound(lo, order_kind, "lo")
         hi = None if hi is None else coerce_bound(hi, order_kind, "hi")
+        moved = False
+        if notes is not None and filter_sql:
+            filter_sql, lo, hi, moved = _range_from_where(tbl, order_by, order_kind, where, filter_sql, lo, hi)
         if lo is None or hi is None:
             first, last = self._extent(tbl, order_by)
             lo = first if lo is None else lo
             hi = last if hi is None else hi
+        if moved:
+            notes.append(f"where's condition on the ordering column {order_by!r} is the range [{lo}, {hi}], "
+                         f"not a filter, so that stored statistics can serve it")
         source = Source(tbl.schema, tbl.name, order_by, order_kind)
         return Descriptor(source, check_range(lo, hi), filter_sql, kind, target, features, params), tbl
 
@@ -549,6 +575,61 @@ def _filter_errors(descriptor: Descriptor):
             raise
         raise FilterError(f"where {descriptor.filter_sql!r} failed on a row of {descriptor.source.qualified}: "
                           f"{exc.diag.message_primary or exc}") from None
+
+
+def _with_notes(executed: ExecutedPlan, notes: tuple[str, ...]) -> ExecutedPlan:
+    if not notes:
+        return executed
+    plan = dataclasses.replace(executed.plan, notes=tuple(dict.fromkeys(executed.plan.notes + notes)))
+    return dataclasses.replace(executed, plan=plan)
+
+
+def _chunk_notes(plan: Plan, *, warn: bool = True) -> tuple[str, ...]:
+    """A trained family's plan that reuses stored chunk models of another size than ``chunk_rows``
+    (they were trained by an earlier request): say so, in the plan and as a warning."""
+    descriptor = plan.descriptor
+    chunk_rows = descriptor.params.get("chunk_rows") if descriptor.family.trained else None
+    sizes = sorted(s.est_rows for s in plan.steps if s.op == "stored" and s.est_rows)
+    if not chunk_rows or not sizes:
+        return ()
+    typical = sizes[len(sizes) // 2]
+    if max(sizes) <= chunk_rows * 1.1 and (len(sizes) < 2 or typical >= chunk_rows * 0.9):
+        return ()
+    note = (f"{len(sizes)} stored chunk model(s) of about {typical:,} rows are reused although chunk_rows="
+            f"{chunk_rows:,}: chunk_rows applies only to the chunks trained now (use another l2, or drop the "
+            f"stored chunks, for chunks of {chunk_rows:,} rows throughout)")
+    if warn:
+        warnings.warn(note, PlanNoteWarning, stacklevel=4)
+    return (note,)
+
+
+def _range_from_where(tbl: Table, order_by: str, order_kind: str, where: str, filter_sql: str, lo, hi
+                      ) -> tuple[str, object, object, bool]:
+    """Conditions of a Python ``where`` on the ordering column become the range, as the model language
+    does (docs/language.md): a filter over the whole table would scan it and share nothing."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
+
+    from modelstore.language.where import split_where
+
+    try:
+        # the text as written: a conjunct under NOT or OR is not a range, as in the language
+        tree = normalize_identifiers(sqlglot.parse_one(where, read="postgres"), dialect="postgres")
+    except sqlglot.errors.ParseError:
+        return filter_sql, lo, hi, False
+    bounds = split_where(tree, order_by, order_kind, tbl.columns[order_by].type_name)
+    if bounds.lo is None and bounds.hi is None:
+        return filter_sql, lo, hi, False
+    new_lo = bounds.lo if lo is None else lo if bounds.lo is None else max(lo, bounds.lo)
+    new_hi = bounds.hi if hi is None else hi if bounds.hi is None else min(hi, bounds.hi)
+    residual = None
+    if bounds.residual is not None:
+        residual = bounds.residual.copy()
+        for column in residual.find_all(exp.Column):
+            column.this.set("quoted", True)
+        residual = normalize_filter(residual.sql(dialect="postgres"), set(tbl.columns))
+    return residual or "", new_lo, new_hi, True
 
 
 def _check_stats(descriptor: Descriptor, stats) -> None:
