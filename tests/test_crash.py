@@ -76,7 +76,9 @@ def snapshot(conn: psycopg.Connection) -> dict:
 def start_child(dsn: str, app: str, table: str = "big", **request) -> subprocess.Popen:
     args = {"dsn": make_conninfo(dsn, application_name=app), "table": table, "order_by": "id",
             "features": FEATURES, "target": "y", **request}
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # the SQL statistics engine: the C aggregate reads the million rows before the kill can land
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               MODELSTORE_STATS_ENGINE="sql")
     return subprocess.Popen([sys.executable, str(CHILD), json.dumps(args)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 

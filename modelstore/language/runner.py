@@ -95,6 +95,8 @@ def _deploy(store, create: CreateModel, arguments: dict, refresh):
     if isinstance(window, float) and window.is_integer():
         window = int(window)
     kind = arguments.pop("kind")
+    for note in arguments.pop("notes", ()):  # what was decided for the request (the default order_by): said once
+        warnings.warn(note, PlanNoteWarning, stacklevel=3)
     d = store.deploy(create.name, kind, window=window, replace=create.replace, **arguments)
     model = d.model
     return model
