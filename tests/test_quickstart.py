@@ -123,6 +123,34 @@ def test_the_wheels_server_runs_modelstore_end_to_end(wheel_server):
         assert not plpython_capability(binaries).available
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs the server as another user, who may not reach the wheel")
+def test_a_wheels_binaries_the_server_user_cannot_reach_are_staged(monkeypatch):
+    monkeypatch.setenv("MODELSTORE_PG_BIN", "none")
+    wheel = server_mod._pgserver_bin()
+    if wheel is None:
+        pytest.skip("no wheel that ships PostgreSQL is installed (the embedded extra)")
+    # the wheel's package and its vendored libraries, as a virtualenv under a 0700 directory holds them
+    package = wheel.prefix.parent
+    private = Path(tempfile.mkdtemp(prefix="modelstore-private-"))
+    try:
+        site = private / "site-packages"
+        shutil.copytree(wheel.prefix, site / package.name / wheel.prefix.name, symlinks=True, copy_function=os.link)
+        libs = package.with_name(package.name + ".libs")
+        if libs.is_dir():
+            shutil.copytree(libs, site / libs.name, symlinks=True, copy_function=os.link)
+        monkeypatch.setenv("MODELSTORE_PG_BIN", str(site / package.name / wheel.prefix.name / "bin"))
+        server = EmbeddedServer(ephemeral=True).start()
+        try:
+            assert not server.bin_dir.is_relative_to(private)
+            assert server.bin_dir.is_relative_to(server.staging_dir)
+            with psycopg.connect(server.dsn) as conn:
+                assert conn.execute("SHOW server_version").fetchone()[0].split()[0] == wheel.version
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
 # ------------------------------------------------------------------------------------ versions
 
 
