@@ -63,7 +63,7 @@ SMOKE: dict[str, tuple[str, ...] | None] = {
 
 
 def pytest_report_header(config):
-    return report("test", command="the tests")[1]
+    return report("test", command="this test session")[1]
 
 
 def pytest_collection_modifyitems(config, items):
