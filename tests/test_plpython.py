@@ -20,14 +20,9 @@ from modelstore.planner.costs import CostModel
 from modelstore.doors.plpython import frame_rows
 from modelstore.server import _python_path_line
 from tests.helpers import catalog_counts, load_frame
+from tests.doors import require_plpython
 
 N = 2000
-
-
-def _plpython_available(dsn: str) -> bool:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        return conn.execute(
-            "SELECT EXISTS (SELECT FROM pg_available_extensions WHERE name = 'plpython3u')").fetchone()[0]
 
 
 # one stored calibration, read by both doors (tests/fixtures.py); no 3 s measurement
@@ -36,9 +31,8 @@ pytestmark = pytest.mark.store(saved_cost_model=CostModel.default())
 
 @pytest.fixture(scope="module")
 def plpython(module_dsn):
-    """Skips the tests that need the server's plpython3u when it has none."""
-    if not _plpython_available(module_dsn):
-        pytest.skip("the PostgreSQL server has no plpython3u (Debian: apt-get install postgresql-plpython3-15)")
+    """Skips the tests that need the server's plpython3u when it has none, saying why (tests/doors.py)."""
+    require_plpython(module_dsn)
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +67,12 @@ def create_model(conn, *args, **named):
     return conn.execute(sql.SQL("SELECT modelstore.create_model({})").format(sql.SQL(", ").join(items))).fetchone()[0]
 
 
-def test_installed_by_the_migration(db):
+def test_installed_by_the_migration(db, pg_cluster):
     assert db.execute("SELECT modelstore.plpython_status()").fetchone()[0].startswith("installed:")
-    # the embedded server wrote this interpreter's path into its configuration: the functions import from it
+    # the embedded server wrote this interpreter's path (or a copy its user can read) into its configuration
+    expected = pg_cluster.server.python_path_line() if pg_cluster.server is not None else _python_path_line()
     assert "modelstore.python_path = '" + db.execute("SELECT modelstore._python_path()").fetchone()[0] + "'" \
-        == _python_path_line()
+        == expected
 
 
 def test_create_model_gives_store_fit_coefficients(store, db):
@@ -239,8 +234,7 @@ def test_a_roles_own_python_path_is_not_imported(store, analyst):
 
 
 def test_no_calibration_inside(dsn):
-    if not _plpython_available(dsn):
-        pytest.skip("the PostgreSQL server has no plpython3u")
+    require_plpython(dsn)
     with modelstore.connect(dsn) as s, psycopg.connect(dsn, autocommit=True) as conn:
         s.conn.execute("CREATE TABLE t AS SELECT g AS id, g::float8 AS x, 2.0 * g AS y FROM generate_series(1, 30) g")
         out = create_model(conn, None, "linear", "t", "y", ["x"], "id")
@@ -250,8 +244,7 @@ def test_no_calibration_inside(dsn):
 
 
 def test_absent_where_the_role_may_not_install_plpython_and_the_rest_works(pg_cluster, dsn):
-    if not _plpython_available(dsn):
-        pytest.skip("the PostgreSQL server has no plpython3u")
+    require_plpython(dsn)
     owner = f"owner_{uuid.uuid4().hex[:8]}"
     dbname = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
     with psycopg.connect(dsn, autocommit=True) as su:
@@ -284,8 +277,7 @@ def test_absent_where_the_role_may_not_install_plpython_and_the_rest_works(pg_cl
 
 
 def test_without_the_extension_the_functions_are_absent_and_the_rest_works(dsn):
-    if not _plpython_available(dsn):
-        pytest.skip("the PostgreSQL server has no plpython3u")
+    require_plpython(dsn)
     with modelstore.connect(dsn) as s:
         costs.save(s.conn, CostModel.default())
         assert s.conn.execute("SELECT to_regproc('modelstore.create_model')").fetchone()[0] is not None

@@ -9,7 +9,6 @@ import subprocess
 
 import numpy as np
 import pandas as pd
-import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
@@ -17,6 +16,7 @@ import modelstore
 from modelstore.planner import costs
 from modelstore.planner.costs import CostModel
 from tests.helpers import load_frame
+from tests.doors import require_plpython
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "examples", "r_session.R")
 
@@ -38,9 +38,7 @@ def rscript():
 
 
 def test_r_session_creates_reads_predicts_and_explains(rscript, dsn):
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        if not conn.execute("SELECT EXISTS (SELECT FROM pg_available_extensions WHERE name = 'plpython3u')").fetchone()[0]:
-            pytest.skip("the PostgreSQL server has no plpython3u (modelstore.create_model needs it)")
+    require_plpython(dsn)  # modelstore.create_model needs PL/Python
     store = modelstore.connect(dsn)
     costs.save(store.conn, CostModel.default())
     rng = np.random.default_rng(3)
