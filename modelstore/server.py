@@ -419,9 +419,7 @@ def _python_path_entries() -> list[str]:
     import site
     import sys
 
-    import modelstore
-
-    package_parent = str(Path(modelstore.__file__).resolve().parent.parent)
+    package_parent = str(Path(__file__).resolve().parent.parent)  # this module is modelstore/server.py
     entries = [package_parent, *site.getsitepackages()]
     if site.ENABLE_USER_SITE and sys.prefix == sys.base_prefix:
         entries.append(site.getusersitepackages())
@@ -584,9 +582,7 @@ def _stage_python(root: Path) -> Path:
     directory to put on ``modelstore.python_path``."""
     import sys
 
-    import modelstore
-
-    package = Path(modelstore.__file__).resolve().parent
+    package = Path(__file__).resolve().parent  # this module is modelstore/server.py
     dists = _runtime_distributions()
     digest = hashlib.sha256(sys.version.encode())
     for dist in dists:
