@@ -22,11 +22,17 @@ overriding fixture the shared one — and returns it; closing stays with the sha
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 
 import modelstore
 from modelstore.planner import costs
 from modelstore.planner.costs import CostModel
+from modelstore.server import EmbeddedServer
 
 
 def open_store(dsn: str, *, cost_model: CostModel | None = None, saved_cost_model: CostModel | None = None,
@@ -83,3 +89,18 @@ def fresh_store(request, dsn):
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "store(**options): options of the shared store fixtures (tests/fixtures.py, open_store)")
+
+
+@pytest.fixture
+def pg_home():
+    """A directory the server user can reach, even as root (pytest's tmp_path is mode 700 under root)."""
+    path = Path(tempfile.mkdtemp(prefix="modelstore-test-"))
+    os.chmod(path, 0o755)
+    try:
+        yield path
+    finally:
+        for datadir in path.rglob("PG_VERSION"):
+            leftover = EmbeddedServer(datadir.parent)
+            if leftover.is_running():
+                leftover._pg_ctl("-m", "immediate", "-w", "stop", check=False)
+        shutil.rmtree(path, ignore_errors=True)

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from io import StringIO
@@ -329,20 +327,6 @@ def test_item7_ctrl_c_prints_one_line_exits_130_and_writes_nothing(dsn):
         assert conn.execute("SELECT count(*) FROM modelstore.statistics").fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM pg_stat_activity WHERE query ILIKE '%FROM%slow%' "
                             "AND state = 'active' AND pid <> pg_backend_pid()").fetchone()[0] == 0
-
-
-@pytest.fixture
-def pg_home():
-    path = Path(tempfile.mkdtemp(prefix="modelstore-firsthour-"))
-    os.chmod(path, 0o755)  # the server user must reach it when the tests run as root
-    try:
-        yield path
-    finally:
-        for datadir in path.rglob("PG_VERSION"):
-            leftover = EmbeddedServer(datadir.parent)
-            if leftover.is_running():
-                leftover._pg_ctl("-m", "immediate", "-w", "stop", check=False)
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def test_item7_embedded_server_password_and_binary_change(pg_home):

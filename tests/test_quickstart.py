@@ -154,17 +154,6 @@ def test_a_wheels_binaries_the_server_user_cannot_reach_are_staged(monkeypatch):
 # ------------------------------------------------------------------------------------ versions
 
 
-@pytest.fixture
-def pg_home():
-    """A directory the server user can reach, even as root."""
-    path = Path(tempfile.mkdtemp(prefix="modelstore-test-"))
-    os.chmod(path, 0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def test_a_data_directory_of_another_version_is_refused_clearly(pg_home):
     datadir = pg_home / "pg"
     datadir.mkdir(mode=0o700)

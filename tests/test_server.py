@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import tempfile
 import threading
 from pathlib import Path
 
@@ -16,21 +14,6 @@ from modelstore import server as server_mod
 from modelstore.connection import open_connection, resolve_dsn, to_libpq_dsn
 from modelstore.errors import ServerError
 from modelstore.server import EmbeddedServer, default_datadir, find_pg_bin
-
-
-@pytest.fixture
-def pg_home():
-    """A directory the server user can reach, even as root (pytest's tmp_path is mode 700 under root)."""
-    path = Path(tempfile.mkdtemp(prefix="modelstore-test-"))
-    os.chmod(path, 0o755)
-    try:
-        yield path
-    finally:
-        for datadir in path.rglob("PG_VERSION"):
-            leftover = EmbeddedServer(datadir.parent)
-            if leftover.is_running():
-                leftover._pg_ctl("-m", "immediate", "-w", "stop", check=False)
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
