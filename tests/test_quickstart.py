@@ -119,7 +119,11 @@ def test_the_wheels_server_runs_modelstore_end_to_end(wheel_server):
         # what the wheel's build lacks is said, and the rest works
         status = conn.execute("SELECT modelstore.plpython_status()").fetchone()[0]
         assert status.startswith("absent: this server has no plpython3u")
-        assert conn.execute("SELECT to_regproc('modelstore.create_model')").fetchone()[0] is None
+        # create_model is a stub there that says why and where to look (issue #14, item 7)
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match=r"plpython_status\(\)"):
+            with conn.transaction():
+                conn.execute("SELECT modelstore.create_model(name => 'q1', kind => 'linear', \"table\" => "
+                             "'public.obs', target => 'y', features => ARRAY['x'], order_by => 'id')")
         assert not plpython_capability(binaries).available
 
 
