@@ -30,7 +30,7 @@ from modelstore.execution.executor import scan
 from modelstore.execution.mixture import execute_logistic
 from modelstore.planner.plan import Plan, Step
 from modelstore.request.source import resolve_table
-from modelstore.store import MODEL_CLASSES
+from modelstore.families import family
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def scratch(ctx: Context, kind: str, q: Query, *, chunk_rows: int | None = None)
     else:
         started = time.perf_counter()
         stats = scan(conn, table, descriptor, descriptor.range)
-        model = MODEL_CLASSES[kind].from_stats(stats, **descriptor.params)
+        model = family(kind).solve(stats, descriptor.params)
         result = Scratch(time.perf_counter() - started, measure.parameters(model, kind))
     ctx.scratch[key] = result
     return result

@@ -29,6 +29,7 @@ import signal
 import time
 
 import psycopg
+from psycopg import sql
 
 from modelstore.deploy.deployment import CHANNEL
 from modelstore.deploy.refresh import refresh
@@ -67,7 +68,7 @@ class Worker:
             signal.signal(sig, self.stop)
         started = time.monotonic()
         with psycopg.connect(self.listen_dsn, autocommit=True) as listener:
-            listener.execute(f"LISTEN {CHANNEL}")  # a fixed identifier, not user text
+            listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
             log.info("worker %d: listening on %s", os.getpid(), CHANNEL)
             print(f"modelstore worker {os.getpid()}: listening", flush=True)
             while not self.stopping:

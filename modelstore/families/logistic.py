@@ -4,17 +4,12 @@ plans run forward only and train the chunks no stored model covers."""
 
 from __future__ import annotations
 
-import numpy as np
 
 from modelstore.errors import InputError
 from modelstore.families._base import Family
-from modelstore.families.scoring import dot
+from modelstore.families.scoring import dot, plain
 from modelstore.models._input import check_nonnegative
 from modelstore.models.logistic import DEFAULT_CHUNK_ROWS, DEFAULT_L2, LogisticMixture
-
-
-def _plain(v):
-    return v.item() if isinstance(v, np.generic) else v
 
 
 class LogisticFamily(Family):
@@ -48,7 +43,7 @@ class LogisticFamily(Family):
 
     def weights(self, model):
         features = list(model.descriptor.features)
-        classes = [_plain(c) for c in model.classes_]
+        classes = [plain(c) for c in model.classes_]
         outputs = classes[1:] if model.coef_.shape[0] == 1 else classes
         rows = []
         for k, c in enumerate(outputs):

@@ -11,17 +11,13 @@ from psycopg.types.json import Jsonb
 from sqlglot import exp
 
 from modelstore.families._base import Family, check_class_count, check_nonnegative_counts
-from modelstore.families.scoring import add, dot, number
+from modelstore.families.scoring import add, dot, number, plain
 from modelstore.models._input import check_nonnegative
 from modelstore.models.naive_bayes import GaussianNB, MultinomialNB
 from modelstore.stats import gaussian_nb as gaussian_stats
 from modelstore.stats import multinomial_nb as multinomial_stats
 from modelstore.stats.gaussian_nb import GaussianNBStats
 from modelstore.stats.multinomial_nb import MultinomialNBStats
-
-
-def _plain(v):
-    return v.item() if isinstance(v, np.generic) else v
 
 
 class _NaiveBayesFamily(Family):
@@ -41,6 +37,16 @@ class _NaiveBayesFamily(Family):
 
     def _check_rows(self, rows, *, target, where, max_classes) -> None:
         check_class_count(sum(1 for row in rows if row[0] is not None), max_classes, target, where)
+
+    def _check_values(self, X: np.ndarray, where: str) -> None:
+        """What the family refuses in fetched rows beyond the class count (nothing by default)."""
+
+    def from_values(self, columns, X, labels, *, null_rows, target, where, max_classes):
+        check_class_count(len(set(labels)), max_classes, target, where)
+        self._check_values(X, where)
+        if not len(labels):
+            return self.statistics(columns, null_rows=null_rows)
+        return self.statistics.from_rows(columns, X, labels, null_rows=null_rows)
 
 
 class GaussianNBFamily(_NaiveBayesFamily):
@@ -63,12 +69,6 @@ class GaussianNBFamily(_NaiveBayesFamily):
         if engine[0] == "c":
             return gaussian_stats.from_dd_rows(columns, rows)
         return gaussian_stats.from_aggregate_rows(columns, rows)
-
-    def from_values(self, columns, X, labels, *, null_rows, target, where, max_classes):
-        check_class_count(len(set(labels)), max_classes, target, where)
-        if not len(labels):
-            return GaussianNBStats(columns, null_rows=null_rows)
-        return GaussianNBStats.from_rows(columns, X, labels, null_rows=null_rows)
 
     def pack(self, stats, *, triangle=False):
         return {"classes": Jsonb(list(stats.classes)), "counts": stats.counts.tolist(),
@@ -103,7 +103,7 @@ class GaussianNBFamily(_NaiveBayesFamily):
 
     def weights(self, model):
         features = list(model.descriptor.features)
-        rows = [(_plain(c), f, float(model.theta_[k, j]), float(model.var_[k, j]), float(model.class_prior_[k]))
+        rows = [(plain(c), f, float(model.theta_[k, j]), float(model.var_[k, j]), float(model.class_prior_[k]))
                 for k, c in enumerate(model.classes_) for j, f in enumerate(features)]
         return (rows, ["class_label", "processed_input", "mean", "variance", "class_prior"],
                 ["text", "text", "double precision", "double precision", "double precision"])
@@ -132,12 +132,8 @@ class MultinomialNBFamily(_NaiveBayesFamily):
         check_nonnegative_counts(negative, where)
         return stats
 
-    def from_values(self, columns, X, labels, *, null_rows, target, where, max_classes):
-        check_class_count(len(set(labels)), max_classes, target, where)
+    def _check_values(self, X, where):
         check_nonnegative_counts(int((X < 0).any(axis=1).sum()), where)
-        if not len(labels):
-            return MultinomialNBStats(columns, null_rows=null_rows)
-        return MultinomialNBStats.from_rows(columns, X, labels, null_rows=null_rows)
 
     def pack(self, stats, *, triangle=False):
         return {"classes": Jsonb(list(stats.classes)), "counts": stats.counts.tolist(), "mean": None,
@@ -160,7 +156,7 @@ class MultinomialNBFamily(_NaiveBayesFamily):
 
     def weights(self, model):
         features = list(model.descriptor.features)
-        rows = [(_plain(c), f, float(model.feature_log_prob_[k, j]), float(model.class_log_prior_[k]))
+        rows = [(plain(c), f, float(model.feature_log_prob_[k, j]), float(model.class_log_prior_[k]))
                 for k, c in enumerate(model.classes_) for j, f in enumerate(features)]
         return (rows, ["class_label", "processed_input", "feature_log_prob", "class_log_prior"],
                 ["text", "text", "double precision", "double precision"])

@@ -36,6 +36,11 @@ def number(value: float) -> exp.Expression:
     return exp.Neg(this=cast) if math.copysign(1.0, value) < 0 else cast
 
 
+def plain(value):
+    """A numpy scalar (a class label from ``classes_``) as the Python value it holds."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def label(value) -> exp.Expression:
     """A class label as a constant of its own type (integer, float8, boolean or text)."""
     if isinstance(value, np.generic):

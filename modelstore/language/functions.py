@@ -294,8 +294,6 @@ def _values(rows: list[tuple], columns: list[str], types: list[str]) -> exp.Quer
     return exp.select("*").from_(values)
 
 
-def _plain(v):
-    return v.item() if isinstance(v, np.generic) else v
 
 
 def weights_query(model) -> exp.Query:

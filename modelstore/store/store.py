@@ -49,8 +49,6 @@ DEFAULT_MAX_DIGITS_LOST = 3.0
 #: how long row estimates from pg_stats are trusted before being read again
 ESTIMATOR_TTL_SECONDS = 60.0
 
-#: the model class of each kind (kept for callers of earlier releases; ask ``family(kind)`` instead)
-MODEL_CLASSES = {kind: f.model_class for kind, f in FAMILIES.items()}
 
 
 
