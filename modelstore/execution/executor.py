@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 
 from modelstore.catalog import index, records
+from modelstore.execution import partitions
 from modelstore.request.descriptor import Descriptor, Range
 from modelstore.request.predicates import range_predicate, with_filter
 from modelstore.planner.plan import ExecutedPlan, Plan, StepResult
@@ -223,6 +224,8 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
         # costs the result digits a float64 plan would have (the numerical guard compares this)
         lost = max(0.0, lost - DD_EXTRA_DIGITS)
     extra = {"Statistics": statistics_note(engine[0], [parts[i] for i in parts], total)}
+    if table.kind == "p" and ranges:
+        extra["Partitions"] = partitions.partitions_note(conn, table, descriptor, ranges)
     return total, ExecutedPlan(plan, step_results, time.perf_counter() - started, digits_lost=lost, extra=extra)
 
 
