@@ -18,11 +18,12 @@ Every error is a :class:`ModelstoreError`; messages name the offending object an
      │    ├── PrivilegeError         the current role may not read a table or column the request needs
      │    └── DeploymentError        a deployment that cannot be made or changed as asked (docs/deployments.md)
      │         ├── WindowError            an unknown window unit, a time window on a non-time column, 0 rows
-     │         ├── SourceKindError        a deployment over a view, materialized view, partitioned or foreign table
+     │         ├── SourceKindError        a deployment over a view, materialized view, foreign or sharded table
      │         ├── NotDeployedError       no deployment of that name (a plain model, or nothing)
      │         └── VersionNotFoundError   a deployment has no such version
      ├── SingularMatrixError    XᵀX is singular without a ridge penalty (names the collinear columns)
-     └── ModelNotFoundError     no stored model of that name
+     ├── ModelNotFoundError     no stored model of that name
+     └── ShardUnavailableError  a shard (a foreign partition's server) the request reads cannot be reached
 """
 
 from __future__ import annotations
@@ -109,6 +110,17 @@ class SingularMatrixError(ModelstoreError, ArithmeticError):
 
 class ModelNotFoundError(ModelstoreError, LookupError):
     """No stored model has that name."""
+
+
+class ShardUnavailableError(ModelstoreError, ConnectionError):
+    """A shard the request reads (the server of a foreign partition) cannot be reached; nothing was stored
+    (docs/scale-out.md)."""
+
+    def __init__(self, message: str, server: str | None = None, partitions: list[str] | None = None):
+        super().__init__(message)
+        #: the foreign server's name, and the partitions of the table that live on it
+        self.server = server
+        self.partitions = list(partitions or [])
 
 
 class PlanNoteWarning(UserWarning):

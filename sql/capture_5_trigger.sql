@@ -395,8 +395,8 @@ $$;
 -- on: creates the triggers that are missing and enables those that are disabled (the owner only). When
 -- capture was missing or off, whatever is stored for the table may have missed changes: it is forgotten.
 -- The owner's triggers fire ALWAYS, in sessions with session_replication_role = replica too.
--- A partitioned table gets them on every member of its partition tree (_capture_members); one with
--- foreign partitions is refused (its shards' rows change where no trigger here can see them).
+-- A partitioned table gets them on every member of its partition tree (_capture_members) but its
+-- foreign partitions.
 -- Returns true when something was created or enabled.
 CREATE OR REPLACE FUNCTION modelstore.enable_capture(p_table regclass)
 RETURNS boolean
@@ -414,12 +414,8 @@ BEGIN
             USING ERRCODE = 'wrong_object_type';
     END IF;
     SELECT * INTO tree FROM modelstore._capture_members(p_table);
-    IF cardinality(tree.foreign_members) > 0 THEN
-        RAISE EXCEPTION 'modelstore cannot capture changes of %: its partition(s) % are foreign tables',
-                        p_table, tree.foreign_members::regclass[]
-            USING ERRCODE = 'wrong_object_type',
-                  HINT = 'Statistics of a sharded table are validated by per-shard change counters instead (docs/scale-out.md).';
-    END IF;
+    -- foreign partitions (shards) cannot carry triggers: their statistics are validated by the shards'
+    -- change counters instead (modelstore.catalog.shards; docs/scale-out.md)
     FOREACH member IN ARRAY tree.members LOOP
         changed := modelstore._capture_triggers(member, p_table) OR changed;
     END LOOP;

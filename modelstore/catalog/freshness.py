@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.types.json import Jsonb
 
-from modelstore.catalog import records
+from modelstore.catalog import records, shards
 from modelstore.request.descriptor import Descriptor
 from modelstore.errors import PrivilegeError
 from modelstore.request.source import Table
@@ -46,6 +46,7 @@ class Access:
     captured: bool  # the capture triggers are all in place and enabled
     read_committed: bool
     notes: tuple[str, ...] = ()  # why not, for EXPLAIN
+    shard_versions: shards.Versions | None = None  # a sharded table's change counters, as this transaction sees them
 
 
 def check_access(conn: psycopg.Connection, table: Table, descriptor: Descriptor) -> Access:
@@ -84,6 +85,7 @@ def check_access(conn: psycopg.Connection, table: Table, descriptor: Descriptor)
             f"role {role!r} may not read column(s) {denied} of table {table.display} (SELECT privilege)")
     notes: list[str] = []
     reuse = True
+    versions = None
     if table.kind not in ("r", "p"):
         reuse = False
         notes.append(f"{table.display} is {_RELKINDS.get(table.kind, 'not a table')}: stored statistics are kept "
@@ -95,10 +97,17 @@ def check_access(conn: psycopg.Connection, table: Table, descriptor: Descriptor)
         notes.append(f"{table.display} is a partition: stored statistics are kept for the partitioned table it "
                      f"belongs to (whose capture sees every write); requests over the partition alone scan it")
     elif foreign:
-        reuse = False
-        notes.append(f"{table.display} has foreign partitions ({', '.join(foreign)}): their rows change where no "
-                     f"trigger here sees them, so stored statistics are neither used nor stored for it "
-                     f"(docs/scale-out.md)")
+        # their rows change on other servers: the shards' change counters say whether they did
+        versions = shards.read_versions(conn, table)
+        servers = sorted({p.server or "?" for p in table.shards})
+        if not versions.complete:
+            reuse = False
+            notes.append(f"{table.display} is sharded over {', '.join(servers)}, but not every shard's change counter "
+                         f"can be read ({'; '.join(f'{k}: {v}' for k, v in versions.missing.items())}): stored "
+                         f"statistics are neither used nor stored for it (docs/scale-out.md)")
+        else:
+            notes.append(f"{table.display} is sharded over {', '.join(servers)}: each scan's aggregate runs on the "
+                         f"shards, and stored statistics are used while every shard's change counter is as recorded")
     elif inherited and table.kind == "r":
         # a request reads the children's rows too, but writes to a child do not fire the parent's triggers
         reuse = False
@@ -123,7 +132,7 @@ def check_access(conn: psycopg.Connection, table: Table, descriptor: Descriptor)
     elif reuse and not captured and not may_trigger:
         notes.append(f"role {role!r} lacks the TRIGGER privilege on {table.display} to install change capture: "
                      f"no statistics are stored (its owner can run SELECT modelstore.enable_capture(…))")
-    return Access(reuse, store, captured, read_committed, tuple(notes))
+    return Access(reuse, store, captured, read_committed, tuple(notes), versions)
 
 
 def _partitioning_note(table: Table, order_by: str, key_columns, key_def: str, n_members: int) -> str:
@@ -166,6 +175,8 @@ def usable_source(conn: psycopg.Connection, descriptor: Descriptor, table: Table
         conn.execute("DELETE FROM modelstore.stat_indexes WHERE source_id = %s", [source_id])
         conn.execute("UPDATE modelstore.sources SET relid = %s, column_types = '{}', members = NULL "
                      "WHERE source_id = %s", [table.oid, source_id])
+    elif access.shard_versions is not None and not shards.validate(conn, source_id, access.shard_versions):
+        pass  # a shard changed since its summaries were computed: they are dropped, and so is everything stored
     elif changed:
         conn.execute(
             "DELETE FROM modelstore.statistics WHERE source_id = %(s)s AND (read_columns IS NULL "
@@ -200,6 +211,8 @@ def prepare_write(conn: psycopg.Connection, descriptor: Descriptor, table: Table
         "stats_version = stats_version + 1 WHERE source_id = %s",
         [table.oid, Jsonb(signatures), table.kind == "p", table.oid, source_id],
     )
+    if access.shard_versions is not None:
+        shards.record(conn, source_id, access.shard_versions)
     return source_id
 
 

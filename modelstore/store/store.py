@@ -22,7 +22,7 @@ from psycopg import sql
 
 from modelstore import deploy
 from modelstore.stats import engine as stats_engine
-from modelstore.catalog import freshness, index, records
+from modelstore.catalog import freshness, index, records, shards
 from modelstore.execution import index_build, mixture
 from modelstore.planner import costs
 from modelstore.planner.costs import CostModel
@@ -230,6 +230,16 @@ class Store:
                           "averaged chunk weights and one model trained on all rows, once the rows are read (the "
                           "bound needs R, their largest feature-vector norm); docs/logistic.md",)
             return dataclasses.replace(plan, notes=access.notes + notes + _chunk_notes(plan, warn=True))
+
+    # -- sharded tables (docs/scale-out.md) ------------------------------------------------------------
+
+    def prepare_shards(self, table: str, dsns: dict[str, str] | None = None) -> list[str]:
+        """Put the foreign partitions of the partitioned ``table`` under change counting, so that its
+        stored statistics can be reused (each shard gets a counter and a trigger; the coordinator a foreign
+        table over the counters). Connects to each shard as its user mapping says, or with ``dsns[server]``.
+        Returns the servers prepared."""
+        with self.conn.transaction():
+            return shards.prepare_shards(self.conn, resolve_table(self.conn, table), dsns)
 
     # -- the statistics index (docs/index.md) --------------------------------------------------------
 
