@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from psycopg import sql
 
-from modelstore.planner.costs import CostModel
 from tests.test_freshness import FEATURES, PATHS, _capture_path, _fit_linear, _lstsq, _rel, _store, assert_catalog_true
 
 #: the three ways to partition the same table: on the ordering column (as pg_partman does), on the class
