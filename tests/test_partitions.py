@@ -176,3 +176,29 @@ def test_a_partition_on_its_own_is_scanned_and_stores_nothing(dsn):
         m = store.fit("linear", table="t_1", target="y", features=FEATURES, order_by="id", lo=1000, hi=1999)
         assert _stored(c) == 0 and any("is a partition" in n for n in m.plan.plan.notes)
         assert _rel(np.r_[m.intercept_, m.coef_], _lstsq(c, 1000, 1999, table="t_1")) < 1e-9
+
+
+def test_a_deployment_over_a_partitioned_table_follows_writes_to_every_partition(dsn):
+    """The deployment's trigger is on every member of the tree (and on partitions attached later): a write
+    straight into a partition marks it pending, and the refreshed model is numpy's on the window."""
+    with _store(dsn) as store:
+        c = store.conn
+        _load_partitioned(c, "range")
+        d = store.deploy("part_now", "linear", table="t", target="y", features=FEATURES, order_by="id", window=500)
+
+        def window():
+            lo = c.execute("SELECT id FROM t ORDER BY id DESC OFFSET 499 LIMIT 1").fetchone()[0]
+            return _lstsq(c, lo, 10**9)
+
+        assert _rel(np.r_[d.model.intercept_, d.model.coef_], window()) < 1e-9
+        for change in ["INSERT INTO t_2 VALUES (3001, 1, 100, 50, 'a', 1)",    # straight into a partition
+                       "UPDATE t SET y = y * 3 WHERE id BETWEEN 2700 AND 2800",  # through the parent
+                       "CREATE TABLE public.t_3 PARTITION OF t FOR VALUES FROM (5000) TO (6000)",
+                       "INSERT INTO t_3 SELECT g, 1, 100 + g % 5, g % 11, 'b', 1 FROM generate_series(5000, 5100) g"]:
+            c.execute(change)
+            if not change.startswith("CREATE"):
+                assert d.pending() == 1, change
+            assert d.refresh().refreshed, change
+            assert _rel(np.r_[d.model.intercept_, d.model.coef_], window()) < 1e-9, change
+        store.undeploy("part_now")
+        assert c.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'modelstore_deploy'").fetchone()[0] == 0

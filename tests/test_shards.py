@@ -24,6 +24,7 @@ from modelstore.execution import shards as shard_scans
 from modelstore.planner.costs import CostModel
 from modelstore.request.source import resolve_table
 from modelstore.server import EmbeddedServer
+from modelstore.stats import engine as stats_engine
 
 FEATURES = ["x1", "x2"]
 #: shard i holds ids [1000 i, 1000 (i + 1)); the coordinator's local partition holds [3000, ∞)
@@ -246,3 +247,49 @@ def test_a_shard_that_is_down_gives_a_named_error_and_nothing_is_stored(sharded,
         shard_servers[2].start()
     m = _fit(sharded, 500, 2500)
     assert _rel(np.r_[m.intercept_, m.coef_], _lstsq(_all_rows(sharded, shard_servers, 500, 2500))) < 1e-9
+
+
+def test_the_aggregates_are_citus_ready(sharded):
+    """Citus distributes an aggregate that has a combine function and a state it can ship: the built-in
+    aggregates of the SQL engine and the C extension's have both (docs/scale-out.md, "Citus"). The
+    combine function's exactness is tests/test_engine.py's test_combine_equals_aggregate_over_both."""
+    c = sharded.conn
+    wanted = ["avg(double precision)", "regr_sxy(double precision,double precision)"]
+    if stats_engine.installed_schema(c) is not None:
+        wanted += ["modelstore.dd_moments(\"any\")", "modelstore.dd_diag(\"any\")"]
+    rows = c.execute(
+        "SELECT a.aggfnoid::regprocedure::text, a.aggtranstype::regtype::text, a.aggcombinefn::text "
+        "FROM pg_aggregate a WHERE a.aggfnoid::regprocedure::text = ANY (%s)", [wanted]).fetchall()
+    assert sorted(r[0] for r in rows) == sorted(wanted)
+    for name, state, combine in rows:
+        assert state == "double precision[]" and combine != "-", (name, state, combine)
+
+
+def test_the_c_aggregate_is_pushed_down_where_the_shards_have_it(sharded, shard_servers):
+    c = sharded.conn
+    schema = stats_engine.installed_schema(c)
+    if schema is None or stats_engine.requested() == "sql":
+        pytest.skip("the modelstore_stats C aggregate is not the coordinator's engine here")
+    for i, server in enumerate(shard_servers):
+        with _shard(server) as s:
+            try:
+                s.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+                s.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS modelstore_stats SCHEMA {}").format(
+                    sql.Identifier(schema)))
+            except psycopg.Error as exc:
+                pytest.skip(f"the shards' server cannot create the extension: {exc}")
+        c.execute(sql.SQL("ALTER SERVER {} OPTIONS (ADD extensions 'modelstore_stats')").format(
+            sql.Identifier(f"s{i}")))
+    table = resolve_table(c, "t")
+    descriptor = sharded.explain("linear", table="t", target="y", features=FEATURES, order_by="id",
+                                 lo=0, hi=3499).descriptor
+    touched = shard_scans.touched_partitions(c, table, descriptor, [descriptor.range])
+    engine = shard_scans.shard_engine(touched, stats_engine.engine(c))
+    assert engine[0] == "c"
+    query = shard_scans.scan_query(table, descriptor, [descriptor.range], touched, 1000, engine)
+    plan = "\n".join(r[0] for r in c.execute(sql.SQL("EXPLAIN (VERBOSE) ") + query).fetchall())
+    remote = re.findall(r"Remote SQL: (.*)", plan)
+    assert len(remote) == 3 and all("dd_moments(" in r for r in remote)
+    m = _fit(sharded, 0, 3499)
+    assert "double-double" in m.plan.extra["Statistics"]
+    assert _rel(np.r_[m.intercept_, m.coef_], _lstsq(_all_rows(sharded, shard_servers, 0, 3499))) < 1e-9

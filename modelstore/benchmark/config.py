@@ -87,6 +87,10 @@ class Config:
     deploy_batch: int = 1_000
     deploy_commits: int = 50
 
+    # scale-out (issue #19): the table's first rows sharded over 1, 2 and 3 local PostgreSQL clusters
+    scaleout_rows: int = 1_000_000
+    scaleout_repeats: int = 7
+
     def size(self, paper_rows: float) -> int:
         """A paper-scale row count at this run's scale (at least 2 rows)."""
         return max(2, int(round(paper_rows * self.size_scale)))
@@ -116,7 +120,8 @@ class Config:
 
 _COUNTS = ("queries", "logistic_queries", "analyst_queries", "size_queries", "size_logistic_queries",
            "distribution_small", "distribution_large", "accuracy_queries", "planner_queries", "index_queries",
-           "index_large_queries", "index_any_queries", "capture_repeats")
+           "index_large_queries", "index_any_queries", "capture_repeats",
+           "scaleout_repeats")
 
 
 def full() -> Config:
@@ -139,6 +144,7 @@ def quick() -> Config:
         index_queries=15, index_large_queries=5, index_any_queries=20,
         capture_rows=100_000, capture_batch=5_000, capture_repeats=5,
         deploy_rows=100_000, deploy_batch=500, deploy_commits=20,
+        scaleout_rows=100_000, scaleout_repeats=3,
     )
 
 

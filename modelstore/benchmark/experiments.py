@@ -20,6 +20,8 @@ catalog empty behind it, and returns a JSON-able dict of results: figures as med
                        :mod:`modelstore.benchmark.capture`)
 ``deployments``        deployed linear / Gaussian NB under an insert stream: rows/s, commit → model,
                        refresh vs refit of the window (issue #16; :mod:`modelstore.benchmark.deployments`)
+``scaleout``           the statistics aggregate over a table sharded across 1–3 local PostgreSQL clusters
+                       with postgres_fdw (issue #19; :mod:`modelstore.benchmark.scaleout`)
 =====================  ==========================================================================
 """
 
@@ -30,7 +32,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from modelstore.benchmark import baselines, capture, data, deployments, engine, measure, workloads
+from modelstore.benchmark import baselines, capture, data, deployments, engine, measure, scaleout, workloads
 from modelstore.benchmark.context import Context
 from modelstore.benchmark.measure import gains, summarize
 from modelstore.benchmark.workloads import Query
@@ -546,4 +548,5 @@ EXPERIMENTS = {
     "capture": capture.capture,
     "deployments": deployments.deployments,
     "engine": engine.engine,
+    "scaleout": scaleout.scaleout,
 }

@@ -273,7 +273,27 @@ def engine(result: dict, out_dir: Path) -> list[str]:
     return [_save(fig, out_dir, "engine.png")]
 
 
-DRAW = {"deployments": deployments, "engine": engine, "coverage": coverage, "model_size": model_size, "distributions": distributions, "breakdown": breakdown,
+def scaleout(result: dict, out_dir: Path) -> list[str]:
+    """Wall time of the statistics aggregate over 1–3 shards, with the slowest shard's own time."""
+    if not result.get("points"):
+        return []
+    import matplotlib.pyplot as plt
+
+    pts = result["points"]
+    xs = [p["shards"] for p in pts]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(xs, [p["wall_ms"] for p in pts], marker="o", label="through the coordinator (wall)")
+    ax.plot(xs, [p["slowest_shard_ms"] for p in pts], marker="s", label="slowest shard on its own")
+    ax.axhline(result["local_ms"], color="grey", linestyle="--", label="one local table")
+    ax.set_xticks(xs)
+    ax.set_xlabel("shards (separate PostgreSQL clusters on one machine)")
+    ax.set_ylabel("ms (median)")
+    ax.set_title(f"Statistics aggregate over {result['rows']:,} rows sharded with postgres_fdw", fontsize=9)
+    ax.legend(fontsize=7)
+    return [_save(fig, out_dir, "scaleout.png")]
+
+
+DRAW = {"scaleout": scaleout, "deployments": deployments, "engine": engine, "coverage": coverage, "model_size": model_size, "distributions": distributions, "breakdown": breakdown,
         "accuracy": accuracy, "storage": storage, "planner": planner, "index": index, "capture": capture}
 
 
