@@ -315,3 +315,18 @@ def test_cli_bench(run, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "modelstore", "--dsn", run.dsn, "bench", "--only", "nope"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "unknown experiment" in bad.stdout + bad.stderr
+
+
+def test_scaleout_merges_the_shards_exactly_and_moves_one_row_per_shard(run):
+    """Issue #19: the aggregate over 1–3 local shard clusters equals the local aggregate, and only the
+    shards' aggregate rows cross the wire (speed is measured by `modelstore bench`, not asserted)."""
+    r = run.docs["scaleout"]["results"]
+    if r.get("skipped"):
+        pytest.skip(r["skipped"])
+    assert [p["shards"] for p in r["points"]] == [1, 2, 3]
+    for p in r["points"]:
+        assert p["rows_over_wire"] == p["shards"] and p["rows_scanned"] == r["rows"]
+        assert p["exact"]["n_equal"] and p["exact"]["max_relative_error"] < 1e-9
+        assert p["aggregate_in_remote_sql"] and p["wall_ms"] > 0 and len(p["per_shard_ms"]) == p["shards"]
+    assert r["points"][-1]["async_foreign_scans"] == 3
+    assert set(r["projection"]["rows"]) == {str(r["rows"]), "5000000"}
