@@ -7,6 +7,10 @@ partition, ATTACH, DETACH and DROP PARTITION, with range, list and hash partitio
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 from psycopg import sql
@@ -202,3 +206,41 @@ def test_a_deployment_over_a_partitioned_table_follows_writes_to_every_partition
             assert _rel(np.r_[d.model.intercept_, d.model.coef_], window()) < 1e-9, change
         store.undeploy("part_now")
         assert c.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'modelstore_deploy'").fetchone()[0] == 0
+
+
+@pytest.fixture
+def readable_folder():
+    """A folder the server's (unprivileged) user can read: pytest's own tmp_path is private to root."""
+    folder = Path(tempfile.mkdtemp(prefix="modelstore-file-fdw-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_foreign_partition_without_pushdown_is_scanned_and_nothing_is_stored(dsn, readable_folder):
+    """A file_fdw partition (no aggregate pushdown, no change counter): requests are computed from the
+    rows, per partition, every time; EXPLAIN names the partition (docs/scale-out.md, "Bad input")."""
+    rng = np.random.default_rng(3)
+    csv = readable_folder / "t_file.csv"
+    csv.write_text("".join(f"{i},{x1},{x2},{2 * x1 - x2},b,1\n"
+                           for i, (x1, x2) in zip(range(1000, 1400), rng.normal(size=(400, 2)).tolist())))
+    csv.chmod(0o644)
+    with _store(dsn) as store:
+        c = store.conn
+        c.execute("SET search_path = public")
+        c.execute("CREATE EXTENSION IF NOT EXISTS file_fdw")
+        c.execute("CREATE SERVER files FOREIGN DATA WRAPPER file_fdw")
+        c.execute("CREATE TABLE public.t (id int, x1 float8, x2 float8, y float8, c text, w float8) "
+                  "PARTITION BY RANGE (id)")
+        c.execute("CREATE TABLE public.t_local PARTITION OF t FOR VALUES FROM (0) TO (1000)")
+        c.execute("INSERT INTO t_local SELECT g, sin(g), cos(g), g % 7, 'a', 1 FROM generate_series(0, 999) g")
+        c.execute(sql.SQL("CREATE FOREIGN TABLE public.t_file PARTITION OF t FOR VALUES FROM (1000) TO (2000) "
+                          "SERVER files OPTIONS (filename {}, format 'csv')").format(sql.Literal(str(csv))))
+        for _ in range(2):
+            m = _fit_linear(store, 0, 1999)
+            assert m.plan.plan.scans and _stored(c) == 0
+            assert any("t_file" in n and "not a postgres_fdw server" in n for n in m.plan.plan.notes)
+            assert _rel(np.r_[m.intercept_, m.coef_], _lstsq(c, 0, 1999)) < 1e-9
+            assert "2 of 2 partitions" in m.plan.extra["Partitions"]
