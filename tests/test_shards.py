@@ -293,3 +293,11 @@ def test_the_c_aggregate_is_pushed_down_where_the_shards_have_it(sharded, shard_
     m = _fit(sharded, 0, 3499)
     assert "double-double" in m.plan.extra["Statistics"]
     assert _rel(np.r_[m.intercept_, m.coef_], _lstsq(_all_rows(sharded, shard_servers, 0, 3499))) < 1e-9
+
+
+def test_a_deployment_over_a_sharded_table_is_refused(sharded):
+    with pytest.raises(modelstore.errors.SourceKindError, match="some of its partitions are foreign tables"):
+        sharded.deploy("sharded_now", "linear", table="t", target="y", features=FEATURES, order_by="id", window=100)
+    c = sharded.conn
+    assert c.execute("SELECT count(*) FROM modelstore.deployments").fetchone()[0] == 0
+    assert c.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'modelstore_deploy'").fetchone()[0] == 0

@@ -15,8 +15,9 @@ Three mechanisms (docs/freshness.md, docs/security.md):
 :func:`check_access` decides, per request, whether stored statistics may be used and stored at all:
 the caller must be able to read every row and column they summarise (no row-level security narrowing
 its view), the table must be an ordinary or partitioned table (views and foreign tables cannot be
-captured; a partition's statistics are its parent's, docs/scale-out.md), and a new summary is stored only from a READ COMMITTED transaction (an older snapshot may
-miss changes that committed since).
+captured; a partition's statistics are its parent's; a sharded table's are validated by its shards'
+change counters, docs/scale-out.md), and a new summary is stored only from a READ COMMITTED
+transaction (an older snapshot may miss changes that committed since).
 """
 
 from __future__ import annotations
