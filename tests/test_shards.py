@@ -20,8 +20,10 @@ import pytest
 from psycopg import sql
 
 import modelstore
+from modelstore.execution import executor
 from modelstore.execution import shards as shard_scans
 from modelstore.planner.costs import CostModel
+from modelstore.request.descriptor import Range
 from modelstore.request.source import resolve_table
 from modelstore.server import EmbeddedServer
 from modelstore.stats import engine as stats_engine
@@ -301,3 +303,22 @@ def test_a_deployment_over_a_sharded_table_is_refused(sharded):
     c = sharded.conn
     assert c.execute("SELECT count(*) FROM modelstore.deployments").fetchone()[0] == 0
     assert c.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'modelstore_deploy'").fetchone()[0] == 0
+
+
+def test_several_ranges_in_one_statement_are_each_exact(sharded, shard_servers):
+    """A plan's gap scans go in one statement: each arm (one per partition) groups its rows by range, and
+    each range's statistics are the merge of its parts on every shard it meets."""
+    c = sharded.conn
+    table = resolve_table(c, "t")
+    descriptor = sharded.explain("linear", table="t", target="y", features=FEATURES, order_by="id",
+                                 lo=0, hi=3499).descriptor
+    ranges = [Range(10, 990), Range(1500, 2600, lo_closed=False), Range(2900, 3300, hi_closed=False)]
+    got = executor.scan_many(c, table, descriptor, ranges)
+    for r, stats in zip(ranges, got):
+        lo = r.lo if r.lo_closed else r.lo + 1
+        hi = r.hi if r.hi_closed else r.hi - 1
+        rows = _all_rows(sharded, shard_servers, lo, hi)
+        assert stats.n == len(rows)
+        assert _rel(stats.mean, rows.mean(axis=0)) < 1e-12
+        centered = rows - rows.mean(axis=0)
+        assert _rel(stats.comoment, centered.T @ centered) < 1e-9
