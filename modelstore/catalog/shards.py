@@ -94,17 +94,15 @@ def counter_table(server: str) -> sql.Identifier:
     return sql.Identifier("modelstore", f"shard_changes:{server}")
 
 
-def remote_name(conn: psycopg.Connection, partition: Partition) -> tuple[str, str]:
+def remote_name(partition: Partition) -> tuple[str, str]:
     """The table a foreign partition reads on its shard (postgres_fdw's schema_name and table_name
     options; by default the foreign table's own schema and name)."""
-    options = conn.execute("SELECT ftoptions FROM pg_catalog.pg_foreign_table WHERE ftrelid = %s",
-                           [partition.oid]).fetchone()[0] or []
-    found = dict(o.split("=", 1) for o in options)
+    found = dict(o.split("=", 1) for o in partition.options)
     return found.get("schema_name", partition.schema), found.get("table_name", partition.name)
 
 
-def _counter_query(conn: psycopg.Connection, partition: Partition) -> sql.Composed:
-    schema, name = remote_name(conn, partition)
+def _counter_query(partition: Partition) -> sql.Composed:
+    schema, name = remote_name(partition)
     return sql.SQL("SELECT {}::oid, version FROM {} WHERE schema_name = {} AND table_name = {}").format(
         sql.Literal(partition.oid), counter_table(partition.server), sql.Literal(schema), sql.Literal(name))
 
@@ -119,11 +117,12 @@ def read_versions(conn: psycopg.Connection, table: Table) -> Versions:
     if not shards:
         return Versions({}, missing)
     queries = {}
-    for p in shards:
-        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
-                              [counter_table(p.server).as_string(conn)]).fetchone()[0]
-        if exists:
-            queries[p] = _counter_query(conn, p)
+    names = [counter_table(p.server).as_string(conn) for p in shards]
+    exists = dict(conn.execute("SELECT n, to_regclass(n) IS NOT NULL FROM unnest(%s::text[]) AS n",
+                               [names]).fetchall())
+    for p, name in zip(shards, names):
+        if exists[name]:
+            queries[p] = _counter_query(p)
         else:
             missing[p.display] = (f"its shard {p.server!r} has no change counter here "
                                   f"(store.prepare_shards({table.display!r}) installs them)")
@@ -194,7 +193,7 @@ def prepare_shards(conn: psycopg.Connection, table: Table, dsns: dict[str, str] 
     for p in table.shards:
         if p.wrapper != "postgres_fdw":
             raise InputError(f"partition {p.display} is on server {p.server!r}, which is not a postgres_fdw server")
-        schema, name = remote_name(conn, p)
+        schema, name = remote_name(p)
         dsn = (dsns or {}).get(p.server) or shard_conninfo(conn, p.server)
         with psycopg.connect(dsn, autocommit=True) as shard:
             with shard.transaction():

@@ -53,6 +53,7 @@ class Partition:
     server: str | None = None  # a foreign partition's server
     extensions: tuple[str, ...] = ()  # the extensions the server's postgres_fdw options let it push down
     wrapper: str | None = None  # the foreign data wrapper (postgres_fdw for a shard)
+    options: tuple[str, ...] = ()  # a foreign partition's options ('schema_name=…', 'table_name=…')
 
     @property
     def identifier(self) -> sql.Identifier:
@@ -162,12 +163,12 @@ def resolve_table(conn: psycopg.Connection, name: str) -> Table:
     ).fetchall()
     partitions = ()
     if relkind == "p":
-        partitions = tuple(Partition(*row[:5], tuple(row[5] or ()), row[6]) for row in conn.execute(
+        partitions = tuple(Partition(*row[:5], tuple(row[5] or ()), row[6], tuple(row[7] or ())) for row in conn.execute(
             """
             SELECT n.nspname, c.relname, c.oid, c.relkind, s.srvname,
                    (SELECT string_to_array(replace(substr(o, 12), ' ', ''), ',')
                       FROM unnest(s.srvoptions) AS o WHERE o LIKE 'extensions=%%'),
-                   w.fdwname
+                   w.fdwname, f.ftoptions
             FROM pg_catalog.pg_partition_tree(%s::oid) AS t
             JOIN pg_catalog.pg_class c ON c.oid = t.relid
             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
