@@ -244,3 +244,34 @@ def test_a_foreign_partition_without_pushdown_is_scanned_and_nothing_is_stored(d
             assert any("t_file" in n and "not a postgres_fdw server" in n for n in m.plan.plan.notes)
             assert _rel(np.r_[m.intercept_, m.coef_], _lstsq(c, 0, 1999)) < 1e-9
             assert "2 of 2 partitions" in m.plan.extra["Partitions"]
+
+
+def test_sub_partitions_are_captured_and_a_detached_subtree_leaves_exactly(dsn):
+    """A partition that is itself partitioned: writes through it fire its own triggers, which reach the
+    root's summaries; detaching it takes all its leaves' rows out; attaching it back brings them in."""
+    with _store(dsn) as store:
+        c = store.conn
+        _load_partitioned(c, "range", n=0)
+        c.execute("DROP TABLE t_1")
+        c.execute("CREATE TABLE public.t_1 PARTITION OF t FOR VALUES FROM (1000) TO (2000) PARTITION BY LIST (c)")
+        c.execute("CREATE TABLE public.t_1a PARTITION OF t_1 FOR VALUES IN ('a')")
+        c.execute("CREATE TABLE public.t_1rest PARTITION OF t_1 DEFAULT")
+        rng = np.random.default_rng(4)
+        with c.cursor().copy("COPY public.t FROM STDIN") as copy:
+            for i in range(1, 3001):
+                x1, x2 = rng.normal(size=2)
+                copy.write_row([i, x1, x2 + 100.0, 2 * x1 - x2 + rng.normal(), "abc"[i % 3], abs(x1) * 3])
+        _fit_linear(store, 1, 3000)
+        store.fit("gaussian_nb", table="t", target="c", features=FEATURES, order_by="id", lo=500, hi=2500)
+        assert [_capture_triggers(c, r) for r in ("t", "t_1", "t_1a", "t_1rest")] == [4, 4, 4, 4]
+        for change in ["UPDATE t_1 SET x1 = x1 + 2 WHERE id BETWEEN 1100 AND 1400",   # through the middle table
+                       "UPDATE t_1 SET c = 'a' WHERE id BETWEEN 1500 AND 1530",       # moves rows between its leaves
+                       "DELETE FROM t_1a WHERE id > 1900"]:
+            c.execute(change)
+            assert assert_catalog_true(c) == 2
+        c.execute("ALTER TABLE t DETACH PARTITION t_1")
+        assert _stored(c) == 2 and assert_catalog_true(c) == 2
+        c.execute("ALTER TABLE t ATTACH PARTITION t_1 FOR VALUES FROM (1000) TO (2000)")
+        assert _stored(c) == 2 and assert_catalog_true(c) == 2
+        m = _fit_linear(store, 1, 3000)
+        assert _rel(np.r_[m.intercept_, m.coef_], _lstsq(c, 1, 3000)) < 1e-9
