@@ -548,3 +548,202 @@ ms_dd_final(PG_FUNCTION_ARGS)
 	}
 	PG_RETURN_ARRAYTYPE_P(construct_array(out, len, FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
+
+/* The values of a float8[] argument that must hold exactly len values without NULLs. */
+static double *
+float8_values(ArrayType *a, int len, const char *what)
+{
+	if (ARR_NDIM(a) > 1 || ARR_HASNULL(a) || ARR_ELEMTYPE(a) != FLOAT8OID
+		|| (len > 0 && (ARR_NDIM(a) != 1 || ARR_DIMS(a)[0] != len)))
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("modelstore_stats dd_absorb: %s must be a float8[] of %d values without NULLs",
+							   what, len)));
+	return (double *) ARR_DATA_PTR(a);
+}
+
+/*
+ * dd_absorb(n, mean, mean_lo, moments, moments_lo, full, sign, delta): a stored linear summary (n rows,
+ * mean and comoment as hi + lo; the comoment k×k row-major when full, else its upper triangle) after
+ * adding (sign = +1) or removing (sign = −1) the rows whose dd_moments result is delta
+ * ([n_b, null_rows, mean_hi[k], mean_lo[k], C_hi[m], C_lo[m]]). Change capture uses it to keep
+ * stored double-double statistics double-double (docs/statistics.md, "Change capture"). NULL low parts
+ * (a float64 summary) count as zero. Chan, Golub & LeVeque's pairwise update in double-double:
+ *   +:  δ = μ_b − μ_a,  μ = μ_a + δ·n_b/n,  C = C_a + C_b + δδᵀ·n_a·n_b/n         (n = n_a + n_b)
+ *   −:  μ_r = μ + (μ − μ_b)·n_b/n_r,  δ = μ_b − μ_r,  C_r = C − C_b − δδᵀ·n_r·n_b/n  (n_r = n − n_b)
+ * Returns [mean_hi[k], mean_lo[k], moments_hi[L], moments_lo[L]] in the stored layout (L = k² or m);
+ * the row count is the caller's (n ± n_b).
+ */
+PG_FUNCTION_INFO_V1(ms_dd_absorb);
+Datum
+ms_dd_absorb(PG_FUNCTION_ARGS)
+{
+	int64		n_a;
+	ArrayType  *mean_arr,
+			   *mom_arr,
+			   *delta_arr;
+	bool		full;
+	int			sign;
+	double	   *mh,
+			   *ml = NULL,
+			   *ch,
+			   *cl = NULL,
+			   *dv;
+	int			k,
+				m,
+				L,
+				i,
+				j,
+				t;
+	double		nb,
+				na;
+	Datum	   *out;
+	dd			mu[MAX_ARGS],
+				mub[MAX_ARGS],
+				delta[MAX_ARGS];
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(3) || PG_ARGISNULL(5) || PG_ARGISNULL(6))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("modelstore_stats dd_absorb: n, moments, full and sign must not be NULL")));
+	n_a = PG_GETARG_INT64(0);
+	full = PG_GETARG_BOOL(5);
+	sign = PG_GETARG_INT32(6);
+	if (sign != 1 && sign != -1)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("modelstore_stats dd_absorb: sign must be 1 or -1, got %d", sign)));
+	if (PG_ARGISNULL(7))		/* no rows of this sign: nothing changes */
+		delta_arr = NULL;
+	else
+		delta_arr = PG_GETARG_ARRAYTYPE_P(7);
+	mom_arr = PG_GETARG_ARRAYTYPE_P(3);
+	L = ArrayGetNItems(ARR_NDIM(mom_arr), ARR_DIMS(mom_arr));
+	if (full)
+	{
+		for (k = 1; k * k < L && k <= MAX_ARGS; k++);
+		if (k * k != L)
+			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							errmsg("modelstore_stats dd_absorb: %d moments are not a square matrix", L)));
+	}
+	else
+	{
+		for (k = 1; k * (k + 1) / 2 < L && k <= MAX_ARGS; k++);
+		if (k * (k + 1) / 2 != L)
+			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							errmsg("modelstore_stats dd_absorb: %d moments are not an upper triangle", L)));
+	}
+	m = k * (k + 1) / 2;
+	ch = float8_values(mom_arr, L, "moments");
+	if (!PG_ARGISNULL(4))
+		cl = float8_values(PG_GETARG_ARRAYTYPE_P(4), L, "moments_lo");
+	/* an empty summary may store an empty mean */
+	mean_arr = PG_ARGISNULL(1) ? NULL : PG_GETARG_ARRAYTYPE_P(1);
+	mh = (mean_arr == NULL || n_a == 0) ? NULL : float8_values(mean_arr, k, "mean");
+	if (!PG_ARGISNULL(2) && n_a != 0)
+		ml = float8_values(PG_GETARG_ARRAYTYPE_P(2), k, "mean_lo");
+	if (delta_arr != NULL)
+	{
+		dv = float8_values(delta_arr, 2 + 2 * k + 2 * m, "delta (a dd_moments result over the summary's columns)");
+		nb = dv[0];
+	}
+	else
+	{
+		dv = NULL;
+		nb = 0;
+	}
+	na = (double) n_a;
+	if (n_a > 0 && mh == NULL)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("modelstore_stats dd_absorb: a summary of %lld rows without a mean", (long long) n_a)));
+
+	out = palloc(sizeof(Datum) * (2 * k + 2 * L));
+	for (i = 0; i < k; i++)
+		mu[i] = (dd) {mh ? mh[i] : 0.0, ml ? ml[i] : 0.0};
+#define STORED(i, j, tt) ((dd) {ch[full ? (i) * k + (j) : (tt)], cl ? cl[full ? (i) * k + (j) : (tt)] : 0.0})
+#define PUT(i, j, tt, v) do { \
+		dd _v = (v); \
+		if (full) { \
+			out[2 * k + (i) * k + (j)] = out[2 * k + (j) * k + (i)] = Float8GetDatum(_v.hi); \
+			out[2 * k + L + (i) * k + (j)] = out[2 * k + L + (j) * k + (i)] = Float8GetDatum(_v.lo); \
+		} else { \
+			out[2 * k + (tt)] = Float8GetDatum(_v.hi); \
+			out[2 * k + L + (tt)] = Float8GetDatum(_v.lo); \
+		} } while (0)
+
+	if (nb == 0)
+	{
+		/* nothing to merge: the summary as it is (with zero low parts where it had none) */
+		for (i = 0; i < k; i++)
+		{
+			out[i] = Float8GetDatum(mu[i].hi);
+			out[k + i] = Float8GetDatum(mu[i].lo);
+		}
+		for (i = 0, t = 0; i < k; i++)
+			for (j = i; j < k; j++, t++)
+				PUT(i, j, t, STORED(i, j, t));
+	}
+	else if (sign > 0 && n_a == 0)
+	{
+		/* an empty summary takes the delta's statistics */
+		for (i = 0; i < k; i++)
+		{
+			out[i] = Float8GetDatum(dv[2 + i]);
+			out[k + i] = Float8GetDatum(dv[2 + k + i]);
+		}
+		for (i = 0, t = 0; i < k; i++)
+			for (j = i; j < k; j++, t++)
+				PUT(i, j, t, ((dd) {dv[2 + 2 * k + t], dv[2 + 2 * k + m + t]}));
+	}
+	else if (sign < 0 && n_a - (int64) nb <= 0)
+	{
+		if (n_a - (int64) nb < 0)
+			ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION),
+							errmsg("modelstore_stats dd_absorb: cannot remove %.0f rows from a summary of %lld",
+								   nb, (long long) n_a)));
+		for (i = 0; i < 2 * k + 2 * L; i++)
+			out[i] = Float8GetDatum(0.0);
+	}
+	else
+	{
+		double		n = sign > 0 ? na + nb : na;	/* the larger of the two sides' totals */
+		double		nr = sign > 0 ? na : na - nb;	/* the other side of the pair */
+		dd			newmu[MAX_ARGS];
+
+		for (i = 0; i < k; i++)
+			mub[i] = (dd) {dv[2 + i], dv[2 + k + i]};
+		for (i = 0; i < k; i++)
+		{
+			if (sign > 0)
+			{
+				delta[i] = dd_add(mub[i], dd_neg(mu[i]));
+				newmu[i] = dd_add(mu[i], dd_div_d(dd_mul_d(delta[i], nb), n));
+			}
+			else
+			{
+				dd			r = dd_add(mu[i], dd_div_d(dd_mul_d(dd_add(mu[i], dd_neg(mub[i])), nb), nr));
+
+				newmu[i] = r;
+				delta[i] = dd_add(mub[i], dd_neg(r));
+			}
+			out[i] = Float8GetDatum(newmu[i].hi);
+			out[k + i] = Float8GetDatum(newmu[i].lo);
+		}
+		for (i = 0, t = 0; i < k; i++)
+		{
+			for (j = i; j < k; j++, t++)
+			{
+				dd			cb = {dv[2 + 2 * k + t], dv[2 + 2 * k + m + t]};
+				dd			outer = dd_div_d(dd_mul_d(dd_mul_d(dd_mul(delta[i], delta[j]), nr), nb), n);
+				dd			c = STORED(i, j, t);
+
+				if (sign > 0)
+					c = dd_add(dd_add(c, cb), outer);
+				else
+					c = dd_add(dd_add(c, dd_neg(cb)), dd_neg(outer));
+				PUT(i, j, t, c);
+			}
+		}
+	}
+#undef STORED
+#undef PUT
+	PG_RETURN_ARRAYTYPE_P(construct_array(out, 2 * k + 2 * L, FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL,
+										  TYPALIGN_DOUBLE));
+}

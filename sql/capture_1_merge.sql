@@ -150,3 +150,50 @@ BEGIN
     END IF;
 END
 $$;
+
+-- Whether change capture merges in double-double: the modelstore_stats extension (≥ 1.1, in schema
+-- modelstore, where the migrations create it) is installed (docs/statistics.md, "Change capture").
+CREATE OR REPLACE FUNCTION modelstore._capture_dd()
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT to_regprocedure('modelstore.dd_absorb(bigint, float8[], float8[], float8[], float8[], boolean, integer, '
+                           'float8[])') IS NOT NULL
+$$;
+
+-- A linear summary after absorbing changed rows in double-double: p_plus and p_minus are the dd_moments
+-- results (finished states) of the complete rows added and removed (NULL: none), merged by the
+-- extension's dd_absorb (Chan's pairwise update in double-double), first the added rows, then the removed
+-- ones (every removed row is in the summary). A double-double summary keeps its precision; a float64
+-- summary (NULL low parts: computed by the SQL aggregates) gets the correctly rounded result and stays
+-- float64. PL/pgSQL: dd_absorb is resolved when called (the extension may be absent).
+CREATE OR REPLACE FUNCTION modelstore._absorbed_linear_dd(p_n bigint, p_mean float8[], p_mean_lo float8[],
+                                                          p_moments float8[], p_moments_lo float8[],
+                                                          p_full boolean, p_plus float8[], p_minus float8[],
+                                                          OUT mean float8[], OUT mean_lo float8[],
+                                                          OUT moments float8[], OUT moments_lo float8[])
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    l integer := cardinality(p_moments);
+    k integer;
+    r float8[];
+    n1 bigint := p_n + coalesce(p_plus[1], 0)::bigint;
+    float64 boolean := p_mean_lo IS NULL AND p_n > 0;
+BEGIN
+    r := modelstore.dd_absorb(p_n, p_mean, p_mean_lo, p_moments, p_moments_lo, p_full, 1, p_plus);
+    k := (cardinality(r) - 2 * l) / 2;
+    IF p_minus IS NOT NULL THEN
+        r := modelstore.dd_absorb(n1, r[1:k], r[k + 1:2 * k], r[2 * k + 1:2 * k + l], r[2 * k + l + 1:], p_full, -1,
+                                  p_minus);
+    END IF;
+    mean := r[1:k];
+    moments := r[2 * k + 1:2 * k + l];
+    IF NOT float64 THEN
+        mean_lo := r[k + 1:2 * k];
+        moments_lo := r[2 * k + l + 1:];
+    END IF;
+END
+$$;

@@ -268,7 +268,7 @@ BEGIN
             ELSE
                 EXECUTE modelstore._maintenance_sql(cs.family, TG_OP, v_seg_key, v_seg_type, v_offset, v_scale,
                                                     cs.columns, cs.target, v_bools, cs.has_stats,
-                                                    cs.index_id IS NOT NULL)
+                                                    cs.index_id IS NOT NULL, modelstore._capture_dd())
                     USING v_ids, cs.index_id, cs.levels, v_leaf_lo, v_leaf_hi;
             END IF;
             IF cs.index_id IS NOT NULL THEN
