@@ -6,7 +6,7 @@ double-double, and the SQL aggregates it falls back to. Through a real PostgreSQ
 - both engines agree to 1e-12 on well-conditioned data;
 - NIST Longley ≥ 12 digits, Wampler1 ≥ 11, Wampler2 ≥ 10 on the scratch, merge and subtraction paths;
 - NULL rows counted, NaN/±Inf refused by column name, EXPLAIN and the model name the engine;
-- change capture keeps a stored summary exact (as float64: capture merges in SQL).
+- change capture keeps stored summaries double-double (dd_absorb) on the row and bulk paths.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ from modelstore.execution.executor import execute
 from modelstore.models import LinearRegression
 from modelstore.planner.plan import Plan, Step
 from modelstore.stats import engine as stats_engine
-from modelstore.stats.linear import from_dd_array
+from modelstore.catalog import records
+from modelstore.families import family
+from modelstore.stats.linear import LinearStats, from_dd_array
 from tests.data import longley
 from tests.helpers import load_frame
 
@@ -309,30 +311,90 @@ def test_non_finite_refused_by_column(data_dsn, engine_name):
         assert m.plan.results[0].rows == 21  # 20 used + 1 skipped for its NULL
 
 
-def test_capture_keeps_summary_exact(data_dsn, engine_name):
-    """A stored double-double summary that change capture merges a delta into stays exact (as float64:
-    the capture's merge is SQL) and says so."""
+def _fresh(conn, table, columns):
+    """The C aggregate's statistics of the whole table, computed now (the reference for capture)."""
+    query = psycopg.sql.SQL("SELECT modelstore.dd_moments({}) FROM {}").format(
+        psycopg.sql.SQL(", ").join(psycopg.sql.SQL("{}::float8").format(psycopg.sql.Identifier(c)) for c in columns),
+        psycopg.sql.Identifier(table))
+    return from_dd_array(columns, conn.execute(query).fetchone()[0])
+
+
+def _assert_dd_close(got, want, rel=1e-24):
+    """Equal within double-double rounding: |got − want| ≤ rel · the columns' spread (hi + lo exactly)."""
+    assert (got.n, got.null_rows) == (want.n, want.null_rows)
+    assert got.precision == want.precision == "double-double"
+    k = len(got.columns)
+    scale = [math.sqrt(float(dd_value(want.comoment[i, i], want.comoment_lo[i, i]))) for i in range(k)]
+    for i in range(k):
+        err = abs(float(dd_value(got.mean[i], got.mean_lo[i]) - dd_value(want.mean[i], want.mean_lo[i])))
+        assert err <= rel * (abs(want.mean[i]) + scale[i]), (i, err)
+        for j in range(k):
+            err = abs(float(dd_value(got.comoment[i, j], got.comoment_lo[i, j])
+                            - dd_value(want.comoment[i, j], want.comoment_lo[i, j])))
+            assert err <= rel * scale[i] * scale[j], (i, j, err)
+
+
+WAMPLER_COLUMNS = [f"x{k}" for k in range(1, 6)] + ["y"]
+
+
+def test_capture_keeps_double_double(data_dsn, engine_name):
+    """Change capture merges in double-double (the extension's dd_absorb) on the row-by-row and the bulk
+    path, for stored statistics and index nodes: after inserts, updates and deletes that leave Wampler1
+    as it was, the maintained statistics equal a fresh C-aggregate fit within double-double rounding and
+    still give Wampler1's digits. On the SQL engine a summary is float64 and stays float64."""
     with modelstore.connect(data_dsn) as store:
         if engine_name == "c" and stats_engine.installed_schema(store.conn) is None:
             pytest.skip("extension not installed")
-        with store.conn.transaction():
-            store.conn.execute("DROP TABLE IF EXISTS cap")
-            store.conn.execute("CREATE TABLE cap AS SELECT g AS id, g::float8 AS a, (g % 7)::float8 AS b, "
-                               "(2 * g + (g % 7))::float8 AS y FROM generate_series(1, 500) g")
-        first = store.fit("linear", table="cap", target="y", features=["a", "b"], order_by="id", lo=1, hi=500)
+        conn = store.conn
+        with conn.transaction():
+            conn.execute("DROP TABLE IF EXISTS capw")
+            conn.execute("CREATE TABLE capw (id int PRIMARY KEY, x1 float8, x2 float8, x3 float8, x4 float8, x5 float8, "
+                         "y float8)")
+            conn.execute("INSERT INTO capw SELECT g, x, x^2, x^3, x^4, x^5, 1 + x + x^2 + x^3 + x^4 + x^5 "
+                         "FROM generate_series(1, 42) g, LATERAL (SELECT ((g - 1) % 21)::float8 AS x) v")
+        features = WAMPLER_COLUMNS[:-1]
+        first = store.fit("linear", table="capw", target="y", features=features, order_by="id", lo=1, hi=1000)
         sid = first.plan.stored_stats_id
-        lo = store.conn.execute("SELECT mean_lo IS NOT NULL FROM modelstore.statistics WHERE stats_id = %s",
-                                [sid]).fetchone()[0]
-        assert lo == (engine_name == "c")
-        with store.conn.transaction():
-            store.conn.execute("UPDATE cap SET y = y + 1 WHERE id BETWEEN 100 AND 120")
-        row = store.conn.execute("SELECT mean_lo IS NULL, stale FROM modelstore.statistics WHERE stats_id = %s",
-                                 [sid]).fetchone()
-        assert row is not None and not row[1], "the summary was kept fresh by capture"
-        assert row[0]  # merged by capture in float64: the low parts were dropped
-        stored = store.fit("linear", table="cap", target="y", features=["a", "b"], order_by="id", lo=1, hi=500)
+        store.build_index("capw", "id", features, "y", kind="linear", chunk_rows=8)
+        changes = [
+            "INSERT INTO capw SELECT g, x, x^2, x^3, x^4, x^5, x FROM generate_series(43, 44) g, "
+            "LATERAL (SELECT (g % 7 + 3)::float8 AS x) v",                                   # row by row
+            "INSERT INTO capw SELECT g, x, x^2, x^3, x^4, x^5, -x FROM generate_series(45, 54) g, "
+            "LATERAL (SELECT (g - 45)::float8 * 1.75 AS x) v",                               # bulk
+            "UPDATE capw SET y = y * 3 + 1 WHERE id BETWEEN 3 AND 4",
+            "UPDATE capw SET y = (y - 1) / 3 WHERE id BETWEEN 3 AND 4",
+            "UPDATE capw SET x1 = x1 + 0.5 WHERE id BETWEEN 10 AND 30",
+            "UPDATE capw SET x1 = x1 - 0.5 WHERE id BETWEEN 10 AND 30",
+            "DELETE FROM capw WHERE id IN (43, 44)",
+            "DELETE FROM capw WHERE id BETWEEN 45 AND 54",
+        ]
+        for change in changes:
+            with conn.transaction():
+                conn.execute(change)
+        row = conn.execute("SELECT stale, n, mean_lo IS NULL FROM modelstore.statistics WHERE stats_id = %s",
+                           [sid]).fetchone()
+        assert row is not None and not row[0] and row[1] == 42, "capture kept the summary fresh"
+        maintained = records.fetch_stats(conn, [sid])[sid]
+        nodes = conn.execute("SELECT n.n, n.null_rows, n.mean, n.moments, n.mean_lo, n.moments_lo "
+                             "FROM modelstore.index_nodes AS n JOIN modelstore.stat_indexes AS i USING (index_id) "
+                             "JOIN modelstore.sources AS s USING (source_id) "
+                             "WHERE s.table_name = 'capw' AND n.level = i.levels - 1").fetchall()
+        assert len(nodes) == 1
+        root = family("linear").unpack(WAMPLER_COLUMNS, nodes[0][0], nodes[0][1], None, None, *nodes[0][2:],
+                                       triangle=True)
+        stored = store.fit("linear", table="capw", target="y", features=features, order_by="id", lo=1, hi=1000)
         assert stored.plan.stats_used == [sid]
-        data = np.array(store.conn.execute("SELECT a, b, y FROM cap ORDER BY id").fetchall(), dtype=float)
-        X = np.c_[np.ones(500), data[:, :2]]
-        exact = np.linalg.lstsq(X, data[:, 2], rcond=None)[0]
-        np.testing.assert_allclose(np.r_[stored.intercept_, stored.coef_], exact, rtol=1e-9, atol=1e-9)
+        got = digits(np.r_[stored.intercept_, stored.coef_], [1.0] * 6)
+        print(f"\nWampler1 maintained by capture [{engine_name}]: {got:.2f} digits")
+        if engine_name == "c":
+            assert row[2] is False and root.precision == "double-double"
+            fresh = _fresh(conn, "capw", WAMPLER_COLUMNS)
+            _assert_dd_close(maintained, fresh)
+            _assert_dd_close(root, fresh)
+            assert got >= 11
+        else:
+            assert row[2] is True and maintained.precision == root.precision == "float64"
+            data = np.array(conn.execute("SELECT x1, x2, x3, x4, x5, y FROM capw ORDER BY id").fetchall())
+            exact = LinearStats.from_rows(WAMPLER_COLUMNS, data)
+            np.testing.assert_allclose(maintained.mean, exact.mean, rtol=1e-12)
+            np.testing.assert_allclose(root.mean, exact.mean, rtol=1e-12)
