@@ -398,3 +398,78 @@ def test_capture_keeps_double_double(data_dsn, engine_name):
             exact = LinearStats.from_rows(WAMPLER_COLUMNS, data)
             np.testing.assert_allclose(maintained.mean, exact.mean, rtol=1e-12)
             np.testing.assert_allclose(root.mean, exact.mean, rtol=1e-12)
+
+
+# -- Gaussian Naive Bayes: per-class moments in double-double ---------------------------------------------
+
+def _nb_exact(rows):
+    """Per class: n, exact mean and M2 (fractions) of the float8 values."""
+    out = {}
+    for label in sorted({r[0] for r in rows}):
+        xs = [[Fraction(v) for v in r[1:]] for r in rows if r[0] == label]
+        n = len(xs)
+        mean = [sum((x[j] for x in xs), Fraction(0)) / n for j in range(len(xs[0]))]
+        m2 = [sum(((x[j] - mean[j]) ** 2 for x in xs), Fraction(0)) for j in range(len(xs[0]))]
+        out[label] = (n, mean, m2)
+    return out
+
+
+def _nb_digits(stats, exact) -> float:
+    """Correct digits of the worst per-class mean and M2 (hi + lo when double-double)."""
+    worst = 17.0
+    for c, label in enumerate(stats.classes):
+        n, mean, m2 = exact[label]
+        assert int(stats.counts[c]) == n
+        for j in range(len(mean)):
+            lo = (stats.means_lo[c, j], stats.m2_lo[c, j]) if stats.precision == "double-double" else (0.0, 0.0)
+            for got, want in ((dd_value(stats.means[c, j], lo[0]), mean[j]), (dd_value(stats.m2[c, j], lo[1]), m2[j])):
+                err = abs(float((got - want) / want)) if want else abs(float(got))
+                worst = min(worst, -math.log10(max(err, 1e-17)))
+    return worst
+
+
+def test_gaussian_nb_double_double_every_path(data_dsn, engine_name):
+    """Per-class moments of a feature with a large offset (x = 10¹² + a small spread) from scratch, from two
+    merged halves and as whole − part: on the C engine exact to ≥ 15 digits on every path (Chan's merge in
+    double-double, as linear's), where the float64 merge loses the digits the offset shares with the data."""
+    with modelstore.connect(data_dsn) as store:
+        if engine_name == "c" and stats_engine.installed_schema(store.conn) is None:
+            pytest.skip("extension not installed")
+        conn = store.conn
+        with conn.transaction():
+            conn.execute("DROP TABLE IF EXISTS nbill")
+            conn.execute("CREATE TABLE nbill AS SELECT g AS id, g % 3 AS c, (1e12 + ((g * 7919) % 101) * 0.0009765625 "
+                         "+ (g % 3) * 0.5)::float8 AS a, ((g * 104729) % 97)::float8 / 7 - 1e4 * (g % 2) AS b "
+                         "FROM generate_series(1, 600) g")
+            conn.execute("DELETE FROM modelstore.fitted_models")
+            conn.execute("DELETE FROM modelstore.statistics")
+        rows = conn.execute("SELECT c, a, b FROM nbill WHERE id <= 400 ORDER BY id").fetchall()
+        exact = _nb_exact(rows)
+
+        def fit(a, b):
+            return store.fit("gaussian_nb", table="nbill", target="c", features=["a", "b"], order_by="id", lo=a, hi=b)
+
+        def run(signed):
+            descriptor, tbl = store._describe("gaussian_nb", "nbill", "c", ["a", "b"], "id", 1, 400, None,
+                                              {"var_smoothing": 1e-9})
+            steps = tuple(Step(sign, "stored", descriptor.range, sid) for sign, sid in signed)
+            with conn.transaction():
+                return execute(conn, Plan(descriptor, steps, "hand-made"), tbl)[0]
+
+        fit(1, 400)
+        scratch = records.fetch_stats(conn, [fit(1, 400).plan.stats_used[0]])
+        scratch = next(iter(scratch.values()))
+        merged = run([(+1, fit(1, 170).plan.stored_stats_id), (+1, fit(171, 400).plan.stored_stats_id)])
+        sub = run([(+1, fit(1, 600).plan.stored_stats_id), (-1, fit(401, 600).plan.stored_stats_id)])
+        got = {name: _nb_digits(s, exact) for name, s in (("scratch", scratch), ("merge", merged), ("subtraction", sub))}
+        print(f"\ngaussian_nb offset 1e12 [{engine_name}]: " + ", ".join(f"{k} {v:.2f}" for k, v in got.items()))
+        precision = "double-double" if engine_name == "c" else "float64"
+        assert scratch.precision == merged.precision == sub.precision == precision
+        if engine_name == "c":
+            assert min(got.values()) >= 15, got
+            # and the model: var_ = M2/n_c + ε to float64 precision
+            model = store.fit("gaussian_nb", table="nbill", target="c", features=["a", "b"], order_by="id", lo=1, hi=400)
+            eps = model.epsilon_
+            for c, label in enumerate(model.classes_):
+                n, _, m2 = exact[int(label)]
+                np.testing.assert_allclose(model.var_[c], [float(v / n) + eps for v in m2], rtol=1e-13)
