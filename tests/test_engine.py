@@ -30,7 +30,7 @@ from modelstore.stats import engine as stats_engine
 from modelstore.catalog import records
 from modelstore.families import family
 from modelstore.stats.linear import LinearStats, from_dd_array
-from tests.data import longley
+from tests.data import longley, nist_strd
 from tests.helpers import load_frame
 
 FEATURES = list(longley.FEATURES)
@@ -212,6 +212,18 @@ def data_dsn(module_dsn):
             f = pd.DataFrame({f"x{k}": xs**k for k in range(1, 6)})
             f["y"] = ys
             f.insert(0, "id", np.arange(1, 43))
+            load_frame(s.conn, name, f)
+        # the NIST files themselves: Filip (degree 10) and Wampler3–5 (degree 5 with noise), each followed by
+        # its design again with another target, so that [1, n] = [1, 2n] − [n + 1, 2n]
+        filip = np.array(nist_strd.FILIP)
+        polys = {"filip": (filip[:, 1], filip[:, 0], 10)}
+        for i in (3, 4, 5):
+            polys[f"wampler{i}"] = (np.array(nist_strd.WAMPLER_X, dtype=float),
+                                    np.array(nist_strd.WAMPLER_Y[i], dtype=float), 5)
+        for name, (x, y, degree) in polys.items():
+            f = pd.DataFrame({f"x{k}": np.r_[x, x] ** k for k in range(1, degree + 1)})
+            f["y"] = np.r_[y, y * 1.5 + 3]
+            f.insert(0, "id", np.arange(1, 2 * len(x) + 1))
             load_frame(s.conn, name, f)
     return module_dsn
 
@@ -473,3 +485,76 @@ def test_gaussian_nb_double_double_every_path(data_dsn, engine_name):
             for c, label in enumerate(model.classes_):
                 n, _, m2 = exact[int(label)]
                 np.testing.assert_allclose(model.var_[c], [float(v / n) + eps for v in m2], rtol=1e-13)
+
+
+# -- NIST Filip and Wampler3–5 from the NIST files --------------------------------------------------------
+
+def _exact_ols(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """[b0, w…] of the float8 columns solved in exact rational arithmetic (the centered normal equations)."""
+    z = np.column_stack([X, y])
+    k = z.shape[1]
+    mean, C = exact_moments(z.tolist())
+    d = k - 1
+    M = [[C[i][j] for j in range(d)] + [C[i][d]] for i in range(d)]
+    for col in range(d):
+        for r in range(col + 1, d):
+            f = M[r][col] / M[col][col]
+            M[r] = [a - f * b for a, b in zip(M[r], M[col])]
+    w = [Fraction(0)] * d
+    for r in range(d - 1, -1, -1):
+        w[r] = (M[r][d] - sum((M[r][c] * w[c] for c in range(r + 1, d)), Fraction(0))) / M[r][r]
+    b0 = mean[d] - sum((w[i] * mean[i] for i in range(d)), Fraction(0))
+    return np.array([float(b0)] + [float(v) for v in w])
+
+
+POLY = {  # table, degree, rows, certified, digits wanted on the C engine (every path)
+    "filip": ("filip", 10, 82, nist_strd.FILIP_CERTIFIED, 7),
+    "wampler3": ("wampler3", 5, 21, nist_strd.WAMPLER_CERTIFIED[3], 11),
+    "wampler4": ("wampler4", 5, 21, nist_strd.WAMPLER_CERTIFIED[4], 11),
+    "wampler5": ("wampler5", 5, 21, nist_strd.WAMPLER_CERTIFIED[5], 11),
+}
+
+
+@pytest.mark.parametrize("dataset", list(POLY))
+def test_nist_polynomials_every_path(data_dsn, engine_name, dataset):
+    """Filip: the C path's coefficients have ≥ 7 correct digits on every path (the exact rank check lets
+    its pivots of 10⁻¹⁵ through) and equal the exact rational solution of the float8 columns; float64
+    normal equations and numpy's lstsq on the same columns have none. Wampler3–5: ≥ 11 digits."""
+    table, degree, n, certified, wanted = POLY[dataset]
+    features = [f"x{k}" for k in range(1, degree + 1)]
+    with modelstore.connect(data_dsn) as store:
+        if engine_name == "c" and stats_engine.installed_schema(store.conn) is None:
+            pytest.skip("extension not installed")
+        with store.conn.transaction():
+            store.conn.execute("DELETE FROM modelstore.fitted_models")
+            store.conn.execute("DELETE FROM modelstore.statistics")
+        data = np.array(store.conn.execute(psycopg.sql.SQL("SELECT {}, y FROM {} WHERE id <= %s ORDER BY id").format(
+            psycopg.sql.SQL(", ").join(map(psycopg.sql.Identifier, features)), psycopg.sql.Identifier(table)),
+            [n]).fetchall(), dtype=float)
+        X, y = data[:, :-1], data[:, -1]
+        ones = np.column_stack([np.ones(n), X])
+        reference = {"exact sums": digits(_exact_ols(X, y), certified),
+                     "numpy lstsq": digits(np.linalg.lstsq(ones, y, rcond=None)[0], certified)}
+        try:
+            reference["float64 normal equations"] = digits(np.linalg.solve(ones.T @ ones, ones.T @ y), certified)
+        except np.linalg.LinAlgError:
+            reference["float64 normal equations"] = 0.0
+        try:
+            got, scratch, merged, sub = three_paths(store, table, "y", features, certified, 1, n, n // 2, 2 * n)
+        except modelstore.errors.SingularMatrixError as exc:
+            assert engine_name == "sql", exc  # float64 statistics of Filip are numerically singular
+            got = {"scratch": "refused (singular)"}
+        print(f"\n{dataset} [{engine_name}]: "
+              + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in got.items())
+              + "; references: " + ", ".join(f"{k} {v:.2f}" for k, v in reference.items()))
+        if engine_name == "c":
+            assert min(got.values()) >= wanted, got
+            assert merged.precision == sub.precision == "double-double"
+            # the C path's answer is the exact solution of the exact sums, to what the ~32 digits of the
+            # statistics leave after the system's conditioning (Filip: ~10¹⁹; measured 12.8 digits)
+            agree = digits(np.r_[scratch.intercept_, scratch.coef_], _exact_ols(X, y))
+            print(f"{dataset} [c] scratch vs the exact solve of the exact sums: {agree:.2f} digits")
+            assert agree >= 12
+        if dataset == "filip":
+            assert reference["numpy lstsq"] < 2 and reference["float64 normal equations"] < 2
+            assert reference["exact sums"] >= 7
