@@ -25,6 +25,7 @@ import modelstore
 from modelstore.errors import NonFiniteValueError
 from modelstore.execution.executor import execute
 from modelstore.models import LinearRegression
+from modelstore.planner.costs import CostModel
 from modelstore.planner.plan import Plan, Step
 from modelstore.stats import engine as stats_engine
 from modelstore.catalog import records
@@ -558,3 +559,51 @@ def test_nist_polynomials_every_path(data_dsn, engine_name, dataset):
         if dataset == "filip":
             assert reference["numpy lstsq"] < 2 and reference["float64 normal equations"] < 2
             assert reference["exact sums"] >= 7
+
+
+# -- the cost model per engine ----------------------------------------------------------------------------
+
+def test_cost_model_per_engine(data_dsn, monkeypatch):
+    """Each statistics engine gets cost figures of its own, calibrated on first use and stored with its
+    engine; the store plans with the figures of the engine the executor uses, and on each engine the
+    chosen plan costs no more (by that engine's figures) than the from-scratch scan or the stored summary
+    plus its gap."""
+    from modelstore.planner import costs
+
+    with modelstore.connect(data_dsn) as store:
+        if stats_engine.installed_schema(store.conn) is None:
+            pytest.skip("extension not installed")
+        with store.conn.transaction():
+            store.conn.execute("DELETE FROM modelstore.cost_model")
+            store.conn.execute("DELETE FROM modelstore.fitted_models")
+            store.conn.execute("DELETE FROM modelstore.statistics")
+    models = {}
+    for name in ("sql", "c"):
+        monkeypatch.setenv(stats_engine.ENV, name)
+        stats_engine.forget()
+        with modelstore.connect(data_dsn) as store:
+            model = store.cost_model
+            assert model.engine == name and model.method == "calibrated"
+            assert costs.load(store.conn, engine=name) == model
+            models[name] = model
+            print(f"\n{name}: scan_row_ms {model.scan_row_ms}")
+            # a stored summary over 90% of the request: reuse + gap, or one scan of everything
+            store.fit("linear", table="wellcond", target="y", features=["a", "b", "c", "d"], order_by="id",
+                      lo=1, hi=2700)
+            plan = store.explain("linear", table="wellcond", target="y", features=["a", "b", "c", "d"], order_by="id",
+                                 lo=1, hi=3000)
+            scratch = store._plan(None, plan.descriptor)  # no source: no stored candidates, one scan
+            assert plan.est_cost_ms is not None and scratch.est_cost_ms is not None
+            assert plan.est_cost_ms <= scratch.est_cost_ms + 1e-9
+            print(f"{name}: chosen {plan.strategy} {plan.est_cost_ms:.3f} ms, scratch {scratch.est_cost_ms:.3f} ms")
+    stats_engine.forget()
+    assert models["c"] != models["sql"]
+    # the built-in figures (planning without a database to measure) differ the same way
+    k = 11
+    assert CostModel.default("c").row_ms("linear", k) < CostModel.default("sql").row_ms("linear", k)
+    # both stay stored: switching back loads the SQL engine's figures without measuring again
+    monkeypatch.setenv(stats_engine.ENV, "sql")
+    with modelstore.connect(data_dsn) as store:
+        assert store.cost_model == models["sql"]
+        assert store.conn.execute("SELECT count(*) FROM modelstore.cost_model").fetchone()[0] == 2
+    stats_engine.forget()

@@ -347,8 +347,9 @@ class Store:
 
     @property
     def cost_model(self) -> CostModel:
-        """The calibrated cost model of this database (measured on first use, then read from the catalog)."""
-        if self._cost_model is None:
+        """The calibrated cost model of this database and statistics engine (measured on first use, then
+        read from the catalog)."""
+        if self._cost_model is None or self._cost_model.engine != stats_engine.engine(self.conn)[0]:
             self._cost_model = costs.load_or_calibrate(self.conn)
         return self._cost_model
 
