@@ -607,3 +607,80 @@ def test_cost_model_per_engine(data_dsn, monkeypatch):
         assert store.cost_model == models["sql"]
         assert store.conn.execute("SELECT count(*) FROM modelstore.cost_model").fetchone()[0] == 2
     stats_engine.forget()
+
+
+# -- the extension installed (or updated) after statistics were stored ------------------------------------
+
+def test_extension_installed_later(dsn, monkeypatch):
+    """A catalog filled on the SQL aggregates keeps working when the extension arrives later (here as
+    version 1.0, then updated to 1.1 by the migrations): its float64 summaries stay float64 — NULL low
+    parts on both arrays, never a double-double label on float64 digits — capture keeps them exact
+    (merging in double-double, rounded), plans that combine them with new double-double scans say so,
+    and every answer matches numpy."""
+    from modelstore.catalog import migrate
+
+    monkeypatch.setenv(stats_engine.ENV, "auto")
+    with modelstore.connect(dsn) as store:
+        conn = store.conn
+        if stats_engine.installed_schema(conn) is None:
+            pytest.skip("extension not installed")
+        with conn.transaction():
+            conn.execute("DROP EXTENSION modelstore_stats")
+            conn.execute("CREATE TABLE late AS SELECT g AS id, (g % 17)::float8 + 1e6 AS a, sin(g)::float8 AS b, "
+                         "(3 * (g % 17) + 2 * sin(g) + cos(g * 7) / 10)::float8 AS y FROM generate_series(1, 1000) g")
+        stats_engine.forget()
+        assert stats_engine.engine(conn)[0] == "sql"
+        old = store.fit("linear", table="late", target="y", features=["a", "b"], order_by="id", lo=1, hi=800)
+        sid = old.plan.stored_stats_id
+        store.build_index("late", "id", ["a", "b"], "y", kind="linear", chunk_rows=100)
+        with conn.transaction():
+            conn.execute("UPDATE late SET y = y + 1 WHERE id BETWEEN 10 AND 12")  # captured in float64 (no extension)
+
+        # the extension arrives, first as 1.0 (no dd_absorb), then the migrations update it
+        with conn.transaction():
+            conn.execute("CREATE EXTENSION modelstore_stats VERSION '1.0' SCHEMA modelstore")
+        migrate.migrate(conn)
+        assert conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'modelstore_stats'").fetchone()[0] == "1.1"
+        stats_engine.forget()
+        assert stats_engine.engine(conn)[0] == "c"
+
+        with conn.transaction():  # row-by-row and bulk capture, now through dd_absorb
+            conn.execute("UPDATE late SET y = y - 2 WHERE id = 300")
+            conn.execute("UPDATE late SET b = b / 2 WHERE id BETWEEN 500 AND 560")
+        for table in ("statistics", "index_nodes"):
+            mixed, dd = conn.execute(psycopg.sql.SQL(
+                "SELECT count(*) FILTER (WHERE (mean_lo IS NULL) <> (moments_lo IS NULL)), "
+                "count(*) FILTER (WHERE mean_lo IS NOT NULL) FROM modelstore.{}").format(
+                    psycopg.sql.Identifier(table))).fetchone()
+            assert (mixed, dd) == (0, 0), table  # every stored summary is (still) float64, consistently
+
+        data = np.array(conn.execute("SELECT a, b, y FROM late ORDER BY id").fetchall(), dtype=float)
+
+        def expected(hi):
+            X = np.c_[np.ones(hi), data[:hi, :2]]
+            return np.linalg.lstsq(X, data[:hi, 2], rcond=None)[0]
+
+        kept = records.fetch_stats(conn, [sid])[sid]
+        assert kept.precision == "float64"
+        exact = LinearStats.from_rows(["a", "b", "y"], data[:800])
+        np.testing.assert_allclose(kept.mean, exact.mean, rtol=1e-14)
+        np.testing.assert_allclose(kept.comoment, exact.comoment, rtol=1e-9, atol=1e-9 * exact.comoment.max())
+        # a plan that adds a new double-double scan to the stored float64 summary: float64, and says so
+        descriptor, tbl = store._describe("linear", "late", "y", ["a", "b"], "id", 1, 1000, None, {"l2": 0.0})
+        gap = descriptor.range.__class__(801, 1000)
+        steps = (Step(+1, "stored", descriptor.range.__class__(1, 800), sid), Step(+1, "scan", gap))
+        with conn.transaction():
+            stats, executed = execute(conn, Plan(descriptor, steps, "hand-made"), tbl)
+        assert stats.precision == "float64" and "mixed precisions" in executed.extra["Statistics"]
+        model = LinearRegression.from_stats(stats)
+        np.testing.assert_allclose(np.r_[model.intercept_, model.coef_], expected(1000), rtol=1e-8)
+        fitted = store.fit("linear", table="late", target="y", features=["a", "b"], order_by="id", lo=1, hi=1000)
+        np.testing.assert_allclose(np.r_[fitted.intercept_, fitted.coef_], expected(1000), rtol=1e-8)
+        # what is computed from rows from now on is double-double (a summary served by float64 ones is not)
+        with conn.transaction():
+            conn.execute("CREATE TABLE later AS SELECT * FROM late")
+        new = store.fit("linear", table="later", target="y", features=["b"], order_by="id", lo=1, hi=1000)
+        lo = conn.execute("SELECT mean_lo IS NOT NULL AND moments_lo IS NOT NULL FROM modelstore.statistics "
+                          "WHERE stats_id = %s", [new.plan.stored_stats_id]).fetchone()[0]
+        assert lo
+    stats_engine.forget()
