@@ -74,6 +74,7 @@ RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 3  -- float8 → jsonb → float8 (Naive Bayes deltas) is exact
 AS $$
 DECLARE
     src record;

@@ -684,3 +684,64 @@ def test_extension_installed_later(dsn, monkeypatch):
                           "WHERE stats_id = %s", [new.plan.stored_stats_id]).fetchone()[0]
         assert lo
     stats_engine.forget()
+
+
+def test_capture_keeps_gaussian_nb_double_double(data_dsn, engine_name):
+    """Gaussian Naive Bayes summaries (stored statistics and index nodes) stay double-double under
+    change capture on both paths (dd_absorb_diag per class): equal to a fresh dd_diag per class within
+    double-double rounding, with classes that appear and disappear on the way."""
+    from modelstore.stats.gaussian_nb import from_dd_rows
+
+    with modelstore.connect(data_dsn) as store:
+        if engine_name == "c" and stats_engine.installed_schema(store.conn) is None:
+            pytest.skip("extension not installed")
+        conn = store.conn
+        with conn.transaction():
+            conn.execute("DROP TABLE IF EXISTS capnb")
+            conn.execute("CREATE TABLE capnb AS SELECT g AS id, g % 3 AS c, (1e12 + ((g * 7919) % 101) * 0.0009765625)"
+                         "::float8 AS a, ((g * 104729) % 97)::float8 / 7 AS b FROM generate_series(1, 300) g")
+        first = store.fit("gaussian_nb", table="capnb", target="c", features=["a", "b"], order_by="id", lo=1, hi=1000)
+        sid = first.plan.stored_stats_id
+        store.build_index("capnb", "id", ["a", "b"], "c", kind="gaussian_nb", chunk_rows=64)
+        for change in (
+            "INSERT INTO capnb VALUES (301, 7, 1e12 + 0.5, 3.25)",                                  # row: a new class
+            "INSERT INTO capnb SELECT g, g % 4, 1e12 + g * 0.125, g / 8.0 FROM generate_series(302, 320) g",  # bulk
+            "UPDATE capnb SET b = b * 3 WHERE id BETWEEN 5 AND 6",
+            "UPDATE capnb SET a = a + 0.25 WHERE id BETWEEN 100 AND 140",
+            "DELETE FROM capnb WHERE id = 301",                                                       # class 7 goes
+            "DELETE FROM capnb WHERE id BETWEEN 150 AND 170",
+        ):
+            with conn.transaction():
+                conn.execute(change)
+        maintained = records.fetch_stats(conn, [sid])[sid]
+        node = conn.execute("SELECT n.n, n.null_rows, n.classes, n.counts, n.mean, n.moments, n.mean_lo, n.moments_lo "
+                            "FROM modelstore.index_nodes AS n JOIN modelstore.stat_indexes AS i USING (index_id) "
+                            "JOIN modelstore.sources AS s USING (source_id) "
+                            "WHERE s.table_name = 'capnb' AND n.level = i.levels - 1").fetchone()
+        root = family("gaussian_nb").unpack(["a", "b"], *node)
+        def fresh_of(last):
+            return from_dd_rows(["a", "b"], conn.execute(
+                "SELECT c, modelstore.dd_diag(a, b) FROM capnb WHERE id <= %s GROUP BY c ORDER BY c", [last]).fetchall())
+
+        # the index ends where it was built (id 300); the stored summary's range reaches 1000
+        for name, got, fresh, classes in (("stored", maintained, fresh_of(1000), (0, 1, 2, 3)),
+                                          ("index root", root, fresh_of(300), (0, 1, 2))):
+            assert got.classes == fresh.classes == classes, (name, got.classes, got.counts)
+            assert got.counts.tolist() == fresh.counts.tolist()
+            if engine_name == "sql":
+                assert got.precision == "float64"
+                np.testing.assert_allclose(got.means, fresh.means, rtol=1e-15)
+                continue
+            assert got.precision == "double-double"
+            for c in range(len(fresh.classes)):
+                for j in range(2):
+                    spread = math.sqrt(float(fresh.m2[c, j]))
+                    err_mean = dd_value(got.means[c, j], got.means_lo[c, j]) - dd_value(fresh.means[c, j], fresh.means_lo[c, j])
+                    err_m2 = dd_value(got.m2[c, j], got.m2_lo[c, j]) - dd_value(fresh.m2[c, j], fresh.m2_lo[c, j])
+                    assert abs(float(err_mean)) <= 1e-24 * (abs(fresh.means[c, j]) + spread), (c, j, float(err_mean))
+                    # Chan's merge moves M2 by δ²·n_a·n_b/n with δ a difference of means held to u²·|mean|:
+                    # the bound is u²-sized relative to |mean|·spread·n, not to spread² (a fresh scan's shift
+                    # avoids that); here M2 keeps 19 digits or more (the SQL engine's scan of such data keeps 3)
+                    bound = 1e-30 * (abs(fresh.means[c, j]) + spread) * spread * int(fresh.counts[c])
+                    assert abs(float(err_m2)) <= bound, (c, j, float(err_m2))
+                    assert abs(float(err_m2)) <= 1e-18 * spread * spread, (c, j, float(err_m2))  # ≥ 18 digits
