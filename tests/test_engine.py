@@ -586,7 +586,7 @@ def test_cost_model_per_engine(data_dsn, monkeypatch):
             assert model.engine == name and model.method == "calibrated"
             assert costs.load(store.conn, engine=name) == model
             models[name] = model
-            print(f"\n{name}: scan_row_ms {model.scan_row_ms}")
+            print(f"\n{name}: scan_row_ms {model.scan_row_ms}, term_ms {model.term_ms:.2g}, statement_ms {model.statement_ms:.2g}")
             # a stored summary over 90% of the request: reuse + gap, or one scan of everything
             store.fit("linear", table="wellcond", target="y", features=["a", "b", "c", "d"], order_by="id",
                       lo=1, hi=2700)
