@@ -275,7 +275,7 @@ BEGIN
             ELSE
                 EXECUTE modelstore._maintenance_sql(cs.family, p_op, v_seg_key, v_seg_type, v_offset, v_scale,
                                                     cs.columns, cs.target, v_bools, cs.has_stats,
-                                                    cs.index_id IS NOT NULL)
+                                                    cs.index_id IS NOT NULL, modelstore._capture_dd())
                     USING v_ids, cs.index_id, cs.levels, v_leaf_lo, v_leaf_hi;
             END IF;
             IF cs.index_id IS NOT NULL THEN
@@ -295,6 +295,7 @@ RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 3  -- float8 → jsonb → float8 (Naive Bayes deltas) is exact
 AS %L$f$,
         format($b$DECLARE
     p_relid oid := TG_RELID;
@@ -310,6 +311,7 @@ CREATE OR REPLACE FUNCTION modelstore._capture_apply(p_relid oid, p_op text, p_s
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 3  -- float8 → jsonb → float8 (Naive Bayes deltas) is exact
 AS %L$f$, body);
 END
 $do$;

@@ -243,6 +243,8 @@ def _dispatch(store, args) -> int:
         with store.conn.transaction():
             store.conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {} SCHEMA modelstore").format(
                 sql.Identifier(engine.EXTENSION)))
+            # a database created with an older build: its version gets the newer functions
+            store.conn.execute(sql.SQL("ALTER EXTENSION {} UPDATE").format(sql.Identifier(engine.EXTENSION)))
         engine.forget(store.conn)
         name, _ = engine.engine(store.conn)
         console.print(f"statistics engine: {engine.DESCRIPTIONS[name]}")

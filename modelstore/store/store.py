@@ -100,6 +100,8 @@ class Store:
         #: the best plan without subtraction (docs/planner.md)
         self.max_digits_lost = float(max_digits_lost)
         self._cost_model: CostModel | None = None
+        #: the statistics engine the cost model was loaded for (None: pinned by the caller)
+        self._cost_model_engine: str | None = None
         self._estimators: dict[tuple, tuple[RowEstimator, float]] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -357,16 +359,20 @@ class Store:
 
     @property
     def cost_model(self) -> CostModel:
-        """The calibrated cost model of this database (measured on first use, then read from the catalog)."""
-        if self._cost_model is None:
+        """The calibrated cost model of this database and statistics engine (measured on first use, then
+        read from the catalog)."""
+        engine = stats_engine.engine(self.conn)[0]
+        # a model this property loaded is the engine's it was loaded for; one pinned by assignment stays
+        if self._cost_model is None or self._cost_model_engine not in (None, engine):
             self._cost_model = costs.load_or_calibrate(self.conn)
+            self._cost_model_engine = engine
         return self._cost_model
 
     def calibrate(self, *, quick: bool = False) -> CostModel:
         """Measure the cost model again and store it (``modelstore calibrate``)."""
         model = costs.calibrate(self.conn, quick=quick)
         costs.save(self.conn, model)
-        self._cost_model = model
+        self._cost_model, self._cost_model_engine = model, model.engine
         return model
 
     def _estimator(self, source: Source) -> RowEstimator:
