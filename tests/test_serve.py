@@ -140,6 +140,29 @@ def test_observe_then_predict_uses_the_updated_exact_model(served, module_dsn):
     assert abs(got - after["predictions"][0]) < 1e-9 * abs(got)
 
 
+def test_a_rollback_is_served_at_once(served):
+    """The server keeps the models it rebuilt, checked against the catalog row on every request: a
+    rollback (and the unpin after it) is what the very next prediction uses."""
+    store, client, _ = served
+    body = {"instances": [[0.3, 0.6]]}
+    client.post("/v1/models/sales_now:predict", json=body, headers=AUTH)  # the current version, cached
+    client.post("/v1/models/sales_now:observe", json={"instances": [[0.5, 0.5]], "labels": [12.0]}, headers=AUTH)
+    latest = client.post("/v1/models/sales_now:predict", json=body, headers=AUTH).json()
+    store.rollback("sales_now", 1)
+    pinned = client.post("/v1/models/sales_now:predict", json=body, headers=AUTH).json()
+    assert pinned["model_version"] == 1 < latest["model_version"]
+    v1 = store.deployment("sales_now").model
+    assert abs(pinned["predictions"][0] - v1.predict(np.array([[0.3, 0.6]]))[0]) < 1e-12
+    assert abs(pinned["predictions"][0] - latest["predictions"][0]) > 1e-6
+    store.rollback("sales_now", 3 if latest["model_version"] != 3 else 2)
+    d = store.deployment("sales_now")
+    again = client.post("/v1/models/sales_now:predict", json=body, headers=AUTH).json()
+    assert again["model_version"] == d.version != 1
+    assert abs(again["predictions"][0] - d.model.predict(np.array([[0.3, 0.6]]))[0]) < 1e-12
+    store.rollback("sales_now", None)
+    d.refresh()  # the unpin takes effect at the next refresh (what the worker would do)
+
+
 def test_model_info(served):
     store, client, _ = served
     r = client.get("/v1/models/sales_now", headers=AUTH)

@@ -87,6 +87,13 @@ class Config:
     deploy_batch: int = 1_000
     deploy_commits: int = 50
 
+    # HTTP serving (issue #18): single-row predict at fixed rates against modelstore serve and a pickled
+    # scikit-learn model behind the same Starlette/uvicorn stack; then observe → predict pairs
+    serve_rows: int = 100_000
+    serve_rates: tuple[float, ...] = (100, 250, 500, 1000, 2000)
+    serve_seconds: float = 10.0
+    serve_observes: int = 50
+
     def size(self, paper_rows: float) -> int:
         """A paper-scale row count at this run's scale (at least 2 rows)."""
         return max(2, int(round(paper_rows * self.size_scale)))
@@ -139,6 +146,7 @@ def quick() -> Config:
         index_queries=15, index_large_queries=5, index_any_queries=20,
         capture_rows=100_000, capture_batch=5_000, capture_repeats=5,
         deploy_rows=100_000, deploy_batch=500, deploy_commits=20,
+        serve_rows=20_000, serve_rates=(100, 500, 1000), serve_seconds=5.0, serve_observes=10,
     )
 
 

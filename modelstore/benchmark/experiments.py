@@ -20,6 +20,8 @@ catalog empty behind it, and returns a JSON-able dict of results: figures as med
                        :mod:`modelstore.benchmark.capture`)
 ``deployments``        deployed linear / Gaussian NB under an insert stream: rows/s, commit → model,
                        refresh vs refit of the window (issue #16; :mod:`modelstore.benchmark.deployments`)
+``serving``            HTTP predict p50/p99 at fixed request rates, modelstore serve vs a pickled
+                       scikit-learn model; observe → predict (issue #18; :mod:`modelstore.benchmark.serving`)
 =====================  ==========================================================================
 """
 
@@ -30,7 +32,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from modelstore.benchmark import baselines, capture, data, deployments, engine, measure, workloads
+from modelstore.benchmark import baselines, capture, data, deployments, engine, measure, serving, workloads
 from modelstore.benchmark.context import Context
 from modelstore.benchmark.measure import gains, summarize
 from modelstore.benchmark.workloads import Query
@@ -545,5 +547,6 @@ EXPERIMENTS = {
     "index": index,
     "capture": capture.capture,
     "deployments": deployments.deployments,
+    "serving": serving.serving,
     "engine": engine.engine,
 }

@@ -19,24 +19,51 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from modelstore.errors import InputError
+from modelstore.errors import InputError, ModelNotFoundError
+from modelstore.store.request import check_name
 
 #: the parameters of a model's stored state that describe the model (the rest is bookkeeping or large)
 _NOT_PARAMETERS = ("kind", "version", "name", "features", "target", "cov_params", "figures")
 
 
+#: name → (model_id, row version, model): the models this process has rebuilt from the catalog
+_MODELS: dict[str, tuple[int, str, object]] = {}
+#: one statement, one snapshot: the model row's identity and version (its xmin changes with every write
+#: of the row: a refresh, a rollback, a replace) and the deployment's active version
+_STAMP = """
+SELECT m.model_id, m.xmin::text, d.active_version
+  FROM modelstore.fitted_models AS m LEFT JOIN modelstore.deployments AS d ON d.model_id = m.model_id
+ WHERE m.name = %s
+"""
+
+
 def predict(store, name: str, instances: list, groups: list | None = None) -> dict:
     """``{"predictions": […], "model_version": n}``: the named model's predictions for ``instances``
-    (rows in the model's feature order), and the deployment's active version (None for a plain model),
-    both read in one snapshot so that the version is the one that scored."""
+    (rows in the model's feature order), and the deployment's active version (None for a plain model).
+
+    One round trip when the model is unchanged: the row's stamp is read and compared with the model this
+    process rebuilt last time; any write of the row (a refresh after a commit or an observe, a rollback,
+    a replace) changes the stamp, and the model is rebuilt — together with its stamp and version, in one
+    snapshot — so a prediction never comes from a model the catalog no longer serves."""
     conn = store.conn
-    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-    try:
-        with conn.transaction():
-            model = store.model(name)
-            version = _active_version(conn, name)
-    finally:
-        conn.isolation_level = None
+    check_name(name)
+    row = conn.execute(_STAMP, [name]).fetchone()
+    if row is None:
+        raise ModelNotFoundError(f"no model named {name!r}")
+    cached = _MODELS.get(name)
+    if cached is not None and cached[:2] == tuple(row[:2]):
+        model, version = cached[2], row[2]
+    else:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        try:
+            with conn.transaction():
+                row = conn.execute(_STAMP, [name]).fetchone()
+                if row is None:
+                    raise ModelNotFoundError(f"no model named {name!r}")
+                model, version = store.model(name), row[2]
+        finally:
+            conn.isolation_level = None
+        _MODELS[name] = (row[0], row[1], model)
     X = np.asarray(instances, dtype=float)
     width = len(model.feature_names_in_)
     if X.ndim != 2 or X.shape[1] != width:
@@ -87,11 +114,6 @@ def describe(store, name: str) -> dict:
 
 def healthy(store) -> bool:
     return store.conn.execute("SELECT true").fetchone()[0]
-
-
-def _active_version(conn, name: str) -> int | None:
-    row = conn.execute("SELECT d.active_version FROM modelstore.deployments d WHERE d.name = %s", [name]).fetchone()
-    return None if row is None else row[0]
 
 
 def _deployment(store, name: str) -> dict | None:
