@@ -169,6 +169,20 @@ class ServiceProcess:
         self.stop()
 
 
+def cpu_seconds(pids) -> float | None:
+    """User + system CPU seconds the processes have used so far (Linux /proc), None where unreadable."""
+    total = 0.0
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
+
+
 def python_env() -> dict:
     """The environment for a service subprocess: this interpreter's modelstore importable, no token."""
     here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -188,4 +202,4 @@ def pickled_service(model_path: str) -> ServiceProcess:
                            "--port", "0"], env=python_env())
 
 
-__all__ = ["Load", "run_load", "ServiceProcess", "modelstore_serve", "pickled_service", "python_env"]
+__all__ = ["Load", "run_load", "cpu_seconds", "ServiceProcess", "modelstore_serve", "pickled_service", "python_env"]

@@ -6,13 +6,15 @@ the open-loop generator of :mod:`.load` with single-row predict requests (rows o
 at each rate of ``serve_rates`` for ``serve_seconds``:
 
 * ``modelstore``: ``modelstore serve`` (uvicorn, one process, a pool of 4 connections) scoring the
-  deployment's active version, read from the catalog on every request;
+  deployment's active version, its catalog stamp checked on every request;
 * ``pickled``: what a user would otherwise build — the same Starlette/uvicorn stack serving a
   scikit-learn ``LinearRegression`` fitted on the same rows and loaded from a pickle
   (:mod:`.baseline_service`): no database on the request path, and no fresh model either.
 
 Reported per service and rate: requests, errors, achieved rate, p50/p90/p99/max latency from each
-request's due time; the highest rate measured whose p99 stays < 10 ms with no errors; then
+request's due time, and the CPU time per request of the server process and of its PostgreSQL backends
+(read from /proc: figures the machine's load changes far less than the latencies); the highest rate
+measured whose p99 stays < 10 ms with no errors; then
 ``serve_observes`` observe → predict pairs through ``modelstore serve`` (an appended row, then a
 prediction that must carry the new version), and the deployed model against numpy on the table's rows
 afterwards. The load generator runs in the benchmark's process and shares the cores.
@@ -62,9 +64,28 @@ def _sweep(ctx: Context, service: load.ServiceProcess, bodies: list[bytes], labe
                   seconds=min(1.0, cfg.serve_seconds))  # warm-up: connections, caches, code paths
     points = []
     for rate in ctx.track(list(cfg.serve_rates), f"{label}: predict at fixed rates"):
-        points.append(load.run_load(service.url, f"/v1/models/{NAME}:predict", bodies, rate=rate,
-                                    seconds=cfg.serve_seconds).to_json())
+        backends = _backends(ctx) if label.startswith("modelstore") else []
+        before = load.cpu_seconds([service.proc.pid]), load.cpu_seconds(backends) if backends else None
+        point = load.run_load(service.url, f"/v1/models/{NAME}:predict", bodies, rate=rate,
+                              seconds=cfg.serve_seconds).to_json()
+        after = load.cpu_seconds([service.proc.pid]), load.cpu_seconds(backends) if backends else None
+        # CPU per request: what the machine's load does not change (the latencies above it does)
+        for key, a, b in (("server_cpu_ms_per_request", before[0], after[0]),
+                          ("database_cpu_ms_per_request", before[1], after[1])):
+            point[key] = None if a is None or b is None or not point["ok"] else (b - a) * 1000 / point["ok"]
+        points.append(point)
     return points
+
+
+def _backends(ctx: Context) -> list[int]:
+    """The PostgreSQL backends of ``modelstore serve`` (its pool), whose CPU counts toward a request;
+    none when the server is not on this machine (its process ids would name other processes here)."""
+    local = ctx.conn.execute("SELECT inet_server_addr() IS NULL OR inet_server_addr() << '127.0.0.0/8'::inet "
+                             "OR inet_server_addr() = '::1'::inet").fetchone()[0]
+    if not local:
+        return []
+    return [r[0] for r in ctx.conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'modelstore serve' AND datname = current_database()")]
 
 
 def _best_rate(points: list[dict]) -> float | None:
