@@ -20,6 +20,7 @@ Every error is a :class:`ModelstoreError`; messages name the offending object an
      │         ├── WindowError            an unknown window unit, a time window on a non-time column, 0 rows
      │         ├── SourceKindError        a deployment over a view, materialized view, foreign or sharded table
      │         ├── NotDeployedError       no deployment of that name (a plain model, or nothing)
+     │         ├── ObservationError       observed rows that cannot be written as given (count, type, filter)
      │         └── VersionNotFoundError   a deployment has no such version
      ├── SingularMatrixError    XᵀX is singular without a ridge penalty (names the collinear columns)
      ├── ModelNotFoundError     no stored model of that name
@@ -93,6 +94,12 @@ class SourceKindError(DeploymentError):
 
 class NotDeployedError(DeploymentError, LookupError):
     """No deployment has that name (it may be a plain model)."""
+
+
+class ObservationError(DeploymentError):
+    """Observed rows that cannot be written to a deployment's table as given: a wrong number of values,
+    a non-numeric or NULL value, a label count that does not match, a row the deployment's filter
+    rejects, no ordering value; nothing has been written."""
 
 
 class VersionNotFoundError(DeploymentError, LookupError):

@@ -90,6 +90,12 @@ class Config:
     # scale-out (issue #19): the table's first rows sharded over 1, 2 and 3 local PostgreSQL clusters
     scaleout_rows: int = 1_000_000
     scaleout_repeats: int = 7
+    # HTTP serving (issue #18): single-row predict at fixed rates against modelstore serve and a pickled
+    # scikit-learn model behind the same Starlette/uvicorn stack; then observe → predict pairs
+    serve_rows: int = 100_000
+    serve_rates: tuple[float, ...] = (100, 250, 500, 1000, 2000)
+    serve_seconds: float = 10.0
+    serve_observes: int = 50
 
     def size(self, paper_rows: float) -> int:
         """A paper-scale row count at this run's scale (at least 2 rows)."""
@@ -145,6 +151,7 @@ def quick() -> Config:
         capture_rows=100_000, capture_batch=5_000, capture_repeats=5,
         deploy_rows=100_000, deploy_batch=500, deploy_commits=20,
         scaleout_rows=100_000, scaleout_repeats=3,
+        serve_rows=20_000, serve_rates=(100, 500, 1000), serve_seconds=5.0, serve_observes=10,
     )
 
 

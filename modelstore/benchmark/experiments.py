@@ -22,6 +22,8 @@ catalog empty behind it, and returns a JSON-able dict of results: figures as med
                        refresh vs refit of the window (issue #16; :mod:`modelstore.benchmark.deployments`)
 ``scaleout``           the statistics aggregate over a table sharded across 1–3 local PostgreSQL clusters
                        with postgres_fdw (issue #19; :mod:`modelstore.benchmark.scaleout`)
+``serving``            HTTP predict p50/p99 at fixed request rates, modelstore serve vs a pickled
+                       scikit-learn model; observe → predict (issue #18; :mod:`modelstore.benchmark.serving`)
 =====================  ==========================================================================
 """
 
@@ -32,7 +34,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from modelstore.benchmark import baselines, capture, data, deployments, engine, measure, scaleout, workloads
+from modelstore.benchmark import (baselines, capture, data, deployments, engine, measure, scaleout, serving,
+                                  workloads)
 from modelstore.benchmark.context import Context
 from modelstore.benchmark.measure import gains, summarize
 from modelstore.benchmark.workloads import Query
@@ -547,6 +550,7 @@ EXPERIMENTS = {
     "index": index,
     "capture": capture.capture,
     "deployments": deployments.deployments,
+    "serving": serving.serving,
     "engine": engine.engine,
     "scaleout": scaleout.scaleout,
 }

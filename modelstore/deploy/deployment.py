@@ -85,6 +85,12 @@ class Deployment:
             raise InputError("groups= needs a per-group deployment (group_by), which is not supported yet")
         return self.model.predict(np.asarray(X, dtype=float))
 
+    def observe(self, X, y, *, groups=None, refresh: bool = True):
+        """Write labelled rows to the deployment's table and absorb them (:func:`modelstore.deploy.observe.observe`)."""
+        from modelstore.deploy.observe import observe
+
+        return observe(self.store, self.name, X, y, groups=groups, refresh_now=refresh)
+
     def refresh(self, *, force: bool = False) -> Outcome | None:
         """Bring the deployment up to date now (what the worker does on a change); None if another
         process is refreshing it at this moment."""

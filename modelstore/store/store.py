@@ -537,6 +537,14 @@ class Store:
         check_name(name)
         deploy.undeploy(self, name, drop_model=drop_model)
 
+    def observe(self, name: str, X, y, *, groups=None, refresh: bool = True):
+        """Write labelled rows (``X`` in the deployment's feature order, or mappings by column name; ``y`` the
+        labels) to deployment ``name``'s table in one transaction, then refresh it so that the next
+        prediction uses them (``refresh=False``: leave that to ``modelstore worker``). Returns a
+        :class:`~modelstore.deploy.Observed`; bad rows raise ObservationError and nothing is written."""
+        check_name(name)
+        return deploy.observe(self, name, X, y, groups=groups, refresh_now=refresh)
+
     def rollback(self, name: str, version: int | None) -> int | None:
         """Pin deployment ``name`` to ``version`` (None: unpin, back to its strategy)."""
         check_name(name)
