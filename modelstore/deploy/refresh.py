@@ -8,15 +8,27 @@ other: the window's range is planned over the stored summaries, the statistics i
 (the planner's Dijkstra), typically "the previous window's summary + the rows appended − the rows
 that slid out", then solved and stored — the cost of the rows that moved, not of the window.
 
-One refresh, all in one transaction (a worker killed anywhere leaves the previous version serving):
+One refresh, all in one transaction (a worker killed anywhere leaves the previous version serving),
+in about eight round trips (pipeline mode carries BEGIN, the writes and COMMIT with the statements
+around them; docs/deployments.md, "What a refresh costs"):
 
 1. claim the deployment row (``FOR NO KEY UPDATE SKIP LOCKED``: a second worker skips it; writers,
-   whose trigger only takes ``FOR KEY SHARE`` through the pending table's foreign key, never wait);
-2. read the snapshot, and the pending writes it does not already include (none, and the window does
-   not move with the clock: nothing to do);
-3. resolve the window to a range; score the rows appended since the last refresh with the serving
-   version, and with the newest version when another serves (prequential, :mod:`.monitor`);
-4. ``store.fit`` the range under the deployment's name (the fitted_models row modelstore.predict reads);
+   whose trigger only takes ``FOR KEY SHARE`` through the pending table's foreign key, never wait) and,
+   in the same statement, take the source lock (:mod:`modelstore.catalog.freshness`): writers in flight
+   finish first, later ones wait at their capture trigger until this refresh commits. From here on the
+   table and its stored summaries do not change under the refresh, so every statement it runs reads
+   one state of them — the snapshot it records (a refresh never mixes two snapshots);
+2. one statement reads that snapshot, the pending writes it does not already include (none, and the
+   window does not move with the clock: nothing to do), the previous window's stored summary, the
+   served model, the last version and the table's columns;
+3. resolve the window to a range (one statement); score the rows appended since the last refresh with
+   the serving version, and with the newest version when another serves (prequential, :mod:`.monitor`);
+4. the window's statistics by window arithmetic: the previous window's summary (kept exact by change
+   capture) ± scans of the rows that entered or left it — one fetch and one scan statement
+   (:func:`modelstore.execution.executor.execute`), solved in numpy and stored as the new window's
+   summary. When that does not apply (a filtered deployment, no previous summary, capture off, a window
+   that jumped past the previous one, too many digits cancelled), ``store.fit`` plans the range like any
+   request;
 5. record a version if the model changed materially, pick the serving version (:mod:`.versions`),
    forget the previous window's summary, delete the pending writes the snapshot includes, log an event.
 """
@@ -32,11 +44,16 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from modelstore.catalog import freshness, records
 from modelstore.deploy import monitor, versions
 from modelstore.deploy.windows import Window, resolve
 from modelstore.errors import InputError, ModelstoreError, RangeError
+from modelstore.execution.executor import execute
 from modelstore.families import family
-from modelstore.request.descriptor import bound_text, parse_bound
+from modelstore.planner.plan import ExecutedPlan, Plan, Step
+from modelstore.request.descriptor import Descriptor, Range, Source, bound_text, parse_bound
+from modelstore.request.source import Column, Table, resolve_table
+from modelstore.stats import engine as stats_engine
 
 log = logging.getLogger("modelstore.deploy")
 
@@ -122,89 +139,256 @@ class Outcome:
     rows_scanned: int | None = None     # table rows the refresh's plan read (prequential scoring aside)
 
 
+#: step 1: claim the deployment, then take its source's lock (writers wait at their capture trigger)
+_CLAIM = sql.SQL("""
+WITH d AS (SELECT {columns}, m.source_id FROM modelstore.deployments AS d
+           JOIN modelstore.fitted_models AS m ON m.model_id = d.model_id
+           WHERE d.deployment_id = %s FOR NO KEY UPDATE OF d SKIP LOCKED),
+     locked AS (UPDATE modelstore.sources AS s SET stats_version = s.stats_version + 1 FROM d
+                WHERE s.source_id = d.source_id
+                RETURNING s.source_id, s.schema_name, s.table_name, s.order_kind, s.column_types)
+SELECT d.*, locked.schema_name, locked.table_name, locked.order_kind, locked.column_types
+FROM d LEFT JOIN locked ON true
+""").format(columns=sql.SQL(", ").join(
+    sql.SQL("d.{}::text").format(sql.Identifier(c)) if c in ("window_interval", "refreshed_snapshot")
+    else sql.SQL("d.{}").format(sql.Identifier(c)) for c in _COLUMNS))
+
+#: step 2: everything else a refresh reads from the catalog, in the one state the source lock holds still
+_STATE = """
+SELECT pg_current_snapshot()::text, now(), clock_timestamp(),
+       (SELECT count(*) FROM modelstore.deployment_pending
+         WHERE deployment_id = %(d)s
+           AND (%(snap)s::pg_snapshot IS NULL OR NOT pg_visible_in_snapshot(xid, %(snap)s::pg_snapshot))),
+       -- the previous window's summary, kept exact by change capture: its rows and columns
+       (SELECT n + null_rows FROM modelstore.statistics
+         WHERE stats_id = %(sid)s AND lo = %(lo)s AND hi = %(hi)s AND filter_sql = ''),
+       (SELECT columns FROM modelstore.statistics WHERE stats_id = %(sid)s),
+       (SELECT state FROM modelstore.fitted_models WHERE model_id = %(m)s),
+       v.state, v.rows_used, v.created_at,
+       -- what decides whether stored statistics may be used (modelstore.catalog.freshness.check_access)
+       (SELECT count(*) FROM pg_catalog.pg_trigger
+         WHERE tgrelid = %(rel)s::oid AND tgname = ANY (%(triggers)s) AND tgenabled IN ('O', 'A')),
+       pg_catalog.row_security_active(%(rel)s::oid),
+       (SELECT relhassubclass FROM pg_catalog.pg_class WHERE oid = %(rel)s::oid),
+       pg_catalog.current_setting('transaction_isolation'),
+       ARRAY(SELECT ARRAY[a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), t.typcategory::text,
+                          a.attnum || ':' || a.atttypid || ':' || a.atttypmod]
+             FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+             WHERE a.attrelid = %(rel)s::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
+FROM (SELECT 1) AS one
+LEFT JOIN modelstore.deployment_versions AS v ON v.deployment_id = %(d)s AND v.version = %(latest)s
+"""
+
+
+@dataclass
+class _Read:
+    """What step 2 read (one statement, one state of the table and the catalog)."""
+
+    snapshot: str
+    now: dt.datetime
+    started_at: dt.datetime
+    pending: int
+    previous_rows: int | None        # rows of the previous window's stored summary (None: not stored)
+    previous_columns: list | None
+    served_state: dict | None
+    last_state: dict | None           # the latest version's state, rows and time
+    last_rows: int | None
+    last_at: dt.datetime | None
+    reusable: bool                    # captured, no row-level security, no children, READ COMMITTED
+    columns: dict                     # the table's columns now
+
+
 def refresh(store, deployment_id: int, *, force: bool = False) -> Outcome | None:
     """Bring one deployment up to date; None when another process holds it (it is refreshing it)."""
     conn = store.conn
     started = time.perf_counter()
-    with conn.transaction():
-        spec = load(conn, deployment_id=deployment_id, lock=True)
-        if spec is None:
+    # pipeline mode: a statement whose result is not needed at once (BEGIN, the writes, COMMIT) travels
+    # with the next one whose result is
+    with conn.pipeline(), conn.transaction():
+        claimed = conn.execute(_CLAIM, [deployment_id]).fetchone()
+        if claimed is None:
             return None
-        snapshot, now = conn.execute("SELECT pg_current_snapshot()::text, now()").fetchone()
-        pending = conn.execute(
-            "SELECT count(*) FROM modelstore.deployment_pending WHERE deployment_id = %s "
-            "AND (%s::pg_snapshot IS NULL OR NOT pg_visible_in_snapshot(xid, %s::pg_snapshot))",
-            [deployment_id, spec.refreshed_snapshot, spec.refreshed_snapshot]).fetchone()[0]
-        if not (force or pending or spec.window.moves_with_time):
-            _forget_pending(conn, deployment_id, snapshot)
+        spec = Spec(*claimed[:len(_COLUMNS)])
+        source_id, schema, table_name, order_kind, recorded_types = claimed[len(_COLUMNS):]
+        read = _read(conn, spec, claimed[len(_COLUMNS)], recorded_types)
+        if not (force or read.pending or spec.window.moves_with_time):
+            _forget_pending(conn, deployment_id, read.snapshot)
             return Outcome(spec.name, False, active_version=spec.active_version, detail="up to date")
         try:
             with conn.transaction():  # a savepoint: an empty window or a failed fit leaves the rest intact
-                outcome = _refresh(store, spec, snapshot, now, pending)
+                outcome = None
+                if schema is not None and read.reusable and spec.filter is None and read.previous_rows is not None:
+                    tbl = Table(schema, table_name, spec.relid, read.columns)
+                    outcome = _refresh_by_window_arithmetic(store, spec, read, source_id, tbl, order_kind,
+                                                            recorded_types or {})
+                if outcome is None:
+                    outcome = _refresh_by_fit(store, spec, read, order_kind or _order_kind(conn, spec))
         except (InputError, ModelstoreError) as exc:
             detail = f"{type(exc).__name__}: {exc}"
-            _event(conn, deployment_id, "error", spec.active_version, {"error": detail, "pending": pending})
-            _forget_pending(conn, deployment_id, snapshot)
+            _event(conn, deployment_id, "error", spec.active_version, {"error": detail, "pending": read.pending})
+            _forget_pending(conn, deployment_id, read.snapshot)
             conn.execute("UPDATE modelstore.deployments SET refreshed_snapshot = %s::pg_snapshot WHERE deployment_id = %s",
-                         [snapshot, deployment_id])
+                         [read.snapshot, deployment_id])
             return Outcome(spec.name, False, active_version=spec.active_version, detail=detail,
                            seconds=time.perf_counter() - started)
     return Outcome(outcome.name, outcome.refreshed, outcome.version, outcome.active_version, outcome.rows,
                    time.perf_counter() - started, outcome.detail, outcome.rows_scanned)
 
 
-def _refresh(store, spec: Spec, snapshot: str, now: dt.datetime, pending: int) -> Outcome:
+def _read(conn, spec: Spec, source_id, recorded_types) -> _Read:
+    row = conn.execute(_STATE, {
+        "d": spec.deployment_id, "snap": spec.refreshed_snapshot, "sid": spec.window_stats_id, "lo": spec.lo,
+        "hi": spec.hi, "m": spec.model_id, "latest": spec.latest_version, "rel": spec.relid,
+        "triggers": list(freshness.TRIGGERS)}).fetchone()
+    (snapshot, now, started_at, pending, previous_rows, previous_columns, served_state, last_state, last_rows,
+     last_at, captured, rls, inherited, isolation, columns) = row
+    reusable = (source_id is not None and captured == len(freshness.TRIGGERS) and not rls and not inherited
+                and isolation == "read committed")
+    return _Read(snapshot, now, started_at, pending, previous_rows, previous_columns, served_state, last_state,
+                 last_rows, last_at, reusable, {n: Column(n, t, c, sig) for n, t, c, sig in columns})
+
+
+def _order_kind(conn, spec: Spec) -> str:
+    return conn.execute("SELECT order_kind FROM modelstore.sources s JOIN modelstore.fitted_models m USING (source_id) "
+                        "WHERE m.model_id = %s", [spec.model_id]).fetchone()[0]
+
+
+def _previous(spec: Spec, read: _Read, order_kind: str) -> tuple | None:
+    """(lo, hi, rows) of the previous window from its stored summary, when it is exact for the window:
+    unfiltered (n + null_rows counts every row of the range) and still stored (a TRUNCATE forgets it)."""
+    if spec.window_kind != "rows" or spec.filter or read.previous_rows is None or spec.lo is None:
+        return None
+    return parse_bound(spec.lo, order_kind), parse_bound(spec.hi, order_kind), int(read.previous_rows)
+
+
+def _refresh_by_window_arithmetic(store, spec: Spec, read: _Read, source_id: int, tbl: Table, order_kind: str,
+                                  recorded_types: dict) -> Outcome | None:
+    """The new window's statistics = the previous window's stored summary ± the rows that entered or
+    left it (DESIGN §3: statistics add and subtract), with no planning; None when that does not apply
+    here (the caller then fits the range through the planner). Nothing is written before the last step."""
     conn = store.conn
     t0 = time.perf_counter()
-    started_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
-    info = conn.execute("SELECT order_kind FROM modelstore.sources s JOIN modelstore.fitted_models m USING (source_id) "
-                        "WHERE m.model_id = %s", [spec.model_id]).fetchone()
-    order_kind = info[0]
-    lo, hi = resolve(conn, spec.table, spec.order_by, order_kind, spec.window, _previous(conn, spec, order_kind))
+    read_columns = (*spec.features, spec.target, spec.order_by)
+    if any(c not in tbl.columns or recorded_types.get(c, tbl.columns[c].signature) != tbl.columns[c].signature
+           for c in read_columns):
+        return None  # a column changed type or went: store.fit drops what it invalidated
+    lo, hi = resolve(conn, tbl.identifier, spec.order_by, order_kind, spec.window, _previous(spec, read, order_kind))
+    lo0, hi0 = parse_bound(spec.lo, order_kind), parse_bound(spec.hi, order_kind)
+    if lo > hi0 or hi < lo0:
+        return None  # the window jumped past the previous one: nothing to reuse
+    source = Source(tbl.schema, tbl.name, spec.order_by, order_kind)
+    descriptor = Descriptor(source, Range(lo, hi), "", spec.kind, spec.target, tuple(spec.features), spec.params)
+    estimator = store._estimator(source)
+    edges = []
+    if hi > hi0:  # rows appended past the previous end (hi is the newest row: nothing lies above it)
+        edges.append((1, Range(hi0, hi, lo_closed=False)))
+    if lo > lo0:  # rows that slid out
+        edges.append((-1, Range(lo0, lo, hi_closed=False)))
+    elif lo < lo0:  # the window grew downwards (rows deleted at its top end, a row window refilled)
+        edges.append((1, Range(lo, lo0, hi_closed=False)))
+    edge_rows = [max(0, round(estimator.rows(r))) for _, r in edges]
+    if sum(edge_rows) > estimator.rows(descriptor.range):
+        return None  # the edges outweigh the window: a plain scan (the planner's choice) is cheaper
+    steps = [Step(1, "stored", Range(lo0, hi0), spec.window_stats_id, tuple(read.previous_columns or ()),
+                  int(read.previous_rows))]
+    steps += [Step(sign, "scan", r, None, (), n) for (sign, r), n in zip(edges, edge_rows)]
+    plan = Plan(descriptor, tuple(steps), "previous window ± its edges" if edges else "previous window (capture kept it)",
+                time.perf_counter() - t0, engine=stats_engine.engine(conn)[0])
+
+    served = _model(spec, read.served_state, descriptor)
+    scores = _prequential(conn, spec, read, tbl, order_kind, lo, hi, served, descriptor, estimator)
+
+    stats, executed = execute(conn, plan, tbl, cost_model=store.cost_model)
+    if executed.digits_lost > store.max_digits_lost or stats.n == 0 or stats.non_finite_columns():
+        return None  # the numerical guard, or an error store.fit reports by name
+    model = descriptor.family.solve(stats, descriptor.params)
+    one_read = not edges
+    stats_id = spec.window_stats_id if one_read else records.store_stats(conn, source_id, descriptor, stats)
+    executed = ExecutedPlan(plan, executed.results, time.perf_counter() - t0, stats_id, executed.digits_lost, (),
+                            executed.extra)
+    model = model.materialized(name=spec.name, descriptor=descriptor, plan=executed)
+    # the served row, as store.fit(…, replace=True) writes it
+    conn.execute(
+        "UPDATE modelstore.fitted_models SET stats_id = %s, lo = %s, hi = %s, rows_used = %s, rows_skipped = %s, "
+        "state = %s, plan = %s, created_at = now(), created_by = current_user WHERE model_id = %s",
+        [stats_id, bound_text(lo), bound_text(hi), stats.n, stats.null_rows, Jsonb(records._jsonable(model.to_state())),
+         Jsonb(records._jsonable(executed.to_json())), spec.model_id])
+    return _finish(store, spec, read, lo, hi, model, executed, one_read, scores, t0)
+
+
+def _refresh_by_fit(store, spec: Spec, read: _Read, order_kind: str) -> Outcome:
+    """The general refresh: the window's range fitted by ``store.fit`` (planned over every stored summary,
+    the statistics index and scans), for what window arithmetic does not cover."""
+    conn = store.conn
+    t0 = time.perf_counter()
+    lo, hi = resolve(conn, spec.table, spec.order_by, order_kind, spec.window, _previous(spec, read, order_kind))
     served = store.model(spec.name)
-
-    # prequential: the rows appended since the last refresh, scored before the model absorbs them
-    scores = {}
-    if spec.hi is not None:
-        prev_hi = parse_bound(spec.hi, order_kind)
-        if hi > prev_hi:
-            batch_lo = max(prev_hi, lo) if spec.window.kind != "all" else prev_hi
-            scored = [(spec.active_version, served, True)]
-            if spec.latest_version and spec.latest_version != spec.active_version:
-                scored.append((spec.latest_version, _version_model(conn, spec, spec.latest_version, served), False))
-            for version, model, active in scored:
-                if version is None:
-                    continue
-                score = monitor.score_batch(conn, spec.table, spec.order_by, served.descriptor.filter_sql, model,
-                                            batch_lo, hi)
-                if score.rows:
-                    scores[version] = score
-                    conn.execute(
-                        "INSERT INTO modelstore.deployment_metrics (deployment_id, version, active, batch_lo, batch_hi, "
-                        "rows, loss_sum, abs_sum) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                        [spec.deployment_id, version, active, bound_text(batch_lo), bound_text(hi), score.rows,
-                         score.loss_sum, score.abs_sum])
-
+    scores = _prequential(conn, spec, read, resolve_table(conn, spec.table_name), order_kind, lo, hi, served,
+                          served.descriptor, None)
     model = store.fit(spec.kind, **spec.fit_arguments(lo, hi), name=spec.name, replace=True)
     executed = model.plan
     one_read = len(executed.plan.steps) == 1 and executed.plan.steps[0].op == "stored"
-    stats_id = executed.stored_stats_id
+    return _finish(store, spec, read, lo, hi, model, executed, one_read, scores, t0)
 
-    # a version when the model changed materially
-    last = conn.execute("SELECT state, rows_used, created_at FROM modelstore.deployment_versions "
-                        "WHERE deployment_id = %s AND version = %s",
-                        [spec.deployment_id, spec.latest_version]).fetchone() if spec.latest_version else None
-    last_model = family(spec.kind).from_state(last[0]) if last else None
-    reason = versions.material(model, last_model, versions.rows_of(model),
-                               last[1] if last else None, last_at=last[2] if last else None, now=now,
-                               record_every=spec.record_every, record_tolerance=spec.record_tolerance)
+
+def _model(spec: Spec, state: dict, descriptor: Descriptor):
+    model = family(spec.kind).from_state(state)
+    model.descriptor = descriptor
+    model.name = spec.name
+    return model
+
+
+def _prequential(conn, spec: Spec, read: _Read, tbl: Table, order_kind: str, lo, hi, served, descriptor,
+                 estimator) -> dict:
+    """The rows appended since the last refresh, scored before the model absorbs them, by the serving
+    version (and the newest one when another serves); their figures are written with the refresh."""
+    scores = {}
+    if spec.hi is None:
+        return scores
+    prev_hi = parse_bound(spec.hi, order_kind)
+    if not hi > prev_hi:
+        return scores
+    batch_lo = max(prev_hi, lo) if spec.window.kind != "all" else prev_hi
+    scored = [(spec.active_version, served, True)]
+    if spec.latest_version and spec.latest_version != spec.active_version:
+        latest = (_model(spec, read.last_state, descriptor) if read.last_state is not None
+                  else _version_model(conn, spec, spec.latest_version, served))
+        scored.append((spec.latest_version, latest, False))
+    batch = Range(batch_lo, hi, lo_closed=False)
+    fetch = estimator is None or estimator.rows(batch) <= monitor.MAX_FETCHED_BATCH
+    for version, model, active in scored:
+        if version is None:
+            continue
+        if fetch:
+            score = monitor.score_fetched(conn, tbl, spec.order_by, descriptor.filter_sql, model, batch_lo, hi)
+        else:
+            score = monitor.score_batch(conn, tbl.identifier, spec.order_by, descriptor.filter_sql, model, batch_lo, hi)
+        if score.rows:
+            scores[version] = score
+            conn.execute(
+                "INSERT INTO modelstore.deployment_metrics (deployment_id, version, active, batch_lo, batch_hi, "
+                "rows, loss_sum, abs_sum) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                [spec.deployment_id, version, active, bound_text(batch_lo), bound_text(hi), score.rows,
+                 score.loss_sum, score.abs_sum])
+    return scores
+
+
+def _finish(store, spec: Spec, read: _Read, lo, hi, model, executed, one_read: bool, scores: dict,
+            t0: float) -> Outcome:
+    """Versions, the serving version, drift, the deployment's row, the previous summary, the pending
+    writes and the event — statements whose results nobody waits for (pipelined with COMMIT)."""
+    conn = store.conn
+    stats_id = executed.stored_stats_id
+    last_model = family(spec.kind).from_state(read.last_state) if read.last_state is not None else None
+    reason = versions.material(model, last_model, versions.rows_of(model), read.last_rows, last_at=read.last_at,
+                               now=read.now, record_every=spec.record_every, record_tolerance=spec.record_tolerance)
     latest = spec.latest_version
     recorded = None
     if reason is not None:
         latest = recorded = spec.latest_version + 1
         versions.record(conn, spec.deployment_id, recorded, model, params=spec.params, stats_id=stats_id,
                         plan=executed.to_json(), lo=bound_text(lo), hi=bound_text(hi), reason=reason,
-                        metrics={"pending_writes": pending})
+                        metrics={"pending_writes": read.pending})
         _event(conn, spec.deployment_id, "version", recorded, {"reason": reason})
 
     active = _choose_active(conn, spec, latest, recorded, scores)
@@ -229,33 +413,22 @@ def _refresh(store, spec: Spec, snapshot: str, now: dt.datetime, pending: int) -
                refreshes = refreshes + 1, drift_state = %s
          WHERE deployment_id = %s
         """,
-        [latest, active, bound_text(lo), bound_text(hi), stats_id, stats_id is not None and not one_read, snapshot,
-         Jsonb(drift_state), spec.deployment_id])
+        [latest, active, bound_text(lo), bound_text(hi), stats_id,
+         stats_id is not None and (not one_read or (stats_id == spec.window_stats_id and spec.window_stats_owned)),
+         read.snapshot, Jsonb(drift_state), spec.deployment_id])
     if spec.window_stats_owned and spec.window_stats_id is not None and spec.window_stats_id != stats_id:
         # the previous window's summary, stored by the previous refresh: nobody else asked for that range
         conn.execute("DELETE FROM modelstore.statistics WHERE stats_id = %s AND NOT EXISTS "
                      "(SELECT 1 FROM modelstore.fitted_models WHERE stats_id = %s)",
                      [spec.window_stats_id, spec.window_stats_id])
-    _forget_pending(conn, spec.deployment_id, snapshot)
+    _forget_pending(conn, spec.deployment_id, read.snapshot)
     seconds = time.perf_counter() - t0
     _event(conn, spec.deployment_id, "refresh", active, {
         "lo": bound_text(lo), "hi": bound_text(hi), "rows": versions.rows_of(model), "strategy": executed.plan.strategy,
-        "rows_scanned": executed.rows_scanned, "ms": round(seconds * 1000, 3), "pending": pending,
-        "recorded": recorded, "scored_rows": {str(v): s.rows for v, s in scores.items()}}, started_at)
+        "rows_scanned": executed.rows_scanned, "ms": round(seconds * 1000, 3), "pending": read.pending,
+        "recorded": recorded, "scored_rows": {str(v): s.rows for v, s in scores.items()}}, read.started_at)
     return Outcome(spec.name, True, recorded, active, versions.rows_of(model), seconds,
                    f"{executed.plan.strategy}, {executed.rows_scanned} rows scanned", executed.rows_scanned)
-
-
-def _previous(conn, spec: Spec, order_kind: str) -> tuple | None:
-    """(lo, hi, rows) of the previous window from its stored summary, when it is exact for the window:
-    unfiltered (n + null_rows counts every row of the range) and still stored (a TRUNCATE forgets it)."""
-    if spec.window_kind != "rows" or spec.filter or spec.window_stats_id is None or spec.lo is None:
-        return None
-    row = conn.execute("SELECT n + null_rows FROM modelstore.statistics WHERE stats_id = %s AND lo = %s AND hi = %s "
-                       "AND filter_sql = ''", [spec.window_stats_id, spec.lo, spec.hi]).fetchone()
-    if row is None:
-        return None
-    return parse_bound(spec.lo, order_kind), parse_bound(spec.hi, order_kind), int(row[0])
 
 
 def _choose_active(conn, spec: Spec, latest: int, recorded: int | None, scores: dict) -> int:

@@ -125,18 +125,19 @@ def resolve(conn: psycopg.Connection, table: sql.Composable, order_by: str, orde
     col = sql.Identifier(order_by)
     if window.kind == "rows" and previous is not None:
         lo0, hi0, count0 = previous
-        appended, hi = conn.execute(sql.SQL("SELECT count(*), max({c}) FROM {t} WHERE {c} > %s").format(c=col, t=table),
-                                    [hi0]).fetchone()
-        total = count0 + appended
-        hi = hi0 if hi is None else hi
-        if total >= window.rows:
-            query = sql.SQL("SELECT {c} FROM {t} WHERE {c} >= %s ORDER BY {c} OFFSET %s LIMIT 1")
-            row = conn.execute(query.format(c=col, t=table), [lo0, total - window.rows]).fetchone()
-        else:
-            query = sql.SQL("SELECT coalesce((SELECT {c} FROM {t} WHERE {c} < %s ORDER BY {c} DESC OFFSET %s LIMIT 1), "
-                            "(SELECT min({c}) FROM {t}))")
-            row = conn.execute(query.format(c=col, t=table), [lo0, window.rows - total - 1]).fetchone()
-        if row is not None and row[0] is not None and hi is not None:
+        # one statement: the rows appended past hi₀ (A), then the (T − N + 1)-th value from lo₀ up when
+        # T = count₀ + A ≥ N, else the (N − T)-th below lo₀ (or the first row: fewer than N in all)
+        query = sql.SQL(
+            "WITH a AS (SELECT %(count0)s::bigint + count(*) AS total, max({c}) AS hi FROM {t} WHERE {c} > %(hi0)s) "
+            "SELECT CASE WHEN a.total >= %(n)s "
+            "THEN (SELECT {c} FROM {t} WHERE {c} >= %(lo0)s ORDER BY {c} "
+            "      OFFSET (SELECT greatest(total - %(n)s, 0) FROM a) LIMIT 1) "
+            "ELSE coalesce((SELECT {c} FROM {t} WHERE {c} < %(lo0)s ORDER BY {c} DESC "
+            "               OFFSET (SELECT greatest(%(n)s - total - 1, 0) FROM a) LIMIT 1), "
+            "              (SELECT min({c}) FROM {t})) END, a.hi FROM a").format(c=col, t=table)
+        row = conn.execute(query, {"count0": count0, "hi0": hi0, "lo0": lo0, "n": window.rows}).fetchone()
+        hi = hi0 if row[1] is None else row[1]
+        if row[0] is not None and hi is not None:
             return row[0], hi
     if window.kind == "rows":
         query = sql.SQL("SELECT (SELECT {c} FROM {t} WHERE {c} IS NOT NULL ORDER BY {c} DESC OFFSET %s LIMIT 1), "
