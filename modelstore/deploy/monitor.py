@@ -43,6 +43,8 @@ class BatchScore:
     rows: int
     loss_sum: float
     abs_sum: float
+    batch_lo: str | None = None  # the batch (batch_lo, batch_hi], as bound text, once a refresh knows it
+    batch_hi: str | None = None
 
     @property
     def mean_loss(self) -> float:

@@ -35,6 +35,7 @@ around them; docs/deployments.md, "What a refresh costs"):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -45,6 +46,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from modelstore.catalog import freshness, records
+from modelstore.catalog.records import _jsonable  # the catalog's JSON conversion (NaN → null)
 from modelstore.deploy import monitor, versions
 from modelstore.deploy.windows import Window, resolve
 from modelstore.errors import InputError, ModelstoreError, RangeError
@@ -140,18 +142,19 @@ class Outcome:
 
 
 #: step 1: claim the deployment, then take its source's lock (writers wait at their capture trigger)
-_CLAIM = sql.SQL("""
+_CLAIM = """
 WITH d AS (SELECT {columns}, m.source_id FROM modelstore.deployments AS d
            JOIN modelstore.fitted_models AS m ON m.model_id = d.model_id
-           WHERE d.deployment_id = %s FOR NO KEY UPDATE OF d SKIP LOCKED),
+           WHERE {where} FOR NO KEY UPDATE OF d SKIP LOCKED),
      locked AS (UPDATE modelstore.sources AS s SET stats_version = s.stats_version + 1 FROM d
                 WHERE s.source_id = d.source_id
                 RETURNING s.source_id, s.schema_name, s.table_name, s.order_kind, s.column_types)
 SELECT d.*, locked.schema_name, locked.table_name, locked.order_kind, locked.column_types
 FROM d LEFT JOIN locked ON true
-""").format(columns=sql.SQL(", ").join(
+"""
+_CLAIM_COLUMNS = sql.SQL(", ").join(
     sql.SQL("d.{}::text").format(sql.Identifier(c)) if c in ("window_interval", "refreshed_snapshot")
-    else sql.SQL("d.{}").format(sql.Identifier(c)) for c in _COLUMNS))
+    else sql.SQL("d.{}").format(sql.Identifier(c)) for c in _COLUMNS)
 
 #: step 2: everything else a refresh reads from the catalog, in the one state the source lock holds still
 _STATE = """
@@ -198,44 +201,47 @@ class _Read:
     columns: dict                     # the table's columns now
 
 
-def refresh(store, deployment_id: int, *, force: bool = False) -> Outcome | None:
-    """Bring one deployment up to date; None when another process holds it (it is refreshing it)."""
+def refresh(store, deployment_id: int | None = None, *, name: str | None = None, force: bool = False
+            ) -> Outcome | None:
+    """Bring one deployment (by id or ``name``) up to date; None when another process holds it (it is
+    refreshing it) or it does not exist."""
     conn = store.conn
     started = time.perf_counter()
-    # pipeline mode: a statement whose result is not needed at once (BEGIN, the writes, COMMIT) travels
-    # with the next one whose result is
-    with conn.pipeline(), conn.transaction():
-        claimed = conn.execute(_CLAIM, [deployment_id]).fetchone()
+    with conn.transaction():
+        claim = sql.SQL(_CLAIM).format(columns=_CLAIM_COLUMNS, where=sql.SQL("d.name = %s") if name is not None
+                                       else sql.SQL("d.deployment_id = %s"))
+        claimed = conn.execute(claim, [name if name is not None else deployment_id]).fetchone()
         if claimed is None:
             return None
         spec = Spec(*claimed[:len(_COLUMNS)])
         source_id, schema, table_name, order_kind, recorded_types = claimed[len(_COLUMNS):]
-        read = _read(conn, spec, claimed[len(_COLUMNS)], recorded_types)
+        read = _read(conn, spec, source_id if schema is not None else None)
         if not (force or read.pending or spec.window.moves_with_time):
-            _forget_pending(conn, deployment_id, read.snapshot)
+            _forget_pending(conn, spec.deployment_id, read.snapshot)
             return Outcome(spec.name, False, active_version=spec.active_version, detail="up to date")
         try:
-            with conn.transaction():  # a savepoint: an empty window or a failed fit leaves the rest intact
-                outcome = None
-                if schema is not None and read.reusable and spec.filter is None and read.previous_rows is not None:
-                    tbl = Table(schema, table_name, spec.relid, read.columns)
-                    outcome = _refresh_by_window_arithmetic(store, spec, read, source_id, tbl, order_kind,
-                                                            recorded_types or {})
-                if outcome is None:
+            outcome = None
+            if read.reusable and spec.filter is None and read.previous_rows is not None:
+                # nothing is written before its last statement: no savepoint needed
+                outcome = _refresh_by_window_arithmetic(store, spec, read, source_id,
+                                                        Table(schema, table_name, spec.relid, read.columns),
+                                                        order_kind, recorded_types or {})
+            if outcome is None:
+                with conn.transaction():  # a savepoint: an empty window or a failed fit leaves the rest intact
                     outcome = _refresh_by_fit(store, spec, read, order_kind or _order_kind(conn, spec))
         except (InputError, ModelstoreError) as exc:
             detail = f"{type(exc).__name__}: {exc}"
-            _event(conn, deployment_id, "error", spec.active_version, {"error": detail, "pending": read.pending})
-            _forget_pending(conn, deployment_id, read.snapshot)
+            _event(conn, spec.deployment_id, "error", spec.active_version, {"error": detail, "pending": read.pending})
+            _forget_pending(conn, spec.deployment_id, read.snapshot)
             conn.execute("UPDATE modelstore.deployments SET refreshed_snapshot = %s::pg_snapshot WHERE deployment_id = %s",
-                         [read.snapshot, deployment_id])
+                         [read.snapshot, spec.deployment_id])
             return Outcome(spec.name, False, active_version=spec.active_version, detail=detail,
                            seconds=time.perf_counter() - started)
     return Outcome(outcome.name, outcome.refreshed, outcome.version, outcome.active_version, outcome.rows,
                    time.perf_counter() - started, outcome.detail, outcome.rows_scanned)
 
 
-def _read(conn, spec: Spec, source_id, recorded_types) -> _Read:
+def _read(conn, spec: Spec, source_id) -> _Read:
     row = conn.execute(_STATE, {
         "d": spec.deployment_id, "snap": spec.refreshed_snapshot, "sid": spec.window_stats_id, "lo": spec.lo,
         "hi": spec.hi, "m": spec.model_id, "latest": spec.latest_version, "rel": spec.relid,
@@ -303,17 +309,12 @@ def _refresh_by_window_arithmetic(store, spec: Spec, read: _Read, source_id: int
         return None  # the numerical guard, or an error store.fit reports by name
     model = descriptor.family.solve(stats, descriptor.params)
     one_read = not edges
-    stats_id = spec.window_stats_id if one_read else records.store_stats(conn, source_id, descriptor, stats)
-    executed = ExecutedPlan(plan, executed.results, time.perf_counter() - t0, stats_id, executed.digits_lost, (),
-                            executed.extra)
+    stored = None if one_read else records.stats_insert(source_id, descriptor, stats)
+    executed = ExecutedPlan(plan, executed.results, time.perf_counter() - t0,
+                            spec.window_stats_id if one_read else None, executed.digits_lost, (), executed.extra)
     model = model.materialized(name=spec.name, descriptor=descriptor, plan=executed)
-    # the served row, as store.fit(…, replace=True) writes it
-    conn.execute(
-        "UPDATE modelstore.fitted_models SET stats_id = %s, lo = %s, hi = %s, rows_used = %s, rows_skipped = %s, "
-        "state = %s, plan = %s, created_at = now(), created_by = current_user WHERE model_id = %s",
-        [stats_id, bound_text(lo), bound_text(hi), stats.n, stats.null_rows, Jsonb(records._jsonable(model.to_state())),
-         Jsonb(records._jsonable(executed.to_json())), spec.model_id])
-    return _finish(store, spec, read, lo, hi, model, executed, one_read, scores, t0)
+    return _finish(store, spec, read, lo, hi, model, executed, one_read, scores, t0, stored=stored,
+                   rows=(stats.n, stats.null_rows))
 
 
 def _refresh_by_fit(store, spec: Spec, read: _Read, order_kind: str) -> Outcome:
@@ -364,21 +365,27 @@ def _prequential(conn, spec: Spec, read: _Read, tbl: Table, order_kind: str, lo,
         else:
             score = monitor.score_batch(conn, tbl.identifier, spec.order_by, descriptor.filter_sql, model, batch_lo, hi)
         if score.rows:
-            scores[version] = score
-            conn.execute(
-                "INSERT INTO modelstore.deployment_metrics (deployment_id, version, active, batch_lo, batch_hi, "
-                "rows, loss_sum, abs_sum) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                [spec.deployment_id, version, active, bound_text(batch_lo), bound_text(hi), score.rows,
-                 score.loss_sum, score.abs_sum])
+            scores[version] = dataclasses.replace(score, batch_lo=bound_text(batch_lo), batch_hi=bound_text(hi))
+            if _reads_metrics(spec):  # the strategy compares them in this refresh: written now, not with the rest
+                conn.execute(
+                    "INSERT INTO modelstore.deployment_metrics (deployment_id, version, active, batch_lo, batch_hi, "
+                    "rows, loss_sum, abs_sum) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    [spec.deployment_id, version, active, bound_text(batch_lo), bound_text(hi), score.rows,
+                     score.loss_sum, score.abs_sum])
     return scores
 
 
-def _finish(store, spec: Spec, read: _Read, lo, hi, model, executed, one_read: bool, scores: dict,
-            t0: float) -> Outcome:
+def _reads_metrics(spec: Spec) -> bool:
+    return spec.pinned_version is None and (spec.strategy == "best_score" or spec.gate)
+
+
+def _finish(store, spec: Spec, read: _Read, lo, hi, model, executed, one_read: bool, scores: dict, t0: float, *,
+            stored: tuple | None = None, rows: tuple[int, int] | None = None) -> Outcome:
     """Versions, the serving version, drift, the deployment's row, the previous summary, the pending
-    writes and the event — statements whose results nobody waits for (pipelined with COMMIT)."""
+    writes and the events, written by one statement (data-modifying WITH queries); with ``stored``
+    (:func:`modelstore.catalog.records.stats_insert`), also the new window's summary and the model row
+    that serves it, which store.fit has not written."""
     conn = store.conn
-    stats_id = executed.stored_stats_id
     last_model = family(spec.kind).from_state(read.last_state) if read.last_state is not None else None
     reason = versions.material(model, last_model, versions.rows_of(model), read.last_rows, last_at=read.last_at,
                                now=read.now, record_every=spec.record_every, record_tolerance=spec.record_tolerance)
@@ -386,49 +393,88 @@ def _finish(store, spec: Spec, read: _Read, lo, hi, model, executed, one_read: b
     recorded = None
     if reason is not None:
         latest = recorded = spec.latest_version + 1
-        versions.record(conn, spec.deployment_id, recorded, model, params=spec.params, stats_id=stats_id,
-                        plan=executed.to_json(), lo=bound_text(lo), hi=bound_text(hi), reason=reason,
-                        metrics={"pending_writes": read.pending})
-        _event(conn, spec.deployment_id, "version", recorded, {"reason": reason})
+    ctes: list[tuple[str, sql.Composable]] = []
+    values: list = []
+
+    def cte(name: str, statement: sql.Composable, params: list) -> None:
+        ctes.append((name, statement))
+        values.extend(params)
+
+    if stored is not None:
+        insert, insert_values, key_sql, key = stored
+        cte("new_stats", insert, insert_values)
+        cte("sid", sql.SQL("SELECT (SELECT stats_id FROM new_stats UNION ALL "
+                           "SELECT stats_id FROM modelstore.statistics WHERE {} LIMIT 1) AS stats_id").format(key_sql), key)
+    else:
+        cte("sid", sql.SQL("SELECT %s::bigint AS stats_id"), [executed.stored_stats_id])
+    stats_id = sql.SQL("(SELECT stats_id FROM sid)")
+    plan_json = executed.to_json()
+    if rows is not None:
+        # the served row, as store.fit(…, replace=True) writes it
+        cte("model_row", sql.SQL(
+            "UPDATE modelstore.fitted_models SET stats_id = {}, lo = %s, hi = %s, rows_used = %s, rows_skipped = %s, "
+            "state = %s, plan = jsonb_set(%s::jsonb, '{{stored_stats_id}}', to_jsonb({})), created_at = now(), "
+            "created_by = current_user WHERE model_id = %s").format(stats_id, stats_id),
+            [bound_text(lo), bound_text(hi), *rows, Jsonb(_jsonable(model.to_state())), Jsonb(_jsonable(plan_json)),
+             spec.model_id])
+    events = []
+    if recorded is not None:
+        statement, params = versions.record_statement(
+            spec.deployment_id, recorded, model, params=spec.params, stats_id=stats_id, plan=plan_json,
+            lo=bound_text(lo), hi=bound_text(hi), reason=reason, metrics={"pending_writes": read.pending})
+        cte("version", statement, params)
+        events.append(("version", recorded, {"reason": reason}, None))
 
     active = _choose_active(conn, spec, latest, recorded, scores)
     follows = spec.pinned_version is None and spec.strategy == "most_recent" and not spec.gate
-    if not follows or active != latest:
-        versions.serve(conn, spec.deployment_id, spec.model_id, active)  # the fit wrote the newest exact model
 
     # drift on the serving version's prequential loss
     drift_state = spec.drift_state
     if spec.active_version in scores:
         drift_state, drift = monitor.page_hinkley(drift_state, scores[spec.active_version].mean_loss)
         if drift:
-            _event(conn, spec.deployment_id, "drift", spec.active_version,
-                   {"mean_loss": scores[spec.active_version].mean_loss})
+            events.append(("drift", spec.active_version, {"mean_loss": scores[spec.active_version].mean_loss}, None))
             log.warning("deployment %s: drift detected (Page-Hinkley) on version %s", spec.name, spec.active_version)
-
-    conn.execute(
-        """
-        UPDATE modelstore.deployments
-           SET latest_version = %s, active_version = %s, lo = %s, hi = %s, window_stats_id = %s,
-               window_stats_owned = %s, refreshed_snapshot = %s::pg_snapshot, refreshed_at = clock_timestamp(),
-               refreshes = refreshes + 1, drift_state = %s
-         WHERE deployment_id = %s
-        """,
-        [latest, active, bound_text(lo), bound_text(hi), stats_id,
-         stats_id is not None and (not one_read or (stats_id == spec.window_stats_id and spec.window_stats_owned)),
-         read.snapshot, Jsonb(drift_state), spec.deployment_id])
-    if spec.window_stats_owned and spec.window_stats_id is not None and spec.window_stats_id != stats_id:
+    if scores and not _reads_metrics(spec):
+        cte("metrics", sql.SQL(
+            "INSERT INTO modelstore.deployment_metrics (deployment_id, version, active, batch_lo, batch_hi, rows, "
+            "loss_sum, abs_sum) VALUES {}").format(sql.SQL(", ").join(
+                sql.SQL("(%s, %s, %s, %s, %s, %s, %s, %s)") for _ in scores)),
+            [v for version, score in scores.items() for v in (
+                spec.deployment_id, version, version == spec.active_version, score.batch_lo, score.batch_hi,
+                score.rows, score.loss_sum, score.abs_sum)])
+    owned = (not one_read) or (executed.stored_stats_id == spec.window_stats_id and spec.window_stats_owned)
+    cte("deployment", sql.SQL(
+        "UPDATE modelstore.deployments SET latest_version = %s, active_version = %s, lo = %s, hi = %s, "
+        "window_stats_id = {s}, window_stats_owned = {s} IS NOT NULL AND %s, refreshed_snapshot = %s::pg_snapshot, "
+        "refreshed_at = clock_timestamp(), refreshes = refreshes + 1, drift_state = %s "
+        "WHERE deployment_id = %s").format(s=stats_id),
+        [latest, active, bound_text(lo), bound_text(hi), owned, read.snapshot, Jsonb(drift_state), spec.deployment_id])
+    if spec.window_stats_owned and spec.window_stats_id is not None:
         # the previous window's summary, stored by the previous refresh: nobody else asked for that range
-        conn.execute("DELETE FROM modelstore.statistics WHERE stats_id = %s AND NOT EXISTS "
-                     "(SELECT 1 FROM modelstore.fitted_models WHERE stats_id = %s)",
-                     [spec.window_stats_id, spec.window_stats_id])
-    _forget_pending(conn, spec.deployment_id, read.snapshot)
+        cte("forget_stats", sql.SQL(
+            "DELETE FROM modelstore.statistics WHERE stats_id = %s AND stats_id IS DISTINCT FROM {} AND NOT EXISTS "
+            "(SELECT 1 FROM modelstore.fitted_models WHERE stats_id = %s AND model_id <> %s)").format(stats_id),
+            [spec.window_stats_id, spec.window_stats_id, spec.model_id])
+    cte("forget_pending", sql.SQL("DELETE FROM modelstore.deployment_pending WHERE deployment_id = %s "
+                                  "AND pg_visible_in_snapshot(xid, %s::pg_snapshot)"), [spec.deployment_id, read.snapshot])
     seconds = time.perf_counter() - t0
-    _event(conn, spec.deployment_id, "refresh", active, {
+    events.append(("refresh", active, {
         "lo": bound_text(lo), "hi": bound_text(hi), "rows": versions.rows_of(model), "strategy": executed.plan.strategy,
         "rows_scanned": executed.rows_scanned, "ms": round(seconds * 1000, 3), "pending": read.pending,
-        "recorded": recorded, "scored_rows": {str(v): s.rows for v, s in scores.items()}}, read.started_at)
+        "recorded": recorded, "scored_rows": {str(v): sc.rows for v, sc in scores.items()}}, read.started_at))
+    cte("events", sql.SQL(
+        "INSERT INTO modelstore.deployment_events (deployment_id, kind, version, detail, started_at) VALUES {}").format(
+            sql.SQL(", ").join(sql.SQL("(%s, %s, %s, %s, coalesce(%s, clock_timestamp()))") for _ in events)),
+        [v for kind, version, detail, at in events for v in (spec.deployment_id, kind, version, Jsonb(detail), at)])
+    statement = sql.SQL("WITH {} SELECT stats_id FROM sid").format(
+        sql.SQL(", ").join(sql.SQL("{} AS ({})").format(sql.Identifier(n), q) for n, q in ctes))
+    stats_id_value = conn.execute(statement, values).fetchone()[0]
+    if not follows or active != latest:
+        versions.serve(conn, spec.deployment_id, spec.model_id, active)  # the fit wrote the newest exact model
     return Outcome(spec.name, True, recorded, active, versions.rows_of(model), seconds,
-                   f"{executed.plan.strategy}, {executed.rows_scanned} rows scanned", executed.rows_scanned)
+                   f"{executed.plan.strategy}, {executed.rows_scanned} rows scanned, summary #{stats_id_value}",
+                   executed.rows_scanned)
 
 
 def _choose_active(conn, spec: Spec, latest: int, recorded: int | None, scores: dict) -> int:
