@@ -86,6 +86,7 @@ class Config:
     deploy_rows: int = 1_000_000
     deploy_batch: int = 1_000
     deploy_commits: int = 50
+    deploy_worker_commits: int = 50  # then through a real `modelstore worker` process (end to end)
 
     def size(self, paper_rows: float) -> int:
         """A paper-scale row count at this run's scale (at least 2 rows)."""
@@ -138,7 +139,7 @@ def quick() -> Config:
         planner_models=(1_000, 10_000, 100_000), planner_queries=3,
         index_queries=15, index_large_queries=5, index_any_queries=20,
         capture_rows=100_000, capture_batch=5_000, capture_repeats=5,
-        deploy_rows=100_000, deploy_batch=500, deploy_commits=20,
+        deploy_rows=100_000, deploy_batch=500, deploy_commits=20, deploy_worker_commits=20,
     )
 
 

@@ -409,19 +409,21 @@ def _finish(store, spec: Spec, read: _Read, lo, hi, model, executed, one_read: b
         cte("sid", sql.SQL("SELECT %s::bigint AS stats_id"), [executed.stored_stats_id])
     stats_id = sql.SQL("(SELECT stats_id FROM sid)")
     plan_json = executed.to_json()
+    state = Jsonb(_jsonable(model.to_state())) if rows is not None or recorded is not None else None
     if rows is not None:
         # the served row, as store.fit(…, replace=True) writes it
         cte("model_row", sql.SQL(
             "UPDATE modelstore.fitted_models SET stats_id = {}, lo = %s, hi = %s, rows_used = %s, rows_skipped = %s, "
             "state = %s, plan = jsonb_set(%s::jsonb, '{{stored_stats_id}}', to_jsonb({})), created_at = now(), "
             "created_by = current_user WHERE model_id = %s").format(stats_id, stats_id),
-            [bound_text(lo), bound_text(hi), *rows, Jsonb(_jsonable(model.to_state())), Jsonb(_jsonable(plan_json)),
+            [bound_text(lo), bound_text(hi), *rows, state, Jsonb(_jsonable(plan_json)),
              spec.model_id])
     events = []
     if recorded is not None:
         statement, params = versions.record_statement(
             spec.deployment_id, recorded, model, params=spec.params, stats_id=stats_id, plan=plan_json,
-            lo=bound_text(lo), hi=bound_text(hi), reason=reason, metrics={"pending_writes": read.pending})
+            lo=bound_text(lo), hi=bound_text(hi), reason=reason, metrics={"pending_writes": read.pending},
+            state=state)
         cte("version", statement, params)
         events.append(("version", recorded, {"reason": reason}, None))
 
