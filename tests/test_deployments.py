@@ -124,10 +124,10 @@ def test_a_refresh_racing_a_commit_never_mixes_two_snapshots(store, dsn, monkeyp
     writer = psycopg.connect(dsn, autocommit=True)
     watcher = psycopg.connect(dsn, autocommit=True)
     states = []
-    real_resolve = refresh_module.resolve
+    real_bounds = refresh_module._bounds  # the window's ends, once read: the statistics are read next
 
-    def resolve_then_commit_elsewhere(*args, **kwargs):
-        bounds = real_resolve(*args, **kwargs)
+    def bounds_then_commit_elsewhere(*args, **kwargs):
+        bounds = real_bounds(*args, **kwargs)
         thread = threading.Thread(target=lambda: writer.execute(write))
         thread.start()
         states.append(thread)
@@ -140,11 +140,11 @@ def test_a_refresh_racing_a_commit_never_mixes_two_snapshots(store, dsn, monkeyp
                 break
         return bounds
 
-    monkeypatch.setattr(refresh_module, "resolve", resolve_then_commit_elsewhere)
+    monkeypatch.setattr(refresh_module, "_bounds", bounds_then_commit_elsewhere)
     try:
         outcome = d.refresh()
     finally:
-        monkeypatch.setattr(refresh_module, "resolve", real_resolve)
+        monkeypatch.setattr(refresh_module, "_bounds", real_bounds)
         states[0].join(30)
         writer.close()
         watcher.close()

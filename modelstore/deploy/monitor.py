@@ -108,15 +108,21 @@ def score_fetched(conn: psycopg.Connection, table, order_by: str, filter_sql: st
     query = sql.SQL("SELECT {y}, {x} FROM {t} WHERE {o} > %s AND {o} <= %s AND {p}{w}").format(
         y=y, x=sql.SQL(", ").join(values), t=table.identifier, o=sql.Identifier(order_by), p=present, w=where)
     rows = conn.execute(query, [lo, hi], binary=not fam.classifier).fetchall()
-    if not rows:
+    X = np.array([r[1:] for r in rows], dtype=float).reshape(-1, len(d.features))
+    return score_values(model, X, [r[0] for r in rows])
+
+
+def score_values(model, X: np.ndarray, y) -> BatchScore:
+    """The batch's figures from its rows in hand (features ``X``, targets or class labels ``y``): the
+    model's own ``predict``, the same loss as :func:`score_batch`."""
+    if not len(y):
         return BatchScore(0, 0.0, 0.0)
-    X = np.array([r[1:] for r in rows], dtype=float)
-    if fam.classifier:
+    if family(model.descriptor.kind).classifier:
         predicted = model.predict(X)
-        wrong = float(sum(scoring.plain(p) != r[0] for p, r in zip(predicted, rows)))
-        return BatchScore(len(rows), wrong, wrong)
-    residual = np.array([r[0] for r in rows], dtype=float) - model.predict(X)
-    return BatchScore(len(rows), float(residual @ residual), float(np.abs(residual).sum()))
+        wrong = float(sum(scoring.plain(p) != scoring.plain(v) for p, v in zip(predicted, y)))
+        return BatchScore(len(y), wrong, wrong)
+    residual = np.asarray(y, dtype=float) - model.predict(X)
+    return BatchScore(len(y), float(residual @ residual), float(np.abs(residual).sum()))
 
 
 def page_hinkley(state: dict, x: float, *, delta: float = PH_DELTA, threshold: float = PH_THRESHOLD,

@@ -48,10 +48,10 @@ from psycopg.types.json import Jsonb
 from modelstore.catalog import freshness, records
 from modelstore.catalog.records import _jsonable  # the catalog's JSON conversion (NaN → null)
 from modelstore.deploy import monitor, versions
-from modelstore.deploy.windows import Window, resolve
+from modelstore.deploy.windows import Window, check_bounds, resolve, window_query
 from modelstore.errors import InputError, ModelstoreError, RangeError
-from modelstore.execution.executor import execute
-from modelstore.families import family
+from modelstore.execution.executor import MAX_FETCHED_ROWS, execute, fetch_rows
+from modelstore.families import FAMILIES, family
 from modelstore.planner.plan import ExecutedPlan, Plan, Step
 from modelstore.request.descriptor import Descriptor, Range, Source, bound_text, parse_bound
 from modelstore.request.source import Column, Table, resolve_table
@@ -156,16 +156,13 @@ _CLAIM_COLUMNS = sql.SQL(", ").join(
     sql.SQL("d.{}::text").format(sql.Identifier(c)) if c in ("window_interval", "refreshed_snapshot")
     else sql.SQL("d.{}").format(sql.Identifier(c)) for c in _COLUMNS)
 
-#: step 2: everything else a refresh reads from the catalog, in the one state the source lock holds still
+#: step 2: everything else a refresh reads, in the one state the source lock holds still — the window's
+#: ends (:func:`.windows.window_query`) and the previous window's summary (binary) included
 _STATE = """
 SELECT pg_current_snapshot()::text, now(), clock_timestamp(),
        (SELECT count(*) FROM modelstore.deployment_pending
          WHERE deployment_id = %(d)s
            AND (%(snap)s::pg_snapshot IS NULL OR NOT pg_visible_in_snapshot(xid, %(snap)s::pg_snapshot))),
-       -- the previous window's summary, kept exact by change capture: its rows and columns
-       (SELECT n + null_rows FROM modelstore.statistics
-         WHERE stats_id = %(sid)s AND lo = %(lo)s AND hi = %(hi)s AND filter_sql = ''),
-       (SELECT columns FROM modelstore.statistics WHERE stats_id = %(sid)s),
        (SELECT state FROM modelstore.fitted_models WHERE model_id = %(m)s),
        v.state, v.rows_used, v.created_at,
        -- what decides whether stored statistics may be used (modelstore.catalog.freshness.check_access)
@@ -177,10 +174,20 @@ SELECT pg_current_snapshot()::text, now(), clock_timestamp(),
        ARRAY(SELECT ARRAY[a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), t.typcategory::text,
                           a.attnum || ':' || a.atttypid || ':' || a.atttypmod]
              FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-             WHERE a.attrelid = %(rel)s::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
+             WHERE a.attrelid = %(rel)s::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
+       w.lo, w.hi,
+       -- the previous window's summary, kept exact by change capture, when it still describes the window
+       st.family, st.columns, st.n, st.null_rows, st.classes, st.counts, st.mean, st.moments, st.mean_lo,
+       st.moments_lo
 FROM (SELECT 1) AS one
 LEFT JOIN modelstore.deployment_versions AS v ON v.deployment_id = %(d)s AND v.version = %(latest)s
+LEFT JOIN modelstore.statistics AS st
+       ON st.stats_id = %(sid)s AND st.lo = %(lo)s AND st.hi = %(hi)s AND st.filter_sql = ''
+LEFT JOIN LATERAL ({window}) AS w ON true
 """
+#: the previous window's row count, for a row window's incremental ends
+_PREVIOUS_ROWS = sql.SQL("(SELECT n + null_rows FROM modelstore.statistics WHERE stats_id = %(sid)s AND lo = %(lo)s "
+                         "AND hi = %(hi)s AND filter_sql = '')")
 
 
 @dataclass
@@ -191,8 +198,9 @@ class _Read:
     now: dt.datetime
     started_at: dt.datetime
     pending: int
-    previous_rows: int | None        # rows of the previous window's stored summary (None: not stored)
-    previous_columns: list | None
+    previous: object | None           # the previous window's stored summary (None: not stored any more)
+    lo: object                        # the window's ends now (None: resolve them again)
+    hi: object
     served_state: dict | None
     last_state: dict | None           # the latest version's state, rows and time
     last_rows: int | None
@@ -215,13 +223,14 @@ def refresh(store, deployment_id: int | None = None, *, name: str | None = None,
             return None
         spec = Spec(*claimed[:len(_COLUMNS)])
         source_id, schema, table_name, order_kind, recorded_types = claimed[len(_COLUMNS):]
-        read = _read(conn, spec, source_id if schema is not None else None)
+        table = sql.Identifier(schema, table_name) if schema is not None else spec.table
+        read = _read(conn, spec, source_id if schema is not None else None, table, order_kind)
         if not (force or read.pending or spec.window.moves_with_time):
             _forget_pending(conn, spec.deployment_id, read.snapshot)
             return Outcome(spec.name, False, active_version=spec.active_version, detail="up to date")
         try:
             outcome = None
-            if read.reusable and spec.filter is None and read.previous_rows is not None:
+            if read.reusable and spec.filter is None and read.previous is not None:
                 # nothing is written before its last statement: no savepoint needed
                 outcome = _refresh_by_window_arithmetic(store, spec, read, source_id,
                                                         Table(schema, table_name, spec.relid, read.columns),
@@ -241,16 +250,25 @@ def refresh(store, deployment_id: int | None = None, *, name: str | None = None,
                    time.perf_counter() - started, outcome.detail, outcome.rows_scanned)
 
 
-def _read(conn, spec: Spec, source_id) -> _Read:
-    row = conn.execute(_STATE, {
-        "d": spec.deployment_id, "snap": spec.refreshed_snapshot, "sid": spec.window_stats_id, "lo": spec.lo,
-        "hi": spec.hi, "m": spec.model_id, "latest": spec.latest_version, "rel": spec.relid,
-        "triggers": list(freshness.TRIGGERS)}).fetchone()
-    (snapshot, now, started_at, pending, previous_rows, previous_columns, served_state, last_state, last_rows,
-     last_at, captured, rls, inherited, isolation, columns) = row
+def _read(conn, spec: Spec, source_id, table: sql.Composable, order_kind: str | None) -> _Read:
+    params = {"d": spec.deployment_id, "snap": spec.refreshed_snapshot, "sid": spec.window_stats_id, "lo": spec.lo,
+              "hi": spec.hi, "m": spec.model_id, "latest": spec.latest_version, "rel": spec.relid,
+              "triggers": list(freshness.TRIGGERS)}
+    window = sql.SQL("SELECT NULL AS lo, NULL AS hi")
+    if order_kind is not None:
+        incremental = (spec.window_kind == "rows" and not spec.filter and spec.window_stats_id is not None
+                       and spec.lo is not None)
+        previous = (parse_bound(spec.lo, order_kind), parse_bound(spec.hi, order_kind)) if incremental else None
+        window, window_params = window_query(table, spec.order_by, order_kind, spec.window, previous,
+                                             _PREVIOUS_ROWS if incremental else None)
+        params.update(window_params)
+    row = conn.execute(sql.SQL(_STATE).format(window=window), params, binary=True).fetchone()
+    (snapshot, now, started_at, pending, served_state, last_state, last_rows, last_at, captured, rls, inherited,
+     isolation, columns, lo, hi, stats_family, *arrays) = row
     reusable = (source_id is not None and captured == len(freshness.TRIGGERS) and not rls and not inherited
                 and isolation == "read committed")
-    return _Read(snapshot, now, started_at, pending, previous_rows, previous_columns, served_state, last_state,
+    previous = None if stats_family is None else FAMILIES[stats_family].unpack(*arrays)
+    return _Read(snapshot, now, started_at, pending, previous, lo, hi, served_state, last_state,
                  last_rows, last_at, reusable, {n: Column(n, t, c, sig) for n, t, c, sig in columns})
 
 
@@ -259,12 +277,11 @@ def _order_kind(conn, spec: Spec) -> str:
                         "WHERE m.model_id = %s", [spec.model_id]).fetchone()[0]
 
 
-def _previous(spec: Spec, read: _Read, order_kind: str) -> tuple | None:
-    """(lo, hi, rows) of the previous window from its stored summary, when it is exact for the window:
-    unfiltered (n + null_rows counts every row of the range) and still stored (a TRUNCATE forgets it)."""
-    if spec.window_kind != "rows" or spec.filter or read.previous_rows is None or spec.lo is None:
-        return None
-    return parse_bound(spec.lo, order_kind), parse_bound(spec.hi, order_kind), int(read.previous_rows)
+def _bounds(conn, spec: Spec, read: _Read, table: sql.Composable, order_kind: str) -> tuple:
+    """The window's ends, as step 2 read them (or, when the incremental walk found nothing, from scratch)."""
+    if read.lo is not None:
+        return check_bounds(spec.window, spec.order_by, read.lo, read.hi)
+    return resolve(conn, table, spec.order_by, order_kind, spec.window)
 
 
 def _refresh_by_window_arithmetic(store, spec: Spec, read: _Read, source_id: int, tbl: Table, order_kind: str,
@@ -278,7 +295,7 @@ def _refresh_by_window_arithmetic(store, spec: Spec, read: _Read, source_id: int
     if any(c not in tbl.columns or recorded_types.get(c, tbl.columns[c].signature) != tbl.columns[c].signature
            for c in read_columns):
         return None  # a column changed type or went: store.fit drops what it invalidated
-    lo, hi = resolve(conn, tbl.identifier, spec.order_by, order_kind, spec.window, _previous(spec, read, order_kind))
+    lo, hi = _bounds(conn, spec, read, tbl.identifier, order_kind)
     lo0, hi0 = parse_bound(spec.lo, order_kind), parse_bound(spec.hi, order_kind)
     if lo > hi0 or hi < lo0:
         return None  # the window jumped past the previous one: nothing to reuse
@@ -295,16 +312,32 @@ def _refresh_by_window_arithmetic(store, spec: Spec, read: _Read, source_id: int
     edge_rows = [max(0, round(estimator.rows(r))) for _, r in edges]
     if sum(edge_rows) > estimator.rows(descriptor.range):
         return None  # the edges outweigh the window: a plain scan (the planner's choice) is cheaper
-    steps = [Step(1, "stored", Range(lo0, hi0), spec.window_stats_id, tuple(read.previous_columns or ()),
-                  int(read.previous_rows))]
+    previous = read.previous
+    steps = [Step(1, "stored", Range(lo0, hi0), spec.window_stats_id, tuple(previous.columns),
+                  int(previous.n + previous.null_rows))]
     steps += [Step(sign, "scan", r, None, (), n) for (sign, r), n in zip(edges, edge_rows)]
+    engine = stats_engine.engine(conn)[0]
     plan = Plan(descriptor, tuple(steps), "previous window ± its edges" if edges else "previous window (capture kept it)",
-                time.perf_counter() - t0, engine=stats_engine.engine(conn)[0])
-
+                time.perf_counter() - t0, engine=engine)
     served = _model(spec, read.served_state, descriptor)
-    scores = _prequential(conn, spec, read, tbl, order_kind, lo, hi, served, descriptor, estimator)
+    known = {0: previous}
+    # the edges' rows in one statement, summarised in numpy, and the appended ones scored before they are
+    # absorbed (prequential) — unless they are many, or the C engine's double-double statistics are in
+    # use (one plan does not mix precisions): then one aggregate statement, and the batch scored apart
+    fetched = engine == "sql" and sum(edge_rows) <= MAX_FETCHED_ROWS
+    scores = {}
+    if fetched and edges:
+        for i, ((sign, r), (X, labels, null_rows)) in enumerate(zip(edges, fetch_rows(conn, tbl, descriptor,
+                                                                                       [r for _, r in edges]))):
+            known[i + 1] = descriptor.family.from_values(descriptor.stats_columns, X, labels, null_rows=null_rows,
+                                                         target=descriptor.target, where=str(r), max_classes=1000)
+            if sign > 0 and r.lo == hi0 and not r.lo_closed:  # the batch: appended past the previous window
+                scores = _prequential(conn, spec, read, tbl, order_kind, lo, hi, served, descriptor, estimator,
+                                      rows=(X, labels))
+    elif edges:
+        scores = _prequential(conn, spec, read, tbl, order_kind, lo, hi, served, descriptor, estimator)
 
-    stats, executed = execute(conn, plan, tbl, cost_model=store.cost_model)
+    stats, executed = execute(conn, plan, tbl, cost_model=store.cost_model, known=known)
     if executed.digits_lost > store.max_digits_lost or stats.n == 0 or stats.non_finite_columns():
         return None  # the numerical guard, or an error store.fit reports by name
     model = descriptor.family.solve(stats, descriptor.params)
@@ -322,7 +355,7 @@ def _refresh_by_fit(store, spec: Spec, read: _Read, order_kind: str) -> Outcome:
     the statistics index and scans), for what window arithmetic does not cover."""
     conn = store.conn
     t0 = time.perf_counter()
-    lo, hi = resolve(conn, spec.table, spec.order_by, order_kind, spec.window, _previous(spec, read, order_kind))
+    lo, hi = _bounds(conn, spec, read, spec.table, order_kind)
     served = store.model(spec.name)
     scores = _prequential(conn, spec, read, resolve_table(conn, spec.table_name), order_kind, lo, hi, served,
                           served.descriptor, None)
@@ -340,7 +373,7 @@ def _model(spec: Spec, state: dict, descriptor: Descriptor):
 
 
 def _prequential(conn, spec: Spec, read: _Read, tbl: Table, order_kind: str, lo, hi, served, descriptor,
-                 estimator) -> dict:
+                 estimator, rows: tuple | None = None) -> dict:
     """The rows appended since the last refresh, scored before the model absorbs them, by the serving
     version (and the newest one when another serves); their figures are written with the refresh."""
     scores = {}
@@ -360,7 +393,12 @@ def _prequential(conn, spec: Spec, read: _Read, tbl: Table, order_kind: str, lo,
     for version, model, active in scored:
         if version is None:
             continue
-        if fetch:
+        if rows is not None:  # the batch's rows in hand: its statistics columns (X) and class labels
+            X, labels = rows
+            columns = list(descriptor.stats_columns)
+            y = labels if descriptor.class_column else X[:, columns.index(descriptor.target)]
+            score = monitor.score_values(model, X[:, [columns.index(f) for f in descriptor.features]], y)
+        elif fetch:
             score = monitor.score_fetched(conn, tbl, spec.order_by, descriptor.filter_sql, model, batch_lo, hi)
         else:
             score = monitor.score_batch(conn, tbl.identifier, spec.order_by, descriptor.filter_sql, model, batch_lo, hi)
