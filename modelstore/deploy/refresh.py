@@ -3,14 +3,15 @@
 The continuous-deployment paper (Derakhshan et al. §3.1, "online statistics computation") keeps the
 statistics a model needs up to date as data arrives so that retraining reads no raw data again; for
 linear and Naive Bayes models those statistics *are* the model. Change capture keeps every stored
-summary exact under INSERT, UPDATE and DELETE (docs/freshness.md), so a refresh is a request like any
-other: the window's range is planned over the stored summaries, the statistics index and gap scans
-(the planner's Dijkstra), typically "the previous window's summary + the rows appended − the rows
-that slid out", then solved and stored — the cost of the rows that moved, not of the window.
+summary exact under INSERT, UPDATE and DELETE (docs/freshness.md), so the new window's statistics are
+"the previous window's summary + the rows appended − the rows that slid out" (DESIGN §3: statistics add
+and subtract) — the plan the planner would choose, written down without planning — then solved and
+stored: the cost of the rows that moved, not of the window. What that does not cover is a request like
+any other (the planner over stored summaries, the statistics index and gap scans).
 
 One refresh, all in one transaction (a worker killed anywhere leaves the previous version serving),
-in about eight round trips (pipeline mode carries BEGIN, the writes and COMMIT with the statements
-around them; docs/deployments.md, "What a refresh costs"):
+in five statements when window arithmetic applies (plus BEGIN and COMMIT; docs/deployments.md, "What a
+refresh costs"):
 
 1. claim the deployment row (``FOR NO KEY UPDATE SKIP LOCKED``: a second worker skips it; writers,
    whose trigger only takes ``FOR KEY SHARE`` through the pending table's foreign key, never wait) and,
@@ -19,18 +20,19 @@ around them; docs/deployments.md, "What a refresh costs"):
    table and its stored summaries do not change under the refresh, so every statement it runs reads
    one state of them — the snapshot it records (a refresh never mixes two snapshots);
 2. one statement reads that snapshot, the pending writes it does not already include (none, and the
-   window does not move with the clock: nothing to do), the previous window's stored summary, the
-   served model, the last version and the table's columns;
-3. resolve the window to a range (one statement); score the rows appended since the last refresh with
-   the serving version, and with the newest version when another serves (prequential, :mod:`.monitor`);
-4. the window's statistics by window arithmetic: the previous window's summary (kept exact by change
-   capture) ± scans of the rows that entered or left it — one fetch and one scan statement
-   (:func:`modelstore.execution.executor.execute`), solved in numpy and stored as the new window's
-   summary. When that does not apply (a filtered deployment, no previous summary, capture off, a window
-   that jumped past the previous one, too many digits cancelled), ``store.fit`` plans the range like any
-   request;
-5. record a version if the model changed materially, pick the serving version (:mod:`.versions`),
-   forget the previous window's summary, delete the pending writes the snapshot includes, log an event.
+   window does not move with the clock: nothing to do), the window's ends (:func:`.windows.window_query`),
+   the previous window's stored summary, the served model, the last version and the table's columns;
+3. the window's statistics by window arithmetic: the previous window's summary (kept exact by change
+   capture) ± the rows that entered or left it, whose rows are fetched in one statement — summarised in
+   numpy and, for the appended ones, scored by the serving version before they are absorbed
+   (prequential, :mod:`.monitor`) — or, when they are many or the C engine computes the statistics,
+   aggregated in one statement and the batch scored by another; solved in numpy. When window arithmetic
+   does not apply (a filtered deployment, no previous summary, capture off, a window that jumped past
+   the previous one, too many digits cancelled), ``store.fit`` plans the range like any request;
+4. one statement writes everything (data-modifying WITH queries): the new window's summary, the model
+   row modelstore.predict reads, a version if the model changed materially (:mod:`.versions`), the
+   prequential figures, the deployment's row, the previous window's summary forgotten, the pending
+   writes the snapshot includes deleted, the events.
 """
 
 from __future__ import annotations
