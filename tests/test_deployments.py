@@ -164,6 +164,35 @@ def test_a_refresh_racing_a_commit_never_mixes_two_snapshots(store, dsn, monkeyp
     check_catalog(conn)
 
 
+def test_refresh_after_truncate_and_a_filtered_deployment_take_the_planned_path(store):
+    """Window arithmetic needs the previous window's summary (a TRUNCATE forgets it) and no filter: then the
+    refresh resolves the window from scratch and fits it through the planner, and is as exact."""
+    conn = store.conn
+    d = store.deploy("t1", "linear", table="sales", target="y", features=["x1", "x2"], order_by="id", window=50)
+    f = store.deploy("f1", "linear", table="sales", target="y", features=["x1", "x2"], order_by="id", window=80,
+                     where="label >= 1")
+    conn.execute("INSERT INTO sales SELECT g, random(), random(), 4 * random(), 1 FROM generate_series(802, 840, 2) g")
+    outcome = f.refresh()
+    assert outcome.refreshed and "previous window" not in outcome.detail
+    lo = conn.execute("SELECT id FROM sales ORDER BY id DESC OFFSET 79 LIMIT 1").fetchone()[0]
+    rows = np.array(conn.execute("SELECT x1, x2, y FROM sales WHERE id >= %s AND label >= 1", [lo]).fetchall(),
+                    dtype=float)
+    assert rel_err(np.r_[f.model.intercept_, f.model.coef_], ols(rows[:, :2], rows[:, 2])) < TOL
+    assert "previous window" in d.refresh().detail  # window arithmetic
+    conn.execute("TRUNCATE sales")
+    conn.execute("INSERT INTO sales SELECT g, random(), random(), 2 + random(), 0 FROM generate_series(1, 70) g")
+    outcome = d.refresh()
+    assert outcome.refreshed and "previous window" not in outcome.detail
+    rows = window_rows(conn, 50)
+    assert d.model.n_obs == 50
+    assert rel_err(np.r_[d.model.intercept_, d.model.coef_], ols(rows[:, :2], rows[:, 2])) < TOL
+    conn.execute("INSERT INTO sales SELECT g, random(), random(), 2 + random(), 0 FROM generate_series(71, 75) g")
+    assert "previous window" in d.refresh().detail  # its summary is stored again: arithmetic again
+    rows = window_rows(conn, 50)
+    assert rel_err(np.r_[d.model.intercept_, d.model.coef_], ols(rows[:, :2], rows[:, 2])) < TOL
+    check_catalog(conn)
+
+
 def test_window_every_row_and_plan_reuses_statistics(store, dsn):
     conn = store.conn
     conn.execute("INSERT INTO sales SELECT g, random(), random(), random(), 0 FROM generate_series(1001, 100000) g")
