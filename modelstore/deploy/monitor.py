@@ -118,8 +118,11 @@ def score_values(model, X: np.ndarray, y) -> BatchScore:
     if not len(y):
         return BatchScore(0, 0.0, 0.0)
     if family(model.descriptor.kind).classifier:
-        predicted = model.predict(X)
-        wrong = float(sum(scoring.plain(p) != scoring.plain(v) for p, v in zip(predicted, y)))
+        predicted, labels = np.asarray(model.predict(X)), np.asarray(y)
+        if predicted.dtype.kind in "iufb" and labels.dtype.kind in "iufb":  # numeric labels: one comparison
+            wrong = float(np.count_nonzero(predicted != labels))
+        else:
+            wrong = float(sum(scoring.plain(p) != scoring.plain(v) for p, v in zip(predicted, y)))
         return BatchScore(len(y), wrong, wrong)
     residual = np.asarray(y, dtype=float) - model.predict(X)
     return BatchScore(len(y), float(residual @ residual), float(np.abs(residual).sum()))

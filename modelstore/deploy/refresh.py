@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -218,9 +219,7 @@ def refresh(store, deployment_id: int | None = None, *, name: str | None = None,
     conn = store.conn
     started = time.perf_counter()
     with conn.transaction():
-        claim = sql.SQL(_CLAIM).format(columns=_CLAIM_COLUMNS, where=sql.SQL("d.name = %s") if name is not None
-                                       else sql.SQL("d.deployment_id = %s"))
-        claimed = conn.execute(claim, [name if name is not None else deployment_id]).fetchone()
+        claimed = conn.execute(_claim_query(name is not None), [name if name is not None else deployment_id]).fetchone()
         if claimed is None:
             return None
         spec = Spec(*claimed[:len(_COLUMNS)])
@@ -252,19 +251,37 @@ def refresh(store, deployment_id: int | None = None, *, name: str | None = None,
                    time.perf_counter() - started, outcome.detail, outcome.rows_scanned)
 
 
+@functools.lru_cache(maxsize=8)
+def _claim_query(by_name: bool) -> str:
+    """The claim, composed once (its 31 columns cost more to compose than to run)."""
+    where = sql.SQL("d.name = %s") if by_name else sql.SQL("d.deployment_id = %s")
+    return sql.SQL(_CLAIM).format(columns=_CLAIM_COLUMNS, where=where).as_string(None)
+
+
+@functools.lru_cache(maxsize=256)
+def _state_query(table: str, order_by: str, order_kind: str | None, window: Window, incremental: bool) -> str:
+    """Step 2's statement for one deployment's shape, composed once; the window's values are parameters.
+    ``table``: the table's name as composed SQL text (quoted identifiers)."""
+    query = sql.SQL("SELECT NULL AS lo, NULL AS hi")
+    if order_kind is not None:
+        placeholder = (None, None) if incremental else None  # window_query only needs to know there is one
+        query, _ = window_query(sql.SQL(table), order_by, order_kind, window, placeholder,
+                                _PREVIOUS_ROWS if incremental else None)
+    return sql.SQL(_STATE).format(window=query).as_string(None)
+
+
 def _read(conn, spec: Spec, source_id, table: sql.Composable, order_kind: str | None) -> _Read:
     params = {"d": spec.deployment_id, "snap": spec.refreshed_snapshot, "sid": spec.window_stats_id, "lo": spec.lo,
               "hi": spec.hi, "m": spec.model_id, "latest": spec.latest_version, "rel": spec.relid,
               "triggers": list(freshness.TRIGGERS)}
-    window = sql.SQL("SELECT NULL AS lo, NULL AS hi")
+    incremental = (order_kind is not None and spec.window_kind == "rows" and not spec.filter
+                   and spec.window_stats_id is not None and spec.lo is not None)
     if order_kind is not None:
-        incremental = (spec.window_kind == "rows" and not spec.filter and spec.window_stats_id is not None
-                       and spec.lo is not None)
         previous = (parse_bound(spec.lo, order_kind), parse_bound(spec.hi, order_kind)) if incremental else None
-        window, window_params = window_query(table, spec.order_by, order_kind, spec.window, previous,
-                                             _PREVIOUS_ROWS if incremental else None)
-        params.update(window_params)
-    row = conn.execute(sql.SQL(_STATE).format(window=window), params, binary=True).fetchone()
+        params.update(window_query(table, spec.order_by, order_kind, spec.window, previous,
+                                   _PREVIOUS_ROWS if incremental else None)[1])
+    query = _state_query(table.as_string(None), spec.order_by, order_kind, spec.window, incremental)
+    row = conn.execute(query, params, binary=True).fetchone()
     (snapshot, now, started_at, pending, served_state, last_state, last_rows, last_at, captured, rls, inherited,
      isolation, columns, lo, hi, stats_family, *arrays) = row
     reusable = (source_id is not None and captured == len(freshness.TRIGGERS) and not rls and not inherited
