@@ -471,10 +471,9 @@ def _finish(store, spec: Spec, read: _Read, lo, hi, model, executed, one_read: b
         # the served row, as store.fit(…, replace=True) writes it
         cte("model_row", sql.SQL(
             "UPDATE modelstore.fitted_models SET stats_id = {}, lo = %s, hi = %s, rows_used = %s, rows_skipped = %s, "
-            "state = %s, plan = jsonb_set(%s::jsonb, '{{stored_stats_id}}', to_jsonb({})), created_at = now(), "
-            "created_by = current_user WHERE model_id = %s").format(stats_id, stats_id),
-            [bound_text(lo), bound_text(hi), *rows, state, Jsonb(_jsonable(plan_json)),
-             spec.model_id])
+            "state = %s, plan = jsonb_set(%s::jsonb, '{{stored_stats_id}}', coalesce(to_jsonb({}), 'null')), "
+            "created_at = now(), created_by = current_user WHERE model_id = %s").format(stats_id, stats_id),
+            [bound_text(lo), bound_text(hi), *rows, state, Jsonb(_jsonable(plan_json)), spec.model_id])
     events = []
     if recorded is not None:
         statement, params = versions.record_statement(
