@@ -45,7 +45,7 @@ TINY = Config(
     storage_model_rows=50_000, storage_coverages=(0.5,),
     planner_models=(1_000,), planner_queries=2,
     index_queries=3, index_large_queries=2, index_any_queries=3,
-    capture_batch=400, capture_repeats=2,
+    capture_batch=400, capture_repeats=2, deploy_worker_commits=3,
     scaleout_repeats=2,
     serve_rates=(50,), serve_seconds=0.5, serve_observes=2,
 )

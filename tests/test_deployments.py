@@ -106,6 +106,93 @@ def test_stream_of_writes_stays_exact(store, dsn):
     assert conn.execute("SELECT count(*) FROM modelstore.statistics").fetchone()[0] <= 4
 
 
+def test_a_refresh_racing_a_commit_never_mixes_two_snapshots(store, dsn, monkeypatch):
+    """A write that moves a row window (an append) and lands inside it (a late row) commits while a refresh
+    runs, between the window's resolution and the statistics' read. The refresh holds the source lock from
+    its first statement, so the writer waits for it: the model is the exact model of the table before the
+    write (not the old window's range over the new rows, which is neither state), the write stays pending,
+    and the next refresh makes the model exact on the table after it."""
+    import threading
+
+    from modelstore.deploy import refresh as refresh_module
+
+    conn = store.conn
+    d = store.deploy("race", "linear", table="sales", target="y", features=["x1", "x2"], order_by="id", window=100)
+    conn.execute("INSERT INTO sales VALUES (1001, 0.5, 0.5, 1.0, 0)")  # a change to refresh, as in the worker
+    before = window_rows(conn, 100)
+    write = "INSERT INTO sales VALUES (1003, 0.3, 0.9, 50.0, 0), (781, 0.8, 0.1, -40.0, 1)"
+    writer = psycopg.connect(dsn, autocommit=True)
+    watcher = psycopg.connect(dsn, autocommit=True)
+    states = []
+    real_bounds = refresh_module._bounds  # the window's ends, once read: the statistics are read next
+
+    def bounds_then_commit_elsewhere(*args, **kwargs):
+        bounds = real_bounds(*args, **kwargs)
+        thread = threading.Thread(target=lambda: writer.execute(write))
+        thread.start()
+        states.append(thread)
+        for _ in range(400):  # until the write has committed or waits on a lock (at most ~20 s)
+            thread.join(0.05)
+            waiting = watcher.execute("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
+                                      [writer.info.backend_pid]).fetchone()[0]
+            if not thread.is_alive() or waiting:
+                states.append("committed" if not thread.is_alive() else "waiting")
+                break
+        return bounds
+
+    monkeypatch.setattr(refresh_module, "_bounds", bounds_then_commit_elsewhere)
+    try:
+        outcome = d.refresh()
+    finally:
+        monkeypatch.setattr(refresh_module, "_bounds", real_bounds)
+        states[0].join(30)
+        writer.close()
+        watcher.close()
+    after = window_rows(conn, 100)
+    model = d.model
+    got = np.r_[model.intercept_, model.coef_]
+    # the exact model of one state of the table: before the write or after it, never a mixture
+    exact = [rel_err(got, ols(rows[:, :2], rows[:, 2])) < TOL for rows in (before, after)]
+    assert outcome.refreshed and any(exact), "the refresh mixed two snapshots"
+    # here: before it, since the writer waited for the refresh's source lock
+    assert states[1] == "waiting" and exact[0] and model.n_obs == 100
+    # the write is not lost: it is pending, and the next refresh absorbs it exactly
+    assert d.pending() == 1
+    assert d.refresh().refreshed
+    assert rel_err(np.r_[d.model.intercept_, d.model.coef_], ols(after[:, :2], after[:, 2])) < TOL
+    assert d.pending() == 0
+    check_catalog(conn)
+
+
+def test_refresh_after_truncate_and_a_filtered_deployment_take_the_planned_path(store):
+    """Window arithmetic needs the previous window's summary (a TRUNCATE forgets it) and no filter: then the
+    refresh resolves the window from scratch and fits it through the planner, and is as exact."""
+    conn = store.conn
+    d = store.deploy("t1", "linear", table="sales", target="y", features=["x1", "x2"], order_by="id", window=50)
+    f = store.deploy("f1", "linear", table="sales", target="y", features=["x1", "x2"], order_by="id", window=80,
+                     where="label >= 1")
+    conn.execute("INSERT INTO sales SELECT g, random(), random(), 4 * random(), 1 FROM generate_series(802, 840, 2) g")
+    outcome = f.refresh()
+    assert outcome.refreshed and "previous window" not in outcome.detail
+    lo = conn.execute("SELECT id FROM sales ORDER BY id DESC OFFSET 79 LIMIT 1").fetchone()[0]
+    rows = np.array(conn.execute("SELECT x1, x2, y FROM sales WHERE id >= %s AND label >= 1", [lo]).fetchall(),
+                    dtype=float)
+    assert rel_err(np.r_[f.model.intercept_, f.model.coef_], ols(rows[:, :2], rows[:, 2])) < TOL
+    assert "previous window" in d.refresh().detail  # window arithmetic
+    conn.execute("TRUNCATE sales")
+    conn.execute("INSERT INTO sales SELECT g, random(), random(), 2 + random(), 0 FROM generate_series(1, 70) g")
+    outcome = d.refresh()
+    assert outcome.refreshed and "previous window" not in outcome.detail
+    rows = window_rows(conn, 50)
+    assert d.model.n_obs == 50
+    assert rel_err(np.r_[d.model.intercept_, d.model.coef_], ols(rows[:, :2], rows[:, 2])) < TOL
+    conn.execute("INSERT INTO sales SELECT g, random(), random(), 2 + random(), 0 FROM generate_series(71, 75) g")
+    assert "previous window" in d.refresh().detail  # its summary is stored again: arithmetic again
+    rows = window_rows(conn, 50)
+    assert rel_err(np.r_[d.model.intercept_, d.model.coef_], ols(rows[:, :2], rows[:, 2])) < TOL
+    check_catalog(conn)
+
+
 def test_window_every_row_and_plan_reuses_statistics(store, dsn):
     conn = store.conn
     conn.execute("INSERT INTO sales SELECT g, random(), random(), random(), 0 FROM generate_series(1001, 100000) g")

@@ -86,6 +86,7 @@ class Config:
     deploy_rows: int = 1_000_000
     deploy_batch: int = 1_000
     deploy_commits: int = 50
+    deploy_worker_commits: int = 50  # then through a real `modelstore worker` process (end to end)
 
     # scale-out (issue #19): the table's first rows sharded over 1, 2 and 3 local PostgreSQL clusters
     scaleout_rows: int = 1_000_000
@@ -149,7 +150,7 @@ def quick() -> Config:
         planner_models=(1_000, 10_000, 100_000), planner_queries=3,
         index_queries=15, index_large_queries=5, index_any_queries=20,
         capture_rows=100_000, capture_batch=5_000, capture_repeats=5,
-        deploy_rows=100_000, deploy_batch=500, deploy_commits=20,
+        deploy_rows=100_000, deploy_batch=500, deploy_commits=20, deploy_worker_commits=20,
         scaleout_rows=100_000, scaleout_repeats=3,
         serve_rows=20_000, serve_rates=(100, 500, 1000), serve_seconds=5.0, serve_observes=10,
     )

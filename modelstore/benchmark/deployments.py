@@ -1,32 +1,43 @@
 """Living models under an insert stream (issue #16; docs/deployments.md).
 
-Two copies of the benchmark table's first ``deploy_rows`` rows, ids doubled so that odd ids fall inside
-the window: ``deploy_plain`` (nothing stored, no trigger) and ``deploy_on``, with a deployed linear and a
-deployed Gaussian NB model over the last half of its rows. Then ``deploy_commits`` commits of
+Three copies of the benchmark table's first ``deploy_rows`` rows, ids doubled so that odd ids fall inside
+the window: ``deploy_plain`` (nothing stored, no trigger), ``deploy_captured`` (the same two window
+summaries stored, so change capture maintains them, but no deployment) and ``deploy_on``, with a deployed
+linear and a deployed Gaussian NB model over the last half of its rows. Then ``deploy_commits`` commits of
 ``deploy_batch`` rows each — 95% appended past the newest id, 5% late rows (odd ids inside the window) —
-the same statements on both tables, and after each commit on ``deploy_on`` both deployments refreshed
-(what ``modelstore worker`` does when woken; the worker's wake-up, one notification, is not included).
+the same statements on the three tables, and after each commit on ``deploy_on`` both deployments
+refreshed in turn (what one ``modelstore worker`` does when woken), the first one alternating. Then
+``deploy_worker_commits`` more commits with a real ``modelstore worker`` process refreshing them, and
+the time until each model row (what ``modelstore.predict`` reads) is the new one, seen from another session.
 Reported:
 
-* rows/s of the insert statements on each table (capture and the deployment trigger vs nothing);
-* commit → new model served: the refresh's duration from the commit's return (p50, p99);
+* rows/s of the insert statements on each table (what change capture costs, what the deployment's own
+  trigger adds);
+* commit → new model served: p50/p99 per kind, (a) refreshed first after the commit, (b) in turn (half
+  the time after the other deployment's refresh), (c) end to end through the worker;
 * cost per refresh against a from-scratch refit of the window (one aggregate scan of its rows, the
-  paper's T0), per refresh: the ratio scratch ÷ refresh;
+  paper's T0), per refresh: the ratio scratch ÷ refresh; statements per refresh;
 * exactness: the deployed linear model against numpy on the window's rows after the stream.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import threading
 import time
 
 import numpy as np
+import psycopg
 from psycopg import sql
 
 from modelstore.benchmark import data, measure, workloads
 from modelstore.benchmark.context import Context
 from modelstore.benchmark.measure import summarize
 
-PLAIN, DEPLOYED = "deploy_plain", "deploy_on"
+PLAIN, CAPTURED, DEPLOYED = "deploy_plain", "deploy_captured", "deploy_on"
 KINDS = ("linear", "gaussian_nb")
 LATE_FRACTION = 0.05
 
@@ -35,7 +46,7 @@ def _drop(ctx: Context) -> None:
     for name in [f"bench_deploy_{k}" for k in KINDS]:
         if ctx.store.deployments().name.eq(name).any():
             ctx.store.undeploy(name)
-    for table in (PLAIN, DEPLOYED):
+    for table in (PLAIN, CAPTURED, DEPLOYED):
         ctx.conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(data.ident(table)))
         ctx.conn.execute("DELETE FROM modelstore.sources WHERE schema_name = %s AND table_name = %s",
                          [data.SCHEMA, table])
@@ -50,54 +61,104 @@ def _insert(table: str, ids: list[int]):
     return statement, [ids]
 
 
+class _Stream:
+    """The ids of each commit: 95% appended past the newest id, 5% late rows (odd ids inside the window)."""
+
+    def __init__(self, rng, rows: int, window: int, batch: int):
+        self.rng, self.rows, self.window, self.batch = rng, rows, window, batch
+        self.next_id = 2 * rows + 2
+        self.late_used: set[int] = set()
+
+    def ids(self) -> list[int]:
+        late = int(round(self.batch * LATE_FRACTION))
+        appended = list(range(self.next_id, self.next_id + 2 * (self.batch - late), 2))
+        self.next_id += 2 * (self.batch - late)
+        lo_id = 2 * (self.rows - self.window // 2)
+        candidates = self.rng.integers(lo_id // 2, self.rows, size=late * 4) * 2 + 1  # odd ids inside the window
+        late_ids = [int(i) for i in dict.fromkeys(candidates) if int(i) not in self.late_used][:late]
+        self.late_used.update(late_ids)
+        return appended + late_ids
+
+
+class _Statements:
+    """Counts the statements a refresh sends (``Cursor.execute``; BEGIN and COMMIT aside) while active."""
+
+    def __init__(self):
+        self.count = 0
+        self.active = False
+        self._execute = psycopg.Cursor.execute
+
+    def __enter__(self):
+        counter = self
+
+        def counting(cursor, *args, **kwargs):
+            if counter.active:
+                counter.count += 1
+            return counter._execute(cursor, *args, **kwargs)
+
+        psycopg.Cursor.execute = counting
+        return self
+
+    def __exit__(self, *exc):
+        psycopg.Cursor.execute = self._execute
+
+
 def deployments(ctx: Context) -> dict:
     cfg = ctx.config
     rows = min(cfg.deploy_rows, cfg.rows)
     batch = max(10, min(cfg.deploy_batch, rows // 50))
     window = rows // 2
-    rng = workloads.rng_for(cfg.seed, "deploy-stream")
+    stream = _Stream(workloads.rng_for(cfg.seed, "deploy-stream"), rows, window, batch)
     try:
-        for table in (PLAIN, DEPLOYED):
+        for table in (PLAIN, CAPTURED, DEPLOYED):
             data.copy_table(ctx, table, rows)
         table = f"{data.SCHEMA}.{DEPLOYED}"
         handles = {kind: ctx.store.deploy(f"bench_deploy_{kind}", kind, table=table, target=measure.TARGETS[kind],
                                           features=list(data.FEATURES), order_by="id", window=window)
                    for kind in KINDS}
-        next_id = 2 * rows + 2
-        late_used: set[int] = set()
-        plain_rates, deployed_rates, latency, refresh_s, scratch_s, ratios = [], [], {k: [] for k in KINDS}, \
-            {k: [] for k in KINDS}, {k: [] for k in KINDS}, {k: [] for k in KINDS}
+        for kind, d in handles.items():  # the same summaries on the captured copy, kept by capture, no deployment
+            lo, hi = d.model.descriptor.range.lo, d.model.descriptor.range.hi
+            ctx.store.fit(kind, table=f"{data.SCHEMA}.{CAPTURED}", target=measure.TARGETS[kind],
+                          features=list(data.FEATURES), order_by="id", lo=lo, hi=hi)
+        rates = {PLAIN: [], CAPTURED: [], DEPLOYED: []}
+        per_kind = {k: [] for k in KINDS}
+        latency, first, refresh_s, scratch_s, ratios = ({k: [] for k in KINDS} for _ in range(5))
+        both, statements = [], []
         from modelstore.execution.executor import scan
         from modelstore.request.source import resolve_table
 
         tbl = resolve_table(ctx.conn, table)
         rows_read, window_n = {k: [] for k in KINDS}, {k: [] for k in KINDS}
-        for _ in ctx.track(range(cfg.deploy_commits), "insert stream"):
-            late = int(round(batch * LATE_FRACTION))
-            appended = list(range(next_id, next_id + 2 * (batch - late), 2))
-            next_id += 2 * (batch - late)
-            lo_id = 2 * (rows - window // 2)
-            candidates = rng.integers(lo_id // 2, rows, size=late * 4) * 2 + 1  # odd ids inside the window
-            late_ids = [int(i) for i in dict.fromkeys(candidates) if int(i) not in late_used][:late]
-            late_used.update(late_ids)
-            ids = appended + late_ids
-            for name, rates in ((PLAIN, plain_rates), (DEPLOYED, deployed_rates)):
-                started = time.perf_counter()
-                ctx.conn.execute(*_insert(name, ids))  # autocommit: the statement is the commit
-                rates.append(len(ids) / (time.perf_counter() - started))
-            committed = time.perf_counter()
-            for kind, d in handles.items():
-                outcome = d.refresh()
-                latency[kind].append(time.perf_counter() - committed)
-                refresh_s[kind].append(outcome.seconds)
-                rows_read[kind].append(outcome.rows_scanned)
-                window_n[kind].append(outcome.rows)
-            for kind, d in handles.items():
-                model = d.model
-                started = time.perf_counter()
-                scan(ctx.conn, tbl, model.descriptor, model.descriptor.range)
-                scratch_s[kind].append(time.perf_counter() - started)
-                ratios[kind].append(scratch_s[kind][-1] / refresh_s[kind][-1])
+        with _Statements() as counter:
+            for i in ctx.track(range(cfg.deploy_commits), "insert stream"):
+                ids = stream.ids()
+                for name, got in rates.items():
+                    started = time.perf_counter()
+                    ctx.conn.execute(*_insert(name, ids))  # autocommit: the statement is the commit
+                    got.append(len(ids) / (time.perf_counter() - started))
+                committed = time.perf_counter()
+                order = KINDS if i % 2 == 0 else KINDS[::-1]  # one worker refreshes them in turn
+                for position, kind in enumerate(order):
+                    counter.active, counter.count = True, 0
+                    outcome = handles[kind].refresh()
+                    counter.active = False
+                    statements.append(counter.count)
+                    latency[kind].append(time.perf_counter() - committed)
+                    if position == 0:
+                        first[kind].append(time.perf_counter() - committed)
+                    refresh_s[kind].append(outcome.seconds)
+                    rows_read[kind].append(outcome.rows_scanned)
+                    window_n[kind].append(outcome.rows)
+                both.append(time.perf_counter() - committed)
+                for kind, d in handles.items():
+                    model = d.model
+                    started = time.perf_counter()
+                    scan(ctx.conn, tbl, model.descriptor, model.descriptor.range)
+                    scratch_s[kind].append(time.perf_counter() - started)
+                    ratios[kind].append(scratch_s[kind][-1] / refresh_s[kind][-1])
+        worker = _through_the_worker(ctx, stream, [d.name for d in handles.values()], cfg.deploy_worker_commits)
+        for kind, d in handles.items():
+            per_kind[kind] = worker.get(d.name, [])
         # exactness after the stream
         lin = handles["linear"].model
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in (*data.FEATURES, data.TARGET))
@@ -111,14 +172,24 @@ def deployments(ctx: Context) -> dict:
     finally:
         _drop(ctx)
 
-    def pct(values, q):
-        return float(np.percentile(values, q) * 1000) if values else None
+    def pct(values):
+        return {"p50": float(np.percentile(values, 50) * 1000), "p99": float(np.percentile(values, 99) * 1000),
+                "n": len(values)} if values else None
 
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {
         "figure": "deployments under an insert stream", "rows": rows, "window_rows": window, "batch": batch,
         "commits": cfg.deploy_commits, "late_fraction": LATE_FRACTION,
-        "insert_rows_per_s": {"without_deployment": summarize(plain_rates), "with_deployment": summarize(deployed_rates)},
-        "commit_to_model_ms": {k: {"p50": pct(v, 50), "p99": pct(v, 99)} for k, v in latency.items()},
+        "load_average": None if load is None else [round(x, 2) for x in load],
+        "insert_rows_per_s": {"without_deployment": summarize(rates[PLAIN]),
+                              "captured_without_deployment": summarize(rates[CAPTURED]),
+                              "with_deployment": summarize(rates[DEPLOYED])},
+        # commit → the deployment's model row is the new one: refreshed first, in turn, through a worker
+        "commit_to_model_first_ms": {k: pct(v) for k, v in first.items()},
+        "commit_to_model_ms": {k: pct(v) for k, v in latency.items()},
+        "commit_to_both_ms": pct(both),
+        "commit_to_model_worker_ms": {k: pct(v) for k, v in per_kind.items()},
+        "statements_per_refresh": summarize([float(x) for x in statements]),
         "refresh_ms": {k: summarize([s * 1000 for s in v]) for k, v in refresh_s.items()},
         "refit_window_ms": {k: summarize([s * 1000 for s in v]) for k, v in scratch_s.items()},
         "refit_over_refresh": {k: summarize(v) for k, v in ratios.items()},
@@ -127,3 +198,46 @@ def deployments(ctx: Context) -> dict:
         "rows_read_per_refit": {k: summarize([float(x) for x in v]) for k, v in window_n.items()},
         "exact_max_relative_error": float(exact), "final_versions": versions,
     }
+
+
+def _through_the_worker(ctx: Context, stream: _Stream, names: list[str], commits: int,
+                        timeout: float = 30.0) -> dict[str, list[float]]:
+    """Seconds from each commit until each deployment's model row (what ``modelstore.predict`` reads) is
+    a new one, seen from another session, with a real ``modelstore worker`` process refreshing them
+    (woken by the commit's notification). The worker is stopped by its PID (SIGTERM)."""
+    if commits <= 0 or ctx.store.dsn is None:
+        return {}
+    proc = subprocess.Popen([sys.executable, "-m", "modelstore", "--dsn", ctx.store.dsn, "worker", "--interval", "5"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(line.rstrip() for line in proc.stdout), daemon=True)
+    reader.start()
+    out: dict[str, list[float]] = {n: [] for n in names}
+    try:
+        deadline = time.monotonic() + timeout
+        while not any("listening" in line for line in lines):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("modelstore worker did not start:\n" + "\n".join(lines))
+            time.sleep(0.02)
+        served = sql.SQL("SELECT name, created_at FROM modelstore.fitted_models WHERE name = ANY (%s)")
+        with psycopg.connect(ctx.store.dsn, autocommit=True) as watcher:
+            for _ in ctx.track(range(commits), "through the worker"):
+                before = dict(watcher.execute(served, [names]).fetchall())
+                ctx.conn.execute(*_insert(DEPLOYED, stream.ids()))
+                committed = time.perf_counter()
+                waiting = set(names)
+                while waiting and time.perf_counter() - committed < timeout:
+                    for name, at in watcher.execute(served, [names]).fetchall():
+                        if name in waiting and at != before[name]:
+                            out[name].append(time.perf_counter() - committed)
+                            waiting.discard(name)
+                    time.sleep(0.001)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return out

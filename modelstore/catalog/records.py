@@ -39,37 +39,42 @@ def ensure_source(conn: psycopg.Connection, source: Source, relid: int | None = 
 
 # -- statistics ---------------------------------------------------------------------------------------
 
-def store_stats(conn: psycopg.Connection, source_id: int, descriptor: Descriptor, stats, *,
-                r: Range | None = None, params_key: str = "", extra: dict | None = None) -> int:
-    """Materialise ``stats`` for the descriptor's range (or ``r``); returns its id (an existing one if stored)."""
-    r = r or descriptor.range
-    if not (r.lo_closed and r.hi_closed):
-        raise ValueError("stored statistics cover closed ranges only")
-    key = [source_id, descriptor.kind, bound_key(r.lo), bound_key(r.hi), descriptor.filter_sql,
-           descriptor.class_column, params_key, list(stats.columns)]
-    arrays = statistics_family(stats).pack(stats)
-    row = conn.execute(
-        """
+_INSERT_STATS = """
         INSERT INTO modelstore.statistics
             (source_id, family, lo_key, hi_key, filter_sql, target, params_key, columns, lo, hi, n, null_rows,
              classes, counts, mean, moments, extra, read_columns, mean_lo, moments_lo)
         VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
         ON CONFLICT (source_id, family, lo_key, hi_key, filter_sql, target, params_key, columns) DO NOTHING
         RETURNING stats_id
-        """,
-        key + [bound_text(r.lo), bound_text(r.hi), stats.n, stats.null_rows, arrays["classes"], arrays["counts"],
-               arrays["mean"], arrays["moments"], None if extra is None else Jsonb(_jsonable(extra)),
-               list(descriptor.read_columns), arrays.get("mean_lo"), arrays.get("moments_lo")],
-    ).fetchone()
+        """
+_STATS_KEY = ("source_id = %s AND family = %s AND lo_key = %s AND hi_key = %s AND filter_sql = %s "
+              "AND target = %s AND params_key = %s AND columns = %s")
+
+
+def stats_insert(source_id: int, descriptor: Descriptor, stats, *, r: Range | None = None, params_key: str = "",
+                 extra: dict | None = None) -> tuple[sql.Composable, list, sql.Composable, list]:
+    """The statement materialising ``stats`` (``INSERT … ON CONFLICT DO NOTHING RETURNING stats_id``) and
+    the condition finding the row of its key, each with its parameters — for callers that store a
+    summary inside a larger statement (a deployment's refresh writes everything in one)."""
+    r = r or descriptor.range
+    if not (r.lo_closed and r.hi_closed):
+        raise ValueError("stored statistics cover closed ranges only")
+    key = [source_id, descriptor.kind, bound_key(r.lo), bound_key(r.hi), descriptor.filter_sql,
+           descriptor.class_column, params_key, list(stats.columns)]
+    arrays = statistics_family(stats).pack(stats)
+    values = key + [bound_text(r.lo), bound_text(r.hi), stats.n, stats.null_rows, arrays["classes"], arrays["counts"],
+                    arrays["mean"], arrays["moments"], None if extra is None else Jsonb(_jsonable(extra)),
+                    list(descriptor.read_columns), arrays.get("mean_lo"), arrays.get("moments_lo")]
+    return sql.SQL(_INSERT_STATS), values, sql.SQL(_STATS_KEY), key
+
+
+def store_stats(conn: psycopg.Connection, source_id: int, descriptor: Descriptor, stats, *,
+                r: Range | None = None, params_key: str = "", extra: dict | None = None) -> int:
+    """Materialise ``stats`` for the descriptor's range (or ``r``); returns its id (an existing one if stored)."""
+    insert, values, key_sql, key = stats_insert(source_id, descriptor, stats, r=r, params_key=params_key, extra=extra)
+    row = conn.execute(insert, values).fetchone()
     if row is None:
-        row = conn.execute(
-            """
-            SELECT stats_id FROM modelstore.statistics
-            WHERE source_id = %s AND family = %s AND lo_key = %s AND hi_key = %s AND filter_sql = %s
-              AND target = %s AND params_key = %s AND columns = %s
-            """,
-            key,
-        ).fetchone()
+        row = conn.execute(sql.SQL("SELECT stats_id FROM modelstore.statistics WHERE {}").format(key_sql), key).fetchone()
     return row[0]
 
 

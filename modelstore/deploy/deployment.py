@@ -94,7 +94,10 @@ class Deployment:
     def refresh(self, *, force: bool = False) -> Outcome | None:
         """Bring the deployment up to date now (what the worker does on a change); None if another
         process is refreshing it at this moment."""
-        return refresh(self.store, self._spec().deployment_id, force=force)
+        outcome = refresh(self.store, name=self.name, force=force)  # claimed by name: no round trip before
+        if outcome is None:
+            self._spec()  # NotDeployedError when it is gone; else another process holds it
+        return outcome
 
     def pending(self) -> int:
         """Committed writes not yet in the model (0 when the model is current)."""

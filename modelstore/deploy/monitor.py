@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import psycopg
 from psycopg import sql
@@ -42,6 +43,8 @@ class BatchScore:
     rows: int
     loss_sum: float
     abs_sum: float
+    batch_lo: str | None = None  # the batch (batch_lo, batch_hi], as bound text, once a refresh knows it
+    batch_hi: str | None = None
 
     @property
     def mean_loss(self) -> float:
@@ -82,6 +85,47 @@ def score_batch(conn: psycopg.Connection, table: sql.Composable, order_by: str, 
         y=sql.Identifier(d.target), scores=scores, t=table, o=sql.Identifier(order_by), p=present, w=where)
     rows, loss_sum, abs_sum = conn.execute(query, [lo, hi]).fetchone()
     return BatchScore(int(rows), float(loss_sum or 0.0), float(abs_sum or 0.0))
+
+
+#: the most batch rows scored in Python (fetched in binary) rather than by one aggregate in PostgreSQL
+MAX_FETCHED_BATCH = 20_000
+
+
+def score_fetched(conn: psycopg.Connection, table, order_by: str, filter_sql: str, model, lo, hi) -> BatchScore:
+    """The same figures as :func:`score_batch`, from the batch's rows fetched in binary and scored with the
+    model's own ``predict`` in numpy.
+
+    For the few hundred rows a refresh typically scores this is several times cheaper than the
+    aggregate: rendering the family's SQL scores (sqlglot, one literal per parameter) costs more than
+    the scoring itself — 3 ms for a 3-class, 10-feature Gaussian NB. ``table`` is the
+    :class:`~modelstore.request.source.Table` (its columns' float8 expressions)."""
+    d = model.descriptor
+    fam = family(d.kind)
+    values = [table.columns[f].value_expr() for f in d.features]
+    y = sql.Identifier(d.target) if fam.classifier else table.columns[d.target].value_expr()
+    present = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in (*d.features, d.target))
+    where = sql.SQL(" AND ({})").format(sql.SQL(filter_sql)) if filter_sql else sql.SQL("")
+    query = sql.SQL("SELECT {y}, {x} FROM {t} WHERE {o} > %s AND {o} <= %s AND {p}{w}").format(
+        y=y, x=sql.SQL(", ").join(values), t=table.identifier, o=sql.Identifier(order_by), p=present, w=where)
+    rows = conn.execute(query, [lo, hi], binary=not fam.classifier).fetchall()
+    X = np.array([r[1:] for r in rows], dtype=float).reshape(-1, len(d.features))
+    return score_values(model, X, [r[0] for r in rows])
+
+
+def score_values(model, X: np.ndarray, y) -> BatchScore:
+    """The batch's figures from its rows in hand (features ``X``, targets or class labels ``y``): the
+    model's own ``predict``, the same loss as :func:`score_batch`."""
+    if not len(y):
+        return BatchScore(0, 0.0, 0.0)
+    if family(model.descriptor.kind).classifier:
+        predicted, labels = np.asarray(model.predict(X)), np.asarray(y)
+        if predicted.dtype.kind in "iufb" and labels.dtype.kind in "iufb":  # numeric labels: one comparison
+            wrong = float(np.count_nonzero(predicted != labels))
+        else:
+            wrong = float(sum(scoring.plain(p) != scoring.plain(v) for p, v in zip(predicted, y)))
+        return BatchScore(len(y), wrong, wrong)
+    residual = np.asarray(y, dtype=float) - model.predict(X)
+    return BatchScore(len(y), float(residual @ residual), float(np.abs(residual).sum()))
 
 
 def page_hinkley(state: dict, x: float, *, delta: float = PH_DELTA, threshold: float = PH_THRESHOLD,

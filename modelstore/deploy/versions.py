@@ -21,6 +21,7 @@ import datetime as dt
 
 import numpy as np
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from modelstore.catalog.records import _jsonable  # the catalog's JSON conversion (NaN → null)
@@ -70,16 +71,27 @@ def material(new, old, rows_new: int, rows_old: int | None, *, last_at: dt.datet
 
 def record(conn: psycopg.Connection, deployment_id: int, version: int, model, *, params: dict, stats_id,
            plan: dict | None, lo: str, hi: str, reason: str, metrics: dict | None = None) -> None:
-    conn.execute(
-        """
+    statement, values = record_statement(deployment_id, version, model, params=params, stats_id=stats_id, plan=plan,
+                                         lo=lo, hi=hi, reason=reason, metrics=metrics)
+    conn.execute(statement, values)
+
+
+def record_statement(deployment_id: int, version: int, model, *, params: dict, stats_id, plan: dict | None, lo: str,
+                     hi: str, reason: str, metrics: dict | None = None, state=None) -> tuple[sql.Composable, list]:
+    """The INSERT of one version row; ``stats_id`` may be an SQL expression (a refresh's new summary,
+    stored by the same statement), ``state`` the model's state already converted (``Jsonb``)."""
+    stats = stats_id if isinstance(stats_id, sql.Composable) else sql.Placeholder()
+    statement = sql.SQL("""
         INSERT INTO modelstore.deployment_versions
             (deployment_id, version, state, params, stats_id, plan, rows_used, rows_skipped, lo, hi, reason, metrics)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-        """,
-        [deployment_id, version, Jsonb(_jsonable(model.to_state())), Jsonb(_jsonable(params)), stats_id,
-         None if plan is None else Jsonb(_jsonable(plan)), rows_of(model),
-         int(getattr(model, "rows_skipped", 0) or 0), lo, hi, reason, Jsonb(_jsonable(metrics or {}))],
-    )
+        VALUES (%s, %s, %s, %s, {}, %s, %s, %s, %s, %s, %s, %s)
+        """).format(stats)
+    state = Jsonb(_jsonable(model.to_state())) if state is None else state
+    values = [deployment_id, version, state, Jsonb(_jsonable(params))]
+    values += [] if isinstance(stats_id, sql.Composable) else [stats_id]
+    values += [None if plan is None else Jsonb(_jsonable(plan)), rows_of(model),
+               int(getattr(model, "rows_skipped", 0) or 0), lo, hi, reason, Jsonb(_jsonable(metrics or {}))]
+    return statement, values
 
 
 def serve(conn: psycopg.Connection, deployment_id: int, model_id: int, version: int) -> None:

@@ -113,52 +113,66 @@ def check_window(window: Window, order_by: str, order_kind: str) -> None:
 
 def resolve(conn: psycopg.Connection, table: sql.Composable, order_by: str, order_kind: str,
             window: Window, previous: tuple | None = None) -> tuple[object, object]:
-    """The window's closed range (lo, hi) now, as Python values of the ordering column's type.
+    """The window's closed range (lo, hi) now, as Python values of the ordering column's type, by one
+    statement (:func:`window_query`); raises RangeError when the window is empty."""
+    count = None if previous is None else sql.Placeholder("w_count0")
+    query, params = window_query(table, order_by, order_kind, window, previous and previous[:2], count)
+    if previous is not None:
+        params["w_count0"] = previous[2]
+    lo, hi = conn.execute(query, params).fetchone()
+    if previous is not None and lo is None:  # the incremental walk found nothing: from scratch
+        query, params = window_query(table, order_by, order_kind, window)
+        lo, hi = conn.execute(query, params).fetchone()
+    return check_bounds(window, order_by, lo, hi)
+
+
+def check_bounds(window: Window, order_by: str, lo, hi) -> tuple[object, object]:
+    if hi is None:
+        raise RangeError(f"the window ({window}) is empty: the table has no rows with a non-NULL {order_by!r}")
+    if lo is None or lo > hi:
+        raise RangeError(f"the window ({window}) holds no rows: the newest {order_by!r} is {hi}")
+    return lo, hi
+
+
+def window_query(table: sql.Composable, order_by: str, order_kind: str, window: Window,
+                 previous: tuple | None = None, count: sql.Composable | None = None) -> tuple[sql.Composable, dict]:
+    """One statement giving the window's (lo, hi), and its named parameters (``w_…``), to run alone or
+    as a subquery of a larger statement (a refresh reads it with its state).
 
     One index probe each for the newest row and the lower end (put a btree index on the ordering
     column). A row window's lower end is the N-th newest value; from scratch that walks N index entries,
-    so when ``previous`` = (lo₀, hi₀, rows in [lo₀, hi₀]) is known — the previous window's count, kept
-    exact by change capture in its stored summary — it walks only the rows appended since: with A rows
-    past hi₀ and T = count + A rows at or after lo₀, the N-th newest is the (T − N + 1)-th value from
-    lo₀ up (T ≥ N), else the (N − T)-th below lo₀. Raises RangeError when the window is empty.
+    so when ``previous`` = (lo₀, hi₀) and ``count`` (an SQL expression: the rows in [lo₀, hi₀], from the
+    previous window's stored summary, kept exact by change capture) are known, it walks only the rows
+    appended since: with A rows past hi₀ and T = count + A rows at or after lo₀, the N-th newest is the
+    (T − N + 1)-th value from lo₀ up (T ≥ N), else the (N − T)-th below lo₀ (or the first row: fewer than
+    N in all). lo is NULL when ``count`` is: the caller then asks again without ``previous``.
     """
     col = sql.Identifier(order_by)
-    if window.kind == "rows" and previous is not None:
-        lo0, hi0, count0 = previous
-        appended, hi = conn.execute(sql.SQL("SELECT count(*), max({c}) FROM {t} WHERE {c} > %s").format(c=col, t=table),
-                                    [hi0]).fetchone()
-        total = count0 + appended
-        hi = hi0 if hi is None else hi
-        if total >= window.rows:
-            query = sql.SQL("SELECT {c} FROM {t} WHERE {c} >= %s ORDER BY {c} OFFSET %s LIMIT 1")
-            row = conn.execute(query.format(c=col, t=table), [lo0, total - window.rows]).fetchone()
-        else:
-            query = sql.SQL("SELECT coalesce((SELECT {c} FROM {t} WHERE {c} < %s ORDER BY {c} DESC OFFSET %s LIMIT 1), "
-                            "(SELECT min({c}) FROM {t}))")
-            row = conn.execute(query.format(c=col, t=table), [lo0, window.rows - total - 1]).fetchone()
-        if row is not None and row[0] is not None and hi is not None:
-            return row[0], hi
+    if window.kind == "rows" and previous is not None and count is not None:
+        query = sql.SQL(
+            "WITH a AS (SELECT {count}::bigint + count(*) AS total, max({c}) AS hi FROM {t} WHERE {c} > %(w_hi0)s) "
+            "SELECT CASE WHEN a.total IS NULL THEN NULL WHEN a.total >= %(w_n)s "
+            "THEN (SELECT {c} FROM {t} WHERE {c} >= %(w_lo0)s ORDER BY {c} "
+            "      OFFSET (SELECT greatest(total - %(w_n)s, 0) FROM a) LIMIT 1) "
+            "ELSE coalesce((SELECT {c} FROM {t} WHERE {c} < %(w_lo0)s ORDER BY {c} DESC "
+            "               OFFSET (SELECT greatest(%(w_n)s - total - 1, 0) FROM a) LIMIT 1), "
+            "              (SELECT min({c}) FROM {t})) END AS lo, coalesce(a.hi, %(w_hi0)s) AS hi FROM a"
+        ).format(count=count, c=col, t=table)
+        return query, {"w_lo0": previous[0], "w_hi0": previous[1], "w_n": window.rows}
     if window.kind == "rows":
-        query = sql.SQL("SELECT (SELECT {c} FROM {t} WHERE {c} IS NOT NULL ORDER BY {c} DESC OFFSET %s LIMIT 1), "
-                        "(SELECT max({c}) FROM {t})").format(c=col, t=table)
-        row = conn.execute(query, [window.rows - 1]).fetchone()
-        if row[1] is not None and row[0] is None:  # fewer than N rows: all of them
-            row = conn.execute(sql.SQL("SELECT min({c}), max({c}) FROM {t}").format(c=col, t=table)).fetchone()
-    elif window.kind == "interval":
+        # fewer than N rows: all of them
+        query = sql.SQL("SELECT coalesce((SELECT {c} FROM {t} WHERE {c} IS NOT NULL ORDER BY {c} DESC "
+                        "OFFSET %(w_offset)s LIMIT 1), (SELECT min({c}) FROM {t})) AS lo, "
+                        "(SELECT max({c}) FROM {t}) AS hi").format(c=col, t=table)
+        return query, {"w_offset": window.rows - 1}
+    if window.kind == "interval":
         anchor = sql.SQL("max({})").format(col) if window.anchor == "newest" else sql.SQL("now()")
         lo = sql.SQL("l")
         if order_kind == "date":  # the first date at or after the lower end
             lo = sql.SQL("CASE WHEN l::date = l THEN l::date ELSE l::date + 1 END")
         elif order_kind == "timestamp":
             lo = sql.SQL("l::timestamp")
-        query = sql.SQL("SELECT {lo}, m FROM (SELECT {a} - %s::interval AS l, max({c}) AS m FROM {t}) AS w").format(
-            lo=lo, a=anchor, c=col, t=table)
-        row = conn.execute(query, [window.interval]).fetchone()
-    else:
-        row = conn.execute(sql.SQL("SELECT min({c}), max({c}) FROM {t}").format(c=col, t=table)).fetchone()
-    lo, hi = row
-    if hi is None:
-        raise RangeError(f"the window ({window}) is empty: the table has no rows with a non-NULL {order_by!r}")
-    if lo is None or lo > hi:
-        raise RangeError(f"the window ({window}) holds no rows: the newest {order_by!r} is {hi}")
-    return lo, hi
+        query = sql.SQL("SELECT {lo} AS lo, m AS hi FROM (SELECT {a} - %(w_interval)s::interval AS l, "
+                        "max({c}) AS m FROM {t}) AS w").format(lo=lo, a=anchor, c=col, t=table)
+        return query, {"w_interval": window.interval}
+    return sql.SQL("SELECT min({c}) AS lo, max({c}) AS hi FROM {t}").format(c=col, t=table), {}

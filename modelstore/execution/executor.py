@@ -86,6 +86,17 @@ def fetch_many(conn: psycopg.Connection, table: Table, descriptor: Descriptor, r
     statistics are the same (two-pass means and centered products in numpy). The executor chooses this
     only when the calibrated cost model says it is cheaper (:func:`fetch_is_cheaper`).
     """
+    out = []
+    for r, (X, labels, null_rows) in zip(ranges, fetch_rows(conn, table, descriptor, ranges)):
+        out.append(descriptor.family.from_values(descriptor.stats_columns, X, labels, null_rows=null_rows,
+                                                 target=descriptor.target, where=str(r), max_classes=max_classes))
+    return out
+
+
+def fetch_rows(conn: psycopg.Connection, table: Table, descriptor: Descriptor, ranges: list[Range]) -> list[tuple]:
+    """The rows of each of ``ranges`` in one statement (binary): per range (X, labels, null_rows) — the
+    statistics columns of its complete rows as float64, their class labels (classifiers), and how many
+    rows had a NULL in a used column."""
     values = [table.columns[c].value_expr() for c in descriptor.stats_columns]
     preds = [range_predicate(descriptor.source.order_by, r) for r in ranges]
     part = sql.SQL("CASE {} END").format(sql.SQL(" ").join(
@@ -98,14 +109,12 @@ def fetch_many(conn: psycopg.Connection, table: Table, descriptor: Descriptor, r
         sql.SQL(", ").join(items), table.identifier, where), binary=True).fetchall()
     k = len(values)
     out = []
-    for i, r in enumerate(ranges):
+    for i in range(len(ranges)):
         mine = [row for row in rows if row[0] == i]
         complete = [row for row in mine if all(v is not None for v in row[1:])]
-        null_rows = len(mine) - len(complete)
         X = np.array([row[1 : 1 + k] for row in complete], dtype=float).reshape(-1, k)
         labels = [row[-1] for row in complete] if descriptor.class_column else []
-        out.append(descriptor.family.from_values(descriptor.stats_columns, X, labels, null_rows=null_rows,
-                                                 target=descriptor.target, where=str(r), max_classes=max_classes))
+        out.append((X, labels, len(mine) - len(complete)))
     return out
 
 
@@ -149,21 +158,25 @@ def digits_lost(peak: np.ndarray, final: np.ndarray) -> float:
     return max((math.log10(x) for x in ratio), default=0.0)
 
 
-def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: int = 1000, cost_model=None):
+def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: int = 1000, cost_model=None,
+            known: dict | None = None):
     """Run ``plan``; returns (the request's statistics, the executed plan with per-step rows and time).
 
     Scans are aggregated in PostgreSQL, or — when ``cost_model`` says it is cheaper (a few hundred rows)
-    — their rows are fetched and summarised in Python (:func:`fetch_many`)."""
+    — their rows are fetched and summarised in Python (:func:`fetch_many`). ``known``: statistics of
+    some steps (by index) that the caller already read in statements of its own (a deployment's refresh
+    reads its previous window's summary with its state, and fetches its edges' rows once for two uses);
+    they are combined like the rest."""
     descriptor = plan.descriptor
     columns = descriptor.stats_columns
     started = time.perf_counter()
     engine = stats_engine.engine(conn)
     if table.shards:  # the engine every shard can run (docs/scale-out.md)
         engine = shards.shard_engine(list(table.shards), engine)
-    parts: dict[int, object] = {}
-    shares: dict[int, float] = {}
+    parts: dict[int, object] = {i: stats.select(columns) for i, stats in (known or {}).items()}
+    shares: dict[int, float] = {i: 0.0 for i in parts}
 
-    stored = [i for i, s in enumerate(plan.steps) if s.op == "stored"]
+    stored = [i for i, s in enumerate(plan.steps) if s.op == "stored" and i not in parts]
     if stored:
         t0 = time.perf_counter()
         fetched = records.fetch_stats(conn, [plan.steps[i].stats_id for i in stored])
@@ -189,7 +202,7 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
             parts[i] = total_part.select(columns)
             shares[i] = elapsed / len(spans)
 
-    scans = [i for i, s in enumerate(plan.steps) if s.op == "scan"]
+    scans = [i for i, s in enumerate(plan.steps) if s.op == "scan" and i not in parts]
     ranges = [plan.steps[i].range for i in scans]
     for group in _statements(ranges):
         t0 = time.perf_counter()
