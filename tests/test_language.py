@@ -215,7 +215,7 @@ def test_evaluate_classification_against_scikit_learn(store, label, average):
 
 
 def test_weights_and_advanced_weights_against_statsmodels(store):
-    m = create_linear(store, "id BETWEEN 1 AND 1500", name="lin_w")
+    create_linear(store, "id BETWEEN 1 AND 1500", name="lin_w")
     f = store.frame[store.frame.id <= 1500]
     ols = sm.OLS(f.y, sm.add_constant(f[FEATURES])).fit()
     w = store.query("SELECT * FROM ML.WEIGHTS(MODEL lin_w)").set_index("processed_input").weight
