@@ -48,7 +48,31 @@ BEGIN
 END;
 $$;
 
--- The scores of a named model for one feature vector:
+-- One group's model of a per-group model (group_by; docs/serving.md): the group's own state, or the
+-- global model's for a group it has not seen; an error when the model has no per-group models.
+CREATE OR REPLACE FUNCTION modelstore._group_model(
+    p_model text, p_group text, OUT kind text, OUT features text[], OUT state jsonb)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+    v_group_by text;
+BEGIN
+    SELECT m.kind, m.features, coalesce(g.state, m.state), m.group_by INTO kind, features, state, v_group_by
+      FROM modelstore.fitted_models AS m
+      LEFT JOIN modelstore.group_models AS g ON g.model_id = m.model_id AND g.group_key = p_group
+     WHERE m.name = p_model;
+    IF NOT FOUND THEN
+        SELECT r.kind, r.features, r.state INTO kind, features, state FROM modelstore._model(p_model) AS r;
+    END IF;
+    IF v_group_by IS NULL THEN
+        RAISE EXCEPTION 'modelstore: model "%" has no per-group models', p_model
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = format('Fit it with group_by, or call modelstore.predict(%L, features).', p_model);
+    END IF;
+END;
+$$;
+
+-- The scores of a named model for one feature vector (p_group: of that group's model, see _group_model):
 --   linear:          value = intercept + coef·x (scores NULL);
 --   classifiers:     scores[c] = the unnormalised log-probability of classes[c] (classes in state order):
 --                    gaussian_nb / multinomial_nb the joint log-likelihood, logistic K ≥ 3 the K
@@ -58,8 +82,9 @@ $$;
 -- length or shape, and an unknown name raise errors naming the problem.
 -- The private helpers carry no SET search_path: their callers, the public functions below, pin it, and
 -- a SET clause costs a configuration save and restore on every call (measured: ~1 µs of ~15).
+DROP FUNCTION IF EXISTS modelstore._scores(text, float8[], text);  -- before p_group (issue #18)
 CREATE OR REPLACE FUNCTION modelstore._scores(
-    p_model text, p_x float8[], p_caller text,
+    p_model text, p_x float8[], p_caller text, p_group text,
     OUT kind text, OUT classes jsonb, OUT value float8, OUT scores float8[])
 LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
@@ -77,7 +102,12 @@ DECLARE
     q float8;
     diff float8;
 BEGIN
-    SELECT r.kind, r.features, r.state INTO kind, v_features, v_state FROM modelstore._model(p_model) AS r;
+    IF p_group IS NULL THEN
+        SELECT r.kind, r.features, r.state INTO kind, v_features, v_state FROM modelstore._model(p_model) AS r;
+    ELSE
+        SELECT r.kind, r.features, r.state INTO kind, v_features, v_state
+          FROM modelstore._group_model(p_model, p_group) AS r;
+    END IF;
 
     classes := v_state -> 'classes';  -- NULL for linear; set before the NULL-input return below
     d := cardinality(v_features);
@@ -215,7 +245,7 @@ DECLARE
     r record;
     label jsonb;
 BEGIN
-    r := modelstore._scores(model, features, 'predict');
+    r := modelstore._scores(model, features, 'predict', NULL);
     IF r.kind = 'linear' OR r.scores IS NULL THEN
         RETURN r.value;
     END IF;
@@ -244,7 +274,7 @@ AS $$
 DECLARE
     r record;
 BEGIN
-    r := modelstore._scores(model, features, 'predict_class');
+    r := modelstore._scores(model, features, 'predict_class', NULL);
     IF r.kind = 'linear' THEN
         RETURN r.value::text;  -- a regression's "class" is its prediction, as text
     ELSIF r.scores IS NULL THEN
@@ -271,7 +301,7 @@ DECLARE
     total float8 := 0;
     e float8[];
 BEGIN
-    r := modelstore._scores(model, features, 'predict_proba');
+    r := modelstore._scores(model, features, 'predict_proba', NULL);
     IF r.kind = 'linear' THEN
         RAISE EXCEPTION 'modelstore: model "%" is a linear regression and has no class probabilities', model
             USING ERRCODE = 'wrong_object_type',
@@ -388,3 +418,63 @@ COMMENT ON FUNCTION modelstore.weights(text) IS
     'Parameters of a named model, one row each: linear/logistic coefficients and ''(intercept)''; '
     'multinomial_nb log feature probabilities and ''(intercept)'' = class log prior; gaussian_nb '
     '''(prior)'', the class mean of each feature and its variance as ''<feature> (var)''.';
+
+-- Per-group models (group_by; docs/serving.md, "Per-group models"): the same three functions scoring with
+-- the model of one group, the global model for a group the model has not seen. The group is the group
+-- column's value as text (value::text); the anyelement forms cast any other type to text.
+CREATE OR REPLACE FUNCTION modelstore.predict(model text, grp text, features float8[]) RETURNS float8
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    label jsonb;
+BEGIN
+    r := modelstore._scores(model, features, 'predict', grp);
+    IF r.kind = 'linear' OR r.scores IS NULL THEN
+        RETURN r.value;
+    END IF;
+    label := r.classes -> (modelstore._argmax(r.scores) - 1);
+    IF jsonb_typeof(label) = 'number' THEN
+        RETURN (label #>> '{}')::float8;
+    ELSIF jsonb_typeof(label) = 'boolean' THEN
+        RETURN CASE WHEN label = 'true'::jsonb THEN 1 ELSE 0 END;
+    END IF;
+    RAISE EXCEPTION 'modelstore: model "%" predicts text labels, which predict cannot return as float8', model
+        USING ERRCODE = 'datatype_mismatch',
+              HINT = format('Use modelstore.predict_class(%L, group, …) for the label as text.', model);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION modelstore.predict(model text, grp anyelement, features float8[]) RETURNS float8
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$ SELECT modelstore.predict(model, grp::text, features) $$;
+
+COMMENT ON FUNCTION modelstore.predict(text, text, float8[]) IS
+    'Prediction of a per-group model (group_by) for one feature vector with the model of group grp '
+    '(the group column''s value as text); the global model for a group it has not seen.';
+
+CREATE OR REPLACE FUNCTION modelstore.predict_class(model text, grp text, features float8[]) RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    r := modelstore._scores(model, features, 'predict_class', grp);
+    IF r.kind = 'linear' THEN
+        RETURN r.value::text;
+    ELSIF r.scores IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN r.classes ->> (modelstore._argmax(r.scores) - 1);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION modelstore.predict_class(model text, grp anyelement, features float8[]) RETURNS text
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$ SELECT modelstore.predict_class(model, grp::text, features) $$;
+
+COMMENT ON FUNCTION modelstore.predict_class(text, text, float8[]) IS
+    'The predicted class of a per-group classifier (group_by) with the model of group grp; the global '
+    'model for a group it has not seen.';

@@ -42,6 +42,7 @@ from modelstore.planner.plan import ExecutedPlan, Plan
 from modelstore.planner import plan_request
 from modelstore.planner.rowcount import RowEstimator
 from modelstore.request.source import Table, check_class_column, check_numeric, resolve_table
+from modelstore.store import groups
 from modelstore.store.request import FitRequest, check_features, check_name
 
 #: a plan may cancel at most this many decimal digits by subtraction (double precision has ~16)
@@ -132,8 +133,19 @@ class Store:
         ``chunk_rows`` (logistic chunk size l); ``evaluate`` (a logistic model's training accuracy, one
         more scan); ``name``, ``replace``, ``max_classes``.
         Rows with a NULL in any used column are skipped and counted (``rows_skipped``).
+
+        ``group_by``: also one model per value of that column, from one grouped aggregate, each shrunk
+        toward the global model with penalty ``group_l2`` (default 1); returns a
+        :class:`~modelstore.models.grouped.GroupedModel` (docs/serving.md, "Per-group models").
         """
-        return self.run(FitRequest.make(kind, **arguments))
+        group_by, group_l2 = arguments.pop("group_by", None), arguments.pop("group_l2", None)
+        only_groups = arguments.pop("only_groups", None)
+        request = FitRequest.make(kind, **arguments)
+        if group_by is None:
+            if group_l2 is not None or only_groups is not None:
+                raise InputError("group_l2 and only_groups apply to per-group models: give group_by too")
+            return self.run(request)
+        return groups.fit_grouped(self, request, group_by, group_l2, only_groups=only_groups)
 
     def run(self, request: FitRequest):
         """Plan, execute, solve and materialise one request, in one transaction (the paper's §5 loop)."""
@@ -411,8 +423,11 @@ class Store:
         rng = Range(parse_bound(row["lo"], source.order_kind), parse_bound(row["hi"], source.order_kind))
         descriptor = Descriptor(source, rng, row["filter_sql"], row["kind"], row["target"],
                                       tuple(row["features"]), row["params"])
-        return model.materialized(name=row["name"], descriptor=descriptor,
-                                  plan=ExecutedPlan.from_json(row["plan"], descriptor))
+        model = model.materialized(name=row["name"], descriptor=descriptor,
+                                   plan=ExecutedPlan.from_json(row["plan"], descriptor))
+        if row["group_by"] is not None:
+            return groups.load_grouped(self, model, row["model_id"], row["group_by"], row["group_l2"])
+        return model
 
     def models(self) -> pd.DataFrame:
         """The ``modelstore.models`` view: one row per named model."""
