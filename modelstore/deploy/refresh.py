@@ -44,7 +44,7 @@ _COLUMNS = ("deployment_id", "name", "model_id", "kind", "relid", "table_name", 
             "filter", "params", "window_kind", "window_rows", "window_interval", "window_anchor", "strategy",
             "pinned_version", "record_every", "record_tolerance", "gate", "gate_tolerance", "latest_version",
             "active_version", "window_stats_id", "window_stats_owned", "lo", "hi", "refreshed_snapshot",
-            "refreshed_at", "refreshes", "drift_state")
+            "refreshed_at", "refreshes", "drift_state", "group_by")
 SELECT_DEPLOYMENT = sql.SQL("SELECT {} FROM modelstore.deployments").format(
     sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) if c in ("window_interval", "refreshed_snapshot")
                        else sql.Identifier(c) for c in _COLUMNS))
@@ -85,6 +85,7 @@ class Spec:
     refreshed_at: dt.datetime | None
     refreshes: int
     drift_state: dict = field(default_factory=dict)
+    group_by: str | None = None  # a grouped deployment's group column (docs/serving.md)
 
     @property
     def window(self) -> Window:
@@ -95,8 +96,9 @@ class Spec:
         return sql.SQL(self.table_name)  # stored as quoted by the table's own display (checked at deploy)
 
     def fit_arguments(self, lo, hi) -> dict:
+        grouped = {} if self.group_by is None else {"group_by": self.group_by}
         return dict(table=self.table_name, target=self.target, features=list(self.features), order_by=self.order_by,
-                    lo=lo, hi=hi, where=self.filter, **self.params)
+                    lo=lo, hi=hi, where=self.filter, **self.params, **grouped)
 
 
 def load(conn: psycopg.Connection, *, name: str | None = None, deployment_id: int | None = None,
@@ -185,7 +187,8 @@ def _refresh(store, spec: Spec, snapshot: str, now: dt.datetime, pending: int) -
                         [spec.deployment_id, version, active, bound_text(batch_lo), bound_text(hi), score.rows,
                          score.loss_sum, score.abs_sum])
 
-    model = store.fit(spec.kind, **spec.fit_arguments(lo, hi), name=spec.name, replace=True)
+    model = store.fit(spec.kind, **spec.fit_arguments(lo, hi), **_touched(conn, spec, snapshot),
+                      name=spec.name, replace=True)
     executed = model.plan
     one_read = len(executed.plan.steps) == 1 and executed.plan.steps[0].op == "stored"
     stats_id = executed.stored_stats_id
@@ -282,8 +285,21 @@ def _version_model(conn, spec: Spec, version: int, like):
     return model
 
 
+def _touched(conn, spec: Spec, snapshot: str) -> dict:
+    """A grouped deployment over every row: re-aggregate only the groups the writes in ``snapshot``
+    touched (``only_groups``); a moving window, or a TRUNCATE (a NULL group), re-aggregates them all."""
+    if spec.group_by is None or spec.window_kind != "all":
+        return {}
+    keys = [k for (k,) in conn.execute(
+        "SELECT DISTINCT group_key FROM modelstore.group_pending WHERE deployment_id = %s "
+        "AND pg_visible_in_snapshot(xid, %s::pg_snapshot)", [spec.deployment_id, snapshot]).fetchall()]
+    return {} if None in keys else {"only_groups": keys}
+
+
 def _forget_pending(conn, deployment_id: int, snapshot: str) -> None:
     conn.execute("DELETE FROM modelstore.deployment_pending WHERE deployment_id = %s "
+                 "AND pg_visible_in_snapshot(xid, %s::pg_snapshot)", [deployment_id, snapshot])
+    conn.execute("DELETE FROM modelstore.group_pending WHERE deployment_id = %s "
                  "AND pg_visible_in_snapshot(xid, %s::pg_snapshot)", [deployment_id, snapshot])
 
 

@@ -12,6 +12,20 @@ import numpy as np
 from modelstore.errors import InputError
 
 
+#: the default shrinkage penalty λ (in the units of XᵀX: about λ pseudo-rows of the global model)
+DEFAULT_GROUP_L2 = 1.0
+
+
+def check_group_l2(group_l2) -> float:
+    """λ of the shrinkage toward the global model: a finite number ≥ 0 (None: the default)."""
+    if group_l2 is None:
+        return DEFAULT_GROUP_L2
+    if isinstance(group_l2, bool) or not isinstance(group_l2, int | float) or not math.isfinite(group_l2) \
+            or group_l2 < 0:
+        raise InputError(f"group_l2 must be a finite number ≥ 0, got {group_l2!r} instead")
+    return float(group_l2)
+
+
 def group_key(value) -> str:
     """A group value as the catalog stores it, PostgreSQL's ``value::text``: '7' for 7 and 7.0,
     'true' for True, the string itself for text."""
@@ -79,4 +93,4 @@ class GroupedModel:
                 f"{self.group_by!r}, group_l2={self.group_l2:g}; global {self.global_model!r}>")
 
 
-__all__ = ["GroupedModel", "group_key"]
+__all__ = ["GroupedModel", "group_key", "check_group_l2", "DEFAULT_GROUP_L2"]

@@ -13,28 +13,13 @@ toward has changed — a write changes only its own group's statistics.
 
 from __future__ import annotations
 
-import math
-
 from modelstore.catalog import groups as group_rows
 from modelstore.errors import InputError, SingularMatrixError
 from modelstore.execution.groups import scan_groups
 from modelstore.families import FAMILIES, family
-from modelstore.models.grouped import GroupedModel
+from modelstore.models.grouped import DEFAULT_GROUP_L2, GroupedModel, check_group_l2
 from modelstore.request.source import resolve_table
 from modelstore.store.request import FitRequest
-
-#: the default shrinkage penalty λ (in the units of XᵀX: about λ pseudo-rows of the global model)
-DEFAULT_GROUP_L2 = 1.0
-
-
-def check_group_l2(group_l2) -> float:
-    if group_l2 is None:
-        return DEFAULT_GROUP_L2
-    if isinstance(group_l2, bool) or not isinstance(group_l2, int | float) or not math.isfinite(group_l2) \
-            or group_l2 < 0:
-        raise InputError(f"group_l2 must be a finite number ≥ 0, got {group_l2!r} instead")
-    return float(group_l2)
-
 
 def check_group_by(conn, request: FitRequest, group_by) -> str:
     """The group column: a column of the table, neither a feature nor the target; a family that can
