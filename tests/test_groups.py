@@ -239,3 +239,29 @@ def test_grouped_deployment_follows_writes_group_by_group(store, dsn):
     store.undeploy("by_carrier")
     assert store.conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'modelstore_groups%'").fetchone()[0] == 0
     assert store.conn.execute("SELECT count(*) FROM modelstore.group_models").fetchone()[0] == 0
+
+
+def test_model_language_group_by_and_ml_predict_by_group(store):
+    store.query("CREATE MODEL lang_g OPTIONS (model_type = 'linear_reg', input_label_cols = ['y'], order_by = 'id', "
+                "group_by = 'carrier', group_l2 = 3.0) AS SELECT x1, x2, y FROM flights")
+    m = store.model("lang_g")
+    assert m.group_by == "carrier" and m.group_l2 == 3.0 and sorted(m.models) == sorted(GROUPS)
+    got = store.query("SELECT id, carrier, x1, x2, predicted_y FROM ML.PREDICT(MODEL lang_g, "
+                      "(SELECT id, carrier, x1, x2 FROM flights UNION ALL SELECT -1, 'unseen', 0.5, 0.5)) ORDER BY id")
+    want = m.predict(got[["x1", "x2"]].to_numpy(), groups=got.carrier.to_numpy())
+    assert np.max(np.abs(got.predicted_y.to_numpy() - want) / np.maximum(1.0, np.abs(want))) < 1e-12
+    assert got.predicted_y.iloc[0] == pytest.approx(m.intercept_ + 0.5 * m.coef_.sum(), rel=1e-12)  # unseen: global
+    # without the group column: the global model
+    plain = store.query("SELECT predicted_y FROM ML.PREDICT(MODEL lang_g, (SELECT x1, x2 FROM flights ORDER BY id))")
+    df = table(store.conn)
+    assert np.allclose(plain.predicted_y, m.global_model.predict(df[["x1", "x2"]].to_numpy()), rtol=1e-12, atol=0)
+
+    store.query("CREATE MODEL nb_lang OPTIONS (model_type = 'naive_bayes', input_label_cols = ['label'], "
+                "order_by = 'id', group_by = 'carrier') AS SELECT x1, x2, label FROM flights")
+    nb = store.model("nb_lang")
+    got = store.query("SELECT carrier, x1, x2, predicted_label, predicted_label_probs FROM ML.PREDICT(MODEL nb_lang, "
+                      "(SELECT carrier, x1, x2 FROM flights UNION ALL SELECT 'unseen', 0.1, 2.0))")
+    X, groups = got[["x1", "x2"]].to_numpy(), got.carrier.to_numpy()
+    assert (got.predicted_label.to_numpy() == nb.predict(X, groups=groups)).all()
+    probs = np.array([[row[str(c)] for c in nb.classes_] for row in got.predicted_label_probs])
+    assert np.max(np.abs(probs - nb.predict_proba(X, groups=groups))) < 1e-12

@@ -48,9 +48,10 @@ class GroupedModel:
         self.rows = dict(rows)
         self.group_by = group_by
         self.group_l2 = float(group_l2)
+        self.model_id = None  # its catalog row, when stored (ML.PREDICT joins its group rows)
 
     def __getattr__(self, attribute):
-        if attribute in ("global_model", "models", "rows", "group_by", "group_l2"):
+        if attribute in ("global_model", "models", "rows", "group_by", "group_l2", "model_id"):
             raise AttributeError(attribute)  # not yet set (unpickling): no recursion through global_model
         return getattr(self.global_model, attribute)
 

@@ -74,7 +74,9 @@ def fit_grouped(store, request: FitRequest, group_by, group_l2=None, *, only_gro
                 if gone:
                     conn.execute("DELETE FROM modelstore.group_models WHERE model_id = %s AND group_key = ANY(%s)",
                                  [model_id, gone])
-    return GroupedModel(global_model, models, rows, group_by=group_by, group_l2=lam)
+    grouped = GroupedModel(global_model, models, rows, group_by=group_by, group_l2=lam)
+    grouped.model_id = model_id
+    return grouped
 
 
 def load_grouped(store, global_model, model_id: int, group_by: str, group_l2: float) -> GroupedModel:
@@ -83,7 +85,9 @@ def load_grouped(store, global_model, model_id: int, group_by: str, group_l2: fl
     models, rows = {}, {}
     for key, rows_used, state in group_rows.read(store.conn, model_id):
         models[key], rows[key] = fam.from_state(state), int(rows_used)
-    return GroupedModel(global_model, models, rows, group_by=group_by, group_l2=group_l2)
+    grouped = GroupedModel(global_model, models, rows, group_by=group_by, group_l2=group_l2)
+    grouped.model_id = model_id  # where its group rows are (ML.PREDICT joins them)
+    return grouped
 
 
 __all__ = ["fit_grouped", "load_grouped", "check_group_l2", "DEFAULT_GROUP_L2"]
