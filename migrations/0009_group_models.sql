@@ -32,3 +32,58 @@ CREATE TABLE modelstore.group_pending (
 );
 CREATE INDEX group_pending_idx ON modelstore.group_pending (deployment_id);
 ALTER TABLE modelstore.deployments ADD COLUMN IF NOT EXISTS group_by text;
+
+-- Serving (issue #18, docs/serving.md "Predicting in the database"): the parameters modelstore.predict
+-- reads, as native arrays beside the state they are taken from. Reading them from the state meant
+-- decompressing it (a 10-feature linear model's state, with its covariance matrix, is TOASTed) and
+-- parsing JSON numbers on every call: most of a call's cost. A trigger fills them in the same statement
+-- that writes the state — a fit, a refresh, a rollback — so they are never stale; every session reads
+-- the committed row, so a new version is what the next call in any session scores with.
+--   w: coef (linear 1-D; logistic [row][j]), theta (gaussian_nb) or feature_log_prob (multinomial_nb) [c][j]
+--   v: var (gaussian_nb); b: [intercept] (linear), intercept (logistic), class_prior or class_log_prior
+-- NaN is stored as null in JSON and comes back as NaN; "inf"/"-inf" as ±Infinity.
+ALTER TABLE modelstore.fitted_models ADD COLUMN IF NOT EXISTS serving_classes jsonb;
+ALTER TABLE modelstore.fitted_models ADD COLUMN IF NOT EXISTS serving_w float8[];
+ALTER TABLE modelstore.fitted_models ADD COLUMN IF NOT EXISTS serving_v float8[];
+ALTER TABLE modelstore.fitted_models ADD COLUMN IF NOT EXISTS serving_b float8[];
+
+CREATE OR REPLACE FUNCTION modelstore._serving_floats(j jsonb) RETURNS float8[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT pg_catalog.array_replace(pg_catalog.translate(j::text, '[]', '{}')::float8[], NULL, 'NaN'::float8) $$;
+
+CREATE OR REPLACE FUNCTION modelstore._serving_state()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    NEW.serving_classes := NEW.state -> 'classes';
+    NEW.serving_v := NULL;
+    IF coalesce((NEW.state ->> 'version')::integer, 1) > 1 THEN
+        NEW.serving_w := NULL;  -- a state these functions cannot read: predict reads the state and says so
+        NEW.serving_b := NULL;
+    ELSIF NEW.kind = 'linear' THEN
+        NEW.serving_w := modelstore._serving_floats(NEW.state -> 'coef');
+        NEW.serving_b := modelstore._serving_floats(jsonb_build_array(NEW.state -> 'intercept'));
+    ELSIF NEW.kind = 'logistic' THEN
+        NEW.serving_w := modelstore._serving_floats(NEW.state -> 'coef');
+        NEW.serving_b := modelstore._serving_floats(NEW.state -> 'intercept');
+    ELSIF NEW.kind = 'gaussian_nb' THEN
+        NEW.serving_w := modelstore._serving_floats(NEW.state -> 'theta');
+        NEW.serving_v := modelstore._serving_floats(NEW.state -> 'var');
+        NEW.serving_b := modelstore._serving_floats(NEW.state -> 'class_prior');
+    ELSIF NEW.kind = 'multinomial_nb' THEN
+        NEW.serving_w := modelstore._serving_floats(NEW.state -> 'feature_log_prob');
+        NEW.serving_b := modelstore._serving_floats(NEW.state -> 'class_log_prior');
+    ELSE
+        NEW.serving_w := NULL;
+        NEW.serving_b := NULL;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER modelstore_serving_state BEFORE INSERT OR UPDATE OF kind, state ON modelstore.fitted_models
+    FOR EACH ROW EXECUTE FUNCTION modelstore._serving_state();
+
+UPDATE modelstore.fitted_models SET state = state;  -- the rows stored before this version

@@ -31,6 +31,7 @@ CREATE OR REPLACE FUNCTION modelstore._model(
 LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
 BEGIN
+    -- serving: the state without what scoring never reads, kept by a trigger (migration 0009)
     SELECT m.kind, m.features, m.state INTO kind, features, state
       FROM modelstore.fitted_models AS m
      WHERE m.name = p_model;
@@ -103,13 +104,33 @@ DECLARE
     diff float8;
 BEGIN
     IF p_group IS NULL THEN
-        SELECT r.kind, r.features, r.state INTO kind, v_features, v_state FROM modelstore._model(p_model) AS r;
+        -- the parameters as native arrays, kept beside the state by a trigger (migration 0009): no
+        -- decompression of the state and no JSON parsing per call
+        SELECT m.kind, m.features, m.serving_classes, m.serving_w, m.serving_v, m.serving_b
+          INTO kind, v_features, classes, w, v, b
+          FROM modelstore.fitted_models AS m
+         WHERE m.name = p_model;
+        IF w IS NULL THEN
+            PERFORM modelstore._model(p_model);  -- raises "no model named …" or "a state of version …"
+        END IF;
     ELSE
         SELECT r.kind, r.features, r.state INTO kind, v_features, v_state
           FROM modelstore._group_model(p_model, p_group) AS r;
+        classes := v_state -> 'classes';  -- NULL for linear; set before the NULL-input return below
+        IF kind IN ('linear', 'logistic') THEN
+            w := modelstore._floats(v_state -> 'coef');
+            b := modelstore._floats(CASE WHEN kind = 'linear' THEN jsonb_build_array(v_state -> 'intercept')
+                                         ELSE v_state -> 'intercept' END);
+        ELSIF kind = 'gaussian_nb' THEN
+            w := modelstore._floats(v_state -> 'theta');
+            v := modelstore._floats(v_state -> 'var');
+            b := modelstore._floats(v_state -> 'class_prior');
+        ELSIF kind = 'multinomial_nb' THEN
+            w := modelstore._floats(v_state -> 'feature_log_prob');
+            b := modelstore._floats(v_state -> 'class_log_prior');
+        END IF;
     END IF;
 
-    classes := v_state -> 'classes';  -- NULL for linear; set before the NULL-input return below
     d := cardinality(v_features);
     IF array_ndims(p_x) > 1 THEN
         RAISE EXCEPTION 'modelstore: model "%" takes a one-dimensional features array, got one of % dimensions',
@@ -135,8 +156,7 @@ BEGIN
     o := coalesce(array_lower(p_x, 1), 1) - 1;
 
     IF kind = 'linear' THEN
-        w := modelstore._floats(v_state -> 'coef');
-        IF cardinality(w) IS DISTINCT FROM d THEN
+        IF cardinality(w) IS DISTINCT FROM d OR cardinality(b) IS DISTINCT FROM 1 THEN
             RAISE EXCEPTION 'modelstore: model "%" has a malformed state: % coefficients for % features',
                             p_model, cardinality(w), d USING ERRCODE = 'data_corrupted';
         END IF;
@@ -145,16 +165,14 @@ BEGIN
         FOR j IN 1 .. d LOOP
             s := s + p_x[o + j] * w[j];
         END LOOP;
-        value := modelstore._float(v_state -> 'intercept') + s;
+        value := b[1] + s;
         RETURN;
     END IF;
 
     k := jsonb_array_length(classes);
     scores := array_fill(NULL::float8, ARRAY[k]);
 
-    IF kind = 'logistic' THEN
-        w := modelstore._floats(v_state -> 'coef');           -- (1, d) for two classes, (K, d) otherwise
-        b := modelstore._floats(v_state -> 'intercept');
+    IF kind = 'logistic' THEN                                 -- w: (1, d) for two classes, (K, d) otherwise
         IF cardinality(w) IS DISTINCT FROM (CASE WHEN k = 2 THEN 1 ELSE k END) * d
            OR cardinality(b) IS DISTINCT FROM (CASE WHEN k = 2 THEN 1 ELSE k END) THEN
             RAISE EXCEPTION 'modelstore: model "%" has a malformed state: coef/intercept do not fit % classes and % features',
@@ -173,9 +191,6 @@ BEGIN
                            ELSE ARRAY[0::float8, scores[1]] END;
         END IF;
     ELSIF kind = 'gaussian_nb' THEN
-        w := modelstore._floats(v_state -> 'theta');
-        v := modelstore._floats(v_state -> 'var');
-        b := modelstore._floats(v_state -> 'class_prior');
         IF cardinality(w) IS DISTINCT FROM k * d OR cardinality(v) IS DISTINCT FROM k * d
            OR cardinality(b) IS DISTINCT FROM k THEN
             RAISE EXCEPTION 'modelstore: model "%" has a malformed state: theta/var/class_prior do not fit % classes and % features',
@@ -197,8 +212,6 @@ BEGIN
             scores[c] := ln(b[c]) + (-0.5 * s - 0.5 * q);
         END LOOP;
     ELSIF kind = 'multinomial_nb' THEN
-        w := modelstore._floats(v_state -> 'feature_log_prob');
-        b := modelstore._floats(v_state -> 'class_log_prior');
         IF cardinality(w) IS DISTINCT FROM k * d OR cardinality(b) IS DISTINCT FROM k THEN
             RAISE EXCEPTION 'modelstore: model "%" has a malformed state: feature_log_prob/class_log_prior do not fit % classes and % features',
                             p_model, k, d USING ERRCODE = 'data_corrupted';
