@@ -49,31 +49,8 @@ BEGIN
 END;
 $$;
 
--- One group's model of a per-group model (group_by; docs/serving.md): the group's own state, or the
--- global model's for a group it has not seen; an error when the model has no per-group models.
-CREATE OR REPLACE FUNCTION modelstore._group_model(
-    p_model text, p_group text, OUT kind text, OUT features text[], OUT state jsonb)
-LANGUAGE plpgsql STABLE PARALLEL SAFE
-AS $$
-DECLARE
-    v_group_by text;
-BEGIN
-    SELECT m.kind, m.features, coalesce(g.state, m.state), m.group_by INTO kind, features, state, v_group_by
-      FROM modelstore.fitted_models AS m
-      LEFT JOIN modelstore.group_models AS g ON g.model_id = m.model_id AND g.group_key = p_group
-     WHERE m.name = p_model;
-    IF NOT FOUND THEN
-        SELECT r.kind, r.features, r.state INTO kind, features, state FROM modelstore._model(p_model) AS r;
-    END IF;
-    IF v_group_by IS NULL THEN
-        RAISE EXCEPTION 'modelstore: model "%" has no per-group models', p_model
-            USING ERRCODE = 'wrong_object_type',
-                  HINT = format('Fit it with group_by, or call modelstore.predict(%L, features).', p_model);
-    END IF;
-END;
-$$;
-
--- The scores of a named model for one feature vector (p_group: of that group's model, see _group_model):
+-- The scores of a named model for one feature vector; with p_group, of that group's model in a per-group
+-- model (group_by; docs/serving.md), the global model for a group it has not seen:
 --   linear:          value = intercept + coef·x (scores NULL);
 --   classifiers:     scores[c] = the unnormalised log-probability of classes[c] (classes in state order):
 --                    gaussian_nb / multinomial_nb the joint log-likelihood, logistic K ≥ 3 the K
@@ -96,6 +73,9 @@ DECLARE
     o integer;          -- p_x[o + j] is feature j, whatever the array's lower bound
     k integer;
     bad integer;
+    v_group_by text;
+    v_coef float8[];
+    v_intercept float8;
     w float8[];         -- weights: coef (linear 1-D, logistic [row][j]), theta or feature_log_prob [c][j]
     v float8[];         -- var (gaussian_nb)
     b float8[];         -- per-class constant: intercept (logistic), class_prior or class_log_prior (NB)
@@ -114,20 +94,42 @@ BEGIN
             PERFORM modelstore._model(p_model);  -- raises "no model named …" or "a state of version …"
         END IF;
     ELSE
-        SELECT r.kind, r.features, r.state INTO kind, v_features, v_state
-          FROM modelstore._group_model(p_model, p_group) AS r;
-        classes := v_state -> 'classes';  -- NULL for linear; set before the NULL-input return below
-        IF kind IN ('linear', 'logistic') THEN
-            w := modelstore._floats(v_state -> 'coef');
-            b := modelstore._floats(CASE WHEN kind = 'linear' THEN jsonb_build_array(v_state -> 'intercept')
-                                         ELSE v_state -> 'intercept' END);
-        ELSIF kind = 'gaussian_nb' THEN
-            w := modelstore._floats(v_state -> 'theta');
-            v := modelstore._floats(v_state -> 'var');
-            b := modelstore._floats(v_state -> 'class_prior');
-        ELSIF kind = 'multinomial_nb' THEN
-            w := modelstore._floats(v_state -> 'feature_log_prob');
-            b := modelstore._floats(v_state -> 'class_log_prior');
+        SELECT m.kind, m.features, m.serving_classes, m.serving_w, m.serving_v, m.serving_b, m.group_by, g.state,
+               g.coef, g.intercept
+          INTO kind, v_features, classes, w, v, b, v_group_by, v_state, v_coef, v_intercept
+          FROM modelstore.fitted_models AS m
+          LEFT JOIN modelstore.group_models AS g ON g.model_id = m.model_id AND g.group_key = p_group
+         WHERE m.name = p_model;
+        IF NOT FOUND THEN
+            PERFORM modelstore._model(p_model);  -- raises "no model named …"
+        END IF;
+        IF v_group_by IS NULL THEN
+            RAISE EXCEPTION 'modelstore: model "%" has no per-group models', p_model
+                USING ERRCODE = 'wrong_object_type',
+                      HINT = format('Fit it with group_by, or call modelstore.predict(%L, features).', p_model);
+        END IF;
+        IF v_state IS NULL THEN
+            -- a group the model has not seen: the global model, w, v, b as read
+            IF w IS NULL THEN
+                PERFORM modelstore._model(p_model);  -- raises "a state of version …"
+            END IF;
+        ELSIF v_coef IS NOT NULL THEN  -- the group's linear parameters, stored as native arrays
+            w := v_coef;
+            b := ARRAY[v_intercept];
+        ELSE  -- the group's own classifier, from its state (its classes may be fewer than the global model's)
+            classes := v_state -> 'classes';
+            v := NULL;
+            IF kind = 'logistic' THEN
+                w := modelstore._floats(v_state -> 'coef');
+                b := modelstore._floats(v_state -> 'intercept');
+            ELSIF kind = 'gaussian_nb' THEN
+                w := modelstore._floats(v_state -> 'theta');
+                v := modelstore._floats(v_state -> 'var');
+                b := modelstore._floats(v_state -> 'class_prior');
+            ELSIF kind = 'multinomial_nb' THEN
+                w := modelstore._floats(v_state -> 'feature_log_prob');
+                b := modelstore._floats(v_state -> 'class_log_prior');
+            END IF;
         END IF;
     END IF;
 

@@ -46,6 +46,7 @@ TINY = Config(
     planner_models=(1_000,), planner_queries=2,
     index_queries=3, index_large_queries=2, index_any_queries=3,
     capture_batch=400, capture_repeats=2,
+    predict_calls=30, predict_server_calls=500, predict_group_rows=4000, predict_groups=20,
 )
 
 #: DESIGN.md §7's rows, as the phrases SUMMARY.md must carry

@@ -265,3 +265,23 @@ def test_model_language_group_by_and_ml_predict_by_group(store):
     assert (got.predicted_label.to_numpy() == nb.predict(X, groups=groups)).all()
     probs = np.array([[row[str(c)] for c in nb.classes_] for row in got.predicted_label_probs])
     assert np.max(np.abs(probs - nb.predict_proba(X, groups=groups))) < 1e-12
+
+
+def test_sql_group_calls_name_their_errors(store):
+    store.fit("linear", table="flights", target="y", features=["x1", "x2"], order_by="id", name="flat")
+    store.fit("gaussian_nb", table="flights", target="label", features=["x1", "x2"], order_by="id",
+              group_by="carrier", name="nb_groups")
+    for query, args, message in (
+            ("SELECT modelstore.predict('flat', 'AA', ARRAY[1, 2]::float8[])", [], "has no per-group models"),
+            ("SELECT modelstore.predict('missing', 'AA', ARRAY[1, 2]::float8[])", [], 'no model named "missing"'),
+            ("SELECT modelstore.predict('nb_groups', 'AA', ARRAY[1, 2, 3]::float8[])", [], "takes 2 feature"),
+    ):
+        with pytest.raises(psycopg.Error, match=message):
+            store.conn.execute(query, args)
+    m = store.model("nb_groups")
+    label = store.conn.execute("SELECT modelstore.predict_class('nb_groups', 'B6', ARRAY[0.3, -0.2]::float8[])"
+                               ).fetchone()[0]
+    assert label == str(m.predict(np.array([[0.3, -0.2]]), groups=["B6"])[0])
+    # NULL features: NULL, as the ungrouped functions answer
+    assert store.conn.execute("SELECT modelstore.predict('nb_groups', 'B6', ARRAY[NULL, 1]::float8[])"
+                              ).fetchone()[0] is None

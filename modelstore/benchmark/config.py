@@ -87,6 +87,12 @@ class Config:
     deploy_batch: int = 1_000
     deploy_commits: int = 50
 
+    # predicting in the database (issue #18): single-row modelstore.predict, batch ML.PREDICT, per group
+    predict_calls: int = 10_000
+    predict_server_calls: int = 100_000
+    predict_group_rows: int = 1_000_000
+    predict_groups: int = 1_000
+
     def size(self, paper_rows: float) -> int:
         """A paper-scale row count at this run's scale (at least 2 rows)."""
         return max(2, int(round(paper_rows * self.size_scale)))
@@ -139,6 +145,7 @@ def quick() -> Config:
         index_queries=15, index_large_queries=5, index_any_queries=20,
         capture_rows=100_000, capture_batch=5_000, capture_repeats=5,
         deploy_rows=100_000, deploy_batch=500, deploy_commits=20,
+        predict_calls=2_000, predict_server_calls=20_000, predict_group_rows=100_000,
     )
 
 

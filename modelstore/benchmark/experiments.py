@@ -20,6 +20,8 @@ catalog empty behind it, and returns a JSON-able dict of results: figures as med
                        :mod:`modelstore.benchmark.capture`)
 ``deployments``        deployed linear / Gaussian NB under an insert stream: rows/s, commit → model,
                        refresh vs refit of the window (issue #16; :mod:`modelstore.benchmark.deployments`)
+``predict``            modelstore.predict p50/p99 one row at a time, batch ML.PREDICT rows/s, per group
+                       (issue #18; :mod:`modelstore.benchmark.predict`)
 =====================  ==========================================================================
 """
 
@@ -30,7 +32,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from modelstore.benchmark import baselines, capture, data, deployments, engine, measure, workloads
+from modelstore.benchmark import baselines, capture, data, deployments, engine, measure, predict, workloads
 from modelstore.benchmark.context import Context
 from modelstore.benchmark.measure import gains, summarize
 from modelstore.benchmark.workloads import Query
@@ -545,5 +547,6 @@ EXPERIMENTS = {
     "index": index,
     "capture": capture.capture,
     "deployments": deployments.deployments,
+    "predict": predict.predict,
     "engine": engine.engine,
 }
