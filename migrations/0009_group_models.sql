@@ -46,10 +46,41 @@ ALTER TABLE modelstore.fitted_models ADD COLUMN IF NOT EXISTS serving_classes js
 ALTER TABLE modelstore.fitted_models ADD COLUMN IF NOT EXISTS serving_w float8[];
 ALTER TABLE modelstore.fitted_models ADD COLUMN IF NOT EXISTS serving_v float8[];
 ALTER TABLE modelstore.fitted_models ADD COLUMN IF NOT EXISTS serving_b float8[];
+-- gaussian_nb: Σ_j ln(2π var_cj) per class, summed in the order modelstore.predict summed it per call
+-- (so the scores are the same to the last bit); NaN when a variance is 0; NULL when one is negative (the
+-- call then computes it, and says what is wrong, as before)
+ALTER TABLE modelstore.fitted_models ADD COLUMN IF NOT EXISTS serving_c float8[];
 
 CREATE OR REPLACE FUNCTION modelstore._serving_floats(j jsonb) RETURNS float8[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT pg_catalog.array_replace(pg_catalog.translate(j::text, '[]', '{}')::float8[], NULL, 'NaN'::float8) $$;
+
+CREATE OR REPLACE FUNCTION modelstore._serving_log_norms(v float8[]) RETURNS float8[]
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+    out float8[] := '{}';
+    s float8;
+BEGIN
+    IF v IS NULL OR array_ndims(v) IS DISTINCT FROM 2 THEN
+        RETURN NULL;
+    END IF;
+    FOR c IN 1 .. array_length(v, 1) LOOP
+        s := 0;
+        FOR j IN 1 .. array_length(v, 2) LOOP
+            IF v[c][j] = 0 THEN
+                s := 'NaN';
+                EXIT;
+            ELSIF v[c][j] < 0 THEN
+                RETURN NULL;
+            END IF;
+            s := s + ln(2 * pi() * v[c][j]);
+        END LOOP;
+        out := out || s;
+    END LOOP;
+    RETURN out;
+END
+$$;
 
 CREATE OR REPLACE FUNCTION modelstore._serving_state()
 RETURNS trigger
@@ -59,6 +90,7 @@ AS $$
 BEGIN
     NEW.serving_classes := NEW.state -> 'classes';
     NEW.serving_v := NULL;
+    NEW.serving_c := NULL;
     IF coalesce((NEW.state ->> 'version')::integer, 1) > 1 THEN
         NEW.serving_w := NULL;  -- a state these functions cannot read: predict reads the state and says so
         NEW.serving_b := NULL;
@@ -72,6 +104,7 @@ BEGIN
         NEW.serving_w := modelstore._serving_floats(NEW.state -> 'theta');
         NEW.serving_v := modelstore._serving_floats(NEW.state -> 'var');
         NEW.serving_b := modelstore._serving_floats(NEW.state -> 'class_prior');
+        NEW.serving_c := modelstore._serving_log_norms(NEW.serving_v);
     ELSIF NEW.kind = 'multinomial_nb' THEN
         NEW.serving_w := modelstore._serving_floats(NEW.state -> 'feature_log_prob');
         NEW.serving_b := modelstore._serving_floats(NEW.state -> 'class_log_prior');

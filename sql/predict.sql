@@ -74,11 +74,13 @@ DECLARE
     k integer;
     bad integer;
     v_group_by text;
+    v_model_id bigint;
     v_coef float8[];
     v_intercept float8;
     w float8[];         -- weights: coef (linear 1-D, logistic [row][j]), theta or feature_log_prob [c][j]
     v float8[];         -- var (gaussian_nb)
     b float8[];         -- per-class constant: intercept (logistic), class_prior or class_log_prior (NB)
+    lognorm float8[];   -- gaussian_nb: Σ_j ln(2π var_cj) per class, from the catalog (NULL: computed here)
     s float8;
     q float8;
     diff float8;
@@ -86,23 +88,26 @@ BEGIN
     IF p_group IS NULL THEN
         -- the parameters as native arrays, kept beside the state by a trigger (migration 0009): no
         -- decompression of the state and no JSON parsing per call
-        SELECT m.kind, m.features, m.serving_classes, m.serving_w, m.serving_v, m.serving_b
-          INTO kind, v_features, classes, w, v, b
+        SELECT m.kind, m.features, m.serving_classes, m.serving_w, m.serving_v, m.serving_b, m.serving_c
+          INTO kind, v_features, classes, w, v, b, lognorm
           FROM modelstore.fitted_models AS m
          WHERE m.name = p_model;
         IF w IS NULL THEN
             PERFORM modelstore._model(p_model);  -- raises "no model named …" or "a state of version …"
         END IF;
     ELSE
-        SELECT m.kind, m.features, m.serving_classes, m.serving_w, m.serving_v, m.serving_b, m.group_by, g.state,
-               g.coef, g.intercept
-          INTO kind, v_features, classes, w, v, b, v_group_by, v_state, v_coef, v_intercept
+        -- two lookups by unique index, not a join: a cached generic plan of the join may hash every group
+        SELECT m.kind, m.features, m.serving_classes, m.serving_w, m.serving_v, m.serving_b, m.serving_c, m.group_by,
+               m.model_id
+          INTO kind, v_features, classes, w, v, b, lognorm, v_group_by, v_model_id
           FROM modelstore.fitted_models AS m
-          LEFT JOIN modelstore.group_models AS g ON g.model_id = m.model_id AND g.group_key = p_group
          WHERE m.name = p_model;
         IF NOT FOUND THEN
             PERFORM modelstore._model(p_model);  -- raises "no model named …"
         END IF;
+        SELECT g.state, g.coef, g.intercept INTO v_state, v_coef, v_intercept
+          FROM modelstore.group_models AS g
+         WHERE g.model_id = v_model_id AND g.group_key = p_group;
         IF v_group_by IS NULL THEN
             RAISE EXCEPTION 'modelstore: model "%" has no per-group models', p_model
                 USING ERRCODE = 'wrong_object_type',
@@ -119,6 +124,7 @@ BEGIN
         ELSE  -- the group's own classifier, from its state (its classes may be fewer than the global model's)
             classes := v_state -> 'classes';
             v := NULL;
+            lognorm := NULL;
             IF kind = 'logistic' THEN
                 w := modelstore._floats(v_state -> 'coef');
                 b := modelstore._floats(v_state -> 'intercept');
@@ -200,17 +206,28 @@ BEGIN
         END IF;
         -- Python (= scikit-learn): log prior_c + (−½ Σ log(2π var) − ½ Σ (x − θ)² / var)
         FOR c IN 1 .. k LOOP
-            s := 0;
             q := 0;
-            FOR j IN 1 .. d LOOP
-                IF v[c][j] = 0 THEN  -- var_smoothing = 0 and a constant feature: numpy gets inf − inf = NaN
-                    s := 'NaN';
-                    EXIT;
+            IF lognorm IS NOT NULL AND cardinality(lognorm) = k THEN
+                -- Σ ln(2π var) stored beside the state (migration 0009), summed in the same order as below
+                s := lognorm[c];
+                IF s <> 'NaN'::float8 THEN
+                    FOR j IN 1 .. d LOOP
+                        diff := p_x[o + j] - w[c][j];
+                        q := q + diff * diff / v[c][j];
+                    END LOOP;
                 END IF;
-                s := s + ln(2 * pi() * v[c][j]);
-                diff := p_x[o + j] - w[c][j];
-                q := q + diff * diff / v[c][j];
-            END LOOP;
+            ELSE
+                s := 0;
+                FOR j IN 1 .. d LOOP
+                    IF v[c][j] = 0 THEN  -- var_smoothing = 0 and a constant feature: numpy gets inf − inf = NaN
+                        s := 'NaN';
+                        EXIT;
+                    END IF;
+                    s := s + ln(2 * pi() * v[c][j]);
+                    diff := p_x[o + j] - w[c][j];
+                    q := q + diff * diff / v[c][j];
+                END LOOP;
+            END IF;
             scores[c] := ln(b[c]) + (-0.5 * s - 0.5 * q);
         END LOOP;
     ELSIF kind = 'multinomial_nb' THEN

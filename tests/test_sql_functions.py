@@ -410,7 +410,7 @@ def test_a_role_that_is_not_the_owner_scores_with_the_documented_grants(env):
             assert err.sqlstate == "42501" and "fitted_models" in str(err)  # the catalog row is not readable
             # the documented minimum: these four columns of the catalog, nothing else
             admin.execute(sql.SQL("GRANT SELECT (name, kind, features, state, serving_classes, serving_w, serving_v, "
-                                  "serving_b) ON modelstore.fitted_models TO {}")
+                                  "serving_b, serving_c) ON modelstore.fitted_models TO {}")
                           .format(ident))
             got = [r[0] for r in conn.execute(query).fetchall()]
             assert got == [label_text(v) for v in env.models["lg_text3"].predict(env.frame[X_FEATURES])]

@@ -291,7 +291,7 @@ def _predict_latency(docs):
     s = r["single_row_ms"]
     worst = max(s[k]["p99"] for k in s)
     return ("; ".join(f"{k}: p50 {s[k]['p50']:.3f} ms, p99 {s[k]['p99']:.3f} ms" for k in s)
-            + f" (one round trip each; server time per call "
+            + " (one round trip each; server time per call "
             + ", ".join(f"{k} {v:.1f} µs" for k, v in r["server_us_per_call"].items()) + ")"), worst < 1.0
 
 
