@@ -120,3 +120,20 @@ CREATE TRIGGER modelstore_serving_state BEFORE INSERT OR UPDATE OF kind, state O
     FOR EACH ROW EXECUTE FUNCTION modelstore._serving_state();
 
 UPDATE modelstore.fitted_models SET state = state;  -- the rows stored before this version
+
+-- Model caches (docs/serving.md, "A session's model cache"): every change of a named model — a fit that
+-- replaces it, a refresh, a rollback, DROP MODEL — notifies 'modelstore_models' with its name, delivered
+-- at commit; a Store's cache forgets that model when the notification arrives.
+CREATE OR REPLACE FUNCTION modelstore._model_changed()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pg_catalog.pg_notify('modelstore_models', OLD.name);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER modelstore_model_changed AFTER UPDATE OR DELETE ON modelstore.fitted_models
+    FOR EACH ROW EXECUTE FUNCTION modelstore._model_changed();

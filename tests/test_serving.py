@@ -97,3 +97,49 @@ def test_compiled_ml_predict_equals_python(store):
     per_row = store.conn.execute("SELECT modelstore.predict('lin10', ARRAY[" + ", ".join(FEATURES)
                                  + "]) FROM public.events ORDER BY id").fetchall()
     assert rel_err(np.array([r[0] for r in per_row]), lin.predict(X)) < 1e-12
+
+
+def eventually(read, want, seconds: float = 5.0):
+    """``read()`` until it returns ``want`` (a notification is delivered asynchronously), at most ``seconds``."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        got = read()
+        if got == want or time.monotonic() > deadline:
+            return got
+        time.sleep(0.01)
+
+
+def test_a_stores_model_cache_forgets_a_model_when_it_changes(store, dsn):
+    d = store.deploy("cached", "linear", table="events", target="y", features=FEATURES, order_by="id")
+    x = np.full((1, 10), 0.3)
+    with modelstore.Store(dsn) as server:  # another session: a service scoring from its cache
+        v1 = server.predict("cached", x)[0]
+        for _ in range(5):
+            assert server.predict("cached", x)[0] == v1
+        assert server._cache.loads == 1  # read once
+
+        store.conn.execute("INSERT INTO public.events SELECT 7000 + g, 'x', " + ", ".join(["0.9"] * 10)
+                           + ", 100, 2 FROM generate_series(1, 50) g")
+        d.refresh()  # commits version 2 in the other session
+        v2 = d.model.predict(x)[0]
+        assert v2 != v1
+        assert eventually(lambda: server.predict("cached", x)[0], v2) == v2
+        assert server._cache.loads == 2
+
+        store.rollback("cached", 1)
+        assert eventually(lambda: server.predict("cached", x)[0], v1) == v1
+        store.rollback("cached", None)
+        d.refresh()
+        assert eventually(lambda: server.predict("cached", x)[0], v2) == v2
+
+        store.undeploy("cached")
+
+        def gone():
+            try:
+                server.predict("cached", x)
+            except modelstore.errors.ModelNotFoundError:
+                return "gone"
+            return "still cached"
+        assert eventually(gone, "gone") == "gone"

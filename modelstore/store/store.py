@@ -42,7 +42,9 @@ from modelstore.planner.plan import ExecutedPlan, Plan
 from modelstore.planner import plan_request
 from modelstore.planner.rowcount import RowEstimator
 from modelstore.request.source import Table, check_class_column, check_numeric, resolve_table
+from modelstore.models.grouped import GroupedModel
 from modelstore.store import groups
+from modelstore.store.cache import ModelCache
 from modelstore.store.request import FitRequest, check_features, check_name
 
 #: a plan may cancel at most this many decimal digits by subtraction (double precision has ~16)
@@ -102,6 +104,7 @@ class Store:
         self.max_digits_lost = float(max_digits_lost)
         self._cost_model: CostModel | None = None
         self._estimators: dict[tuple, tuple[RowEstimator, float]] = {}
+        self._cache: ModelCache | None = None  # store.predict's models (store/cache.py)
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -428,6 +431,20 @@ class Store:
         if row["group_by"] is not None:
             return groups.load_grouped(self, model, row["model_id"], row["group_by"], row["group_l2"])
         return model
+
+    def predict(self, name: str, X, groups=None):
+        """Predictions of the named model (a deployment's active version; ``groups`` for a per-group
+        model), from this store's model cache: the catalog is read again only after the model changed
+        (docs/serving.md, "A session's model cache")."""
+        check_name(name)
+        if self._cache is None:
+            self._cache = ModelCache(self)
+        model = self._cache.get(name)
+        if groups is not None:
+            if not isinstance(model, GroupedModel):
+                raise InputError(f"groups= needs a per-group model (group_by); {name!r} has none")
+            return model.predict(X, groups=groups)
+        return model.predict(X)
 
     def models(self) -> pd.DataFrame:
         """The ``modelstore.models`` view: one row per named model."""
