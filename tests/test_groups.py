@@ -285,3 +285,14 @@ def test_sql_group_calls_name_their_errors(store):
     # NULL features: NULL, as the ungrouped functions answer
     assert store.conn.execute("SELECT modelstore.predict('nb_groups', 'B6', ARRAY[NULL, 1]::float8[])"
                               ).fetchone()[0] is None
+
+
+def test_explain_a_grouped_model_says_what_the_groups_cost(store):
+    plan = store.explain("linear", table="flights", target="y", features=["x1", "x2"], order_by="id",
+                         group_by="carrier", group_l2=2.0)
+    assert "one aggregate over its rows grouped by 'carrier'" in str(plan) and "group_l2 = 2" in str(plan)
+    text = store.query("EXPLAIN CREATE MODEL e OPTIONS (model_type = 'linear_reg', input_label_cols = ['y'], "
+                       "order_by = 'id', group_by = 'carrier') AS SELECT x1, x2, y FROM flights")
+    assert any("grouped by 'carrier'" in line for line in text["QUERY PLAN"])
+    with pytest.raises(UnknownColumnError, match="group_by"):
+        store.explain("linear", table="flights", target="y", features=["x1", "x2"], order_by="id", group_by="nope")

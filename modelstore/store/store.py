@@ -234,9 +234,15 @@ class Store:
     def explain(self, kind: str, **arguments) -> Plan:
         """The plan :meth:`fit` would run for the same arguments, without running it."""
         arguments = {k: v for k, v in arguments.items() if k not in ("evaluate", "name", "replace", "max_classes")}
+        group_by, group_l2 = arguments.pop("group_by", None), arguments.pop("group_l2", None)
         request = FitRequest.make(kind, **arguments)
         with self.conn.transaction():
             descriptor, table_info, notes = self._describe_request(request)
+            if group_by is not None:  # the global model's plan, then one grouped aggregate (docs/serving.md)
+                groups.check_group_by(self.conn, request, group_by)
+                notes += (f"group_by {group_by!r}: this plan builds the global model; then one aggregate over its "
+                          f"rows grouped by {group_by!r} gives every group's statistics, each group's model shrunk "
+                          f"toward the global one with group_l2 = {groups.check_group_l2(group_l2):g}",)
             access = freshness.check_access(self.conn, table_info, descriptor)
             source_id = freshness.usable_source(self.conn, descriptor, table_info, access)
             plan = self._plan(source_id, descriptor)
