@@ -5,8 +5,9 @@ trip per group) and read back in one query.
 
 from __future__ import annotations
 
+import json
+
 import psycopg
-from psycopg.types.json import Jsonb
 
 from modelstore.catalog.records import _jsonable
 
@@ -28,15 +29,29 @@ def write(conn: psycopg.Connection, model_id: int, rows: list[tuple], *, keep_on
         cur.executemany(
             """
             INSERT INTO modelstore.group_models AS g (model_id, group_key, rows_used, stats, state, coef, intercept)
-            VALUES (%s, %s, %s, coalesce(%s, '{}'::jsonb), %s, %s, %s)
+            VALUES (%s, %s, %s, coalesce(%s::jsonb, '{}'::jsonb), %s::jsonb, %s, %s)
             ON CONFLICT (model_id, group_key) DO UPDATE
                SET rows_used = EXCLUDED.rows_used, state = EXCLUDED.state, coef = EXCLUDED.coef,
                    intercept = EXCLUDED.intercept, updated_at = clock_timestamp(),
                    stats = CASE WHEN %s THEN EXCLUDED.stats ELSE g.stats END
             """,
-            [(model_id, key, rows_used, None if stats is None else Jsonb(_jsonable(stats)), Jsonb(_jsonable(state)),
-              coef, intercept, stats is not None)
+            [(model_id, key, rows_used, None if stats is None else _json(stats), _json(state), coef, intercept,
+              stats is not None)
              for key, rows_used, stats, state, coef, intercept in rows])
+
+
+def _strict(obj) -> str:
+    return json.dumps(obj, allow_nan=False)
+
+
+def _json(obj) -> str:
+    """JSON text of a state or statistics: plain lists and finite floats (a fit refuses NaN/±inf) are
+    dumped as they are, strictly; the catalog's general conversion (NaN → null, numpy → Python) only
+    if they are not."""
+    try:
+        return _strict(obj)
+    except (TypeError, ValueError):
+        return _strict(_jsonable(obj))
 
 
 def read(conn: psycopg.Connection, model_id: int, *, with_stats: bool = False) -> list[tuple]:

@@ -63,7 +63,7 @@ def linear(stats: LinearStats, global_model: LinearRegression, lam: float, *, na
     model.intercept_ = intercept
     model._cov = np.full((d + 1, d + 1), math.nan)  # no sampling theory for a shrunk estimate
     model._set_figures(n_obs=stats.n, rows_skipped=stats.null_rows, df_model=d, df_resid=stats.n - d - 1, ssr=ssr,
-                       centered_tss=max(cyy, 0.0), condition_number=math.nan)
+                       centered_tss=max(cyy, 0.0), condition_number=math.nan, inference=False)
     return model
 
 
