@@ -296,3 +296,27 @@ def test_explain_a_grouped_model_says_what_the_groups_cost(store):
     assert any("grouped by 'carrier'" in line for line in text["QUERY PLAN"])
     with pytest.raises(UnknownColumnError, match="group_by"):
         store.explain("linear", table="flights", target="y", features=["x1", "x2"], order_by="id", group_by="nope")
+
+
+def test_grouped_deployment_over_a_moving_window(store, dsn):
+    """A row window: rows leave every group as it slides, so each refresh re-aggregates every group
+    (one statement) — each group's model is its rows inside the window."""
+    d = store.deploy("recent_by_carrier", "gaussian_nb", table="flights", target="label", features=["x1", "x2"],
+                     order_by="id", window=400, group_by="carrier", group_l2=0.0)
+
+    def check():
+        df = table(store.conn).sort_values("id").tail(400)
+        model = d.model
+        assert sorted(model.models) == sorted(df.carrier.unique())
+        for name, rows in df.groupby("carrier"):
+            ref = GaussianNB().fit(rows[["x1", "x2"]].to_numpy(), rows.label.to_numpy())
+            got = model.models[name]
+            assert list(got.classes_) == list(ref.classes_) and rel_err(got.theta_, ref.theta_) < TOL, name
+            assert rel_err(got.var_, ref.var_) < TOL
+
+    check()
+    with psycopg.connect(dsn, autocommit=True) as other:
+        other.execute("INSERT INTO public.flights SELECT 30000 + g, CASE WHEN g % 3 = 0 THEN 'AA' ELSE 'ZZ' END, "
+                      "g / 50.0, (g % 17) / 4.0, g % 5, g % 3 FROM generate_series(1, 150) g")
+    d.refresh()
+    check()
