@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 import pytest
-from sklearn.naive_bayes import GaussianNB
+from sklearn.naive_bayes import GaussianNB, MultinomialNB
 
 import modelstore
 from modelstore.errors import InputError, UnknownColumnError
@@ -323,3 +323,35 @@ def test_grouped_deployment_over_a_moving_window(store, dsn):
                       "g / 50.0, (g % 17) / 4.0, g % 5, g % 3 FROM generate_series(1, 150) g")
     d.refresh()
     check()
+
+
+def test_multinomial_nb_per_group(store):
+    store.conn.execute("ALTER TABLE public.flights ADD COLUMN c1 int, ADD COLUMN c2 int, ADD COLUMN c3 int")
+    store.conn.execute("UPDATE public.flights SET c1 = (abs(x1) * 4)::int, c2 = (abs(x2) * 3)::int, "
+                       "c3 = (id * 7 % 5) + label")
+    df = table(store.conn).merge(pd.DataFrame(store.conn.execute(
+        "SELECT id, c1, c2, c3 FROM public.flights").fetchall(), columns=["id", "c1", "c2", "c3"]), on="id")
+    cols = ["c1", "c2", "c3"]
+    own = store.fit("multinomial_nb", table="flights", target="label", features=cols, order_by="id",
+                    group_by="carrier", group_l2=0.0, alpha=0.5, name="mnb0")
+    for name, rows in df.groupby("carrier"):
+        ref = MultinomialNB(alpha=0.5).fit(rows[cols].to_numpy(), rows.label.to_numpy())
+        got = own.models[name]
+        assert rel_err(got.feature_log_prob_, ref.feature_log_prob_) < TOL and rel_err(
+            got.class_log_prior_, ref.class_log_prior_) < TOL, name
+    lam = 7.0
+    m = store.fit("multinomial_nb", table="flights", target="label", features=cols, order_by="id",
+                  group_by="carrier", group_l2=lam, alpha=0.5, name="mnb7")
+    X, y = df[cols].to_numpy(dtype=float), df.label.to_numpy()
+    classes = np.unique(y)
+    for name, rows in df.groupby("carrier"):
+        Xg, yg = rows[cols].to_numpy(dtype=float), rows.label.to_numpy()
+        counts = np.array([(yg == c).sum() + lam * (y == c).sum() / len(y) for c in classes])
+        sums = np.array([Xg[yg == c].sum(axis=0) + lam / len(y) * X[y == c].sum(axis=0) for c in classes])
+        want = np.log(sums + 0.5) - np.log((sums + 0.5).sum(axis=1, keepdims=True))
+        got = m.models[name]
+        assert rel_err(got.feature_log_prob_, want) < TOL, name
+        assert rel_err(got.class_log_prior_, np.log(counts / counts.sum())) < TOL
+    Xq = np.array([[1.0, 2.0, 0.0]])
+    assert store.conn.execute("SELECT modelstore.predict('mnb7', 'UA', ARRAY[1, 2, 0]::float8[])").fetchone()[0] == \
+        m.predict(Xq, groups=["UA"])[0]

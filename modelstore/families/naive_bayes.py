@@ -125,8 +125,13 @@ class MultinomialNBFamily(_NaiveBayesFamily):
     statistics = MultinomialNBStats
     _stats_module = multinomial_stats
 
+    groupable = True
+
     def params(self, *, l2=None, var_smoothing=1e-9, alpha=1.0, chunk_rows=None) -> dict:
         return {"alpha": check_nonnegative("alpha", alpha)}
+
+    def shrink(self, stats, global_model, lam, params):
+        return shrinkage.multinomial_nb(stats, global_model, lam, alpha=params.get("alpha", 1.0))
 
     def aggregate_terms(self, k: int) -> int:
         return 3 + k  # class, count, k sums, negative-value count

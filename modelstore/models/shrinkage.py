@@ -16,7 +16,11 @@ does the same from statistics alone, exactly:
   as scikit-learn solves a fit (priors from the weighted counts, ε = var_smoothing × the largest
   pooled variance). λ = 0: scikit-learn's fit on the group's rows; λ → ∞: the global model.
 
-An unseen group is served the global model, the limit λ → ∞ of both.
+* **multinomial Naive Bayes** (the same analogue): the group's class counts and per-class feature sums
+  plus λ pseudo-rows distributed as the global model's rows (class c: λ·n_c/N rows carrying the global
+  feature sums × λ/N), smoothed with ``alpha`` and solved as scikit-learn solves a fit.
+
+An unseen group is served the global model, the limit λ → ∞ of all three.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ import math
 import numpy as np
 
 from modelstore.models.linear import LinearRegression
-from modelstore.models.naive_bayes import GaussianNB
+from modelstore.models.naive_bayes import GaussianNB, MultinomialNB
 from modelstore.stats.gaussian_nb import GaussianNBStats
+from modelstore.stats.multinomial_nb import MultinomialNBStats
 from modelstore.stats.linear import LinearStats
 
 
@@ -102,4 +107,31 @@ def gaussian_nb(stats: GaussianNBStats, global_model: GaussianNB, lam: float, *,
     return model
 
 
-__all__ = ["linear", "gaussian_nb"]
+def multinomial_nb(stats: MultinomialNBStats, global_model: MultinomialNB, lam: float, *, alpha,
+                   name: str | None = None) -> MultinomialNB:
+    """The group's multinomial Naive Bayes model with λ pseudo-rows of the global model (module docstring)."""
+    if lam == 0:
+        return MultinomialNB.from_stats(stats, alpha=alpha, name=name)
+    classes = list(global_model.classes_.tolist())
+    g_counts = np.asarray(global_model.class_count_, dtype=float)
+    share = lam / g_counts.sum()
+    own = {label: i for i, label in enumerate(stats.classes)}
+    labels = classes + [label for label in own if label not in classes]
+    d = len(stats.features)
+    counts, sums = np.zeros(len(labels)), np.zeros((len(labels), d))
+    for c, label in enumerate(labels):
+        if label in own:
+            counts[c] += float(stats.counts[own[label]])
+            sums[c] += stats.feature_sums[own[label]]
+        if c < len(classes):
+            counts[c] += share * g_counts[c]
+            sums[c] += share * np.asarray(global_model.feature_count_[c], dtype=float)
+    weighted = MultinomialNBStats(stats.features, labels, None, sums, stats.null_rows)
+    order = [labels.index(label) for label in weighted.classes]
+    weighted.counts = counts[order]  # weights: the pseudo-rows are fractional
+    model = MultinomialNB.from_stats(weighted, alpha=alpha, name=name)
+    model.rows_used = stats.n
+    return model
+
+
+__all__ = ["linear", "gaussian_nb", "multinomial_nb"]
