@@ -26,7 +26,7 @@ from modelstore.errors import (
     DeploymentError, InputError, ModelNotFoundError, NotDeployedError, SourceKindError, VersionNotFoundError,
 )
 from modelstore.families import family
-from modelstore.models.grouped import GroupedModel, check_group_l2
+from modelstore.models.grouped import check_group_l2
 from modelstore.request.descriptor import bound_text
 from modelstore.request.source import resolve_table
 
@@ -83,13 +83,9 @@ class Deployment:
 
     def predict(self, X, groups=None):
         """Predictions of the active version; ``groups`` (one value per row) scores each row with its
-        group's model in a grouped deployment (group_by), the global model for an unseen group."""
-        model = self.model
-        if groups is not None:
-            if not isinstance(model, GroupedModel):
-                raise InputError(f"groups= needs a per-group deployment (group_by); {self.name!r} has none")
-            return model.predict(np.asarray(X, dtype=float), groups=groups)
-        return model.predict(np.asarray(X, dtype=float))
+        group's model in a grouped deployment (group_by), the global model for an unseen group. The model
+        comes from the store's model cache (``store.predict``), read again only after it changed."""
+        return self.store.predict(self.name, np.asarray(X, dtype=float), groups=groups)
 
     def refresh(self, *, force: bool = False) -> Outcome | None:
         """Bring the deployment up to date now (what the worker does on a change); None if another
