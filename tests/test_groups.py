@@ -239,6 +239,7 @@ def test_grouped_deployment_follows_writes_group_by_group(store, dsn):
                       "g % 5 + g / 3.0, 0 FROM generate_series(1, 40) g")
         d.refresh()
         assert_groups_exact(store, d, other)
+    assert store.deployments().set_index("name").loc["by_carrier", "group_by"] == "carrier"
     store.undeploy("by_carrier")
     assert store.conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'modelstore_groups%'").fetchone()[0] == 0
     assert store.conn.execute("SELECT count(*) FROM modelstore.group_models").fetchone()[0] == 0

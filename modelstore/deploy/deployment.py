@@ -245,7 +245,7 @@ def deployments(store) -> pd.DataFrame:
                coalesce(d.window_rows::text, d.window_interval::text, 'all') AS "window", d.window_anchor,
                d.strategy, d.active_version, d.latest_version, d.pinned_version, d.lo, d.hi, d.refreshes,
                d.refreshed_at, (SELECT count(*) FROM modelstore.deployment_pending p
-                                WHERE p.deployment_id = d.deployment_id) AS pending_writes, d.created_at
+                                WHERE p.deployment_id = d.deployment_id) AS pending_writes, d.created_at, d.group_by
         FROM modelstore.deployments d ORDER BY d.created_at, d.name
         """)
     return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
