@@ -43,7 +43,7 @@ from modelstore.planner import plan_request
 from modelstore.planner.rowcount import RowEstimator
 from modelstore.request.source import Table, check_class_column, check_numeric, resolve_table
 from modelstore.models.grouped import GroupedModel
-from modelstore.store import groups
+from modelstore.store import groups as grouped
 from modelstore.store.cache import ModelCache
 from modelstore.store.request import FitRequest, check_features, check_name
 
@@ -148,7 +148,7 @@ class Store:
             if group_l2 is not None or only_groups is not None:
                 raise InputError("group_l2 and only_groups apply to per-group models: give group_by too")
             return self.run(request)
-        return groups.fit_grouped(self, request, group_by, group_l2, only_groups=only_groups)
+        return grouped.fit_grouped(self, request, group_by, group_l2, only_groups=only_groups)
 
     def run(self, request: FitRequest):
         """Plan, execute, solve and materialise one request, in one transaction (the paper's §5 loop)."""
@@ -239,10 +239,10 @@ class Store:
         with self.conn.transaction():
             descriptor, table_info, notes = self._describe_request(request)
             if group_by is not None:  # the global model's plan, then one grouped aggregate (docs/serving.md)
-                groups.check_group_by(self.conn, request, group_by)
+                grouped.check_group_by(self.conn, request, group_by)
                 notes += (f"group_by {group_by!r}: this plan builds the global model; then one aggregate over its "
                           f"rows grouped by {group_by!r} gives every group's statistics, each group's model shrunk "
-                          f"toward the global one with group_l2 = {groups.check_group_l2(group_l2):g}",)
+                          f"toward the global one with group_l2 = {grouped.check_group_l2(group_l2):g}",)
             access = freshness.check_access(self.conn, table_info, descriptor)
             source_id = freshness.usable_source(self.conn, descriptor, table_info, access)
             plan = self._plan(source_id, descriptor)
@@ -435,7 +435,7 @@ class Store:
         model = model.materialized(name=row["name"], descriptor=descriptor,
                                    plan=ExecutedPlan.from_json(row["plan"], descriptor))
         if row["group_by"] is not None:
-            return groups.load_grouped(self, model, row["model_id"], row["group_by"], row["group_l2"])
+            return grouped.load_grouped(self, model, row["model_id"], row["group_by"], row["group_l2"])
         return model
 
     def predict(self, name: str, X, groups=None):
