@@ -20,6 +20,13 @@ BEGIN
         -- a partition's write concerns the deployments of the partitioned tables above it (docs/scale-out.md)
         OR d.relid IN (SELECT a.relid FROM pg_catalog.pg_partition_ancestors(TG_RELID) AS a)
     ON CONFLICT DO NOTHING;
+    IF TG_OP = 'TRUNCATE' THEN  -- every group of a grouped deployment (group_key NULL)
+        INSERT INTO modelstore.group_pending (deployment_id, group_key, xid)
+        SELECT d.deployment_id, NULL, pg_catalog.pg_current_xact_id()
+          FROM modelstore.deployments AS d
+         WHERE (d.relid = TG_RELID OR d.relid IN (SELECT a.relid FROM pg_catalog.pg_partition_ancestors(TG_RELID) AS a))
+           AND d.group_by IS NOT NULL;
+    END IF;
     PERFORM pg_catalog.pg_notify('modelstore_deployments', d.relid::text)
        FROM modelstore.deployments AS d
       WHERE d.relid = TG_RELID OR d.relid IN (SELECT a.relid FROM pg_catalog.pg_partition_ancestors(TG_RELID) AS a);
@@ -76,3 +83,36 @@ $$;
 
 COMMENT ON FUNCTION modelstore.rollback(text, integer) IS
     'Pin a deployment to a version (NULL: unpin); modelstore.predict serves it at once (docs/deployments.md).';
+
+-- Grouped deployments (group_by; docs/serving.md, "Per-group models"): AFTER … FOR EACH STATEMENT with
+-- transition tables, one trigger per operation (modelstore_groups_insert|update|delete, installed by
+-- store.deploy with group_by): records which groups the write touched, so that the refresh re-reads
+-- only those groups' rows. The group column is an identifier from the catalog, quoted with %I.
+CREATE OR REPLACE FUNCTION modelstore._groups_changed()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d record;
+BEGIN
+    FOR d IN SELECT deployment_id, group_by FROM modelstore.deployments
+              WHERE relid = TG_RELID AND group_by IS NOT NULL LOOP
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            EXECUTE format('INSERT INTO modelstore.group_pending (deployment_id, group_key, xid) '
+                           'SELECT DISTINCT $1, (%I)::text, pg_catalog.pg_current_xact_id() FROM new_rows '
+                           'WHERE %I IS NOT NULL', d.group_by, d.group_by) USING d.deployment_id;
+        END IF;
+        IF TG_OP IN ('DELETE', 'UPDATE') THEN
+            EXECUTE format('INSERT INTO modelstore.group_pending (deployment_id, group_key, xid) '
+                           'SELECT DISTINCT $1, (%I)::text, pg_catalog.pg_current_xact_id() FROM old_rows '
+                           'WHERE %I IS NOT NULL', d.group_by, d.group_by) USING d.deployment_id;
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION modelstore._groups_changed() IS
+    'Grouped deployments: records the groups a write touched (docs/serving.md, "Per-group models").';

@@ -128,9 +128,10 @@ def test_predict_sql_is_an_idempotent_script_applied_by_migrate(env):
     script = next(s for s in migrate.idempotent_scripts() if s.name == "predict")
     recorded = env.conn.execute("SELECT checksum FROM modelstore.schema_objects WHERE name = 'predict'").fetchone()
     assert recorded == (script.checksum,)
-    # STABLE (they read the catalog), STRICT (NULL model or array → NULL), caller's rights (no privilege leak)
+    # STABLE (they read the catalog), STRICT (NULL model or array → NULL), caller's rights (no privilege leak);
+    # every overload alike (the per-group forms take a group too)
     rows = env.conn.execute(
-        "SELECT p.proname, p.provolatile, p.proisstrict, p.prosecdef FROM pg_proc p "
+        "SELECT DISTINCT p.proname, p.provolatile, p.proisstrict, p.prosecdef FROM pg_proc p "
         "JOIN pg_namespace n ON n.oid = p.pronamespace "
         "WHERE n.nspname = 'modelstore' AND p.proname IN ('predict', 'predict_class', 'predict_proba', 'weights') "
         "ORDER BY 1").fetchall()
@@ -408,7 +409,8 @@ def test_a_role_that_is_not_the_owner_scores_with_the_documented_grants(env):
             err = sql_error(conn, query)
             assert err.sqlstate == "42501" and "fitted_models" in str(err)  # the catalog row is not readable
             # the documented minimum: these four columns of the catalog, nothing else
-            admin.execute(sql.SQL("GRANT SELECT (name, kind, features, state) ON modelstore.fitted_models TO {}")
+            admin.execute(sql.SQL("GRANT SELECT (name, kind, features, state, serving_classes, serving_w, serving_v, "
+                                  "serving_b, serving_c) ON modelstore.fitted_models TO {}")
                           .format(ident))
             got = [r[0] for r in conn.execute(query).fetchall()]
             assert got == [label_text(v) for v in env.models["lg_text3"].predict(env.frame[X_FEATURES])]

@@ -98,6 +98,12 @@ class Config:
     serve_seconds: float = 10.0
     serve_observes: int = 50
 
+    # predicting in the database (issue #18): single-row modelstore.predict, batch ML.PREDICT, per group
+    predict_calls: int = 10_000
+    predict_server_calls: int = 100_000
+    predict_group_rows: int = 1_000_000
+    predict_groups: int = 1_000
+
     def size(self, paper_rows: float) -> int:
         """A paper-scale row count at this run's scale (at least 2 rows)."""
         return max(2, int(round(paper_rows * self.size_scale)))
@@ -153,6 +159,7 @@ def quick() -> Config:
         deploy_rows=100_000, deploy_batch=500, deploy_commits=20, deploy_worker_commits=20,
         scaleout_rows=100_000, scaleout_repeats=3,
         serve_rows=20_000, serve_rates=(100, 500, 1000), serve_seconds=5.0, serve_observes=10,
+        predict_calls=2_000, predict_server_calls=20_000, predict_group_rows=100_000,
     )
 
 

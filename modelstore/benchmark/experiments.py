@@ -24,6 +24,8 @@ catalog empty behind it, and returns a JSON-able dict of results: figures as med
                        with postgres_fdw (issue #19; :mod:`modelstore.benchmark.scaleout`)
 ``serving``            HTTP predict p50/p99 at fixed request rates, modelstore serve vs a pickled
                        scikit-learn model; observe → predict (issue #18; :mod:`modelstore.benchmark.serving`)
+``predict``            modelstore.predict p50/p99 one row at a time, batch ML.PREDICT rows/s, per group
+                       (issue #18; :mod:`modelstore.benchmark.predict`)
 =====================  ==========================================================================
 """
 
@@ -34,8 +36,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from modelstore.benchmark import (baselines, capture, data, deployments, engine, measure, scaleout, serving,
-                                  workloads)
+from modelstore.benchmark import (baselines, capture, data, deployments, engine, measure, predict, scaleout,
+                                  serving, workloads)
 from modelstore.benchmark.context import Context
 from modelstore.benchmark.measure import gains, summarize
 from modelstore.benchmark.workloads import Query
@@ -551,6 +553,7 @@ EXPERIMENTS = {
     "capture": capture.capture,
     "deployments": deployments.deployments,
     "serving": serving.serving,
+    "predict": predict.predict,
     "engine": engine.engine,
     "scaleout": scaleout.scaleout,
 }

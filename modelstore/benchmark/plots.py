@@ -292,6 +292,24 @@ def engine(result: dict, out_dir: Path) -> list[str]:
     return [_save(fig, out_dir, "engine.png")]
 
 
+def predict(result: dict, out_dir: Path) -> list[str]:
+    """Batch ML.PREDICT rows/s per model beside the table's read rate and one modelstore.predict per row."""
+    import matplotlib.pyplot as plt
+
+    labels = [f"ML.PREDICT {k}" for k in result["batch_ml_predict"]] + ["modelstore.predict per row", "read (count)"]
+    rates = [v["rows_per_s"] for v in result["batch_ml_predict"].values()] + [
+        result["predict_per_row_rows_per_s"], result["read_rows_per_s"]]
+    fig, ax = plt.subplots(figsize=(5.6, 3.4))
+    ax.barh(range(len(labels)), rates)
+    ax.axvline(1e6, color="k", linestyle="--", linewidth=0.8, label="target: 1M rows/s")
+    ax.set_yticks(list(range(len(labels))), labels, fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("rows/s (median of 3)")
+    ax.set_title(f"Predicting in the database: {result['rows']:,} rows × {result['features']} features", fontsize=9)
+    ax.legend(fontsize=7)
+    return [_save(fig, out_dir, "predict_batch.png")]
+
+
 def scaleout(result: dict, out_dir: Path) -> list[str]:
     """Wall time of the statistics aggregate over 1–3 shards, with the slowest shard's own time."""
     if not result.get("points"):
@@ -312,7 +330,7 @@ def scaleout(result: dict, out_dir: Path) -> list[str]:
     return [_save(fig, out_dir, "scaleout.png")]
 
 
-DRAW = {"scaleout": scaleout, "serving": serving, "deployments": deployments, "engine": engine, "coverage": coverage, "model_size": model_size, "distributions": distributions, "breakdown": breakdown,
+DRAW = {"scaleout": scaleout, "predict": predict, "serving": serving, "deployments": deployments, "engine": engine, "coverage": coverage, "model_size": model_size, "distributions": distributions, "breakdown": breakdown,
         "accuracy": accuracy, "storage": storage, "planner": planner, "index": index, "capture": capture}
 
 

@@ -151,7 +151,7 @@ def store_model(conn: psycopg.Connection, *, name: str | None, kind: str, source
                 "lo = EXCLUDED.lo, hi = EXCLUDED.hi, filter_sql = EXCLUDED.filter_sql, target = EXCLUDED.target, "
                 "features = EXCLUDED.features, params = EXCLUDED.params, rows_used = EXCLUDED.rows_used, "
                 "rows_skipped = EXCLUDED.rows_skipped, state = EXCLUDED.state, plan = EXCLUDED.plan, "
-                "created_at = now(), created_by = current_user") if replace else "DO NOTHING"
+                "created_at = now(), created_by = current_user, group_by = NULL, group_l2 = NULL") if replace else "DO NOTHING"
     row = conn.execute(
         sql.SQL("""
         WITH number AS (SELECT CASE WHEN %s::text IS NULL
@@ -184,7 +184,7 @@ def load_model_row(conn: psycopg.Connection, name: str) -> dict:
         """
         SELECT m.model_id, m.name, m.kind, m.stats_id, m.lo, m.hi, m.filter_sql, m.target, m.features,
                m.params, m.rows_used, m.rows_skipped, m.state, m.plan, m.created_at, m.created_by,
-               s.schema_name, s.table_name, s.order_by, s.order_kind
+               m.group_by, m.group_l2, s.schema_name, s.table_name, s.order_by, s.order_kind
         FROM modelstore.fitted_models m JOIN modelstore.sources s USING (source_id)
         WHERE m.name = %s
         """,

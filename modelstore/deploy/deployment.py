@@ -26,10 +26,12 @@ from modelstore.errors import (
     DeploymentError, InputError, ModelNotFoundError, NotDeployedError, SourceKindError, VersionNotFoundError,
 )
 from modelstore.families import family
+from modelstore.models.grouped import check_group_l2
 from modelstore.request.descriptor import bound_text
 from modelstore.request.source import resolve_table
 
 TRIGGER = "modelstore_deploy"
+GROUP_TRIGGER = "modelstore_groups"
 CHANNEL = "modelstore_deployments"
 _RELKINDS = {"v": "a view", "m": "a materialized view", "p": "a partitioned table", "f": "a foreign table"}
 
@@ -80,10 +82,10 @@ class Deployment:
         return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
 
     def predict(self, X, groups=None):
-        """Predictions of the active version (``groups``: per-group models are another issue)."""
-        if groups is not None:
-            raise InputError("groups= needs a per-group deployment (group_by), which is not supported yet")
-        return self.model.predict(np.asarray(X, dtype=float))
+        """Predictions of the active version; ``groups`` (one value per row) scores each row with its
+        group's model in a grouped deployment (group_by), the global model for an unseen group. The model
+        comes from the store's model cache (``store.predict``), read again only after it changed."""
+        return self.store.predict(self.name, np.asarray(X, dtype=float), groups=groups)
 
     def observe(self, X, y, *, groups=None, refresh: bool = True):
         """Write labelled rows to the deployment's table and absorb them (:func:`modelstore.deploy.observe.observe`)."""
@@ -129,7 +131,8 @@ class Deployment:
 
 
 def deploy(store, name: str, kind: str, *, table: str, target: str, features, order_by: str, window=None,
-           where: str | None = None, l2: float | None = None, group_by=None, window_anchor: str = "newest",
+           where: str | None = None, l2: float | None = None, group_by=None, group_l2: float | None = None,
+           window_anchor: str = "newest",
            strategy: str = "most_recent", record_every=None, record_tolerance: float | None = None,
            gate: bool = False, gate_tolerance: float = 0.0, var_smoothing: float = 1e-9, alpha: float = 1.0,
            replace: bool = False) -> Deployment:
@@ -137,9 +140,6 @@ def deploy(store, name: str, kind: str, *, table: str, target: str, features, or
 
     Everything is checked before anything is written, and written in one transaction.
     """
-    if group_by is not None:
-        raise DeploymentError(f"group_by={group_by!r}: per-group deployments are not supported yet; "
-                              f"deploy one model per group with where=…")
     fam = family(kind)
     if fam.trained:
         raise DeploymentError(f"{kind} models are trained, not solved from statistics; deployments keep the exact "
@@ -156,6 +156,10 @@ def deploy(store, name: str, kind: str, *, table: str, target: str, features, or
         raise DeploymentError(f"gate_tolerance must be a number ≥ 0, got {gate_tolerance!r} instead")
     win = parse_window(window, window_anchor)
     params = fam.params(l2=l2, var_smoothing=var_smoothing, alpha=alpha)
+    if group_by is not None:
+        params["group_l2"] = check_group_l2(group_l2)  # the refresh's store.fit is given params
+    elif group_l2 is not None:
+        raise DeploymentError("group_l2 applies to per-group deployments: give group_by too")
     conn = store.conn
     with conn.transaction():
         tbl = resolve_table(conn, table)
@@ -178,7 +182,8 @@ def deploy(store, name: str, kind: str, *, table: str, target: str, features, or
         lo, hi = resolve(conn, tbl.identifier, order_by, order_kind, win)
         model = store.fit(kind, table=tbl.display, target=target, features=list(features), order_by=order_by,
                           lo=lo, hi=hi, where=where, l2=l2, var_smoothing=var_smoothing, alpha=alpha, name=name,
-                          replace=replace)
+                          replace=replace, **({} if group_by is None else
+                                              {"group_by": group_by, "group_l2": params["group_l2"]}))
         model_id = conn.execute("SELECT model_id FROM modelstore.fitted_models WHERE name = %s", [name]).fetchone()[0]
         executed = model.plan
         one_read = len(executed.plan.steps) == 1 and executed.plan.steps[0].op == "stored"
@@ -188,21 +193,24 @@ def deploy(store, name: str, kind: str, *, table: str, target: str, features, or
                 (name, model_id, kind, relid, table_name, order_by, target, features, filter, params, window_kind,
                  window_rows, window_interval, window_anchor, strategy, pinned_version, record_every,
                  record_tolerance, gate, gate_tolerance, latest_version, active_version, window_stats_id,
-                 window_stats_owned, lo, hi, refreshed_snapshot, refreshed_at, refreshes)
+                 window_stats_owned, lo, hi, refreshed_snapshot, refreshed_at, refreshes, group_by)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::interval, %s, %s, %s, %s, %s, %s, %s, 1, 1,
-                    %s, %s, %s, %s, %s::pg_snapshot, clock_timestamp(), 1)
+                    %s, %s, %s, %s, %s::pg_snapshot, clock_timestamp(), 1, %s)
             RETURNING deployment_id
             """,
             [name, model_id, kind, tbl.oid, tbl.display, order_by, target, list(features), where, Jsonb(params),
              win.kind, win.rows, win.interval, win.anchor, strategy, 1 if strategy == "pinned" else None,
              record_every, record_tolerance, bool(gate), float(gate_tolerance), executed.stored_stats_id,
-             executed.stored_stats_id is not None and not one_read, bound_text(lo), bound_text(hi), snapshot],
+             executed.stored_stats_id is not None and not one_read, bound_text(lo), bound_text(hi), snapshot,
+             group_by],
         ).fetchone()[0]
         versions.record(conn, deployment_id, 1, model, params=params, stats_id=executed.stored_stats_id,
                         plan=executed.to_json(), lo=bound_text(lo), hi=bound_text(hi), reason="deployed")
         conn.execute("INSERT INTO modelstore.deployment_events (deployment_id, kind, version, detail) "
                      "VALUES (%s, 'deploy', 1, %s)", [deployment_id, Jsonb({"window": str(win)})])
         _install_trigger(conn, tbl)
+        if group_by is not None:
+            _install_group_triggers(conn, tbl)
     return Deployment(store, name)
 
 
@@ -226,6 +234,24 @@ def _install_trigger(conn: psycopg.Connection, tbl) -> None:
             conn.execute(sql.SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(target, sql.Identifier(TRIGGER)))
 
 
+def _install_group_triggers(conn: psycopg.Connection, tbl) -> None:
+    """The triggers that record which groups a write touched (grouped deployments): one per operation,
+    for their transition tables; fired ALWAYS by the owner's, as the deployment trigger is."""
+    owner = conn.execute("SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE') FROM pg_catalog.pg_class c "
+                         "WHERE c.oid = %s", [tbl.oid]).fetchone()[0]
+    for operation, rows in (("insert", "NEW TABLE AS new_rows"), ("update", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+                            ("delete", "OLD TABLE AS old_rows")):
+        trigger = sql.Identifier(f"{GROUP_TRIGGER}_{operation}")
+        exists = conn.execute("SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = %s AND tgname = %s",
+                              [tbl.oid, f"{GROUP_TRIGGER}_{operation}"]).fetchone()
+        if exists is None:
+            conn.execute(sql.SQL("CREATE TRIGGER {} AFTER {} ON {} REFERENCING {} FOR EACH STATEMENT "
+                                 "EXECUTE FUNCTION modelstore._groups_changed()").format(
+                trigger, sql.SQL(operation.upper()), tbl.identifier, sql.SQL(rows)))
+            if owner:
+                conn.execute(sql.SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(tbl.identifier, trigger))
+
+
 def deployment(store, name: str) -> Deployment:
     if load(store.conn, name=name) is None:
         raise NotDeployedError(_not_deployed(store, name))
@@ -239,7 +265,7 @@ def deployments(store) -> pd.DataFrame:
                coalesce(d.window_rows::text, d.window_interval::text, 'all') AS "window", d.window_anchor,
                d.strategy, d.active_version, d.latest_version, d.pinned_version, d.lo, d.hi, d.refreshes,
                d.refreshed_at, (SELECT count(*) FROM modelstore.deployment_pending p
-                                WHERE p.deployment_id = d.deployment_id) AS pending_writes, d.created_at
+                                WHERE p.deployment_id = d.deployment_id) AS pending_writes, d.created_at, d.group_by
         FROM modelstore.deployments d ORDER BY d.created_at, d.name
         """)
     return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
@@ -262,15 +288,22 @@ def _undeploy(conn, spec: Spec, *, drop_model: bool) -> None:
     if drop_model:
         conn.execute("DELETE FROM modelstore.fitted_models WHERE model_id = %s", [spec.model_id])
     others = conn.execute("SELECT count(*) FROM modelstore.deployments WHERE relid = %s", [spec.relid]).fetchone()[0]
-    if others:
-        return
-    # the table's trigger, and on a partitioned table its members' (docs/scale-out.md)
-    holders = conn.execute(
-        "SELECT g.tgrelid FROM pg_catalog.pg_trigger g WHERE g.tgname = %s AND (g.tgrelid = %s "
-        "OR g.tgrelid IN (SELECT t.relid FROM pg_catalog.pg_partition_tree(%s::oid) AS t))",
-        [TRIGGER, spec.relid, spec.relid]).fetchall()
-    for (relid,) in holders:
-        conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(TRIGGER), _relation(conn, relid)))
+    if not others:
+        # the table's trigger, and on a partitioned table its members' (docs/scale-out.md)
+        holders = conn.execute(
+            "SELECT g.tgrelid FROM pg_catalog.pg_trigger g WHERE g.tgname = %s AND (g.tgrelid = %s "
+            "OR g.tgrelid IN (SELECT t.relid FROM pg_catalog.pg_partition_tree(%s::oid) AS t))",
+            [TRIGGER, spec.relid, spec.relid]).fetchall()
+        for (relid,) in holders:
+            conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(TRIGGER), _relation(conn, relid)))
+    grouped = conn.execute("SELECT count(*) FROM modelstore.deployments WHERE relid = %s AND group_by IS NOT NULL",
+                           [spec.relid]).fetchone()[0]
+    if not grouped:
+        for operation in ("insert", "update", "delete"):
+            if conn.execute("SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = %s AND tgname = %s",
+                            [spec.relid, f"{GROUP_TRIGGER}_{operation}"]).fetchone():
+                conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(
+                    sql.Identifier(f"{GROUP_TRIGGER}_{operation}"), _relation(conn, spec.relid)))
 
 
 def _relation(conn, relid: int) -> sql.Composable:

@@ -66,7 +66,7 @@ _COLUMNS = ("deployment_id", "name", "model_id", "kind", "relid", "table_name", 
             "filter", "params", "window_kind", "window_rows", "window_interval", "window_anchor", "strategy",
             "pinned_version", "record_every", "record_tolerance", "gate", "gate_tolerance", "latest_version",
             "active_version", "window_stats_id", "window_stats_owned", "lo", "hi", "refreshed_snapshot",
-            "refreshed_at", "refreshes", "drift_state")
+            "refreshed_at", "refreshes", "drift_state", "group_by")
 SELECT_DEPLOYMENT = sql.SQL("SELECT {} FROM modelstore.deployments").format(
     sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) if c in ("window_interval", "refreshed_snapshot")
                        else sql.Identifier(c) for c in _COLUMNS))
@@ -107,6 +107,7 @@ class Spec:
     refreshed_at: dt.datetime | None
     refreshes: int
     drift_state: dict = field(default_factory=dict)
+    group_by: str | None = None  # a grouped deployment's group column (docs/serving.md)
 
     @property
     def window(self) -> Window:
@@ -117,8 +118,9 @@ class Spec:
         return sql.SQL(self.table_name)  # stored as quoted by the table's own display (checked at deploy)
 
     def fit_arguments(self, lo, hi) -> dict:
+        grouped = {} if self.group_by is None else {"group_by": self.group_by}
         return dict(table=self.table_name, target=self.target, features=list(self.features), order_by=self.order_by,
-                    lo=lo, hi=hi, where=self.filter, **self.params)
+                    lo=lo, hi=hi, where=self.filter, **self.params, **grouped)
 
 
 def load(conn: psycopg.Connection, *, name: str | None = None, deployment_id: int | None = None,
@@ -231,7 +233,8 @@ def refresh(store, deployment_id: int | None = None, *, name: str | None = None,
             return Outcome(spec.name, False, active_version=spec.active_version, detail="up to date")
         try:
             outcome = None
-            if read.reusable and spec.filter is None and read.previous is not None:
+            # a grouped deployment re-aggregates its touched groups through store.fit (docs/serving.md)
+            if read.reusable and spec.filter is None and spec.group_by is None and read.previous is not None:
                 # nothing is written before its last statement: no savepoint needed
                 outcome = _refresh_by_window_arithmetic(store, spec, read, source_id,
                                                         Table(schema, table_name, spec.relid, read.columns),
@@ -378,7 +381,8 @@ def _refresh_by_fit(store, spec: Spec, read: _Read, order_kind: str) -> Outcome:
     served = store.model(spec.name)
     scores = _prequential(conn, spec, read, resolve_table(conn, spec.table_name), order_kind, lo, hi, served,
                           served.descriptor, None)
-    model = store.fit(spec.kind, **spec.fit_arguments(lo, hi), name=spec.name, replace=True)
+    model = store.fit(spec.kind, **spec.fit_arguments(lo, hi), **_touched(conn, spec, read.snapshot),
+                      name=spec.name, replace=True)
     executed = model.plan
     one_read = len(executed.plan.steps) == 1 and executed.plan.steps[0].op == "stored"
     return _finish(store, spec, read, lo, hi, model, executed, one_read, scores, t0)
@@ -516,6 +520,10 @@ def _finish(store, spec: Spec, read: _Read, lo, hi, model, executed, one_read: b
             [spec.window_stats_id, spec.window_stats_id, spec.model_id])
     cte("forget_pending", sql.SQL("DELETE FROM modelstore.deployment_pending WHERE deployment_id = %s "
                                   "AND pg_visible_in_snapshot(xid, %s::pg_snapshot)"), [spec.deployment_id, read.snapshot])
+    if spec.group_by is not None:
+        cte("forget_group_pending", sql.SQL("DELETE FROM modelstore.group_pending WHERE deployment_id = %s "
+                                            "AND pg_visible_in_snapshot(xid, %s::pg_snapshot)"),
+            [spec.deployment_id, read.snapshot])
     seconds = time.perf_counter() - t0
     events.append(("refresh", active, {
         "lo": bound_text(lo), "hi": bound_text(hi), "rows": versions.rows_of(model), "strategy": executed.plan.strategy,
@@ -559,8 +567,21 @@ def _version_model(conn, spec: Spec, version: int, like):
     return model
 
 
+def _touched(conn, spec: Spec, snapshot: str) -> dict:
+    """A grouped deployment over every row: re-aggregate only the groups the writes in ``snapshot``
+    touched (``only_groups``); a moving window, or a TRUNCATE (a NULL group), re-aggregates them all."""
+    if spec.group_by is None or spec.window_kind != "all":
+        return {}
+    keys = [k for (k,) in conn.execute(
+        "SELECT DISTINCT group_key FROM modelstore.group_pending WHERE deployment_id = %s "
+        "AND pg_visible_in_snapshot(xid, %s::pg_snapshot)", [spec.deployment_id, snapshot]).fetchall()]
+    return {} if None in keys else {"only_groups": keys}
+
+
 def _forget_pending(conn, deployment_id: int, snapshot: str) -> None:
     conn.execute("DELETE FROM modelstore.deployment_pending WHERE deployment_id = %s "
+                 "AND pg_visible_in_snapshot(xid, %s::pg_snapshot)", [deployment_id, snapshot])
+    conn.execute("DELETE FROM modelstore.group_pending WHERE deployment_id = %s "
                  "AND pg_visible_in_snapshot(xid, %s::pg_snapshot)", [deployment_id, snapshot])
 
 

@@ -118,6 +118,21 @@ class Family:
     def from_state(self, state: dict):
         return self.model_class.from_state(state)
 
+    # -- per-group models (group_by; docs/serving.md) -----------------------------------------------------
+
+    #: whether per-group models shrunk toward the global model can be solved (:meth:`shrink`)
+    groupable: bool = False
+
+    def shrink(self, stats, global_model, lam: float, params: dict):
+        """The model of one group's ``stats`` shrunk toward ``global_model`` with penalty ``lam``
+        (:mod:`modelstore.models.shrinkage`)."""
+        raise NotImplementedError(f"no per-group models for model kind {self.kind!r}")
+
+    def native_parameters(self, model) -> tuple[list[float] | None, float | None]:
+        """(coef, intercept) stored as native arrays beside a group's state, for scoring in SQL
+        without parsing JSON; (None, None) for families scored from their state."""
+        return None, None
+
     # -- scoring in SQL (ML.PREDICT, ML.EVALUATE, ML.WEIGHTS) --------------------------------------------------------
 
     def sql_scores(self, model, xs: list) -> list:

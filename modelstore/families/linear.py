@@ -7,6 +7,7 @@ import numpy as np
 from modelstore.families._base import Family
 from modelstore.families.scoring import dot
 from modelstore.models._input import check_nonnegative
+from modelstore.models import shrinkage
 from modelstore.models.linear import LinearRegression
 from modelstore.stats import linear as linear_stats
 from modelstore.stats.linear import LinearStats
@@ -78,6 +79,14 @@ class LinearFamily(Family):
         features = list(model.descriptor.features)
         rows = [(f, float(w)) for f, w in zip(features, model.coef_)] + [("__INTERCEPT__", float(model.intercept_))]
         return rows, ["processed_input", "weight"], ["text", "double precision"]
+
+    groupable = True
+
+    def shrink(self, stats, global_model, lam, params):
+        return shrinkage.linear(stats, global_model, lam)
+
+    def native_parameters(self, model):
+        return [float(w) for w in model.coef_], float(model.intercept_)
 
     def summary(self, model):
         return {"intercept": model.intercept_, "coef": model.coef_, "rsquared": getattr(model, "rsquared", None)}

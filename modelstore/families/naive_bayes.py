@@ -13,6 +13,7 @@ from sqlglot import exp
 from modelstore.families._base import Family, check_class_count, check_nonnegative_counts
 from modelstore.families.scoring import add, dot, number, plain
 from modelstore.models._input import check_nonnegative
+from modelstore.models import shrinkage
 from modelstore.models.naive_bayes import GaussianNB, MultinomialNB
 from modelstore.stats import gaussian_nb as gaussian_stats
 from modelstore.stats import multinomial_nb as multinomial_stats
@@ -57,9 +58,13 @@ class GaussianNBFamily(_NaiveBayesFamily):
     _stats_module = gaussian_stats
     #: per class count, means and M2 by the C extension's dd_diag under GROUP BY class
     _c_aggregate = True
+    groupable = True
 
     def params(self, *, l2=None, var_smoothing=1e-9, alpha=1.0, chunk_rows=None) -> dict:
         return {"var_smoothing": check_nonnegative("var_smoothing", var_smoothing)}
+
+    def shrink(self, stats, global_model, lam, params):
+        return shrinkage.gaussian_nb(stats, global_model, lam, var_smoothing=params.get("var_smoothing", 1e-9))
 
     def aggregate_terms(self, k: int) -> int:
         return 2 + 2 * k  # class, count, k means, k second moments
@@ -126,8 +131,13 @@ class MultinomialNBFamily(_NaiveBayesFamily):
     statistics = MultinomialNBStats
     _stats_module = multinomial_stats
 
+    groupable = True
+
     def params(self, *, l2=None, var_smoothing=1e-9, alpha=1.0, chunk_rows=None) -> dict:
         return {"alpha": check_nonnegative("alpha", alpha)}
+
+    def shrink(self, stats, global_model, lam, params):
+        return shrinkage.multinomial_nb(stats, global_model, lam, alpha=params.get("alpha", 1.0))
 
     def aggregate_terms(self, k: int) -> int:
         return 3 + k  # class, count, k sums, negative-value count

@@ -166,21 +166,76 @@ def _as_float(column: exp.Expression, category: str | None) -> exp.Expression:
     return exp.Cast(this=column, to=exp.DataType.build("double precision"))
 
 
-def _scored(model, source: exp.Query, types: dict[str, str] | None = None) -> tuple[exp.Query, list[exp.Expression]]:
-    """``SELECT _input.*, score₀, score₁, … FROM (source) AS _input`` and the score columns' names."""
+def _scored(model, source: exp.Query, types: dict[str, str] | None = None, *, by_group: bool = False
+            ) -> tuple[exp.Query, list[exp.Expression]]:
+    """``SELECT _input.*, score₀, score₁, … FROM (source) AS _input`` and the score columns' names.
+
+    ``by_group`` (a per-group model whose group column is among the input's): each row is scored with
+    its group's model (:func:`_group_scores`)."""
     types = types or {}
     xs = [_as_float(exp.column(f, table="_input", quoted=True), types.get(f)) for f in model.descriptor.features]
-    z = family(model.kind).sql_scores(model, xs)
+    join = None
+    if by_group:
+        z, join = _group_scores(model, xs)
+    else:
+        z = family(model.kind).sql_scores(model, xs)
     names = [f"__modelstore_score_{k}" for k in range(len(z))]
     query = exp.select(exp.Star(), copy=False).from_(source.subquery("_input", copy=False))
+    if join is not None:
+        query = query.join(join[0], on=join[1], join_type="left", copy=False)
     query.set("expressions", [exp.column(exp.Star(), table="_input")]
               + [exp.alias_(s, n, quoted=True) for s, n in zip(z, names)])
     return query, [exp.column(n, quoted=True) for n in names]
 
 
+#: a per-group classifier is scored by a CASE over its groups; more groups than this, and ML.PREDICT asks
+#: for modelstore.predict_class per row instead (a linear model's groups are joined, any number of them)
+MAX_CASE_GROUPS = 200
+
+
+def _group_scores(model, xs: list) -> tuple[list, tuple | None]:
+    """Scores of each row's group model (docs/serving.md, "Predicting in the database"); the global model
+    for a group the model has not seen. A family whose parameters are stored as native arrays (linear)
+    joins the catalog's group rows, ``LEFT JOIN modelstore.group_models AS _group``, and scores with
+    ``coalesce(_group.intercept, b) + Σ coalesce(_group.coef[j], w_j)·x_j``: one hash join, whatever the
+    number of groups. Others: a CASE on the group key over each group's own SQL scores."""
+    fam = family(model.kind)
+    key = exp.Cast(this=exp.column(model.group_by, table="_input", quoted=True), to=exp.DataType.build("text"))
+    coef, intercept = fam.native_parameters(model.global_model)
+    if coef is not None and getattr(model, "model_id", None) is not None:
+        group = exp.to_identifier("_group", quoted=True)
+        table = exp.table_("group_models", db="modelstore", quoted=True).as_(group, quoted=True)
+        on = exp.and_(exp.EQ(this=exp.column("model_id", table="_group", quoted=True),
+                             expression=exp.Literal.number(int(model.model_id))),
+                      exp.EQ(this=exp.column("group_key", table="_group", quoted=True), expression=key))
+
+        def parameter(column: str, j: int | None, fallback: float) -> exp.Expression:
+            value = exp.column(column, table="_group", quoted=True)
+            if j is not None:
+                # sqlglot's Bracket counts from 0 and writes PostgreSQL's 1-based subscript
+                value = exp.Bracket(this=value, expressions=[exp.Literal.number(j)])
+            return exp.Coalesce(this=value, expressions=[scoring.number(fallback)])
+
+        terms = [parameter("intercept", None, intercept)]
+        terms += [exp.Mul(this=parameter("coef", j, w), expression=x) for j, (w, x) in enumerate(zip(coef, xs))]
+        return [scoring.add(terms)], (table, on)
+    if len(model.models) > MAX_CASE_GROUPS:
+        raise LanguageError(f"ML.PREDICT by group: model {model.name!r} has {len(model.models)} groups, more than "
+                            f"{MAX_CASE_GROUPS} a {model.kind} model is scored over in one CASE; use "
+                            f"modelstore.predict_class(name, group, ARRAY[…]) per row")
+    per_group = {g: fam.sql_scores(m, [x.copy() for x in xs]) for g, m in sorted(model.models.items())}
+    fallback = fam.sql_scores(model.global_model, xs)
+    z = []
+    for k, default in enumerate(fallback):
+        ifs = [exp.If(this=exp.EQ(this=key.copy(), expression=exp.Literal.string(g)), true=scores[k])
+               for g, scores in per_group.items()]
+        z.append(exp.Case(ifs=ifs, default=default) if ifs else default)
+    return z, None
+
+
 def predict_query(model, source: exp.Query, ctx: Context, what: str, where) -> exp.Query:
     have = _check_columns(model, source, ctx, what, where, need_label=False)
-    scored, z = _scored(model, source, have)
+    scored, z = _scored(model, source, have, by_group=getattr(model, "group_by", None) in have)
     label = model.descriptor.target
     out = [exp.column(c, quoted=True) for c in have]
     if not family(model.kind).classifier:

@@ -24,9 +24,10 @@ OPTIONS = {"model_type": None, "input_label_cols": None, "order_by": None, "l2_r
            "chunk_rows": "chunk_rows", "var_smoothing": "var_smoothing", "alpha": "alpha",
            # living models (docs/deployments.md): refresh = 'continuous' deploys; the others configure it
            "refresh": "refresh", "window": "window", "window_anchor": "window_anchor", "strategy": "strategy",
-           "group_by": "group_by"}
+           # per-group models (docs/serving.md): a model per value of a column, shrunk toward the global one
+           "group_by": "group_by", "group_l2": "group_l2"}
 #: the OPTIONS that only a deployment (refresh = 'continuous') takes
-DEPLOY_OPTIONS = ("window", "window_anchor", "strategy", "group_by")
+DEPLOY_OPTIONS = ("window", "window_anchor", "strategy")
 
 
 class LanguageError(InputError):

@@ -57,6 +57,8 @@ def encode_floats(value):
         return [encode_floats(v) for v in value.tolist()]
     if isinstance(value, list | tuple):
         return [encode_floats(v) for v in value]
+    if type(value) is float and math.isfinite(value):  # the common case, without the abstract-class check below
+        return value
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value)
     v = float(value)

@@ -485,7 +485,8 @@ class LinearRegression(Provenance):
         sv = np.linalg.svd(R, compute_uv=False)
         return float(sv[0] / sv[-1]) if sv[-1] > 0 else math.inf
 
-    def _set_figures(self, *, n_obs, rows_skipped, df_model, df_resid, ssr, centered_tss, condition_number):
+    def _set_figures(self, *, n_obs, rows_skipped, df_model, df_resid, ssr, centered_tss, condition_number,
+                     inference: bool = True):
         self.n_obs = int(n_obs)
         self.rows_skipped = int(rows_skipped)
         self.df_model = int(df_model)
@@ -504,7 +505,9 @@ class LinearRegression(Provenance):
             self.mse_model = float(self.ess / k) if k > 0 else math.nan
             self.residual_std_error = math.sqrt(self.mse_resid) if self.mse_resid >= 0 else math.nan
             self.fvalue = float(np.float64(self.mse_model) / self.mse_resid)
-            self.f_pvalue = float(scipy.stats.f.sf(self.fvalue, k, dfr)) if k > 0 and self.df_resid > 0 else math.nan
+            # inference=False: an estimate without the F distribution (a shrunk per-group model, shrinkage.py)
+            self.f_pvalue = float(scipy.stats.f.sf(self.fvalue, k, dfr)) if inference and k > 0 and self.df_resid > 0 \
+                else math.nan
             self.llf = float(-n / 2 * math.log(2 * math.pi) - n / 2 * np.log(np.float64(self.ssr) / n) - n / 2)
             self.aic = -2 * self.llf + 2 * (k + 1)
             self.bic = -2 * self.llf + math.log(n) * (k + 1)

@@ -42,6 +42,9 @@ from modelstore.planner.plan import ExecutedPlan, Plan
 from modelstore.planner import plan_request
 from modelstore.planner.rowcount import RowEstimator
 from modelstore.request.source import Table, check_class_column, check_numeric, resolve_table
+from modelstore.models.grouped import GroupedModel
+from modelstore.store import groups as grouped
+from modelstore.store.cache import ModelCache
 from modelstore.store.request import FitRequest, check_features, check_name
 
 #: a plan may cancel at most this many decimal digits by subtraction (double precision has ~16)
@@ -103,6 +106,7 @@ class Store:
         #: the statistics engine the cost model was loaded for (None: pinned by the caller)
         self._cost_model_engine: str | None = None
         self._estimators: dict[tuple, tuple[RowEstimator, float]] = {}
+        self._cache: ModelCache | None = None  # store.predict's models (store/cache.py)
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -134,8 +138,19 @@ class Store:
         ``chunk_rows`` (logistic chunk size l); ``evaluate`` (a logistic model's training accuracy, one
         more scan); ``name``, ``replace``, ``max_classes``.
         Rows with a NULL in any used column are skipped and counted (``rows_skipped``).
+
+        ``group_by``: also one model per value of that column, from one grouped aggregate, each shrunk
+        toward the global model with penalty ``group_l2`` (default 1); returns a
+        :class:`~modelstore.models.grouped.GroupedModel` (docs/serving.md, "Per-group models").
         """
-        return self.run(FitRequest.make(kind, **arguments))
+        group_by, group_l2 = arguments.pop("group_by", None), arguments.pop("group_l2", None)
+        only_groups = arguments.pop("only_groups", None)
+        request = FitRequest.make(kind, **arguments)
+        if group_by is None:
+            if group_l2 is not None or only_groups is not None:
+                raise InputError("group_l2 and only_groups apply to per-group models: give group_by too")
+            return self.run(request)
+        return grouped.fit_grouped(self, request, group_by, group_l2, only_groups=only_groups)
 
     def run(self, request: FitRequest):
         """Plan, execute, solve and materialise one request, in one transaction (the paper's §5 loop)."""
@@ -221,9 +236,15 @@ class Store:
     def explain(self, kind: str, **arguments) -> Plan:
         """The plan :meth:`fit` would run for the same arguments, without running it."""
         arguments = {k: v for k, v in arguments.items() if k not in ("evaluate", "name", "replace", "max_classes")}
+        group_by, group_l2 = arguments.pop("group_by", None), arguments.pop("group_l2", None)
         request = FitRequest.make(kind, **arguments)
         with self.conn.transaction():
             descriptor, table_info, notes = self._describe_request(request)
+            if group_by is not None:  # the global model's plan, then one grouped aggregate (docs/serving.md)
+                grouped.check_group_by(self.conn, request, group_by)
+                notes += (f"group_by {group_by!r}: this plan builds the global model; then one aggregate over its "
+                          f"rows grouped by {group_by!r} gives every group's statistics, each group's model shrunk "
+                          f"toward the global one with group_l2 = {grouped.check_group_l2(group_l2):g}",)
             access = freshness.check_access(self.conn, table_info, descriptor)
             source_id = freshness.usable_source(self.conn, descriptor, table_info, access)
             plan = self._plan(source_id, descriptor)
@@ -427,8 +448,25 @@ class Store:
         rng = Range(parse_bound(row["lo"], source.order_kind), parse_bound(row["hi"], source.order_kind))
         descriptor = Descriptor(source, rng, row["filter_sql"], row["kind"], row["target"],
                                       tuple(row["features"]), row["params"])
-        return model.materialized(name=row["name"], descriptor=descriptor,
-                                  plan=ExecutedPlan.from_json(row["plan"], descriptor))
+        model = model.materialized(name=row["name"], descriptor=descriptor,
+                                   plan=ExecutedPlan.from_json(row["plan"], descriptor))
+        if row["group_by"] is not None:
+            return grouped.load_grouped(self, model, row["model_id"], row["group_by"], row["group_l2"])
+        return model
+
+    def predict(self, name: str, X, groups=None):
+        """Predictions of the named model (a deployment's active version; ``groups`` for a per-group
+        model), from this store's model cache: the catalog is read again only after the model changed
+        (docs/serving.md, "A session's model cache")."""
+        check_name(name)
+        if self._cache is None:
+            self._cache = ModelCache(self)
+        model = self._cache.get(name)
+        if groups is not None:
+            if not isinstance(model, GroupedModel):
+                raise InputError(f"groups= needs a per-group model (group_by); {name!r} has none")
+            return model.predict(X, groups=groups)
+        return model.predict(X)
 
     def models(self) -> pd.DataFrame:
         """The ``modelstore.models`` view: one row per named model."""
