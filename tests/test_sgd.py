@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import psycopg
 import pytest
 from sklearn.linear_model import Lasso, LogisticRegression, Ridge, SGDClassifier, SGDRegressor
 
@@ -178,3 +179,153 @@ def test_l1_proximal_is_lasso():
     exact = Lasso(alpha=0.05, tol=1e-12, max_iter=100_000).fit(X, y)
     assert np.abs(model.coef_ - exact.coef_).max() < 1e-8
     assert model.coef_[3] == 0.0 and exact.coef_[3] == 0.0
+
+
+# -- in the database: fit, warm start, the three doors --------------------------------------------------------
+
+@pytest.fixture
+def store(dsn):
+    with modelstore.Store(dsn) as s:
+        s.conn.execute("SELECT setseed(0.5)")
+        s.conn.execute("""
+            CREATE TABLE public.trips (id bigint PRIMARY KEY, dist float8, hour int, wet boolean, carrier text,
+                                       origin text, delay float8, late boolean)""")
+        s.conn.execute("""
+            INSERT INTO public.trips
+            SELECT g, dist, hour, wet, carrier, origin,
+                   d, d + 3 * (random() - 0.5) > 4
+            FROM (SELECT g, dist, hour, wet, carrier, origin,
+                         2 + 0.004 * coalesce(dist, 500) + 0.3 * hour + CASE WHEN wet THEN 3 ELSE 0 END
+                           + CASE carrier WHEN 'UA' THEN 2 WHEN 'AA' THEN -1 ELSE 0 END + 2 * (random() - 0.5) AS d
+                  FROM (SELECT g, CASE WHEN g % 17 = 0 THEN NULL ELSE 100 + 1500 * random() END AS dist,
+                               (g * 7) % 24 AS hour, g % 5 = 0 AS wet,
+                               CASE WHEN g % 23 = 0 THEN NULL ELSE (ARRAY['UA', 'AA', 'DL', 'B6'])[1 + g % 4] END
+                                 AS carrier,
+                               (ARRAY['JFK', 'LGA', 'EWR'])[1 + g % 3] AS origin
+                        FROM generate_series(1, 600) g) r) s""")
+        yield s
+
+
+FEATURES = ["dist", "hour", "wet", "carrier", "origin"]
+
+
+def rows_frame(conn, where="TRUE"):
+    cur = conn.execute(f"SELECT id, {', '.join(FEATURES)}, delay, late FROM public.trips WHERE {where} ORDER BY id")
+    return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+
+
+@pytest.mark.parametrize("kind,target,extra", [
+    ("sgd_logistic", "late", {}), ("sgd_svm", "late", {"optimizer": "rmsprop"}),
+    ("sgd_linear", "delay", {"hash_buckets": 8, "optimizer": "adadelta"}),
+    ("sgd_linear", "delay", {"l1": 0.01, "optimizer": "sgd", "learning_rate": 0.05})])
+def test_three_doors_agree(store, kind, target, extra):
+    model = store.fit(kind, table="trips", target=target, features=FEATURES, order_by="id",
+                      where="dist IS NULL OR dist < 1500", name="m", epochs=3, **extra)
+    assert model.rows_used == len(rows_frame(store.conn, "dist IS NULL OR dist < 1500"))
+    frame = rows_frame(store.conn)  # every row, the filtered-out ones too: predictions are for any row
+    stored = store.model("m")
+    py = stored.predict(frame[FEATURES])
+    ml = store.query("SELECT * FROM ML.PREDICT(MODEL m, (SELECT * FROM trips)) ORDER BY id")
+    sql_rows = store.conn.execute("SELECT modelstore.predict_class('m', to_jsonb(t)) FROM public.trips t "
+                                  "ORDER BY id").fetchall()
+    got_ml = ml[f"predicted_{target}"].to_numpy()
+    if kind == "sgd_linear":
+        got_sql = np.array([float(r[0]) for r in sql_rows])
+        assert np.allclose(py, got_ml.astype(float), rtol=1e-12, atol=1e-12)
+        assert np.allclose(py, got_sql, rtol=1e-12, atol=1e-12)
+        z = stored.decision_function(frame[FEATURES])
+        assert np.array_equal(z, py)
+    else:
+        assert list(py) == list(got_ml)
+        assert [str(v).lower() for v in py] == [r[0] for r in sql_rows]
+        # probabilities: Python vs ML.PREDICT vs modelstore.predict_proba
+        proba = stored.predict_proba(frame[FEATURES])
+        ml_p = np.array([[p[str(c)] for c in stored.classes_] for p in ml[f"predicted_{target}_probs"]])
+        assert np.allclose(proba, ml_p, rtol=1e-12, atol=1e-15)
+        sql_p = store.conn.execute(
+            "SELECT array_agg(probability ORDER BY class_label) FROM public.trips t, "
+            "modelstore.predict_proba('m', to_jsonb(t)) GROUP BY t.id ORDER BY t.id").fetchall()
+        assert np.allclose(proba, np.array([r[0] for r in sql_p]), rtol=1e-12, atol=1e-15)
+
+
+def test_training_matches_the_python_model_on_the_same_rows(store):
+    """What the store trains is SGDModel.fit_frame on the rows it reads: the same weights bit for bit."""
+    model = store.fit("sgd_logistic", table="trips", target="late", features=FEATURES, order_by="id", name="m",
+                      epochs=2, seed=3)
+    frame = rows_frame(store.conn)
+    ref = SGDModel("sgd_logistic", "log", model.params, Pipeline(["dist", "hour", "wet"], ["carrier", "origin"]),
+                   [False, True])
+    ref.fit_frame(frame[FEATURES], frame["late"])
+    assert np.array_equal(ref.coef_, model.coef_) and np.array_equal(ref.intercept_, model.intercept_)
+    assert ref.feature_names_ == model.feature_names_
+
+
+def test_online_statistics_merge_is_exact(store):
+    """The scaler's statistics merged chunk by chunk are the statistics of all rows (numpy, population σ)."""
+    frame = rows_frame(store.conn)
+    pipe = Pipeline(["dist", "hour"], ["carrier"])
+    for start in range(0, len(frame), 37):
+        pipe.update(frame.iloc[start:start + 37])
+    dist = frame["dist"].dropna().to_numpy(dtype=float)
+    assert pipe.n[0] == len(dist) and pipe.missing[0] == frame["dist"].isna().sum()
+    assert abs(pipe.mean[0] - dist.mean()) < 1e-12 * dist.mean()
+    assert abs(pipe.scale()[0] - dist.std()) < 1e-10 * dist.std()
+    assert pipe.categories["carrier"] == ["AA", "DL", "B6", "UA"]  # in the order first seen (id 1 is AA)
+    X = pipe.transform(frame.iloc[:5])
+    assert X.shape == (5, 2 + 4)
+    assert bucket("carrier", "UA", 8) == int.from_bytes(__import__("hashlib").md5(b"carrier=UA").digest()[:3],
+                                                         "big") % 8
+
+
+def test_warm_start_continues(store):
+    store.fit("sgd_linear", table="trips", target="delay", features=FEATURES, order_by="id", hi=300, name="v1",
+              epochs=2)
+    v1 = store.model("v1")
+    v2 = store.fit("sgd_linear", table="trips", target="delay", features=FEATURES, order_by="id", lo=301, name="v2",
+                   epochs=1, warm_start="v1")
+    # by hand: v1's weights, statistics and Adam state, the new rows folded in, one epoch
+    ref = v1.warm_copy()
+    ref.params = dict(v2.params)
+    frame = rows_frame(store.conn, "id >= 301")
+    ref.fit_frame(frame[FEATURES], frame["delay"])
+    assert np.array_equal(ref.coef_, v2.coef_)
+    assert v2.steps == v1.steps + math.ceil(300 / 32)
+    assert v2.pipeline.n[1] == 600  # the hour statistics cover both ranges
+    assert v2.optimizer.t == v2.steps
+    with pytest.raises(InputError, match="cannot continue"):
+        store.fit("sgd_linear", table="trips", target="delay", features=FEATURES, order_by="id", name="v3",
+                  optimizer="rmsprop", warm_start="v1")
+
+
+def test_model_language_and_bad_input(store):
+    model = store.query("""
+        CREATE MODEL lang OPTIONS (model_type = 'sgd_logistic_reg', input_label_cols = ['late'], order_by = 'id',
+                                   optimizer = 'rmsprop', learn_rate = 0.02, max_iterations = 2, l2_reg = 0.001)
+        AS SELECT dist, hour, carrier, late FROM trips""")
+    assert model.params["optimizer"] == "rmsprop" and model.params["learning_rate"] == 0.02
+    assert model.params["epochs"] == 2 and model.params["l2"] == 0.001
+    weights = store.query("SELECT * FROM ML.WEIGHTS(MODEL lang)")
+    assert "carrier=UA" in set(weights.processed_input)
+    with pytest.raises(InputError, match="optimizer must be one of"):
+        store.fit("sgd_logistic", table="trips", target="late", features=FEATURES, order_by="id", optimizer="lbfgs")
+    with pytest.raises(InputError, match="takes no option"):
+        store.fit("linear", table="trips", target="delay", features=["dist"], order_by="id", optimizer="adam")
+    with pytest.raises(InputError, match="at least two classes"):
+        store.fit("sgd_logistic", table="trips", target="late", features=FEATURES, order_by="id",
+                  where="delay > 1000 OR id = 1")
+    with pytest.raises(modelstore.errors.ModelstoreError):
+        store.fit("sgd_linear", table="trips", target="delay", features=FEATURES, order_by="id", where="id < 0")
+    assert store.conn.execute("SELECT count(*) FROM modelstore.fitted_models").fetchone()[0] == 1
+
+
+def test_float_array_door_imputes_and_refuses_text(store):
+    model = store.fit("sgd_linear", table="trips", target="delay", features=["dist", "hour", "wet"], order_by="id",
+                      name="num", epochs=2)
+    for x in ([800.0, 5, True], [None, 5, False], [None, None, None]):
+        got = store.conn.execute("SELECT modelstore.predict('num', %s::float8[])",
+                                 [[None if v is None else float(v) for v in x]]).fetchone()[0]
+        want = model.predict(pd.DataFrame([x], columns=["dist", "hour", "wet"], dtype=object))[0]
+        assert abs(got - want) <= 1e-12 * abs(want)
+    store.fit("sgd_svm", table="trips", target="late", features=FEATURES, order_by="id", name="txt", epochs=1)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="text features"):
+        store.conn.execute("SELECT modelstore.predict('txt', ARRAY[1, 2, 3, 4, 5]::float8[])")

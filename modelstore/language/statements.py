@@ -24,7 +24,10 @@ OPTIONS = {"model_type": None, "input_label_cols": None, "order_by": None, "l2_r
            "chunk_rows": "chunk_rows", "var_smoothing": "var_smoothing", "alpha": "alpha",
            # living models (docs/deployments.md): refresh = 'continuous' deploys; the others configure it
            "refresh": "refresh", "window": "window", "window_anchor": "window_anchor", "strategy": "strategy",
-           "group_by": "group_by"}
+           "group_by": "group_by",
+           # the SGD-trained kinds (docs/continuous.md)
+           "l1_reg": "l1", "optimizer": "optimizer", "learn_rate": "learning_rate", "max_iterations": "epochs",
+           "batch_size": "batch_size", "hash_buckets": "hash_buckets", "seed": "seed"}
 #: the OPTIONS that only a deployment (refresh = 'continuous') takes
 DEPLOY_OPTIONS = ("window", "window_anchor", "strategy", "group_by")
 
