@@ -102,7 +102,7 @@ BEGIN
             RAISE EXCEPTION 'modelstore: model "%" has text features (%), which a float8[] cannot carry', p_model,
                             (SELECT string_agg(t, ', ') FROM jsonb_array_elements_text(v_state -> 'pipeline' -> 'text') t)
                 USING ERRCODE = 'invalid_parameter_value',
-                      HINT = format('Pass the row as jsonb: modelstore.%s(%L, to_jsonb(t)).', p_caller, p_model);
+                      HINT = format('Pass the row as jsonb: modelstore.%s_row(%L, to_jsonb(t)).', p_caller, p_model);
         END IF;
         o := coalesce(array_lower(p_x, 1), 1) - 1;
         SELECT g.value, g.scores INTO value, scores
@@ -315,7 +315,7 @@ BEGIN
 END
 $$;
 
--- _scores for one row as a JSON object {column: value} (modelstore.predict(model, to_jsonb(t))): the SGD
+-- _scores for one row as a JSON object {column: value} (modelstore.predict_row(model, to_jsonb(t))): the SGD
 -- kinds encode it with their pipeline; the others read their features from it as float8.
 CREATE OR REPLACE FUNCTION modelstore._scores_row(
     p_model text, p_row jsonb, p_caller text,
@@ -469,9 +469,10 @@ COMMENT ON FUNCTION modelstore.predict_proba(text, float8[]) IS
     'Class probabilities of a named classifier (gaussian_nb, multinomial_nb, logistic) for one feature '
     'vector: one row per class in class order. NULL probabilities when an element is NULL.';
 
--- The same three functions over a row given as jsonb (to_jsonb(t) of a table row, or a literal object):
+-- The same three functions over a row given as jsonb (to_jsonb(t) of a table row, or a literal object),
+-- named *_row rather than overloaded so that predict('m', NULL) stays unambiguous:
 -- the door for models with text features (the SGD kinds' one-hot or hashed columns, docs/continuous.md).
-CREATE OR REPLACE FUNCTION modelstore.predict(model text, row_values jsonb) RETURNS float8
+CREATE OR REPLACE FUNCTION modelstore.predict_row(model text, row_values jsonb) RETURNS float8
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -495,11 +496,11 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION modelstore.predict(text, jsonb) IS
+COMMENT ON FUNCTION modelstore.predict_row(text, jsonb) IS
     'Prediction of a named model for one row given as a JSON object {column: value} (e.g. to_jsonb(t)); '
     'SGD-trained models apply their stored pipeline (imputation, scaling, one-hot or hashing) first.';
 
-CREATE OR REPLACE FUNCTION modelstore.predict_class(model text, row_values jsonb) RETURNS text
+CREATE OR REPLACE FUNCTION modelstore.predict_class_row(model text, row_values jsonb) RETURNS text
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -516,10 +517,10 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION modelstore.predict_class(text, jsonb) IS
+COMMENT ON FUNCTION modelstore.predict_class_row(text, jsonb) IS
     'The predicted class label of a named classifier as text, for one row given as a JSON object.';
 
-CREATE OR REPLACE FUNCTION modelstore.predict_proba(model text, row_values jsonb)
+CREATE OR REPLACE FUNCTION modelstore.predict_proba_row(model text, row_values jsonb)
 RETURNS TABLE (class_label text, probability float8)
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -554,7 +555,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION modelstore.predict_proba(text, jsonb) IS
+COMMENT ON FUNCTION modelstore.predict_proba_row(text, jsonb) IS
     'Class probabilities of a named classifier for one row given as a JSON object: one row per class.';
 
 CREATE OR REPLACE FUNCTION modelstore.weights(model text)

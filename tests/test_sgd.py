@@ -226,7 +226,7 @@ def test_three_doors_agree(store, kind, target, extra):
     stored = store.model("m")
     py = stored.predict(frame[FEATURES])
     ml = store.query("SELECT * FROM ML.PREDICT(MODEL m, (SELECT * FROM trips)) ORDER BY id")
-    sql_rows = store.conn.execute("SELECT modelstore.predict_class('m', to_jsonb(t)) FROM public.trips t "
+    sql_rows = store.conn.execute("SELECT modelstore.predict_class_row('m', to_jsonb(t)) FROM public.trips t "
                                   "ORDER BY id").fetchall()
     got_ml = ml[f"predicted_{target}"].to_numpy()
     if kind == "sgd_linear":
@@ -244,7 +244,7 @@ def test_three_doors_agree(store, kind, target, extra):
         assert np.allclose(proba, ml_p, rtol=1e-12, atol=1e-15)
         sql_p = store.conn.execute(
             "SELECT array_agg(probability ORDER BY class_label) FROM public.trips t, "
-            "modelstore.predict_proba('m', to_jsonb(t)) GROUP BY t.id ORDER BY t.id").fetchall()
+            "modelstore.predict_proba_row('m', to_jsonb(t)) GROUP BY t.id ORDER BY t.id").fetchall()
         assert np.allclose(proba, np.array([r[0] for r in sql_p]), rtol=1e-12, atol=1e-15)
 
 
