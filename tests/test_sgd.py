@@ -329,3 +329,29 @@ def test_float_array_door_imputes_and_refuses_text(store):
     store.fit("sgd_svm", table="trips", target="late", features=FEATURES, order_by="id", name="txt", epochs=1)
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="text features"):
         store.conn.execute("SELECT modelstore.predict('txt', ARRAY[1, 2, 3, 4, 5]::float8[])")
+
+
+def test_deployment_refresh_warm_starts(store):
+    """A deployment of an SGD kind: each refresh continues from the serving version (weights, pipeline
+    statistics, optimizer state) over the window, scores the new rows first (prequential), records a version."""
+    store.conn.execute("DELETE FROM public.trips WHERE id > 400")
+    d = store.deploy("dep", "sgd_linear", table="trips", target="delay", features=FEATURES, order_by="id",
+                     window=200, optimizer="adam", learning_rate=0.02, epochs=2)
+    v1 = d.model
+    assert d.version == 1 and v1.params["learning_rate"] == 0.02
+    store.conn.execute("""INSERT INTO public.trips SELECT g + 400, dist, hour, wet, carrier, origin, delay, late
+                          FROM public.trips t JOIN generate_series(1, 100) g ON t.id = g""")
+    outcome = d.refresh()
+    assert outcome.refreshed and d.version == 2
+    frame = rows_frame(store.conn, "id > 300")
+    ref = v1.warm_copy()
+    ref.params = dict(v1.params)
+    ref.fit_frame(frame[FEATURES], frame["delay"])
+    assert np.array_equal(d.model.coef_, ref.coef_)
+    assert d.model.optimizer.t == v1.optimizer.t + 2 * math.ceil(200 / 32)
+    versions = d.versions()
+    assert versions.scored_rows.iloc[0] == 100  # v1 scored the 100 new rows before the refresh absorbed them
+    new = rows_frame(store.conn, "id > 400")
+    want = float(np.mean((new["delay"].to_numpy(dtype=float) - v1.predict(new[FEATURES])) ** 2))
+    assert abs(versions.prequential_loss.iloc[0] - want) < 1e-9 * want
+    assert np.allclose(d.predict(new[FEATURES]), ref.predict(new[FEATURES]), rtol=1e-12)

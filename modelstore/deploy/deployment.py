@@ -83,6 +83,8 @@ class Deployment:
         """Predictions of the active version (``groups``: per-group models are another issue)."""
         if groups is not None:
             raise InputError("groups= needs a per-group deployment (group_by), which is not supported yet")
+        if family(self._spec().kind).takes_text:  # its pipeline reads a DataFrame or rows with text in them
+            return self.model.predict(X)
         return self.model.predict(np.asarray(X, dtype=float))
 
     def refresh(self, *, force: bool = False) -> Outcome | None:
@@ -123,7 +125,7 @@ def deploy(store, name: str, kind: str, *, table: str, target: str, features, or
            where: str | None = None, l2: float | None = None, group_by=None, window_anchor: str = "newest",
            strategy: str = "most_recent", record_every=None, record_tolerance: float | None = None,
            gate: bool = False, gate_tolerance: float = 0.0, var_smoothing: float = 1e-9, alpha: float = 1.0,
-           replace: bool = False) -> Deployment:
+           replace: bool = False, **options) -> Deployment:
     """Deploy the exact model of ``window`` over ``table`` under ``name`` (docs/deployments.md).
 
     Everything is checked before anything is written, and written in one transaction.
@@ -146,7 +148,10 @@ def deploy(store, name: str, kind: str, *, table: str, target: str, features, or
     if isinstance(gate_tolerance, bool) or not isinstance(gate_tolerance, int | float) or not gate_tolerance >= 0:
         raise DeploymentError(f"gate_tolerance must be a number ≥ 0, got {gate_tolerance!r} instead")
     win = parse_window(window, window_anchor)
-    params = fam.params(l2=l2, var_smoothing=var_smoothing, alpha=alpha)
+    unknown = sorted(set(options) - set(fam.options))
+    if unknown:
+        raise DeploymentError(f"{kind} takes no option(s) {unknown}")
+    params = fam.params(l2=l2, var_smoothing=var_smoothing, alpha=alpha, **options)
     conn = store.conn
     with conn.transaction():
         tbl = resolve_table(conn, table)
@@ -164,7 +169,7 @@ def deploy(store, name: str, kind: str, *, table: str, target: str, features, or
         lo, hi = resolve(conn, tbl.identifier, order_by, order_kind, win)
         model = store.fit(kind, table=tbl.display, target=target, features=list(features), order_by=order_by,
                           lo=lo, hi=hi, where=where, l2=l2, var_smoothing=var_smoothing, alpha=alpha, name=name,
-                          replace=replace)
+                          replace=replace, **options)
         model_id = conn.execute("SELECT model_id FROM modelstore.fitted_models WHERE name = %s", [name]).fetchone()[0]
         executed = model.plan
         one_read = len(executed.plan.steps) == 1 and executed.plan.steps[0].op == "stored"

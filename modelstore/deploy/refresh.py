@@ -96,7 +96,7 @@ class Spec:
 
     def fit_arguments(self, lo, hi) -> dict:
         return dict(table=self.table_name, target=self.target, features=list(self.features), order_by=self.order_by,
-                    lo=lo, hi=hi, where=self.filter, **self.params)
+                    lo=lo, hi=hi, where=self.filter, **family(self.kind).fit_options(self.params))
 
 
 def load(conn: psycopg.Connection, *, name: str | None = None, deployment_id: int | None = None,
@@ -185,7 +185,9 @@ def _refresh(store, spec: Spec, snapshot: str, now: dt.datetime, pending: int) -
                         [spec.deployment_id, version, active, bound_text(batch_lo), bound_text(hi), score.rows,
                          score.loss_sum, score.abs_sum])
 
-    model = store.fit(spec.kind, **spec.fit_arguments(lo, hi), name=spec.name, replace=True)
+    # an SGD family continues from the serving model (its weights, statistics, optimizer state): warm start
+    warm = {"warm_start": spec.name} if family(spec.kind).iterative else {}
+    model = store.fit(spec.kind, **spec.fit_arguments(lo, hi), name=spec.name, replace=True, **warm)
     executed = model.plan
     one_read = len(executed.plan.steps) == 1 and executed.plan.steps[0].op == "stored"
     stats_id = executed.stored_stats_id

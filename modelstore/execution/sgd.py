@@ -58,6 +58,7 @@ def new_model(table: Table, descriptor: Descriptor, labels: list) -> SGDModel:
         raise ColumnTypeError("every feature of an SGD-trained model must be numeric, boolean or text")
     pipeline = Pipeline(numeric, text, descriptor.params["hash_buckets"])
     pipeline.raw_order = list(descriptor.features)
+    pipeline.boolean = [f for f in numeric if table.columns[f].category == "B"]
     classes = None
     if fam.classifier:
         classes = sorted(set(labels), key=lambda v: (str(type(v)), v))

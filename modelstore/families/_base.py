@@ -62,6 +62,10 @@ class Family:
         """The columns the statistics are over."""
         return features if self.classifier else features + (target,)
 
+    def fit_options(self, params: dict) -> dict:
+        """The ``store.fit`` keyword arguments that reproduce stored ``params`` (a deployment's refresh)."""
+        return dict(params)
+
     def text_inputs(self, model) -> set[str]:
         """The input columns the model reads as text (its SQL scores take them uncast)."""
         return set()

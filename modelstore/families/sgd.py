@@ -65,6 +65,12 @@ class SGDFamily(Family):
                 "shuffle": shuffle, "seed": _positive_int("seed", seed, 0),
                 "hash_buckets": _positive_int("hash_buckets", hash_buckets, 0)}
 
+    def fit_options(self, params: dict) -> dict:
+        options = {k: params[k] for k in ("l2", *OPTIONS) if k in params}
+        if params.get("optimizer") == "sgd":
+            options["schedule"] = params["schedule"]
+        return options
+
     def text_inputs(self, model) -> set[str]:
         return set(model.pipeline.text)
 

@@ -59,6 +59,8 @@ class Pipeline:
         self.m2 = np.zeros(k)
         self.missing = np.zeros(k)
         self.categories: dict[str, list[str]] = {c: [] for c in self.text} if not self.hash_buckets else {}
+        #: numeric columns that are booleans in the table (SQL casts them through int)
+        self.boolean: list[str] = []
 
     # -- the feature layout -----------------------------------------------------------------------------------
 
@@ -159,7 +161,10 @@ class Pipeline:
         terms: list[exp.Expression] = []
         scale = self.scale()
         for j, c in enumerate(self.numeric):
-            x = exp.Cast(this=inputs[c].copy(), to=exp.DataType.build("double precision"))
+            x = inputs[c].copy()
+            if c in self.boolean:
+                x = exp.Cast(this=x, to=exp.DataType.build("int"))
+            x = exp.Cast(this=x, to=exp.DataType.build("double precision"))
             filled = exp.Coalesce(this=x, expressions=[number(self.mean[j])])
             z = exp.Div(this=exp.Paren(this=exp.Sub(this=filled, expression=number(self.mean[j]))),
                         expression=number(scale[j]))
@@ -205,7 +210,7 @@ class Pipeline:
         return {"numeric": self.numeric, "text": self.text, "hash_buckets": self.hash_buckets,
                 "n": self.n.tolist(), "mean": self.mean.tolist(), "m2": self.m2.tolist(),
                 "missing": self.missing.tolist(), "scale": self.scale().tolist(), "categories": self.categories,
-                "raw_order": list(self.raw_order or self.columns)}
+                "raw_order": list(self.raw_order or self.columns), "boolean": self.boolean}
 
     @classmethod
     def from_state(cls, state: dict) -> "Pipeline":
@@ -216,6 +221,7 @@ class Pipeline:
         p.missing = np.array(state["missing"], dtype=float)
         p.categories = {c: list(v) for c, v in state["categories"].items()}
         p.raw_order = list(state.get("raw_order") or p.columns)
+        p.boolean = list(state.get("boolean", []))
         return p
 
     def copy(self) -> "Pipeline":

@@ -50,7 +50,8 @@ class SGDModel(Provenance):
         self.params = dict(params)
         self.pipeline = pipeline
         self.name = None
-        self.classes_ = None if classes is None else labels_array(list(classes))
+        if classes is not None:  # a regression has no classes_ attribute at all, as in scikit-learn
+            self.classes_ = labels_array(list(classes))
         d = len(pipeline.feature_names())
         k = self.outputs
         self.coef_ = np.zeros((k, d)) if self.classifier else np.zeros(d)
@@ -227,8 +228,8 @@ class SGDModel(Provenance):
         return {
             "kind": self.kind, "version": _STATE_VERSION, "name": self.name, "loss": self.loss,
             "params": self.params, "pipeline": self.pipeline.to_state(), "feature_names": self.feature_names_,
-            "classes": None if self.classes_ is None else [c.item() if isinstance(c, np.generic) else c
-                                                           for c in self.classes_],
+            "classes": None if not self.classifier else [c.item() if isinstance(c, np.generic) else c
+                                                         for c in self.classes_],
             "coef": encode_floats(self.coef_), "intercept": encode_floats(self.intercept_),
             "optimizer_state": self.optimizer.to_state(), "rows_used": self.rows_used,
             "rows_skipped": self.rows_skipped, "steps": self.steps,
