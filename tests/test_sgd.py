@@ -355,3 +355,46 @@ def test_deployment_refresh_warm_starts(store):
     want = float(np.mean((new["delay"].to_numpy(dtype=float) - v1.predict(new[FEATURES])) ** 2))
     assert abs(versions.prequential_loss.iloc[0] - want) < 1e-9 * want
     assert np.allclose(d.predict(new[FEATURES]), ref.predict(new[FEATURES]), rtol=1e-12)
+
+
+# -- proactive training (§3.2, §3.3, §4.1) ---------------------------------------------------------------------
+
+def test_proactive_refresh_by_hand(store):
+    """One proactive refresh: chunks of the window, new chunks folded into the statistics, the oldest
+    evicted beyond the budget, a sample (evicted ones re-materialized from their rows), one SGD step."""
+    store.conn.execute("DELETE FROM public.trips WHERE id > 400")
+    d = store.deploy("pro", "sgd_logistic", table="trips", target="late", features=FEATURES, order_by="id",
+                     epochs=2, proactive={"chunk_rows": 50, "sample_chunks": 4, "budget_chunks": 5})
+    v1 = d.model
+    store.conn.execute("""INSERT INTO public.trips SELECT g + 400, dist, hour, wet, carrier, origin, delay, late
+                          FROM public.trips t JOIN generate_series(1, 100) g ON t.id = g""")
+    assert d.refresh().refreshed
+    chunks = store.conn.execute("SELECT seq, lo, hi, rows, materialized FROM modelstore.feature_chunks "
+                                "ORDER BY seq").fetchall()
+    assert [c[3] for c in chunks] == [50] * 10  # 8 of the window, 2 new
+    assert [c[4] for c in chunks] == [False] * 5 + [True] * 5  # budget 5: the oldest evicted
+    info = d.events().query("kind == 'refresh'").detail.iloc[-1]["proactive"]
+    picked = info["picked"]
+    assert len(picked) == 4 and set(picked) <= set(range(1, 9))  # historical chunks only
+    assert info["materialized"] == sum(1 for s in picked if s > 5) and info["mu"] == info["materialized"] / 4
+    # by hand: statistics updated with the new rows, then one step over sample + new rows
+    ref = v1.warm_copy()
+    frame = rows_frame(store.conn)
+    new = frame[frame.id > 400]
+    new_parts = []
+    for start in (0, 50):  # each new chunk is transformed with the statistics that include it (online)
+        ref.pipeline.update(new.iloc[start:start + 50][FEATURES])
+        ref.sync_features()
+        new_parts.append(ref.pipeline.transform(new.iloc[start:start + 50][FEATURES]))
+    window_X = v1.pipeline.transform(frame[frame.id <= 400][FEATURES])  # stored chunks: the deploy's statistics
+    parts, ys = [], []
+    for s in picked:
+        rows = slice((s - 1) * 50, s * 50)
+        # materialized chunks hold the deploy-time features; evicted ones are re-transformed now
+        parts.append(window_X[rows] if s > 5 else ref.pipeline.transform(frame.iloc[rows][FEATURES]))
+        ys += list(frame.iloc[rows]["late"])
+    parts += new_parts
+    ys += list(new["late"])
+    ref.step(np.vstack(parts), ref._targets(ys))
+    assert np.allclose(d.model.coef_, ref.coef_, rtol=1e-12, atol=1e-15)
+    assert d.model.optimizer.t == v1.optimizer.t + 1

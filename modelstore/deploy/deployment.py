@@ -20,6 +20,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from modelstore.deploy import monitor, versions
+from modelstore.deploy import proactive as proactive_training
 from modelstore.deploy.refresh import SELECT_DEPLOYMENT, Outcome, Spec, load, refresh
 from modelstore.deploy.windows import check_window, parse_window, resolve
 from modelstore.errors import (
@@ -125,7 +126,7 @@ def deploy(store, name: str, kind: str, *, table: str, target: str, features, or
            where: str | None = None, l2: float | None = None, group_by=None, window_anchor: str = "newest",
            strategy: str = "most_recent", record_every=None, record_tolerance: float | None = None,
            gate: bool = False, gate_tolerance: float = 0.0, var_smoothing: float = 1e-9, alpha: float = 1.0,
-           replace: bool = False, **options) -> Deployment:
+           replace: bool = False, proactive: dict | None = None, **options) -> Deployment:
     """Deploy the exact model of ``window`` over ``table`` under ``name`` (docs/deployments.md).
 
     Everything is checked before anything is written, and written in one transaction.
@@ -152,6 +153,8 @@ def deploy(store, name: str, kind: str, *, table: str, target: str, features, or
     if unknown:
         raise DeploymentError(f"{kind} takes no option(s) {unknown}")
     params = fam.params(l2=l2, var_smoothing=var_smoothing, alpha=alpha, **options)
+    if proactive is not None:  # proactive training instead of refits (docs/continuous.md)
+        params["proactive"] = proactive_training.check_config(proactive, kind)
     conn = store.conn
     with conn.transaction():
         tbl = resolve_table(conn, table)

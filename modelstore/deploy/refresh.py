@@ -32,7 +32,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from modelstore.deploy import monitor, versions
+from modelstore.deploy import monitor, proactive, versions
 from modelstore.deploy.windows import Window, resolve
 from modelstore.errors import InputError, ModelstoreError, RangeError
 from modelstore.families import family
@@ -165,6 +165,7 @@ def _refresh(store, spec: Spec, snapshot: str, now: dt.datetime, pending: int) -
 
     # prequential: the rows appended since the last refresh, scored before the model absorbs them
     scores = {}
+    scoring_started = time.perf_counter()
     if spec.hi is not None:
         prev_hi = parse_bound(spec.hi, order_kind)
         if hi > prev_hi:
@@ -185,10 +186,20 @@ def _refresh(store, spec: Spec, snapshot: str, now: dt.datetime, pending: int) -
                         [spec.deployment_id, version, active, bound_text(batch_lo), bound_text(hi), score.rows,
                          score.loss_sum, score.abs_sum])
 
-    # an SGD family continues from the serving model (its weights, statistics, optimizer state): warm start
-    warm = {"warm_start": spec.name} if family(spec.kind).iterative else {}
-    model = store.fit(spec.kind, **spec.fit_arguments(lo, hi), name=spec.name, replace=True, **warm)
-    executed = model.plan
+    scoring_seconds = time.perf_counter() - scoring_started
+    proactive_info = None
+    if spec.params.get("proactive"):
+        # proactive training (docs/continuous.md): a sample of stored chunks and the new rows, one SGD step
+        train_started = time.perf_counter()
+        model, executed, proactive_info = proactive.train(store, spec, served, lo, hi, order_kind)
+        scored = scores.get(spec.active_version)
+        proactive_info["next_run_s"] = proactive.schedule_next(
+            conn, spec, time.perf_counter() - train_started, scored.rows if scored else 0, scoring_seconds)
+    else:
+        # an SGD family continues from the serving model (its weights, statistics, optimizer state): warm start
+        warm = {"warm_start": spec.name} if family(spec.kind).iterative else {}
+        model = store.fit(spec.kind, **spec.fit_arguments(lo, hi), name=spec.name, replace=True, **warm)
+        executed = model.plan
     one_read = len(executed.plan.steps) == 1 and executed.plan.steps[0].op == "stored"
     stats_id = executed.stored_stats_id
 
@@ -243,7 +254,8 @@ def _refresh(store, spec: Spec, snapshot: str, now: dt.datetime, pending: int) -
     _event(conn, spec.deployment_id, "refresh", active, {
         "lo": bound_text(lo), "hi": bound_text(hi), "rows": versions.rows_of(model), "strategy": executed.plan.strategy,
         "rows_scanned": executed.rows_scanned, "ms": round(seconds * 1000, 3), "pending": pending,
-        "recorded": recorded, "scored_rows": {str(v): s.rows for v, s in scores.items()}}, started_at)
+        "recorded": recorded, "scored_rows": {str(v): s.rows for v, s in scores.items()},
+        **({"proactive": proactive_info} if proactive_info else {})}, started_at)
     return Outcome(spec.name, True, recorded, active, versions.rows_of(model), seconds,
                    f"{executed.plan.strategy}, {executed.rows_scanned} rows scanned", executed.rows_scanned)
 
