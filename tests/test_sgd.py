@@ -398,3 +398,114 @@ def test_proactive_refresh_by_hand(store):
     ref.step(np.vstack(parts), ref._targets(ys))
     assert np.allclose(d.model.coef_, ref.coef_, rtol=1e-12, atol=1e-15)
     assert d.model.optimizer.t == v1.optimizer.t + 1
+
+
+def test_mu_formulas_against_hand_computation():
+    from fractions import Fraction
+
+    from modelstore.deploy.materialization import dynamic_interval, harmonic, mu_n, mu_uniform, mu_window
+    # uniform, N = 10, m = 4: (4 + 4/5 + … + 4/10) / 10
+    want = (4 + sum(Fraction(4, n) for n in range(5, 11))) / 10
+    assert abs(mu_uniform(10, 4) - float(want)) < 1e-15
+    assert abs(sum(mu_n(n, 4) for n in range(1, 11)) / 10 - float(want)) < 1e-15
+    # window, N = 20, m = 3, w = 8: (3 + 3/4 + … + 3/8 + 12 · 3/8) / 20
+    want = (3 + sum(Fraction(3, n) for n in range(4, 9)) + 12 * Fraction(3, 8)) / 20
+    assert abs(mu_window(20, 3, 8) - float(want)) < 1e-15
+    assert abs(sum(mu_n(n, 3, 8) for n in range(1, 21)) / 20 - float(want)) < 1e-15
+    assert mu_window(20, 8, 8) == 1.0 and mu_uniform(5, 9) == 1.0
+    # the paper's example (§3.2.2): N = 12,000 chunks, m = 7,200 materialized → MU ≈ 0.91 by formula (4)
+    assert abs(mu_uniform(12_000, 7_200, exact=False) - 0.91) < 0.005
+    assert abs(mu_uniform(12_000, 7_200) - mu_uniform(12_000, 7_200, exact=False)) < 1e-3
+    assert abs(harmonic(1000) - (math.log(1000) + 0.5772156649 + 1 / 2000 - 1 / 12e6)) < 1e-10  # γ to 10 digits
+    # the scheduler (§4.1): T' = S · T · p_r · p_l
+    assert dynamic_interval(2.0, 0.5, 100.0, 0.001) == 2.0 * 0.5 * 100.0 * 0.001
+    with pytest.raises(modelstore.errors.DeploymentError, match="slack"):
+        dynamic_interval(-1.0, 0.5, 100.0, 0.001)
+
+
+@pytest.mark.parametrize("sampler", ["uniform", "window"])
+def test_measured_mu_is_the_formulas(sampler):
+    """One sample after every incoming chunk, the newest m materialized (the eviction rule): the measured
+    average MU is within 0.05 of formulas (4) and (5)."""
+    from modelstore.deploy.materialization import mu_uniform, mu_window
+    from modelstore.deploy.proactive import sample
+    rng = np.random.default_rng(7)
+    N, m, s, w = 600, 150, 10, 300
+    shares = []
+    for n in range(1, N + 1):
+        seqs = list(range(1, n + 1))
+        pool = seqs if sampler == "uniform" else seqs[-w:]
+        picked = sample(seqs, min(s, len(pool)), sampler, rng, w)
+        shares.append(sum(1 for q in picked if q > n - m) / len(picked))
+    want = mu_uniform(N, m) if sampler == "uniform" else mu_window(N, m, w)
+    assert abs(np.mean(shares) - want) < 0.05
+    assert abs(np.mean(shares) - want) < 0.01  # in fact much closer: 600 samples of 10
+
+
+def test_sampler_distributions():
+    from modelstore.deploy.proactive import sample
+    from modelstore.errors import SamplingError
+    rng = np.random.default_rng(11)
+    seqs = list(range(1, 11))
+    draws = 20_000
+    for sampler, expected in [("uniform", np.full(10, 0.1)), ("time", np.arange(1, 11) / 55.0),
+                              ("window", np.r_[np.zeros(6), np.full(4, 0.25)])]:
+        counts = np.zeros(10)
+        for _ in range(draws):
+            counts[sample(seqs, 1, sampler, rng, 4)[0] - 1] += 1
+        sd = np.sqrt(expected * (1 - expected) / draws)
+        assert np.all(np.abs(counts / draws - expected) <= 5 * sd + 1e-12), (sampler, counts / draws)
+    assert sample(seqs, 10, "uniform", rng) == seqs  # without replacement
+    with pytest.raises(SamplingError, match="cannot sample 11 chunks out of 10"):
+        sample(seqs, 11, "uniform", rng)
+    with pytest.raises(SamplingError, match="out of 4"):
+        sample(seqs, 5, "window", rng, 4)
+
+
+def test_proactive_bad_input_and_skips(store):
+    from modelstore.errors import DeploymentError, SamplingError
+    common = dict(table="trips", target="late", features=FEATURES, order_by="id", epochs=1)
+    with pytest.raises(SamplingError, match="at least one chunk"):
+        store.deploy("b", "sgd_logistic", proactive={"budget_chunks": 0}, **common)
+    with pytest.raises(SamplingError, match="sampler must be one of"):
+        store.deploy("b", "sgd_logistic", proactive={"sampler": "stratified"}, **common)
+    with pytest.raises(SamplingError, match="window_chunks"):
+        store.deploy("b", "sgd_logistic", proactive={"sampler": "window"}, **common)
+    with pytest.raises(DeploymentError, match="takes no option"):
+        store.deploy("b", "sgd_logistic", proactive={"chunks": 3}, **common)
+    with pytest.raises(DeploymentError, match="SGD-trained kinds"):
+        store.deploy("b", "linear", table="trips", target="delay", features=["hour"], order_by="id",
+                     proactive={})
+    assert store.conn.execute("SELECT count(*) FROM modelstore.deployments").fetchone()[0] == 0
+    # a sample with one class only is skipped and recorded; a chunk whose rows all have a NULL target adds none
+    d = store.deploy("b", "sgd_logistic", proactive={"sample_chunks": 0, "chunk_rows": 10}, **common)
+    before = d.model.coef_.copy()
+    store.conn.execute("""INSERT INTO public.trips (id, dist, hour, wet, carrier, origin, delay, late)
+                          SELECT 1000 + g, NULL, NULL, NULL, NULL, NULL, 1.0, true FROM generate_series(1, 5) g""")
+    d.refresh()
+    info = d.events().query("kind == 'refresh'").detail.iloc[-1]["proactive"]
+    assert info["skipped"].startswith("the sample has one class only") and np.array_equal(d.model.coef_, before)
+    store.conn.execute("""INSERT INTO public.trips (id, dist, hour, wet, carrier, origin, delay, late)
+                          SELECT 2000 + g, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM generate_series(1, 5) g""")
+    d.refresh()
+    info = d.events().query("kind == 'refresh'").detail.iloc[-1]["proactive"]
+    assert info["new_rows"] == 0 and info["skipped"] == "no rows to train on"
+
+
+def test_scheduler_in_the_worker(store, dsn):
+    """Static schedule: a proactive deployment with pending rows is not refreshed before next_run_at."""
+    from modelstore.deploy.worker import Worker
+    d = store.deploy("sched", "sgd_linear", table="trips", target="delay", features=FEATURES, order_by="id",
+                     epochs=1, proactive={"schedule": "static", "interval": 3600, "chunk_rows": 100})
+    store.conn.execute("INSERT INTO public.trips SELECT id + 1000, dist, hour, wet, carrier, origin, delay, late "
+                       "FROM public.trips WHERE id <= 50")
+    worker = Worker(store, dsn)
+    assert worker.work_once() == 1  # never run yet: due
+    due_in = store.conn.execute("SELECT extract(epoch FROM next_run_at - clock_timestamp()) FROM "
+                                "modelstore.deployments").fetchone()[0]
+    assert 3500 < due_in <= 3600
+    store.conn.execute("INSERT INTO public.trips SELECT id + 2000, dist, hour, wet, carrier, origin, delay, late "
+                       "FROM public.trips WHERE id <= 50")
+    assert worker.work_once() == 0 and d.pending() > 0  # pending, but not due
+    store.conn.execute("UPDATE modelstore.deployments SET next_run_at = clock_timestamp() - interval '1 second'")
+    assert worker.work_once() == 1 and d.pending() == 0
