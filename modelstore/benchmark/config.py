@@ -87,6 +87,18 @@ class Config:
     deploy_batch: int = 1_000
     deploy_commits: int = 50
 
+    # continuous deployment (issue #17): NYC flights 2013 streamed in hourly chunks after a deploy period
+    flights_deploy_days: int = 31  # January trains the deployed model
+    flights_stream_days: int = 334  # February to December stream in
+    flights_retrain_days: int = 30  # periodical: a full retraining (warm start) every month
+    flights_proactive_every: int = 5  # continuous: a proactive step every 5 hourly chunks (the paper's Taxi)
+    flights_sample_chunks: int = 16
+    flights_epochs: int = 5
+    flights_budget_fraction: float = 0.5  # materialized chunks kept, as a share of all chunks
+    flights_window_fraction: float = 0.25  # the window sampler's window, as a share of all chunks
+    flights_row_step: int = 1  # every k-th flight (a thinner stream for tests)
+    flights_db_refreshes: int = 20  # proactive refreshes of a real deployment, timed
+
     def size(self, paper_rows: float) -> int:
         """A paper-scale row count at this run's scale (at least 2 rows)."""
         return max(2, int(round(paper_rows * self.size_scale)))
@@ -139,6 +151,7 @@ def quick() -> Config:
         index_queries=15, index_large_queries=5, index_any_queries=20,
         capture_rows=100_000, capture_batch=5_000, capture_repeats=5,
         deploy_rows=100_000, deploy_batch=500, deploy_commits=20,
+        flights_stream_days=59, flights_db_refreshes=10,  # February and March
     )
 
 

@@ -20,6 +20,9 @@ catalog empty behind it, and returns a JSON-able dict of results: figures as med
                        :mod:`modelstore.benchmark.capture`)
 ``deployments``        deployed linear / Gaussian NB under an insert stream: rows/s, commit → model,
                        refresh vs refit of the window (issue #16; :mod:`modelstore.benchmark.deployments`)
+``continuous``         continuous deployment (proactive training) vs online and periodical retraining on
+                       the NYC flights of 2013: cost and prequential error (issue #17;
+                       :mod:`modelstore.benchmark.continuous`)
 =====================  ==========================================================================
 """
 
@@ -30,7 +33,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from modelstore.benchmark import baselines, capture, data, deployments, engine, measure, workloads
+from modelstore.benchmark import baselines, capture, continuous, data, deployments, engine, measure, workloads
 from modelstore.benchmark.context import Context
 from modelstore.benchmark.measure import gains, summarize
 from modelstore.benchmark.workloads import Query
@@ -546,4 +549,5 @@ EXPERIMENTS = {
     "capture": capture.capture,
     "deployments": deployments.deployments,
     "engine": engine.engine,
+    "continuous": continuous.continuous,
 }

@@ -230,9 +230,9 @@ class Pipeline:
 
 def _numbers(values) -> np.ndarray:
     """A column of numbers (None/NaN missing; booleans as 0/1) as float64 with NaN for missing."""
-    out = pd.to_numeric(pd.Series(values, dtype=object).map(lambda v: None if v is None else float(v)),
-                        errors="raise")
-    return out.to_numpy(dtype=float)
+    if isinstance(values, pd.Series) and values.dtype.kind in "fi":
+        return values.to_numpy(dtype=float)
+    return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
 
 
 __all__ = ["Pipeline", "bucket"]
