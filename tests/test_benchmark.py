@@ -46,6 +46,8 @@ TINY = Config(
     planner_models=(1_000,), planner_queries=2,
     index_queries=3, index_large_queries=2, index_any_queries=3,
     capture_batch=400, capture_repeats=2,
+    flights_deploy_days=2, flights_stream_days=2, flights_retrain_days=1, flights_row_step=4,
+    flights_db_refreshes=2, flights_epochs=1, flights_sample_chunks=4,
 )
 
 #: DESIGN.md §7's rows, as the phrases SUMMARY.md must carry
@@ -314,3 +316,21 @@ def test_cli_bench(run, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "modelstore", "--dsn", run.dsn, "bench", "--only", "nope"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "unknown experiment" in bad.stdout + bad.stderr
+
+
+def test_continuous_experiment_compares_the_three_approaches(run):
+    """Issue #17: online, periodical and continuous over the flights stream, cost and prequential error."""
+    r = run.docs["continuous"]["results"]
+    assert set(r["models"]) == {"linear", "logistic", "svm"}
+    for m in r["models"].values():
+        runs = m["runs"]
+        assert set(runs) == {"online", "periodical", "continuous"}
+        assert runs["periodical"]["retrains"] >= 1 and runs["continuous"]["proactive_steps"] >= 1
+        for v in runs.values():
+            assert v["cost_s"]["total"] > 0 and math.isfinite(v["final_error"]) and v["rows_scored"] > 0
+            assert v["curve"][-1]["chunk"] == v["chunks"] == r["stream_chunks"]
+        assert m["periodical_over_continuous_cost"] > 0
+    mu = r["materialization_utilization"]["uniform"]
+    assert 0 <= mu["measured"] <= 1 and 0 < mu["expected_for_schedule"] <= 1
+    assert r["db_proactive"]["refreshes"] >= 1
+    assert "## Continuous deployment (NYC flights 2013)" in (run.out / "SUMMARY.md").read_text()

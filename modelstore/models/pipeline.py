@@ -30,6 +30,7 @@ Components, in the order of the feature vector:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 
@@ -40,6 +41,7 @@ from sqlglot import exp
 from modelstore.errors import InputError
 
 
+@functools.lru_cache(maxsize=65536)
 def bucket(column: str, value: str, buckets: int) -> int:
     """The hashed feature of ``column=value``: the first 3 bytes of its MD5, big-endian, mod ``buckets``."""
     digest = hashlib.md5(f"{column}={value}".encode()).digest()
@@ -132,11 +134,11 @@ class Pipeline:
             for c in self.text:
                 cats = self.categories[c]
                 where = {v: k for k, v in enumerate(cats)}
+                codes = np.fromiter((where.get(v if isinstance(v, str) else None if v is None else str(v), -1)
+                                     for v in frame[c]), dtype=np.int64, count=rows)
                 O = np.zeros((rows, len(cats)))
-                for i, v in enumerate(frame[c]):
-                    k = where.get(None if v is None else str(v))
-                    if k is not None:
-                        O[i, k] = 1.0
+                known = codes >= 0
+                O[np.flatnonzero(known), codes[known]] = 1.0
                 blocks.append(O)
         return np.hstack(blocks) if blocks else np.zeros((rows, 0))
 
