@@ -509,3 +509,13 @@ def test_scheduler_in_the_worker(store, dsn):
     assert worker.work_once() == 0 and d.pending() > 0  # pending, but not due
     store.conn.execute("UPDATE modelstore.deployments SET next_run_at = clock_timestamp() - interval '1 second'")
     assert worker.work_once() == 1 and d.pending() == 0
+
+
+def test_explain_and_evaluate(store):
+    plan = store.explain("sgd_svm", table="trips", target="late", features=FEATURES, order_by="id", epochs=3)
+    assert plan.strategy.startswith("SGD: one read of the rows") and plan.steps[0].op == "scan"
+    model = store.fit("sgd_svm", table="trips", target="late", features=FEATURES, order_by="id", name="ev", epochs=2)
+    got = store.query("SELECT * FROM ML.EVALUATE(MODEL ev, (SELECT * FROM trips WHERE id > 300))")
+    frame = rows_frame(store.conn, "id > 300")
+    want = float(np.mean(model.predict(frame[FEATURES]) == frame["late"].to_numpy()))
+    assert abs(float(got["accuracy"].iloc[0]) - want) < 1e-12

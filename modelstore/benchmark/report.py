@@ -551,6 +551,15 @@ def _continuous_section(docs) -> list[str]:
                    f"{runs['periodical']['final_error']:.4f} | {runs['continuous']['final_error']:.4f} | "
                    f"{runs['online']['cost_s']['total']:.1f} | {runs['periodical']['cost_s']['total']:.1f} | "
                    f"{runs['continuous']['cost_s']['total']:.1f} | {m['periodical_over_continuous_cost']:.2f} |")
+    extra = []
+    for label, m in r["models"].items():
+        runs = m["runs"]
+        base = runs["online"]["cost_s"]["total"]
+        per, con = runs["periodical"]["cost_s"]["total"] - base, runs["continuous"]["cost_s"]["total"] - base
+        extra.append(f"{label} {per:.1f} s vs {con:.1f} s" + (f" ({per / con:.2f}×)" if con > 0 else ""))
+    out += ["", "Cost beyond online learning's (the retrainings vs the proactive steps; every approach pays the "
+                "prediction, statistics and online step of each chunk): periodical vs continuous, "
+            + "; ".join(extra) + "."]
     saving = r.get("online_statistics_and_materialization_saving")
     out += ["", "Variants (linear regression, continuous): "
             + "; ".join(f"{k}: error {v['final_error']:.4f}, {v['cost_s']['total']:.1f} s"
