@@ -519,3 +519,9 @@ def test_explain_and_evaluate(store):
     frame = rows_frame(store.conn, "id > 300")
     want = float(np.mean(model.predict(frame[FEATURES]) == frame["late"].to_numpy()))
     assert abs(float(got["accuracy"].iloc[0]) - want) < 1e-12
+
+
+def test_a_logistic_deployment_is_trained_by_sgd(store):
+    d = store.deploy("lg", "logistic", table="trips", target="late", features=FEATURES, order_by="id", epochs=1)
+    assert d.info["kind"] == "sgd_logistic" and d.model.loss == "log"
+    assert store.models().set_index("name").loc["lg", "kind"] == "sgd_logistic"

@@ -135,6 +135,9 @@ def deploy(store, name: str, kind: str, *, table: str, target: str, features, or
         raise DeploymentError(f"group_by={group_by!r}: per-group deployments are not supported yet; "
                               f"deploy one model per group with where=…")
     fam = family(kind)
+    if fam.deploy_kind is not None:  # a `logistic` deployment is trained by SGD (docs/continuous.md)
+        kind = fam.deploy_kind
+        fam = family(kind)
     if fam.trained:
         raise DeploymentError(f"{kind} models are trained, not solved from statistics; deployments keep the exact "
                               f"families (linear, gaussian_nb, multinomial_nb) current")

@@ -47,6 +47,8 @@ class Family:
     #: whether the model is trained iteratively over the rows it reads (SGD, docs/continuous.md): no
     #: statistics plan, and a deployment continues training from the previous version (warm start)
     iterative: bool = False
+    #: the kind a deployment of this kind runs as (mixture-weight logistic deploys as SGD logistic)
+    deploy_kind: str | None = None
     #: whether features may be text columns (encoded by the model's own pipeline)
     takes_text: bool = False
     #: the options the family takes beyond ``params``' common ones (``store.fit(kind, …, **options)``)
