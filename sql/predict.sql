@@ -611,6 +611,35 @@ BEGIN
                 RETURN NEXT;
             END LOOP;
         END LOOP;
+    ELSIF v_kind IN ('sgd_logistic', 'sgd_svm', 'sgd_linear') THEN
+        -- the weights of the pipeline's features (numeric columns, then column=category or #bucket)
+        v_features := ARRAY(SELECT jsonb_array_elements_text(v_state -> 'feature_names'));
+        d := coalesce(cardinality(v_features), 0);
+        w := modelstore._floats(v_state -> 'coef');
+        IF v_kind = 'sgd_linear' THEN
+            class_label := NULL;
+            feature := '(intercept)';
+            weight := modelstore._float(v_state -> 'intercept');
+            RETURN NEXT;
+            FOR j IN 1 .. d LOOP
+                feature := v_features[j];
+                weight := w[j];
+                RETURN NEXT;
+            END LOOP;
+        ELSE
+            b := modelstore._floats(v_state -> 'intercept');
+            FOR c IN 1 .. cardinality(b) LOOP
+                class_label := v_classes ->> (CASE WHEN k = 2 THEN 1 ELSE c - 1 END);
+                feature := '(intercept)';
+                weight := b[c];
+                RETURN NEXT;
+                FOR j IN 1 .. d LOOP
+                    feature := v_features[j];
+                    weight := w[c][j];
+                    RETURN NEXT;
+                END LOOP;
+            END LOOP;
+        END IF;
     ELSIF v_kind = 'gaussian_nb' THEN
         -- the class prior, then per feature the class mean (theta_) and variance (var_, "name (var)")
         w := modelstore._floats(v_state -> 'theta');

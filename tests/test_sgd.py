@@ -525,3 +525,12 @@ def test_a_logistic_deployment_is_trained_by_sgd(store):
     d = store.deploy("lg", "logistic", table="trips", target="late", features=FEATURES, order_by="id", epochs=1)
     assert d.info["kind"] == "sgd_logistic" and d.model.loss == "log"
     assert store.models().set_index("name").loc["lg", "kind"] == "sgd_logistic"
+
+
+def test_sql_weights_of_an_sgd_model(store):
+    model = store.fit("sgd_logistic", table="trips", target="late", features=FEATURES, order_by="id", name="w",
+                      epochs=1)
+    rows = store.conn.execute("SELECT class_label, feature, weight FROM modelstore.weights('w')").fetchall()
+    assert rows[0] == ("true", "(intercept)", model.intercept_[0])
+    assert [r[1] for r in rows[1:]] == model.feature_names_
+    assert [r[2] for r in rows[1:]] == list(model.coef_[0])
