@@ -534,3 +534,46 @@ def test_sql_weights_of_an_sgd_model(store):
     assert rows[0] == ("true", "(intercept)", model.intercept_[0])
     assert [r[1] for r in rows[1:]] == model.feature_names_
     assert [r[2] for r in rows[1:]] == list(model.coef_[0])
+
+
+def test_worker_subprocess_runs_proactive_training(store, dsn):
+    """``modelstore worker`` as a real subprocess: woken by commits, it runs a proactive refresh per batch
+    (static schedule, interval 0) and records a version each time; stopped by PID (SIGTERM)."""
+    from tests.test_worker import WorkerProcess
+    store.conn.execute("DELETE FROM public.trips WHERE id > 400")
+    d = store.deploy("live", "sgd_linear", table="trips", target="delay", features=FEATURES, order_by="id",
+                     epochs=1, proactive={"chunk_rows": 25, "sample_chunks": 3, "budget_chunks": 8})
+    worker = WorkerProcess(dsn, interval=1.0)
+    try:
+        for batch in range(2):
+            lo = 401 + 50 * batch
+            store.conn.execute("INSERT INTO public.trips SELECT id + %s, dist, hour, wet, carrier, origin, delay, "
+                               "late FROM public.trips WHERE id BETWEEN 1 AND 50", [lo - 1])
+            worker.wait_for(f"refresh live: v{batch + 2} active, recorded v{batch + 2}")
+        assert d.version == 3 and d.pending() == 0
+        chunks = store.conn.execute("SELECT count(*), count(*) FILTER (WHERE materialized) "
+                                    "FROM modelstore.feature_chunks").fetchone()
+        assert chunks == (16 + 4, 8)  # the window's 16 chunks and 2 × 2 new ones; the newest 8 materialized
+        info = d.events().query("kind == 'refresh'").detail.iloc[-1]["proactive"]
+        assert info["sampled"] == 3 and info["new_chunks"] == 2
+    finally:
+        worker.stop()
+    assert worker.proc.returncode == 0
+
+
+def test_dynamic_schedule(store):
+    """T′ = S·T·p_r·p_l: with no predictions expected the next run is due at once; with a high rate later."""
+    common = dict(table="trips", target="delay", features=FEATURES, order_by="id", epochs=1)
+    for name, rate in (("idle", 0.0), ("busy", 1e9)):
+        store.deploy(name, "sgd_linear", proactive={"schedule": "dynamic", "slack": 2.0, "prediction_rate": rate,
+                                                    "chunk_rows": 100}, **common)
+    store.conn.execute("INSERT INTO public.trips SELECT id + 1000, dist, hour, wet, carrier, origin, delay, late "
+                       "FROM public.trips WHERE id <= 60")
+    for name in ("idle", "busy"):
+        store.deployment(name).refresh()
+    idle = store.deployment("idle").events().query("kind == 'refresh'").detail.iloc[-1]["proactive"]
+    busy = store.deployment("busy").events().query("kind == 'refresh'").detail.iloc[-1]["proactive"]
+    assert idle["next_run_s"] == 0.0 and busy["next_run_s"] > 0
+    later = store.conn.execute("SELECT next_run_at > clock_timestamp() FROM modelstore.deployments WHERE name = 'busy'"
+                               ).fetchone()[0]
+    assert later
