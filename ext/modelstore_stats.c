@@ -548,3 +548,215 @@ ms_dd_final(PG_FUNCTION_ARGS)
 	}
 	PG_RETURN_ARRAYTYPE_P(construct_array(out, len, FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
+
+/* The values of a float8[] argument that must hold exactly len values without NULLs. */
+static double *
+float8_values(ArrayType *a, int len, const char *what)
+{
+	if (ARR_NDIM(a) > 1 || ARR_HASNULL(a) || ARR_ELEMTYPE(a) != FLOAT8OID
+		|| (len > 0 && (ARR_NDIM(a) != 1 || ARR_DIMS(a)[0] != len)))
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("modelstore_stats dd_absorb: %s must be a float8[] of %d values without NULLs",
+							   what, len)));
+	return (double *) ARR_DATA_PTR(a);
+}
+
+#define LAYOUT_FULL 1		/* the comoment as a k×k matrix, row-major */
+#define LAYOUT_TRIANGLE 2	/* its upper triangle, row-major */
+#define LAYOUT_DIAG 3		/* its diagonal only (Gaussian Naive Bayes' per-class M2) */
+
+/*
+ * A stored summary (n_a rows, mean and comoment as hi + lo in `layout`) after adding (sign = +1) or
+ * removing (sign = −1) the rows whose finished statistics are dv ([n_b, null_rows, mean_hi[k],
+ * mean_lo[k], C_hi[m], C_lo[m]], m = k(k+1)/2, or k for LAYOUT_DIAG; NULL: no rows). Chan, Golub &
+ * LeVeque's pairwise update in double-double:
+ *   +:  δ = μ_b − μ_a,  μ = μ_a + δ·n_b/n,  C = C_a + C_b + δδᵀ·n_a·n_b/n         (n = n_a + n_b)
+ *   −:  μ_r = μ + (μ − μ_b)·n_b/n_r,  δ = μ_b − μ_r,  C_r = C − C_b − δδᵀ·n_r·n_b/n  (n_r = n − n_b)
+ * Returns [mean_hi[k], mean_lo[k], moments_hi[L], moments_lo[L]] in the stored layout.
+ */
+static ArrayType *
+absorb(int64 n_a, const double *mh, const double *ml, const double *ch, const double *cl, int k, int layout,
+	   int sign, const double *dv)
+{
+	int			m = layout == LAYOUT_DIAG ? k : k * (k + 1) / 2;
+	int			L = layout == LAYOUT_FULL ? k * k : m;
+	int			i,
+				j,
+				t;
+	double		nb = dv ? dv[0] : 0;
+	double		na = (double) n_a;
+	Datum	   *out = palloc(sizeof(Datum) * (2 * k + 2 * L));
+	dd			mu[MAX_ARGS],
+				delta[MAX_ARGS];
+
+	for (i = 0; i < k; i++)
+		mu[i] = (dd) {mh ? mh[i] : 0.0, ml ? ml[i] : 0.0};
+#define STORED(i, j, tt) ((dd) {ch[layout == LAYOUT_FULL ? (i) * k + (j) : (tt)], \
+								cl ? cl[layout == LAYOUT_FULL ? (i) * k + (j) : (tt)] : 0.0})
+#define PUT(i, j, tt, v) do { \
+		dd _v = (v); \
+		if (layout == LAYOUT_FULL) { \
+			out[2 * k + (i) * k + (j)] = out[2 * k + (j) * k + (i)] = Float8GetDatum(_v.hi); \
+			out[2 * k + L + (i) * k + (j)] = out[2 * k + L + (j) * k + (i)] = Float8GetDatum(_v.lo); \
+		} else { \
+			out[2 * k + (tt)] = Float8GetDatum(_v.hi); \
+			out[2 * k + L + (tt)] = Float8GetDatum(_v.lo); \
+		} } while (0)
+/* the pairs (i, j) of the layout, t counting them as the delta lists them */
+#define FOR_PAIRS for (i = 0, t = 0; i < k; i++) for (j = i; j < (layout == LAYOUT_DIAG ? i + 1 : k); j++, t++)
+
+	if (nb == 0)
+	{
+		/* nothing to merge: the summary as it is (with zero low parts where it had none) */
+		for (i = 0; i < k; i++)
+		{
+			out[i] = Float8GetDatum(mu[i].hi);
+			out[k + i] = Float8GetDatum(mu[i].lo);
+		}
+		FOR_PAIRS
+			PUT(i, j, t, STORED(i, j, t));
+	}
+	else if (sign > 0 && n_a == 0)
+	{
+		/* an empty summary takes the delta's statistics */
+		for (i = 0; i < k; i++)
+		{
+			out[i] = Float8GetDatum(dv[2 + i]);
+			out[k + i] = Float8GetDatum(dv[2 + k + i]);
+		}
+		FOR_PAIRS
+			PUT(i, j, t, ((dd) {dv[2 + 2 * k + t], dv[2 + 2 * k + m + t]}));
+	}
+	else if (sign < 0 && n_a - (int64) nb <= 0)
+	{
+		if (n_a - (int64) nb < 0)
+			ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION),
+							errmsg("modelstore_stats dd_absorb: cannot remove %.0f rows from a summary of %lld",
+								   nb, (long long) n_a)));
+		for (i = 0; i < 2 * k + 2 * L; i++)
+			out[i] = Float8GetDatum(0.0);
+	}
+	else
+	{
+		double		n = sign > 0 ? na + nb : na;	/* the whole of the pair */
+		double		nr = sign > 0 ? na : na - nb;	/* the part that is not the delta */
+
+		for (i = 0; i < k; i++)
+		{
+			dd			mub = {dv[2 + i], dv[2 + k + i]};
+			dd			r;
+
+			if (sign > 0)
+			{
+				delta[i] = dd_add(mub, dd_neg(mu[i]));
+				r = dd_add(mu[i], dd_div_d(dd_mul_d(delta[i], nb), n));
+			}
+			else
+			{
+				r = dd_add(mu[i], dd_div_d(dd_mul_d(dd_add(mu[i], dd_neg(mub)), nb), nr));
+				delta[i] = dd_add(mub, dd_neg(r));
+			}
+			out[i] = Float8GetDatum(r.hi);
+			out[k + i] = Float8GetDatum(r.lo);
+		}
+		FOR_PAIRS
+		{
+			dd			cb = {dv[2 + 2 * k + t], dv[2 + 2 * k + m + t]};
+			dd			outer = dd_div_d(dd_mul_d(dd_mul_d(dd_mul(delta[i], delta[j]), nr), nb), n);
+			dd			c = STORED(i, j, t);
+
+			if (sign > 0)
+				c = dd_add(dd_add(c, cb), outer);
+			else
+				c = dd_add(dd_add(c, dd_neg(cb)), dd_neg(outer));
+			PUT(i, j, t, c);
+		}
+	}
+#undef STORED
+#undef PUT
+#undef FOR_PAIRS
+	return construct_array(out, 2 * k + 2 * L, FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+}
+
+/* The arguments both entry points share: n (0), mean (1), mean_lo (2), moments (3), moments_lo (4). */
+static ArrayType *
+absorb_call(FunctionCallInfo fcinfo, int layout, int sign_arg, int delta_arg)
+{
+	int64		n_a;
+	ArrayType  *mom_arr;
+	int			sign,
+				k,
+				m,
+				L;
+	const double *mh = NULL,
+			   *ml = NULL,
+			   *cl = NULL,
+			   *dv = NULL;
+	const double *ch;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(3) || PG_ARGISNULL(sign_arg))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("modelstore_stats dd_absorb: n, moments, layout and sign must not be NULL")));
+	n_a = PG_GETARG_INT64(0);
+	sign = PG_GETARG_INT32(sign_arg);
+	if (sign != 1 && sign != -1)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("modelstore_stats dd_absorb: sign must be 1 or -1, got %d", sign)));
+	mom_arr = PG_GETARG_ARRAYTYPE_P(3);
+	L = ArrayGetNItems(ARR_NDIM(mom_arr), ARR_DIMS(mom_arr));
+	for (k = 1; k <= MAX_ARGS; k++)
+	{
+		int			want = layout == LAYOUT_FULL ? k * k : layout == LAYOUT_TRIANGLE ? k * (k + 1) / 2 : k;
+
+		if (want >= L)
+			break;
+	}
+	m = layout == LAYOUT_DIAG ? k : k * (k + 1) / 2;
+	if ((layout == LAYOUT_FULL ? k * k : m) != L)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("modelstore_stats dd_absorb: %d moments do not fit the layout", L)));
+	ch = float8_values(mom_arr, L, "moments");
+	if (!PG_ARGISNULL(4))
+		cl = float8_values(PG_GETARG_ARRAYTYPE_P(4), L, "moments_lo");
+	if (n_a != 0)
+	{
+		if (PG_ARGISNULL(1))
+			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							errmsg("modelstore_stats dd_absorb: a summary of %lld rows without a mean",
+								   (long long) n_a)));
+		mh = float8_values(PG_GETARG_ARRAYTYPE_P(1), k, "mean");
+		if (!PG_ARGISNULL(2))
+			ml = float8_values(PG_GETARG_ARRAYTYPE_P(2), k, "mean_lo");
+	}
+	if (!PG_ARGISNULL(delta_arg))
+		dv = float8_values(PG_GETARG_ARRAYTYPE_P(delta_arg), 2 + 2 * k + 2 * m,
+						   "delta (a finished statistics array over the summary's columns)");
+	return absorb(n_a, mh, ml, ch, cl, k, layout, sign, dv);
+}
+
+/*
+ * dd_absorb(n, mean, mean_lo, moments, moments_lo, full, sign, delta): a stored linear summary (the
+ * comoment k×k when full, else its upper triangle) after adding or removing the rows of a dd_moments
+ * result. Change capture keeps stored double-double statistics double-double with it
+ * (docs/statistics.md, "Change capture"); NULL low parts (a float64 summary) count as zero.
+ */
+PG_FUNCTION_INFO_V1(ms_dd_absorb);
+Datum
+ms_dd_absorb(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(5))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("modelstore_stats dd_absorb: full must not be NULL")));
+	PG_RETURN_ARRAYTYPE_P(absorb_call(fcinfo, PG_GETARG_BOOL(5) ? LAYOUT_FULL : LAYOUT_TRIANGLE, 6, 7));
+}
+
+/*
+ * dd_absorb_diag(n, mean, mean_lo, m2, m2_lo, sign, delta): the same for one class of a Gaussian Naive
+ * Bayes summary (the per-feature M2, a dd_diag result as delta).
+ */
+PG_FUNCTION_INFO_V1(ms_dd_absorb_diag);
+Datum
+ms_dd_absorb_diag(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_ARRAYTYPE_P(absorb_call(fcinfo, LAYOUT_DIAG, 5, 6));
+}

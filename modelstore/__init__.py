@@ -11,8 +11,8 @@
 
 from modelstore.errors import (
     ColumnTypeError, FilterError, InputError, MigrationError, ModelNotFoundError, ModelstoreError,
-    NonFiniteValueError, PlanNoteWarning, PrivilegeError, RangeError, ServerError, SingularMatrixError, TooManyClassesError,
-    UnknownColumnError, UnknownTableError,
+    NonFiniteValueError, PlanNoteWarning, PrivilegeError, RangeError, ServerError, ShardUnavailableError, SingularMatrixError,
+    TooManyClassesError, UnknownColumnError, UnknownTableError,
 )
 from modelstore.language import LanguageError
 from modelstore.store import Store, connect
@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ColumnTypeError", "FilterError", "InputError", "LanguageError", "MigrationError", "ModelNotFoundError", "ModelstoreError",
-    "NonFiniteValueError", "PlanNoteWarning", "PrivilegeError", "RangeError", "ServerError", "SingularMatrixError", "Store", "TooManyClassesError",
+    "NonFiniteValueError", "PlanNoteWarning", "PrivilegeError", "RangeError", "ServerError", "ShardUnavailableError",
+    "SingularMatrixError", "Store", "TooManyClassesError",
     "UnknownColumnError", "UnknownTableError", "__version__", "connect",
 ]

@@ -18,11 +18,13 @@ Every error is a :class:`ModelstoreError`; messages name the offending object an
      │    ├── PrivilegeError         the current role may not read a table or column the request needs
      │    └── DeploymentError        a deployment that cannot be made or changed as asked (docs/deployments.md)
      │         ├── WindowError            an unknown window unit, a time window on a non-time column, 0 rows
-     │         ├── SourceKindError        a deployment over a view, materialized view, partitioned or foreign table
+     │         ├── SourceKindError        a deployment over a view, materialized view, foreign or sharded table
      │         ├── NotDeployedError       no deployment of that name (a plain model, or nothing)
+     │         ├── ObservationError       observed rows that cannot be written as given (count, type, filter)
      │         └── VersionNotFoundError   a deployment has no such version
      ├── SingularMatrixError    XᵀX is singular without a ridge penalty (names the collinear columns)
-     └── ModelNotFoundError     no stored model of that name
+     ├── ModelNotFoundError     no stored model of that name
+     └── ShardUnavailableError  a shard (a foreign partition's server) the request reads cannot be reached
 """
 
 from __future__ import annotations
@@ -99,6 +101,12 @@ class NotDeployedError(DeploymentError, LookupError):
     """No deployment has that name (it may be a plain model)."""
 
 
+class ObservationError(DeploymentError):
+    """Observed rows that cannot be written to a deployment's table as given: a wrong number of values,
+    a non-numeric or NULL value, a label count that does not match, a row the deployment's filter
+    rejects, no ordering value; nothing has been written."""
+
+
 class VersionNotFoundError(DeploymentError, LookupError):
     """The deployment has no version of that number."""
 
@@ -114,6 +122,17 @@ class SingularMatrixError(ModelstoreError, ArithmeticError):
 
 class ModelNotFoundError(ModelstoreError, LookupError):
     """No stored model has that name."""
+
+
+class ShardUnavailableError(ModelstoreError, ConnectionError):
+    """A shard the request reads (the server of a foreign partition) cannot be reached; nothing was stored
+    (docs/scale-out.md)."""
+
+    def __init__(self, message: str, server: str | None = None, partitions: list[str] | None = None):
+        super().__init__(message)
+        #: the foreign server's name, and the partitions of the table that live on it
+        self.server = server
+        self.partitions = list(partitions or [])
 
 
 class PlanNoteWarning(UserWarning):

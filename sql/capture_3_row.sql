@@ -13,6 +13,7 @@ CREATE OR REPLACE FUNCTION modelstore._absorb_row(p_index bigint, p_levels integ
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 3  -- float8 → jsonb → float8 is exact (shortest round-trip output)
 AS $$
 DECLARE
     k integer := cardinality(p_x);
@@ -26,8 +27,17 @@ DECLARE
     levels smallint[];
     positions integer[];
     leaf integer;
+    -- double-double merges when the extension is installed; one row's dd_moments result: n = 1, mean = x
+    dd boolean := p_family <> 'multinomial_nb' AND p_complete AND modelstore._capture_dd();
+    one float8[] := CASE WHEN p_family = 'linear' THEN ARRAY[1, 0]::float8[] || p_x || zeros || zero_pairs || zero_pairs END;
 BEGIN
-    IF p_family <> 'linear' THEN
+    IF p_family = 'gaussian_nb' AND dd THEN
+        -- one row's dd_diag result: n = 1, mean = x, zero moments
+        deltas := jsonb_build_array(jsonb_build_object(
+            'label', p_label, 'm', p_sgn,
+            'plus', to_jsonb(CASE WHEN p_sgn > 0 THEN ARRAY[1, 0]::float8[] || p_x || zeros || zeros || zeros END),
+            'minus', to_jsonb(CASE WHEN p_sgn < 0 THEN ARRAY[1, 0]::float8[] || p_x || zeros || zeros || zeros END)));
+    ELSIF p_family <> 'linear' THEN
         deltas := jsonb_build_array(jsonb_build_object(
             'label', p_label, 'm', p_sgn, 'c', to_jsonb(CASE WHEN multinomial THEN zeros ELSE p_x END),
             -- multinomial keeps plain (signed) feature sums
@@ -42,13 +52,27 @@ BEGIN
                     ELSE kn BETWEEN t.lo_key AND t.hi_key END;
         IF NOT p_complete THEN
             UPDATE modelstore.statistics AS t SET null_rows = t.null_rows + p_sgn WHERE t.stats_id = ANY (ids);
+        ELSIF p_family = 'linear' AND dd THEN
+            -- double-double merge (the extension): the summary keeps its precision
+            UPDATE modelstore.statistics AS t SET n = t.n + p_sgn, (mean, mean_lo, moments, moments_lo) = (SELECT * FROM
+                       modelstore._absorbed_linear_dd(t.n, t.mean, t.mean_lo, t.moments, t.moments_lo, true,
+                                                      CASE WHEN p_sgn > 0 THEN one END, CASE WHEN p_sgn < 0 THEN one END))
+             WHERE t.stats_id = ANY (ids);
         ELSIF p_family = 'linear' THEN
             -- a float64 merge: double-double low parts no longer apply (docs/statistics.md, "Change capture")
             UPDATE modelstore.statistics AS t SET n = t.n + p_sgn, mean_lo = NULL, moments_lo = NULL, (mean, moments) = (SELECT * FROM
                        modelstore._absorbed_linear(t.n, t.mean, t.moments, p_sgn, p_x, zeros, zero_pairs, true))
              WHERE t.stats_id = ANY (ids);
+        ELSIF dd THEN
+            UPDATE modelstore.statistics AS t SET n = t.n + p_sgn,
+                   (classes, counts, mean, mean_lo, moments, moments_lo) = (SELECT * FROM
+                       modelstore._merged_classes_dd(t.classes, t.counts, t.mean, t.mean_lo, t.moments, t.moments_lo,
+                                                     k, deltas))
+             WHERE t.stats_id = ANY (ids);
         ELSE
-            UPDATE modelstore.statistics AS t SET n = t.n + p_sgn, (classes, counts, mean, moments) = (SELECT * FROM
+            -- a float64 merge: double-double low parts no longer apply
+            UPDATE modelstore.statistics AS t SET n = t.n + p_sgn, mean_lo = NULL, moments_lo = NULL,
+                   (classes, counts, mean, moments) = (SELECT * FROM
                        modelstore._merged_classes(t.family, t.classes, t.counts, t.mean, t.moments, k, deltas))
              WHERE t.stats_id = ANY (ids);
         END IF;
@@ -75,13 +99,27 @@ BEGIN
         UPDATE modelstore.index_nodes AS t SET null_rows = t.null_rows + p_sgn
           FROM unnest(levels, positions) AS u(level, pos)  -- each node by its primary key
          WHERE t.index_id = p_index AND t.level = u.level AND t.pos = u.pos;
+    ELSIF p_family = 'linear' AND dd THEN
+        UPDATE modelstore.index_nodes AS t SET n = t.n + p_sgn, (mean, mean_lo, moments, moments_lo) = (SELECT * FROM
+                   modelstore._absorbed_linear_dd(t.n, t.mean, t.mean_lo, t.moments, t.moments_lo, false,
+                                                  CASE WHEN p_sgn > 0 THEN one END, CASE WHEN p_sgn < 0 THEN one END))
+          FROM unnest(levels, positions) AS u(level, pos)  -- each node by its primary key
+         WHERE t.index_id = p_index AND t.level = u.level AND t.pos = u.pos;
     ELSIF p_family = 'linear' THEN
         UPDATE modelstore.index_nodes AS t SET n = t.n + p_sgn, mean_lo = NULL, moments_lo = NULL, (mean, moments) = (SELECT * FROM
                    modelstore._absorbed_linear(t.n, t.mean, t.moments, p_sgn, p_x, zeros, zero_pairs, false))
           FROM unnest(levels, positions) AS u(level, pos)  -- each node by its primary key
          WHERE t.index_id = p_index AND t.level = u.level AND t.pos = u.pos;
+    ELSIF dd THEN
+        UPDATE modelstore.index_nodes AS t SET n = t.n + p_sgn,
+               (classes, counts, mean, mean_lo, moments, moments_lo) = (SELECT * FROM
+                   modelstore._merged_classes_dd(t.classes, t.counts, t.mean, t.mean_lo, t.moments, t.moments_lo, k,
+                                                 deltas))
+          FROM unnest(levels, positions) AS u(level, pos)  -- each node by its primary key
+         WHERE t.index_id = p_index AND t.level = u.level AND t.pos = u.pos;
     ELSE
-        UPDATE modelstore.index_nodes AS t SET n = t.n + p_sgn, (classes, counts, mean, moments) = (SELECT * FROM
+        UPDATE modelstore.index_nodes AS t SET n = t.n + p_sgn, mean_lo = NULL, moments_lo = NULL,
+               (classes, counts, mean, moments) = (SELECT * FROM
                    modelstore._merged_classes(p_family, t.classes, t.counts, t.mean, t.moments, k, deltas))
           FROM unnest(levels, positions) AS u(level, pos)  -- each node by its primary key
          WHERE t.index_id = p_index AND t.level = u.level AND t.pos = u.pos;

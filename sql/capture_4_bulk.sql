@@ -45,10 +45,15 @@ CREATE OR REPLACE AGGREGATE modelstore._vector_sum(float8[]) (SFUNC = modelstore
 -- t, compared as p_type: 'int8' (integer, date and timestamp columns: key = (value − p_offset)·p_scale,
 -- cuts placed by _cut_position; binary search over fixed-width arrays), else 'float8' or 'numeric'
 -- (cuts compared with their sides). Identifiers are quoted with %I; literals with %L.
+-- p_dd (the modelstore_stats extension is installed): linear and Gaussian Naive Bayes summaries absorb the
+-- change in double-double instead: per group the dd_moments (dd_diag) states of the added and of the
+-- removed rows, added up per summary (dd_state_sum) and merged by _absorbed_linear_dd (_merged_classes_dd).
+DROP FUNCTION IF EXISTS modelstore._maintenance_sql(text, text, text, text, numeric, numeric, text[], text, boolean[],
+                                                    boolean, boolean);
 CREATE OR REPLACE FUNCTION modelstore._maintenance_sql(p_family text, p_op text, p_key text, p_type text,
                                                        p_offset numeric, p_scale numeric, p_columns text[],
                                                        p_target text, p_bools boolean[], p_stats boolean,
-                                                       p_index boolean)
+                                                       p_index boolean, p_dd boolean DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -56,6 +61,8 @@ AS $$
 DECLARE
     k integer := cardinality(p_columns);
     nb boolean := p_family <> 'linear';
+    -- multinomial keeps plain float64 sums (exact for the integer counts it is for)
+    dd boolean := p_dd AND p_family <> 'multinomial_nb';
     fast boolean := p_type = 'int8';
     lbl text := CASE WHEN p_family <> 'linear' THEN ', label' ELSE '' END;
     centers text;
@@ -100,7 +107,19 @@ BEGIN
         SELECT array_agg(format('sum(z.w%s * z.y%s) FILTER (WHERE z.complete)', i, j) ORDER BY i, j)
           INTO s2_terms FROM generate_series(1, k) AS i, generate_series(1, k) AS j WHERE j >= i;
     END IF;
-    IF cardinality(s1_terms) + cardinality(s2_terms) > 1500 THEN
+    IF dd THEN
+        -- double-double: the raw values go to the C aggregate (x − c rounded would lose the low parts)
+        SELECT centered || ', ' || string_agg(format('q.x%s', i), ', ' ORDER BY i),
+               format('modelstore.%1$s(%2$s) FILTER (WHERE z.complete AND z.sgn > 0) AS st_p, '
+                      'modelstore.%1$s(%2$s) FILTER (WHERE z.complete AND z.sgn < 0) AS st_m',
+                      CASE WHEN nb THEN 'dd_diag_state' ELSE 'dd_moments_state' END,
+                      string_agg(format('z.x%s', i), ', ' ORDER BY i))
+          INTO centered, sums FROM generate_series(1, k) AS i;
+        sum_names := 'g.st_p, g.st_m';
+        summed := 'modelstore.dd_state_sum(t.st_p) AS st_p, modelstore.dd_state_sum(t.st_m) AS st_m';
+        s1_arr := 'modelstore.dd_final(a.st_p)';
+        s2_arr := 'modelstore.dd_final(a.st_m)';
+    ELSIF cardinality(s1_terms) + cardinality(s2_terms) > 1500 THEN
         sums := format('ARRAY[%s]::float8[] AS s1v, ARRAY[%s]::float8[] AS s2v',
                        (SELECT string_agg(format('coalesce(%s, 0)', e), ', ' ORDER BY i)
                           FROM unnest(s1_terms) WITH ORDINALITY AS u(e, i)),
@@ -191,10 +210,19 @@ BEGIN
                 ELSE
                     'SELECT %1$s, a.m::bigint AS m, a.nulls::bigint AS nulls, cc.arr AS c, '
                     '%4$s AS s1, %5$s AS s2 FROM a CROSS JOIN cc' END;
-    set_list := CASE WHEN nb THEN format('(classes, counts, mean, moments) = (SELECT * FROM modelstore._merged_classes('
-                                         '%L, t.classes, t.counts, t.mean, t.moments, %s, a.deltas))', p_family, k)
+    IF dd AND nb THEN  -- a Naive Bayes delta's two sums are the added and the removed rows' dd_diag results
+        final := replace(replace(final, '''s1''', '''plus'''), '''s2''', '''minus''');
+    END IF;
+    set_list := CASE WHEN nb AND dd THEN format('(classes, counts, mean, mean_lo, moments, moments_lo) = (SELECT * FROM '
+                                                'modelstore._merged_classes_dd(t.classes, t.counts, t.mean, t.mean_lo, '
+                                                't.moments, t.moments_lo, %s, a.deltas))', k)
+                     WHEN nb THEN format('mean_lo = NULL, moments_lo = NULL, (classes, counts, mean, moments) = (SELECT * '
+                                         'FROM modelstore._merged_classes(%L, t.classes, t.counts, t.mean, t.moments, '
+                                         '%s, a.deltas))', p_family, k)
                      -- the merge is float64: a double-double summary's low parts no longer apply (they are
                      -- dropped, and the summary is float64 from now on: docs/statistics.md, "Change capture")
+                     WHEN dd THEN '(mean, mean_lo, moments, moments_lo) = (SELECT * FROM modelstore._absorbed_linear_dd('
+                                    't.n, t.mean, t.mean_lo, t.moments, t.moments_lo, %s, a.s1, a.s2))'
                      ELSE 'mean_lo = NULL, moments_lo = NULL, (mean, moments) = (SELECT * FROM modelstore._absorbed_linear(t.n, t.mean, t.moments, a.m, '
                           'a.c, a.s1, a.s2, %s))' END;
     IF p_stats THEN

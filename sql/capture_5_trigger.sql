@@ -69,12 +69,19 @@ AS $$
     END
 $$;
 
-CREATE OR REPLACE FUNCTION modelstore.capture()
-RETURNS trigger
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+-- The body is written once and made into two functions (so that both run the same code):
+--   * modelstore.capture(), the trigger: the changed rows are its transition tables (which a function it
+--     called could not see), the sources those of the written table and of every partitioned table it is
+--     a partition of — a write to a partition fires its own triggers only, a write through the parent
+--     the parent's only (docs/scale-out.md);
+--   * modelstore._capture_apply(p_relid, p_op, p_sources): the same for rows that enter or leave a
+--     partitioned table with ATTACH or DETACH PARTITION (sql/capture_7_partitions.sql), read from
+--     temporary views named modelstore_new / modelstore_old over the partition.
+-- In the body p_relid is the table written (its columns are checked), p_op the statement, p_sources the
+-- tables whose sources absorb the change.
+DO $do$
+DECLARE
+    body text := $body$
 DECLARE
     src record;
     cs record;         -- a column set: its stored statistics and its index
@@ -105,15 +112,15 @@ BEGIN
     -- that cannot see statistics stored after its snapshot fails with a serialization error instead
     -- of leaving them stale.
     FOR src IN SELECT s.source_id, s.order_by FROM modelstore.sources AS s
-               WHERE s.relid = TG_RELID ORDER BY s.source_id FOR SHARE LOOP
-        IF TG_OP = 'TRUNCATE' THEN
+               WHERE s.relid = ANY (p_sources) ORDER BY s.source_id FOR SHARE LOOP
+        IF p_op = 'TRUNCATE' THEN
             DELETE FROM modelstore.statistics WHERE source_id = src.source_id;
             DELETE FROM modelstore.stat_indexes WHERE source_id = src.source_id;
             CONTINUE;
         END IF;
 
         SELECT a.atttypid INTO v_typid FROM pg_attribute AS a
-         WHERE a.attrelid = TG_RELID AND a.attname = src.order_by AND NOT a.attisdropped;
+         WHERE a.attrelid = p_relid AND a.attname = src.order_by AND NOT a.attisdropped;
         v_type := CASE WHEN v_typid IN ('float4'::regtype, 'float8'::regtype) THEN 'float8' ELSE 'numeric' END;
         v_key := modelstore._key_expr(v_typid, format('t.%I', src.order_by));
         IF v_key IS NULL THEN
@@ -123,13 +130,13 @@ BEGIN
             CONTINUE;
         END IF;
 
-        v_delta := modelstore._delta_rows(TG_OP, v_key, '{}');  -- signed keys only
+        v_delta := modelstore._delta_rows(p_op, v_key, '{}');  -- signed keys only
         -- the change's extent: min and max in the column's own type (its order is the keys' order), only
         -- the two extremes turned into keys
         EXECUTE format('SELECT (%s)::text, (%s)::text, m.rows FROM (SELECT min(d.k) AS lo, max(d.k) AS hi, '
                        'count(d.k) AS rows FROM (%s) AS d) AS m',
                        modelstore._key_expr(v_typid, 'm.lo'), modelstore._key_expr(v_typid, 'm.hi'),
-                       modelstore._delta_rows(TG_OP, format('t.%I', src.order_by), '{}'))
+                       modelstore._delta_rows(p_op, format('t.%I', src.order_by), '{}'))
            INTO v_lo, v_hi, v_rows;
         CONTINUE WHEN v_lo IS NULL;  -- no changed row has an ordering value
 
@@ -211,7 +218,7 @@ BEGIN
                 'WHERE i.source_id = $1 AND n.lo_key::%1$s <= $3::%1$s AND n.hi_key::%1$s >= $2::%1$s) AS x '
                 'GROUP BY x.family, x.target, x.columns ORDER BY 1, 2, 3', v_type)
                 USING src.source_id, v_lo, v_hi LOOP
-            SELECT u.ok, u.bools INTO v_ok, v_bools FROM modelstore._usable_columns(TG_RELID, cs.columns, cs.target) AS u;
+            SELECT u.ok, u.bools INTO v_ok, v_bools FROM modelstore._usable_columns(p_relid, cs.columns, cs.target) AS u;
             -- lock what changes in a fixed order (statistics by id, then the index's nodes by level and
             -- position) before reading the means: concurrent writers then apply their deltas one after
             -- the other, each moved to the mean it updates
@@ -255,7 +262,7 @@ BEGIN
                 END LOOP;
             END IF;
             IF v_small THEN
-                FOR r IN EXECUTE modelstore._delta_row_values(TG_OP, v_key, cs.columns, cs.target, v_bools) LOOP
+                FOR r IN EXECUTE modelstore._delta_row_values(p_op, v_key, cs.columns, cs.target, v_bools) LOOP
                     IF cs.has_stats THEN
                         PERFORM modelstore._absorb_row(NULL, NULL, v_ids, cs.family, v_type, r.sgn, r.k, r.complete,
                                                        r.x, r.label);
@@ -266,9 +273,9 @@ BEGIN
                     END IF;
                 END LOOP;
             ELSE
-                EXECUTE modelstore._maintenance_sql(cs.family, TG_OP, v_seg_key, v_seg_type, v_offset, v_scale,
+                EXECUTE modelstore._maintenance_sql(cs.family, p_op, v_seg_key, v_seg_type, v_offset, v_scale,
                                                     cs.columns, cs.target, v_bools, cs.has_stats,
-                                                    cs.index_id IS NOT NULL)
+                                                    cs.index_id IS NOT NULL, modelstore._capture_dd())
                     USING v_ids, cs.index_id, cs.levels, v_leaf_lo, v_leaf_hi;
             END IF;
             IF cs.index_id IS NOT NULL THEN
@@ -279,9 +286,35 @@ BEGIN
             END IF;
         END LOOP;
     END LOOP;
-    RETURN NULL;
 END
-$$;
+$body$;
+BEGIN
+    EXECUTE format($f$
+CREATE OR REPLACE FUNCTION modelstore.capture()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 3  -- float8 → jsonb → float8 (Naive Bayes deltas) is exact
+AS %L$f$,
+        format($b$DECLARE
+    p_relid oid := TG_RELID;
+    p_op text := TG_OP;
+    p_sources oid[] := TG_RELID || ARRAY(SELECT a.relid FROM pg_catalog.pg_partition_ancestors(TG_RELID) AS a
+                                          WHERE a.relid <> TG_RELID);
+BEGIN
+%s;
+RETURN NULL;
+END$b$, body));
+    EXECUTE format($f$
+CREATE OR REPLACE FUNCTION modelstore._capture_apply(p_relid oid, p_op text, p_sources oid[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 3  -- float8 → jsonb → float8 (Naive Bayes deltas) is exact
+AS %L$f$, body);
+END
+$do$;
 
 COMMENT ON FUNCTION modelstore.capture() IS
     'Change capture: keeps stored statistics true under INSERT, UPDATE, DELETE and TRUNCATE (docs/freshness.md).';
@@ -308,10 +341,64 @@ BEGIN
 END
 $$;
 
+-- The tables that carry a source's capture triggers: the table itself, and for a partitioned table every
+-- member of its partition tree that can hold triggers (partitioned tables and their ordinary partitions;
+-- docs/scale-out.md). A foreign partition cannot: it is listed in foreign_members.
+CREATE OR REPLACE FUNCTION modelstore._capture_members(p_table regclass, OUT members oid[], OUT foreign_members oid[])
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY(SELECT m.relid FROM (SELECT p_table::oid AS relid UNION SELECT t.relid FROM pg_partition_tree(p_table) AS t) AS m
+                   JOIN pg_class AS c ON c.oid = m.relid WHERE c.relkind IN ('r', 'p') ORDER BY m.relid),
+           ARRAY(SELECT t.relid FROM pg_partition_tree(p_table) AS t
+                   JOIN pg_class AS c ON c.oid = t.relid WHERE c.relkind = 'f' ORDER BY t.relid)
+$$;
+
+-- The four capture triggers on one table (p_table: the source it serves, named in errors); true when
+-- one was created or enabled.
+CREATE OR REPLACE FUNCTION modelstore._capture_triggers(p_member oid, p_table regclass)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    changed boolean := false;
+    owner boolean := pg_catalog.pg_has_role((SELECT c.relowner FROM pg_class AS c WHERE c.oid = p_member), 'USAGE');
+    def record;
+    state "char";
+BEGIN
+    FOR def IN SELECT * FROM (VALUES
+            ('modelstore_capture_insert', 'INSERT', 'REFERENCING NEW TABLE AS modelstore_new'),
+            ('modelstore_capture_update', 'UPDATE', 'REFERENCING NEW TABLE AS modelstore_new OLD TABLE AS modelstore_old'),
+            ('modelstore_capture_delete', 'DELETE', 'REFERENCING OLD TABLE AS modelstore_old'),
+            ('modelstore_capture_truncate', 'TRUNCATE', '')) AS t(name, event, referencing) LOOP
+        SELECT g.tgenabled INTO state FROM pg_trigger AS g WHERE g.tgrelid = p_member AND g.tgname = def.name;
+        IF state IS NULL THEN
+            EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s %s FOR EACH STATEMENT EXECUTE FUNCTION modelstore.capture()',
+                           def.name, def.event, p_member::regclass, def.referencing);
+            changed := true;
+        ELSIF state IN ('D', 'R') THEN  -- disabled, or firing in replica sessions only
+            IF NOT owner THEN
+                RAISE EXCEPTION 'change capture on % is disabled (trigger %); its owner can enable it with '
+                                'SELECT modelstore.enable_capture(''%'')', p_member::regclass, def.name, p_table
+                    USING ERRCODE = 'insufficient_privilege';
+            END IF;
+            changed := true;
+        END IF;
+        IF owner AND state IS DISTINCT FROM 'A' THEN
+            EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', p_member::regclass, def.name);
+        END IF;
+    END LOOP;
+    RETURN changed;
+END
+$$;
+
 -- Install change capture on a table (its owner, or a role with the TRIGGER privilege), or turn it back
 -- on: creates the triggers that are missing and enables those that are disabled (the owner only). When
 -- capture was missing or off, whatever is stored for the table may have missed changes: it is forgotten.
 -- The owner's triggers fire ALWAYS, in sessions with session_replication_role = replica too.
+-- A partitioned table gets them on every member of its partition tree (_capture_members) but its
+-- foreign partitions.
 -- Returns true when something was created or enabled.
 CREATE OR REPLACE FUNCTION modelstore.enable_capture(p_table regclass)
 RETURNS boolean
@@ -320,36 +407,19 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     changed boolean := false;
-    owner boolean;
-    def record;
-    state "char";
+    member oid;
+    tree record;
 BEGIN
-    IF (SELECT c.relkind FROM pg_class AS c WHERE c.oid = p_table) <> 'r' THEN
-        RAISE EXCEPTION 'modelstore keeps stored statistics fresh on ordinary tables only; % is not one', p_table
+    IF (SELECT c.relkind FROM pg_class AS c WHERE c.oid = p_table) NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'modelstore keeps stored statistics fresh on ordinary and partitioned tables only; % is neither',
+                        p_table
             USING ERRCODE = 'wrong_object_type';
     END IF;
-    owner := pg_catalog.pg_has_role((SELECT c.relowner FROM pg_class AS c WHERE c.oid = p_table), 'USAGE');
-    FOR def IN SELECT * FROM (VALUES
-            ('modelstore_capture_insert', 'INSERT', 'REFERENCING NEW TABLE AS modelstore_new'),
-            ('modelstore_capture_update', 'UPDATE', 'REFERENCING NEW TABLE AS modelstore_new OLD TABLE AS modelstore_old'),
-            ('modelstore_capture_delete', 'DELETE', 'REFERENCING OLD TABLE AS modelstore_old'),
-            ('modelstore_capture_truncate', 'TRUNCATE', '')) AS t(name, event, referencing) LOOP
-        SELECT g.tgenabled INTO state FROM pg_trigger AS g WHERE g.tgrelid = p_table AND g.tgname = def.name;
-        IF state IS NULL THEN
-            EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s %s FOR EACH STATEMENT EXECUTE FUNCTION modelstore.capture()',
-                           def.name, def.event, p_table, def.referencing);
-            changed := true;
-        ELSIF state IN ('D', 'R') THEN  -- disabled, or firing in replica sessions only
-            IF NOT owner THEN
-                RAISE EXCEPTION 'change capture on % is disabled (trigger %); its owner can enable it with '
-                                'SELECT modelstore.enable_capture(''%'')', p_table, def.name, p_table
-                    USING ERRCODE = 'insufficient_privilege';
-            END IF;
-            changed := true;
-        END IF;
-        IF owner AND state IS DISTINCT FROM 'A' THEN
-            EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', p_table, def.name);
-        END IF;
+    SELECT * INTO tree FROM modelstore._capture_members(p_table);
+    -- foreign partitions (shards) cannot carry triggers: their statistics are validated by the shards'
+    -- change counters instead (modelstore.catalog.shards; docs/scale-out.md)
+    FOREACH member IN ARRAY tree.members LOOP
+        changed := modelstore._capture_triggers(member, p_table) OR changed;
     END LOOP;
     IF changed THEN
         PERFORM modelstore._forget_statistics(p_table);

@@ -17,8 +17,12 @@ BEGIN
     SELECT d.deployment_id, pg_catalog.pg_current_xact_id()
       FROM modelstore.deployments AS d
      WHERE d.relid = TG_RELID
+        -- a partition's write concerns the deployments of the partitioned tables above it (docs/scale-out.md)
+        OR d.relid IN (SELECT a.relid FROM pg_catalog.pg_partition_ancestors(TG_RELID) AS a)
     ON CONFLICT DO NOTHING;
-    PERFORM pg_catalog.pg_notify('modelstore_deployments', TG_RELID::text);
+    PERFORM pg_catalog.pg_notify('modelstore_deployments', d.relid::text)
+       FROM modelstore.deployments AS d
+      WHERE d.relid = TG_RELID OR d.relid IN (SELECT a.relid FROM pg_catalog.pg_partition_ancestors(TG_RELID) AS a);
     RETURN NULL;
 END
 $$;

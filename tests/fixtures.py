@@ -22,6 +22,7 @@ overriding fixture the shared one — and returns it; closing stays with the sha
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -33,6 +34,7 @@ import modelstore
 from modelstore.planner import costs
 from modelstore.planner.costs import CostModel
 from modelstore.server import EmbeddedServer
+from modelstore.stats import engine as stats_engine
 
 
 def open_store(dsn: str, *, cost_model: CostModel | None = None, saved_cost_model: CostModel | None = None,
@@ -51,8 +53,8 @@ def open_store(dsn: str, *, cost_model: CostModel | None = None, saved_cost_mode
     """
     store = modelstore.connect(dsn, **connect)
     try:
-        if saved_cost_model is not None:
-            costs.save(store.conn, saved_cost_model)
+        if saved_cost_model is not None:  # stored for the engine the connection uses: the figures are pinned
+            costs.save(store.conn, dataclasses.replace(saved_cost_model, engine=stats_engine.engine(store.conn)[0]))
         if cost_model is not None:
             store._cost_model = cost_model
     except BaseException:

@@ -46,6 +46,8 @@ TINY = Config(
     planner_models=(1_000,), planner_queries=2,
     index_queries=3, index_large_queries=2, index_any_queries=3,
     capture_batch=400, capture_repeats=2,
+    scaleout_repeats=2,
+    serve_rates=(50,), serve_seconds=0.5, serve_observes=2,
     flights_deploy_days=2, flights_stream_days=2, flights_retrain_days=1, flights_row_step=4,
     flights_db_refreshes=2, flights_epochs=1, flights_sample_chunks=4,
 )
@@ -64,6 +66,7 @@ DESIGN_TARGETS = (
     "logistic at 90% coverage: ≥ 3× gain",
     "accuracy gap to a full fit",
     "appends past every stored range with change capture",  # issue #7, beside §7
+    "HTTP predict p99 < 10 ms at 500 requests/s",  # issue #18
 )
 
 
@@ -316,6 +319,21 @@ def test_cli_bench(run, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "modelstore", "--dsn", run.dsn, "bench", "--only", "nope"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "unknown experiment" in bad.stdout + bad.stderr
+
+
+def test_scaleout_merges_the_shards_exactly_and_moves_one_row_per_shard(run):
+    """Issue #19: the aggregate over 1–3 local shard clusters equals the local aggregate, and only the
+    shards' aggregate rows cross the wire (speed is measured by `modelstore bench`, not asserted)."""
+    r = run.docs["scaleout"]["results"]
+    if r.get("skipped"):
+        pytest.skip(r["skipped"])
+    assert [p["shards"] for p in r["points"]] == [1, 2, 3]
+    for p in r["points"]:
+        assert p["rows_over_wire"] == p["shards"] and p["rows_scanned"] == r["rows"]
+        assert p["exact"]["n_equal"] and p["exact"]["max_relative_error"] < 1e-9
+        assert p["aggregate_in_remote_sql"] and p["wall_ms"] > 0 and len(p["per_shard_ms"]) == p["shards"]
+    assert r["points"][-1]["async_foreign_scans"] == 3
+    assert set(r["projection"]["rows"]) == {str(r["rows"]), "5000000"}
 
 
 def test_continuous_experiment_compares_the_three_approaches(run):

@@ -87,6 +87,15 @@ class Config:
     deploy_batch: int = 1_000
     deploy_commits: int = 50
 
+    # scale-out (issue #19): the table's first rows sharded over 1, 2 and 3 local PostgreSQL clusters
+    scaleout_rows: int = 1_000_000
+    scaleout_repeats: int = 7
+    # HTTP serving (issue #18): single-row predict at fixed rates against modelstore serve and a pickled
+    # scikit-learn model behind the same Starlette/uvicorn stack; then observe → predict pairs
+    serve_rows: int = 100_000
+    serve_rates: tuple[float, ...] = (100, 250, 500, 1000, 2000)
+    serve_seconds: float = 10.0
+    serve_observes: int = 50
     # continuous deployment (issue #17): NYC flights 2013 streamed in hourly chunks after a deploy period
     flights_deploy_days: int = 31  # January trains the deployed model
     flights_stream_days: int = 334  # February to December stream in
@@ -128,7 +137,8 @@ class Config:
 
 _COUNTS = ("queries", "logistic_queries", "analyst_queries", "size_queries", "size_logistic_queries",
            "distribution_small", "distribution_large", "accuracy_queries", "planner_queries", "index_queries",
-           "index_large_queries", "index_any_queries", "capture_repeats")
+           "index_large_queries", "index_any_queries", "capture_repeats",
+           "scaleout_repeats")
 
 
 def full() -> Config:
@@ -151,6 +161,8 @@ def quick() -> Config:
         index_queries=15, index_large_queries=5, index_any_queries=20,
         capture_rows=100_000, capture_batch=5_000, capture_repeats=5,
         deploy_rows=100_000, deploy_batch=500, deploy_commits=20,
+        scaleout_rows=100_000, scaleout_repeats=3,
+        serve_rows=20_000, serve_rates=(100, 500, 1000), serve_seconds=5.0, serve_observes=10,
         flights_stream_days=59, flights_db_refreshes=10,  # February and March
     )
 

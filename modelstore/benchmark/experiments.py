@@ -20,6 +20,10 @@ catalog empty behind it, and returns a JSON-able dict of results: figures as med
                        :mod:`modelstore.benchmark.capture`)
 ``deployments``        deployed linear / Gaussian NB under an insert stream: rows/s, commit → model,
                        refresh vs refit of the window (issue #16; :mod:`modelstore.benchmark.deployments`)
+``scaleout``           the statistics aggregate over a table sharded across 1–3 local PostgreSQL clusters
+                       with postgres_fdw (issue #19; :mod:`modelstore.benchmark.scaleout`)
+``serving``            HTTP predict p50/p99 at fixed request rates, modelstore serve vs a pickled
+                       scikit-learn model; observe → predict (issue #18; :mod:`modelstore.benchmark.serving`)
 ``continuous``         continuous deployment (proactive training) vs online and periodical retraining on
                        the NYC flights of 2013: cost and prequential error (issue #17;
                        :mod:`modelstore.benchmark.continuous`)
@@ -33,7 +37,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from modelstore.benchmark import baselines, capture, continuous, data, deployments, engine, measure, workloads
+from modelstore.benchmark import (baselines, capture, continuous, data, deployments, engine, measure,
+                                  scaleout, serving, workloads)
 from modelstore.benchmark.context import Context
 from modelstore.benchmark.measure import gains, summarize
 from modelstore.benchmark.workloads import Query
@@ -548,6 +553,8 @@ EXPERIMENTS = {
     "index": index,
     "capture": capture.capture,
     "deployments": deployments.deployments,
+    "serving": serving.serving,
     "engine": engine.engine,
+    "scaleout": scaleout.scaleout,
     "continuous": continuous.continuous,
 }

@@ -254,6 +254,25 @@ def deployments(result: dict, out_dir: Path) -> list[str]:
     return [_save(fig, out_dir, "deployments_refresh.png")]
 
 
+def serving(result: dict, out_dir: Path) -> list[str]:
+    """HTTP predict p50 and p99 against the request rate, modelstore serve and the pickled baseline."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for service, points in result["services"].items():
+        pts = [(p["rate"], p["p50_ms"], p["p99_ms"]) for p in points if p["p99_ms"] is not None]
+        if pts:
+            rates, p50, p99 = zip(*pts)
+            line = ax.plot(rates, p99, marker="o", label=f"{service} p99")[0]
+            ax.plot(rates, p50, "--", marker=".", color=line.get_color(), label=f"{service} p50")
+    ax.axhline(10.0, color="grey", linewidth=0.8, linestyle=":", label="p99 target, 10 ms")
+    ax.set_xlabel("requests/s (single-row predict, open loop)")
+    ax.set_ylabel("latency, ms")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    return [_save(fig, out_dir, "serving_latency.png")]
+
+
 def engine(result: dict, out_dir: Path) -> list[str]:
     """The statistics engines: ms per range size, serial and 2 workers, log-log."""
     import matplotlib.pyplot as plt
@@ -271,6 +290,26 @@ def engine(result: dict, out_dir: Path) -> list[str]:
     ax.set_ylabel("ms (median)")
     ax.legend(fontsize=7)
     return [_save(fig, out_dir, "engine.png")]
+
+
+def scaleout(result: dict, out_dir: Path) -> list[str]:
+    """Wall time of the statistics aggregate over 1–3 shards, with the slowest shard's own time."""
+    if not result.get("points"):
+        return []
+    import matplotlib.pyplot as plt
+
+    pts = result["points"]
+    xs = [p["shards"] for p in pts]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(xs, [p["wall_ms"] for p in pts], marker="o", label="through the coordinator (wall)")
+    ax.plot(xs, [p["slowest_shard_ms"] for p in pts], marker="s", label="slowest shard on its own")
+    ax.axhline(result["local_ms"], color="grey", linestyle="--", label="one local table")
+    ax.set_xticks(xs)
+    ax.set_xlabel("shards (separate PostgreSQL clusters on one machine)")
+    ax.set_ylabel("ms (median)")
+    ax.set_title(f"Statistics aggregate over {result['rows']:,} rows sharded with postgres_fdw", fontsize=9)
+    ax.legend(fontsize=7)
+    return [_save(fig, out_dir, "scaleout.png")]
 
 
 def continuous(result: dict, out_dir: Path) -> list[str]:
@@ -293,7 +332,7 @@ def continuous(result: dict, out_dir: Path) -> list[str]:
     return [_save(fig, out_dir, "continuous.png")]
 
 
-DRAW = {"continuous": continuous, "deployments": deployments, "engine": engine, "coverage": coverage, "model_size": model_size, "distributions": distributions, "breakdown": breakdown,
+DRAW = {"continuous": continuous, "scaleout": scaleout, "serving": serving, "deployments": deployments, "engine": engine, "coverage": coverage, "model_size": model_size, "distributions": distributions, "breakdown": breakdown,
         "accuracy": accuracy, "storage": storage, "planner": planner, "index": index, "capture": capture}
 
 

@@ -284,6 +284,18 @@ def _capture(op: str, threshold: float):
     return measure
 
 
+def _serving(docs):
+    r = _res(docs, "serving")
+    points = None if r is None else r["services"].get("modelstore")
+    at = None if not points else min(points, key=lambda p: abs(p["rate"] - 500))
+    if at is None or at["p99_ms"] is None:
+        return "not measured", None
+    base = next((p for p in r["services"].get("pickled", []) if p["rate"] == at["rate"]), None)
+    baseline = f"; pickled scikit-learn behind the same stack: p99 {base['p99_ms']:.1f} ms" if base and base["p99_ms"] else ""
+    return (f"p50 {at['p50_ms']:.1f} ms, p99 {at['p99_ms']:.1f} ms at {at['rate']:g} requests/s, {at['errors']} errors"
+            f"{baseline}"), at["rate"] == 500 and at["p99_ms"] < 10.0 and at["errors"] == 0
+
+
 _LABEL = {"linear": "linear", "gaussian_nb": "Gaussian NB", "logistic": "logistic"}
 
 #: DESIGN.md §7, one row per measurable criterion (the design's rows with "a / b" are split in two)
@@ -308,6 +320,7 @@ TARGETS = (
     # DESIGN.md §6 and issue #7 (no figure in the paper): appends past every stored range must be cheap
     Target("freshness", "appends past every stored range with change capture: ≥ 0.9× the rows/s without it",
            "—", _capture("append", 0.9)),
+    Target("serving", "HTTP predict p99 < 10 ms at 500 requests/s on 2 cores, 0 errors", "—", _serving),
 )
 
 
@@ -356,7 +369,7 @@ def summary_markdown(docs: dict, mode: str) -> str:
     lines += [""]
     lines += _coverage_section(docs) + _size_section(docs) + _dist_section(docs) + _breakdown_section(docs) \
         + _accuracy_section(docs) + _storage_section(docs) + _planner_section(docs) + _index_section(docs) \
-        + _capture_section(docs) + _continuous_section(docs)
+        + _capture_section(docs) + _scaleout_section(docs) + _continuous_section(docs)
     lines += ["## Runs", "", "| experiment | figure | started | seconds | plots |", "| --- | --- | --- | ---: | --- |"]
     for name, doc in docs.items():
         plots = ", ".join(f"[{p}]({p})" for p in doc.get("plots", []))
@@ -528,6 +541,34 @@ def _capture_section(docs) -> list[str]:
         out += ["", f"After one committed batch of each operation, {e['checked']} stored linear ranges "
                     f"({e['answered_from_stored_statistics']} answered from the maintained statistics alone) matched "
                     f"numpy's least squares to a maximum relative error of {e['max_relative_error']:.1e}."]
+    return out + [""]
+
+
+def _scaleout_section(docs) -> list[str]:
+    r = _res(docs, "scaleout")
+    if r is None:
+        return []
+    if r.get("skipped"):
+        return ["## Scale-out over postgres_fdw shards", "", f"Skipped: {r['skipped']}.", ""]
+    out = ["## Scale-out over postgres_fdw shards", "",
+           f"The statistics aggregate (linear, 10 features + target, engine {r['engine']}) over {r['rows']:,} rows, "
+           f"split evenly over n local PostgreSQL clusters (one machine: the shards share its cores); medians of "
+           f"{r['repeats']} runs. One local table: {r['local_ms']:.1f} ms.", "",
+           "| shards | wall ms | per-shard ms | coordinator ms | rows over the wire / scanned | async scans | exact |",
+           "| ---: | ---: | --- | ---: | --- | ---: | --- |"]
+    for p in r["points"]:
+        ex = p["exact"]
+        out.append(f"| {p['shards']} | {p['wall_ms']:.1f} | {', '.join(f'{x:.1f}' for x in p['per_shard_ms'])} | "
+                   f"{p['coordinator_ms']:.1f} | {p['rows_over_wire']} / {p['rows_scanned']:,} | "
+                   f"{p['async_foreign_scans']} | {'yes' if ex['n_equal'] and ex['max_relative_error'] < 1e-9 else '**NO**'} "
+                   f"({ex['max_relative_error']:.1e}) |")
+    pr = r["projection"]
+    out += ["", f"Projection, one shard per machine: {pr['formula']}, with t_row = {pr['t_row_ms'] * 1e6:.1f} ns "
+                f"and t_coord = {pr['t_coord_ms']:.1f} ms measured here:", "",
+            "| rows | " + " | ".join(f"N = {m}" for m in next(iter(pr["rows"].values()))) + " |",
+            "| ---: | " + " | ".join("---:" for _ in next(iter(pr["rows"].values()))) + " |"]
+    for size, row in pr["rows"].items():
+        out.append(f"| {int(size):,} | " + " | ".join(f"{v:.1f} ms" for v in row.values()) + " |")
     return out + [""]
 
 

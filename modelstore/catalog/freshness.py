@@ -14,9 +14,10 @@ Three mechanisms (docs/freshness.md, docs/security.md):
 
 :func:`check_access` decides, per request, whether stored statistics may be used and stored at all:
 the caller must be able to read every row and column they summarise (no row-level security narrowing
-its view), the table must be an ordinary table (views, foreign and partitioned tables cannot be
-captured), and a new summary is stored only from a READ COMMITTED transaction (an older snapshot may
-miss changes that committed since).
+its view), the table must be an ordinary or partitioned table (views and foreign tables cannot be
+captured; a partition's statistics are its parent's; a sharded table's are validated by its shards'
+change counters, docs/scale-out.md), and a new summary is stored only from a READ COMMITTED
+transaction (an older snapshot may miss changes that committed since).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.types.json import Jsonb
 
-from modelstore.catalog import records
+from modelstore.catalog import records, shards
 from modelstore.request.descriptor import Descriptor
 from modelstore.errors import PrivilegeError
 from modelstore.request.source import Table
@@ -46,6 +47,7 @@ class Access:
     captured: bool  # the capture triggers are all in place and enabled
     read_committed: bool
     notes: tuple[str, ...] = ()  # why not, for EXPLAIN
+    shard_versions: shards.Versions | None = None  # a sharded table's change counters, as this transaction sees them
 
 
 def check_access(conn: psycopg.Connection, table: Table, descriptor: Descriptor) -> Access:
@@ -56,29 +58,58 @@ def check_access(conn: psycopg.Connection, table: Table, descriptor: Descriptor)
         """
         SELECT pg_catalog.row_security_active(%(oid)s::oid),
                pg_catalog.has_table_privilege(%(oid)s::oid, 'TRIGGER'),
-               (SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgrelid = %(oid)s::oid AND tgname = ANY (%(triggers)s)),
+               (SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgrelid = ANY (m.members) AND tgname = ANY (%(triggers)s)),
                -- enabled: fire in ordinary sessions ('O') or always ('A'); 'D' is disabled, 'R' replica-only
-               (SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgrelid = %(oid)s::oid AND tgname = ANY (%(triggers)s)
+               (SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgrelid = ANY (m.members) AND tgname = ANY (%(triggers)s)
                    AND tgenabled IN ('O', 'A')),
                pg_catalog.current_setting('transaction_isolation'),
                (SELECT relhassubclass FROM pg_catalog.pg_class WHERE oid = %(oid)s::oid),
                current_user,
                ARRAY(SELECT c FROM unnest(%(columns)s::text[]) AS c
-                     WHERE NOT pg_catalog.has_column_privilege(%(oid)s::oid, c, 'SELECT'))
+                     WHERE NOT pg_catalog.has_column_privilege(%(oid)s::oid, c, 'SELECT')),
+               cardinality(m.members), m.foreign_members::regclass[]::text[],
+               (SELECT relispartition FROM pg_catalog.pg_class WHERE oid = %(oid)s::oid),
+               -- the partition key's columns (NULL for an expression) and its definition
+               (SELECT array_agg(a.attname::text ORDER BY k.i) FROM pg_catalog.pg_partitioned_table AS pt
+                  CROSS JOIN unnest(pt.partattrs::int2[]) WITH ORDINALITY AS k(attnum, i)
+                  LEFT JOIN pg_catalog.pg_attribute AS a ON a.attrelid = pt.partrelid AND a.attnum = k.attnum
+                 WHERE pt.partrelid = %(oid)s::oid),
+               pg_catalog.pg_get_partkeydef(%(oid)s::oid)
+          FROM modelstore._capture_members(%(oid)s::oid::regclass) AS m
         """,
         {"oid": table.oid, "triggers": list(TRIGGERS), "columns": columns},
     ).fetchone()
-    rls, may_trigger, n_triggers, n_enabled, isolation, inherited, role, denied = row
+    (rls, may_trigger, n_triggers, n_enabled, isolation, inherited, role, denied, n_members, foreign,
+     is_partition, key_columns, key_def) = row
     if denied:
         raise PrivilegeError(
             f"role {role!r} may not read column(s) {denied} of table {table.display} (SELECT privilege)")
     notes: list[str] = []
     reuse = True
-    if table.kind != "r":
+    versions = None
+    if table.kind not in ("r", "p"):
         reuse = False
         notes.append(f"{table.display} is {_RELKINDS.get(table.kind, 'not a table')}: stored statistics are kept "
-                     f"for ordinary tables only, where change capture keeps them true; every request scans it")
-    elif inherited:
+                     f"for ordinary and partitioned tables only, where change capture keeps them true; every "
+                     f"request scans it")
+    elif is_partition:
+        # a write through the partitioned table fires the parent's triggers, not this partition's
+        reuse = False
+        notes.append(f"{table.display} is a partition: stored statistics are kept for the partitioned table it "
+                     f"belongs to (whose capture sees every write); requests over the partition alone scan it")
+    elif foreign:
+        # their rows change on other servers: the shards' change counters say whether they did
+        versions = shards.read_versions(conn, table)
+        servers = sorted({p.server or "?" for p in table.shards})
+        if not versions.complete:
+            reuse = False
+            notes.append(f"{table.display} is sharded over {', '.join(servers)}, but not every shard's change counter "
+                         f"can be read ({'; '.join(f'{k}: {v}' for k, v in versions.missing.items())}): stored "
+                         f"statistics are neither used nor stored for it (docs/scale-out.md)")
+        else:
+            notes.append(f"{table.display} is sharded over {', '.join(servers)}: each scan's aggregate runs on the "
+                         f"shards, and stored statistics are used while every shard's change counter is as recorded")
+    elif inherited and table.kind == "r":
         # a request reads the children's rows too, but writes to a child do not fire the parent's triggers
         reuse = False
         notes.append(f"{table.display} has inheritance children, whose rows it includes but whose changes its "
@@ -87,7 +118,9 @@ def check_access(conn: psycopg.Connection, table: Table, descriptor: Descriptor)
         reuse = False
         notes.append(f"row-level security narrows what role {role!r} sees of {table.display}: stored statistics "
                      f"are neither used nor stored for it")
-    captured = n_enabled == len(TRIGGERS)
+    if reuse and table.kind == "p":
+        notes.append(_partitioning_note(table, descriptor.source.order_by, key_columns, key_def, n_members))
+    captured = n_enabled == len(TRIGGERS) * n_members  # on the table, or every member of its partition tree
     disabled = n_enabled < n_triggers  # someone turned capture off: nothing stored can be trusted, or stored
     read_committed = isolation == "read committed"
     store = reuse and read_committed and not disabled and (captured or may_trigger)
@@ -100,7 +133,19 @@ def check_access(conn: psycopg.Connection, table: Table, descriptor: Descriptor)
     elif reuse and not captured and not may_trigger:
         notes.append(f"role {role!r} lacks the TRIGGER privilege on {table.display} to install change capture: "
                      f"no statistics are stored (its owner can run SELECT modelstore.enable_capture(…))")
-    return Access(reuse, store, captured, read_committed, tuple(notes))
+    return Access(reuse, store, captured, read_committed, tuple(notes), versions)
+
+
+def _partitioning_note(table: Table, order_by: str, key_columns, key_def: str, n_members: int) -> str:
+    """What partitioning means for a request over a partitioned table, for EXPLAIN (docs/scale-out.md)."""
+    common = (f"stored statistics are kept for {table.display} as a whole, and change capture runs on all "
+              f"{n_members} tables of its partition tree")
+    if key_columns and key_columns[0] == order_by and key_def.upper().startswith("RANGE"):
+        return (f"{table.display} is partitioned by {order_by} ({key_def}): a range of {order_by} reads only the "
+                f"partitions it meets (partition pruning); {common}")
+    keys = ", ".join(k or "an expression" for k in key_columns or ())
+    return (f"{table.display} is partitioned by {keys}, not by the ordering column {order_by} ({key_def}): every "
+            f"range may read every partition (no partition pruning for ranges); {common}")
 
 
 def usable_source(conn: psycopg.Connection, descriptor: Descriptor, table: Table, access: Access) -> int | None:
@@ -114,20 +159,25 @@ def usable_source(conn: psycopg.Connection, descriptor: Descriptor, table: Table
         return None
     source = descriptor.source
     row = conn.execute(
-        "SELECT source_id, relid, column_types FROM modelstore.sources "
+        "SELECT source_id, relid, column_types, members IS NOT DISTINCT FROM "
+        "(CASE WHEN %s THEN modelstore._partition_tree(%s::oid) END) FROM modelstore.sources "
         "WHERE schema_name = %s AND table_name = %s AND order_by = %s",
-        [source.schema, source.table, source.order_by],
+        [table.kind == "p", table.oid, source.schema, source.table, source.order_by],
     ).fetchone()
     if row is None:
         return None
-    source_id, relid, recorded = row[0], row[1], row[2] or {}
+    source_id, relid, recorded, same_tree = row[0], row[1], row[2] or {}, row[3]
     changed = [name for name, sig in recorded.items()
                if name not in table.columns or table.columns[name].signature != sig]
-    if relid != table.oid or not access.captured or source.order_by in changed:
+    # a partition tree other than the recorded one: partitions came or went where the partition event
+    # trigger (sql/capture_7_partitions.sql) did not see it, so nothing stored can be trusted
+    if relid != table.oid or not access.captured or source.order_by in changed or not same_tree:
         conn.execute("DELETE FROM modelstore.statistics WHERE source_id = %s", [source_id])
         conn.execute("DELETE FROM modelstore.stat_indexes WHERE source_id = %s", [source_id])
-        conn.execute("UPDATE modelstore.sources SET relid = %s, column_types = '{}' WHERE source_id = %s",
-                     [table.oid, source_id])
+        conn.execute("UPDATE modelstore.sources SET relid = %s, column_types = '{}', members = NULL "
+                     "WHERE source_id = %s", [table.oid, source_id])
+    elif access.shard_versions is not None and not shards.validate(conn, source_id, access.shard_versions):
+        pass  # a shard changed since its summaries were computed: they are dropped, and so is everything stored
     elif changed:
         conn.execute(
             "DELETE FROM modelstore.statistics WHERE source_id = %(s)s AND (read_columns IS NULL "
@@ -158,9 +208,12 @@ def prepare_write(conn: psycopg.Connection, descriptor: Descriptor, table: Table
     signatures = {c: table.columns[c].signature for c in descriptor.read_columns}
     conn.execute(
         "UPDATE modelstore.sources SET relid = %s, column_types = column_types || %s, "
+        "members = CASE WHEN %s THEN modelstore._partition_tree(%s::oid) END, "
         "stats_version = stats_version + 1 WHERE source_id = %s",
-        [table.oid, Jsonb(signatures), source_id],
+        [table.oid, Jsonb(signatures), table.kind == "p", table.oid, source_id],
     )
+    if access.shard_versions is not None:
+        shards.record(conn, source_id, access.shard_versions)
     return source_id
 
 

@@ -156,15 +156,18 @@ def migrate(conn: psycopg.Connection) -> list[str]:
 
 def _create_extension(conn: psycopg.Connection) -> bool:
     """``CREATE EXTENSION modelstore_stats`` in schema modelstore when the server has it and the
-    database does not (DESIGN §5: the C statistics aggregate, docs/statistics.md). Best effort, in a
+    database does not, ``ALTER EXTENSION … UPDATE`` when the database has an older version (DESIGN §5: the C statistics aggregate, docs/statistics.md). Best effort, in a
     savepoint: without it (not built for this server, or no privilege) the SQL aggregates serve."""
-    row = conn.execute("SELECT installed_version IS NULL FROM pg_catalog.pg_available_extensions WHERE name = %s",
-                       [EXTENSION]).fetchone()
-    if row is None or not row[0]:
+    row = conn.execute("SELECT installed_version IS NULL, installed_version IS DISTINCT FROM default_version "
+                       "FROM pg_catalog.pg_available_extensions WHERE name = %s", [EXTENSION]).fetchone()
+    if row is None or not row[1]:
         return False
     try:
         with conn.transaction():
-            conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {} SCHEMA modelstore").format(sql.Identifier(EXTENSION)))
+            if row[0]:
+                conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {} SCHEMA modelstore").format(sql.Identifier(EXTENSION)))
+            else:  # an older version (1.0 had no dd_absorb for change capture): update it
+                conn.execute(sql.SQL("ALTER EXTENSION {} UPDATE").format(sql.Identifier(EXTENSION)))
     except psycopg.Error as exc:
         log.info("the %s extension is available but could not be created (%s); using the SQL aggregates",
                  EXTENSION, exc)

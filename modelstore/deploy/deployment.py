@@ -88,6 +88,12 @@ class Deployment:
             return self.model.predict(X)
         return self.model.predict(np.asarray(X, dtype=float))
 
+    def observe(self, X, y, *, groups=None, refresh: bool = True):
+        """Write labelled rows to the deployment's table and absorb them (:func:`modelstore.deploy.observe.observe`)."""
+        from modelstore.deploy.observe import observe
+
+        return observe(self.store, self.name, X, y, groups=groups, refresh_now=refresh)
+
     def refresh(self, *, force: bool = False) -> Outcome | None:
         """Bring the deployment up to date now (what the worker does on a change); None if another
         process is refreshing it at this moment."""
@@ -161,9 +167,14 @@ def deploy(store, name: str, kind: str, *, table: str, target: str, features, or
     conn = store.conn
     with conn.transaction():
         tbl = resolve_table(conn, table)
-        if tbl.kind != "r":
+        if tbl.kind not in ("r", "p"):
             raise SourceKindError(f"cannot deploy over {tbl.display}: it is {_RELKINDS.get(tbl.kind, 'not a table')}; "
-                                  f"deployments follow ordinary tables, whose writes triggers can see")
+                                  f"deployments follow ordinary and partitioned tables, whose writes triggers can see")
+        if tbl.kind == "p" and conn.execute(
+                "SELECT cardinality(foreign_members) > 0 FROM modelstore._capture_members(%s::oid::regclass)",
+                [tbl.oid]).fetchone()[0]:
+            raise SourceKindError(f"cannot deploy over {tbl.display}: some of its partitions are foreign tables, "
+                                  f"whose writes no trigger here can see (docs/scale-out.md)")
         order_kind = tbl.order_kind(order_by)
         check_window(win, order_by, order_kind)
         existing = load(conn, name=name)
@@ -204,17 +215,23 @@ def deploy(store, name: str, kind: str, *, table: str, target: str, features, or
 
 
 def _install_trigger(conn: psycopg.Connection, tbl) -> None:
-    """One statement-level trigger per deployed table; the owner's fires ALWAYS, as capture's does."""
-    state = conn.execute("SELECT tgenabled FROM pg_catalog.pg_trigger WHERE tgrelid = %s AND tgname = %s",
-                         [tbl.oid, TRIGGER]).fetchone()
-    if state is None:
-        conn.execute(sql.SQL("CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {} "
-                             "FOR EACH STATEMENT EXECUTE FUNCTION modelstore._deployment_changed()").format(
-            sql.Identifier(TRIGGER), tbl.identifier))
-    owner = conn.execute("SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE') FROM pg_catalog.pg_class c "
-                         "WHERE c.oid = %s", [tbl.oid]).fetchone()[0]
-    if owner and (state is None or state[0] != "A"):
-        conn.execute(sql.SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(tbl.identifier, sql.Identifier(TRIGGER)))
+    """One statement-level trigger per deployed table — on a partitioned table, on every member of its
+    partition tree (a write to a partition fires that partition's triggers only; partitions attached later
+    get it from the partition event trigger, docs/scale-out.md); the owner's fires ALWAYS, as capture's does."""
+    members = conn.execute("SELECT m.members FROM modelstore._capture_members(%s::oid::regclass) AS m",
+                           [tbl.oid]).fetchone()[0]
+    for relid in members:
+        target = _relation(conn, relid)
+        state = conn.execute("SELECT tgenabled FROM pg_catalog.pg_trigger WHERE tgrelid = %s AND tgname = %s",
+                             [relid, TRIGGER]).fetchone()
+        if state is None:
+            conn.execute(sql.SQL("CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {} "
+                                 "FOR EACH STATEMENT EXECUTE FUNCTION modelstore._deployment_changed()").format(
+                sql.Identifier(TRIGGER), target))
+        owner = conn.execute("SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE') FROM pg_catalog.pg_class c "
+                             "WHERE c.oid = %s", [relid]).fetchone()[0]
+        if owner and (state is None or state[0] != "A"):
+            conn.execute(sql.SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(target, sql.Identifier(TRIGGER)))
 
 
 def deployment(store, name: str) -> Deployment:
@@ -253,10 +270,15 @@ def _undeploy(conn, spec: Spec, *, drop_model: bool) -> None:
     if drop_model:
         conn.execute("DELETE FROM modelstore.fitted_models WHERE model_id = %s", [spec.model_id])
     others = conn.execute("SELECT count(*) FROM modelstore.deployments WHERE relid = %s", [spec.relid]).fetchone()[0]
-    exists = conn.execute("SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = %s AND tgname = %s",
-                          [spec.relid, TRIGGER]).fetchone()
-    if not others and exists:
-        conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(TRIGGER), _relation(conn, spec.relid)))
+    if others:
+        return
+    # the table's trigger, and on a partitioned table its members' (docs/scale-out.md)
+    holders = conn.execute(
+        "SELECT g.tgrelid FROM pg_catalog.pg_trigger g WHERE g.tgname = %s AND (g.tgrelid = %s "
+        "OR g.tgrelid IN (SELECT t.relid FROM pg_catalog.pg_partition_tree(%s::oid) AS t))",
+        [TRIGGER, spec.relid, spec.relid]).fetchall()
+    for (relid,) in holders:
+        conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(TRIGGER), _relation(conn, relid)))
 
 
 def _relation(conn, relid: int) -> sql.Composable:

@@ -1,4 +1,4 @@
-"""The ``modelstore`` command line: demo, query, migrate, install-extension, worker, deployments, calibrate, fit, explain, models, show, drop, index, bench, server.
+"""The ``modelstore`` command line: demo, query, migrate, install-extension, worker, deployments, serve, calibrate, fit, explain, models, show, drop, index, bench, server.
 
 Results go to standard output (``--format table|json|csv``), errors to standard error as one line.
 Exit status: 0 success; 2 a request modelstore refused (bad input, unknown model …) or a usage error;
@@ -161,6 +161,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("deployments", help="list deployments")
 
+    p = sub.add_parser("serve", help="serve predictions over HTTP: predict, observe, model info, /healthz, /metrics "
+                                     "(docs/serving.md); SIGTERM stops it",
+                       description="The bearer token comes from $MODELSTORE_SERVE_TOKEN or --token-file; without one "
+                                   "the server listens only on a loopback address unless --allow-unauthenticated.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one and prints it)")
+    p.add_argument("--token-file", help="read the bearer token from this file (e.g. a systemd credential)")
+    p.add_argument("--allow-unauthenticated", action="store_true",
+                   help="listen on a non-loopback address without a token (something in front authenticates)")
+    p.add_argument("--pool-size", type=int, default=4, help="database connections (default 4)")
+    p.add_argument("--db-timeout", type=float, default=5.0,
+                   help="seconds to wait for a database connection before answering 503 (default 5)")
+    p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
+
     p = sub.add_parser("install-extension",
                        help="build and install the modelstore_stats C aggregate (PGXS) and create it in the database")
     p.add_argument("--pg-config", help="the server's pg_config (default: next to its binaries, on PATH, "
@@ -197,6 +211,8 @@ def _main(argv: list[str] | None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "server":
             return _server(args.action, args.dsn)
+        if args.command == "serve":
+            return _serve(args)
         if args.command == "install-extension" and not args.no_build:
             from pathlib import Path
 
@@ -221,6 +237,37 @@ def _main(argv: list[str] | None) -> int:
         return EXIT_DATABASE
 
 
+def _serve(args) -> int:
+    """``modelstore serve``: bring the catalog up to date once, then run the HTTP door until SIGTERM."""
+    import os
+
+    from modelstore.connection import resolve_dsn
+    from modelstore.doors import http
+    from modelstore.store import Store
+
+    token = os.environ.get(http.TOKEN_ENV) or None
+    if args.token_file:
+        try:
+            with open(args.token_file, encoding="utf-8") as f:
+                token = f.read().strip() or None
+        except OSError as exc:
+            _error(f"--token-file {args.token_file}: {exc.strerror}")
+            return EXIT_INPUT
+        if token is None:
+            _error(f"--token-file {args.token_file} is empty")
+            return EXIT_INPUT
+    http.check_exposure(args.host, token, args.allow_unauthenticated)
+    dsn, server = resolve_dsn(args.dsn)
+    try:
+        Store(dsn).close()  # migrations, on first connect
+        http.serve(dsn, host=args.host, port=args.port, token=token, allow_unauthenticated=args.allow_unauthenticated,
+                   pool_size=args.pool_size, db_timeout=args.db_timeout, log_level=args.log_level)
+    finally:
+        if server is not None and server.started_by_us:
+            server.stop()
+    return EXIT_OK
+
+
 def _dispatch(store, args) -> int:
     if args.command == "demo":
         from modelstore.doors import demo
@@ -243,6 +290,8 @@ def _dispatch(store, args) -> int:
         with store.conn.transaction():
             store.conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {} SCHEMA modelstore").format(
                 sql.Identifier(engine.EXTENSION)))
+            # a database created with an older build: its version gets the newer functions
+            store.conn.execute(sql.SQL("ALTER EXTENSION {} UPDATE").format(sql.Identifier(engine.EXTENSION)))
         engine.forget(store.conn)
         name, _ = engine.engine(store.conn)
         console.print(f"statistics engine: {engine.DESCRIPTIONS[name]}")

@@ -177,7 +177,27 @@ def deployment_demo(store: Store, rows: int, seed: int, console: Console) -> lis
     console.print(grid)
     console.print(d.versions()[["version", "rows", "lo", "hi", "reason", "active", "scored_rows",
                                 "prequential_loss"]].to_string(index=False), markup=False)
+    report.append(observe_demo(store, name, console))
     return report
+
+
+def observe_demo(store: Store, name: str, console: Console) -> dict:
+    """Observe → predict (docs/serving.md): one labelled row written through ``store.observe`` (mapped to
+    the table's columns by name), absorbed at once, and the next prediction — here in SQL, from the
+    catalog — already uses the model that includes it. ``modelstore serve`` does the same over HTTP."""
+    table = sql.Identifier(SCHEMA, TABLE)
+    predict = "SELECT modelstore.predict(%s, ARRAY[20, 1, 10]::float8[])"
+    before = store.conn.execute(predict, [name]).fetchone()[0]
+    next_id, ts = store.conn.execute(sql.SQL("SELECT max(id) + 1, max(ts) FROM {}").format(table)).fetchone()
+    row = {"id": next_id, "ts": ts, "price": 20.0, "promo": 1.0, "ads": 10.0, "region": "EU"}
+    done = store.observe(name, [row], [400.0])
+    after = store.conn.execute(predict, [name]).fetchone()[0]
+    console.print(f"\n[bold]observe → predict[/bold]: store.observe({name!r}, [price 20, promo 1, ads 10], "
+                  f"[revenue 400]) wrote row id {next_id:,} and refreshed in {done.seconds * 1000:.1f} ms "
+                  f"(version {done.version}); modelstore.predict({name!r}, ARRAY[20, 1, 10]): "
+                  f"{before:.3f} → {after:.3f}")
+    return {"request": "deployment: observe 1 row, then predict", "model": name, "plan": "observe",
+            "rows_read": None, "ms": done.seconds * 1000, "scratch_ms": None, "before": before, "after": after}
 
 
 def _shape(executed) -> str:

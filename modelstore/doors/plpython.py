@@ -27,6 +27,7 @@ from modelstore.planner.costs import CostModel
 from modelstore.request.descriptor import bound_text, coerce_bound
 from modelstore.errors import ModelstoreError, RangeError
 from modelstore.request.source import resolve_table
+from modelstore.stats import engine as stats_engine
 from modelstore.store import Store
 
 __all__ = ["InsideStore", "SpiConnection", "create_model", "explain", "frame_rows", "model_summary", "query"]
@@ -46,7 +47,7 @@ class InsideStore(Store):
                 stored = costs.load(self.conn)
             except psycopg.errors.InsufficientPrivilege:
                 stored = None  # a role that may not read modelstore.cost_model plans with the defaults
-            self._cost_model = stored or CostModel.default()
+            self._cost_model = stored or CostModel.default(stats_engine.engine(self.conn)[0])
         return self._cost_model
 
     def calibrate(self, *, quick: bool = False) -> CostModel:

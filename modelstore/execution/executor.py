@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 
 from modelstore.catalog import index, records
+from modelstore.execution import partitions, shards
 from modelstore.request.descriptor import Descriptor, Range
 from modelstore.request.predicates import range_predicate, with_filter
 from modelstore.planner.plan import ExecutedPlan, Plan, StepResult
@@ -46,6 +47,8 @@ def scan_many(conn: psycopg.Connection, table: Table, descriptor: Descriptor, ra
     """Statistics of each of ``ranges`` (non-overlapping) by one aggregate statement, on the connection's
     statistics engine (:mod:`modelstore.stats.engine`) unless ``engine`` is given."""
     engine = engine or stats_engine.engine(conn)
+    if table.shards:  # one aggregate per partition, pushed down to its shard (docs/scale-out.md)
+        return shards.scan_many(conn, table, descriptor, ranges, max_classes, engine, from_rows)[0]
     rows = conn.execute(scan_query(table, descriptor, ranges, max_classes, engine)).fetchall()
     if len(ranges) == 1:
         return [from_rows(descriptor, ranges[0], rows, max_classes, engine)]
@@ -155,6 +158,8 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
     columns = descriptor.stats_columns
     started = time.perf_counter()
     engine = stats_engine.engine(conn)
+    if table.shards:  # the engine every shard can run (docs/scale-out.md)
+        engine = shards.shard_engine(list(table.shards), engine)
     parts: dict[int, object] = {}
     shares: dict[int, float] = {}
 
@@ -189,7 +194,7 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
     for group in _statements(ranges):
         t0 = time.perf_counter()
         est_rows = sum(plan.steps[scans[j]].est_rows or MAX_FETCHED_ROWS + 1 for j in group)
-        if fetch_is_cheaper(cost_model, descriptor, est_rows, engine[0]):
+        if not table.shards and fetch_is_cheaper(cost_model, descriptor, est_rows, engine[0]):
             results = fetch_many(conn, table, descriptor, [ranges[j] for j in group], max_classes)
         else:
             results = scan_many(conn, table, descriptor, [ranges[j] for j in group], max_classes, engine)
@@ -223,6 +228,13 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
         # costs the result digits a float64 plan would have (the numerical guard compares this)
         lost = max(0.0, lost - DD_EXTRA_DIGITS)
     extra = {"Statistics": statistics_note(engine[0], [parts[i] for i in parts], total)}
+    if table.kind == "p" and ranges:
+        extra["Partitions"] = partitions.partitions_note(conn, table, descriptor, ranges)
+    if table.shards and ranges:
+        servers = sorted({p.server or "?" for p in table.shards})
+        extra["Shards"] = (f"one aggregate per partition, each foreign partition's pushed down to its shard "
+                           f"({', '.join(servers)}), all in one statement whose foreign scans run concurrently on "
+                           f"async_capable servers; merged here exactly (paper §3.3)")
     return total, ExecutedPlan(plan, step_results, time.perf_counter() - started, digits_lost=lost, extra=extra)
 
 

@@ -71,15 +71,21 @@ class GaussianNBFamily(_NaiveBayesFamily):
         return gaussian_stats.from_aggregate_rows(columns, rows)
 
     def pack(self, stats, *, triangle=False):
+        dd = stats.means_lo is not None
         return {"classes": Jsonb(list(stats.classes)), "counts": stats.counts.tolist(),
-                "mean": stats.means.ravel().tolist(), "moments": stats.m2.ravel().tolist(), "mean_lo": None,
-                "moments_lo": None}
+                "mean": stats.means.ravel().tolist(), "moments": stats.m2.ravel().tolist(),
+                "mean_lo": stats.means_lo.ravel().tolist() if dd else None,
+                "moments_lo": stats.m2_lo.ravel().tolist() if dd else None}
 
     def unpack(self, columns, n, null_rows, classes, counts, mean, moments, mean_lo=None, moments_lo=None, *,
                triangle=False):
         c, k = len(classes), len(columns)
-        return GaussianNBStats(columns, classes, counts, np.array(mean, dtype=float).reshape(c, k),
-                               np.array(moments, dtype=float).reshape(c, k), null_rows)
+
+        def grid(values):
+            return np.array(values, dtype=float).reshape(c, k)
+
+        lo = (None, None) if mean_lo is None or moments_lo is None else (grid(mean_lo), grid(moments_lo))
+        return GaussianNBStats(columns, classes, counts, grid(mean), grid(moments), null_rows, *lo)
 
     def stored_values(self, k, classes=1, *, triangle=False):
         # the index stores means and second moments per class; the catalog's estimate counts the count too

@@ -32,6 +32,11 @@ Without a penalty, a feature is refused when it is constant (its spread is below
 its mean) or when its Cholesky pivot — 1 − R² of the feature regressed on the features before it,
 in column order — is below ``COLLINEAR_TOL`` (10⁻¹⁰). Longley's smallest pivot is 1.3·10⁻³, far
 from it. The error names the column and the earlier columns it is a combination of.
+Double-double statistics (the C aggregate's, ~32 digits) that the float64 check refuses are checked
+again exactly: the pivots of their centered system in rational arithmetic, against
+``DD_COLLINEAR_TOL`` (10⁻²⁴: the float64 margin of 10⁶ over u, over u² instead). NIST's Filip
+(degree 10; smallest pivot 3.7·10⁻¹⁵) passes it; a column that is another's float64 sum (pivot
+~u² ≈ 10⁻³²) is still refused. Such a fit's covariance is computed exactly as well.
 With λ > 0 a constant column gets coefficient 0 (its centered values are zero, as in scikit-learn)
 and collinear columns are fine: A + λ·diag(1/s²) is positive definite.
 
@@ -79,6 +84,8 @@ __all__ = ["COLLINEAR_TOL", "LinearRegression"]
 #: a feature whose variance left after regressing it on the earlier features is below this
 #: fraction of its own variance (i.e. R² > 1 − 10⁻¹⁰) makes XᵀX singular
 COLLINEAR_TOL = 1e-10
+#: the same for double-double statistics, checked in exact arithmetic (see "Rank check")
+DD_COLLINEAR_TOL = 1e-24
 
 #: a feature whose standard deviation is below this fraction of |mean| is constant: its spread is
 #: indistinguishable from the rounding of the values themselves
@@ -169,6 +176,64 @@ def _solve_exact(stats: LinearStats, live: np.ndarray, l2: float) -> tuple[np.nd
     cxx_w = [sum((value(C[i, j], Clo[i, j]) * wj for j, wj in zip(idx, w)), Fraction(0)) for i in idx]
     ssr = cyy - 2 * sum((wi * bi for wi, bi in zip(w, b)), Fraction(0)) + sum((wi * ci for wi, ci in zip(w, cxx_w)), Fraction(0))
     return np.array([float(x) for x in w]), float(intercept), float(ssr)
+
+
+def _exact_rank(stats: LinearStats, live: np.ndarray, tol: float) -> list[int]:
+    """The positions in ``live`` that exact elimination refuses: a column whose pivot (the spread left
+    after projecting it on the kept columns before it, in rational arithmetic on the double-double
+    statistics) is at most ``tol`` times its own spread. Refused columns are skipped, as in
+    :func:`_greedy_cholesky`."""
+    C, Clo = stats.comoment, stats.comoment_lo
+    idx = [int(i) for i in live]
+    M = [[Fraction(float(C[i, j])) + Fraction(float(Clo[i, j])) for j in idx] for i in idx]
+    diag = [M[r][r] for r in range(len(idx))]
+    kept: list[int] = []
+    refused: list[int] = []
+    for col in range(len(idx)):
+        if not M[col][col] > tol * diag[col]:
+            refused.append(col)
+            continue
+        inv = 1 / M[col][col]
+        for r in range(col + 1, len(idx)):
+            f = M[r][col] * inv
+            if f:
+                row_r, row_c = M[r], M[col]
+                for c in range(col, len(idx)):
+                    row_r[c] -= f * row_c[c]
+        kept.append(col)
+    return refused
+
+
+def _exact_covariance(stats: LinearStats, live: np.ndarray, sigma2: float) -> np.ndarray:
+    """σ̂²-scaled covariance of [intercept, w] (OLS) from the exact inverse of the double-double Cxx:
+    Var(w) = σ̂² Cxx⁻¹, Cov(b, w) = −Var(w) x̄, Var(b) = σ̂² (1/n + x̄ᵀ Cxx⁻¹ x̄)."""
+    d = len(stats.columns) - 1
+    idx = [int(i) for i in live]
+    m = len(idx)
+    C, Clo = stats.comoment, stats.comoment_lo
+    A = [[Fraction(float(C[i, j])) + Fraction(float(Clo[i, j])) for j in idx]
+         + [Fraction(int(r == c)) for c in range(m)] for r, i in enumerate(idx)]
+    for col in range(m):  # Gauss–Jordan on [Cxx | I] (Cxx positive definite: no pivoting needed)
+        inv = 1 / A[col][col]
+        A[col] = [v * inv for v in A[col]]
+        for r in range(m):
+            f = A[r][col]
+            if r != col and f:
+                A[r] = [a - f * b for a, b in zip(A[r], A[col])]
+    Cinv = [row[m:] for row in A]
+    xbar = [Fraction(float(stats.mean[i])) + Fraction(float(stats.mean_lo[i])) for i in idx]
+    cross = [sum((Cinv[r][c] * xbar[c] for c in range(m)), Fraction(0)) for r in range(m)]
+    quad = sum((x * c for x, c in zip(xbar, cross)), Fraction(0))
+    s2 = Fraction(sigma2) if math.isfinite(sigma2) else None
+    cov = np.full((d + 1, d + 1), math.nan) if s2 is None else np.zeros((d + 1, d + 1))
+    if s2 is None:
+        return cov
+    cov[0, 0] = float(s2 * (Fraction(1, stats.n) + quad))
+    for r, i in enumerate(idx):
+        cov[0, 1 + i] = cov[1 + i, 0] = float(-s2 * cross[r])
+        for c, j in enumerate(idx):
+            cov[1 + i, 1 + j] = float(s2 * Cinv[r][c])
+    return cov
 
 
 def _greedy_cholesky(M: np.ndarray, tol: float):
@@ -295,6 +360,13 @@ class LinearRegression(Provenance):
         M = A + np.diag(l2 / s**2) if l2 > 0 else A
 
         L, kept, refused = _greedy_cholesky(M, COLLINEAR_TOL)
+        exact_rank = False
+        if refused and l2 == 0 and stats.comoment_lo is not None and len(live) <= EXACT_SOLVE_MAX_D:
+            # double-double statistics hold ~32 digits: decide the rank on them exactly (Filip)
+            exact_refused = set(_exact_rank(stats, live, DD_COLLINEAR_TOL))
+            refused = [(j, deps) for j, deps in refused if j in exact_refused] + [
+                (j, []) for j in sorted(exact_refused - {j for j, _ in refused})]
+            exact_rank = not refused
         if (l2 == 0 and constant.any()) or refused:
             refused = [(int(live[j]), [int(live[k]) for k in deps]) for j, deps in refused]
             self._raise_singular(features, n, constant if l2 == 0 else np.zeros(d, bool), refused, l2)
@@ -321,7 +393,10 @@ class LinearRegression(Provenance):
         df_resid = n - d - 1
         with np.errstate(divide="ignore", invalid="ignore"):
             sigma2 = ssr / df_resid if df_resid > 0 else math.nan
-            cov = self._covariance(n, d, live, s, xbar, A, M, chol, sigma2, l2)
+            if exact_rank:  # the float64 factor is incomplete: the covariance from the exact inverse
+                cov = _exact_covariance(stats, live, sigma2)
+            else:
+                cov = self._covariance(n, d, live, s, xbar, A, M, chol, sigma2, l2)
 
         self.feature_names_in_ = np.array(features, dtype=object)
         self.n_features_in_ = d
@@ -331,7 +406,8 @@ class LinearRegression(Provenance):
         self._cov = cov
         self._set_figures(
             n_obs=n, rows_skipped=stats.null_rows, df_model=d, df_resid=df_resid, ssr=ssr,
-            centered_tss=max(cyy, 0.0), condition_number=self._condition_number(n, xbar, live, s, A, constant.any(), L if l2 == 0 else None),
+            centered_tss=max(cyy, 0.0), condition_number=self._condition_number(n, xbar, live, s, A, constant.any(),
+                                                                                 L if l2 == 0 and not exact_rank else None),
         )
 
     @staticmethod

@@ -43,12 +43,40 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Partition:
+    """A leaf of a partitioned table: an ordinary table, or a foreign table on a shard (docs/scale-out.md)."""
+
+    schema: str
+    name: str
+    oid: int
+    kind: str  # 'r' an ordinary table, 'f' a foreign table
+    server: str | None = None  # a foreign partition's server
+    extensions: tuple[str, ...] = ()  # the extensions the server's postgres_fdw options let it push down
+    wrapper: str | None = None  # the foreign data wrapper (postgres_fdw for a shard)
+    options: tuple[str, ...] = ()  # a foreign partition's options ('schema_name=…', 'table_name=…')
+
+    @property
+    def identifier(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.name)
+
+    @property
+    def display(self) -> str:
+        return exp.table_(self.name, db=self.schema, quoted=True).sql(dialect="postgres")
+
+
+@dataclass(frozen=True)
 class Table:
     schema: str
     name: str
     oid: int
     columns: dict[str, Column]
     kind: str = "r"  # pg_class.relkind: r table, v view, m materialized view, p partitioned, f foreign
+    partitions: tuple[Partition, ...] = ()  # a partitioned table's leaves
+
+    @property
+    def shards(self) -> tuple[Partition, ...]:
+        """The foreign partitions: a partitioned table with any is sharded (docs/scale-out.md)."""
+        return tuple(p for p in self.partitions if p.kind == "f")
 
     @property
     def identifier(self) -> sql.Identifier:
@@ -133,7 +161,26 @@ def resolve_table(conn: psycopg.Connection, name: str) -> Table:
         """,
         [oid],
     ).fetchall()
-    return Table(nspname, relname, oid, {n: Column(n, t, c, sig) for n, t, c, sig in cols}, relkind)
+    partitions = ()
+    if relkind == "p":
+        partitions = tuple(Partition(*row[:5], tuple(row[5] or ()), row[6], tuple(row[7] or ())) for row in conn.execute(
+            """
+            SELECT n.nspname, c.relname, c.oid, c.relkind, s.srvname,
+                   (SELECT string_to_array(replace(substr(o, 12), ' ', ''), ',')
+                      FROM unnest(s.srvoptions) AS o WHERE o LIKE 'extensions=%%'),
+                   w.fdwname, f.ftoptions
+            FROM pg_catalog.pg_partition_tree(%s::oid) AS t
+            JOIN pg_catalog.pg_class c ON c.oid = t.relid
+            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            LEFT JOIN pg_catalog.pg_foreign_table f ON f.ftrelid = c.oid
+            LEFT JOIN pg_catalog.pg_foreign_server s ON s.oid = f.ftserver
+            LEFT JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+            WHERE t.isleaf
+            ORDER BY c.oid
+            """,
+            [oid],
+        ).fetchall())
+    return Table(nspname, relname, oid, {n: Column(n, t, c, sig) for n, t, c, sig in cols}, relkind, partitions)
 
 
 def check_numeric(table: Table, names, role: str) -> list[Column]:

@@ -4,6 +4,12 @@ Paper §3.1.2 keeps N_c, S_jc = Σ x_j and SS_jc = Σ x_j²; as for the linear f
 form (n_c, mean_jc, M2_jc = Σ (x_j − mean_jc)²) so that merging and unmerging are the exact pairwise
 updates of :mod:`modelstore.stats.linear`, applied per class and per feature (a diagonal comoment).
 A class whose count reaches zero by subtraction disappears.
+
+Statistics from the ``modelstore_stats`` C aggregate (``dd_diag``) keep the low parts of their
+double-double means and M2 (``means_lo``, ``m2_lo``), and merging and unmerging then run Chan's
+formulas in double-double, exactly as for the linear family (:mod:`modelstore.stats._dd`;
+docs/statistics.md, "Storing, merging and solving double-double statistics"). Combining a
+double-double summary with a float64 one gives float64 (the executor says so in the plan).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 from psycopg import sql
 
+from modelstore.stats import _dd as dd
 from modelstore.stats._classes import normalize_label, sorted_labels
 from modelstore.stats._base import Statistics
 from modelstore.stats._sql import CLASS_ALIAS, PART_ALIAS, column_alias, complete_rows, grouped_by_class
@@ -23,9 +30,10 @@ class GaussianNBStats(Statistics):
 
     family = "gaussian_nb"
 
-    __slots__ = ("features", "classes", "counts", "means", "m2", "null_rows")
+    __slots__ = ("features", "classes", "counts", "means", "m2", "null_rows", "means_lo", "m2_lo")
 
-    def __init__(self, features: Sequence[str], classes=(), counts=None, means=None, m2=None, null_rows: int = 0):
+    def __init__(self, features: Sequence[str], classes=(), counts=None, means=None, m2=None, null_rows: int = 0,
+                 means_lo=None, m2_lo=None):
         self.features = tuple(features)
         d, classes = len(self.features), tuple(classes)
         order = sorted(range(len(classes)), key=lambda i: classes[i])
@@ -35,6 +43,20 @@ class GaussianNBStats(Statistics):
         self.means = np.zeros((c, d)) if means is None else np.asarray(means, dtype=float).reshape(c, d)[order]
         self.m2 = np.zeros((c, d)) if m2 is None else np.asarray(m2, dtype=float).reshape(c, d)[order]
         self.null_rows = int(null_rows)
+        if (means_lo is None) != (m2_lo is None):
+            raise ValueError("double-double statistics need the low parts of both the means and the M2")
+        #: the low parts of double-double statistics (value = hi + lo), None for float64 statistics
+        self.means_lo = None if means_lo is None else np.asarray(means_lo, dtype=float).reshape(c, d)[order]
+        self.m2_lo = None if m2_lo is None else np.asarray(m2_lo, dtype=float).reshape(c, d)[order]
+
+    @property
+    def precision(self) -> str:
+        """'double-double' (the C aggregate's statistics) or 'float64' (the SQL aggregates')."""
+        return "float64" if self.means_lo is None else "double-double"
+
+    def to_float64(self) -> "GaussianNBStats":
+        return GaussianNBStats(self.features, self.classes, self.counts.copy(), self.means.copy(), self.m2.copy(),
+                               self.null_rows)
 
     @property
     def n(self) -> int:
@@ -61,7 +83,8 @@ class GaussianNBStats(Statistics):
 
     @classmethod
     def from_state(cls, state: dict) -> "GaussianNBStats":
-        return cls(state["features"], state["classes"], state["counts"], state["means"], state["m2"], state.get("null_rows", 0))
+        return cls(state["features"], state["classes"], state["counts"], state["means"], state["m2"], state.get("null_rows", 0),
+                   state.get("means_lo"), state.get("m2_lo"))
 
     def to_state(self) -> dict:
         return {
@@ -71,10 +94,13 @@ class GaussianNBStats(Statistics):
             "means": self.means.tolist(),
             "m2": self.m2.tolist(),
             "null_rows": self.null_rows,
+            **({} if self.means_lo is None else {"means_lo": self.means_lo.tolist(), "m2_lo": self.m2_lo.tolist()}),
         }
 
     def copy(self) -> "GaussianNBStats":
-        return GaussianNBStats(self.features, self.classes, self.counts.copy(), self.means.copy(), self.m2.copy(), self.null_rows)
+        return GaussianNBStats(self.features, self.classes, self.counts.copy(), self.means.copy(), self.m2.copy(), self.null_rows,
+                               None if self.means_lo is None else self.means_lo.copy(),
+                               None if self.m2_lo is None else self.m2_lo.copy())
 
     # -- algebra ----------------------------------------------------------------------------------
 
@@ -87,55 +113,118 @@ class GaussianNBStats(Statistics):
     def _row(self, label):
         return self.classes.index(label) if label in self.classes else None
 
+    def _align_precision(self, other: "GaussianNBStats") -> "GaussianNBStats":
+        """Both double-double or both float64: an empty side takes the other's precision, otherwise a
+        double-double side is rounded to float64 (as :meth:`LinearStats._align_precision`)."""
+        if self.precision == other.precision:
+            return other
+        if not self.classes:
+            if other.means_lo is None:
+                self.means_lo = self.m2_lo = None
+            else:
+                self.means_lo, self.m2_lo = np.zeros_like(self.means), np.zeros_like(self.m2)
+            return other
+        if not other.classes:
+            return other.to_float64() if other.means_lo is not None else other
+        if self.means_lo is not None:
+            self.means_lo = self.m2_lo = None
+            return other
+        return other.to_float64()
+
+    def _parts(self, i=None):
+        """(means, means_lo, m2, m2_lo) of class row i (all rows when None); zeros for float64 low parts."""
+        sl = slice(None) if i is None else i
+        lo = (self.means_lo[sl], self.m2_lo[sl]) if self.means_lo is not None else (
+            np.zeros_like(self.means[sl]), np.zeros_like(self.m2[sl]))
+        return self.means[sl], lo[0], self.m2[sl], lo[1]
+
     def __iadd__(self, other: "GaussianNBStats") -> "GaussianNBStats":
+        """Chan's merge per class and feature: δ = μ_b − μ_a, μ += δ·n_b/n, M2 += M2_b + δ²·n_a·n_b/n
+        (in double-double when both sides are)."""
         self._check_compatible(other)
-        classes, counts, means, m2 = list(self.classes), list(self.counts), list(self.means), list(self.m2)
+        other = self._align_precision(other)
+        exact = self.means_lo is not None
+        classes, counts = list(self.classes), list(self.counts)
+        rows = [list(self._parts(i)) for i in range(len(classes))]
         for j, label in enumerate(other.classes):
-            nb, mb, m2b = int(other.counts[j]), other.means[j], other.m2[j]
+            nb = int(other.counts[j])
+            mb, mbl, m2b, m2bl = (x.copy() for x in other._parts(j))
             i = self._row(label)
             if i is None:
                 classes.append(label)
                 counts.append(nb)
-                means.append(mb.copy())
-                m2.append(m2b.copy())
+                rows.append([mb, mbl, m2b, m2bl])
                 continue
             na = int(counts[i])
             n = na + nb
-            delta = mb - means[i]
-            m2[i] = m2[i] + m2b + delta**2 * (na * nb / n)
-            means[i] = means[i] + delta * (nb / n)
+            ma, mal, m2a, m2al = rows[i]
+            if exact:
+                dh, dl = dd.sub(mb, mbl, ma, mal)
+                ma, mal = dd.add(ma, mal, *dd.div_d(*dd.mul_d(dh, dl, float(nb)), float(n)))
+                sh, sl = dd.mul(dh, dl, dh, dl)
+                sh, sl = dd.div_d(*dd.mul_d(*dd.mul_d(sh, sl, float(na)), float(nb)), float(n))
+                m2a, m2al = dd.add(*dd.add(m2a, m2al, m2b, m2bl), sh, sl)
+            else:
+                delta = mb - ma
+                m2a = m2a + m2b + delta**2 * (na * nb / n)
+                ma = ma + delta * (nb / n)
+            rows[i] = [ma, mal, m2a, m2al]
             counts[i] = n
-        merged = GaussianNBStats(self.features, classes, counts, np.array(means).reshape(len(classes), -1),
-                                 np.array(m2).reshape(len(classes), -1), self.null_rows + other.null_rows)
-        self.classes, self.counts, self.means, self.m2, self.null_rows = (
-            merged.classes, merged.counts, merged.means, merged.m2, merged.null_rows)
+        self._set_rows(classes, counts, rows, exact, self.null_rows + other.null_rows)
         return self
 
+    def _set_rows(self, classes, counts, rows, exact, null_rows) -> None:
+        c, d = len(classes), len(self.features)
+
+        def stack(t):
+            return np.array([r[t] for r in rows], dtype=float).reshape(c, d)
+
+        merged = GaussianNBStats(self.features, classes, counts, stack(0), stack(2), null_rows,
+                                 stack(1) if exact else None, stack(3) if exact else None)
+        for name in self.__slots__:
+            setattr(self, name, getattr(merged, name))
+
     def __isub__(self, other: "GaussianNBStats") -> "GaussianNBStats":
+        """The inverse of ``+=`` per class: μ_r = μ + (μ − μ_b)·n_b/n_r, δ = μ_b − μ_r,
+        M2_r = M2 − M2_b − δ²·n_r·n_b/n."""
         self._check_compatible(other)
         if self.null_rows < other.null_rows:
             raise ValueError(f"cannot remove {other.null_rows} skipped rows from {self.null_rows}")
-        counts, means, m2 = self.counts.copy(), self.means.copy(), self.m2.copy()
+        for j, label in enumerate(other.classes):
+            i = self._row(label)
+            if i is None or self.counts[i] < int(other.counts[j]):
+                have = 0 if i is None else int(self.counts[i])
+                raise ValueError(f"cannot remove {int(other.counts[j])} rows of class {label!r} from statistics holding {have}")
+        other = self._align_precision(other)
+        exact = self.means_lo is not None
+        counts = list(self.counts)
+        rows = [list(self._parts(i)) for i in range(len(self.classes))]
         for j, label in enumerate(other.classes):
             nb = int(other.counts[j])
             i = self._row(label)
-            if i is None or counts[i] < nb:
-                have = 0 if i is None else int(counts[i])
-                raise ValueError(f"cannot remove {nb} rows of class {label!r} from statistics holding {have}")
             n = int(counts[i])
             rest = n - nb
+            mb, mbl, m2b, m2bl = other._parts(j)
+            ma, mal, m2a, m2al = rows[i]
             if rest == 0:
-                means[i], m2[i] = 0.0, 0.0
-            else:
-                mean_rest = means[i] + (means[i] - other.means[j]) * (nb / rest)
-                delta = other.means[j] - mean_rest
-                m2[i] = m2[i] - other.m2[j] - delta**2 * (rest * nb / n)
-                means[i] = mean_rest
+                z = np.zeros_like(ma)
+                rows[i] = [z, z.copy(), z.copy(), z.copy()]
+            elif exact:
+                dh, dl = dd.sub(ma, mal, mb, mbl)
+                rh, rl = dd.add(ma, mal, *dd.div_d(*dd.mul_d(dh, dl, float(nb)), float(rest)))
+                dh, dl = dd.sub(mb, mbl, rh, rl)
+                sh, sl = dd.mul(dh, dl, dh, dl)
+                sh, sl = dd.div_d(*dd.mul_d(*dd.mul_d(sh, sl, float(rest)), float(nb)), float(n))
+                m2a, m2al = dd.sub(*dd.sub(m2a, m2al, m2b, m2bl), sh, sl)
+                rows[i] = [rh, rl, m2a, m2al]
+            elif nb:
+                mean_rest = ma + (ma - mb) * (nb / rest)
+                delta = mb - mean_rest
+                rows[i] = [mean_rest, mal, m2a - m2b - delta**2 * (rest * nb / n), m2al]
             counts[i] = rest
-        keep = counts > 0
-        self.classes = tuple(c for c, k in zip(self.classes, keep) if k)
-        self.counts, self.means, self.m2 = counts[keep], means[keep], m2[keep]
-        self.null_rows -= other.null_rows
+        keep = [i for i, cnt in enumerate(counts) if cnt > 0]
+        self._set_rows([self.classes[i] for i in keep], [counts[i] for i in keep], [rows[i] for i in keep], exact,
+                       self.null_rows - other.null_rows)
         return self
 
     # -- views ------------------------------------------------------------------------------------
@@ -145,15 +234,20 @@ class GaussianNBStats(Statistics):
         if not self.can_serve(features):
             raise ValueError(f"statistics over {self.features} (null_rows={self.null_rows}) cannot serve {features}")
         idx = [self.features.index(f) for f in features]
-        return GaussianNBStats(features, self.classes, self.counts, self.means[:, idx], self.m2[:, idx], self.null_rows)
+        lo = (None, None) if self.means_lo is None else (self.means_lo[:, idx], self.m2_lo[:, idx])
+        return GaussianNBStats(features, self.classes, self.counts, self.means[:, idx], self.m2[:, idx], self.null_rows,
+                               *lo)
 
     def non_finite_columns(self) -> list[str]:
         bad = ~np.isfinite(self.means).all(axis=0) | ~np.isfinite(self.m2).all(axis=0)
+        if self.means_lo is not None:
+            bad |= ~np.isfinite(self.means_lo).all(axis=0) | ~np.isfinite(self.m2_lo).all(axis=0)
         return [f for f, b in zip(self.features, bad) if b]
 
     @property
     def nbytes(self) -> int:
-        return self.counts.nbytes + self.means.nbytes + self.m2.nbytes + 16
+        lo = 0 if self.means_lo is None else self.means_lo.nbytes + self.m2_lo.nbytes
+        return self.counts.nbytes + self.means.nbytes + self.m2.nbytes + lo + 16
 
     def __eq__(self, other) -> bool:
         return (
@@ -162,6 +256,9 @@ class GaussianNBStats(Statistics):
             and np.array_equal(self.counts, other.counts)
             and np.array_equal(self.means, other.means)
             and np.array_equal(self.m2, other.m2)
+            and self.precision == other.precision
+            and (self.means_lo is None or (np.array_equal(self.means_lo, other.means_lo)
+                                           and np.array_equal(self.m2_lo, other.m2_lo)))
         )
 
     def __repr__(self) -> str:
@@ -219,10 +316,10 @@ def dd_aggregate_query(relation, value_exprs, where, class_expr, max_classes: in
 
 
 def from_dd_rows(features: Sequence[str], rows) -> GaussianNBStats:
-    """The statistics from :func:`dd_aggregate_query`'s rows (class, dd_diag state): the double-double
-    means and M2 rounded to float64 (hi is the rounded value)."""
+    """The statistics from :func:`dd_aggregate_query`'s rows (class, dd_diag result): the double-double
+    means and M2 with their low parts (hi is the correctly rounded value)."""
     d = len(features)
-    labels, counts, means, m2, null_rows = [], [], [], [], 0
+    labels, counts, means, m2, null_rows, means_lo, m2_lo = [], [], [], [], 0, [], []
     for label, values in rows:
         v = np.asarray(values, dtype=float)
         if label is None:
@@ -231,6 +328,12 @@ def from_dd_rows(features: Sequence[str], rows) -> GaussianNBStats:
         labels.append(normalize_label(label))
         counts.append(int(v[0]))
         means.append(v[2 : 2 + d])
+        means_lo.append(v[2 + d : 2 + 2 * d])
         m2.append(v[2 + 2 * d : 2 + 3 * d])
+        m2_lo.append(v[2 + 3 * d : 2 + 4 * d])
     c = len(labels)
-    return GaussianNBStats(features, labels, counts, np.array(means).reshape(c, d), np.array(m2).reshape(c, d), null_rows)
+
+    def grid(x):
+        return np.array(x, dtype=float).reshape(c, d)
+
+    return GaussianNBStats(features, labels, counts, grid(means), grid(m2), null_rows, grid(means_lo), grid(m2_lo))

@@ -22,7 +22,7 @@ from psycopg import sql
 
 from modelstore import deploy
 from modelstore.stats import engine as stats_engine
-from modelstore.catalog import freshness, index, records
+from modelstore.catalog import freshness, index, records, shards
 from modelstore.execution import index_build, mixture
 from modelstore.execution import sgd as sgd_execution
 from modelstore.planner import costs
@@ -101,6 +101,8 @@ class Store:
         #: the best plan without subtraction (docs/planner.md)
         self.max_digits_lost = float(max_digits_lost)
         self._cost_model: CostModel | None = None
+        #: the statistics engine the cost model was loaded for (None: pinned by the caller)
+        self._cost_model_engine: str | None = None
         self._estimators: dict[tuple, tuple[RowEstimator, float]] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -257,6 +259,16 @@ class Store:
                           "bound needs R, their largest feature-vector norm); docs/logistic.md",)
             return dataclasses.replace(plan, notes=access.notes + notes + _chunk_notes(plan, warn=True))
 
+    # -- sharded tables (docs/scale-out.md) ------------------------------------------------------------
+
+    def prepare_shards(self, table: str, dsns: dict[str, str] | None = None) -> list[str]:
+        """Put the foreign partitions of the partitioned ``table`` under change counting, so that its
+        stored statistics can be reused (each shard gets a counter and a trigger; the coordinator a foreign
+        table over the counters). Connects to each shard as its user mapping says, or with ``dsns[server]``.
+        Returns the servers prepared."""
+        with self.conn.transaction():
+            return shards.prepare_shards(self.conn, resolve_table(self.conn, table), dsns)
+
     # -- the statistics index (docs/index.md) --------------------------------------------------------
 
     def build_index(self, table: str, order_by: str, columns: Sequence[str], target: str | None = None, *,
@@ -373,16 +385,20 @@ class Store:
 
     @property
     def cost_model(self) -> CostModel:
-        """The calibrated cost model of this database (measured on first use, then read from the catalog)."""
-        if self._cost_model is None:
+        """The calibrated cost model of this database and statistics engine (measured on first use, then
+        read from the catalog)."""
+        engine = stats_engine.engine(self.conn)[0]
+        # a model this property loaded is the engine's it was loaded for; one pinned by assignment stays
+        if self._cost_model is None or self._cost_model_engine not in (None, engine):
             self._cost_model = costs.load_or_calibrate(self.conn)
+            self._cost_model_engine = engine
         return self._cost_model
 
     def calibrate(self, *, quick: bool = False) -> CostModel:
         """Measure the cost model again and store it (``modelstore calibrate``)."""
         model = costs.calibrate(self.conn, quick=quick)
         costs.save(self.conn, model)
-        self._cost_model = model
+        self._cost_model, self._cost_model_engine = model, model.engine
         return model
 
     def _estimator(self, source: Source) -> RowEstimator:
@@ -549,6 +565,14 @@ class Store:
         """End a deployment (its model row too, unless ``drop_model=False``)."""
         check_name(name)
         deploy.undeploy(self, name, drop_model=drop_model)
+
+    def observe(self, name: str, X, y, *, groups=None, refresh: bool = True):
+        """Write labelled rows (``X`` in the deployment's feature order, or mappings by column name; ``y`` the
+        labels) to deployment ``name``'s table in one transaction, then refresh it so that the next
+        prediction uses them (``refresh=False``: leave that to ``modelstore worker``). Returns a
+        :class:`~modelstore.deploy.Observed`; bad rows raise ObservationError and nothing is written."""
+        check_name(name)
+        return deploy.observe(self, name, X, y, groups=groups, refresh_now=refresh)
 
     def rollback(self, name: str, version: int | None) -> int | None:
         """Pin deployment ``name`` to ``version`` (None: unpin, back to its strategy)."""

@@ -135,7 +135,7 @@ def calibrate(conn: psycopg.Connection, *, quick: bool = False) -> CostModel:
         fetch_row_ms=fetch_row, fetch_value_ms=fetch_value, merge_op_ms=merge_op, merge_value_ms=merge_value,
         train_chunk_ms=train_chunk, train_row_ms=train_row,
         measured_at=dt.datetime.now(dt.timezone.utc), server_version=server_version, method="calibrated",
-        details=details,
+        details=details, engine=_ENGINE.get()[0],
     )
 
 

@@ -33,6 +33,12 @@ server it runs against, with the very queries the executor runs
                     each cost Python overhead) plus ``a + b·k`` per row
 ==================  ===============================================================================
 
+**Per statistics engine.** ``scan_row_ms`` depends on which engine aggregates the rows
+(:mod:`modelstore.stats.engine`): the ``modelstore_stats`` C aggregate makes one transition call per
+row where the SQL aggregates make k(k+1)/2 + k, so a cost model is measured, stored and loaded per
+engine (``engine``: ``'c'`` or ``'sql'``), and the planner prices scans with the figures of the engine
+the executor will use (docs/statistics.md, "Engines").
+
 The costs the planner composes (``docs/planner.md``):
 
 * C(M) of a stored model of v values = :meth:`CostModel.fetch_ms` (v) + :meth:`CostModel.merge_ms` (v);
@@ -70,6 +76,17 @@ FLOOR_MS = 1e-7
 
 #: the column counts over which monotonicity is guaranteed (and tested)
 MAX_K = 64
+
+#: the statistics engines (modelstore.stats.engine) a cost model can describe
+ENGINES = ("c", "sql")
+
+#: the built-in per-row scan figures of each engine (see CostModel.default)
+DEFAULT_SCAN_ROW_MS = {
+    "sql": {"linear": (2.0e-5, 0.0, 5.5e-5), "gaussian_nb": (1.0e-4, 1.9e-4), "multinomial_nb": (4.0e-5, 1.2e-4)},
+    # the C aggregate: one call per row whose k(k+1)/2 double-double multiply-adds cost little beside the
+    # call (a quick calibration on the same machine, loaded); multinomial keeps SQL sum() on both engines
+    "c": {"linear": (3.0e-5, 1.1e-5, 0.0), "gaussian_nb": (1.6e-4, 1.8e-5), "multinomial_nb": (4.0e-5, 1.2e-4)},
+}
 
 _SCALARS = ("statement_ms", "term_ms", "seq_row_ms", "index_row_ms", "fetch_row_ms", "fetch_value_ms",
             "merge_op_ms", "merge_value_ms")
@@ -109,6 +126,8 @@ class CostModel:
     train_chunk_ms: tuple = (0.0, 0.0)
     #: how the figures were measured (mode, sizes, raw slopes, seconds); informative only
     details: dict = field(default_factory=dict, hash=False, compare=False)
+    #: the statistics engine whose aggregates the scan figures measure ('c' or 'sql')
+    engine: str = "sql"
 
     def __post_init__(self):
         for name in _SCALARS:
@@ -126,6 +145,8 @@ class CostModel:
         object.__setattr__(self, "scan_row_ms", scan)
         object.__setattr__(self, "train_row_ms", _check_poly("train_row_ms", self.train_row_ms, 2))
         object.__setattr__(self, "train_chunk_ms", _check_poly("train_chunk_ms", self.train_chunk_ms, 2, floor=0.0))
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r} instead")
         if not isinstance(self.measured_at, dt.datetime) or self.measured_at.tzinfo is None:
             raise ValueError(f"measured_at must be a timezone-aware datetime, got {self.measured_at!r} instead")
 
@@ -198,6 +219,7 @@ class CostModel:
             "train_chunk_ms": list(self.train_chunk_ms),
             "measured_at": self.measured_at.isoformat(),
             "server_version": self.server_version,
+            "engine": self.engine,
             "method": self.method,
             "details": self.details,
         })
@@ -212,19 +234,22 @@ class CostModel:
             train_chunk_ms=tuple(data.get("train_chunk_ms", (0.0, 0.0))),
             measured_at=dt.datetime.fromisoformat(data["measured_at"]),
             server_version=str(data["server_version"]),
+            engine=str(data.get("engine", "sql")),  # stored before engines had figures of their own: SQL's
             method=str(data.get("method", "calibrated")),
             details=dict(data.get("details") or {}),
             **known,
         )
 
     @classmethod
-    def default(cls) -> "CostModel":
+    def default(cls, engine: str = "sql") -> "CostModel":
         """Built-in figures (a full calibration of PostgreSQL 15 on a small 2-core machine), for
-        planning without a database to measure — tests, ``explain`` on a read-only standby."""
+        planning without a database to measure — tests, ``explain`` on a read-only standby — for the
+        statistics engine ``engine``."""
         return cls(
-            statement_ms=0.25, term_ms=0.038,
-            scan_row_ms={"linear": (2.0e-5, 0.0, 5.5e-5), "gaussian_nb": (1.0e-4, 1.9e-4),
-                         "multinomial_nb": (4.0e-5, 1.2e-4)},
+            # the C engine's statement is one aggregate whatever k: planning it hardly grows with k
+            statement_ms=0.25, term_ms=0.001 if engine == "c" else 0.038,
+            scan_row_ms=DEFAULT_SCAN_ROW_MS[engine] if engine in DEFAULT_SCAN_ROW_MS else {},
+            engine=engine,
             seq_row_ms=6.7e-5, index_row_ms=6.0e-5, fetch_row_ms=3.0e-3, fetch_value_ms=5.0e-4,
             merge_op_ms=4.8e-3, merge_value_ms=1.5e-6, train_chunk_ms=(2.1, 0.0), train_row_ms=(6.3e-4, 4.0e-4),
             measured_at=dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc), server_version="default",
@@ -255,4 +280,4 @@ def _rows(n) -> float:
     return max(0.0, n)
 
 
-__all__ = ["FAMILY_DEGREE", "FLOOR_MS", "MAX_K", "CostModel", "aggregate_terms"]
+__all__ = ["DEFAULT_SCAN_ROW_MS", "ENGINES", "FAMILY_DEGREE", "FLOOR_MS", "MAX_K", "CostModel", "aggregate_terms"]

@@ -1,6 +1,6 @@
 """Storing the cost model in the catalog (``modelstore.cost_model``) and loading it back.
 
-A calibration is measured once per server version and kept: :func:`load_or_calibrate` is what a store
+A calibration is measured once per server version and statistics engine and kept: :func:`load_or_calibrate` is what a store
 asks on first use, so that only the first connection to a new server pays a (quick) calibration.
 """
 
@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 
 from modelstore.planner.costs.calibration import calibrate
 from modelstore.planner.costs.model import CostModel
+from modelstore.stats import engine as stats_engine
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +36,18 @@ def save(conn: psycopg.Connection, model: CostModel) -> int:
     return row[0]
 
 
-def load(conn: psycopg.Connection, *, any_version: bool = False) -> CostModel | None:
+def load(conn: psycopg.Connection, *, any_version: bool = False, engine: str | None = None) -> CostModel | None:
     """The latest stored cost model measured on this server's version (any version with
-    ``any_version``); None when there is none, or the catalog has no ``cost_model`` table yet."""
+    ``any_version``) for the statistics engine ``engine`` (default: the one this connection uses; models
+    stored before engines had figures of their own are the SQL engine's); None when there is none, or
+    the catalog has no ``cost_model`` table yet."""
+    engine = engine or stats_engine.engine(conn)[0]
+    where = [sql.SQL("coalesce(params->>'engine', 'sql') = {}").format(sql.Literal(engine))]
+    if not any_version:
+        where.append(sql.SQL("server_version = current_setting('server_version')"))
     query = sql.SQL(
-        "SELECT params FROM modelstore.cost_model {} ORDER BY measured_at DESC, cost_model_id DESC LIMIT 1"
-    ).format(sql.SQL("") if any_version else sql.SQL("WHERE server_version = current_setting('server_version')"))
+        "SELECT params FROM modelstore.cost_model WHERE {} ORDER BY measured_at DESC, cost_model_id DESC LIMIT 1"
+    ).format(sql.SQL(" AND ").join(where))
     try:
         with conn.transaction():
             row = conn.cursor(row_factory=tuple_row).execute(query).fetchone()
@@ -50,7 +57,8 @@ def load(conn: psycopg.Connection, *, any_version: bool = False) -> CostModel | 
 
 
 def load_or_calibrate(conn: psycopg.Connection, *, quick: bool = True) -> CostModel:
-    """The stored cost model of this server version, or — on first use — a quick calibration, saved.
+    """The stored cost model of this server version and statistics engine, or — on first use — a quick
+    calibration of that engine, saved.
 
     Concurrent first uses serialise on an advisory lock: one measures, the others wait and load it.
     A role that may not write the catalog still gets the measured model (it is just not stored).
