@@ -577,3 +577,15 @@ def test_dynamic_schedule(store):
     later = store.conn.execute("SELECT next_run_at > clock_timestamp() FROM modelstore.deployments WHERE name = 'busy'"
                                ).fetchone()[0]
     assert later
+
+
+def test_http_serving_predicts_with_the_pipeline(store):
+    """``modelstore serve``'s predict (doors/serving.py) sends rows with text through the model's pipeline."""
+    from modelstore.doors import serving
+    model = store.fit("sgd_linear", table="trips", target="delay", features=FEATURES, order_by="id", name="http",
+                      epochs=1)
+    rows = [[800.0, 5, True, "UA", "JFK"], [None, 23, False, None, "EWR"]]
+    got = serving.predict(store, "http", rows)["predictions"]
+    want = model.predict(pd.DataFrame(rows, columns=FEATURES, dtype=object))
+    assert np.allclose(got, want, rtol=1e-15, atol=0)
+    assert list(model.feature_names_in_) == FEATURES

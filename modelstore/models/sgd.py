@@ -64,6 +64,11 @@ class SGDModel(Provenance):
         self.training_loss_ = None
 
     @property
+    def feature_names_in_(self) -> np.ndarray:
+        """The raw input columns, in the order rows are given (scikit-learn's name)."""
+        return np.array(self.pipeline.raw_order or self.pipeline.columns, dtype=object)
+
+    @property
     def classifier(self) -> bool:
         return self.loss != "squared"
 
