@@ -92,6 +92,11 @@ class SourceKindError(DeploymentError):
     """Deployments follow ordinary tables only (their writes are captured by triggers)."""
 
 
+class SamplingError(DeploymentError):
+    """A proactive-training sample that cannot be drawn as asked (more chunks than exist, a budget
+    smaller than one chunk, an unknown sampler; docs/continuous.md)."""
+
+
 class NotDeployedError(DeploymentError, LookupError):
     """No deployment has that name (it may be a plain model)."""
 

@@ -92,7 +92,11 @@ BEGIN
           INTO kind, v_features, classes, w, v, b, lognorm
           FROM modelstore.fitted_models AS m
          WHERE m.name = p_model;
-        IF w IS NULL THEN
+        IF kind IN ('sgd_logistic', 'sgd_svm', 'sgd_linear') THEN
+            -- the SGD kinds score through their pipeline, kept in the state (no native arrays for them)
+            SELECT r.state INTO v_state FROM modelstore._model(p_model) AS r;
+            classes := v_state -> 'classes';
+        ELSIF w IS NULL THEN
             PERFORM modelstore._model(p_model);  -- raises "no model named …" or "a state of version …"
         END IF;
     ELSE
@@ -150,6 +154,27 @@ BEGIN
                         p_model, d, array_to_string(v_features, ', '), cardinality(p_x)
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = format('Pass ARRAY[%s] in this order.', array_to_string(v_features, ', '));
+    END IF;
+    IF kind IN ('sgd_logistic', 'sgd_svm', 'sgd_linear') THEN
+        -- the SGD kinds carry their pipeline: a NULL element is imputed (its column's mean), not NULL out
+        IF 'NaN'::float8 = ANY (p_x) OR 'Infinity'::float8 = ANY (p_x) OR '-Infinity'::float8 = ANY (p_x) THEN
+            RAISE EXCEPTION 'modelstore: a feature of model "%" is NaN or infinite; features must be finite numbers or NULL',
+                            p_model USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF jsonb_array_length(v_state -> 'pipeline' -> 'text') > 0 THEN
+            RAISE EXCEPTION 'modelstore: model "%" has text features (%), which a float8[] cannot carry', p_model,
+                            (SELECT string_agg(t, ', ') FROM jsonb_array_elements_text(v_state -> 'pipeline' -> 'text') t)
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = format('Pass the row as jsonb: modelstore.%s_row(%L, to_jsonb(t)).', p_caller, p_model);
+        END IF;
+        o := coalesce(array_lower(p_x, 1), 1) - 1;
+        SELECT g.value, g.scores INTO value, scores
+          FROM modelstore._sgd_scores(p_model, v_state,
+                   (SELECT jsonb_object_agg(v_features[j], p_x[o + j]) FROM generate_series(1, d) AS j)) AS g;
+        IF jsonb_typeof(classes) = 'null' THEN
+            classes := NULL;
+        END IF;
+        RETURN;
     END IF;
     IF array_position(p_x, NULL) IS NOT NULL THEN
         RETURN;  -- NULL in, NULL out (as a STRICT function would)
@@ -250,6 +275,149 @@ BEGIN
 END
 $$;
 
+-- An SGD-trained model's scores for one row given as a JSON object {column: value} (docs/continuous.md):
+-- its pipeline, from the stored state, exactly as the Python model's Pipeline.transform applies it —
+-- numeric columns (x − mean) / scale with NULL (or an absent value) imputed by the mean; text columns
+-- one-hot over the stored categories (unknown or NULL: zeros) or hashed into hash_buckets buckets (the
+-- first three bytes of md5('column=value'), big-endian, modulo the bucket count) — then the linear
+-- scores as _scores reports them: value for a regression; [0, z] for two classes; the K one-vs-rest
+-- scores otherwise.
+CREATE OR REPLACE FUNCTION modelstore._sgd_scores(
+    p_model text, p_state jsonb, p_row jsonb, OUT value float8, OUT scores float8[])
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+    pipe jsonb := p_state -> 'pipeline';
+    mean float8[] := modelstore._floats(pipe -> 'mean');
+    scale float8[] := modelstore._floats(pipe -> 'scale');
+    buckets integer := (pipe ->> 'hash_buckets')::integer;
+    x float8[] := '{}';
+    extra float8[];
+    col text;
+    v text;
+    jv jsonb;
+    j integer := 0;
+    digest bytea;
+    b integer;
+    cats jsonb;
+    k integer;
+    outputs integer;
+    d integer;
+    w float8[];
+    bias float8[];
+    s float8;
+BEGIN
+    FOR col IN SELECT jsonb_array_elements_text(pipe -> 'numeric') LOOP
+        j := j + 1;
+        jv := p_row -> col;
+        IF jv IS NULL OR jsonb_typeof(jv) = 'null' THEN
+            x := x || ((mean[j] - mean[j]) / scale[j]);  -- imputed by the mean, then scaled: 0
+        ELSIF jsonb_typeof(jv) = 'boolean' THEN
+            x := x || (((jv #>> '{}')::boolean::int::float8 - mean[j]) / scale[j]);
+        ELSE
+            x := x || (((jv #>> '{}')::float8 - mean[j]) / scale[j]);
+        END IF;
+    END LOOP;
+    IF buckets > 0 THEN
+        extra := array_fill(0::float8, ARRAY[buckets]);
+        FOR col IN SELECT jsonb_array_elements_text(pipe -> 'text') LOOP
+            v := p_row ->> col;
+            IF v IS NOT NULL THEN
+                digest := decode(md5(col || '=' || v), 'hex');
+                b := (get_byte(digest, 0) * 65536 + get_byte(digest, 1) * 256 + get_byte(digest, 2)) % buckets;
+                extra[b + 1] := extra[b + 1] + 1;
+            END IF;
+        END LOOP;
+        x := x || extra;
+    ELSE
+        FOR col IN SELECT jsonb_array_elements_text(pipe -> 'text') LOOP
+            cats := pipe -> 'categories' -> col;
+            v := p_row ->> col;
+            extra := array_fill(0::float8, ARRAY[jsonb_array_length(cats)]);
+            IF v IS NOT NULL THEN
+                FOR c IN 1 .. jsonb_array_length(cats) LOOP
+                    IF cats ->> (c - 1) = v THEN
+                        extra[c] := 1;
+                        EXIT;
+                    END IF;
+                END LOOP;
+            END IF;
+            x := x || extra;
+        END LOOP;
+    END IF;
+    d := coalesce(cardinality(x), 0);
+    w := modelstore._floats(p_state -> 'coef');
+    IF jsonb_typeof(p_state -> 'classes') IS DISTINCT FROM 'array' THEN
+        IF coalesce(cardinality(w), 0) <> d THEN
+            RAISE EXCEPTION 'modelstore: model "%" has a malformed state: % coefficients for % features',
+                            p_model, cardinality(w), d USING ERRCODE = 'data_corrupted';
+        END IF;
+        s := 0;  -- Python: X @ coef_ + intercept_
+        FOR i IN 1 .. d LOOP
+            s := s + x[i] * w[i];
+        END LOOP;
+        value := s + modelstore._float(p_state -> 'intercept');
+        RETURN;
+    END IF;
+    k := jsonb_array_length(p_state -> 'classes');
+    outputs := CASE WHEN k = 2 THEN 1 ELSE k END;
+    bias := modelstore._floats(p_state -> 'intercept');
+    IF coalesce(cardinality(w), 0) <> outputs * d OR cardinality(bias) <> outputs THEN
+        RAISE EXCEPTION 'modelstore: model "%" has a malformed state: coef/intercept do not fit % classes and % features',
+                        p_model, k, d USING ERRCODE = 'data_corrupted';
+    END IF;
+    scores := array_fill(NULL::float8, ARRAY[k]);
+    FOR c IN 1 .. outputs LOOP
+        s := 0;  -- Python: X @ coef_.T + intercept_
+        FOR i IN 1 .. d LOOP
+            s := s + x[i] * w[c][i];  -- coef is (outputs, d)
+        END LOOP;
+        scores[c] := s + bias[c];
+    END LOOP;
+    IF k = 2 THEN
+        scores := CASE WHEN scores[1] = 'NaN'::float8 THEN ARRAY['NaN'::float8, 'NaN'::float8]
+                       ELSE ARRAY[0::float8, scores[1]] END;
+    END IF;
+END
+$$;
+
+-- _scores for one row as a JSON object {column: value} (modelstore.predict_row(model, to_jsonb(t))): the SGD
+-- kinds encode it with their pipeline; the others read their features from it as float8.
+CREATE OR REPLACE FUNCTION modelstore._scores_row(
+    p_model text, p_row jsonb, p_caller text,
+    OUT kind text, OUT classes jsonb, OUT value float8, OUT scores float8[])
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+    v_features text[];
+    v_state jsonb;
+    missing text[];
+    r record;
+BEGIN
+    SELECT m.kind, m.features, m.state INTO kind, v_features, v_state FROM modelstore._model(p_model) AS m;
+    IF jsonb_typeof(p_row) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'modelstore: model "%" takes a row as a JSON object {column: value}, got a JSON %',
+                        p_model, jsonb_typeof(p_row) USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    missing := ARRAY(SELECT f FROM unnest(v_features) AS f WHERE NOT p_row ? f);
+    IF cardinality(missing) > 0 THEN
+        RAISE EXCEPTION 'modelstore: the row lacks column(s) % of model "%"', array_to_string(missing, ', '), p_model
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF kind IN ('sgd_logistic', 'sgd_svm', 'sgd_linear') THEN
+        classes := CASE WHEN jsonb_typeof(v_state -> 'classes') = 'array' THEN v_state -> 'classes' END;
+        SELECT g.value, g.scores INTO value, scores FROM modelstore._sgd_scores(p_model, v_state, p_row) AS g;
+        RETURN;
+    END IF;
+    r := modelstore._scores(p_model, ARRAY(SELECT (p_row ->> f)::float8 FROM unnest(v_features) WITH ORDINALITY
+                                           AS u(f, i) ORDER BY i), p_caller);
+    kind := r.kind;
+    classes := r.classes;
+    value := r.value;
+    scores := r.scores;
+END
+$$;
+
 -- The index (1-based) of the first maximum of scores: numpy's argmax, NaN included (PostgreSQL orders
 -- NaN above every number and equal to itself, so the first NaN wins, as in numpy).
 CREATE OR REPLACE FUNCTION modelstore._argmax(scores float8[]) RETURNS integer
@@ -278,7 +446,7 @@ DECLARE
     label jsonb;
 BEGIN
     r := modelstore._scores(model, features, 'predict', NULL);
-    IF r.kind = 'linear' OR r.scores IS NULL THEN
+    IF r.kind IN ('linear', 'sgd_linear') OR r.scores IS NULL THEN
         RETURN r.value;
     END IF;
     label := r.classes -> (modelstore._argmax(r.scores) - 1);
@@ -307,7 +475,7 @@ DECLARE
     r record;
 BEGIN
     r := modelstore._scores(model, features, 'predict_class', NULL);
-    IF r.kind = 'linear' THEN
+    IF r.kind IN ('linear', 'sgd_linear') THEN
         RETURN r.value::text;  -- a regression's "class" is its prediction, as text
     ELSIF r.scores IS NULL THEN
         RETURN NULL;
@@ -334,7 +502,7 @@ DECLARE
     e float8[];
 BEGIN
     r := modelstore._scores(model, features, 'predict_proba', NULL);
-    IF r.kind = 'linear' THEN
+    IF r.kind IN ('linear', 'sgd_linear') THEN
         RAISE EXCEPTION 'modelstore: model "%" is a linear regression and has no class probabilities', model
             USING ERRCODE = 'wrong_object_type',
                   HINT = format('Use modelstore.predict(%L, …) for its prediction.', model);
@@ -366,6 +534,95 @@ $$;
 COMMENT ON FUNCTION modelstore.predict_proba(text, float8[]) IS
     'Class probabilities of a named classifier (gaussian_nb, multinomial_nb, logistic) for one feature '
     'vector: one row per class in class order. NULL probabilities when an element is NULL.';
+
+-- The same three functions over a row given as jsonb (to_jsonb(t) of a table row, or a literal object),
+-- named *_row rather than overloaded so that predict('m', NULL) stays unambiguous:
+-- the door for models with text features (the SGD kinds' one-hot or hashed columns, docs/continuous.md).
+CREATE OR REPLACE FUNCTION modelstore.predict_row(model text, row_values jsonb) RETURNS float8
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    label jsonb;
+BEGIN
+    r := modelstore._scores_row(model, row_values, 'predict');
+    IF r.kind IN ('linear', 'sgd_linear') OR r.scores IS NULL THEN
+        RETURN r.value;
+    END IF;
+    label := r.classes -> (modelstore._argmax(r.scores) - 1);
+    IF jsonb_typeof(label) = 'number' THEN
+        RETURN (label #>> '{}')::float8;
+    ELSIF jsonb_typeof(label) = 'boolean' THEN
+        RETURN CASE WHEN label = 'true'::jsonb THEN 1 ELSE 0 END;
+    END IF;
+    RAISE EXCEPTION 'modelstore: model "%" predicts text labels, which predict cannot return as float8', model
+        USING ERRCODE = 'datatype_mismatch',
+              HINT = format('Use modelstore.predict_class(%L, …) for the label as text.', model);
+END
+$$;
+
+COMMENT ON FUNCTION modelstore.predict_row(text, jsonb) IS
+    'Prediction of a named model for one row given as a JSON object {column: value} (e.g. to_jsonb(t)); '
+    'SGD-trained models apply their stored pipeline (imputation, scaling, one-hot or hashing) first.';
+
+CREATE OR REPLACE FUNCTION modelstore.predict_class_row(model text, row_values jsonb) RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    r := modelstore._scores_row(model, row_values, 'predict_class');
+    IF r.kind IN ('linear', 'sgd_linear') THEN
+        RETURN r.value::text;
+    ELSIF r.scores IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN r.classes ->> (modelstore._argmax(r.scores) - 1);
+END
+$$;
+
+COMMENT ON FUNCTION modelstore.predict_class_row(text, jsonb) IS
+    'The predicted class label of a named classifier as text, for one row given as a JSON object.';
+
+CREATE OR REPLACE FUNCTION modelstore.predict_proba_row(model text, row_values jsonb)
+RETURNS TABLE (class_label text, probability float8)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+ROWS 3
+AS $$
+DECLARE
+    r record;
+    k integer;
+    m float8;
+    total float8 := 0;
+    e float8[];
+BEGIN
+    r := modelstore._scores_row(model, row_values, 'predict_proba');
+    IF r.kind IN ('linear', 'sgd_linear') THEN
+        RAISE EXCEPTION 'modelstore: model "%" is a regression and has no class probabilities', model
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    k := jsonb_array_length(r.classes);
+    IF r.scores IS NOT NULL THEN  -- softmax with the maximum subtracted, as predict_proba(text, float8[])
+        m := r.scores[modelstore._argmax(r.scores)];
+        e := array_fill(NULL::float8, ARRAY[k]);
+        FOR c IN 1 .. k LOOP
+            e[c] := CASE WHEN r.scores[c] - m < -745 THEN 0 ELSE exp(r.scores[c] - m) END;
+            total := total + e[c];
+        END LOOP;
+    END IF;
+    FOR c IN 1 .. k LOOP
+        class_label := r.classes ->> (c - 1);
+        probability := CASE WHEN r.scores IS NULL THEN NULL ELSE e[c] / total END;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION modelstore.predict_proba_row(text, jsonb) IS
+    'Class probabilities of a named classifier for one row given as a JSON object: one row per class.';
 
 CREATE OR REPLACE FUNCTION modelstore.weights(model text)
 RETURNS TABLE (class_label text, feature text, weight float8)
@@ -420,6 +677,35 @@ BEGIN
                 RETURN NEXT;
             END LOOP;
         END LOOP;
+    ELSIF v_kind IN ('sgd_logistic', 'sgd_svm', 'sgd_linear') THEN
+        -- the weights of the pipeline's features (numeric columns, then column=category or #bucket)
+        v_features := ARRAY(SELECT jsonb_array_elements_text(v_state -> 'feature_names'));
+        d := coalesce(cardinality(v_features), 0);
+        w := modelstore._floats(v_state -> 'coef');
+        IF v_kind = 'sgd_linear' THEN
+            class_label := NULL;
+            feature := '(intercept)';
+            weight := modelstore._float(v_state -> 'intercept');
+            RETURN NEXT;
+            FOR j IN 1 .. d LOOP
+                feature := v_features[j];
+                weight := w[j];
+                RETURN NEXT;
+            END LOOP;
+        ELSE
+            b := modelstore._floats(v_state -> 'intercept');
+            FOR c IN 1 .. cardinality(b) LOOP
+                class_label := v_classes ->> (CASE WHEN k = 2 THEN 1 ELSE c - 1 END);
+                feature := '(intercept)';
+                weight := b[c];
+                RETURN NEXT;
+                FOR j IN 1 .. d LOOP
+                    feature := v_features[j];
+                    weight := w[c][j];
+                    RETURN NEXT;
+                END LOOP;
+            END LOOP;
+        END IF;
     ELSIF v_kind = 'gaussian_nb' THEN
         -- the class prior, then per feature the class mean (theta_) and variance (var_, "name (var)")
         w := modelstore._floats(v_state -> 'theta');

@@ -49,6 +49,8 @@ TINY = Config(
     scaleout_repeats=2,
     serve_rates=(50,), serve_seconds=0.5, serve_observes=2,
     predict_calls=30, predict_server_calls=500, predict_group_rows=4000, predict_groups=20,
+    flights_deploy_days=2, flights_stream_days=2, flights_retrain_days=1, flights_row_step=4,
+    flights_db_refreshes=2, flights_epochs=1, flights_sample_chunks=4,
 )
 
 #: DESIGN.md §7's rows, as the phrases SUMMARY.md must carry
@@ -347,3 +349,21 @@ def test_scaleout_merges_the_shards_exactly_and_moves_one_row_per_shard(run):
         assert p["aggregate_in_remote_sql"] and p["wall_ms"] > 0 and len(p["per_shard_ms"]) == p["shards"]
     assert r["points"][-1]["async_foreign_scans"] == 3
     assert set(r["projection"]["rows"]) == {str(r["rows"]), "5000000"}
+
+
+def test_continuous_experiment_compares_the_three_approaches(run):
+    """Issue #17: online, periodical and continuous over the flights stream, cost and prequential error."""
+    r = run.docs["continuous"]["results"]
+    assert set(r["models"]) == {"linear", "logistic", "svm"}
+    for m in r["models"].values():
+        runs = m["runs"]
+        assert set(runs) == {"online", "periodical", "continuous"}
+        assert runs["periodical"]["retrains"] >= 1 and runs["continuous"]["proactive_steps"] >= 1
+        for v in runs.values():
+            assert v["cost_s"]["total"] > 0 and math.isfinite(v["final_error"]) and v["rows_scored"] > 0
+            assert v["curve"][-1]["chunk"] == v["chunks"] == r["stream_chunks"]
+        assert m["periodical_over_continuous_cost"] > 0
+    mu = r["materialization_utilization"]["uniform"]
+    assert 0 <= mu["measured"] <= 1 and 0 < mu["expected_for_schedule"] <= 1
+    assert r["db_proactive"]["refreshes"] >= 1
+    assert "## Continuous deployment (NYC flights 2013)" in (run.out / "SUMMARY.md").read_text()

@@ -430,8 +430,9 @@ def test_bad_deployments(store):
         store.rollback("nothing", 1)
     with pytest.raises(modelstore.errors.UnknownColumnError, match="group_by"):
         store.deploy("g", "linear", table="sales", target="y", features=["x1", "x2"], order_by="id", group_by="nope")
-    with pytest.raises(modelstore.errors.DeploymentError, match="trained"):
-        store.deploy("lg", "logistic", table="sales", target="label", features=["x1", "x2"], order_by="id")
+    with pytest.raises(modelstore.errors.DeploymentError, match="group_by"):
+        store.deploy("gs", "sgd_linear", table="sales", target="y", features=["x1", "x2"], order_by="id",
+                     group_by="label")
     with pytest.raises(modelstore.errors.DeploymentError, match="exists"):
         store.deploy("real", "linear", table="sales", target="y", features=["x1", "x2"], order_by="id")
     with pytest.raises(modelstore.errors.InputError, match="already exists"):

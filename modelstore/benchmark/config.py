@@ -97,6 +97,17 @@ class Config:
     serve_rates: tuple[float, ...] = (100, 250, 500, 1000, 2000)
     serve_seconds: float = 10.0
     serve_observes: int = 50
+    # continuous deployment (issue #17): NYC flights 2013 streamed in hourly chunks after a deploy period
+    flights_deploy_days: int = 31  # January trains the deployed model
+    flights_stream_days: int = 334  # February to December stream in
+    flights_retrain_days: int = 30  # periodical: a full retraining (warm start) every month
+    flights_proactive_every: int = 5  # continuous: a proactive step every 5 hourly chunks (the paper's Taxi)
+    flights_sample_chunks: int = 16
+    flights_epochs: int = 5
+    flights_budget_fraction: float = 0.5  # materialized chunks kept, as a share of all chunks
+    flights_window_fraction: float = 0.25  # the window sampler's window, as a share of all chunks
+    flights_row_step: int = 1  # every k-th flight (a thinner stream for tests)
+    flights_db_refreshes: int = 20  # proactive refreshes of a real deployment, timed
 
     # predicting in the database (issue #18): single-row modelstore.predict, batch ML.PREDICT, per group
     predict_calls: int = 10_000
@@ -160,6 +171,7 @@ def quick() -> Config:
         scaleout_rows=100_000, scaleout_repeats=3,
         serve_rows=20_000, serve_rates=(100, 500, 1000), serve_seconds=5.0, serve_observes=10,
         predict_calls=2_000, predict_server_calls=20_000, predict_group_rows=100_000,
+        flights_stream_days=59, flights_db_refreshes=10,  # February and March
     )
 
 

@@ -26,6 +26,9 @@ catalog empty behind it, and returns a JSON-able dict of results: figures as med
                        scikit-learn model; observe → predict (issue #18; :mod:`modelstore.benchmark.serving`)
 ``predict``            modelstore.predict p50/p99 one row at a time, batch ML.PREDICT rows/s, per group
                        (issue #18; :mod:`modelstore.benchmark.predict`)
+``continuous``         continuous deployment (proactive training) vs online and periodical retraining on
+                       the NYC flights of 2013: cost and prequential error (issue #17;
+                       :mod:`modelstore.benchmark.continuous`)
 =====================  ==========================================================================
 """
 
@@ -36,8 +39,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from modelstore.benchmark import (baselines, capture, data, deployments, engine, measure, predict, scaleout,
-                                  serving, workloads)
+from modelstore.benchmark import (baselines, capture, continuous, data, deployments, engine, measure,
+                                  predict, scaleout, serving, workloads)
 from modelstore.benchmark.context import Context
 from modelstore.benchmark.measure import gains, summarize
 from modelstore.benchmark.workloads import Query
@@ -556,4 +559,5 @@ EXPERIMENTS = {
     "predict": predict.predict,
     "engine": engine.engine,
     "scaleout": scaleout.scaleout,
+    "continuous": continuous.continuous,
 }

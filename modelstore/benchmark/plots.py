@@ -330,7 +330,27 @@ def scaleout(result: dict, out_dir: Path) -> list[str]:
     return [_save(fig, out_dir, "scaleout.png")]
 
 
-DRAW = {"scaleout": scaleout, "predict": predict, "serving": serving, "deployments": deployments, "engine": engine, "coverage": coverage, "model_size": model_size, "distributions": distributions, "breakdown": breakdown,
+def continuous(result: dict, out_dir: Path) -> list[str]:
+    """The paper's Figure 4: cumulative prequential error and cumulative cost over the stream, per model."""
+    import matplotlib.pyplot as plt
+
+    models = list(result["models"])
+    fig, axes = plt.subplots(2, len(models), figsize=(4 * len(models), 6), squeeze=False)
+    for col, label in enumerate(models):
+        runs = result["models"][label]["runs"]
+        for approach, run in runs.items():
+            xs = [p["chunk"] for p in run["curve"]]
+            axes[0][col].plot(xs, [p["error"] for p in run["curve"]], label=approach)
+            axes[1][col].plot(xs, [p["cost_s"] for p in run["curve"]], label=approach)
+        axes[0][col].set_title(f"{label}: {next(iter(runs.values()))['metric']}", fontsize=9)
+        axes[1][col].set_xlabel("hourly chunks streamed")
+        axes[0][col].set_ylabel("cumulative prequential error")
+        axes[1][col].set_ylabel("cumulative cost (s)")
+        axes[0][col].legend(fontsize=7)
+    return [_save(fig, out_dir, "continuous.png")]
+
+
+DRAW = {"continuous": continuous, "scaleout": scaleout, "predict": predict, "serving": serving, "deployments": deployments, "engine": engine, "coverage": coverage, "model_size": model_size, "distributions": distributions, "breakdown": breakdown,
         "accuracy": accuracy, "storage": storage, "planner": planner, "index": index, "capture": capture}
 
 

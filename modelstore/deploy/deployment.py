@@ -20,6 +20,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from modelstore.deploy import monitor, versions
+from modelstore.deploy import proactive as proactive_training
 from modelstore.deploy.refresh import SELECT_DEPLOYMENT, Outcome, Spec, load, refresh
 from modelstore.deploy.windows import check_window, parse_window, resolve
 from modelstore.errors import (
@@ -85,6 +86,10 @@ class Deployment:
         """Predictions of the active version; ``groups`` (one value per row) scores each row with its
         group's model in a grouped deployment (group_by), the global model for an unseen group. The model
         comes from the store's model cache (``store.predict``), read again only after it changed."""
+        if family(self._spec().kind).takes_text:  # its pipeline reads a DataFrame or rows with text in them
+            if groups is not None:
+                raise InputError("groups= needs a per-group deployment (group_by) of an exact family")
+            return self.model.predict(X)
         return self.store.predict(self.name, np.asarray(X, dtype=float), groups=groups)
 
     def observe(self, X, y, *, groups=None, refresh: bool = True):
@@ -135,12 +140,15 @@ def deploy(store, name: str, kind: str, *, table: str, target: str, features, or
            window_anchor: str = "newest",
            strategy: str = "most_recent", record_every=None, record_tolerance: float | None = None,
            gate: bool = False, gate_tolerance: float = 0.0, var_smoothing: float = 1e-9, alpha: float = 1.0,
-           replace: bool = False) -> Deployment:
+           replace: bool = False, proactive: dict | None = None, **options) -> Deployment:
     """Deploy the exact model of ``window`` over ``table`` under ``name`` (docs/deployments.md).
 
     Everything is checked before anything is written, and written in one transaction.
     """
     fam = family(kind)
+    if fam.deploy_kind is not None:  # a `logistic` deployment is trained by SGD (docs/continuous.md)
+        kind = fam.deploy_kind
+        fam = family(kind)
     if fam.trained:
         raise DeploymentError(f"{kind} models are trained, not solved from statistics; deployments keep the exact "
                               f"families (linear, gaussian_nb, multinomial_nb) current")
@@ -155,11 +163,18 @@ def deploy(store, name: str, kind: str, *, table: str, target: str, features, or
     if isinstance(gate_tolerance, bool) or not isinstance(gate_tolerance, int | float) or not gate_tolerance >= 0:
         raise DeploymentError(f"gate_tolerance must be a number ≥ 0, got {gate_tolerance!r} instead")
     win = parse_window(window, window_anchor)
-    params = fam.params(l2=l2, var_smoothing=var_smoothing, alpha=alpha)
+    unknown = sorted(set(options) - set(fam.options))
+    if unknown:
+        raise DeploymentError(f"{kind} takes no option(s) {unknown}")
+    params = fam.params(l2=l2, var_smoothing=var_smoothing, alpha=alpha, **options)
     if group_by is not None:
+        if fam.iterative:
+            raise DeploymentError(f"group_by applies to the exact families (linear, Naive Bayes), not {kind}")
         params["group_l2"] = check_group_l2(group_l2)  # the refresh's store.fit is given params
     elif group_l2 is not None:
         raise DeploymentError("group_l2 applies to per-group deployments: give group_by too")
+    if proactive is not None:  # proactive training instead of refits (docs/continuous.md)
+        params["proactive"] = proactive_training.check_config(proactive, kind)
     conn = store.conn
     with conn.transaction():
         tbl = resolve_table(conn, table)
@@ -182,8 +197,8 @@ def deploy(store, name: str, kind: str, *, table: str, target: str, features, or
         lo, hi = resolve(conn, tbl.identifier, order_by, order_kind, win)
         model = store.fit(kind, table=tbl.display, target=target, features=list(features), order_by=order_by,
                           lo=lo, hi=hi, where=where, l2=l2, var_smoothing=var_smoothing, alpha=alpha, name=name,
-                          replace=replace, **({} if group_by is None else
-                                              {"group_by": group_by, "group_l2": params["group_l2"]}))
+                          replace=replace, **options, **({} if group_by is None else
+                                                         {"group_by": group_by, "group_l2": params["group_l2"]}))
         model_id = conn.execute("SELECT model_id FROM modelstore.fitted_models WHERE name = %s", [name]).fetchone()[0]
         executed = model.plan
         one_read = len(executed.plan.steps) == 1 and executed.plan.steps[0].op == "stored"

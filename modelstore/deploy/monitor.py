@@ -59,8 +59,10 @@ def score_batch(conn: psycopg.Connection, table: sql.Composable, order_by: str, 
     the score columns outside it, so the SQL grows with classes × features, not with its square."""
     d = model.descriptor
     fam = family(d.kind)
-    xs = [exp.Cast(this=exp.column(f, quoted=True), to=exp.DataType.build("double precision"))
-          for f in d.features]
+    # a family with its own pipeline (SGD) takes the columns as they are and imputes NULL features itself
+    raw = fam.takes_text
+    xs = [exp.column(f, quoted=True) if raw else
+          exp.Cast(this=exp.column(f, quoted=True), to=exp.DataType.build("double precision")) for f in d.features]
     z = fam.sql_scores(model, xs)
     names = [f"_s{k}" for k in range(len(z))]
     # sqlglot renders the scores from the model's parameters (literals it generates) and checked columns
@@ -77,7 +79,8 @@ def score_batch(conn: psycopg.Connection, table: sql.Composable, order_by: str, 
                                           expression=columns[0]))
         loss = exp.Sum(this=exp.Mul(this=residual, expression=residual.copy()))
         abs_loss = exp.Sum(this=exp.Abs(this=residual.copy()))
-    present = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in (*d.features, d.target))
+    present = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c))
+                                    for c in ((d.target,) if raw else (*d.features, d.target)))
     where = sql.SQL(" AND ({})").format(sql.SQL(filter_sql)) if filter_sql else sql.SQL("")
     query = sql.SQL("SELECT count(*), {loss}, {abs} FROM (SELECT {y} AS _y, {scores} FROM {t} "
                     "WHERE {o} > %s AND {o} <= %s AND {p}{w}) AS _batch").format(

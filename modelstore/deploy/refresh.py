@@ -50,7 +50,7 @@ from psycopg.types.json import Jsonb
 
 from modelstore.catalog import freshness, records
 from modelstore.catalog.records import _jsonable  # the catalog's JSON conversion (NaN → null)
-from modelstore.deploy import monitor, versions
+from modelstore.deploy import monitor, proactive, versions
 from modelstore.deploy.windows import Window, check_bounds, resolve, window_query
 from modelstore.errors import InputError, ModelstoreError, RangeError
 from modelstore.execution.executor import MAX_FETCHED_ROWS, execute, fetch_rows
@@ -120,7 +120,7 @@ class Spec:
     def fit_arguments(self, lo, hi) -> dict:
         grouped = {} if self.group_by is None else {"group_by": self.group_by}
         return dict(table=self.table_name, target=self.target, features=list(self.features), order_by=self.order_by,
-                    lo=lo, hi=hi, where=self.filter, **self.params, **grouped)
+                    lo=lo, hi=hi, where=self.filter, **family(self.kind).fit_options(self.params), **grouped)
 
 
 def load(conn: psycopg.Connection, *, name: str | None = None, deployment_id: int | None = None,
@@ -234,7 +234,8 @@ def refresh(store, deployment_id: int | None = None, *, name: str | None = None,
         try:
             outcome = None
             # a grouped deployment re-aggregates its touched groups through store.fit (docs/serving.md)
-            if read.reusable and spec.filter is None and spec.group_by is None and read.previous is not None:
+            if (read.reusable and spec.filter is None and spec.group_by is None and read.previous is not None
+                    and not family(spec.kind).iterative):
                 # nothing is written before its last statement: no savepoint needed
                 outcome = _refresh_by_window_arithmetic(store, spec, read, source_id,
                                                         Table(schema, table_name, spec.relid, read.columns),
@@ -379,13 +380,26 @@ def _refresh_by_fit(store, spec: Spec, read: _Read, order_kind: str) -> Outcome:
     t0 = time.perf_counter()
     lo, hi = _bounds(conn, spec, read, spec.table, order_kind)
     served = store.model(spec.name)
+    scoring_started = time.perf_counter()
     scores = _prequential(conn, spec, read, resolve_table(conn, spec.table_name), order_kind, lo, hi, served,
                           served.descriptor, None)
-    model = store.fit(spec.kind, **spec.fit_arguments(lo, hi), **_touched(conn, spec, read.snapshot),
-                      name=spec.name, replace=True)
-    executed = model.plan
+    scoring_seconds = time.perf_counter() - scoring_started
+    proactive_info = None
+    if spec.params.get("proactive"):
+        # proactive training (docs/continuous.md): a sample of stored chunks and the new rows, one SGD step
+        train_started = time.perf_counter()
+        model, executed, proactive_info = proactive.train(store, spec, served, lo, hi, order_kind)
+        scored = scores.get(spec.active_version)
+        proactive_info["next_run_s"] = proactive.schedule_next(
+            conn, spec, time.perf_counter() - train_started, scored.rows if scored else 0, scoring_seconds)
+    else:
+        # an SGD family continues from the serving model (its weights, statistics, optimizer state): warm start
+        warm = {"warm_start": spec.name} if family(spec.kind).iterative else {}
+        model = store.fit(spec.kind, **spec.fit_arguments(lo, hi), **_touched(conn, spec, read.snapshot),
+                          name=spec.name, replace=True, **warm)
+        executed = model.plan
     one_read = len(executed.plan.steps) == 1 and executed.plan.steps[0].op == "stored"
-    return _finish(store, spec, read, lo, hi, model, executed, one_read, scores, t0)
+    return _finish(store, spec, read, lo, hi, model, executed, one_read, scores, t0, proactive_info=proactive_info)
 
 
 def _model(spec: Spec, state: dict, descriptor: Descriptor):
@@ -412,7 +426,8 @@ def _prequential(conn, spec: Spec, read: _Read, tbl: Table, order_kind: str, lo,
                   else _version_model(conn, spec, spec.latest_version, served))
         scored.append((spec.latest_version, latest, False))
     batch = Range(batch_lo, hi, lo_closed=False)
-    fetch = estimator is None or estimator.rows(batch) <= monitor.MAX_FETCHED_BATCH
+    fetch = (not family(spec.kind).takes_text  # an SGD pipeline reads the columns as they are (score_batch)
+             and (estimator is None or estimator.rows(batch) <= monitor.MAX_FETCHED_BATCH))
     for version, model, active in scored:
         if version is None:
             continue
@@ -441,7 +456,8 @@ def _reads_metrics(spec: Spec) -> bool:
 
 
 def _finish(store, spec: Spec, read: _Read, lo, hi, model, executed, one_read: bool, scores: dict, t0: float, *,
-            stored: tuple | None = None, rows: tuple[int, int] | None = None) -> Outcome:
+            stored: tuple | None = None, rows: tuple[int, int] | None = None,
+            proactive_info: dict | None = None) -> Outcome:
     """Versions, the serving version, drift, the deployment's row, the previous summary, the pending
     writes and the events, written by one statement (data-modifying WITH queries); with ``stored``
     (:func:`modelstore.catalog.records.stats_insert`), also the new window's summary and the model row
@@ -528,7 +544,8 @@ def _finish(store, spec: Spec, read: _Read, lo, hi, model, executed, one_read: b
     events.append(("refresh", active, {
         "lo": bound_text(lo), "hi": bound_text(hi), "rows": versions.rows_of(model), "strategy": executed.plan.strategy,
         "rows_scanned": executed.rows_scanned, "ms": round(seconds * 1000, 3), "pending": read.pending,
-        "recorded": recorded, "scored_rows": {str(v): sc.rows for v, sc in scores.items()}}, read.started_at))
+        "recorded": recorded, "scored_rows": {str(v): sc.rows for v, sc in scores.items()},
+        **({"proactive": proactive_info} if proactive_info else {})}, read.started_at))
     cte("events", sql.SQL(
         "INSERT INTO modelstore.deployment_events (deployment_id, kind, version, detail, started_at) VALUES {}").format(
             sql.SQL(", ").join(sql.SQL("(%s, %s, %s, %s, coalesce(%s, clock_timestamp()))") for _ in events)),

@@ -39,9 +39,11 @@ log = logging.getLogger("modelstore.worker")
 #: deployments with committed writes not yet in their model, or whose window moves with the clock
 _DUE = """
 SELECT d.deployment_id, d.name FROM modelstore.deployments AS d
-WHERE EXISTS (SELECT 1 FROM modelstore.deployment_pending AS p
-              WHERE p.deployment_id = d.deployment_id
-                AND (d.refreshed_snapshot IS NULL OR NOT pg_visible_in_snapshot(p.xid, d.refreshed_snapshot)))
+WHERE (EXISTS (SELECT 1 FROM modelstore.deployment_pending AS p
+               WHERE p.deployment_id = d.deployment_id
+                 AND (d.refreshed_snapshot IS NULL OR NOT pg_visible_in_snapshot(p.xid, d.refreshed_snapshot)))
+       -- a proactive deployment's scheduler (docs/continuous.md): not before its next run
+       AND (d.next_run_at IS NULL OR d.next_run_at <= clock_timestamp()))
    OR (d.window_kind = 'interval' AND d.window_anchor = 'now'
        AND (d.refreshed_at IS NULL OR d.refreshed_at < clock_timestamp() - make_interval(secs => %s)))
 ORDER BY d.refreshed_at NULLS FIRST

@@ -20,6 +20,7 @@ import pandas as pd
 import psycopg
 
 from modelstore.errors import InputError, ModelNotFoundError
+from modelstore.families import family
 from modelstore.store.request import check_name
 
 #: the parameters of a model's stored state that describe the model (the rest is bookkeeping or large)
@@ -64,7 +65,8 @@ def predict(store, name: str, instances: list, groups: list | None = None) -> di
         finally:
             conn.isolation_level = None
         _MODELS[name] = (row[0], row[1], model)
-    X = np.asarray(instances, dtype=float)
+    # a model with its own pipeline (the SGD kinds) reads text columns too: its rows stay as sent
+    X = np.asarray(instances, dtype=object if family(model.kind).takes_text else float)
     width = len(model.feature_names_in_)
     if X.ndim != 2 or X.shape[1] != width:
         raise InputError(f"instances: model {name!r} has {width} feature(s) {list(model.feature_names_in_)}; "

@@ -12,9 +12,11 @@ from modelstore.families._base import Family
 from modelstore.families.linear import LINEAR
 from modelstore.families.logistic import LOGISTIC
 from modelstore.families.naive_bayes import GAUSSIAN_NB, MULTINOMIAL_NB
+from modelstore.families.sgd import SGD_LINEAR, SGD_LOGISTIC, SGD_SVM
 
 #: every family of this release, by kind
-FAMILIES: dict[str, Family] = {f.kind: f for f in (LINEAR, GAUSSIAN_NB, MULTINOMIAL_NB, LOGISTIC)}
+FAMILIES: dict[str, Family] = {f.kind: f for f in (LINEAR, GAUSSIAN_NB, MULTINOMIAL_NB, LOGISTIC, SGD_LOGISTIC,
+                                                   SGD_SVM, SGD_LINEAR)}
 
 #: the model language's model_type names
 MODEL_TYPES: dict[str, str] = {name: f.kind for f in FAMILIES.values() for name in f.model_types}

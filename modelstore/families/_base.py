@@ -44,6 +44,15 @@ class Family:
     has_inference: bool = False
     #: what a from-scratch build does, for EXPLAIN's "From scratch (…)" line
     scratch_text: str = "one scan"
+    #: whether the model is trained iteratively over the rows it reads (SGD, docs/continuous.md): no
+    #: statistics plan, and a deployment continues training from the previous version (warm start)
+    iterative: bool = False
+    #: the kind a deployment of this kind runs as (mixture-weight logistic deploys as SGD logistic)
+    deploy_kind: str | None = None
+    #: whether features may be text columns (encoded by the model's own pipeline)
+    takes_text: bool = False
+    #: the options the family takes beyond ``params``' common ones (``store.fit(kind, …, **options)``)
+    options: tuple[str, ...] = ()
 
     # -- requests ---------------------------------------------------------------------------------------
 
@@ -54,6 +63,14 @@ class Family:
     def stats_columns(self, features: tuple[str, ...], target: str) -> tuple[str, ...]:
         """The columns the statistics are over."""
         return features if self.classifier else features + (target,)
+
+    def fit_options(self, params: dict) -> dict:
+        """The ``store.fit`` keyword arguments that reproduce stored ``params`` (a deployment's refresh)."""
+        return dict(params)
+
+    def text_inputs(self, model) -> set[str]:
+        """The input columns the model reads as text (its SQL scores take them uncast)."""
+        return set()
 
     def class_column(self, target: str) -> str:
         """The column the statistics are grouped by ('' when the target is a number)."""

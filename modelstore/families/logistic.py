@@ -22,6 +22,7 @@ class LogisticFamily(Family):
     trained = True
     indexable = False  # its "index" is chunk models over the whole table (build_index(kind='logistic'))
     scratch_text = "training every chunk"
+    deploy_kind = "sgd_logistic"  # analysts' batch path here; a deployment keeps logistic fresh by SGD (#17)
 
     def params(self, *, l2=None, var_smoothing=1e-9, alpha=1.0, chunk_rows=None) -> dict:
         lam = check_nonnegative("l2", DEFAULT_L2 if l2 is None else l2)

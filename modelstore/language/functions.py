@@ -131,8 +131,9 @@ def _check_columns(model, source: exp.Query, ctx: Context, what: str, where, nee
     if missing:
         raise LanguageError(f"{what}: the input rows lack column(s) {missing} of model {model.name!r} "
                             f"(they have {list(have)})", where)
+    text = family(model.kind).text_inputs(model)
     bad = [(name, type_name) for name, category, type_name in described
-           if name in model.descriptor.features and category not in ("N", "B")]
+           if name in model.descriptor.features and category not in (("S", "E") if name in text else ("N", "B"))]
     if bad:
         raise ColumnTypeError(_at(where) + f"{what}: feature column(s) {[n for n, _ in bad]} of {rows} must be "
                               f"numbers, got {[t for _, t in bad]}")
@@ -173,12 +174,15 @@ def _scored(model, source: exp.Query, types: dict[str, str] | None = None, *, by
     ``by_group`` (a per-group model whose group column is among the input's): each row is scored with
     its group's model (:func:`_group_scores`)."""
     types = types or {}
-    xs = [_as_float(exp.column(f, table="_input", quoted=True), types.get(f)) for f in model.descriptor.features]
+    fam = family(model.kind)
+    text = fam.text_inputs(model)  # text columns go to the family's own encoding (SGD's pipeline) uncast
+    xs = [exp.column(f, table="_input", quoted=True) if f in text
+          else _as_float(exp.column(f, table="_input", quoted=True), types.get(f)) for f in model.descriptor.features]
     join = None
     if by_group:
         z, join = _group_scores(model, xs)
     else:
-        z = family(model.kind).sql_scores(model, xs)
+        z = fam.sql_scores(model, xs)
     names = [f"__modelstore_score_{k}" for k in range(len(z))]
     query = exp.select(exp.Star(), copy=False).from_(source.subquery("_input", copy=False))
     if join is not None:

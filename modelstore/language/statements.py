@@ -25,7 +25,11 @@ OPTIONS = {"model_type": None, "input_label_cols": None, "order_by": None, "l2_r
            # living models (docs/deployments.md): refresh = 'continuous' deploys; the others configure it
            "refresh": "refresh", "window": "window", "window_anchor": "window_anchor", "strategy": "strategy",
            # per-group models (docs/serving.md): a model per value of a column, shrunk toward the global one
-           "group_by": "group_by", "group_l2": "group_l2"}
+           "group_by": "group_by", "group_l2": "group_l2",
+           # the SGD-trained kinds (docs/continuous.md)
+           "l1_reg": "l1", "optimizer": "optimizer", "learn_rate": "learning_rate", "max_iterations": "epochs",
+           "batch_size": "batch_size", "hash_buckets": "hash_buckets", "seed": "seed"}
+
 #: the OPTIONS that only a deployment (refresh = 'continuous') takes
 DEPLOY_OPTIONS = ("window", "window_anchor", "strategy")
 

@@ -194,6 +194,17 @@ def check_numeric(table: Table, names, role: str) -> list[Column]:
     return cols
 
 
+def check_encodable(table: Table, names) -> list[Column]:
+    """Feature columns a pipeline can encode: numbers and booleans (scaled) or text and enums (one-hot or hashed)."""
+    cols = []
+    for name in names:
+        col = table.column(name, "feature")
+        if col.category not in ("N", "B", "S", "E"):
+            raise ColumnTypeError(f"feature column {name!r} must be numeric, boolean or text, got {col.type_name} instead")
+        cols.append(col)
+    return cols
+
+
 def check_class_column(table: Table, name: str) -> Column:
     col = table.column(name, "target")
     if col.category not in ("N", "B", "S", "E"):

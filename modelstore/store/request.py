@@ -33,20 +33,31 @@ class FitRequest:
     replace: bool = False
     max_classes: int = 1000
     notes: tuple[str, ...] = ()  # what a door decided for the request (the language's default order_by)
+    warm_start: str | None = None  # an iterative family's stored model to continue training from
 
     @classmethod
     def make(cls, kind: str, *, table: str, target: str, features: Sequence[str], order_by: str, lo=None,
              hi=None, where: str | None = None, l2: float | None = None, var_smoothing: float = 1e-9,
              alpha: float = 1.0, chunk_rows: int | None = None, evaluate: bool = True, name: str | None = None,
-             replace: bool = False, max_classes: int = 1000, notes: Sequence[str] = ()) -> "FitRequest":
+             replace: bool = False, max_classes: int = 1000, notes: Sequence[str] = (),
+             warm_start: str | None = None, **options) -> "FitRequest":
         """The request of ``store.fit(kind, …)``'s keyword arguments; raises an :class:`InputError`
-        naming the first problem."""
-        params = family(kind).params(l2=l2, var_smoothing=var_smoothing, alpha=alpha, chunk_rows=chunk_rows)
+        naming the first problem. ``options``: the family's own (``Family.options``: SGD's optimizer, …)."""
+        fam = family(kind)
+        unknown = sorted(set(options) - set(fam.options))
+        if unknown:
+            raise InputError(f"{kind} takes no option(s) {unknown}" + (f"; its options: {list(fam.options)}"
+                                                                      if fam.options else ""))
+        params = fam.params(l2=l2, var_smoothing=var_smoothing, alpha=alpha, chunk_rows=chunk_rows, **options)
         if name is not None:
             check_name(name)
+        if warm_start is not None:
+            if not fam.iterative:
+                raise InputError(f"warm_start is for the SGD-trained kinds; {kind} models are fitted exactly")
+            check_name(warm_start)
         check_max_classes(max_classes)
         return cls(kind, table, target, check_features(features, target), order_by, lo, hi, where, params,
-                   bool(evaluate), name, bool(replace), max_classes, tuple(notes))
+                   bool(evaluate), name, bool(replace), max_classes, tuple(notes), warm_start)
 
     @property
     def family(self):

@@ -24,6 +24,7 @@ from modelstore import deploy
 from modelstore.stats import engine as stats_engine
 from modelstore.catalog import freshness, index, records, shards
 from modelstore.execution import index_build, mixture
+from modelstore.execution import sgd as sgd_execution
 from modelstore.planner import costs
 from modelstore.planner.costs import CostModel
 from modelstore.connection import open_connection, resolve_dsn
@@ -38,10 +39,10 @@ from modelstore.execution.mixture import execute_logistic, training_accuracy
 from modelstore.families import FAMILIES, family
 from modelstore.families.logistic import LOGISTIC
 from modelstore.models.logistic import DEFAULT_CHUNK_ROWS
-from modelstore.planner.plan import ExecutedPlan, Plan
+from modelstore.planner.plan import ExecutedPlan, Plan, Step
 from modelstore.planner import plan_request
 from modelstore.planner.rowcount import RowEstimator
-from modelstore.request.source import Table, check_class_column, check_numeric, resolve_table
+from modelstore.request.source import Table, check_class_column, check_encodable, check_numeric, resolve_table
 from modelstore.models.grouped import GroupedModel
 from modelstore.store import groups as grouped
 from modelstore.store.cache import ModelCache
@@ -157,7 +158,8 @@ class Store:
         started = time.perf_counter()
         with self.conn.transaction():
             descriptor, table_info, notes = self._describe_request(request)
-            run = self._run_trained if descriptor.family.trained else self._run_statistics
+            fam = descriptor.family
+            run = self._run_iterative if fam.iterative else self._run_trained if fam.trained else self._run_statistics
             out = run(request, descriptor, table_info)
             out = out._replace(executed=_with_notes(out.executed, notes + _chunk_notes(out.executed.plan)))
             executed = dataclasses.replace(
@@ -228,6 +230,26 @@ class Store:
         executed = ExecutedPlan(plan, executed.results, 0.0, None, 0.0, (), extra)
         return _Outcome(source_id, None, model, executed, model.rows_used, model.rows_skipped)
 
+    def _run_iterative(self, request: FitRequest, descriptor: Descriptor, table_info: Table):
+        """SGD-trained families (docs/continuous.md): one read of the rows, the pipeline's statistics and
+        the SGD epochs, from zero weights or from the stored model ``request.warm_start``."""
+        access = freshness.check_access(self.conn, table_info, descriptor)
+        warm = None
+        if request.warm_start is not None:
+            warm = self.model(request.warm_start)
+            if warm.kind != descriptor.kind or tuple(warm.pipeline.raw_order) != descriptor.features:
+                raise InputError(f"warm_start {request.warm_start!r} is a {warm.kind} model of "
+                                 f"{list(warm.pipeline.raw_order)}; this request is {descriptor.kind} of "
+                                 f"{list(descriptor.features)}")
+        with _filter_errors(descriptor):
+            model, executed = sgd_execution.train(self.conn, table_info, descriptor, warm_start=warm,
+                                                  max_classes=request.max_classes)
+        executed = dataclasses.replace(executed, plan=dataclasses.replace(executed.plan, notes=access.notes))
+        source_id = None
+        if self.materialize:
+            source_id = records.ensure_source(self.conn, descriptor.source, table_info.oid)
+        return _Outcome(source_id, None, model, executed, model.rows_used, model.rows_skipped)
+
     def query(self, text: str):
         """Run model-language statements (BigQuery ML syntax, docs/language.md) and return the last
         one's result: the fitted model for CREATE MODEL, otherwise a pandas DataFrame."""
@@ -246,6 +268,10 @@ class Store:
                           f"rows grouped by {group_by!r} gives every group's statistics, each group's model shrunk "
                           f"toward the global one with group_l2 = {grouped.check_group_l2(group_l2):g}",)
             access = freshness.check_access(self.conn, table_info, descriptor)
+            if descriptor.family.iterative:  # no statistics to plan over: the rows are read once and trained on
+                plan = Plan(descriptor, (Step(1, "scan", descriptor.range),), "SGD: one read of the rows, then "
+                            f"{descriptor.params['epochs']} epoch(s) in Python")
+                return dataclasses.replace(plan, notes=access.notes + notes)
             source_id = freshness.usable_source(self.conn, descriptor, table_info, access)
             plan = self._plan(source_id, descriptor)
             if descriptor.family.trained:
@@ -500,7 +526,10 @@ class Store:
         tbl = resolve_table(self.conn, table)
         order_kind = tbl.order_kind(order_by)
         features = check_features(features, target)
-        check_numeric(tbl, features, "feature")
+        if family(kind).takes_text:
+            check_encodable(tbl, features)
+        else:
+            check_numeric(tbl, features, "feature")
         if family(kind).classifier:
             check_class_column(tbl, target)
         else:

