@@ -435,6 +435,86 @@ BEGIN
 END
 $$;
 
+-- What the public functions answer from _scores' (kind, classes, value, scores): written once here, so
+-- that predict / predict_class / predict_proba answer alike over a feature array, a jsonb row or a group.
+-- p_call names the function a text-label classifier should be asked through instead (the hint).
+CREATE OR REPLACE FUNCTION modelstore._answer_value(p_model text, p_kind text, p_classes jsonb, p_value float8,
+                                                    p_scores float8[], p_call text) RETURNS float8
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+    label jsonb;
+BEGIN
+    IF p_kind IN ('linear', 'sgd_linear') OR p_scores IS NULL THEN
+        RETURN p_value;
+    END IF;
+    label := p_classes -> (modelstore._argmax(p_scores) - 1);
+    IF jsonb_typeof(label) = 'number' THEN
+        RETURN (label #>> '{}')::float8;
+    ELSIF jsonb_typeof(label) = 'boolean' THEN
+        RETURN CASE WHEN label = 'true'::jsonb THEN 1 ELSE 0 END;
+    END IF;
+    RAISE EXCEPTION 'modelstore: model "%" predicts text labels (%), which predict cannot return as float8',
+                    p_model, (SELECT string_agg(quote_literal(c), ', ') FROM jsonb_array_elements_text(p_classes) AS c)
+        USING ERRCODE = 'datatype_mismatch',
+              HINT = format('Use modelstore.%s for the label as text.', p_call);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION modelstore._answer_label(p_kind text, p_classes jsonb, p_value float8,
+                                                    p_scores float8[]) RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF p_kind IN ('linear', 'sgd_linear') THEN
+        RETURN p_value::text;  -- a regression's "class" is its prediction, as text
+    ELSIF p_scores IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN p_classes ->> (modelstore._argmax(p_scores) - 1);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION modelstore._answer_proba(p_model text, p_kind text, p_classes jsonb, p_scores float8[])
+RETURNS TABLE (class_label text, probability float8)
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+ROWS 3
+AS $$
+DECLARE
+    k integer;
+    m float8;
+    total float8 := 0;
+    e float8[];
+BEGIN
+    IF p_kind IN ('linear', 'sgd_linear') THEN
+        RAISE EXCEPTION 'modelstore: model "%" is a linear regression and has no class probabilities', p_model
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = format('Use modelstore.predict(%L, …) for its prediction.', p_model);
+    END IF;
+    k := jsonb_array_length(p_classes);
+    IF p_scores IS NOT NULL THEN
+        -- softmax with the maximum subtracted (log-sum-exp): no overflow however large the scores;
+        -- exp below −745 underflows to 0 (PostgreSQL raises an error there instead of returning 0)
+        m := p_scores[modelstore._argmax(p_scores)];
+        e := array_fill(NULL::float8, ARRAY[k]);
+        IF m <> 'NaN'::float8 AND m <> 'Infinity'::float8 AND m <> '-Infinity'::float8 THEN
+            FOR c IN 1 .. k LOOP
+                e[c] := CASE WHEN p_scores[c] - m < -745 THEN 0 ELSE exp(p_scores[c] - m) END;
+                total := total + e[c];
+            END LOOP;
+        ELSE
+            total := 'NaN';  -- every score −inf, or one NaN/+inf: undefined, as in numpy
+        END IF;
+    END IF;
+    FOR c IN 1 .. k LOOP
+        class_label := p_classes ->> (c - 1);
+        probability := CASE WHEN p_scores IS NULL THEN NULL WHEN total = 'NaN'::float8 THEN 'NaN'::float8
+                            ELSE e[c] / total END;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
 -- ---------------------------------------------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION modelstore.predict(model text, features float8[]) RETURNS float8
@@ -443,22 +523,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     r record;
-    label jsonb;
 BEGIN
     r := modelstore._scores(model, features, 'predict', NULL);
-    IF r.kind IN ('linear', 'sgd_linear') OR r.scores IS NULL THEN
-        RETURN r.value;
-    END IF;
-    label := r.classes -> (modelstore._argmax(r.scores) - 1);
-    IF jsonb_typeof(label) = 'number' THEN
-        RETURN (label #>> '{}')::float8;
-    ELSIF jsonb_typeof(label) = 'boolean' THEN
-        RETURN CASE WHEN label = 'true'::jsonb THEN 1 ELSE 0 END;
-    END IF;
-    RAISE EXCEPTION 'modelstore: model "%" predicts text labels (%), which predict cannot return as float8',
-                    model, (SELECT string_agg(quote_literal(c), ', ') FROM jsonb_array_elements_text(r.classes) AS c)
-        USING ERRCODE = 'datatype_mismatch',
-              HINT = format('Use modelstore.predict_class(%L, …) for the label as text.', model);
+    RETURN modelstore._answer_value(model, r.kind, r.classes, r.value, r.scores, format('predict_class(%L, …)', model));
 END
 $$;
 
@@ -475,12 +542,7 @@ DECLARE
     r record;
 BEGIN
     r := modelstore._scores(model, features, 'predict_class', NULL);
-    IF r.kind IN ('linear', 'sgd_linear') THEN
-        RETURN r.value::text;  -- a regression's "class" is its prediction, as text
-    ELSIF r.scores IS NULL THEN
-        RETURN NULL;
-    END IF;
-    RETURN r.classes ->> (modelstore._argmax(r.scores) - 1);
+    RETURN modelstore._answer_label(r.kind, r.classes, r.value, r.scores);
 END
 $$;
 
@@ -496,38 +558,9 @@ ROWS 3
 AS $$
 DECLARE
     r record;
-    k integer;
-    m float8;
-    total float8 := 0;
-    e float8[];
 BEGIN
     r := modelstore._scores(model, features, 'predict_proba', NULL);
-    IF r.kind IN ('linear', 'sgd_linear') THEN
-        RAISE EXCEPTION 'modelstore: model "%" is a linear regression and has no class probabilities', model
-            USING ERRCODE = 'wrong_object_type',
-                  HINT = format('Use modelstore.predict(%L, …) for its prediction.', model);
-    END IF;
-    k := jsonb_array_length(r.classes);
-    IF r.scores IS NOT NULL THEN
-        -- softmax with the maximum subtracted (log-sum-exp): no overflow however large the scores;
-        -- exp below −745 underflows to 0 (PostgreSQL raises an error there instead of returning 0)
-        m := r.scores[modelstore._argmax(r.scores)];
-        e := array_fill(NULL::float8, ARRAY[k]);
-        IF m <> 'NaN'::float8 AND m <> 'Infinity'::float8 AND m <> '-Infinity'::float8 THEN
-            FOR c IN 1 .. k LOOP
-                e[c] := CASE WHEN r.scores[c] - m < -745 THEN 0 ELSE exp(r.scores[c] - m) END;
-                total := total + e[c];
-            END LOOP;
-        ELSE
-            total := 'NaN';  -- every score −inf, or one NaN/+inf: undefined, as in numpy
-        END IF;
-    END IF;
-    FOR c IN 1 .. k LOOP
-        class_label := r.classes ->> (c - 1);
-        probability := CASE WHEN r.scores IS NULL THEN NULL WHEN total = 'NaN'::float8 THEN 'NaN'::float8
-                            ELSE e[c] / total END;
-        RETURN NEXT;
-    END LOOP;
+    RETURN QUERY SELECT * FROM modelstore._answer_proba(model, r.kind, r.classes, r.scores);
 END
 $$;
 
@@ -544,21 +577,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     r record;
-    label jsonb;
 BEGIN
     r := modelstore._scores_row(model, row_values, 'predict');
-    IF r.kind IN ('linear', 'sgd_linear') OR r.scores IS NULL THEN
-        RETURN r.value;
-    END IF;
-    label := r.classes -> (modelstore._argmax(r.scores) - 1);
-    IF jsonb_typeof(label) = 'number' THEN
-        RETURN (label #>> '{}')::float8;
-    ELSIF jsonb_typeof(label) = 'boolean' THEN
-        RETURN CASE WHEN label = 'true'::jsonb THEN 1 ELSE 0 END;
-    END IF;
-    RAISE EXCEPTION 'modelstore: model "%" predicts text labels, which predict cannot return as float8', model
-        USING ERRCODE = 'datatype_mismatch',
-              HINT = format('Use modelstore.predict_class(%L, …) for the label as text.', model);
+    RETURN modelstore._answer_value(model, r.kind, r.classes, r.value, r.scores, format('predict_class_row(%L, …)', model));
 END
 $$;
 
@@ -574,12 +595,7 @@ DECLARE
     r record;
 BEGIN
     r := modelstore._scores_row(model, row_values, 'predict_class');
-    IF r.kind IN ('linear', 'sgd_linear') THEN
-        RETURN r.value::text;
-    ELSIF r.scores IS NULL THEN
-        RETURN NULL;
-    END IF;
-    RETURN r.classes ->> (modelstore._argmax(r.scores) - 1);
+    RETURN modelstore._answer_label(r.kind, r.classes, r.value, r.scores);
 END
 $$;
 
@@ -594,30 +610,9 @@ ROWS 3
 AS $$
 DECLARE
     r record;
-    k integer;
-    m float8;
-    total float8 := 0;
-    e float8[];
 BEGIN
     r := modelstore._scores_row(model, row_values, 'predict_proba');
-    IF r.kind IN ('linear', 'sgd_linear') THEN
-        RAISE EXCEPTION 'modelstore: model "%" is a regression and has no class probabilities', model
-            USING ERRCODE = 'wrong_object_type';
-    END IF;
-    k := jsonb_array_length(r.classes);
-    IF r.scores IS NOT NULL THEN  -- softmax with the maximum subtracted, as predict_proba(text, float8[])
-        m := r.scores[modelstore._argmax(r.scores)];
-        e := array_fill(NULL::float8, ARRAY[k]);
-        FOR c IN 1 .. k LOOP
-            e[c] := CASE WHEN r.scores[c] - m < -745 THEN 0 ELSE exp(r.scores[c] - m) END;
-            total := total + e[c];
-        END LOOP;
-    END IF;
-    FOR c IN 1 .. k LOOP
-        class_label := r.classes ->> (c - 1);
-        probability := CASE WHEN r.scores IS NULL THEN NULL ELSE e[c] / total END;
-        RETURN NEXT;
-    END LOOP;
+    RETURN QUERY SELECT * FROM modelstore._answer_proba(model, r.kind, r.classes, r.scores);
 END
 $$;
 
@@ -746,21 +741,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     r record;
-    label jsonb;
 BEGIN
     r := modelstore._scores(model, features, 'predict', grp);
-    IF r.kind = 'linear' OR r.scores IS NULL THEN
-        RETURN r.value;
-    END IF;
-    label := r.classes -> (modelstore._argmax(r.scores) - 1);
-    IF jsonb_typeof(label) = 'number' THEN
-        RETURN (label #>> '{}')::float8;
-    ELSIF jsonb_typeof(label) = 'boolean' THEN
-        RETURN CASE WHEN label = 'true'::jsonb THEN 1 ELSE 0 END;
-    END IF;
-    RAISE EXCEPTION 'modelstore: model "%" predicts text labels, which predict cannot return as float8', model
-        USING ERRCODE = 'datatype_mismatch',
-              HINT = format('Use modelstore.predict_class(%L, group, …) for the label as text.', model);
+    RETURN modelstore._answer_value(model, r.kind, r.classes, r.value, r.scores, format('predict_class(%L, group, …)', model));
 END
 $$;
 
@@ -780,12 +763,7 @@ DECLARE
     r record;
 BEGIN
     r := modelstore._scores(model, features, 'predict_class', grp);
-    IF r.kind = 'linear' THEN
-        RETURN r.value::text;
-    ELSIF r.scores IS NULL THEN
-        RETURN NULL;
-    END IF;
-    RETURN r.classes ->> (modelstore._argmax(r.scores) - 1);
+    RETURN modelstore._answer_label(r.kind, r.classes, r.value, r.scores);
 END
 $$;
 

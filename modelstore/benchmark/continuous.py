@@ -45,7 +45,7 @@ from modelstore.benchmark import data
 from modelstore.benchmark.context import Context
 from modelstore.benchmark.measure import summarize
 from modelstore.deploy.materialization import mu_n, mu_uniform, mu_window
-from modelstore.deploy.proactive import sample
+from modelstore.deploy.proactive import align_features, sample
 from modelstore.models.optimizers import hyperparameters
 from modelstore.models.pipeline import Pipeline
 from modelstore.models.sgd import SGDModel
@@ -249,7 +249,7 @@ def run_approach(stream: _Stream, base: SGDModel, target: str, approach: str, cf
                 if optimized and j in features:
                     hits += 1
                     X, y, names = features[j]
-                    Xs.append(_align(X, names, model))
+                    Xs.append(align_features(X, names, model))
                     ys.append(y)
                 else:  # dynamic materialization (or, without it, every chunk) from the raw rows
                     Xs.append(model.pipeline.transform(raw[j][FEATURES]))
@@ -287,17 +287,6 @@ def _evict(features: dict, budget: int | None) -> None:
         return
     while len(features) > budget:
         del features[min(features)]
-
-
-def _align(X: np.ndarray, names: list[str], model: SGDModel) -> np.ndarray:
-    if names == model.feature_names_:
-        return X
-    where = {f: i for i, f in enumerate(names)}
-    out = np.zeros((len(X), len(model.feature_names_)))
-    for j, f in enumerate(model.feature_names_):
-        if f in where:
-            out[:, j] = X[:, where[f]]
-    return out
 
 
 def _db_proactive(ctx: Context, stream: _Stream, refreshes: int) -> dict:

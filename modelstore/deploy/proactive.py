@@ -176,7 +176,7 @@ def _evict(conn, deployment_id: int, budget: int) -> int:
         """, [deployment_id, deployment_id, budget]).rowcount
 
 
-def _align(X: np.ndarray, names: list[str], model) -> np.ndarray:
+def align_features(X: np.ndarray, names: list[str], model) -> np.ndarray:
     """A stored feature chunk in the model's current feature layout (new features 0)."""
     if list(names) == model.feature_names_:
         return X
@@ -230,7 +230,7 @@ def train(store, spec, served, lo, hi, order_kind: str) -> tuple[object, Execute
         if features is not None:
             materialized += 1
             X = np.array(features, dtype=float).reshape(len(targets), len(names))
-            Xs.append(_align(X, names, model))
+            Xs.append(align_features(X, names, model))
             ys += targets
         else:  # dynamic materialization: the base rows through the current pipeline
             _, part, labels_ = _read(conn, table, descriptor, Range(parse_bound(clo, order_kind),
@@ -241,7 +241,7 @@ def train(store, spec, served, lo, hi, order_kind: str) -> tuple[object, Execute
     info["materialized"] = materialized
     info["mu"] = materialized / len(rows) if rows else None
     for _, X, y, names in new:
-        Xs.append(_align(X, names, model))
+        Xs.append(align_features(X, names, model))
         ys += y
     info["training_rows"] = len(ys)
 
@@ -251,7 +251,7 @@ def train(store, spec, served, lo, hi, order_kind: str) -> tuple[object, Execute
     elif model.classifier and len({str(v) for v in ys}) < 2:
         skip = f"the sample has one class only ({ys[0]!r})"
     if skip is None:
-        X = np.vstack([_align(x, model.feature_names_, model) if x.shape[1] != len(model.feature_names_) else x
+        X = np.vstack([align_features(x, model.feature_names_, model) if x.shape[1] != len(model.feature_names_) else x
                        for x in Xs])
         targets = model._targets(ys)
         for _ in range(config["iterations"]):
