@@ -19,6 +19,7 @@ from psycopg import sql
 
 from modelstore.catalog import index, records
 from modelstore.execution import partitions, shards
+from modelstore.request import bounds
 from modelstore.request.descriptor import Descriptor, Range
 from modelstore.request.predicates import range_predicate, with_filter
 from modelstore.planner.plan import ExecutedPlan, Plan, StepResult
@@ -149,11 +150,16 @@ def digits_lost(peak: np.ndarray, final: np.ndarray) -> float:
     return max((math.log10(x) for x in ratio), default=0.0)
 
 
-def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: int = 1000, cost_model=None):
+def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: int = 1000, cost_model=None,
+            keep: tuple[tuple[Range, Range], ...] = (), kept: dict | None = None):
     """Run ``plan``; returns (the request's statistics, the executed plan with per-step rows and time).
 
     Scans are aggregated in PostgreSQL, or — when ``cost_model`` says it is cheaper (a few hundred rows)
-    — their rows are fetched and summarised in Python (:func:`fetch_many`)."""
+    — their rows are fetched and summarised in Python (:func:`fetch_many`).
+
+    ``keep``: (piece, stored range) pairs — whole partitions of a range-partitioned table
+    (docs/scale-out.md, "Statistics per partition"). A scan step that contains a piece is cut there, in
+    the same statement, and the piece's statistics go into ``kept`` under its stored range."""
     descriptor = plan.descriptor
     columns = descriptor.stats_columns
     started = time.perf_counter()
@@ -190,19 +196,38 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
             shares[i] = elapsed / len(spans)
 
     scans = [i for i, s in enumerate(plan.steps) if s.op == "scan"]
-    ranges = [plan.steps[i].range for i in scans]
-    for group in _statements(ranges):
+    # each scan step as pieces: the whole partitions it contains, and the rest between them
+    pieces: list[Range] = []
+    owner: list[int] = []  # the scan step each piece belongs to
+    stored_as: dict[int, Range] = {}  # piece → the range its statistics are kept under
+    for i in scans:
+        r = plan.steps[i].range
+        inside = [(piece, as_) for piece, as_ in keep if bounds.contains(r, piece)]
+        for piece in bounds.split(r, [piece for piece, _ in inside]):
+            as_ = next((as_ for p, as_ in inside if p == piece), None)
+            if as_ is not None:
+                stored_as[len(pieces)] = as_
+            pieces.append(piece)
+            owner.append(i)
+    for group in _statements(pieces):
         t0 = time.perf_counter()
-        est_rows = sum(plan.steps[scans[j]].est_rows or MAX_FETCHED_ROWS + 1 for j in group)
+        # a step's estimate spread over its pieces by their count (only the fetch-or-aggregate choice uses it)
+        est_rows = sum((plan.steps[owner[j]].est_rows or MAX_FETCHED_ROWS + 1) / owner.count(owner[j]) for j in group)
         if not table.shards and fetch_is_cheaper(cost_model, descriptor, est_rows, engine[0]):
-            results = fetch_many(conn, table, descriptor, [ranges[j] for j in group], max_classes)
+            results = fetch_many(conn, table, descriptor, [pieces[j] for j in group], max_classes)
         else:
-            results = scan_many(conn, table, descriptor, [ranges[j] for j in group], max_classes, engine)
+            results = scan_many(conn, table, descriptor, [pieces[j] for j in group], max_classes, engine)
         elapsed = time.perf_counter() - t0
         total_rows = sum(r.n + r.null_rows for r in results) or 1
         for j, stats in zip(group, results):
-            parts[scans[j]] = stats
-            shares[scans[j]] = elapsed * ((stats.n + stats.null_rows) / total_rows if total_rows else 1 / len(group))
+            i = owner[j]
+            parts[i] = stats if i not in parts else parts[i] + stats
+            shares[i] = shares.get(i, 0.0) + elapsed * ((stats.n + stats.null_rows) / total_rows)
+            if j in stored_as and kept is not None:
+                kept[stored_as[j]] = stats
+    for i in scans:  # a step whose range holds no value of the column (nothing to scan)
+        parts.setdefault(i, descriptor.family.empty(columns))
+        shares.setdefault(i, 0.0)
 
     # Additions first, then subtractions: a path may subtract before it adds (Figure 1: c → a removes
     # D1 first), but statistics cannot hold "minus some rows". After every addition each row is counted
@@ -228,6 +253,7 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
         # costs the result digits a float64 plan would have (the numerical guard compares this)
         lost = max(0.0, lost - DD_EXTRA_DIGITS)
     extra = {"Statistics": statistics_note(engine[0], [parts[i] for i in parts], total)}
+    ranges = [plan.steps[i].range for i in scans]
     if table.kind == "p" and ranges:
         extra["Partitions"] = partitions.partitions_note(conn, table, descriptor, ranges)
     if table.shards and ranges:

@@ -1,0 +1,113 @@
+"""Range partitions on the ordering column: each partition's bounds as a range of that column
+(docs/scale-out.md, "Statistics per partition").
+
+A table range-partitioned on its ordering column (as pg_partman creates them) holds in each partition
+exactly the rows of one half-open range ``[FROM, TO)``. On integer, date and timestamp columns that is
+the closed range ``[FROM, TO − 1 step]`` (step: 1, one day, one microsecond — PostgreSQL's resolution),
+the shape stored statistics have (paper §3: a stored model is a summary of one closed range), so a
+whole partition is a natural stored model; and a change on one shard can only touch the summaries
+whose range meets its partition's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+import psycopg
+
+from modelstore.request.descriptor import Range
+from modelstore.request.source import Table
+
+#: the step below an exclusive upper bound, per ordering kind ('number' has none: no closed form)
+_STEPS = {"integer": 1, "date": dt.timedelta(days=1), "timestamp": dt.timedelta(microseconds=1),
+          "timestamptz": dt.timedelta(microseconds=1)}
+
+_BOUND = re.compile(r"^FOR VALUES FROM \((.+)\) TO \((.+)\)$")
+
+
+@dataclass(frozen=True)
+class PartitionBounds:
+    """One direct partition of a table range-partitioned on the ordering column."""
+
+    oid: int
+    name: str  # schema-qualified, for EXPLAIN
+    lo: object | None  # FROM, inclusive (None: MINVALUE)
+    hi: object | None  # TO, exclusive (None: MAXVALUE)
+    closed: Range | None  # [FROM, TO − 1 step] when both bounds are finite and the kind has a step
+
+
+def _value(text: str, kind: str):
+    """A bound literal as PostgreSQL prints it (``0``, ``'2024-01-01'``, ``MINVALUE``) → a Python value."""
+    text = text.strip()
+    if text in ("MINVALUE", "MAXVALUE"):
+        return None
+    if text.startswith("'") and text.endswith("'"):
+        text = text[1:-1].replace("''", "'")
+    if kind == "integer":
+        return int(text)
+    if kind == "date":
+        return dt.date.fromisoformat(text)
+    if kind in ("timestamp", "timestamptz"):
+        return dt.datetime.fromisoformat(text)
+    return None  # a 'number' bound: no closed range, and treated as unbounded (only ever over-invalidates)
+
+
+def range_partitions(conn: psycopg.Connection, table: Table, order_by: str, kind: str) -> list[PartitionBounds]:
+    """The direct partitions of ``table`` with their bounds, when it is partitioned by ``RANGE (order_by)``
+    (one column); otherwise an empty list. A DEFAULT partition has no bounds and is left out."""
+    if table.kind != "p":
+        return []
+    row = conn.execute(
+        "SELECT pt.partstrat = 'r' AND pt.partnatts = 1 AND a.attname = %s "
+        "FROM pg_catalog.pg_partitioned_table AS pt "
+        "LEFT JOIN pg_catalog.pg_attribute AS a ON a.attrelid = pt.partrelid AND a.attnum = pt.partattrs[0] "
+        "WHERE pt.partrelid = %s::oid", [order_by, table.oid]).fetchone()
+    if not row or not row[0]:
+        return []
+    out = []
+    for oid, name, bound in conn.execute(
+            "SELECT c.oid, c.oid::regclass::text, pg_catalog.pg_get_expr(c.relpartbound, c.oid) "
+            "FROM pg_catalog.pg_inherits AS i JOIN pg_catalog.pg_class AS c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = %s::oid ORDER BY c.oid", [table.oid]).fetchall():
+        match = _BOUND.match(bound or "")
+        if not match:
+            continue
+        lo, hi = _value(match.group(1), kind), _value(match.group(2), kind)
+        closed = None
+        if lo is not None and hi is not None and kind in _STEPS and lo < hi:
+            closed = Range(lo, hi - _STEPS[kind])
+        out.append(PartitionBounds(oid, name, lo, hi, closed))
+    return sorted(out, key=lambda p: (p.lo is not None, p.lo if p.lo is not None else 0))
+
+
+def overlaps(a: Range, b: Range) -> bool:
+    """Whether two ranges share a value (either end open or closed)."""
+    lo_ok = a.hi > b.lo or (a.hi == b.lo and a.hi_closed and b.lo_closed)
+    hi_ok = b.hi > a.lo or (b.hi == a.lo and b.hi_closed and a.lo_closed)
+    return lo_ok and hi_ok
+
+
+def contains(outer: Range, inner: Range) -> bool:
+    """Whether every value of ``inner`` is in ``outer``."""
+    lo_ok = outer.lo < inner.lo or (outer.lo == inner.lo and (outer.lo_closed or not inner.lo_closed))
+    hi_ok = inner.hi < outer.hi or (outer.hi == inner.hi and (outer.hi_closed or not inner.hi_closed))
+    return lo_ok and hi_ok
+
+
+def split(r: Range, pieces: list[Range]) -> list[Range]:
+    """``r`` cut at the given non-overlapping sub-ranges of it: the pieces and the gaps between them,
+    in order (empty gaps left out); together exactly ``r``."""
+    out: list[Range] = []
+    lo, lo_closed = r.lo, r.lo_closed
+    for p in sorted(pieces, key=lambda p: (p.lo, not p.lo_closed)):
+        gap = Range(lo, p.lo, lo_closed, not p.lo_closed)
+        if gap.lo < gap.hi or (gap.lo == gap.hi and gap.lo_closed and gap.hi_closed):
+            out.append(gap)
+        out.append(p)
+        lo, lo_closed = p.hi, not p.hi_closed
+    tail = Range(lo, r.hi, lo_closed, r.hi_closed)
+    if tail.lo < tail.hi or (tail.lo == tail.hi and tail.lo_closed and tail.hi_closed):
+        out.append(tail)
+    return out
