@@ -176,9 +176,11 @@ def usable_source(conn: psycopg.Connection, descriptor: Descriptor, table: Table
         conn.execute("DELETE FROM modelstore.stat_indexes WHERE source_id = %s", [source_id])
         conn.execute("UPDATE modelstore.sources SET relid = %s, column_types = '{}', members = NULL "
                      "WHERE source_id = %s", [table.oid, source_id])
-    elif access.shard_versions is not None and not shards.validate(conn, source_id, access.shard_versions):
-        pass  # a shard changed since its summaries were computed: they are dropped, and so is everything stored
-    elif changed:
+        return source_id
+    if access.shard_versions is not None:
+        # a shard changed since its summaries were computed: those that may have read it are dropped
+        shards.validate(conn, source_id, access.shard_versions, table, source)
+    if changed:
         conn.execute(
             "DELETE FROM modelstore.statistics WHERE source_id = %(s)s AND (read_columns IS NULL "
             "OR read_columns && %(c)s::text[] OR columns && %(c)s::text[] OR target = ANY (%(c)s::text[]))",
