@@ -24,6 +24,9 @@ from modelstore.request.source import Table
 _STEPS = {"integer": 1, "date": dt.timedelta(days=1), "timestamp": dt.timedelta(microseconds=1),
           "timestamptz": dt.timedelta(microseconds=1)}
 
+#: ordering kinds whose range partitions have a closed form, so that a whole partition can be a stored model
+CLOSED_KINDS = frozenset(_STEPS)
+
 _BOUND = re.compile(r"^FOR VALUES FROM \((.+)\) TO \((.+)\)$")
 
 
