@@ -371,3 +371,42 @@ def assert_catalog_true_by_day(conn) -> int:
         assert np.allclose(mean, rows.mean(axis=0), rtol=1e-12, atol=1e-12)
         checked += 1
     return checked
+
+
+def test_timestamptz_partitions_are_kept_as_closed_ranges_to_the_microsecond(dsn):
+    """Daily partitions of a timestamptz column: [day, next day) is [day, next day − 1 µs], PostgreSQL's
+    resolution, so a whole day is a stored model; partial days at a request's ends are scanned."""
+    utc = dt.timezone.utc
+    day = [dt.datetime(2024, 5, d, tzinfo=utc) for d in (1, 2, 3, 4)]
+    rng = np.random.default_rng(3)
+    with _store(dsn) as store:
+        c = store.conn
+        c.execute("SET search_path = public")
+        c.execute("CREATE TABLE public.ev (ts timestamptz, x1 float8, x2 float8, y float8) PARTITION BY RANGE (ts)")
+        for i in range(3):
+            c.execute(sql.SQL("CREATE TABLE {} PARTITION OF public.ev FOR VALUES FROM ({}) TO ({})").format(
+                sql.Identifier("public", f"ev_{i}"), sql.Literal(day[i]), sql.Literal(day[i + 1])))
+        with c.cursor().copy("COPY public.ev FROM STDIN") as copy:
+            for second in range(0, 3 * 24 * 3600, 20):  # enough rows a day that reuse beats a scan
+                x1, x2 = rng.normal(size=2)
+                copy.write_row([day[0] + dt.timedelta(seconds=second), x1, x2, x1 - 3 * x2 + rng.normal()])
+
+        def fit(lo, hi):
+            return store.fit("linear", table="ev", target="y", features=FEATURES, order_by="ts", lo=lo, hi=hi)
+
+        def reference(lo, hi):
+            rows = np.array(c.execute("SELECT x1, x2, y FROM ev WHERE ts BETWEEN %s AND %s", [lo, hi]).fetchall(),
+                            dtype=float)
+            return np.linalg.lstsq(np.c_[np.ones(len(rows)), rows[:, :2]], rows[:, 2], rcond=None)[0]
+
+        first = fit(day[0] + dt.timedelta(hours=12), day[2] + dt.timedelta(hours=23))
+        assert "ev_1" in first.plan.extra["Per-partition statistics"]
+        whole_day = (day[1], day[2] - dt.timedelta(microseconds=1))
+        assert c.execute("SELECT count(*) FROM modelstore.statistics WHERE lo::timestamptz = %s AND hi::timestamptz = %s",
+                         whole_day).fetchone()[0] == 1
+        lo, hi = day[1], day[2] + dt.timedelta(hours=6)
+        second = fit(lo, hi)
+        assert [(s.range.lo, s.range.hi) for s in second.plan.plan.stored] == [whole_day]
+        assert second.plan.rows_scanned == c.execute("SELECT count(*) FROM ev WHERE ts >= %s AND ts <= %s",
+                                                     [day[2], hi]).fetchone()[0]
+        assert _rel(np.r_[second.intercept_, second.coef_], reference(lo, hi)) < 1e-9

@@ -203,7 +203,7 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
     for i in scans:
         r = plan.steps[i].range
         inside = [(piece, as_) for piece, as_ in keep if bounds.contains(r, piece)]
-        for piece in bounds.split(r, [piece for piece, _ in inside]):
+        for piece in bounds.split(r, [piece for piece, _ in inside], descriptor.source.order_kind):
             as_ = next((as_ for p, as_ in inside if p == piece), None)
             if as_ is not None:
                 stored_as[len(pieces)] = as_

@@ -99,18 +99,28 @@ def contains(outer: Range, inner: Range) -> bool:
     return lo_ok and hi_ok
 
 
-def split(r: Range, pieces: list[Range]) -> list[Range]:
+def _gap(lo, lo_closed: bool, hi, hi_closed: bool, kind: str) -> Range | None:
+    """The range between two cuts, closed where the kind has a step; None when it holds no value."""
+    if kind in _STEPS:
+        lo = lo if lo_closed else lo + _STEPS[kind]
+        hi = hi if hi_closed else hi - _STEPS[kind]
+        return Range(lo, hi) if lo <= hi else None
+    if lo < hi or (lo == hi and lo_closed and hi_closed):
+        return Range(lo, hi, lo_closed, hi_closed)
+    return None
+
+
+def split(r: Range, pieces: list[Range], kind: str) -> list[Range]:
     """``r`` cut at the given non-overlapping sub-ranges of it: the pieces and the gaps between them,
-    in order (empty gaps left out); together exactly ``r``."""
+    in order (gaps without a value of the ``kind`` left out); together exactly ``r``."""
+    if not pieces:
+        return [r]
     out: list[Range] = []
     lo, lo_closed = r.lo, r.lo_closed
     for p in sorted(pieces, key=lambda p: (p.lo, not p.lo_closed)):
-        gap = Range(lo, p.lo, lo_closed, not p.lo_closed)
-        if gap.lo < gap.hi or (gap.lo == gap.hi and gap.lo_closed and gap.hi_closed):
-            out.append(gap)
+        gap = _gap(lo, lo_closed, p.lo, not p.lo_closed, kind)
+        out += [gap] if gap is not None else []
         out.append(p)
         lo, lo_closed = p.hi, not p.hi_closed
-    tail = Range(lo, r.hi, lo_closed, r.hi_closed)
-    if tail.lo < tail.hi or (tail.lo == tail.hi and tail.lo_closed and tail.hi_closed):
-        out.append(tail)
-    return out
+    tail = _gap(lo, lo_closed, r.hi, r.hi_closed, kind)
+    return out + ([tail] if tail is not None else [])
