@@ -28,11 +28,21 @@ from modelstore.stats import engine as stats_engine
 
 
 def scan_query(table: Table, descriptor: Descriptor, ranges: list[Range], max_classes: int,
-               engine: tuple[str, str] = ("sql", "")) -> sql.Composed:
+               engine: tuple[str, str] = ("sql", ""), *, by_range: bool = False) -> sql.Composed:
     """The single aggregate statement computing the descriptor's statistics over each of ``ranges``
-    (which must not overlap); with several ranges each result row starts with its range's number."""
+    (which must not overlap); with several ranges each result row starts with its range's number.
+
+    ``by_range``: one aggregate per range, joined by ``UNION ALL``, instead of one aggregate grouped by a
+    ``CASE`` on the ranges — for ranges cut at a range-partitioned table's partition bounds, where each
+    arm is pruned to its own partitions and no row pays for the ``CASE`` and the grouping."""
     values = [table.columns[c].value_expr() for c in descriptor.stats_columns]
     preds = [range_predicate(descriptor.source.order_by, r) for r in ranges]
+    if by_range and len(ranges) > 1:
+        return sql.SQL(" UNION ALL ").join(
+            sql.SQL("({})").format(descriptor.family.aggregate_query(
+                table.identifier, values, with_filter(descriptor, p), descriptor.target, max_classes,
+                sql.Literal(i), len(ranges), engine=engine))
+            for i, p in enumerate(preds))
     if len(ranges) == 1:
         where, part = with_filter(descriptor, preds[0]), None
     else:
@@ -44,13 +54,14 @@ def scan_query(table: Table, descriptor: Descriptor, ranges: list[Range], max_cl
 
 
 def scan_many(conn: psycopg.Connection, table: Table, descriptor: Descriptor, ranges: list[Range],
-              max_classes: int = 1000, engine: tuple[str, str] | None = None) -> list:
+              max_classes: int = 1000, engine: tuple[str, str] | None = None, *, by_range: bool = False) -> list:
     """Statistics of each of ``ranges`` (non-overlapping) by one aggregate statement, on the connection's
-    statistics engine (:mod:`modelstore.stats.engine`) unless ``engine`` is given."""
+    statistics engine (:mod:`modelstore.stats.engine`) unless ``engine`` is given (``by_range``: see
+    :func:`scan_query`)."""
     engine = engine or stats_engine.engine(conn)
     if table.shards:  # one aggregate per partition, pushed down to its shard (docs/scale-out.md)
         return shards.scan_many(conn, table, descriptor, ranges, max_classes, engine, from_rows)[0]
-    rows = conn.execute(scan_query(table, descriptor, ranges, max_classes, engine)).fetchall()
+    rows = conn.execute(scan_query(table, descriptor, ranges, max_classes, engine, by_range=by_range)).fetchall()
     if len(ranges) == 1:
         return [from_rows(descriptor, ranges[0], rows, max_classes, engine)]
     by_part: dict[int, list] = {i: [] for i in range(len(ranges))}
@@ -216,7 +227,8 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
         if not table.shards and fetch_is_cheaper(cost_model, descriptor, est_rows, engine[0]):
             results = fetch_many(conn, table, descriptor, [pieces[j] for j in group], max_classes)
         else:
-            results = scan_many(conn, table, descriptor, [pieces[j] for j in group], max_classes, engine)
+            results = scan_many(conn, table, descriptor, [pieces[j] for j in group], max_classes, engine,
+                                by_range=bool(stored_as))
         elapsed = time.perf_counter() - t0
         total_rows = sum(r.n + r.null_rows for r in results) or 1
         for j, stats in zip(group, results):
