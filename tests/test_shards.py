@@ -344,6 +344,18 @@ def test_whole_shards_are_stored_summaries_and_a_change_drops_only_that_shards(s
     assert "t_s0, t_s1, t_s2" in first.plan.extra["Per-partition statistics"]
     stored = {(lo, hi) for lo, hi in c.execute("SELECT lo::int, hi::int FROM modelstore.statistics")}
     assert stored == {(0, 3499), *shard_ranges}
+    # the scan cut at the shards' bounds: each shard's arm aggregates its own piece, no CASE on the shard
+    table = resolve_table(c, "t")
+    descriptor = first.plan.plan.descriptor
+    pieces = [Range(0, 999), Range(1000, 1999), Range(2000, 2999), Range(3000, 3499)]
+    touched = shard_scans.touched_partitions(c, table, descriptor, pieces)
+    meets = shard_scans.meeting(c, table, descriptor, pieces, touched)
+    assert meets == [[0], [1], [2], [3]]
+    query = shard_scans.scan_query(table, descriptor, pieces, touched, 1000, ("sql", ""), meets)
+    remote = re.findall(r"Remote SQL: (.*)", "\n".join(
+        r[0] for r in c.execute(sql.SQL("EXPLAIN (VERBOSE) ") + query).fetchall()))
+    # each arm's part is a constant (partition × 4 + piece), not a CASE over the four pieces
+    assert sorted(int(re.match(r"SELECT (\d+), ", r).group(1)) for r in remote) == [0, 5, 10]
     across = _fit(sharded, 500, 2999)  # half of s0, then s1 and s2 whole: only s0's half is scanned
     assert across.plan.rows_scanned == 500
     assert _rel(np.r_[across.intercept_, across.coef_], _lstsq(_all_rows(sharded, shard_servers, 500, 2999))) < 1e-9
