@@ -319,6 +319,9 @@ def test_whole_partitions_are_stored_one_by_one_and_reused(dsn):
             "SELECT lo::date, hi::date, n FROM modelstore.statistics").fetchall()}
         assert stored == {(d(2024, 1, 15), d(2024, 2, 29)): 40 * 46, month[2]: 40 * 29}
         # February to March: February's statistics are reused, only March is scanned (and kept)
+        plan = store.explain("linear", table="m", target="y", features=FEATURES, order_by="day",
+                             lo=d(2024, 2, 1), hi=d(2024, 3, 31))
+        assert any("whole partition(s) m_2 are reused" in n for n in plan.notes), plan.notes
         second = _monthly_fit(store, d(2024, 2, 1), d(2024, 3, 31))
         steps = second.plan.plan.steps
         assert [(s.op, s.range.lo, s.range.hi) for s in steps if s.op == "stored"] == [("stored", *month[2])]

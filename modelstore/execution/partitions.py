@@ -78,3 +78,14 @@ def whole_partitions(conn: psycopg.Connection, table: Table, descriptor: Descrip
         if not any_row:
             out += cut_ends
     return sorted(out, key=lambda e: e[1].lo)
+
+
+def reused_partitions(conn: psycopg.Connection, table: Table, plan) -> list[str]:
+    """The partitions whose own stored statistics ``plan`` reads (a stored step over a partition's
+    closed range), for EXPLAIN."""
+    stored = {s.range for s in plan.steps if s.op == "stored"}
+    if table.kind != "p" or not stored:
+        return []
+    source = plan.descriptor.source
+    return [p.name for p in bounds.range_partitions(conn, table, source.order_by, source.order_kind)
+            if p.closed is not None and p.closed in stored]

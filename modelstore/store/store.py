@@ -194,7 +194,7 @@ class Store:
                     records.store_stats(self.conn, source_id, descriptor, part, r=r)
         extra = dict(executed.extra)
         names = {c: name for _, c, name in whole}
-        reused = [names[s.range] for s in plan.steps if s.op == "stored" and s.range in names]
+        reused = partitions.reused_partitions(self.conn, table_info, plan)
         if reused:
             extra["Per-partition statistics"] = (f"reused the stored statistics of whole partition(s) "
                                                  f"{', '.join(reused)}")
@@ -246,6 +246,10 @@ class Store:
             access = freshness.check_access(self.conn, table_info, descriptor)
             source_id = freshness.usable_source(self.conn, descriptor, table_info, access)
             plan = self._plan(source_id, descriptor)
+            reused = partitions.reused_partitions(self.conn, table_info, plan)
+            if reused:
+                notes += (f"the stored statistics of whole partition(s) {', '.join(reused)} are reused "
+                          f"(docs/scale-out.md, \"Statistics per partition\")",)
             if descriptor.family.trained:
                 notes += ("Theorem 1: EXPLAIN ANALYZE (model.plan) bounds ‖w_μ − w‖, the distance between the "
                           "averaged chunk weights and one model trained on all rows, once the rows are read (the "
