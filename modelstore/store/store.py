@@ -163,10 +163,10 @@ class Store:
         # whole partitions of a table range-partitioned on the ordering column: kept one by one
         # (docs/scale-out.md, "Statistics per partition")
         whole = []
-        if table_info.kind == "p" and (store_stats or source_id is not None):
+        if table_info.kind == "p" and store_stats:
             whole = partitions.whole_partitions(self.conn, table_info, descriptor, open_lo=request.lo is None,
                                                 open_hi=request.hi is None)
-        keep = tuple((piece, c) for piece, c, _ in whole) if store_stats else ()
+        keep = tuple((piece, c) for piece, c, _ in whole)
         kept: dict = {}
         with _filter_errors(descriptor):
             stats, executed = execute(self.conn, plan, table_info, max_classes=request.max_classes,
