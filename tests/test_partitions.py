@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import tempfile
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -413,3 +414,28 @@ def test_timestamptz_partitions_are_kept_as_closed_ranges_to_the_microsecond(dsn
         assert second.plan.rows_scanned == c.execute("SELECT count(*) FROM ev WHERE ts >= %s AND ts <= %s",
                                                      [day[2], hi]).fetchone()[0]
         assert _rel(np.r_[second.intercept_, second.coef_], reference(lo, hi)) < 1e-9
+
+
+def test_a_float_ordering_column_keeps_no_partition_on_its_own(dsn):
+    """[FROM, TO) of a float8 column has no closed form: its partitions' bounds are read (a shard's change
+    would drop only the summaries over it) but no partition is kept on its own; requests stay exact."""
+    from modelstore.request.bounds import range_partitions
+    from modelstore.request.source import resolve_table
+
+    with _store(dsn) as store:
+        c = store.conn
+        c.execute("SET search_path = public")
+        c.execute("CREATE TABLE public.f (v float8, x1 float8, x2 float8, y float8) PARTITION BY RANGE (v)")
+        c.execute("CREATE TABLE public.f_0 PARTITION OF public.f FOR VALUES FROM (MINVALUE) TO (0.5)")
+        c.execute("CREATE TABLE public.f_1 PARTITION OF public.f FOR VALUES FROM (0.5) TO (1.5)")
+        c.execute("CREATE TABLE public.f_2 PARTITION OF public.f FOR VALUES FROM (1.5) TO (MAXVALUE)")
+        c.execute("INSERT INTO f SELECT g / 1000.0, sin(g), cos(g), g % 11 FROM generate_series(0, 2000) g")
+        parts = range_partitions(c, resolve_table(c, "f"), "v", "number")
+        assert [(p.lo, p.hi, p.closed) for p in parts] == [
+            (None, Decimal("0.5"), None), (Decimal("0.5"), Decimal("1.5"), None), (Decimal("1.5"), None, None)]
+        m = store.fit("linear", table="f", target="y", features=FEATURES, order_by="v", lo=0.1, hi=1.9)
+        assert "Per-partition statistics" not in m.plan.extra
+        assert c.execute("SELECT count(*) FROM modelstore.statistics").fetchone()[0] == 1
+        rows = np.array(c.execute("SELECT x1, x2, y FROM f WHERE v BETWEEN 0.1 AND 1.9").fetchall(), dtype=float)
+        want = np.linalg.lstsq(np.c_[np.ones(len(rows)), rows[:, :2]], rows[:, 2], rcond=None)[0]
+        assert _rel(np.r_[m.intercept_, m.coef_], want) < 1e-9

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 
 import psycopg
 
@@ -54,7 +55,12 @@ def _value(text: str, kind: str):
         return dt.date.fromisoformat(text)
     if kind in ("timestamp", "timestamptz"):
         return dt.datetime.fromisoformat(text)
-    return None  # a 'number' bound: no closed range, and treated as unbounded (only ever over-invalidates)
+    # a 'number' bound: exact (no closed form of [FROM, TO), but bounds for overlap); ±Infinity, NaN: none
+    try:
+        value = Decimal(text)
+    except ArithmeticError:  # not a plain number: treated as unbounded (only ever over-invalidates)
+        return None
+    return value if value.is_finite() else None
 
 
 def range_partitions(conn: psycopg.Connection, table: Table, order_by: str, kind: str) -> list[PartitionBounds]:
