@@ -439,3 +439,19 @@ def test_a_float_ordering_column_keeps_no_partition_on_its_own(dsn):
         rows = np.array(c.execute("SELECT x1, x2, y FROM f WHERE v BETWEEN 0.1 AND 1.9").fetchall(), dtype=float)
         want = np.linalg.lstsq(np.c_[np.ones(len(rows)), rows[:, :2]], rows[:, 2], rcond=None)[0]
         assert _rel(np.r_[m.intercept_, m.coef_], want) < 1e-9
+
+
+def test_an_infinite_date_bound_is_unbounded_and_the_finite_partitions_are_kept(dsn):
+    with _store(dsn) as store:
+        c = store.conn
+        c.execute("SET search_path = public")
+        c.execute("CREATE TABLE public.inf (day date, x1 float8, x2 float8, y float8) PARTITION BY RANGE (day)")
+        c.execute("CREATE TABLE public.inf_old PARTITION OF public.inf FOR VALUES FROM ('-infinity') TO ('2024-01-01')")
+        c.execute("CREATE TABLE public.inf_jan PARTITION OF public.inf FOR VALUES FROM ('2024-01-01') TO ('2024-02-01')")
+        c.execute("INSERT INTO inf SELECT date '2023-12-01' + g % 62, sin(g), cos(g), g % 5 FROM generate_series(1, 3000) g")
+        m = store.fit("linear", table="inf", target="y", features=FEATURES, order_by="day")
+        assert "inf_jan" in m.plan.extra["Per-partition statistics"]
+        assert "inf_old" not in m.plan.extra["Per-partition statistics"]
+        rows = np.array(c.execute("SELECT x1, x2, y FROM inf").fetchall(), dtype=float)
+        want = np.linalg.lstsq(np.c_[np.ones(len(rows)), rows[:, :2]], rows[:, 2], rcond=None)[0]
+        assert _rel(np.r_[m.intercept_, m.coef_], want) < 1e-9

@@ -83,7 +83,10 @@ def range_partitions(conn: psycopg.Connection, table: Table, order_by: str, kind
         match = _BOUND.match(bound or "")
         if not match:
             continue
-        lo, hi = _value(match.group(1), kind), _value(match.group(2), kind)
+        try:
+            lo, hi = _value(match.group(1), kind), _value(match.group(2), kind)
+        except ValueError:  # ±infinity dates and timestamps, a DateStyle Python cannot read: unbounded
+            lo = hi = None
         closed = None
         if lo is not None and hi is not None and kind in _STEPS and lo < hi:
             closed = Range(lo, hi - _STEPS[kind])
