@@ -7,8 +7,10 @@ partition, ATTACH, DETACH and DROP PARTITION, with range, list and hash partitio
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import tempfile
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -80,9 +82,12 @@ def test_writes_through_the_parent_and_into_partitions_keep_statistics_exact(dsn
             "DELETE FROM t_2 WHERE x2 > 101",
             "DELETE FROM t WHERE id BETWEEN 1900 AND 1950",
         ]
+        # range partitions on id: the two requests that contain t_1 ([1000, 1999]) also keep it on its own
+        summaries = 3 + (2 if scheme == "range" else 0)
+        assert _stored(c) == summaries
         for change in changes:
             c.execute(change)
-            assert assert_catalog_true(c) == 3 + _nodes(c)
+            assert assert_catalog_true(c) == summaries + _nodes(c)
         for lo, hi in [(1, 1500), (1, 2500), (300, 1400)]:
             m = _fit_linear(store, lo, hi)
             assert _rel(np.r_[m.intercept_, m.coef_], _lstsq(c, lo, hi)) < 1e-9
@@ -100,7 +105,7 @@ def test_attach_detach_and_drop_partition_keep_statistics_exact(dsn):
         store.fit("gaussian_nb", table="t", target="c", features=FEATURES, order_by="id", lo=1, hi=5000)
         store.build_index("t", "id", FEATURES, "y", kind="linear", chunk_rows=300)
         stored = _stored(c)
-        assert stored == 3
+        assert stored == 3 + 2  # the first and third requests contain t_1 ([1000, 1999]) and keep it on its own
 
         # ATTACH: the new partition's rows enter every summary whose range they fall in, and it is captured
         c.execute("CREATE TABLE public.t_new (LIKE public.t)")
@@ -125,7 +130,7 @@ def test_attach_detach_and_drop_partition_keep_statistics_exact(dsn):
         for lo, hi in [(1, 2999), (900, 1200), (1000, 2600)]:
             m = _fit_linear(store, lo, hi)
             assert _rel(np.r_[m.intercept_, m.coef_], _lstsq(c, lo, hi)) < 1e-9
-        assert assert_catalog_true(c) == 3
+        assert assert_catalog_true(c) == 3 + 1  # and t_1 on its own
 
 
 def test_a_tree_change_the_event_trigger_missed_forgets_the_statistics(dsn):
@@ -138,7 +143,7 @@ def test_a_tree_change_the_event_trigger_missed_forgets_the_statistics(dsn):
         c.execute("ALTER EVENT TRIGGER modelstore_capture_partitions DISABLE")
         try:
             c.execute("ALTER TABLE t DETACH PARTITION t_1")
-            assert _stored(c) == 1  # untouched: nobody saw the detach
+            assert _stored(c) == 2  # untouched (the request's summary and t_1's own): nobody saw the detach
             m = _fit_linear(store, 1, 2500)
             assert m.plan.plan.scans  # not answered from the summary that still counts t_1's rows
             assert _rel(np.r_[m.intercept_, m.coef_], _lstsq(c, 1, 2500)) < 1e-9
@@ -147,7 +152,7 @@ def test_a_tree_change_the_event_trigger_missed_forgets_the_statistics(dsn):
             m = _fit_linear(store, 1, 2500)
             assert m.plan.plan.scans and _capture_triggers(c, "t_1b") == 4  # the request installed it
             assert _rel(np.r_[m.intercept_, m.coef_], _lstsq(c, 1, 2500)) < 1e-9
-            assert assert_catalog_true(c) == 1
+            assert assert_catalog_true(c) == 2  # the request's summary and t_1b's own
         finally:
             c.execute("ALTER EVENT TRIGGER modelstore_capture_partitions ENABLE")
 
@@ -268,10 +273,185 @@ def test_sub_partitions_are_captured_and_a_detached_subtree_leaves_exactly(dsn):
                        "UPDATE t_1 SET c = 'a' WHERE id BETWEEN 1500 AND 1530",       # moves rows between its leaves
                        "DELETE FROM t_1a WHERE id > 1900"]:
             c.execute(change)
-            assert assert_catalog_true(c) == 2
+            assert assert_catalog_true(c) == 2 + 2  # and, per request, t_1 ([1000, 1999]) on its own
         c.execute("ALTER TABLE t DETACH PARTITION t_1")
-        assert _stored(c) == 2 and assert_catalog_true(c) == 2
+        assert _stored(c) == 4 and assert_catalog_true(c) == 4
         c.execute("ALTER TABLE t ATTACH PARTITION t_1 FOR VALUES FROM (1000) TO (2000)")
-        assert _stored(c) == 2 and assert_catalog_true(c) == 2
+        assert _stored(c) == 4 and assert_catalog_true(c) == 4
         m = _fit_linear(store, 1, 3000)
         assert _rel(np.r_[m.intercept_, m.coef_], _lstsq(c, 1, 3000)) < 1e-9
+
+
+def _monthly(conn) -> None:
+    """``m`` range-partitioned by day into January, February and March 2024, 40 rows a day."""
+    rng = np.random.default_rng(11)
+    conn.execute("SET search_path = public")
+    conn.execute("CREATE TABLE public.m (day date, x1 float8, x2 float8, y float8) PARTITION BY RANGE (day)")
+    for month in (1, 2, 3):
+        conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF public.m FOR VALUES FROM ({}) TO ({})").format(
+            sql.Identifier("public", f"m_{month}"), sql.Literal(f"2024-{month:02d}-01"),
+            sql.Literal(f"2024-{month + 1:02d}-01")))
+    with conn.cursor().copy("COPY public.m FROM STDIN") as copy:
+        for d in range(91):
+            for _ in range(40):
+                x1, x2 = rng.normal(size=2)
+                copy.write_row([dt.date(2024, 1, 1) + dt.timedelta(days=d), x1, x2, 2 * x1 - x2 + d / 30 + rng.normal()])
+
+
+def _monthly_fit(store, lo, hi):
+    return store.fit("linear", table="m", target="y", features=FEATURES, order_by="day", lo=lo, hi=hi)
+
+
+def _monthly_lstsq(conn, lo, hi):
+    rows = np.array(conn.execute("SELECT x1, x2, y FROM m WHERE day BETWEEN %s AND %s", [lo, hi]).fetchall(), dtype=float)
+    return np.linalg.lstsq(np.c_[np.ones(len(rows)), rows[:, :2]], rows[:, 2], rcond=None)[0]
+
+
+def test_whole_partitions_are_stored_one_by_one_and_reused(dsn):
+    d = dt.date
+    month = {1: (d(2024, 1, 1), d(2024, 1, 31)), 2: (d(2024, 2, 1), d(2024, 2, 29)), 3: (d(2024, 3, 1), d(2024, 3, 31))}
+    with _store(dsn) as store:
+        c = store.conn
+        _monthly(c)
+        # mid-January to the end of February: February is whole, January is not
+        first = _monthly_fit(store, d(2024, 1, 15), d(2024, 2, 29))
+        assert "m_2" in first.plan.extra["Per-partition statistics"]
+        stored = {(r[0], r[1]): r[2] for r in c.execute(
+            "SELECT lo::date, hi::date, n FROM modelstore.statistics").fetchall()}
+        assert stored == {(d(2024, 1, 15), d(2024, 2, 29)): 40 * 46, month[2]: 40 * 29}
+        # February to March: February's statistics are reused, only March is scanned (and kept)
+        plan = store.explain("linear", table="m", target="y", features=FEATURES, order_by="day",
+                             lo=d(2024, 2, 1), hi=d(2024, 3, 31))
+        assert any("whole partition(s) m_2 are reused" in n for n in plan.notes), plan.notes
+        second = _monthly_fit(store, d(2024, 2, 1), d(2024, 3, 31))
+        steps = second.plan.plan.steps
+        assert [(s.op, s.range.lo, s.range.hi) for s in steps if s.op == "stored"] == [("stored", *month[2])]
+        assert second.plan.rows_scanned == 40 * 31  # the March partition only
+        assert "reused the stored statistics of whole partition(s) m_2" in second.plan.extra["Per-partition statistics"]
+        assert "Per-partition statistics: reused" in str(second.plan)
+        assert _rel(np.r_[second.intercept_, second.coef_], _monthly_lstsq(c, *month[2][:1], month[3][1])) < 1e-9
+        # February and March whole, January's tail: at most January's part is scanned (the planner may
+        # instead take the first request's summary less a few January days)
+        third = _monthly_fit(store, d(2024, 1, 20), d(2024, 3, 31))
+        assert 0 < third.plan.rows_scanned <= 40 * 12
+        assert all(s.range.hi < month[2][0] for s in third.plan.plan.scans)
+        assert _rel(np.r_[third.intercept_, third.coef_], _monthly_lstsq(c, d(2024, 1, 20), d(2024, 3, 31))) < 1e-9
+        # from nothing stored, a fit over the whole parent keeps every partition, January too (its first
+        # day is the table's first, so the scan's piece of January is all of it); then nothing is scanned
+        c.execute("DELETE FROM modelstore.statistics")
+        c.execute("DELETE FROM m WHERE day IN ('2024-01-01', '2024-01-02', '2024-03-31')")  # the extent: [Jan 3, Mar 30]
+        whole = store.fit("linear", table="m", target="y", features=FEATURES, order_by="day")
+        assert "m_1, m_2, m_3" in whole.plan.extra["Per-partition statistics"]
+        assert {(r[0], r[1]) for r in c.execute("SELECT lo::date, hi::date FROM modelstore.statistics")} == {
+            *month.values(), (d(2024, 1, 3), d(2024, 3, 30))}
+        # with a row outside the request in a cut partition, that partition is not whole
+        c.execute("DELETE FROM modelstore.statistics")
+        hi_only = store.fit("linear", table="m", target="y", features=FEATURES, order_by="day", hi=d(2024, 3, 15))
+        assert "m_1, m_2" in hi_only.plan.extra["Per-partition statistics"]
+        assert c.execute("SELECT count(*) FROM modelstore.statistics WHERE lo::date = %s", [month[3][0]]).fetchone()[0] == 0
+        c.execute("DELETE FROM modelstore.statistics")
+        whole = store.fit("linear", table="m", target="y", features=FEATURES, order_by="day")
+        again = _monthly_fit(store, d(2024, 1, 1), d(2024, 2, 29))
+        assert again.plan.rows_scanned == 0 and len(again.plan.plan.stored) >= 1
+        assert _rel(np.r_[again.intercept_, again.coef_], _monthly_lstsq(c, d(2024, 1, 1), d(2024, 2, 29))) < 1e-9
+        assert _rel(np.r_[whole.intercept_, whole.coef_], _monthly_lstsq(c, d(2024, 1, 1), d(2024, 3, 31))) < 1e-9
+        # the per-partition summaries are kept true by capture like any other
+        c.execute("INSERT INTO m_2 VALUES ('2024-02-10', 5, 5, 50)")
+        c.execute("UPDATE m SET y = y + 1 WHERE day BETWEEN '2024-03-05' AND '2024-03-07'")
+        assert assert_catalog_true_by_day(c) == c.execute("SELECT count(*) FROM modelstore.statistics").fetchone()[0]
+        late = _monthly_fit(store, d(2024, 2, 1), d(2024, 3, 31))
+        assert late.plan.rows_scanned == 0
+        assert _rel(np.r_[late.intercept_, late.coef_], _monthly_lstsq(c, d(2024, 2, 1), d(2024, 3, 31))) < 1e-9
+
+
+def assert_catalog_true_by_day(conn) -> int:
+    """Every stored linear summary over ``m`` has numpy's count and means of its day range's rows."""
+    checked = 0
+    for lo, hi, n, mean in conn.execute(
+            "SELECT lo::date, hi::date, n, mean FROM modelstore.statistics WHERE family = 'linear'").fetchall():
+        rows = np.array(conn.execute("SELECT x1, x2, y FROM m WHERE day BETWEEN %s AND %s", [lo, hi]).fetchall(),
+                        dtype=float)
+        assert n == len(rows)
+        assert np.allclose(mean, rows.mean(axis=0), rtol=1e-12, atol=1e-12)
+        checked += 1
+    return checked
+
+
+def test_timestamptz_partitions_are_kept_as_closed_ranges_to_the_microsecond(dsn):
+    """Daily partitions of a timestamptz column: [day, next day) is [day, next day − 1 µs], PostgreSQL's
+    resolution, so a whole day is a stored model; partial days at a request's ends are scanned."""
+    utc = dt.timezone.utc
+    day = [dt.datetime(2024, 5, d, tzinfo=utc) for d in (1, 2, 3, 4)]
+    rng = np.random.default_rng(3)
+    with _store(dsn) as store:
+        c = store.conn
+        c.execute("SET search_path = public")
+        c.execute("CREATE TABLE public.ev (ts timestamptz, x1 float8, x2 float8, y float8) PARTITION BY RANGE (ts)")
+        for i in range(3):
+            c.execute(sql.SQL("CREATE TABLE {} PARTITION OF public.ev FOR VALUES FROM ({}) TO ({})").format(
+                sql.Identifier("public", f"ev_{i}"), sql.Literal(day[i]), sql.Literal(day[i + 1])))
+        with c.cursor().copy("COPY public.ev FROM STDIN") as copy:
+            for second in range(0, 3 * 24 * 3600, 20):  # enough rows a day that reuse beats a scan
+                x1, x2 = rng.normal(size=2)
+                copy.write_row([day[0] + dt.timedelta(seconds=second), x1, x2, x1 - 3 * x2 + rng.normal()])
+
+        def fit(lo, hi):
+            return store.fit("linear", table="ev", target="y", features=FEATURES, order_by="ts", lo=lo, hi=hi)
+
+        def reference(lo, hi):
+            rows = np.array(c.execute("SELECT x1, x2, y FROM ev WHERE ts BETWEEN %s AND %s", [lo, hi]).fetchall(),
+                            dtype=float)
+            return np.linalg.lstsq(np.c_[np.ones(len(rows)), rows[:, :2]], rows[:, 2], rcond=None)[0]
+
+        first = fit(day[0] + dt.timedelta(hours=12), day[2] + dt.timedelta(hours=23))
+        assert "ev_1" in first.plan.extra["Per-partition statistics"]
+        whole_day = (day[1], day[2] - dt.timedelta(microseconds=1))
+        assert c.execute("SELECT count(*) FROM modelstore.statistics WHERE lo::timestamptz = %s AND hi::timestamptz = %s",
+                         whole_day).fetchone()[0] == 1
+        lo, hi = day[1], day[2] + dt.timedelta(hours=6)
+        second = fit(lo, hi)
+        assert [(s.range.lo, s.range.hi) for s in second.plan.plan.stored] == [whole_day]
+        assert second.plan.rows_scanned == c.execute("SELECT count(*) FROM ev WHERE ts >= %s AND ts <= %s",
+                                                     [day[2], hi]).fetchone()[0]
+        assert _rel(np.r_[second.intercept_, second.coef_], reference(lo, hi)) < 1e-9
+
+
+def test_a_float_ordering_column_keeps_no_partition_on_its_own(dsn):
+    """[FROM, TO) of a float8 column has no closed form: its partitions' bounds are read (a shard's change
+    would drop only the summaries over it) but no partition is kept on its own; requests stay exact."""
+    from modelstore.request.bounds import range_partitions
+    from modelstore.request.source import resolve_table
+
+    with _store(dsn) as store:
+        c = store.conn
+        c.execute("SET search_path = public")
+        c.execute("CREATE TABLE public.f (v float8, x1 float8, x2 float8, y float8) PARTITION BY RANGE (v)")
+        c.execute("CREATE TABLE public.f_0 PARTITION OF public.f FOR VALUES FROM (MINVALUE) TO (0.5)")
+        c.execute("CREATE TABLE public.f_1 PARTITION OF public.f FOR VALUES FROM (0.5) TO (1.5)")
+        c.execute("CREATE TABLE public.f_2 PARTITION OF public.f FOR VALUES FROM (1.5) TO (MAXVALUE)")
+        c.execute("INSERT INTO f SELECT g / 1000.0, sin(g), cos(g), g % 11 FROM generate_series(0, 2000) g")
+        parts = range_partitions(c, resolve_table(c, "f"), "v", "number")
+        assert [(p.lo, p.hi, p.closed) for p in parts] == [
+            (None, Decimal("0.5"), None), (Decimal("0.5"), Decimal("1.5"), None), (Decimal("1.5"), None, None)]
+        m = store.fit("linear", table="f", target="y", features=FEATURES, order_by="v", lo=0.1, hi=1.9)
+        assert "Per-partition statistics" not in m.plan.extra
+        assert c.execute("SELECT count(*) FROM modelstore.statistics").fetchone()[0] == 1
+        rows = np.array(c.execute("SELECT x1, x2, y FROM f WHERE v BETWEEN 0.1 AND 1.9").fetchall(), dtype=float)
+        want = np.linalg.lstsq(np.c_[np.ones(len(rows)), rows[:, :2]], rows[:, 2], rcond=None)[0]
+        assert _rel(np.r_[m.intercept_, m.coef_], want) < 1e-9
+
+
+def test_an_infinite_date_bound_is_unbounded_and_the_finite_partitions_are_kept(dsn):
+    with _store(dsn) as store:
+        c = store.conn
+        c.execute("SET search_path = public")
+        c.execute("CREATE TABLE public.inf (day date, x1 float8, x2 float8, y float8) PARTITION BY RANGE (day)")
+        c.execute("CREATE TABLE public.inf_old PARTITION OF public.inf FOR VALUES FROM ('-infinity') TO ('2024-01-01')")
+        c.execute("CREATE TABLE public.inf_jan PARTITION OF public.inf FOR VALUES FROM ('2024-01-01') TO ('2024-02-01')")
+        c.execute("INSERT INTO inf SELECT date '2023-12-01' + g % 62, sin(g), cos(g), g % 5 FROM generate_series(1, 3000) g")
+        m = store.fit("linear", table="inf", target="y", features=FEATURES, order_by="day")
+        assert "inf_jan" in m.plan.extra["Per-partition statistics"]
+        assert "inf_old" not in m.plan.extra["Per-partition statistics"]
+        rows = np.array(c.execute("SELECT x1, x2, y FROM inf").fetchall(), dtype=float)
+        want = np.linalg.lstsq(np.c_[np.ones(len(rows)), rows[:, :2]], rows[:, 2], rcond=None)[0]
+        assert _rel(np.r_[m.intercept_, m.coef_], want) < 1e-9

@@ -322,3 +322,65 @@ def test_several_ranges_in_one_statement_are_each_exact(sharded, shard_servers):
         assert _rel(stats.mean, rows.mean(axis=0)) < 1e-12
         centered = rows - rows.mean(axis=0)
         assert _rel(stats.comoment, centered.T @ centered) < 1e-9
+
+
+def _catalog_true(store, shard_servers) -> int:
+    """Every stored linear summary of ``t`` has numpy's count and means of today's rows in its range."""
+    checked = 0
+    for lo, hi, n, mean in store.conn.execute(
+            "SELECT lo::int, hi::int, n, mean FROM modelstore.statistics WHERE family = 'linear'").fetchall():
+        rows = _all_rows(store, shard_servers, lo, hi)
+        assert n == len(rows), (lo, hi)
+        assert np.allclose(mean, rows.mean(axis=0), rtol=1e-12, atol=1e-12), (lo, hi)
+        checked += 1
+    return checked
+
+
+def test_whole_shards_are_stored_summaries_and_a_change_drops_only_that_shards(sharded, shard_servers):
+    c = sharded.conn
+    sharded.prepare_shards("t")
+    shard_ranges = [(0, 999), (1000, 1999), (2000, 2999)]
+    first = _fit(sharded, 0, 3499)  # each shard's pushed-down aggregate is kept as its partition's summary
+    assert "t_s0, t_s1, t_s2" in first.plan.extra["Per-partition statistics"]
+    stored = {(lo, hi) for lo, hi in c.execute("SELECT lo::int, hi::int FROM modelstore.statistics")}
+    assert stored == {(0, 3499), *shard_ranges}
+    # the scan cut at the shards' bounds: each shard's arm aggregates its own piece, no CASE on the shard
+    table = resolve_table(c, "t")
+    descriptor = first.plan.plan.descriptor
+    pieces = [Range(0, 999), Range(1000, 1999), Range(2000, 2999), Range(3000, 3499)]
+    touched = shard_scans.touched_partitions(c, table, descriptor, pieces)
+    meets = shard_scans.meeting(c, table, descriptor, pieces, touched)
+    assert meets == [[0], [1], [2], [3]]
+    query = shard_scans.scan_query(table, descriptor, pieces, touched, 1000, ("sql", ""), meets)
+    remote = re.findall(r"Remote SQL: (.*)", "\n".join(
+        r[0] for r in c.execute(sql.SQL("EXPLAIN (VERBOSE) ") + query).fetchall()))
+    # each arm's part is a constant (partition × 4 + piece), not a CASE over the four pieces
+    assert sorted(int(re.match(r"SELECT (\d+), ", r).group(1)) for r in remote) == [0, 5, 10]
+    across = _fit(sharded, 500, 2999)  # half of s0, then s1 and s2 whole: only s0's half is scanned
+    assert across.plan.rows_scanned == 500
+    assert _rel(np.r_[across.intercept_, across.coef_], _lstsq(_all_rows(sharded, shard_servers, 500, 2999))) < 1e-9
+
+    with _shard(shard_servers[1]) as s1:  # a write on the middle shard, not through the coordinator
+        s1.execute("UPDATE t SET y = y + 100 WHERE id BETWEEN 1200 AND 1300")
+    for lo, hi in (shard_ranges[0], shard_ranges[2]):  # the other shards' summaries: still reused, still exact
+        m = _fit(sharded, lo, hi)
+        assert not m.plan.plan.scans
+        assert _rel(np.r_[m.intercept_, m.coef_], _lstsq(_all_rows(sharded, shard_servers, lo, hi))) < 1e-9
+    # every summary that read the middle shard is gone: [0, 3499], [500, 2999], [1000, 1999]
+    assert {(lo, hi) for lo, hi in c.execute("SELECT lo::int, hi::int FROM modelstore.statistics")} == {
+        shard_ranges[0], shard_ranges[2]}
+    assert _catalog_true(sharded, shard_servers) == 2
+    m = _fit(sharded, 0, 2999)  # s0 and s2 stored, s1 scanned (and kept again)
+    assert [(s.range.lo, s.range.hi) for s in m.plan.plan.stored] == [shard_ranges[0], shard_ranges[2]]
+    assert m.plan.rows_scanned == ROWS_PER_SHARD
+    assert _rel(np.r_[m.intercept_, m.coef_], _lstsq(_all_rows(sharded, shard_servers, 0, 2999))) < 1e-9
+    assert not _fit(sharded, 1000, 1999).plan.plan.scans  # s1's fresh summary
+    assert _catalog_true(sharded, shard_servers) == 4
+
+    with _shard(shard_servers[2]) as s2:  # the last shard: the middle one's summary survives
+        s2.execute("DELETE FROM t WHERE id > 2900")
+    m = _fit(sharded, 0, 2999)
+    assert [(s.range.lo, s.range.hi) for s in m.plan.plan.stored] == [shard_ranges[0], shard_ranges[1]]
+    assert m.plan.rows_scanned == ROWS_PER_SHARD - 99
+    assert _rel(np.r_[m.intercept_, m.coef_], _lstsq(_all_rows(sharded, shard_servers, 0, 2999))) < 1e-9
+    assert _catalog_true(sharded, shard_servers) == c.execute("SELECT count(*) FROM modelstore.statistics").fetchone()[0]

@@ -28,6 +28,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from modelstore.catalog import records, shards
+from modelstore.request import bounds
 from modelstore.request.descriptor import Descriptor
 from modelstore.errors import PrivilegeError
 from modelstore.request.source import Table
@@ -119,7 +120,8 @@ def check_access(conn: psycopg.Connection, table: Table, descriptor: Descriptor)
         notes.append(f"row-level security narrows what role {role!r} sees of {table.display}: stored statistics "
                      f"are neither used nor stored for it")
     if reuse and table.kind == "p":
-        notes.append(_partitioning_note(table, descriptor.source.order_by, key_columns, key_def, n_members))
+        notes.append(_partitioning_note(table, descriptor.source.order_by, descriptor.source.order_kind, key_columns,
+                                        key_def, n_members))
     captured = n_enabled == len(TRIGGERS) * n_members  # on the table, or every member of its partition tree
     disabled = n_enabled < n_triggers  # someone turned capture off: nothing stored can be trusted, or stored
     read_committed = isolation == "read committed"
@@ -136,13 +138,17 @@ def check_access(conn: psycopg.Connection, table: Table, descriptor: Descriptor)
     return Access(reuse, store, captured, read_committed, tuple(notes), versions)
 
 
-def _partitioning_note(table: Table, order_by: str, key_columns, key_def: str, n_members: int) -> str:
+def _partitioning_note(table: Table, order_by: str, order_kind: str, key_columns, key_def: str,
+                       n_members: int) -> str:
     """What partitioning means for a request over a partitioned table, for EXPLAIN (docs/scale-out.md)."""
     common = (f"stored statistics are kept for {table.display} as a whole, and change capture runs on all "
               f"{n_members} tables of its partition tree")
     if key_columns and key_columns[0] == order_by and key_def.upper().startswith("RANGE"):
+        per_partition = ("" if len(key_columns) > 1 or order_kind not in bounds.CLOSED_KINDS else
+                         "; a request that scans whole partitions also keeps each one's statistics, for later "
+                         "requests over them (docs/scale-out.md, \"Statistics per partition\")")
         return (f"{table.display} is partitioned by {order_by} ({key_def}): a range of {order_by} reads only the "
-                f"partitions it meets (partition pruning); {common}")
+                f"partitions it meets (partition pruning); {common}{per_partition}")
     keys = ", ".join(k or "an expression" for k in key_columns or ())
     return (f"{table.display} is partitioned by {keys}, not by the ordering column {order_by} ({key_def}): every "
             f"range may read every partition (no partition pruning for ranges); {common}")
@@ -176,9 +182,11 @@ def usable_source(conn: psycopg.Connection, descriptor: Descriptor, table: Table
         conn.execute("DELETE FROM modelstore.stat_indexes WHERE source_id = %s", [source_id])
         conn.execute("UPDATE modelstore.sources SET relid = %s, column_types = '{}', members = NULL "
                      "WHERE source_id = %s", [table.oid, source_id])
-    elif access.shard_versions is not None and not shards.validate(conn, source_id, access.shard_versions):
-        pass  # a shard changed since its summaries were computed: they are dropped, and so is everything stored
-    elif changed:
+        return source_id
+    if access.shard_versions is not None:
+        # a shard changed since its summaries were computed: those that may have read it are dropped
+        shards.validate(conn, source_id, access.shard_versions, table, source)
+    if changed:
         conn.execute(
             "DELETE FROM modelstore.statistics WHERE source_id = %(s)s AND (read_columns IS NULL "
             "OR read_columns && %(c)s::text[] OR columns && %(c)s::text[] OR target = ANY (%(c)s::text[]))",

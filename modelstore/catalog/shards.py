@@ -23,6 +23,8 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from modelstore.errors import InputError
+from modelstore.request import bounds
+from modelstore.request.descriptor import Source, bound_key
 from modelstore.request.source import Partition, Table
 
 #: the shard side: the counters, the trigger function that bumps them, and a function that puts a table
@@ -148,16 +150,37 @@ def read_versions(conn: psycopg.Connection, table: Table) -> Versions:
     return Versions(versions, missing)
 
 
-def validate(conn: psycopg.Connection, source_id: int, versions: Versions) -> bool:
+def validate(conn: psycopg.Connection, source_id: int, versions: Versions, table: Table, source: Source) -> bool:
     """Whether the source's stored statistics were computed from the shards' current rows: every
-    shard's counter as recorded. When not, they are all dropped (with the recorded versions)."""
+    shard's counter as recorded. When not, the statistics that may have read a changed shard's rows are
+    dropped and that shard's counter is recorded anew; returns whether nothing was dropped.
+
+    A request's scans read a partition only when its range meets the partition's bounds (partition
+    pruning), so on a table range-partitioned on the ordering column a summary whose range misses a
+    shard's bounds never read that shard: a change there leaves it true, and it stays reusable. Anything
+    else — shards that came or went, a partition key other than the ordering column, a shard below a
+    sub-partition — drops all of the source's statistics. The statistics index, built over the whole
+    table, goes with any change."""
     recorded = dict(conn.execute("SELECT relid, version FROM modelstore.shard_versions WHERE source_id = %s",
                                  [source_id]).fetchall())
     if recorded == versions.versions:
         return True
-    conn.execute("DELETE FROM modelstore.statistics WHERE source_id = %s", [source_id])
+    changed = [relid for relid, version in versions.versions.items() if recorded.get(relid) != version]
+    direct = {p.oid: p for p in bounds.range_partitions(conn, table, source.order_by, source.order_kind)}
+    if not recorded or set(recorded) != set(versions.versions) or any(relid not in direct for relid in changed):
+        conn.execute("DELETE FROM modelstore.statistics WHERE source_id = %s", [source_id])
+        conn.execute("DELETE FROM modelstore.stat_indexes WHERE source_id = %s", [source_id])
+        conn.execute("DELETE FROM modelstore.shard_versions WHERE source_id = %s", [source_id])
+        return False
+    for relid in changed:
+        p = direct[relid]  # its rows lie in [lo, hi) (None: MINVALUE / MAXVALUE)
+        conn.execute(
+            "DELETE FROM modelstore.statistics WHERE source_id = %s "
+            "AND numrange(lo_key, hi_key, '[]') && numrange(%s, %s, '[)')",
+            [source_id, None if p.lo is None else bound_key(p.lo), None if p.hi is None else bound_key(p.hi)])
+        conn.execute("UPDATE modelstore.shard_versions SET version = %s WHERE source_id = %s AND relid = %s",
+                     [versions.versions[relid], source_id, relid])
     conn.execute("DELETE FROM modelstore.stat_indexes WHERE source_id = %s", [source_id])
-    conn.execute("DELETE FROM modelstore.shard_versions WHERE source_id = %s", [source_id])
     return False
 
 

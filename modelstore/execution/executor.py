@@ -19,6 +19,7 @@ from psycopg import sql
 
 from modelstore.catalog import index, records
 from modelstore.execution import partitions, shards
+from modelstore.request import bounds
 from modelstore.request.descriptor import Descriptor, Range
 from modelstore.request.predicates import range_predicate, with_filter
 from modelstore.planner.plan import ExecutedPlan, Plan, StepResult
@@ -27,11 +28,21 @@ from modelstore.stats import engine as stats_engine
 
 
 def scan_query(table: Table, descriptor: Descriptor, ranges: list[Range], max_classes: int,
-               engine: tuple[str, str] = ("sql", "")) -> sql.Composed:
+               engine: tuple[str, str] = ("sql", ""), *, by_range: bool = False) -> sql.Composed:
     """The single aggregate statement computing the descriptor's statistics over each of ``ranges``
-    (which must not overlap); with several ranges each result row starts with its range's number."""
+    (which must not overlap); with several ranges each result row starts with its range's number.
+
+    ``by_range``: one aggregate per range, joined by ``UNION ALL``, instead of one aggregate grouped by a
+    ``CASE`` on the ranges — for ranges cut at a range-partitioned table's partition bounds, where each
+    arm is pruned to its own partitions and no row pays for the ``CASE`` and the grouping."""
     values = [table.columns[c].value_expr() for c in descriptor.stats_columns]
     preds = [range_predicate(descriptor.source.order_by, r) for r in ranges]
+    if by_range and len(ranges) > 1:
+        return sql.SQL(" UNION ALL ").join(
+            sql.SQL("({})").format(descriptor.family.aggregate_query(
+                table.identifier, values, with_filter(descriptor, p), descriptor.target, max_classes,
+                sql.Literal(i), len(ranges), engine=engine))
+            for i, p in enumerate(preds))
     if len(ranges) == 1:
         where, part = with_filter(descriptor, preds[0]), None
     else:
@@ -43,13 +54,14 @@ def scan_query(table: Table, descriptor: Descriptor, ranges: list[Range], max_cl
 
 
 def scan_many(conn: psycopg.Connection, table: Table, descriptor: Descriptor, ranges: list[Range],
-              max_classes: int = 1000, engine: tuple[str, str] | None = None) -> list:
+              max_classes: int = 1000, engine: tuple[str, str] | None = None, *, by_range: bool = False) -> list:
     """Statistics of each of ``ranges`` (non-overlapping) by one aggregate statement, on the connection's
-    statistics engine (:mod:`modelstore.stats.engine`) unless ``engine`` is given."""
+    statistics engine (:mod:`modelstore.stats.engine`) unless ``engine`` is given (``by_range``: see
+    :func:`scan_query`)."""
     engine = engine or stats_engine.engine(conn)
     if table.shards:  # one aggregate per partition, pushed down to its shard (docs/scale-out.md)
         return shards.scan_many(conn, table, descriptor, ranges, max_classes, engine, from_rows)[0]
-    rows = conn.execute(scan_query(table, descriptor, ranges, max_classes, engine)).fetchall()
+    rows = conn.execute(scan_query(table, descriptor, ranges, max_classes, engine, by_range=by_range)).fetchall()
     if len(ranges) == 1:
         return [from_rows(descriptor, ranges[0], rows, max_classes, engine)]
     by_part: dict[int, list] = {i: [] for i in range(len(ranges))}
@@ -159,14 +171,19 @@ def digits_lost(peak: np.ndarray, final: np.ndarray) -> float:
 
 
 def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: int = 1000, cost_model=None,
-            known: dict | None = None):
+            known: dict | None = None, keep: tuple[tuple[Range, Range], ...] = (),
+            kept: dict | None = None):
     """Run ``plan``; returns (the request's statistics, the executed plan with per-step rows and time).
 
     Scans are aggregated in PostgreSQL, or — when ``cost_model`` says it is cheaper (a few hundred rows)
     — their rows are fetched and summarised in Python (:func:`fetch_many`). ``known``: statistics of
     some steps (by index) that the caller already read in statements of its own (a deployment's refresh
     reads its previous window's summary with its state, and fetches its edges' rows once for two uses);
-    they are combined like the rest."""
+    they are combined like the rest.
+
+    ``keep``: (piece, stored range) pairs — whole partitions of a range-partitioned table
+    (docs/scale-out.md, "Statistics per partition"). A scan step that contains a piece is cut there, in
+    the same statement, and the piece's statistics go into ``kept`` under its stored range."""
     descriptor = plan.descriptor
     columns = descriptor.stats_columns
     started = time.perf_counter()
@@ -203,19 +220,39 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
             shares[i] = elapsed / len(spans)
 
     scans = [i for i, s in enumerate(plan.steps) if s.op == "scan" and i not in parts]
-    ranges = [plan.steps[i].range for i in scans]
-    for group in _statements(ranges):
+    # each scan step as pieces: the whole partitions it contains, and the rest between them
+    pieces: list[Range] = []
+    owner: list[int] = []  # the scan step each piece belongs to
+    stored_as: dict[int, Range] = {}  # piece → the range its statistics are kept under
+    for i in scans:
+        r = plan.steps[i].range
+        inside = [(piece, as_) for piece, as_ in keep if bounds.contains(r, piece)]
+        for piece in bounds.split(r, [piece for piece, _ in inside], descriptor.source.order_kind):
+            as_ = next((as_ for p, as_ in inside if p == piece), None)
+            if as_ is not None:
+                stored_as[len(pieces)] = as_
+            pieces.append(piece)
+            owner.append(i)
+    for group in _statements(pieces):
         t0 = time.perf_counter()
-        est_rows = sum(plan.steps[scans[j]].est_rows or MAX_FETCHED_ROWS + 1 for j in group)
+        # a step's estimate spread over its pieces by their count (only the fetch-or-aggregate choice uses it)
+        est_rows = sum((plan.steps[owner[j]].est_rows or MAX_FETCHED_ROWS + 1) / owner.count(owner[j]) for j in group)
         if not table.shards and fetch_is_cheaper(cost_model, descriptor, est_rows, engine[0]):
-            results = fetch_many(conn, table, descriptor, [ranges[j] for j in group], max_classes)
+            results = fetch_many(conn, table, descriptor, [pieces[j] for j in group], max_classes)
         else:
-            results = scan_many(conn, table, descriptor, [ranges[j] for j in group], max_classes, engine)
+            results = scan_many(conn, table, descriptor, [pieces[j] for j in group], max_classes, engine,
+                                by_range=bool(stored_as))
         elapsed = time.perf_counter() - t0
         total_rows = sum(r.n + r.null_rows for r in results) or 1
         for j, stats in zip(group, results):
-            parts[scans[j]] = stats
-            shares[scans[j]] = elapsed * ((stats.n + stats.null_rows) / total_rows if total_rows else 1 / len(group))
+            i = owner[j]
+            parts[i] = stats if i not in parts else parts[i] + stats
+            shares[i] = shares.get(i, 0.0) + elapsed * ((stats.n + stats.null_rows) / total_rows)
+            if j in stored_as and kept is not None:
+                kept[stored_as[j]] = stats
+    for i in scans:  # a step whose range holds no value of the column (nothing to scan)
+        parts.setdefault(i, descriptor.family.empty(columns))
+        shares.setdefault(i, 0.0)
 
     # Additions first, then subtractions: a path may subtract before it adds (Figure 1: c → a removes
     # D1 first), but statistics cannot hold "minus some rows". After every addition each row is counted
@@ -241,6 +278,7 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
         # costs the result digits a float64 plan would have (the numerical guard compares this)
         lost = max(0.0, lost - DD_EXTRA_DIGITS)
     extra = {"Statistics": statistics_note(engine[0], [parts[i] for i in parts], total)}
+    ranges = [plan.steps[i].range for i in scans]
     if table.kind == "p" and ranges:
         extra["Partitions"] = partitions.partitions_note(conn, table, descriptor, ranges)
     if table.shards and ranges:

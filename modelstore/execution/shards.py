@@ -22,6 +22,7 @@ import psycopg
 from psycopg import sql
 
 from modelstore.errors import ShardUnavailableError
+from modelstore.request import bounds
 from modelstore.request.descriptor import Descriptor, Range
 from modelstore.request.predicates import range_predicate, with_filter
 from modelstore.request.source import Partition, Table
@@ -66,23 +67,44 @@ def shard_engine(touched: list[Partition], engine: tuple[str, str]) -> tuple[str
     return ("sql", "")
 
 
+def meeting(conn: psycopg.Connection, table: Table, descriptor: Descriptor, ranges: list[Range],
+            touched: list[Partition]) -> list[list[int]]:
+    """For each touched partition, the ranges that meet its bounds (all of them where its bounds are not
+    a range of the ordering column): on a table range-partitioned on it, a partition's arm then groups
+    only by its own ranges — one, for ranges cut at the partition bounds (docs/scale-out.md)."""
+    direct = {p.oid: p for p in bounds.range_partitions(conn, table, descriptor.source.order_by,
+                                                         descriptor.source.order_kind)}
+    out = []
+    for leaf in touched:
+        p = direct.get(leaf.oid)
+        out.append([j for j, r in enumerate(ranges)
+                    if p is None or ((p.lo is None or r.hi > p.lo or (r.hi == p.lo and r.hi_closed))
+                                     and (p.hi is None or r.lo < p.hi))])
+    return out
+
+
 def scan_query(table: Table, descriptor: Descriptor, ranges: list[Range], touched: list[Partition],
-               max_classes: int, engine: tuple[str, str]) -> sql.Composed:
+               max_classes: int, engine: tuple[str, str], meets: list[list[int]] | None = None) -> sql.Composed:
     """One UNION ALL statement: per touched partition, the family's aggregate over that partition alone;
-    each row starts with its part, ``partition index × len(ranges) + range index``."""
+    each row starts with its part, ``partition index × len(ranges) + range index``. ``meets``: the ranges
+    each partition's arm considers (:func:`meeting`; default all)."""
     values = [table.columns[c].value_expr() for c in descriptor.stats_columns]
     preds = [range_predicate(descriptor.source.order_by, r) for r in ranges]
-    where = _where(descriptor, ranges)
     arms = []
     for i, leaf in enumerate(touched):
         offset = i * len(ranges)
-        if len(ranges) == 1:
-            part = sql.Literal(offset)
+        mine = list(range(len(ranges))) if meets is None else meets[i]
+        if not mine:
+            continue
+        if len(mine) == 1:
+            part = sql.Literal(offset + mine[0])
         else:
             part = sql.SQL("(CASE {} END)").format(sql.SQL(" ").join(
-                sql.SQL("WHEN {} THEN {}").format(p, sql.Literal(offset + j)) for j, p in enumerate(preds)))
-        arms.append(descriptor.family.aggregate_query(leaf.identifier, values, where, descriptor.target, max_classes,
-                                                      part, len(ranges), engine=engine))
+                sql.SQL("WHEN {} THEN {}").format(preds[j], sql.Literal(offset + j)) for j in mine))
+        arms.append(descriptor.family.aggregate_query(leaf.identifier, values,
+                                                      _where(descriptor, [ranges[j] for j in mine]),
+                                                      descriptor.target, max_classes, part, len(ranges),
+                                                      engine=engine))
     return sql.SQL(" UNION ALL ").join(sql.SQL("({})").format(a) for a in arms)
 
 
@@ -111,7 +133,8 @@ def scan_many(conn: psycopg.Connection, table: Table, descriptor: Descriptor, ra
     by_part: dict[int, list] = {i: [] for i in range(len(touched) * len(ranges))}
     if touched:
         try:
-            rows = conn.execute(scan_query(table, descriptor, ranges, touched, max_classes, engine)).fetchall()
+            meets = meeting(conn, table, descriptor, ranges, touched) if len(ranges) > 1 else None
+            rows = conn.execute(scan_query(table, descriptor, ranges, touched, max_classes, engine, meets)).fetchall()
         except psycopg.OperationalError as exc:
             raise unavailable(table, touched, exc) from exc
         for row in rows:

@@ -23,7 +23,7 @@ from psycopg import sql
 from modelstore import deploy
 from modelstore.stats import engine as stats_engine
 from modelstore.catalog import freshness, index, records, shards
-from modelstore.execution import index_build, mixture
+from modelstore.execution import index_build, mixture, partitions
 from modelstore.execution import sgd as sgd_execution
 from modelstore.planner import costs
 from modelstore.planner.costs import CostModel
@@ -179,17 +179,26 @@ class Store:
         """Families with mergeable statistics: the planned sum of stored statistics and scans (paper §3),
         solved exactly; the request's statistics are stored for reuse."""
         source_id, plan, store_stats = self._prepare(descriptor, table_info, writes=self.materialize)
+        # whole partitions of a table range-partitioned on the ordering column: kept one by one
+        # (docs/scale-out.md, "Statistics per partition")
+        whole = []
+        if table_info.kind == "p" and store_stats:
+            whole = partitions.whole_partitions(self.conn, table_info, descriptor, open_lo=request.lo is None,
+                                                open_hi=request.hi is None)
+        keep = tuple((piece, c) for piece, c, _ in whole)
+        kept: dict = {}
         with _filter_errors(descriptor):
             stats, executed = execute(self.conn, plan, table_info, max_classes=request.max_classes,
-                                      cost_model=self.cost_model)
+                                      cost_model=self.cost_model, keep=keep, kept=kept)
         rejected = ()
         if executed.digits_lost > self.max_digits_lost:
             # the numerical guard: this path cancelled too many digits; take the best one without subtraction
             rejected = ({"strategy": plan.strategy, "digits_lost": executed.digits_lost,
                          "est_cost_ms": plan.est_cost_ms},)
             plan = dataclasses.replace(self._plan(source_id, descriptor, allow_subtract=False), notes=plan.notes)
+            kept = {}
             stats, executed = execute(self.conn, plan, table_info, max_classes=request.max_classes,
-                                      cost_model=self.cost_model)
+                                      cost_model=self.cost_model, keep=keep, kept=kept)
         _check_stats(descriptor, stats)
         model = descriptor.family.solve(stats, descriptor.params)
         stats_id = None
@@ -200,8 +209,20 @@ class Store:
                 stats_id = plan.steps[0].stats_id
             elif store_stats:
                 stats_id = records.store_stats(self.conn, source_id, descriptor, stats)
-        executed = ExecutedPlan(plan, executed.results, 0.0, stats_id, executed.digits_lost, rejected,
-                                executed.extra)
+                for r, part in kept.items():
+                    records.store_stats(self.conn, source_id, descriptor, part, r=r)
+        extra = dict(executed.extra)
+        names = {c: name for _, c, name in whole}
+        reused = partitions.reused_partitions(self.conn, table_info, plan)
+        if reused:
+            extra["Per-partition statistics"] = (f"reused the stored statistics of whole partition(s) "
+                                                 f"{', '.join(reused)}")
+        if kept and self.materialize and store_stats:
+            stored = ", ".join(names[r] for r in sorted(kept, key=lambda r: r.lo))
+            extra["Per-partition statistics"] = "; ".join(filter(None, (
+                extra.get("Per-partition statistics"),
+                f"stored statistics of whole partition(s) {stored}, for later requests over them")))
+        executed = ExecutedPlan(plan, executed.results, 0.0, stats_id, executed.digits_lost, rejected, extra)
         return _Outcome(source_id, stats_id, model, executed, stats.n, stats.null_rows)
 
     def _run_trained(self, request: FitRequest, descriptor: Descriptor, table_info: Table):
@@ -274,6 +295,10 @@ class Store:
                 return dataclasses.replace(plan, notes=access.notes + notes)
             source_id = freshness.usable_source(self.conn, descriptor, table_info, access)
             plan = self._plan(source_id, descriptor)
+            reused = partitions.reused_partitions(self.conn, table_info, plan)
+            if reused:
+                notes += (f"the stored statistics of whole partition(s) {', '.join(reused)} are reused "
+                          f"(docs/scale-out.md, \"Statistics per partition\")",)
             if descriptor.family.trained:
                 notes += ("Theorem 1: EXPLAIN ANALYZE (model.plan) bounds ‖w_μ − w‖, the distance between the "
                           "averaged chunk weights and one model trained on all rows, once the rows are read (the "
