@@ -124,6 +124,9 @@ def test_timings_and_gains_are_finite_and_positive(run):
         assert points[-1]["achieved"] >= 0.9 and points[0]["models"] == 0
         assert all("gain" in p and p["gain"]["ratio_of_means"] > 0 for p in points)
         assert cov[kind]["analyst"]["ms"]["median"] > 0
+        # every executed plan's estimated/actual cost enters the distribution (issue #20)
+        ratio = points[-1]["cost_ratio"]
+        assert ratio["n"] > 0 and ratio["median"] > 0 and 0 <= ratio["within_2x"] <= 1
         if run.engine == "sql":
             # at 90% coverage the planner does use stored models; with the C aggregate a scan of a few
             # hundred rows is genuinely cheaper than fetching stored models, and the planner rightly scans

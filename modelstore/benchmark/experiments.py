@@ -90,7 +90,8 @@ def _run(ctx: Context, kind: str, queries: Sequence[Query], label: str, *, chunk
     """Time each query through modelstore (and from scratch, once per run); per-query columns."""
     cols: dict[str, list] = {k: [] for k in ("lo", "hi", "ms", "t0_ms", "optimizer_ms", "io_stored_ms",
                                              "io_base_ms", "rest_ms", "rows_scanned", "stored_steps",
-                                             "scan_steps", "subtractions", "relevant", "error")}
+                                             "scan_steps", "subtractions", "relevant", "error", "est_ms",
+                                             "actual_ms")}
     truncated = 0
     failures = []
     for q in ctx.track(queries, label):
@@ -105,7 +106,7 @@ def _run(ctx: Context, kind: str, queries: Sequence[Query], label: str, *, chunk
         cols["lo"].append(q.lo)
         cols["hi"].append(q.hi)
         for k in ("ms", "optimizer_ms", "io_stored_ms", "io_base_ms", "rest_ms", "rows_scanned", "stored_steps",
-                  "scan_steps", "subtractions", "relevant"):
+                  "scan_steps", "subtractions", "relevant", "est_ms", "actual_ms"):
             cols[k].append(rec[k])
         cols["t0_ms"].append(None if base is None else base.seconds * 1000)
         mine = measure.parameters(model, kind)
@@ -128,7 +129,8 @@ def _figures(cols: dict) -> dict:
            "plans_without_base_rows": int(sum(1 for r in cols["rows_scanned"] if r == 0)),
            "relevant_models": summarize(cols["relevant"]),
            "truncated_plans": cols.get("truncated_plans", 0),
-           "failed": len(cols.get("failures", ()))}
+           "failed": len(cols.get("failures", ())),
+           "cost_ratio": measure.cost_ratios(cols.get("est_ms", ()), cols.get("actual_ms", ()))}
     t0 = cols["t0_ms"]
     if t0 and all(v is not None for v in t0):
         out["t0_ms"] = summarize(t0)

@@ -75,7 +75,18 @@ def split(executed, seconds: float) -> dict:
         "relevant": int(graph.get("relevant", 0)),
         "truncated": bool(graph.get("truncated", False)),
         "strategy": executed.plan.strategy,
+        # the cost model's estimate of the executed plan against what running it took (issue #20)
+        "est_ms": executed.plan.est_cost_ms,
+        "actual_ms": executed.execution_seconds * 1000,
     }
+
+
+def cost_ratios(est_ms: Sequence[float | None], actual_ms: Sequence[float]) -> dict:
+    """The distribution of estimated/actual cost over executed plans, and the share within 2× either way."""
+    r = [e / a for e, a in zip(est_ms, actual_ms) if e is not None and a > 0]
+    out = summarize(r)
+    out["within_2x"] = float(np.mean([0.5 <= x <= 2.0 for x in r])) if r else None
+    return out
 
 
 # -- comparing with the from-scratch model ------------------------------------------------------------

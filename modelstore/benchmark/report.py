@@ -401,13 +401,22 @@ def summary_markdown(docs: dict, mode: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cost_ratio(point: dict) -> str:
+    """The executed plans' estimated/actual cost: median (p10–p90) and the share within 2× (issue #20)."""
+    c = point.get("cost_ratio") or {}
+    if not c.get("n"):
+        return "—"
+    return f"{c['median']:.2f} ({c['p10']:.2f}–{c['p90']:.2f}), {c['within_2x']:.0%}"
+
+
 def _coverage_section(docs) -> list[str]:
     r = _res(docs, "coverage")
     if r is None:
         return []
     out = ["## Fig. 2 — gain vs coverage", "",
-           "| kind | coverage | models | median gain (IQR) | ratio of means | T ms | T0 ms | plans using stored | exact |",
-           "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |"]
+           "| kind | coverage | models | median gain (IQR) | ratio of means | T ms | T0 ms | plans using stored | "
+           "est./actual cost: median (p10–p90), within 2× | exact |",
+           "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | --- |"]
     for kind, sweep in r["kinds"].items():
         for p in sweep["points"]:
             g = p.get("gain", {})
@@ -416,7 +425,7 @@ def _coverage_section(docs) -> list[str]:
                                         if ex["all_equal"] else f"**NO** (max rel. err {ex['max_relative_error']:.1e})")
             out.append(f"| {_LABEL[kind]} | {p['achieved']:.0%} | {p['models']} | {_x(g.get('median'))} "
                        f"({g.get('p25', 0):.2f}–{g.get('p75', 0):.2f}) | {_x(g.get('ratio_of_means'))} | {_ms(p['ms'])} "
-                       f"| {_ms(p.get('t0_ms'))} | {p['plans_with_stored']}/{p['ms']['n']} | {exact} |")
+                       f"| {_ms(p.get('t0_ms'))} | {p['plans_with_stored']}/{p['ms']['n']} | {_cost_ratio(p)} | {exact} |")
     out += ["", "The analyst's way (pandas.read_sql + scikit-learn on the same rows):", "",
             "| kind | queries | analyst ms | from scratch is faster by | modelstore at 0% / 90% is faster by |",
             "| --- | ---: | ---: | ---: | --- |"]
