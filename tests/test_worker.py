@@ -199,7 +199,11 @@ def test_two_workers_never_refresh_one_change_twice(store, dsn, workers):
     print(f"{commits} commits, {len(events)} refreshes by workers {sorted({e[2] for e in events})}")
 
 
-def test_sigkill_mid_refresh_leaves_the_active_version_serving(store, dsn, workers):
+@pytest.mark.parametrize("together", [False, True], ids=["one", "a table's two together"])
+def test_sigkill_mid_refresh_leaves_the_active_version_serving(store, dsn, workers, together):
+    if together:  # refreshed with killme in one transaction (refresh_together), its write sent first
+        store.deploy("killme_too", "linear", table="stream", target="y", features=["x1", "x2"], order_by="id",
+                     window=300)
     d = store.deploy("killme", "linear", table="stream", target="y", features=["x1", "x2"], order_by="id", window=700)
     conn = store.conn
     before_state = conn.execute("SELECT state FROM modelstore.fitted_models WHERE name = 'killme'").fetchone()[0]

@@ -37,6 +37,7 @@ refresh costs"):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -226,7 +227,7 @@ def refresh(store, deployment_id: int | None = None, *, name: str | None = None,
             return None
         work = _claimed(claimed)
         (read,) = _read_all(conn, [work])
-        return _refresh_claimed(store, work, read, force, started)
+        return _refresh_claimed(store, work, read, force, started, None)
 
 
 def refresh_together(store, deployment_ids: list[int], *, force: bool = False) -> list[Outcome]:
@@ -243,11 +244,13 @@ def refresh_together(store, deployment_ids: list[int], *, force: bool = False) -
     conn = store.conn
     started = time.perf_counter()
     outcomes = []
-    with conn.transaction():
+    with conn.transaction(), contextlib.ExitStack() as pipeline:
         claimed = conn.execute(_claim_many_query(), [list(deployment_ids)]).fetchall()
         works = [_claimed(row) for row in claimed]
         for work, read in zip(works, _read_all(conn, works)):
-            outcomes.append(_refresh_claimed(store, work, read, force, started))
+            outcomes.append(_refresh_claimed(store, work, read, force, started, pipeline))
+        # leaving pipeline mode waits for the last write before the COMMIT is sent: a worker killed while a
+        # write waits (a lock) has sent no COMMIT, and PostgreSQL rolls everything back
     return outcomes
 
 
@@ -272,8 +275,13 @@ def _claimed(row) -> _Claimed:
     return _Claimed(Spec(*row[:len(_COLUMNS)]), source_id, schema, table_name, order_kind, recorded_types)
 
 
-def _refresh_claimed(store, work: _Claimed, read: _Read, force: bool, started: float) -> Outcome:
-    """Steps 3 and 4 for one claimed deployment, inside the caller's transaction."""
+def _refresh_claimed(store, work: _Claimed, read: _Read, force: bool, started: float,
+                     pipeline: contextlib.ExitStack | None) -> Outcome:
+    """Steps 3 and 4 for one claimed deployment, inside the caller's transaction. ``pipeline`` (several
+    deployments refreshed together): it holds the connection's pipeline mode once a refresh by window
+    arithmetic sent its write, so that write is not waited for on its own: it travels with the next
+    deployment's first statement, and the caller leaves pipeline mode (waiting for the last write)
+    before its COMMIT."""
     conn = store.conn
     spec, schema, source_id, order_kind = work.spec, work.schema, work.source_id, work.order_kind
     if not (force or read.pending or spec.window.moves_with_time):
@@ -287,8 +295,10 @@ def _refresh_claimed(store, work: _Claimed, read: _Read, force: bool, started: f
             # nothing is written before its last statement: no savepoint needed
             outcome = _refresh_by_window_arithmetic(store, spec, read, source_id,
                                                     Table(schema, work.table_name, spec.relid, read.columns),
-                                                    order_kind, work.recorded_types or {})
+                                                    order_kind, work.recorded_types or {}, pipeline)
         if outcome is None:
+            if pipeline is not None:
+                pipeline.close()  # store.fit runs outside pipeline mode (it may COPY); the writes sent wait here
             with conn.transaction():  # a savepoint: an empty window or a failed fit leaves the rest intact
                 outcome = _refresh_by_fit(store, spec, read, order_kind or _order_kind(conn, spec))
     except (InputError, ModelstoreError) as exc:
@@ -379,7 +389,8 @@ def _bounds(conn, spec: Spec, read: _Read, table: sql.Composable, order_kind: st
 
 
 def _refresh_by_window_arithmetic(store, spec: Spec, read: _Read, source_id: int, tbl: Table, order_kind: str,
-                                  recorded_types: dict) -> Outcome | None:
+                                  recorded_types: dict, pipeline: contextlib.ExitStack | None = None
+                                  ) -> Outcome | None:
     """The new window's statistics = the previous window's stored summary ± the rows that entered or
     left it (DESIGN §3: statistics add and subtract), with no planning; None when that does not apply
     here (the caller then fits the range through the planner). Nothing is written before the last step."""
@@ -441,7 +452,7 @@ def _refresh_by_window_arithmetic(store, spec: Spec, read: _Read, source_id: int
                             spec.window_stats_id if one_read else None, executed.digits_lost, (), executed.extra)
     model = model.materialized(name=spec.name, descriptor=descriptor, plan=executed)
     return _finish(store, spec, read, lo, hi, model, executed, one_read, scores, t0, stored=stored,
-                   rows=(stats.n, stats.null_rows))
+                   rows=(stats.n, stats.null_rows), pipeline=pipeline)
 
 
 def _refresh_by_fit(store, spec: Spec, read: _Read, order_kind: str) -> Outcome:
@@ -528,7 +539,7 @@ def _reads_metrics(spec: Spec) -> bool:
 
 def _finish(store, spec: Spec, read: _Read, lo, hi, model, executed, one_read: bool, scores: dict, t0: float, *,
             stored: tuple | None = None, rows: tuple[int, int] | None = None,
-            proactive_info: dict | None = None) -> Outcome:
+            proactive_info: dict | None = None, pipeline: contextlib.ExitStack | None = None) -> Outcome:
     """Versions, the serving version, drift, the deployment's row, the previous summary, the pending
     writes and the events, written by one statement (data-modifying WITH queries); with ``stored``
     (:func:`modelstore.catalog.records.stats_insert`), also the new window's summary and the model row
@@ -623,11 +634,17 @@ def _finish(store, spec: Spec, read: _Read, lo, hi, model, executed, one_read: b
         [v for kind, version, detail, at in events for v in (spec.deployment_id, kind, version, Jsonb(detail), at)])
     statement = sql.SQL("WITH {} SELECT stats_id FROM sid").format(
         sql.SQL(", ").join(sql.SQL("{} AS ({})").format(sql.Identifier(n), q) for n, q in ctes))
-    stats_id_value = conn.execute(statement, values).fetchone()[0]
+    if pipeline is not None:
+        if conn._pipeline is None:  # psycopg's own flag: pipeline mode is on
+            pipeline.enter_context(conn.pipeline())
+        conn.execute(statement, values)  # not waited for: sent with the next statement or the COMMIT
+        summary = "new summary" if stored is not None else f"summary #{executed.stored_stats_id}"
+    else:
+        summary = f"summary #{conn.execute(statement, values).fetchone()[0]}"
     if not follows or active != latest:
         versions.serve(conn, spec.deployment_id, spec.model_id, active)  # the fit wrote the newest exact model
     return Outcome(spec.name, True, recorded, active, versions.rows_of(model), seconds,
-                   f"{executed.plan.strategy}, {executed.rows_scanned} rows scanned, summary #{stats_id_value}",
+                   f"{executed.plan.strategy}, {executed.rows_scanned} rows scanned, {summary}",
                    executed.rows_scanned)
 
 
