@@ -488,3 +488,50 @@ def test_model_language_deploys_and_lists_versions(store):
     store.query("DROP MODEL lang")
     assert store.deployments().empty
     assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'modelstore_deploy'").fetchone()[0] == 0
+
+
+def test_a_tables_deployments_refreshed_together_stay_exact(store, dsn):
+    """refresh_together (what the worker does when a change wakes it): one transaction, one claim and one
+    pipelined read for a table's deployments; after each commit both equal numpy / scikit-learn on their own
+    windows, and a deployment another session holds is skipped, not waited for nor refreshed twice."""
+    from modelstore.deploy.refresh import refresh_together
+
+    conn = store.conn
+    d = store.deploy("together_lin", "linear", table="sales", target="y", features=["x1", "x2"], order_by="id",
+                     window=100)
+    nb = store.deploy("together_nb", "gaussian_nb", table="sales", target="label", features=["x1", "x2"],
+                      order_by="id", window="150 rows")
+    ids = [r[0] for r in conn.execute("SELECT deployment_id FROM modelstore.deployments "
+                                      "WHERE name IN ('together_lin', 'together_nb') ORDER BY deployment_id")]
+    steps = [
+        "INSERT INTO sales SELECT g, random(), random(), 1 + 2 * random(), 1 FROM generate_series(802, 830, 2) g",
+        "INSERT INTO sales SELECT g, random(), random(), 5 * random(), 2 FROM generate_series(781, 799, 2) g",
+        "UPDATE sales SET y = y + 3, x1 = x1 / 2 WHERE id BETWEEN 760 AND 790",
+        "DELETE FROM sales WHERE id BETWEEN 700 AND 740",
+        "INSERT INTO sales VALUES (1003, 0.5, 0.5, 9.0, 0)",
+    ]
+    with psycopg.connect(dsn, autocommit=True) as other:
+        for statement in steps:
+            conn.execute(statement)
+            outcomes = refresh_together(store, ids)
+            assert sorted(o.name for o in outcomes) == ["together_lin", "together_nb"], statement
+            assert all(o.refreshed for o in outcomes), outcomes
+            assert d.pending() == 0 and nb.pending() == 0
+            assert_exact_linear(store, d, 100, other)
+            rows = window_rows(conn, 150, ("x1", "x2", "label"))
+            ref = GaussianNB(var_smoothing=1e-9).fit(rows[:, :2], rows[:, 2].astype(int))
+            got = nb.model
+            assert rel_err(got.theta_, ref.theta_) < TOL and rel_err(got.var_, ref.var_) < 1e-7
+        # nothing pending: nothing refreshed, no version recorded
+        assert not any(o.refreshed for o in refresh_together(store, ids))
+        # another session holds the Gaussian NB deployment's row (as a refreshing worker does): skipped
+        conn.execute("INSERT INTO sales VALUES (1005, 0.25, 0.75, 4.0, 1)")
+        with other.transaction():
+            other.execute("SELECT 1 FROM modelstore.deployments WHERE name = 'together_nb' FOR NO KEY UPDATE")
+            outcomes = refresh_together(store, ids)
+        assert [o.name for o in outcomes] == ["together_lin"] and outcomes[0].refreshed
+        assert nb.pending() == 1
+        assert_exact_linear(store, d, 100, other)
+        assert [o.name for o in refresh_together(store, ids) if o.refreshed] == ["together_nb"]
+        assert nb.pending() == 0
+    check_catalog(conn)

@@ -744,3 +744,43 @@ def test_capture_keeps_gaussian_nb_double_double(data_dsn, engine_name):
                     bound = 1e-30 * (abs(fresh.means[c, j]) + spread) * spread * int(fresh.counts[c])
                     assert abs(float(err_m2)) <= bound, (c, j, float(err_m2))
                     assert abs(float(err_m2)) <= 1e-18 * spread * spread, (c, j, float(err_m2))  # ≥ 18 digits
+
+
+@pytest.mark.parametrize("l2", [0.0, 0.37])
+def test_exact_solve_matches_gaussian_elimination_in_fractions(l2):
+    """The double-double system's exact solve (fraction-free integer elimination) gives the very floats
+    that Gaussian elimination in fractions.Fraction gives: coefficients, intercept and SSR."""
+    from fractions import Fraction
+
+    from modelstore.models.linear import _solve_exact
+    from modelstore.stats.linear import LinearStats
+
+    rng = np.random.default_rng(7)
+    for d in (1, 3, 10):
+        X = rng.normal(size=(300, d)) * rng.uniform(0.1, 1e3, size=d) + rng.normal(size=d) * 100
+        y = X @ rng.normal(size=d) + rng.normal(size=300)
+        st = LinearStats.from_rows([f"x{i}" for i in range(d)] + ["y"], np.column_stack([X, y]))
+        lo = rng.normal(size=st.comoment.shape) * 1e-17 * np.abs(st.comoment)
+        st.comoment_lo, st.mean_lo = (lo + lo.T) / 2, rng.normal(size=st.mean.shape) * 1e-17 * np.abs(st.mean)
+
+        def v(hi, lo_):
+            return Fraction(float(hi)) + Fraction(float(lo_))
+        A = [[v(st.comoment[i, j], st.comoment_lo[i, j]) + (Fraction(l2) if i == j else 0) for j in range(d)]
+             for i in range(d)]
+        b = [v(st.comoment[i, d], st.comoment_lo[i, d]) for i in range(d)]
+        M = [row + [bi] for row, bi in zip(A, b)]
+        for c in range(d):
+            for r in range(c + 1, d):
+                f = M[r][c] / M[c][c]
+                M[r] = [x - f * y_ for x, y_ in zip(M[r], M[c])]
+        w = [Fraction(0)] * d
+        for r in range(d - 1, -1, -1):
+            w[r] = (M[r][d] - sum(M[r][c] * w[c] for c in range(r + 1, d))) / M[r][r]
+        means = [v(st.mean[i], st.mean_lo[i]) for i in range(d + 1)]
+        intercept = means[d] - sum(wi * means[i] for i, wi in enumerate(w))
+        C = [[v(st.comoment[i, j], st.comoment_lo[i, j]) for j in range(d)] for i in range(d)]
+        ssr = (v(st.comoment[d, d], st.comoment_lo[d, d]) - 2 * sum(wi * bi for wi, bi in zip(w, b))
+               + sum(w[i] * C[i][j] * w[j] for i in range(d) for j in range(d)))
+        got_w, got_intercept, got_ssr = _solve_exact(st, np.arange(d), l2)
+        assert [float(x) for x in w] == list(got_w)
+        assert float(intercept) == got_intercept and float(ssr) == got_ssr

@@ -132,6 +132,33 @@ def test_worker_follows_commits_and_stops_on_sigterm(store, dsn, workers):
     check_catalog(store.conn)
 
 
+def test_worker_refreshes_a_tables_deployments_together(store, dsn, workers):
+    """Two deployments of one table: the worker refreshes them in one transaction (refresh_together); both
+    follow every commit exactly, and one refresh event per deployment per commit at most."""
+    store.deploy("pair_a", "linear", table="stream", target="y", features=["x1", "x2"], order_by="id", window=300)
+    store.deploy("pair_b", "linear", table="stream", target="y", features=["x1", "x2"], order_by="id", window=600)
+    w = WorkerProcess(dsn)
+    workers.append(w)
+    commits = 5
+    with psycopg.connect(dsn, autocommit=True) as writer, psycopg.connect(dsn, autocommit=True) as reader:
+        for k in range(commits):
+            writer.execute("INSERT INTO stream SELECT g, random(), random(), 10 * random() "
+                           "FROM generate_series(%s::int, %s::int) g", [7000 + 10 * k, 7009 + 10 * k])
+            wait_until_current(reader, "pair_a", expected(writer, 300))
+            wait_until_current(reader, "pair_b", expected(writer, 600))
+    together = store.conn.execute(
+        "SELECT count(*) FROM (SELECT e.xmin::text FROM modelstore.deployment_events e "
+        "JOIN modelstore.deployments d USING (deployment_id) WHERE e.kind = 'refresh' AND d.name IN ('pair_a', 'pair_b') "
+        "GROUP BY e.xmin::text HAVING count(*) = 2) s").fetchone()
+    assert together[0] >= 1, "no commit refreshed both deployments in one transaction"
+    per = dict(store.conn.execute(
+        "SELECT d.name, count(*) FROM modelstore.deployment_events e JOIN modelstore.deployments d USING (deployment_id) "
+        "WHERE e.kind = 'refresh' AND d.name IN ('pair_a', 'pair_b') GROUP BY d.name").fetchall())
+    assert 1 <= per["pair_a"] <= commits and 1 <= per["pair_b"] <= commits
+    assert any(line.startswith("refresh pair_b: v") for line in w.lines), w.lines
+    check_catalog(store.conn)
+
+
 def test_worker_catches_up_on_writes_made_while_it_was_down(store, dsn, workers):
     d = store.deploy("late", "linear", table="stream", target="y", features=["x1", "x2"], order_by="id", window=300)
     store.conn.execute("INSERT INTO stream SELECT g, random(), random(), random() FROM generate_series(5000, 5020) g")
@@ -172,7 +199,11 @@ def test_two_workers_never_refresh_one_change_twice(store, dsn, workers):
     print(f"{commits} commits, {len(events)} refreshes by workers {sorted({e[2] for e in events})}")
 
 
-def test_sigkill_mid_refresh_leaves_the_active_version_serving(store, dsn, workers):
+@pytest.mark.parametrize("together", [False, True], ids=["one", "a table's two together"])
+def test_sigkill_mid_refresh_leaves_the_active_version_serving(store, dsn, workers, together):
+    if together:  # refreshed with killme in one transaction (refresh_together), its write sent first
+        store.deploy("killme_too", "linear", table="stream", target="y", features=["x1", "x2"], order_by="id",
+                     window=300)
     d = store.deploy("killme", "linear", table="stream", target="y", features=["x1", "x2"], order_by="id", window=700)
     conn = store.conn
     before_state = conn.execute("SELECT state FROM modelstore.fitted_models WHERE name = 'killme'").fetchone()[0]

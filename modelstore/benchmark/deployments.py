@@ -156,6 +156,17 @@ def deployments(ctx: Context) -> dict:
                     scan(ctx.conn, tbl, model.descriptor, model.descriptor.range)
                     scratch_s[kind].append(time.perf_counter() - started)
                     ratios[kind].append(scratch_s[kind][-1] / refresh_s[kind][-1])
+        # the same stream, the table's two deployments refreshed together (one transaction: what the worker does)
+        from modelstore.deploy.refresh import refresh_together
+
+        ids = [d._spec().deployment_id for d in handles.values()]
+        together, together_s = [], []
+        for _ in ctx.track(range(cfg.deploy_commits), "refreshed together"):
+            ctx.conn.execute(*_insert(DEPLOYED, stream.ids()))
+            committed = time.perf_counter()
+            outcomes = refresh_together(ctx.store, ids)
+            together.append(time.perf_counter() - committed)
+            together_s.append(max(o.seconds for o in outcomes))
         worker = _through_the_worker(ctx, stream, [d.name for d in handles.values()], cfg.deploy_worker_commits)
         for kind, d in handles.items():
             per_kind[kind] = worker.get(d.name, [])
@@ -189,6 +200,9 @@ def deployments(ctx: Context) -> dict:
         "commit_to_model_ms": {k: pct(v) for k, v in latency.items()},
         "commit_to_both_ms": pct(both),
         "commit_to_model_worker_ms": {k: pct(v) for k, v in per_kind.items()},
+        # both deployments refreshed by one refresh_together after each commit: both change at its COMMIT
+        "commit_to_both_together_ms": pct(together),
+        "refresh_together_ms": summarize([s * 1000 for s in together_s]),
         "statements_per_refresh": summarize([float(x) for x in statements]),
         "refresh_ms": {k: summarize([s * 1000 for s in v]) for k, v in refresh_s.items()},
         "refit_window_ms": {k: summarize([s * 1000 for s in v]) for k, v in scratch_s.items()},

@@ -37,6 +37,7 @@ refresh costs"):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -155,7 +156,7 @@ WITH d AS (SELECT {columns}, m.source_id FROM modelstore.deployments AS d
                 WHERE s.source_id = d.source_id
                 RETURNING s.source_id, s.schema_name, s.table_name, s.order_kind, s.column_types)
 SELECT d.*, locked.schema_name, locked.table_name, locked.order_kind, locked.column_types
-FROM d LEFT JOIN locked ON true
+FROM d LEFT JOIN locked ON locked.source_id = d.source_id
 """
 _CLAIM_COLUMNS = sql.SQL(", ").join(
     sql.SQL("d.{}::text").format(sql.Identifier(c)) if c in ("window_interval", "refreshed_snapshot")
@@ -224,35 +225,100 @@ def refresh(store, deployment_id: int | None = None, *, name: str | None = None,
         claimed = conn.execute(_claim_query(name is not None), [name if name is not None else deployment_id]).fetchone()
         if claimed is None:
             return None
-        spec = Spec(*claimed[:len(_COLUMNS)])
-        source_id, schema, table_name, order_kind, recorded_types = claimed[len(_COLUMNS):]
-        table = sql.Identifier(schema, table_name) if schema is not None else spec.table
-        read = _read(conn, spec, source_id if schema is not None else None, table, order_kind)
-        if not (force or read.pending or spec.window.moves_with_time):
-            _forget_pending(conn, spec.deployment_id, read.snapshot)
-            return Outcome(spec.name, False, active_version=spec.active_version, detail="up to date")
-        try:
-            outcome = None
-            # a grouped deployment re-aggregates its touched groups through store.fit (docs/serving.md)
-            if (read.reusable and spec.filter is None and spec.group_by is None and read.previous is not None
-                    and not family(spec.kind).iterative):
-                # nothing is written before its last statement: no savepoint needed
-                outcome = _refresh_by_window_arithmetic(store, spec, read, source_id,
-                                                        Table(schema, table_name, spec.relid, read.columns),
-                                                        order_kind, recorded_types or {})
-            if outcome is None:
-                with conn.transaction():  # a savepoint: an empty window or a failed fit leaves the rest intact
-                    outcome = _refresh_by_fit(store, spec, read, order_kind or _order_kind(conn, spec))
-        except (InputError, ModelstoreError) as exc:
-            detail = f"{type(exc).__name__}: {exc}"
-            _event(conn, spec.deployment_id, "error", spec.active_version, {"error": detail, "pending": read.pending})
-            _forget_pending(conn, spec.deployment_id, read.snapshot)
-            conn.execute("UPDATE modelstore.deployments SET refreshed_snapshot = %s::pg_snapshot WHERE deployment_id = %s",
-                         [read.snapshot, spec.deployment_id])
-            return Outcome(spec.name, False, active_version=spec.active_version, detail=detail,
-                           seconds=time.perf_counter() - started)
+        work = _claimed(claimed)
+        (read,) = _read_all(conn, [work])
+        return _refresh_claimed(store, work, read, force, started, None)
+
+
+def refresh_together(store, deployment_ids: list[int], *, force: bool = False) -> list[Outcome]:
+    """Refresh several deployments (a table's, as the worker does when a change wakes it) in one
+    transaction: one claim for all of them (the source lock taken once), their state read in one round
+    trip (pipelined), each refreshed by window arithmetic, then one COMMIT — so the second no longer waits
+    for the first's BEGIN, claim, read and COMMIT, and both models change at the same commit. The ones
+    another worker holds are skipped (``SKIP LOCKED``: no double refresh). Every deployment stays exact
+    on its own window. An unexpected error rolls the whole transaction back (the caller then refreshes
+    them one by one); a named error (an empty window, …) is recorded for its deployment as in
+    :func:`refresh` and the others go on."""
+    if not deployment_ids:
+        return []
+    conn = store.conn
+    started = time.perf_counter()
+    outcomes = []
+    with conn.transaction(), contextlib.ExitStack() as pipeline:
+        claimed = conn.execute(_claim_many_query(), [list(deployment_ids)]).fetchall()
+        works = [_claimed(row) for row in claimed]
+        for work, read in zip(works, _read_all(conn, works)):
+            outcomes.append(_refresh_claimed(store, work, read, force, started, pipeline))
+        # leaving pipeline mode waits for the last write before the COMMIT is sent: a worker killed while a
+        # write waits (a lock) has sent no COMMIT, and PostgreSQL rolls everything back
+    return outcomes
+
+
+@dataclass
+class _Claimed:
+    """A claimed deployment, its source (None: not a captured source) and what the claim returned."""
+
+    spec: Spec
+    source_id: int | None
+    schema: str | None
+    table_name: str | None
+    order_kind: str | None
+    recorded_types: dict | None
+
+    @property
+    def table(self) -> sql.Composable:
+        return sql.Identifier(self.schema, self.table_name) if self.schema is not None else self.spec.table
+
+
+def _claimed(row) -> _Claimed:
+    source_id, schema, table_name, order_kind, recorded_types = row[len(_COLUMNS):]
+    return _Claimed(Spec(*row[:len(_COLUMNS)]), source_id, schema, table_name, order_kind, recorded_types)
+
+
+def _refresh_claimed(store, work: _Claimed, read: _Read, force: bool, started: float,
+                     pipeline: contextlib.ExitStack | None) -> Outcome:
+    """Steps 3 and 4 for one claimed deployment, inside the caller's transaction. ``pipeline`` (several
+    deployments refreshed together): it holds the connection's pipeline mode once a refresh by window
+    arithmetic sent its write, so that write is not waited for on its own: it travels with the next
+    deployment's first statement, and the caller leaves pipeline mode (waiting for the last write)
+    before its COMMIT."""
+    conn = store.conn
+    spec, schema, source_id, order_kind = work.spec, work.schema, work.source_id, work.order_kind
+    if not (force or read.pending or spec.window.moves_with_time):
+        _forget_pending(conn, spec.deployment_id, read.snapshot)
+        return Outcome(spec.name, False, active_version=spec.active_version, detail="up to date")
+    try:
+        outcome = None
+        # a grouped deployment re-aggregates its touched groups through store.fit (docs/serving.md)
+        if (read.reusable and spec.filter is None and spec.group_by is None and read.previous is not None
+                and not family(spec.kind).iterative):
+            # nothing is written before its last statement: no savepoint needed
+            outcome = _refresh_by_window_arithmetic(store, spec, read, source_id,
+                                                    Table(schema, work.table_name, spec.relid, read.columns),
+                                                    order_kind, work.recorded_types or {}, pipeline)
+        if outcome is None:
+            if pipeline is not None:
+                pipeline.close()  # store.fit runs outside pipeline mode (it may COPY); the writes sent wait here
+            with conn.transaction():  # a savepoint: an empty window or a failed fit leaves the rest intact
+                outcome = _refresh_by_fit(store, spec, read, order_kind or _order_kind(conn, spec))
+    except (InputError, ModelstoreError) as exc:
+        detail = f"{type(exc).__name__}: {exc}"
+        _event(conn, spec.deployment_id, "error", spec.active_version, {"error": detail, "pending": read.pending})
+        _forget_pending(conn, spec.deployment_id, read.snapshot)
+        conn.execute("UPDATE modelstore.deployments SET refreshed_snapshot = %s::pg_snapshot WHERE deployment_id = %s",
+                     [read.snapshot, spec.deployment_id])
+        return Outcome(spec.name, False, active_version=spec.active_version, detail=detail,
+                       seconds=time.perf_counter() - started)
     return Outcome(outcome.name, outcome.refreshed, outcome.version, outcome.active_version, outcome.rows,
                    time.perf_counter() - started, outcome.detail, outcome.rows_scanned)
+
+
+@functools.lru_cache(maxsize=1)
+def _claim_many_query() -> str:
+    """The claim of several deployments at once (``= ANY``), in a fixed order (two workers claiming
+    overlapping sets take the rows in one order), composed once."""
+    return sql.SQL(_CLAIM + "ORDER BY d.deployment_id").format(
+        columns=_CLAIM_COLUMNS, where=sql.SQL("d.deployment_id = ANY (%s)")).as_string(None)
 
 
 @functools.lru_cache(maxsize=8)
@@ -274,7 +340,8 @@ def _state_query(table: str, order_by: str, order_kind: str | None, window: Wind
     return sql.SQL(_STATE).format(window=query).as_string(None)
 
 
-def _read(conn, spec: Spec, source_id, table: sql.Composable, order_kind: str | None) -> _Read:
+def _read_statement(work: _Claimed) -> tuple[str, dict]:
+    spec, order_kind, table = work.spec, work.order_kind, work.table
     params = {"d": spec.deployment_id, "snap": spec.refreshed_snapshot, "sid": spec.window_stats_id, "lo": spec.lo,
               "hi": spec.hi, "m": spec.model_id, "latest": spec.latest_version, "rel": spec.relid,
               "triggers": list(freshness.TRIGGERS)}
@@ -284,11 +351,25 @@ def _read(conn, spec: Spec, source_id, table: sql.Composable, order_kind: str | 
         previous = (parse_bound(spec.lo, order_kind), parse_bound(spec.hi, order_kind)) if incremental else None
         params.update(window_query(table, spec.order_by, order_kind, spec.window, previous,
                                    _PREVIOUS_ROWS if incremental else None)[1])
-    query = _state_query(table.as_string(None), spec.order_by, order_kind, spec.window, incremental)
-    row = conn.execute(query, params, binary=True).fetchone()
+    return _state_query(table.as_string(None), spec.order_by, order_kind, spec.window, incremental), params
+
+
+def _read_all(conn, works: list[_Claimed]) -> list[_Read]:
+    """Step 2 for each claimed deployment; several are sent together (pipeline mode: one round trip)."""
+    statements = [_read_statement(work) for work in works]
+    if len(statements) == 1:
+        rows = [conn.execute(*statements[0], binary=True).fetchone()]
+    else:
+        with conn.pipeline():
+            cursors = [conn.execute(query, params, binary=True) for query, params in statements]
+            rows = [cursor.fetchone() for cursor in cursors]
+    return [_parse_read(work, row) for work, row in zip(works, rows)]
+
+
+def _parse_read(work: _Claimed, row) -> _Read:
     (snapshot, now, started_at, pending, served_state, last_state, last_rows, last_at, captured, rls, inherited,
      isolation, columns, lo, hi, stats_family, *arrays) = row
-    reusable = (source_id is not None and captured == len(freshness.TRIGGERS) and not rls and not inherited
+    reusable = (work.schema is not None and captured == len(freshness.TRIGGERS) and not rls and not inherited
                 and isolation == "read committed")
     previous = None if stats_family is None else FAMILIES[stats_family].unpack(*arrays)
     return _Read(snapshot, now, started_at, pending, previous, lo, hi, served_state, last_state,
@@ -308,7 +389,8 @@ def _bounds(conn, spec: Spec, read: _Read, table: sql.Composable, order_kind: st
 
 
 def _refresh_by_window_arithmetic(store, spec: Spec, read: _Read, source_id: int, tbl: Table, order_kind: str,
-                                  recorded_types: dict) -> Outcome | None:
+                                  recorded_types: dict, pipeline: contextlib.ExitStack | None = None
+                                  ) -> Outcome | None:
     """The new window's statistics = the previous window's stored summary ± the rows that entered or
     left it (DESIGN §3: statistics add and subtract), with no planning; None when that does not apply
     here (the caller then fits the range through the planner). Nothing is written before the last step."""
@@ -370,7 +452,7 @@ def _refresh_by_window_arithmetic(store, spec: Spec, read: _Read, source_id: int
                             spec.window_stats_id if one_read else None, executed.digits_lost, (), executed.extra)
     model = model.materialized(name=spec.name, descriptor=descriptor, plan=executed)
     return _finish(store, spec, read, lo, hi, model, executed, one_read, scores, t0, stored=stored,
-                   rows=(stats.n, stats.null_rows))
+                   rows=(stats.n, stats.null_rows), pipeline=pipeline)
 
 
 def _refresh_by_fit(store, spec: Spec, read: _Read, order_kind: str) -> Outcome:
@@ -457,7 +539,7 @@ def _reads_metrics(spec: Spec) -> bool:
 
 def _finish(store, spec: Spec, read: _Read, lo, hi, model, executed, one_read: bool, scores: dict, t0: float, *,
             stored: tuple | None = None, rows: tuple[int, int] | None = None,
-            proactive_info: dict | None = None) -> Outcome:
+            proactive_info: dict | None = None, pipeline: contextlib.ExitStack | None = None) -> Outcome:
     """Versions, the serving version, drift, the deployment's row, the previous summary, the pending
     writes and the events, written by one statement (data-modifying WITH queries); with ``stored``
     (:func:`modelstore.catalog.records.stats_insert`), also the new window's summary and the model row
@@ -552,11 +634,17 @@ def _finish(store, spec: Spec, read: _Read, lo, hi, model, executed, one_read: b
         [v for kind, version, detail, at in events for v in (spec.deployment_id, kind, version, Jsonb(detail), at)])
     statement = sql.SQL("WITH {} SELECT stats_id FROM sid").format(
         sql.SQL(", ").join(sql.SQL("{} AS ({})").format(sql.Identifier(n), q) for n, q in ctes))
-    stats_id_value = conn.execute(statement, values).fetchone()[0]
+    if pipeline is not None:
+        if conn._pipeline is None:  # psycopg's own flag: pipeline mode is on
+            pipeline.enter_context(conn.pipeline())
+        conn.execute(statement, values)  # not waited for: sent with the next statement or the COMMIT
+        summary = "new summary" if stored is not None else f"summary #{executed.stored_stats_id}"
+    else:
+        summary = f"summary #{conn.execute(statement, values).fetchone()[0]}"
     if not follows or active != latest:
         versions.serve(conn, spec.deployment_id, spec.model_id, active)  # the fit wrote the newest exact model
     return Outcome(spec.name, True, recorded, active, versions.rows_of(model), seconds,
-                   f"{executed.plan.strategy}, {executed.rows_scanned} rows scanned, summary #{stats_id_value}",
+                   f"{executed.plan.strategy}, {executed.rows_scanned} rows scanned, {summary}",
                    executed.rows_scanned)
 
 
@@ -608,4 +696,4 @@ def _event(conn, deployment_id: int, kind: str, version, detail: dict, started_a
                  [deployment_id, kind, version, Jsonb(detail), started_at])
 
 
-__all__ = ["Spec", "Outcome", "load", "refresh", "RangeError"]
+__all__ = ["Spec", "Outcome", "load", "refresh", "refresh_together", "RangeError"]

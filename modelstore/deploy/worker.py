@@ -10,8 +10,9 @@ training. Here the worker is that scheduler, an ordinary long-running process:
   the notification only a wake-up);
 * on waking, and at least every ``interval`` seconds, it refreshes every deployment with pending writes
   not yet in its model, and every deployment whose window moves with the clock (``window_anchor='now'``);
-  each refresh is one transaction (:func:`modelstore.deploy.refresh.refresh`) that also scores the new
-  rows (prequential) and records versions and drift events;
+  the due deployments of one table are refreshed together, in one transaction
+  (:func:`modelstore.deploy.refresh.refresh_together`: one claim, their state read in one round trip, one
+  COMMIT), which also scores the new rows (prequential) and records versions and drift events;
 * several workers may run at once: a refresh claims the deployment's row with ``FOR NO KEY UPDATE SKIP
   LOCKED``, and a change already in the model (its transaction visible in the snapshot the last refresh
   read) never triggers another refresh — so no deployment is refreshed twice for one change;
@@ -32,13 +33,13 @@ import psycopg
 from psycopg import sql
 
 from modelstore.deploy.deployment import CHANNEL
-from modelstore.deploy.refresh import refresh
+from modelstore.deploy.refresh import refresh, refresh_together
 
 log = logging.getLogger("modelstore.worker")
 
 #: deployments with committed writes not yet in their model, or whose window moves with the clock
 _DUE = """
-SELECT d.deployment_id, d.name FROM modelstore.deployments AS d
+SELECT d.deployment_id, d.name, d.relid FROM modelstore.deployments AS d
 WHERE (EXISTS (SELECT 1 FROM modelstore.deployment_pending AS p
                WHERE p.deployment_id = d.deployment_id
                  AND (d.refreshed_snapshot IS NULL OR NOT pg_visible_in_snapshot(p.xid, d.refreshed_snapshot)))
@@ -89,30 +90,53 @@ class Worker:
         return self.refreshes
 
     def work_once(self) -> int:
-        """Refresh every due deployment once; returns how many were refreshed."""
+        """Refresh every due deployment once, a table's together; returns how many were refreshed."""
         conn = self.store.conn
         due = conn.execute(_DUE, [self.interval]).fetchall()
+        tables: dict[int, list[tuple[int, str]]] = {}
+        for deployment_id, name, relid in due:
+            tables.setdefault(relid, []).append((deployment_id, name))
         done = 0
-        for deployment_id, name in due:
+        for group in tables.values():
             if self.stopping:
                 break
-            try:
-                outcome = refresh(self.store, deployment_id)
-            except psycopg.OperationalError:
-                raise
-            except Exception as exc:  # one deployment's failure must not stop the others
-                log.exception("deployment %s: refresh failed", name)
-                print(f"refresh {name}: failed: {type(exc).__name__}: {exc}", flush=True)
-                continue
-            if outcome is None:
-                print(f"refresh {name}: skipped (another worker holds it)", flush=True)
-                continue
-            if outcome.refreshed:
-                done += 1
-                self.refreshes += 1
-                recorded = f", recorded v{outcome.version}" if outcome.version else ""
-                print(f"refresh {name}: v{outcome.active_version} active{recorded}, {outcome.rows} rows, "
-                      f"{outcome.seconds * 1000:.1f} ms ({outcome.detail})", flush=True)
-            else:
-                print(f"refresh {name}: {outcome.detail}", flush=True)
+            if len(group) > 1:
+                try:
+                    outcomes = refresh_together(self.store, [deployment_id for deployment_id, _ in group])
+                except psycopg.OperationalError:
+                    raise
+                except Exception:  # rolled back: one by one, so that one deployment's failure spares the others
+                    log.exception("deployments %s: refreshing together failed", ", ".join(n for _, n in group))
+                else:
+                    held = {n for _, n in group} - {o.name for o in outcomes}
+                    for name in sorted(held):
+                        print(f"refresh {name}: skipped (another worker holds it)", flush=True)
+                    done += sum(self._report(o.name, o) for o in outcomes)
+                    continue
+            for deployment_id, name in group:
+                if self.stopping:
+                    break
+                try:
+                    outcome = refresh(self.store, deployment_id)
+                except psycopg.OperationalError:
+                    raise
+                except Exception as exc:  # one deployment's failure must not stop the others
+                    log.exception("deployment %s: refresh failed", name)
+                    print(f"refresh {name}: failed: {type(exc).__name__}: {exc}", flush=True)
+                    continue
+                done += self._report(name, outcome)
         return done
+
+    def _report(self, name: str, outcome) -> int:
+        """The log line of one unit of work; 1 if it refreshed the deployment."""
+        if outcome is None:
+            print(f"refresh {name}: skipped (another worker holds it)", flush=True)
+            return 0
+        if outcome.refreshed:
+            self.refreshes += 1
+            recorded = f", recorded v{outcome.version}" if outcome.version else ""
+            print(f"refresh {name}: v{outcome.active_version} active{recorded}, {outcome.rows} rows, "
+                  f"{outcome.seconds * 1000:.1f} ms ({outcome.detail})", flush=True)
+            return 1
+        print(f"refresh {name}: {outcome.detail}", flush=True)
+        return 0
