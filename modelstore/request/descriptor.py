@@ -317,3 +317,24 @@ def filter_columns(filter_sql: str) -> list[str]:
 
 def _first_line(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+#: integer types whose text form is a number literal a request would write (``carrier_id = 42``)
+_INTEGER_TYPES = frozenset({"smallint", "integer", "bigint"})
+
+
+def group_filter(filter_sql: str, column: str, key: str, category: str, type_name: str) -> str | None:
+    """The normalised filter of one group's rows: ``filter AND column = key`` (docs/serving.md, "The
+    planner reuses them per group") — the filter a request for that group alone writes, so that the
+    group's stored statistics match it exactly. The key is the value as text (``value::text``): a string
+    literal for text and enum columns, a number for integer columns; None for other types (their
+    literals are not written one way), whose groups keep no statistics of their own."""
+    if category in ("S", "E"):
+        literal = exp.Literal.string(key)
+    elif type_name in _INTEGER_TYPES and re.fullmatch(r"-?[0-9]+", key):
+        literal = exp.Literal.number(key) if not key.startswith("-") else exp.Neg(this=exp.Literal.number(key[1:]))
+    else:
+        return None
+    equal = exp.EQ(this=exp.column(column, quoted=_needs_quotes(column)), expression=literal)
+    tree = exp.and_(sqlglot.condition(filter_sql, dialect="postgres"), equal) if filter_sql else equal
+    return normalize_filter(tree.sql(dialect="postgres"))
