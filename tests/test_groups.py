@@ -200,6 +200,8 @@ def test_grouped_deployment_follows_writes_group_by_group(store, dsn):
     d = store.deploy("by_carrier", "linear", table="flights", target="y", features=["x1", "x2"], order_by="id",
                      group_by="carrier", group_l2=0.0)
     n = store.conn.execute("SELECT count(*) FROM public.flights").fetchone()[0]
+    # a deployment's range moves: its groups keep no stored summaries of their own (docs/serving.md)
+    assert store.conn.execute("SELECT count(*) FROM modelstore.statistics WHERE extra ? 'group_by'").fetchone()[0] == 0
     with psycopg.connect(dsn, autocommit=True) as other:
         assert_groups_exact(store, d, other)
         before = group_stats(store.conn, "by_carrier")

@@ -38,8 +38,11 @@ def check_group_by(conn, request: FitRequest, group_by) -> str:
     return group_by
 
 
-def fit_grouped(store, request: FitRequest, group_by, group_l2=None, *, only_groups=None) -> GroupedModel:
-    """The global model and one shrunk model per group (module docstring)."""
+def fit_grouped(store, request: FitRequest, group_by, group_l2=None, *, only_groups=None,
+                group_statistics: bool = True) -> GroupedModel:
+    """The global model and one shrunk model per group (module docstring). ``group_statistics``: reuse
+    and store each group's statistics as a stored summary of its own (docs/serving.md, "The planner
+    reuses them per group"); a grouped deployment passes False (its range moves at every refresh)."""
     lam = check_group_l2(group_l2)
     conn = store.conn
     with conn.transaction():
@@ -60,7 +63,7 @@ def fit_grouped(store, request: FitRequest, group_by, group_l2=None, *, only_gro
             return group_filter(descriptor.filter_sql, group_by, key, column.category, column.type_name)
 
         reused = None
-        if only_groups is None and store.materialize and filters("0") is not None:
+        if group_statistics and only_groups is None and store.materialize and filters("0") is not None:
             reused = group_rows.find_group_stats(conn, source_id, descriptor, group_by, filters)
         if reused is not None:  # every group's statistics stored by an earlier fit of this descriptor: no scan
             fresh = {key: stats for key, (_, stats) in reused.items()}
@@ -68,7 +71,7 @@ def fit_grouped(store, request: FitRequest, group_by, group_l2=None, *, only_gro
                             "rows_scanned": 0}
         else:
             # locked before the scan (when they will be stored), so that no write commits unseen in between
-            storing = (only_groups is None and store.materialize and filters("0") is not None
+            storing = (group_statistics and only_groups is None and store.materialize and filters("0") is not None
                        and _prepare_group_write(conn, table, descriptor, filters("0")))
             fresh = scan_groups(conn, table, descriptor, group_by, only=only_groups, max_classes=request.max_classes)
             grouped_plan = {"groups": "scan", "stats_ids": [], "rows_scanned": sum(s.n + s.null_rows
