@@ -81,10 +81,12 @@ def store_group_stats(conn: psycopg.Connection, source_id: int, descriptor: Desc
     if not groups:
         return
     statement, rows = None, []
+    read_columns = tuple(dict.fromkeys((*descriptor.read_columns, group_by)))  # every group's: one parse
     for key, filter_sql, stats in groups:
         extra = {"group_by": group_by, "group_key": key, "base_filter": descriptor.filter_sql, "groups": len(groups)}
         statement, values, _, _ = records.stats_insert(
-            source_id, dataclasses.replace(descriptor, filter_sql=filter_sql), stats, extra=extra)
+            source_id, dataclasses.replace(descriptor, filter_sql=filter_sql), stats, extra=extra,
+            read_columns=read_columns)
         rows.append(values)
     with conn.cursor() as cur:
         cur.executemany(statement, rows)
@@ -93,8 +95,8 @@ def store_group_stats(conn: psycopg.Connection, source_id: int, descriptor: Desc
 def find_group_stats(conn: psycopg.Connection, source_id: int | None, descriptor: Descriptor, group_by: str,
                      filters) -> dict | None:
     """{group key: (stats id, statistics)} of a complete stored set for this descriptor and group column,
-    or None. ``filters(key)`` is the group's filter: a row must carry exactly it (it always does unless the
-    catalog was edited by hand)."""
+    or None. ``filters(keys)`` gives each group's filter: a row must carry exactly it (it always does
+    unless the catalog was edited by hand)."""
     if source_id is None:
         return None
     r = descriptor.range
@@ -108,7 +110,8 @@ def find_group_stats(conn: psycopg.Connection, source_id: int | None, descriptor
         [source_id, descriptor.kind, bound_key(r.lo), bound_key(r.hi), descriptor.class_column,
          list(descriptor.stats_columns), group_by, descriptor.filter_sql],
     ).fetchall()
-    if not rows or any(n != len(rows) or f != filters(key) for _, f, key, n in rows):
+    expected = filters([key for _, _, key, _ in rows]) if rows else None
+    if not rows or any(n != len(rows) or f != expected[key] for _, f, key, n in rows):
         return None  # none stored, or a write deleted some of them (capture): scan
     found = records.fetch_stats(conn, [sid for sid, *_ in rows])
     return {key: (sid, found[sid]) for sid, _, key, _ in rows}

@@ -21,7 +21,7 @@ from modelstore.errors import InputError, SingularMatrixError
 from modelstore.execution.groups import scan_groups
 from modelstore.families import FAMILIES, family
 from modelstore.models.grouped import DEFAULT_GROUP_L2, GroupedModel, check_group_l2
-from modelstore.request.descriptor import group_filter
+from modelstore.request.descriptor import group_filter, group_filters
 from modelstore.request.source import resolve_table
 from modelstore.store.request import FitRequest
 
@@ -59,11 +59,12 @@ def fit_grouped(store, request: FitRequest, group_by, group_l2=None, *, only_gro
             group_rows.mark_grouped(conn, model_id, group_by, lam)
         column = table.columns[group_by]
 
-        def filters(key):
-            return group_filter(descriptor.filter_sql, group_by, key, column.category, column.type_name)
+        def filters(keys) -> dict | None:  # each group's normalised filter (None: the type has none)
+            return group_filters(descriptor.filter_sql, group_by, keys, column.category, column.type_name)
 
+        some_filter = group_filter(descriptor.filter_sql, group_by, "0", column.category, column.type_name)
         reused = None
-        if group_statistics and only_groups is None and store.materialize and filters("0") is not None:
+        if group_statistics and only_groups is None and store.materialize and some_filter is not None:
             reused = group_rows.find_group_stats(conn, source_id, descriptor, group_by, filters)
         if reused is not None:  # every group's statistics stored by an earlier fit of this descriptor: no scan
             fresh = {key: stats for key, (_, stats) in reused.items()}
@@ -71,14 +72,15 @@ def fit_grouped(store, request: FitRequest, group_by, group_l2=None, *, only_gro
                             "rows_scanned": 0}
         else:
             # locked before the scan (when they will be stored), so that no write commits unseen in between
-            storing = (group_statistics and only_groups is None and store.materialize and filters("0") is not None
-                       and _prepare_group_write(conn, table, descriptor, filters("0")))
+            storing = (group_statistics and only_groups is None and store.materialize and some_filter is not None
+                       and _prepare_group_write(conn, table, descriptor, some_filter))
             fresh = scan_groups(conn, table, descriptor, group_by, only=only_groups, max_classes=request.max_classes)
             grouped_plan = {"groups": "scan", "stats_ids": [], "rows_scanned": sum(s.n + s.null_rows
                                                                                   for s in fresh.values())}
-            if storing:
+            if storing and fresh:
+                by_key = filters(sorted(fresh))
                 group_rows.store_group_stats(conn, storing, descriptor, group_by,
-                                             [(key, filters(key), fresh[key]) for key in sorted(fresh)])
+                                             [(key, by_key[key], fresh[key]) for key in sorted(fresh)])
         stats = dict(fresh)
         if only_groups is not None and model_id is not None:
             kept = {key: fam.statistics.from_state(s) for key, _, _, s in group_rows.read(conn, model_id, with_stats=True)
