@@ -115,6 +115,14 @@ def test_gaussian_nb_per_group(store):
     lam = 10.0
     s = store.fit("gaussian_nb", table="flights", target="label", features=["x1", "x2"], order_by="id",
                   group_by="carrier", group_l2=lam, name="nb_g10")
+    assert m.group_plan["groups"] == "scan" and s.group_plan["groups"] == "stored"  # the first fit's summaries
+    # one group's rows alone, from its stored per-class statistics: scikit-learn on that group's rows
+    ua = store.fit("gaussian_nb", table="flights", target="label", features=["x1", "x2"], order_by="id",
+                   where="carrier = 'UA'", name="nb_ua")
+    rows = df[df.carrier == "UA"]
+    ref = GaussianNB().fit(rows[["x1", "x2"]].to_numpy(), rows.label.to_numpy())
+    assert ua.plan.rows_scanned == 0 and list(ua.classes_) == list(ref.classes_)
+    assert rel_err(ua.theta_, ref.theta_) < TOL and rel_err(ua.var_, ref.var_) < TOL
     X, y = df[["x1", "x2"]].to_numpy(), df.label.to_numpy()
     classes = np.unique(y)
     for name in GROUPS:
