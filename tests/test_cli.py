@@ -63,3 +63,7 @@ def test_migrate_and_demo(db):
     code, out = run(db, "demo", "--rows", "2000")
     assert code == 0, out
     assert "same request again" in out and "stored #" in out and "Materialized as statistics" in out
+    # per-group models: two regions and an unseen one; one region's request reads no row
+    flat = " ".join(out.split())  # the console wraps lines at its width
+    assert "per-group models" in flat and "by region: EU " in flat and ", US " in flat and ", Mars " in flat
+    assert "where=\"region = 'US'\"): plan +#" in flat and ", 0 rows read" in flat

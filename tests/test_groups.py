@@ -115,6 +115,14 @@ def test_gaussian_nb_per_group(store):
     lam = 10.0
     s = store.fit("gaussian_nb", table="flights", target="label", features=["x1", "x2"], order_by="id",
                   group_by="carrier", group_l2=lam, name="nb_g10")
+    assert m.group_plan["groups"] == "scan" and s.group_plan["groups"] == "stored"  # the first fit's summaries
+    # one group's rows alone, from its stored per-class statistics: scikit-learn on that group's rows
+    ua = store.fit("gaussian_nb", table="flights", target="label", features=["x1", "x2"], order_by="id",
+                   where="carrier = 'UA'", name="nb_ua")
+    rows = df[df.carrier == "UA"]
+    ref = GaussianNB().fit(rows[["x1", "x2"]].to_numpy(), rows.label.to_numpy())
+    assert ua.plan.rows_scanned == 0 and list(ua.classes_) == list(ref.classes_)
+    assert rel_err(ua.theta_, ref.theta_) < TOL and rel_err(ua.var_, ref.var_) < TOL
     X, y = df[["x1", "x2"]].to_numpy(), df.label.to_numpy()
     classes = np.unique(y)
     for name in GROUPS:
@@ -200,6 +208,8 @@ def test_grouped_deployment_follows_writes_group_by_group(store, dsn):
     d = store.deploy("by_carrier", "linear", table="flights", target="y", features=["x1", "x2"], order_by="id",
                      group_by="carrier", group_l2=0.0)
     n = store.conn.execute("SELECT count(*) FROM public.flights").fetchone()[0]
+    # a deployment's range moves: its groups keep no stored summaries of their own (docs/serving.md)
+    assert store.conn.execute("SELECT count(*) FROM modelstore.statistics WHERE extra ? 'group_by'").fetchone()[0] == 0
     with psycopg.connect(dsn, autocommit=True) as other:
         assert_groups_exact(store, d, other)
         before = group_stats(store.conn, "by_carrier")
@@ -356,3 +366,64 @@ def test_multinomial_nb_per_group(store):
     Xq = np.array([[1.0, 2.0, 0.0]])
     assert store.conn.execute("SELECT modelstore.predict('mnb7', 'UA', ARRAY[1, 2, 0]::float8[])").fetchone()[0] == \
         m.predict(Xq, groups=["UA"])[0]
+
+
+def test_group_statistics_reused_per_group_and_kept_exact(store, dsn):
+    """The planner reuses the per-group statistics (docs/serving.md, "The planner reuses them per group"):
+    a request for one group's rows and a second grouped fit of the same range scan 0 rows and equal numpy
+    on the group's rows; a write in the range invalidates them (capture), and the next request is exact."""
+    kw = dict(table="flights", target="y", features=["x1", "x2"], order_by="id", lo=1, hi=100_000)
+
+    def check_group(name, where, rows):
+        m = store.fit("linear", **kw, where=where, name=name, replace=True)
+        want = ols(rows[["x1", "x2"]].to_numpy(), rows.y.to_numpy())
+        assert rel_err(np.r_[m.intercept_, m.coef_], want) < TOL
+        return m
+
+    first = store.fit("linear", **kw, group_by="carrier", group_l2=0.0, name="g")
+    assert first.group_plan["groups"] == "scan" and first.group_plan["rows_scanned"] == len(table(store.conn))
+    df = table(store.conn)
+    m = check_group("aa", "carrier = 'AA'", df[df.carrier == "AA"])
+    assert m.plan.rows_scanned == 0 and [s.op for s in m.plan.plan.steps] == ["stored"]
+    stored = store.conn.execute("SELECT filter_sql, extra ->> 'group_key' FROM modelstore.statistics WHERE stats_id = %s",
+                                m.plan.stats_used).fetchone()
+    assert stored == ("carrier = 'AA'", "AA")  # the grouped fit's summary of AA's rows
+    assert "stored" in str(store.explain("linear", **kw, where="carrier = 'AA'"))
+
+    with psycopg.connect(dsn, autocommit=True) as observer:
+        before = table_reads(store.conn, observer, "flights")
+        again = store.fit("linear", **kw, group_by="carrier", group_l2=0.0, name="g", replace=True)
+        assert table_reads(store.conn, observer, "flights") - before < 20  # the planner's index probes only
+    assert again.group_plan["groups"] == "stored" and again.group_plan["rows_scanned"] == 0
+    assert m.plan.stats_used[0] in again.group_plan["stats_ids"]
+    for g in first.models:
+        assert np.allclose(again.models[g].coef_, first.models[g].coef_, rtol=1e-12, atol=0)
+
+    # a filter of its own: the group's request adds the group to it, in any order
+    store.fit("linear", **kw, where="x1 > 0", group_by="carrier", name="g_pos", replace=True)
+    m = check_group("dl_pos", "x1 > 0 AND carrier = 'DL'", df[(df.carrier == "DL") & (df.x1 > 0)])
+    assert m.plan.rows_scanned == 0
+
+    # writes in the range: the stored group statistics go (capture), the next requests scan and are exact
+    store.conn.execute("INSERT INTO flights (id, carrier, x1, x2, y, label) VALUES (5000, 'AA', 0.3, -2, 7, 1)")
+    store.conn.execute("UPDATE flights SET carrier = 'AA', y = y + 1 WHERE id IN (SELECT id FROM flights "
+                       "WHERE carrier = 'DL' ORDER BY id LIMIT 5)")
+    store.conn.execute("DELETE FROM flights WHERE id IN (SELECT id FROM flights WHERE carrier = 'AA' ORDER BY id LIMIT 3)")
+    df = table(store.conn)
+    m = check_group("aa", "carrier = 'AA'", df[df.carrier == "AA"])
+    assert m.plan.rows_scanned == (df.carrier == "AA").sum()
+    third = store.fit("linear", **kw, group_by="carrier", group_l2=0.0, name="g", replace=True)
+    assert third.group_plan["groups"] == "scan"
+    for g, rows in df.groupby("carrier"):
+        if len(rows) > 3:
+            want = ols(rows[["x1", "x2"]].to_numpy(), rows.y.to_numpy())
+            assert rel_err(np.r_[third.models[g].intercept_, third.models[g].coef_], want) < TOL, g
+    assert check_group("dl", "carrier = 'DL'", df[df.carrier == "DL"]).plan.rows_scanned == 0
+
+    # an integer group column: the group's request writes a number
+    store.conn.execute("ALTER TABLE flights ADD COLUMN gid integer")
+    store.conn.execute("UPDATE flights SET gid = id % 3 - 1")
+    store.fit("linear", **kw, group_by="gid", name="by_gid")
+    df = pd.DataFrame(store.conn.execute("SELECT x1, x2, y FROM flights WHERE gid = -1").fetchall(),
+                      columns=["x1", "x2", "y"])
+    assert check_group("gid_minus_1", "gid = -1", df).plan.rows_scanned == 0

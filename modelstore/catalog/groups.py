@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import json
 
+import dataclasses
+
 import psycopg
 
+from modelstore.catalog import records
 from modelstore.catalog.records import _jsonable
+from modelstore.request.descriptor import Descriptor, bound_key
 
 
 def mark_grouped(conn: psycopg.Connection, model_id: int, group_by: str | None, group_l2: float | None) -> None:
@@ -62,4 +66,55 @@ def read(conn: psycopg.Connection, model_id: int, *, with_stats: bool = False) -
     return conn.execute(query, [model_id]).fetchall()
 
 
-__all__ = ["mark_grouped", "write", "read"]
+# -- each group's statistics as ordinary stored statistics ---------------------------------------------
+# A group's statistics are exactly those of the rows ``filter AND column = key`` over the request's range:
+# stored under that descriptor (modelstore.statistics, filter_sql = the group's filter), the planner reuses
+# them for a request that asks for that group alone, like any stored summary, and change capture treats
+# them as every filtered summary (a write in their range deletes them: rebuilt on demand, never stale).
+# ``extra`` marks the set they belong to — group column, key, the request's own filter, and how many
+# groups the set had — so a grouped fit over the same descriptor takes them all, or scans.
+
+
+def store_group_stats(conn: psycopg.Connection, source_id: int, descriptor: Descriptor, group_by: str,
+                      groups: list[tuple[str, str, object]]) -> None:
+    """Store ``groups`` = (key, the group's normalised filter, statistics), one batched statement."""
+    if not groups:
+        return
+    statement, rows = None, []
+    read_columns = tuple(dict.fromkeys((*descriptor.read_columns, group_by)))  # every group's: one parse
+    for key, filter_sql, stats in groups:
+        extra = {"group_by": group_by, "group_key": key, "base_filter": descriptor.filter_sql, "groups": len(groups)}
+        statement, values, _, _ = records.stats_insert(
+            source_id, dataclasses.replace(descriptor, filter_sql=filter_sql), stats, extra=extra,
+            read_columns=read_columns)
+        rows.append(values)
+    with conn.cursor() as cur:
+        cur.executemany(statement, rows)
+
+
+def find_group_stats(conn: psycopg.Connection, source_id: int | None, descriptor: Descriptor, group_by: str,
+                     filters) -> dict | None:
+    """{group key: (stats id, statistics)} of a complete stored set for this descriptor and group column,
+    or None. ``filters(keys)`` gives each group's filter: a row must carry exactly it (it always does
+    unless the catalog was edited by hand)."""
+    if source_id is None:
+        return None
+    r = descriptor.range
+    rows = conn.execute(
+        """
+        SELECT stats_id, filter_sql, extra ->> 'group_key', (extra ->> 'groups')::bigint
+        FROM modelstore.statistics
+        WHERE source_id = %s AND family = %s AND lo_key = %s AND hi_key = %s AND target = %s AND params_key = ''
+          AND columns = %s AND extra ->> 'group_by' = %s AND extra ->> 'base_filter' = %s
+        """,
+        [source_id, descriptor.kind, bound_key(r.lo), bound_key(r.hi), descriptor.class_column,
+         list(descriptor.stats_columns), group_by, descriptor.filter_sql],
+    ).fetchall()
+    expected = filters([key for _, _, key, _ in rows]) if rows else None
+    if not rows or any(n != len(rows) or f != expected[key] for _, f, key, n in rows):
+        return None  # none stored, or a write deleted some of them (capture): scan
+    found = records.fetch_stats(conn, [sid for sid, *_ in rows])
+    return {key: (sid, found[sid]) for sid, _, key, _ in rows}
+
+
+__all__ = ["mark_grouped", "write", "read", "store_group_stats", "find_group_stats"]

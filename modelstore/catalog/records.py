@@ -52,10 +52,12 @@ _STATS_KEY = ("source_id = %s AND family = %s AND lo_key = %s AND hi_key = %s AN
 
 
 def stats_insert(source_id: int, descriptor: Descriptor, stats, *, r: Range | None = None, params_key: str = "",
-                 extra: dict | None = None) -> tuple[sql.Composable, list, sql.Composable, list]:
+                 extra: dict | None = None, read_columns: tuple[str, ...] | None = None,
+                 ) -> tuple[sql.Composable, list, sql.Composable, list]:
     """The statement materialising ``stats`` (``INSERT … ON CONFLICT DO NOTHING RETURNING stats_id``) and
     the condition finding the row of its key, each with its parameters — for callers that store a
-    summary inside a larger statement (a deployment's refresh writes everything in one)."""
+    summary inside a larger statement (a deployment's refresh writes everything in one). ``read_columns``:
+    the descriptor's, when the caller has them (parsing the filter for them costs ~0.5 ms)."""
     r = r or descriptor.range
     if not (r.lo_closed and r.hi_closed):
         raise ValueError("stored statistics cover closed ranges only")
@@ -64,7 +66,7 @@ def stats_insert(source_id: int, descriptor: Descriptor, stats, *, r: Range | No
     arrays = statistics_family(stats).pack(stats)
     values = key + [bound_text(r.lo), bound_text(r.hi), stats.n, stats.null_rows, arrays["classes"], arrays["counts"],
                     arrays["mean"], arrays["moments"], None if extra is None else Jsonb(_jsonable(extra)),
-                    list(descriptor.read_columns), arrays.get("mean_lo"), arrays.get("moments_lo")]
+                    list(descriptor.read_columns if read_columns is None else read_columns), arrays.get("mean_lo"), arrays.get("moments_lo")]
     return sql.SQL(_INSERT_STATS), values, sql.SQL(_STATS_KEY), key
 
 

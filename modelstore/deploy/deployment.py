@@ -198,7 +198,8 @@ def deploy(store, name: str, kind: str, *, table: str, target: str, features, or
         model = store.fit(kind, table=tbl.display, target=target, features=list(features), order_by=order_by,
                           lo=lo, hi=hi, where=where, l2=l2, var_smoothing=var_smoothing, alpha=alpha, name=name,
                           replace=replace, **options, **({} if group_by is None else
-                                                         {"group_by": group_by, "group_l2": params["group_l2"]}))
+                                                         {"group_by": group_by, "group_l2": params["group_l2"],
+                                                          "group_statistics": False}))
         model_id = conn.execute("SELECT model_id FROM modelstore.fitted_models WHERE name = %s", [name]).fetchone()[0]
         executed = model.plan
         one_read = len(executed.plan.steps) == 1 and executed.plan.steps[0].op == "stored"

@@ -119,7 +119,8 @@ class Spec:
         return sql.SQL(self.table_name)  # stored as quoted by the table's own display (checked at deploy)
 
     def fit_arguments(self, lo, hi) -> dict:
-        grouped = {} if self.group_by is None else {"group_by": self.group_by}
+        # the groups' own statistics are not stored: a window's range moves at every refresh (docs/serving.md)
+        grouped = {} if self.group_by is None else {"group_by": self.group_by, "group_statistics": False}
         return dict(table=self.table_name, target=self.target, features=list(self.features), order_by=self.order_by,
                     lo=lo, hi=hi, where=self.filter, **family(self.kind).fit_options(self.params), **grouped)
 

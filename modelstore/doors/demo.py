@@ -11,6 +11,7 @@ import time
 import numpy as np
 from psycopg import sql
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 from modelstore.execution.executor import scan
@@ -121,8 +122,39 @@ def run(store: Store, rows: int = 200_000, seed: int = 7, console: Console | Non
     console.print(str(models["index built: an arbitrary range"].plan), markup=False)
     console.print("\n[bold]EXPLAIN ANALYZE[/bold] of the whole-table logistic request:")
     console.print(str(models["logistic, whole: reuse + train"].plan), markup=False)
+    report += groups_demo(store, lin, rows, console)
     report += deployment_demo(store, rows, seed, console)
     return report
+
+
+def groups_demo(store: Store, lin: dict, rows: int, console: Console) -> list[dict]:
+    """Per-group models (docs/serving.md): one model per region from one grouped aggregate, each shrunk
+    toward the global model; predictions for two regions and an unseen one (served the global model);
+    then a request for one region's rows alone, planned over the group's stored statistics (0 rows read)."""
+    args = dict(lin, lo=1, hi=rows)
+    t0 = time.perf_counter()
+    m = store.fit("linear", **args, group_by="region", group_l2=1.0, name="demo_revenue_by_region", replace=True)
+    grouped_ms = (time.perf_counter() - t0) * 1000
+    x = [20.0, 1.0, 10.0]
+    regions = ["EU", "US", "Mars"]
+    predicted = m.predict([x] * len(regions), groups=regions)
+    t0 = time.perf_counter()
+    us = store.fit("linear", **args, where="region = 'US'", name="demo_revenue_us", replace=True)
+    us_ms = (time.perf_counter() - t0) * 1000
+    console.print(f"\n[bold]per-group models[/bold]: store.fit(…, group_by='region') fitted {len(m.groups)} regions "
+                  f"({', '.join(f'{g}: {m.rows[g]:,} rows' for g in m.groups)}) from one grouped aggregate "
+                  f"({m.group_plan['rows_scanned']:,} rows read, {grouped_ms:.1f} ms); "
+                  f"predict(price 20, promo 1, ads 10) by region: "
+                  + ", ".join(f"{g} {v:.3f}" for g, v in zip(regions, predicted))
+                  + " (Mars: unseen, served the global model)", highlight=False)
+    console.print(f"then store.fit(…, where=\"region = 'US'\"): plan {escape(_shape(us.plan))}, "
+                  f"{us.plan.rows_scanned:,} rows read, {us_ms:.1f} ms: the group's stored statistics",
+                  highlight=False)
+    return [{"request": "per-group models by region", "model": m.name, "plan": f"groups: {m.group_plan['groups']}",
+             "rows_read": m.group_plan["rows_scanned"], "ms": grouped_ms, "scratch_ms": None,
+             "predictions": dict(zip(regions, map(float, predicted)))},
+            {"request": "one region from its group's statistics", "model": us.name, "plan": _shape(us.plan),
+             "rows_read": us.plan.rows_scanned, "ms": us_ms, "scratch_ms": None}]
 
 
 def deployment_demo(store: Store, rows: int, seed: int, console: Console) -> list[dict]:
@@ -192,8 +224,8 @@ def observe_demo(store: Store, name: str, console: Console) -> dict:
     row = {"id": next_id, "ts": ts, "price": 20.0, "promo": 1.0, "ads": 10.0, "region": "EU"}
     done = store.observe(name, [row], [400.0])
     after = store.conn.execute(predict, [name]).fetchone()[0]
-    console.print(f"\n[bold]observe → predict[/bold]: store.observe({name!r}, [price 20, promo 1, ads 10], "
-                  f"[revenue 400]) wrote row id {next_id:,} and refreshed in {done.seconds * 1000:.1f} ms "
+    console.print(f"\n[bold]observe → predict[/bold]: store.observe({name!r}, \\[price 20, promo 1, ads 10], "
+                  f"\\[revenue 400]) wrote row id {next_id:,} and refreshed in {done.seconds * 1000:.1f} ms "
                   f"(version {done.version}); modelstore.predict({name!r}, ARRAY[20, 1, 10]): "
                   f"{before:.3f} → {after:.3f}")
     return {"request": "deployment: observe 1 row, then predict", "model": name, "plan": "observe",

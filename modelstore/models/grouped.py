@@ -49,9 +49,12 @@ class GroupedModel:
         self.group_by = group_by
         self.group_l2 = float(group_l2)
         self.model_id = None  # its catalog row, when stored (ML.PREDICT joins its group rows)
+        #: how a fit got the groups' statistics: {"groups": "scan" | "stored", "stats_ids": [...],
+        #: "rows_scanned": n} (docs/serving.md); None for a model loaded from the catalog
+        self.group_plan = None
 
     def __getattr__(self, attribute):
-        if attribute in ("global_model", "models", "rows", "group_by", "group_l2", "model_id"):
+        if attribute in ("global_model", "models", "rows", "group_by", "group_l2", "model_id", "group_plan"):
             raise AttributeError(attribute)  # not yet set (unpickling): no recursion through global_model
         return getattr(self.global_model, attribute)
 

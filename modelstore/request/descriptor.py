@@ -317,3 +317,52 @@ def filter_columns(filter_sql: str) -> list[str]:
 
 def _first_line(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+#: integer types whose text form is a number literal a request would write (``carrier_id = 42``)
+_INTEGER_TYPES = frozenset({"smallint", "integer", "bigint"})
+
+
+def group_filter(filter_sql: str, column: str, key: str, category: str, type_name: str) -> str | None:
+    """The normalised filter of one group's rows: ``filter AND column = key`` (docs/serving.md, "The
+    planner reuses them per group") — the filter a request for that group alone writes, so that the
+    group's stored statistics match it exactly. The key is the value as text (``value::text``): a string
+    literal for text and enum columns, a number for integer columns; None for other types (their
+    literals are not written one way), whose groups keep no statistics of their own."""
+    if category in ("S", "E"):
+        literal = exp.Literal.string(key)
+    elif type_name in _INTEGER_TYPES and re.fullmatch(r"-?[0-9]+", key):
+        literal = exp.Literal.number(key) if not key.startswith("-") else exp.Neg(this=exp.Literal.number(key[1:]))
+    else:
+        return None
+    equal = exp.EQ(this=exp.column(column, quoted=_needs_quotes(column)), expression=literal)
+    tree = exp.and_(sqlglot.condition(filter_sql, dialect="postgres"), equal) if filter_sql else equal
+    return normalize_filter(tree.sql(dialect="postgres"))
+
+
+_SENTINEL = "7319046285301746"
+
+
+def group_filters(filter_sql: str, column: str, keys, category: str, type_name: str) -> dict[str, str] | None:
+    """:func:`group_filter` of many keys at once: normalised once, with a placeholder value, and the
+    keys' literals put in its place (normalising costs ~0.4 ms; a grouped fit may have 10⁵ groups).
+    The placeholder's place is the key's whenever the filter does not name the group column (then no
+    other conjunct's text begins like the group's, so sorting them never looks at the value); else,
+    and whenever the first key's filter normalised in full differs, each key is normalised."""
+    keys = list(keys)
+    if not keys or group_filter(filter_sql, column, "0", category, type_name) is None:
+        return None
+    if column not in filter_columns(filter_sql):
+        text = (_SENTINEL if category not in ("S", "E") else "k" + _SENTINEL)
+        template = group_filter(filter_sql, column, text, category, type_name)
+        placeholder = (_SENTINEL if category not in ("S", "E")
+                       else exp.Literal.string(text).sql(dialect="postgres"))
+        if template.count(placeholder) == 1:
+            def literal(key: str) -> str:
+                return key if category not in ("S", "E") else exp.Literal.string(key).sql(dialect="postgres")
+
+            if all(category in ("S", "E") or re.fullmatch(r"-?[0-9]+", k) for k in keys):
+                out = {k: template.replace(placeholder, literal(k)) for k in keys}
+                if out[keys[0]] == group_filter(filter_sql, column, keys[0], category, type_name):
+                    return out
+    return {k: group_filter(filter_sql, column, k, category, type_name) for k in keys}

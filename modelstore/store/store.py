@@ -146,12 +146,14 @@ class Store:
         """
         group_by, group_l2 = arguments.pop("group_by", None), arguments.pop("group_l2", None)
         only_groups = arguments.pop("only_groups", None)
+        group_statistics = arguments.pop("group_statistics", True)  # False: a deployment's (docs/serving.md)
         request = FitRequest.make(kind, **arguments)
         if group_by is None:
             if group_l2 is not None or only_groups is not None:
                 raise InputError("group_l2 and only_groups apply to per-group models: give group_by too")
             return self.run(request)
-        return grouped.fit_grouped(self, request, group_by, group_l2, only_groups=only_groups)
+        return grouped.fit_grouped(self, request, group_by, group_l2, only_groups=only_groups,
+                                   group_statistics=group_statistics)
 
     def run(self, request: FitRequest):
         """Plan, execute, solve and materialise one request, in one transaction (the paper's §5 loop)."""
