@@ -732,7 +732,7 @@ COMMENT ON FUNCTION modelstore.weights(text) IS
     'multinomial_nb log feature probabilities and ''(intercept)'' = class log prior; gaussian_nb '
     '''(prior)'', the class mean of each feature and its variance as ''<feature> (var)''.';
 
--- Per-group models (group_by; docs/serving.md, "Per-group models"): the same three functions scoring with
+-- Per-group models (group_by; docs/serving.md, "Per-group models"): predict and predict_class scoring with
 -- the model of one group, the global model for a group the model has not seen. The group is the group
 -- column's value as text (value::text); the anyelement forms cast any other type to text.
 CREATE OR REPLACE FUNCTION modelstore.predict(model text, grp text, features float8[]) RETURNS float8
