@@ -86,10 +86,11 @@ class Deployment:
         """Predictions of the active version; ``groups`` (one value per row) scores each row with its
         group's model in a grouped deployment (group_by), the global model for an unseen group. The model
         comes from the store's model cache (``store.predict``), read again only after it changed."""
-        if family(self._spec().kind).takes_text:  # its pipeline reads a DataFrame or rows with text in them
-            if groups is not None:
+        # the kind from the cached model, not from the catalog: a predict makes no round trip when nothing changed
+        if family(self.store.cached_model(self.name).kind).takes_text:
+            if groups is not None:  # its pipeline reads a DataFrame or rows with text in them, as they are
                 raise InputError("groups= needs a per-group deployment (group_by) of an exact family")
-            return self.model.predict(X)
+            return self.store.predict(self.name, X)
         return self.store.predict(self.name, np.asarray(X, dtype=float), groups=groups)
 
     def observe(self, X, y, *, groups=None, refresh: bool = True):

@@ -511,15 +511,19 @@ class Store:
         """Predictions of the named model (a deployment's active version; ``groups`` for a per-group
         model), from this store's model cache: the catalog is read again only after the model changed
         (docs/serving.md, "A session's model cache")."""
-        check_name(name)
-        if self._cache is None:
-            self._cache = ModelCache(self)
-        model = self._cache.get(name)
+        model = self.cached_model(name)
         if groups is not None:
             if not isinstance(model, GroupedModel):
                 raise InputError(f"groups= needs a per-group model (group_by); {name!r} has none")
             return model.predict(X, groups=groups)
         return model.predict(X)
+
+    def cached_model(self, name: str):
+        """The named model from this store's model cache (read from the catalog only after it changed)."""
+        check_name(name)
+        if self._cache is None:
+            self._cache = ModelCache(self)
+        return self._cache.get(name)
 
     def models(self) -> pd.DataFrame:
         """The ``modelstore.models`` view: one row per named model."""
