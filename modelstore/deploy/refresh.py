@@ -617,12 +617,9 @@ def _finish(store, spec: Spec, read: _Read, lo, hi, model, executed, one_read: b
             "DELETE FROM modelstore.statistics WHERE stats_id = %s AND stats_id IS DISTINCT FROM {} AND NOT EXISTS "
             "(SELECT 1 FROM modelstore.fitted_models WHERE stats_id = %s AND model_id <> %s)").format(stats_id),
             [spec.window_stats_id, spec.window_stats_id, spec.model_id])
-    cte("forget_pending", sql.SQL("DELETE FROM modelstore.deployment_pending WHERE deployment_id = %s "
-                                  "AND pg_visible_in_snapshot(xid, %s::pg_snapshot)"), [spec.deployment_id, read.snapshot])
+    cte("forget_pending", _FORGET_PENDING["deployment_pending"], [spec.deployment_id, read.snapshot])
     if spec.group_by is not None:
-        cte("forget_group_pending", sql.SQL("DELETE FROM modelstore.group_pending WHERE deployment_id = %s "
-                                            "AND pg_visible_in_snapshot(xid, %s::pg_snapshot)"),
-            [spec.deployment_id, read.snapshot])
+        cte("forget_group_pending", _FORGET_PENDING["group_pending"], [spec.deployment_id, read.snapshot])
     seconds = time.perf_counter() - t0
     events.append(("refresh", active, {
         "lo": bound_text(lo), "hi": bound_text(hi), "rows": versions.rows_of(model), "strategy": executed.plan.strategy,
@@ -684,11 +681,18 @@ def _touched(conn, spec: Spec, snapshot: str) -> dict:
     return {} if None in keys else {"only_groups": keys}
 
 
+#: what a refresh has absorbed: the pending writes its snapshot saw (a grouped deployment's touched groups too)
+_FORGET_PENDING = {
+    table: sql.SQL("DELETE FROM modelstore.{} WHERE deployment_id = %s "
+                   "AND pg_visible_in_snapshot(xid, %s::pg_snapshot)").format(sql.Identifier(table))
+    for table in ("deployment_pending", "group_pending")}
+
+
 def _forget_pending(conn, deployment_id: int, snapshot: str) -> None:
-    conn.execute("DELETE FROM modelstore.deployment_pending WHERE deployment_id = %s "
-                 "AND pg_visible_in_snapshot(xid, %s::pg_snapshot)", [deployment_id, snapshot])
-    conn.execute("DELETE FROM modelstore.group_pending WHERE deployment_id = %s "
-                 "AND pg_visible_in_snapshot(xid, %s::pg_snapshot)", [deployment_id, snapshot])
+    # both tables in one statement (one round trip)
+    conn.execute(sql.SQL("WITH forget AS ({}) {}").format(_FORGET_PENDING["deployment_pending"],
+                                                          _FORGET_PENDING["group_pending"]),
+                 [deployment_id, snapshot, deployment_id, snapshot])
 
 
 def _event(conn, deployment_id: int, kind: str, version, detail: dict, started_at=None) -> None:
