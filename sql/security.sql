@@ -62,7 +62,7 @@ BEGIN
     EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA modelstore TO %I', p_role);
     EXECUTE format('GRANT INSERT, UPDATE, DELETE ON modelstore.sources, modelstore.statistics, '
                    'modelstore.fitted_models, modelstore.stat_indexes, modelstore.index_nodes, '
-                   'modelstore.cost_model, modelstore.shard_versions TO %I', p_role);
+                   'modelstore.cost_model, modelstore.shard_versions, modelstore.served_predictions TO %I', p_role);
     EXECUTE format('GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA modelstore TO %I', p_role);
     EXECUTE format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA modelstore TO %I', p_role);
     -- objects the owner creates later (views and functions of a newer release) follow

@@ -21,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from modelstore import deploy
+from modelstore.deploy import served
 from modelstore.stats import engine as stats_engine
 from modelstore.catalog import freshness, index, records, shards
 from modelstore.execution import index_build, mixture, partitions
@@ -511,12 +512,17 @@ class Store:
         """Predictions of the named model (a deployment's active version; ``groups`` for a per-group
         model), from this store's model cache: the catalog is read again only after the model changed
         (docs/serving.md, "A session's model cache")."""
+        started = time.perf_counter()
         model = self.cached_model(name)
         if groups is not None:
             if not isinstance(model, GroupedModel):
                 raise InputError(f"groups= needs a per-group model (group_by); {name!r} has none")
-            return model.predict(X, groups=groups)
-        return model.predict(X)
+            predictions = model.predict(X, groups=groups)
+        else:
+            predictions = model.predict(X)
+        # the dynamic scheduler's measured prediction rate and latency (docs/continuous.md)
+        served.record(self.conn, name, len(predictions), time.perf_counter() - started)
+        return predictions
 
     def cached_model(self, name: str):
         """The named model from this store's model cache (read from the catalog only after it changed)."""
