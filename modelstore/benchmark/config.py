@@ -103,7 +103,12 @@ class Config:
     flights_retrain_days: int = 30  # periodical: a full retraining (warm start) every month
     flights_proactive_every: int = 5  # continuous: a proactive step every 5 hourly chunks (the paper's Taxi)
     flights_sample_chunks: int = 16
-    flights_epochs: int = 5
+    flights_epochs: int = 5  # the initial training (common to every approach, not costed)
+    # periodical: each retraining runs to convergence, scikit-learn's rule (no improvement of the objective
+    # by flights_tol for flights_n_iter_no_change passes), at most flights_max_epochs passes
+    flights_tol: float = 1e-3
+    flights_n_iter_no_change: int = 5
+    flights_max_epochs: int = 100
     flights_budget_fraction: float = 0.5  # materialized chunks kept, as a share of all chunks
     flights_window_fraction: float = 0.25  # the window sampler's window, as a share of all chunks
     flights_row_step: int = 1  # every k-th flight (a thinner stream for tests)
