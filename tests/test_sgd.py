@@ -642,3 +642,40 @@ def test_http_serving_predicts_with_the_pipeline(store):
     want = model.predict(pd.DataFrame(rows, columns=FEATURES, dtype=object))
     assert np.allclose(got, want, rtol=1e-15, atol=0)
     assert list(model.feature_names_in_) == FEATURES
+
+
+def test_training_to_convergence_is_scikit_learns_stopping_rule():
+    """train(tol=…, n_iter_no_change=…) stops once the objective after a pass has failed n passes in a row
+    to improve on the best by tol (scikit-learn's rule for SGDRegressor/SGDClassifier); checked against
+    the objectives of the same passes made one at a time."""
+    X, y = scaled_problem(n=300, seed=3)
+    p = params("adam", 0.05, batch_size=16)
+    model = fresh_model("squared", p)
+    passes = model.train(X, y, epochs=200, batch_size=16, shuffle=False, seed=0, tol=1e-4, n_iter_no_change=3)
+    by_hand = fresh_model("squared", p)
+    best, stale, want = np.inf, 0, 0
+    while want < 200:
+        by_hand.train(X, y, epochs=1, batch_size=16, shuffle=False, seed=0)
+        want += 1
+        loss = by_hand.objective(X, y)
+        stale = stale + 1 if loss > best - 1e-4 else 0
+        best = min(best, loss)
+        if stale >= 3:
+            break
+    assert passes == want and 3 < passes < 200
+    assert np.array_equal(model.coef_, by_hand.coef_)
+    assert fresh_model("squared", p).train(X, y, epochs=4, batch_size=16, shuffle=False, seed=0) == 4
+
+
+def test_pipeline_reads_a_columnar_batch_as_it_reads_a_frame():
+    """Pipeline.update/transform on a mapping of column → array (the streaming path, no DataFrame per
+    chunk) give the same statistics and features as on a DataFrame, NULLs and new categories included."""
+    frame = pd.DataFrame({"a": [1.0, None, 3.5, 2.0], "b": [10, 20, 30, 40], "c": ["x", None, "y", "x"]})
+    batch = {"a": np.array([1.0, np.nan, 3.5, 2.0]), "b": np.array([10, 20, 30, 40]),
+             "c": np.array(["x", None, "y", "x"], dtype=object)}
+    by_frame, by_batch = Pipeline(["a", "b"], ["c"]), Pipeline(["a", "b"], ["c"])
+    by_frame.update(frame)
+    by_batch.update(batch)
+    assert by_frame.to_state() == by_batch.to_state()
+    assert np.array_equal(by_frame.transform(frame), by_batch.transform(batch))
+    assert by_batch.categories["c"] == ["x", "y"] and by_batch.missing.tolist() == [1.0, 0.0]

@@ -15,9 +15,12 @@ following ``flights_stream_days`` days arrive in hourly chunks. Each chunk is fi
 serving model (prequential evaluation, Dawid), then absorbed by the approach:
 
 * **online**: the pipeline's statistics are updated, the chunk transformed, one SGD step on it;
-* **periodical**: the same online step, plus every ``flights_retrain_days`` days a full retraining with
-  warm start (the previous weights and Adam state): the statistics recomputed over every row so far,
-  every row transformed again, ``flights_epochs`` epochs;
+* **periodical** (§5.2): the same online step, plus every ``flights_retrain_days`` days a full
+  retraining with warm start (the previous weights and Adam state, TFX-style): the preprocessing re-run
+  from the raw tables (the feature extraction, weather join and anomaly filter in SQL over every flight
+  so far — the backend's CPU time is costed too, from /proc — then the statistics recomputed over every
+  row and every row transformed again), then trained to convergence by scikit-learn's stopping rule
+  (``flights_tol``, ``flights_n_iter_no_change``, at most ``flights_max_epochs`` passes);
 * **continuous**: the same online step, the feature chunk materialized (the newest ``budget`` chunks
   kept), and every ``flights_proactive_every`` chunks one proactive SGD iteration over a sample of
   ``flights_sample_chunks`` historical chunks (evicted ones re-materialized from their raw rows).
@@ -450,7 +453,8 @@ def continuous(ctx: Context) -> dict:
         "rows": rows, "rows_used": len(frame), "chunks": n_chunks, "stream_chunks": len(stream.chunks),
         "budget_chunks": budget, "deploy_days": cfg.flights_deploy_days, "stream_days": cfg.flights_stream_days,
         "retrain_days": cfg.flights_retrain_days, "proactive_every_chunks": cfg.flights_proactive_every,
-        "sample_chunks": cfg.flights_sample_chunks, "epochs": cfg.flights_epochs, "models": results,
+        "sample_chunks": cfg.flights_sample_chunks, "epochs": cfg.flights_epochs, "tol": cfg.flights_tol,
+        "n_iter_no_change": cfg.flights_n_iter_no_change, "max_epochs": cfg.flights_max_epochs, "models": results,
         "variants": variants, "materialization_utilization": mu,
         "online_statistics_and_materialization_saving": 1.0 - plain / unoptimized if unoptimized else None,
         "db_proactive": _db_proactive(ctx, stream, cfg.flights_db_refreshes),

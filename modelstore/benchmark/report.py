@@ -613,7 +613,9 @@ def _continuous_section(docs) -> list[str]:
     out = ["## Continuous deployment (NYC flights 2013)", "",
            f"Deployed on the first {r['deploy_days']} days, then {r['stream_chunks']:,} hourly chunks streamed "
            f"({r['rows_used']:,} flights in all); periodical: a warm-started full retraining every "
-           f"{r['retrain_days']} days ({r['epochs']} epochs); continuous: a proactive SGD step every "
+           f"{r['retrain_days']} days (the preprocessing re-run from the raw tables, then to convergence: "
+           f"tol {r.get('tol', 1e-3):g}, {r.get('n_iter_no_change', 5)} passes without improvement, at most "
+           f"{r.get('max_epochs', r['epochs'])}); continuous: a proactive SGD step every "
            f"{r['proactive_every_chunks']} chunks over {r['sample_chunks']} sampled chunks, "
            f"{r['budget_chunks']:,} chunks materialized. Cost = preprocessing + training + prediction seconds.", "",
            "| model | metric | online error | periodical error | continuous error | online s | periodical s | "
@@ -634,6 +636,8 @@ def _continuous_section(docs) -> list[str]:
     out += ["", "Cost beyond online learning's (the retrainings vs the proactive steps; every approach pays the "
                 "prediction, statistics and online step of each chunk): periodical vs continuous, "
             + "; ".join(extra) + "."]
+    passes = "; ".join(f"{label} {m['runs']['periodical'].get('retrain_epochs')}" for label, m in r["models"].items())
+    out += ["", f"Passes of each periodical retraining until convergence: {passes}."]
     saving = r.get("online_statistics_and_materialization_saving")
     out += ["", "Variants (linear regression, continuous): "
             + "; ".join(f"{k}: error {v['final_error']:.4f}, {v['cost_s']['total']:.1f} s"

@@ -45,6 +45,10 @@ def _progress(console: Console) -> Progress:
                     transient=False)
 
 
+#: experiments with their own tables: they need neither the synthetic table nor the full calibration
+OWN_DATA = frozenset({"continuous"})
+
+
 def run(store, config: Config, *, only: Sequence[str] | None = None, out_dir: Path | str = DEFAULT_OUT,
         console: Console | None = None, progress: bool = True, summary: bool = True) -> dict:
     """Run ``only`` (default: every experiment) at ``config``'s scale; returns {experiment: document}."""
@@ -61,15 +65,19 @@ def run(store, config: Config, *, only: Sequence[str] | None = None, out_dir: Pa
         bar.start()
         ctx.progress = bar
     try:
-        task = bar.add_task(f"loading {config.rows:,} rows", total=config.rows) if bar else None
-        started = time.perf_counter()
-        loaded = data.load(store.conn, config.rows, config.seed,
-                           advance=(lambda n: bar.advance(task, n)) if bar else None)
-        if bar:
-            bar.remove_task(task)
-        ctx.note(f"table {data.qualified()}: {config.rows:,} rows "
-                 + (f"loaded in {time.perf_counter() - started:.1f} s" if loaded else "(already loaded)"))
-        if config.calibrate:
+        # experiments that load their own data (and plan nothing over the synthetic table) skip its load
+        # and the cost model's full calibration: `bench --full --only continuous` runs the flights year only
+        shared_table = not set(names) <= OWN_DATA
+        if shared_table:
+            task = bar.add_task(f"loading {config.rows:,} rows", total=config.rows) if bar else None
+            started = time.perf_counter()
+            loaded = data.load(store.conn, config.rows, config.seed,
+                               advance=(lambda n: bar.advance(task, n)) if bar else None)
+            if bar:
+                bar.remove_task(task)
+            ctx.note(f"table {data.qualified()}: {config.rows:,} rows "
+                     + (f"loaded in {time.perf_counter() - started:.1f} s" if loaded else "(already loaded)"))
+        if config.calibrate and shared_table:
             ctx.note("calibrating the cost model (modelstore calibrate) …")
             store.calibrate()
         else:
