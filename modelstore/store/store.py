@@ -196,6 +196,11 @@ class Store:
         not apply — a table not described before or not an ordinary one, a filter, an open range, a plan
         that scans (it must lock the source before reading, :func:`freshness.prepare_write`) — and
         nothing has been written then."""
+        conn = self.conn
+        # its own transaction, BEGIN and COMMIT sent in pipelines: only on a psycopg connection that is idle
+        # (inside a caller's transaction, or over SPI, the usual path runs in that transaction)
+        if not isinstance(conn, psycopg.Connection) or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            return None
         fam = family(request.kind)
         tbl = self._tables.get(request.table) if isinstance(request.table, str) else None
         if (tbl is None or tbl.kind != "r" or fam.trained or fam.iterative or request.where
@@ -210,7 +215,6 @@ class Store:
         if kind not in ARRAY_KINDS or not _int64_keys(s, t):
             return None
         schema, relname = parse_table_name(request.table)
-        conn = self.conn
         try:
             with conn.pipeline():
                 conn.execute("BEGIN")
