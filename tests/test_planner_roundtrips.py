@@ -74,5 +74,18 @@ def test_an_unnamed_model_is_numbered_inside_its_insert(store):
     model, statements, trips = traced(store, lambda: fit(store, 10, 500))
     assert model.name.startswith("rt_linear_")
     assert not any("nextval" in s and "INSERT" not in s for s in statements), statements
-    # a request answered by one stored summary: this is the count today (docs/planner.md, "Round trips")
-    assert trips <= 10, statements
+    # a request answered by one stored summary: BEGIN + modelstore.request_context, then INSERT + COMMIT
+    assert trips <= 2, statements
+    assert any("request_context" in s for s in statements)
+
+
+def test_a_stored_answer_with_the_index_built_is_two_round_trips(store):
+    store.build_index("rt", "id", FEATURES, "y", chunk_rows=200)
+    first = fit(store, 333, 2777)  # index spans and partial-chunk scans: stored for reuse
+    model, statements, trips = traced(store, lambda: fit(store, 333, 2777))
+    assert [s.op for s in model.plan.plan.steps] == ["stored"]
+    assert trips <= 2, statements
+    np.testing.assert_allclose(model.coef_, first.coef_, rtol=1e-12)
+    # the index plan itself still reads rows after locking the source: more round trips (docs/planner.md)
+    _, statements, trips = traced(store, lambda: fit(store, 1333, 3777))
+    assert trips <= 22, statements  # 22 before request_context; issue #20 wants 2 (not reached)

@@ -119,10 +119,13 @@ def store_chunk(conn: psycopg.Connection, source_id: int, descriptor: Descriptor
     return None if row is None else row[0]
 
 
-def fetch_stats(conn: psycopg.Connection, stats_ids: list[int]) -> dict[int, object]:
-    """The statistics objects of ``stats_ids``, in one round trip."""
+def fetch_stats(conn: psycopg.Connection, stats_ids: list[int], known: dict | None = None) -> dict[int, object]:
+    """The statistics objects of ``stats_ids``, in one round trip (none when ``known``, statistics read
+    already by modelstore.request_context, holds them all)."""
     if not stats_ids:
         return {}
+    if known and all(i in known for i in stats_ids):
+        return {i: known[i] for i in stats_ids}
     rows = conn.execute(
         """
         SELECT stats_id, family, columns, n, null_rows, classes, counts, mean, moments, mean_lo, moments_lo
@@ -146,6 +149,23 @@ def store_model(conn: psycopg.Connection, *, name: str | None, kind: str, source
     """Insert (or with ``replace`` upsert) the named model; returns (model id, name). Without a
     ``name`` the model is named ``name_prefix`` + a number drawn from the models' sequence, in the
     same statement (no round trip of its own)."""
+    query, values = model_insert(name=name, kind=kind, source_id=source_id, stats_id=stats_id, descriptor=descriptor,
+                                 params=params, rows_used=rows_used, rows_skipped=rows_skipped, state=state,
+                                 plan=plan, replace=replace, name_prefix=name_prefix)
+    return inserted_model(conn.execute(query, values).fetchone(), name)
+
+
+def inserted_model(row, name: str | None) -> tuple[int, str]:
+    """(model id, name) from the row :func:`model_insert`'s statement returned."""
+    if row is None:
+        raise InputError(f"a model named {name!r} already exists; pass replace=True or choose another name")
+    return row[0], row[1]
+
+
+def model_insert(*, name: str | None, kind: str, source_id: int, stats_id: int | None, descriptor: Descriptor,
+                 params: dict, rows_used: int, rows_skipped: int, state: dict, plan: dict, replace: bool,
+                 name_prefix: str = "") -> tuple[sql.Composable, list]:
+    """The statement :func:`store_model` runs, with its parameters (for a caller that pipelines it)."""
     r = descriptor.range
     # replace: one upsert, so that two requests replacing one name at once both succeed (the last
     # commit wins); a DELETE then INSERT would let the second INSERT meet the first one's row
@@ -154,7 +174,7 @@ def store_model(conn: psycopg.Connection, *, name: str | None, kind: str, source
                 "features = EXCLUDED.features, params = EXCLUDED.params, rows_used = EXCLUDED.rows_used, "
                 "rows_skipped = EXCLUDED.rows_skipped, state = EXCLUDED.state, plan = EXCLUDED.plan, "
                 "created_at = now(), created_by = current_user, group_by = NULL, group_l2 = NULL") if replace else "DO NOTHING"
-    row = conn.execute(
+    return (
         sql.SQL("""
         WITH number AS (SELECT CASE WHEN %s::text IS NULL
                                     THEN nextval(pg_get_serial_sequence('modelstore.fitted_models', 'model_id'))
@@ -170,10 +190,7 @@ def store_model(conn: psycopg.Connection, *, name: str | None, kind: str, source
         [name, name, name_prefix, kind, source_id, stats_id, bound_text(r.lo), bound_text(r.hi),
          descriptor.filter_sql, descriptor.target, list(descriptor.features), Jsonb(params), rows_used, rows_skipped,
          Jsonb(_jsonable(state)), Jsonb(_jsonable(plan))],
-    ).fetchone()
-    if row is None:
-        raise InputError(f"a model named {name!r} already exists; pass replace=True or choose another name")
-    return row[0], row[1]
+    )
 
 
 def next_model_number(conn: psycopg.Connection) -> int:

@@ -172,7 +172,7 @@ def digits_lost(peak: np.ndarray, final: np.ndarray) -> float:
 
 def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: int = 1000, cost_model=None,
             known: dict | None = None, keep: tuple[tuple[Range, Range], ...] = (),
-            kept: dict | None = None):
+            kept: dict | None = None, context=None):
     """Run ``plan``; returns (the request's statistics, the executed plan with per-step rows and time).
 
     Scans are aggregated in PostgreSQL, or — when ``cost_model`` says it is cheaper (a few hundred rows)
@@ -183,7 +183,10 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
 
     ``keep``: (piece, stored range) pairs — whole partitions of a range-partitioned table
     (docs/scale-out.md, "Statistics per partition"). A scan step that contains a piece is cut there, in
-    the same statement, and the piece's statistics go into ``kept`` under its stored range."""
+    the same statement, and the piece's statistics go into ``kept`` under its stored range.
+
+    ``context``: a :class:`~modelstore.catalog.context.RequestContext` whose statistics and index nodes
+    are used instead of fetching them again."""
     descriptor = plan.descriptor
     columns = descriptor.stats_columns
     started = time.perf_counter()
@@ -196,7 +199,8 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
     stored = [i for i, s in enumerate(plan.steps) if s.op == "stored" and i not in parts]
     if stored:
         t0 = time.perf_counter()
-        fetched = records.fetch_stats(conn, [plan.steps[i].stats_id for i in stored])
+        fetched = records.fetch_stats(conn, [plan.steps[i].stats_id for i in stored],
+                                      known=context.stats if context is not None else None)
         elapsed = time.perf_counter() - t0
         for i in stored:
             parts[i] = fetched[plan.steps[i].stats_id].select(columns)
@@ -209,7 +213,7 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
         for i in spans:
             step = plan.steps[i]
             wanted.setdefault(step.stats_id, (descriptor.kind, step.stored_columns, set()))[2].update(step.nodes)
-        nodes = index.fetch_nodes(conn, wanted)
+        nodes = index.fetch_nodes(conn, wanted, known=context.nodes if context is not None else None)
         elapsed = time.perf_counter() - t0
         for i in spans:
             step = plan.steps[i]

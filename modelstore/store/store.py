@@ -43,7 +43,13 @@ from modelstore.models.logistic import DEFAULT_CHUNK_ROWS
 from modelstore.planner.plan import ExecutedPlan, Plan, Step
 from modelstore.planner import plan_request
 from modelstore.planner.rowcount import RowEstimator
-from modelstore.request.source import Table, check_class_column, check_encodable, check_numeric, resolve_table
+from modelstore.request.source import (
+    Table, check_class_column, check_encodable, check_numeric, parse_table_name, resolve_table,
+)
+from modelstore.catalog import context as request_context
+from modelstore.planner import _int64_keys
+from modelstore.planner.relevant import ARRAY_KINDS
+from modelstore.request.cuts import range_cuts
 from modelstore.models.grouped import GroupedModel
 from modelstore.store import groups as grouped
 from modelstore.store.cache import ModelCache
@@ -109,6 +115,9 @@ class Store:
         self._cost_model_engine: str | None = None
         self._estimators: dict[tuple, tuple[RowEstimator, float]] = {}
         self._cache: ModelCache | None = None  # store.predict's models (store/cache.py)
+        #: tables as described by the last request naming them: the fast path builds the descriptor from
+        #: one and modelstore.request_context checks it against the catalog in the same call
+        self._tables: dict[str, Table] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -158,6 +167,9 @@ class Store:
 
     def run(self, request: FitRequest):
         """Plan, execute, solve and materialise one request, in one transaction (the paper's §5 loop)."""
+        answered = self._run_from_context(request)
+        if answered is not None:
+            return answered
         started = time.perf_counter()
         with self.conn.transaction():
             descriptor, table_info, notes = self._describe_request(request)
@@ -176,6 +188,82 @@ class Store:
                     rows_skipped=out.rows_skipped, state=out.model.to_state(), plan=executed.to_json(),
                     replace=request.replace, name_prefix=f"{descriptor.source.table}_{descriptor.kind}_",
                 )
+        return out.model.materialized(name=name, descriptor=descriptor, plan=executed)
+
+    def _run_from_context(self, request: FitRequest):
+        """A request answered by one stored summary, in two round trips (docs/planner.md, "Round trips"):
+        BEGIN and ``modelstore.request_context`` (validation, source, index, relevant set and their
+        statistics) pipelined, then the model's INSERT and COMMIT pipelined. None when this path does
+        not apply — a table not described before or not an ordinary one, a filter, an open range, a plan
+        that scans (it must lock the source before reading, :func:`freshness.prepare_write`) — and
+        nothing has been written then."""
+        conn = self.conn
+        # its own transaction, BEGIN and COMMIT sent in pipelines: only on a psycopg connection that is idle
+        # (inside a caller's transaction, or over SPI, the usual path runs in that transaction)
+        if not isinstance(conn, psycopg.Connection) or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            return None
+        fam = family(request.kind)
+        tbl = self._tables.get(request.table) if isinstance(request.table, str) else None
+        if (tbl is None or tbl.kind != "r" or fam.trained or fam.iterative or request.where
+                or request.lo is None or request.hi is None):
+            return None
+        started = time.perf_counter()
+        notes: list[str] = list(request.notes)
+        descriptor, _ = self._describe(request.kind, tbl, request.target, request.features, request.order_by,
+                                       request.lo, request.hi, None, request.params, notes=notes)
+        kind = descriptor.source.order_kind
+        s, t = range_cuts(descriptor.range, kind)
+        if kind not in ARRAY_KINDS or not _int64_keys(s, t):
+            return None
+        schema, relname = parse_table_name(request.table)
+        try:
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                ctx = request_context.load(conn, schema, relname, descriptor, s, t, array_keys=True)
+            if not ctx.complete or ctx.table.oid != tbl.oid or ctx.table.columns != tbl.columns:
+                self._tables.pop(request.table, None)  # described afresh by the usual path
+                conn.execute("ROLLBACK")
+                return None
+            access = freshness.check_access(conn, tbl, descriptor, row=ctx.access)
+            if not freshness.source_is_current(tbl, access, ctx.source):
+                conn.execute("ROLLBACK")  # stored statistics to drop first: the usual path does it
+                return None
+            source_id = freshness.usable_source(conn, descriptor, tbl, access, context=ctx)
+            plan = self._plan(source_id, descriptor, context=ctx)
+            if not (len(plan.steps) == 1 and plan.steps[0].op == "stored"):
+                # a plan that reads rows: the source lock first, then planning again (today's path)
+                out = self._run_statistics(request, descriptor, tbl)
+            else:
+                plan = dataclasses.replace(plan, notes=access.notes)
+                stats, executed = execute(conn, plan, tbl, max_classes=request.max_classes,
+                                          cost_model=self.cost_model, context=ctx)
+                _check_stats(descriptor, stats)
+                model = fam.solve(stats, descriptor.params)
+                executed = ExecutedPlan(plan, executed.results, 0.0, plan.steps[0].stats_id, executed.digits_lost,
+                                        (), dict(executed.extra))
+                out = _Outcome(source_id, plan.steps[0].stats_id, model, executed, stats.n, stats.null_rows)
+            out = out._replace(executed=_with_notes(out.executed, tuple(notes) + _chunk_notes(out.executed.plan)))
+            executed = dataclasses.replace(
+                out.executed, execution_seconds=time.perf_counter() - started - out.executed.plan.planning_seconds)
+            name = request.name
+            if self.materialize:
+                # the model row and COMMIT in one pipelined write; the name is read once they are done
+                query, values = records.model_insert(
+                    name=name, kind=descriptor.kind, source_id=out.source_id, stats_id=out.stats_id,
+                    descriptor=descriptor, params=descriptor.params, rows_used=out.rows_used,
+                    rows_skipped=out.rows_skipped, state=out.model.to_state(), plan=executed.to_json(),
+                    replace=request.replace, name_prefix=f"{descriptor.source.table}_{descriptor.kind}_")
+                with conn.pipeline():
+                    cur = conn.execute(query, values)
+                    conn.execute("COMMIT")
+                # DO NOTHING on a taken name inserted nothing: the transaction wrote no model row
+                _, name = records.inserted_model(cur.fetchone(), name)
+            else:
+                conn.execute("COMMIT")
+        except BaseException:
+            if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.execute("ROLLBACK")
+            raise
         return out.model.materialized(name=name, descriptor=descriptor, plan=executed)
 
     def _run_statistics(self, request: FitRequest, descriptor: Descriptor, table_info: Table):
@@ -484,12 +572,12 @@ class Store:
         source_id = freshness.usable_source(self.conn, descriptor, table_info, access)
         return freshness.prepare_write(self.conn, descriptor, table_info, access, source_id)
 
-    def _plan(self, source_id, descriptor: Descriptor, *, allow_subtract: bool = True) -> Plan:
+    def _plan(self, source_id, descriptor: Descriptor, *, allow_subtract: bool = True, context=None) -> Plan:
         trained = descriptor.family.trained
         plan = plan_request(self.conn, source_id, descriptor, cost_model=self.cost_model,
                             estimator=self._estimator(descriptor.source), allow_subtract=allow_subtract,
                             params_key=descriptor.family.params_key(descriptor.params) if trained else "",
-                            chunk_rows=descriptor.params.get("chunk_rows", DEFAULT_CHUNK_ROWS))
+                            chunk_rows=descriptor.params.get("chunk_rows", DEFAULT_CHUNK_ROWS), context=context)
         # EXPLAIN says which engine computes the scans (DESIGN §5)
         return plan if trained else dataclasses.replace(plan, engine=stats_engine.engine(self.conn)[0])
 
@@ -560,7 +648,12 @@ class Store:
 
         With ``notes``, conditions of ``where`` on the ordering column become the range (as in the model
         language), so that stored statistics can serve them, and a note says so."""
-        tbl = resolve_table(self.conn, table)
+        if isinstance(table, Table):  # described already (the fast path: no query)
+            tbl = table
+        else:
+            tbl = resolve_table(self.conn, table)
+            if isinstance(table, str):
+                self._tables[table] = tbl
         order_kind = tbl.order_kind(order_by)
         features = check_features(features, target)
         if family(kind).takes_text:

@@ -1,0 +1,273 @@
+-- One round trip to answer a request from stored statistics (docs/planner.md, "Round trips"; issue #20).
+--
+-- request_access: the caller's rights on a table (what modelstore.catalog.freshness.check_access decides on);
+-- Python's check_access calls it, and so does request_context, so the two never disagree.
+-- request_context: everything the planner and the executor need about one request, in one call — the table
+-- as the name resolves now, the access row, the source row, the statistics indexes that can serve it, the
+-- index's chunk boundaries around the request's ends with the stored models ending there, the relevant set
+-- (plan_candidates, unchanged), and the statistics of the stored models and index nodes a plan may read,
+-- when there are at most p_max_stats models. SECURITY INVOKER: it reads only what the caller may read
+-- (the catalog's row-level security applies, docs/security.md), and no search_path is set so that an
+-- unqualified table name resolves as it would in the caller's own statement.
+
+CREATE OR REPLACE FUNCTION modelstore.request_access(p_oid oid, p_columns text[])
+RETURNS TABLE (rls boolean, may_trigger boolean, n_triggers bigint, n_enabled bigint, isolation text,
+               inherited boolean, role name, denied text[], n_members integer, foreign_members text[],
+               is_partition boolean, key_columns text[], key_def text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.row_security_active(p_oid),
+           pg_catalog.has_table_privilege(p_oid, 'TRIGGER'),
+           (SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgrelid = ANY (m.members)
+               AND tgname = ANY (ARRAY['modelstore_capture_insert', 'modelstore_capture_update',
+                                       'modelstore_capture_delete', 'modelstore_capture_truncate'])),
+           -- enabled: fire in ordinary sessions ('O') or always ('A'); 'D' is disabled, 'R' replica-only
+           (SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgrelid = ANY (m.members)
+               AND tgname = ANY (ARRAY['modelstore_capture_insert', 'modelstore_capture_update',
+                                       'modelstore_capture_delete', 'modelstore_capture_truncate'])
+               AND tgenabled IN ('O', 'A')),
+           pg_catalog.current_setting('transaction_isolation'),
+           (SELECT relhassubclass FROM pg_catalog.pg_class WHERE oid = p_oid),
+           current_user,
+           ARRAY(SELECT c FROM unnest(p_columns) AS c WHERE NOT pg_catalog.has_column_privilege(p_oid, c, 'SELECT')),
+           cardinality(m.members), m.foreign_members::regclass[]::text[],
+           (SELECT relispartition FROM pg_catalog.pg_class WHERE oid = p_oid),
+           -- the partition key's columns (NULL for an expression) and its definition
+           (SELECT array_agg(a.attname::text ORDER BY k.i) FROM pg_catalog.pg_partitioned_table AS pt
+              CROSS JOIN unnest(pt.partattrs::int2[]) WITH ORDINALITY AS k(attnum, i)
+              LEFT JOIN pg_catalog.pg_attribute AS a ON a.attrelid = pt.partrelid AND a.attnum = k.attnum
+             WHERE pt.partrelid = p_oid),
+           pg_catalog.pg_get_partkeydef(p_oid)
+      FROM modelstore._capture_members(p_oid::regclass) AS m
+$$;
+
+COMMENT ON FUNCTION modelstore.request_access IS
+    'The caller''s rights on a table for one request (modelstore.catalog.freshness.check_access).';
+
+-- The canonical nodes (level, pos) whose chunks are exactly [p_first, p_last): modelstore.catalog.index.decompose.
+CREATE OR REPLACE FUNCTION modelstore.index_decompose(p_first integer, p_last integer)
+RETURNS TABLE (level smallint, pos integer)
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_level smallint := 0;
+BEGIN
+    WHILE p_first < p_last LOOP
+        IF p_first & 1 = 1 THEN
+            level := v_level; pos := p_first; RETURN NEXT;
+            p_first := p_first + 1;
+        END IF;
+        IF p_last & 1 = 1 THEN
+            p_last := p_last - 1;
+            level := v_level; pos := p_last; RETURN NEXT;
+        END IF;
+        p_first := p_first >> 1;
+        p_last := p_last >> 1;
+        v_level := v_level + 1;
+    END LOOP;
+END
+$$;
+
+-- Rows come back tagged by part:
+--   'table'      info = {oid, schema, name, relkind, columns: [[name, type, category, signature], …]}
+--                (no rows at all: no such table visible to the caller)
+--   'access'     info = request_access's row                       (ordinary tables only, relkind 'r')
+--   'source'     info = {source_id, relid, column_types}            (when the source is recorded)
+--   'index'      info = [the stat_indexes row as index.find reads it], one per index holding the columns
+--   'boundary'   info = [pos, lo_key, lo_side, lo]: the level-0 chunks around the request's ends (index.spans)
+--   'near'       info = [stats_id, lo, hi, columns, n, null_rows, n_values]: models ending in those chunks
+--   'candidates' info = plan_candidates' row                        (integer and date ordering columns)
+--   'stats'      id = stats_id, with the statistics' arrays         (at most p_max_stats of them)
+--   'node'       id = index_id, info = [level, pos], with the node's arrays (every span's nodes)
+CREATE OR REPLACE FUNCTION modelstore.request_context(
+    p_schema        text,
+    p_table         text,
+    p_order_by      text,
+    p_read_columns  text[],
+    p_family        text,
+    p_filter_sql    text,
+    p_target        text,
+    p_columns       text[],
+    p_lo            numeric,
+    p_hi            numeric,
+    p_s_key         numeric,
+    p_s_side        smallint,
+    p_t_key         numeric,
+    p_t_side        smallint,
+    p_indexable     boolean,
+    p_max_stats     integer)
+RETURNS TABLE (part text, id bigint, info jsonb, family text, columns text[], n bigint, null_rows bigint,
+               classes jsonb, counts bigint[], mean float8[], moments float8[], mean_lo float8[],
+               moments_lo float8[])
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    v_oid oid;
+    v_schema text;
+    v_name text;
+    v_kind "char";
+    v_source bigint;
+    v_index record;
+    v_a integer;
+    v_b integer;
+    v_around integer[];
+    v_ids bigint[] := '{}';
+    v_cand record;
+    v_wlo numeric[];
+    -- the cut just after the index's last value: on integer and date columns (p_lo given) it is normalised
+    -- to the cut before the next value, as modelstore.request.cuts.make_cut does
+    v_end_side smallint := CASE WHEN p_lo IS NOT NULL THEN 0 ELSE 1 END;
+    v_whi numeric[];
+BEGIN
+    -- the table, resolved as modelstore.request.source.resolve_table does
+    IF p_schema IS NULL THEN
+        SELECT c.oid, ns.nspname, c.relname, c.relkind INTO v_oid, v_schema, v_name, v_kind
+          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace
+         WHERE c.relname = p_table AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
+           AND ns.nspname = ANY (pg_catalog.current_schemas(false))
+         ORDER BY pg_catalog.array_position(pg_catalog.current_schemas(false), ns.nspname)
+         LIMIT 1;
+    ELSE
+        SELECT c.oid, ns.nspname, c.relname, c.relkind INTO v_oid, v_schema, v_name, v_kind
+          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace
+         WHERE ns.nspname = p_schema AND c.relname = p_table AND c.relkind IN ('r', 'v', 'm', 'p', 'f');
+    END IF;
+    IF v_oid IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT 'table'::text, v_oid::bigint, pg_catalog.jsonb_build_object(
+        'schema', v_schema, 'name', v_name, 'relkind', v_kind::text, 'columns',
+        (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(
+                    a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), t.typcategory::text,
+                    a.attnum || ':' || a.atttypid || ':' || a.atttypmod) ORDER BY a.attnum)
+           FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+          WHERE a.attrelid = v_oid AND a.attnum > 0 AND NOT a.attisdropped)),
+        NULL::text, NULL::text[], NULL::bigint, NULL::bigint, NULL::jsonb, NULL::bigint[], NULL::float8[],
+        NULL::float8[], NULL::float8[], NULL::float8[];
+    IF v_kind <> 'r' THEN
+        RETURN;  -- partitioned, foreign, views: the caller's usual path
+    END IF;
+    -- the rights, on the columns that exist (the caller names the missing ones itself)
+    RETURN QUERY SELECT 'access'::text, NULL::bigint, pg_catalog.to_jsonb(acc), NULL::text, NULL::text[], NULL::bigint,
+        NULL::bigint, NULL::jsonb, NULL::bigint[], NULL::float8[], NULL::float8[], NULL::float8[], NULL::float8[]
+      FROM modelstore.request_access(v_oid, ARRAY(
+          SELECT c FROM unnest(p_read_columns) AS c WHERE EXISTS (
+              SELECT FROM pg_catalog.pg_attribute a
+               WHERE a.attrelid = v_oid AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped))) AS acc;
+    SELECT s.source_id INTO v_source FROM modelstore.sources AS s
+     WHERE s.schema_name = v_schema AND s.table_name = v_name AND s.order_by = p_order_by;
+    IF v_source IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT 'source'::text, s.source_id, pg_catalog.jsonb_build_object(
+        'relid', s.relid::bigint, 'column_types', s.column_types, 'members', s.members IS NULL),
+        NULL::text, NULL::text[], NULL::bigint, NULL::bigint, NULL::jsonb, NULL::bigint[], NULL::float8[], NULL::float8[],
+        NULL::float8[], NULL::float8[]
+      FROM modelstore.sources AS s WHERE s.source_id = v_source;
+
+    -- the statistics index (index.find, index.spans) and the models ending near the request's ends
+    -- (relevant.models_ending_near), their windows the chunks holding the ends (docs/planner.md)
+    IF p_indexable AND p_filter_sql = '' THEN
+        RETURN QUERY SELECT 'index'::text, i.index_id, pg_catalog.jsonb_build_array(
+            i.index_id, i.source_id, i.family, i.target, i.columns, i.chunk_rows, i.n_chunks, i.levels,
+            i.rows_indexed, i.null_rows, i.end_key, i.end_value),
+            NULL::text, NULL::text[], NULL::bigint, NULL::bigint, NULL::jsonb, NULL::bigint[], NULL::float8[], NULL::float8[],
+            NULL::float8[], NULL::float8[]
+          FROM modelstore.stat_indexes AS i
+         WHERE i.source_id = v_source AND i.family = p_family AND i.target = p_target AND i.columns @> p_columns
+         ORDER BY cardinality(i.columns);
+        SELECT i.* INTO v_index FROM modelstore.stat_indexes AS i
+         WHERE i.source_id = v_source AND i.family = p_family AND i.target = p_target AND i.columns @> p_columns
+           AND (cardinality(i.columns) = cardinality(p_columns) OR i.null_rows = 0)
+         ORDER BY cardinality(i.columns) LIMIT 1;
+        IF v_index.index_id IS NOT NULL THEN
+            SELECT x.pos INTO v_a FROM modelstore.index_nodes AS x
+             WHERE x.index_id = v_index.index_id AND x.level = 0 AND (x.lo_key, x.lo_side) <= (p_s_key, p_s_side)
+             ORDER BY x.lo_key DESC, x.lo_side DESC LIMIT 1;
+            SELECT x.pos INTO v_b FROM modelstore.index_nodes AS x
+             WHERE x.index_id = v_index.index_id AND x.level = 0 AND (x.lo_key, x.lo_side) < (p_t_key, p_t_side)
+             ORDER BY x.lo_key DESC, x.lo_side DESC LIMIT 1;
+            RETURN QUERY SELECT 'boundary'::text, v_index.index_id, pg_catalog.jsonb_build_array(
+                x.pos, x.lo_key, x.lo_side, x.lo),
+                NULL::text, NULL::text[], NULL::bigint, NULL::bigint, NULL::jsonb, NULL::bigint[], NULL::float8[],
+                NULL::float8[], NULL::float8[], NULL::float8[]
+              FROM modelstore.index_nodes AS x
+             WHERE x.index_id = v_index.index_id AND x.level = 0
+               AND x.pos IN (v_a, v_a + 1, 0, v_b, v_b + 1);
+            IF (p_s_key, p_s_side) < (v_index.end_key, v_end_side) AND v_b IS NOT NULL THEN
+                IF (v_index.end_key, v_end_side) < (p_t_key, p_t_side) THEN
+                    v_b := v_index.n_chunks;  -- the request runs past the index's end
+                END IF;
+                v_around := ARRAY(SELECT DISTINCT u FROM unnest(ARRAY[v_b, least(v_b + 1, v_index.n_chunks),
+                                  coalesce(v_a, 0), CASE WHEN v_a IS NOT NULL
+                                  THEN least(v_a + 1, v_index.n_chunks) END]) AS u WHERE u IS NOT NULL ORDER BY u);
+                -- every node of every span between those boundaries (index.spans), with its statistics
+                RETURN QUERY SELECT 'node'::text, x.index_id, pg_catalog.jsonb_build_array(x.level, x.pos),
+                    NULL::text, NULL::text[], x.n, x.null_rows, x.classes, x.counts, x.mean, x.moments,
+                    x.mean_lo, x.moments_lo
+                  FROM modelstore.index_nodes AS x
+                 WHERE x.index_id = v_index.index_id AND (x.level, x.pos) IN (
+                       SELECT DISTINCT d.level, d.pos
+                         FROM unnest(v_around) WITH ORDINALITY AS f(first, i)
+                         JOIN unnest(v_around) WITH ORDINALITY AS l(last, j) ON l.j > f.i
+                        CROSS JOIN LATERAL modelstore.index_decompose(f.first, l.last) AS d);
+                -- models with an end in the chunk holding either end of the request: from the boundary at or
+                -- before it to the one at or after it (relevant.models_ending_near's windows)
+                SELECT array_agg(w.lo ORDER BY w.i), array_agg(w.hi ORDER BY w.i) INTO v_wlo, v_whi
+                  FROM (VALUES (1, p_s_key, p_s_side), (2, p_t_key, p_t_side)) AS e(i, k, sd)
+                 CROSS JOIN LATERAL (
+                       SELECT e.i,
+                              coalesce((SELECT y.k FROM (SELECT x.lo_key, x.lo_side FROM modelstore.index_nodes AS x
+                                                          WHERE x.index_id = v_index.index_id AND x.level = 0
+                                                         UNION ALL SELECT v_index.end_key, v_end_side) AS y(k, sd)
+                                         WHERE (y.k, y.sd) <= (e.k, e.sd) ORDER BY y.k DESC, y.sd DESC LIMIT 1), e.k),
+                              coalesce((SELECT y.k FROM (SELECT x.lo_key, x.lo_side FROM modelstore.index_nodes AS x
+                                                          WHERE x.index_id = v_index.index_id AND x.level = 0
+                                                         UNION ALL SELECT v_index.end_key, v_end_side) AS y(k, sd)
+                                         WHERE (y.k, y.sd) >= (e.k, e.sd) ORDER BY y.k, y.sd LIMIT 1), e.k)
+                   ) AS w(i, lo, hi);
+                v_ids := ARRAY(
+                    SELECT s.stats_id FROM modelstore.statistics AS s
+                     WHERE s.source_id = v_source AND s.family = p_family AND s.filter_sql = p_filter_sql
+                       AND s.target = p_target AND s.params_key = '' AND s.columns @> p_columns
+                       AND (s.null_rows = 0 OR s.columns <@ p_columns)
+                       AND ((numrange(s.lo_key, s.hi_key, '[]') && numrange(v_wlo[1], v_whi[1], '[]')
+                             AND (s.lo_key BETWEEN v_wlo[1] AND v_whi[1] OR s.hi_key BETWEEN v_wlo[1] AND v_whi[1]))
+                         OR (numrange(s.lo_key, s.hi_key, '[]') && numrange(v_wlo[2], v_whi[2], '[]')
+                             AND (s.lo_key BETWEEN v_wlo[2] AND v_whi[2] OR s.hi_key BETWEEN v_wlo[2] AND v_whi[2])))
+                     ORDER BY s.stats_id);
+                RETURN QUERY SELECT 'near'::text, s.stats_id, pg_catalog.jsonb_build_array(
+                    s.stats_id, s.lo, s.hi, s.columns, s.n, s.null_rows,
+                    cardinality(s.moments) + coalesce(cardinality(s.mean), 0)),
+                    NULL::text, NULL::text[], NULL::bigint, NULL::bigint, NULL::jsonb, NULL::bigint[],
+                    NULL::float8[], NULL::float8[], NULL::float8[], NULL::float8[]
+                  FROM modelstore.statistics AS s WHERE s.stats_id = ANY (v_ids) ORDER BY s.stats_id;
+            END IF;
+        END IF;
+    END IF;
+
+    -- the relevant set, when no index span answers (integer and date ordering columns: p_lo is given)
+    IF p_lo IS NOT NULL AND v_around IS NULL THEN
+        SELECT * INTO v_cand FROM modelstore.plan_candidates(v_source, p_family, p_filter_sql, p_target, '',
+                                                            p_columns, false, p_lo, p_hi, false) AS pc;
+        RETURN QUERY SELECT 'candidates'::text, NULL::bigint, pg_catalog.jsonb_build_array(
+            v_cand.stats_ids, v_cand.lo_keys, v_cand.hi_keys, v_cand.n_values, v_cand.n_rows, v_cand.column_ix,
+            v_cand.column_sets, v_cand.probes),
+            NULL::text, NULL::text[], NULL::bigint, NULL::bigint, NULL::jsonb, NULL::bigint[], NULL::float8[],
+            NULL::float8[], NULL::float8[], NULL::float8[];
+        v_ids := v_cand.stats_ids;
+    END IF;
+
+    -- the statistics a plan may read, when they are few (more: the executor fetches what the plan uses)
+    IF cardinality(v_ids) BETWEEN 1 AND p_max_stats THEN
+        RETURN QUERY SELECT 'stats'::text, s.stats_id, NULL::jsonb, s.family, s.columns, s.n, s.null_rows,
+            s.classes, s.counts, s.mean, s.moments, s.mean_lo, s.moments_lo
+          FROM modelstore.statistics AS s WHERE s.stats_id = ANY (v_ids);
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION modelstore.request_context IS
+    'Everything planning and executing one request from stored statistics needs, in one call (docs/planner.md).';
