@@ -78,12 +78,14 @@ def run(store, config: Config, *, only: Sequence[str] | None = None, out_dir: Pa
             ctx.note(f"[yellow]{escape(plots.MISSING)}[/yellow]")
         for name in names:
             ctx.experiment = name
+            ctx.phases = {}
             t0 = time.perf_counter()
             began = dt.datetime.now(dt.timezone.utc)
             result = EXPERIMENTS[name](ctx)
             seconds = time.perf_counter() - t0
             files = plots.draw(name, result, out_dir) if drawing else []
-            doc = report.document(name, result, config=config, env=env, started=began, seconds=seconds, plots=files)
+            doc = report.document(name, result, config=config, env=env, started=began, seconds=seconds, plots=files,
+                                  phases=ctx.phases)
             report.write_json(out_dir / f"{name}.json", doc)
             docs[name] = doc
             ctx.note(f"[bold]{name}[/bold] done in {seconds:.1f} s → {out_dir / (name + '.json')}")
