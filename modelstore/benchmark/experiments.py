@@ -88,13 +88,13 @@ def _place(ctx: Context, kind: str, models: Sequence[Query], *, chunk_rows: int 
 
 
 def _run(ctx: Context, kind: str, queries: Sequence[Query], label: str, *, chunk_rows: int | None = None,
-         scratch: bool = True, sql_t0: bool = False) -> dict:
+         scratch: bool = True, sql_t0: int = 0) -> dict:
     """Time each query through modelstore (and from scratch, once per run); per-query columns.
 
     ``t0_ms`` is T0 on the best engine for every query; ``t0_sql_ms`` T0 on the SQL aggregates for the
-    first ``sql_t0_queries`` queries of the set when ``sql_t0`` (Fig. 2 and the index experiment; None
-    after them, and for logistic, whose T0 uses no statistics aggregate), with ``t0_sql_error`` its
-    model's difference to the best engine's."""
+    first ``sql_t0`` queries of the set (Fig. 2 and the index experiment; None after them, and for
+    logistic, whose T0 uses no statistics aggregate), with ``t0_sql_error`` its model's difference to
+    the best engine's."""
     cols: dict[str, list] = {k: [] for k in ("lo", "hi", "ms", "t0_ms", "t0_sql_ms", "t0_sql_error",
                                              "optimizer_ms", "io_stored_ms",
                                              "io_base_ms", "rest_ms", "rows_scanned", "stored_steps",
@@ -107,7 +107,7 @@ def _run(ctx: Context, kind: str, queries: Sequence[Query], label: str, *, chunk
         if scratch:
             with ctx.phase("T0, best engine"):
                 base = baselines.scratch(ctx, kind, q, chunk_rows=chunk_rows)
-            if sql_t0 and kind != "logistic" and i < ctx.config.sql_t0_queries:
+            if kind != "logistic" and i < sql_t0:
                 with ctx.phase("T0, SQL aggregates"):
                     sql_base = baselines.scratch(ctx, kind, q, chunk_rows=chunk_rows, which="sql")
         try:
@@ -176,10 +176,13 @@ def _sql_figures(cols: dict) -> dict:
 
 def _t0_note(ctx: Context) -> dict:
     """How T0 was measured in this run: on which engines, and over which queries on the SQL aggregates."""
-    return {"engines": baselines.engines(ctx), "sql_t0_queries": ctx.config.sql_t0_queries,
-            "sql_sample": f"T0 on the SQL aggregates for the first {ctx.config.sql_t0_queries} queries of each "
-                          "query set (the sets are seeded random draws, so this is a deterministic random "
-                          "sample); gain_vs_sql is over those queries",
+    cfg = ctx.config
+    return {"engines": baselines.engines(ctx), "sql_t0_queries": cfg.sql_t0_queries,
+            "sql_t0_large_queries": cfg.sql_t0_large_queries,
+            "sql_sample": f"T0 on the SQL aggregates for the first {cfg.sql_t0_queries} queries of each "
+                          f"N(50K) query set and the first {cfg.sql_t0_large_queries} of the index's 500K-row "
+                          "set (the sets are seeded random draws, so these are deterministic random samples); "
+                          "gain_vs_sql is over those queries",
             "logistic": "one T0 (training every chunk reads rows, no statistics aggregate)"}
 
 
@@ -216,7 +219,7 @@ def _coverage_sweep(ctx: Context, kind: str, n_queries: int, *, analyst: int = 0
             new = placement.models[placed : placement.prefix[c]]
             failed += _place(ctx, kind, new)
             placed = placement.prefix[c]
-            cols = _run(ctx, kind, queries, f"{kind} at {c:.0%} coverage", sql_t0=True)
+            cols = _run(ctx, kind, queries, f"{kind} at {c:.0%} coverage", sql_t0=cfg.sql_t0_queries)
             storage = _stats_bytes(ctx)
             storage["percent_of_base"] = 100.0 * storage["statistics_bytes"] / base_bytes
             points.append({"coverage": c, "achieved": placement.achieved[c], "models": placement.prefix[c],
@@ -557,8 +560,10 @@ def index(ctx: Context) -> dict:
         _clear(ctx)
         try:
             without = {"normal": _reused_zero_coverage(ctx, kind, len(normal))
-                                 or _run(ctx, kind, normal, f"{kind}, no index, N(50K) queries", sql_t0=True),
-                       "large": _run(ctx, kind, large, f"{kind}, no index, large queries", sql_t0=True)}
+                                 or _run(ctx, kind, normal, f"{kind}, no index, N(50K) queries",
+                                         sql_t0=cfg.sql_t0_queries),
+                       "large": _run(ctx, kind, large, f"{kind}, no index, large queries",
+                                     sql_t0=cfg.sql_t0_large_queries)}
             before = _schema_bytes(ctx)
             started = time.perf_counter()
             try:
@@ -572,8 +577,10 @@ def index(ctx: Context) -> dict:
             disk_bytes = _schema_bytes(ctx) - before
             # rows' bytes (sum of pg_column_size), as Table 1 counts stored models; on-disk growth beside it
             index_bytes = int((info or {}).get("index_bytes", disk_bytes))
-            with_index = {"normal": _run(ctx, kind, normal, f"{kind}, index, N(50K) queries", sql_t0=True),
-                          "large": _run(ctx, kind, large, f"{kind}, index, large queries", sql_t0=True),
+            with_index = {"normal": _run(ctx, kind, normal, f"{kind}, index, N(50K) queries",
+                                         sql_t0=cfg.sql_t0_queries),
+                          "large": _run(ctx, kind, large, f"{kind}, index, large queries",
+                                        sql_t0=cfg.sql_t0_large_queries),
                           "any": _run(ctx, kind, anywhere, f"{kind}, index, any range", scratch=False)}
             kinds[kind] = {
                 "available": True, "build_seconds": build_s, "index_bytes": index_bytes,

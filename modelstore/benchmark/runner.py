@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from threadpoolctl import threadpool_limits
 from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
@@ -60,6 +61,7 @@ def run(store, config: Config, *, only: Sequence[str] | None = None, out_dir: Pa
     if bar is not None:
         bar.start()
         ctx.progress = bar
+    blas = threadpool_limits(limits=config.blas_threads)  # undone in the finally (config.blas_threads)
     try:
         task = bar.add_task(f"loading {config.rows:,} rows", total=config.rows) if bar else None
         started = time.perf_counter()
@@ -90,6 +92,7 @@ def run(store, config: Config, *, only: Sequence[str] | None = None, out_dir: Pa
             docs[name] = doc
             ctx.note(f"[bold]{name}[/bold] done in {seconds:.1f} s → {out_dir / (name + '.json')}")
     finally:
+        blas.restore_original_limits()
         if bar is not None:
             bar.stop()
         data.clear_catalog(store.conn)
