@@ -10,7 +10,9 @@ Where the full run departs from "1000 queries per point" to stay well under thre
 2-core machine (logistic Fig. 2: 250; Figs. 3, 4, 6–7: 100 / 30 + 10 / 60; planner: 50 plans per
 catalog size), the count is lowered here and ``bench/README.md`` says so. Each query is timed once per
 mode, and the from-scratch time of a query is measured once and shared by every experiment that asks
-the same query (``baselines.py``).
+the same query (``baselines.py``). Fig. 2 and the index experiment also measure T0 on the SQL
+aggregates (issue #15) for a deterministic sample of each query set (``sql_t0_queries``,
+``sql_t0_large_queries``), and the benchmark process runs BLAS with ``blas_threads`` threads.
 """
 
 from __future__ import annotations
