@@ -10,7 +10,9 @@ Where the full run departs from "1000 queries per point" to stay well under thre
 2-core machine (logistic Fig. 2: 250; Figs. 3, 4, 6–7: 100 / 30 + 10 / 60; planner: 50 plans per
 catalog size), the count is lowered here and ``bench/README.md`` says so. Each query is timed once per
 mode, and the from-scratch time of a query is measured once and shared by every experiment that asks
-the same query (``baselines.py``).
+the same query (``baselines.py``). Fig. 2 and the index experiment also measure T0 on the SQL
+aggregates (issue #15) for a deterministic sample of each query set (``sql_t0_queries``,
+``sql_t0_large_queries``), and the benchmark process runs BLAS with ``blas_threads`` threads.
 """
 
 from __future__ import annotations
@@ -37,6 +39,16 @@ class Config:
     queries: int = 1000  # linear and Gaussian NB queries per coverage
     logistic_queries: int = 250
     analyst_queries: int = 100  # of those, also timed the analyst's way (pandas + scikit-learn)
+    #: T0 on the SQL aggregates (the paper's baseline, beside T0 on the best engine, issue #15) for the
+    #: first this many queries of each N(50K) query set of Fig. 2 and the index experiment, and of the
+    #: index's 500K-row set (all of them when fewer): a deterministic sample, since the SQL aggregates
+    #: cost 5–40× the C aggregate (engine.json) and T0 on them for every query would add ~10 minutes
+    sql_t0_queries: int = 200
+    sql_t0_large_queries: int = 20
+    #: BLAS / OpenMP threads in the benchmark's own process (None: the libraries' default). One: the
+    #: process shares 2 cores with the PostgreSQL backend, and threads on 10-column problems cost more
+    #: in synchronisation than they compute (logistic T0 of 50K rows 3.5× faster with one, loaded machine)
+    blas_threads: int | None = 1
     query_size: tuple[float, float] = (50_000, 12_500)  # N(mean, sd) rows
     model_size: tuple[float, float] = (50_000, 12_500)
     chunk_rows: int = 10_000  # logistic chunk size l
@@ -147,7 +159,7 @@ class Config:
         return dataclasses.asdict(self)
 
 
-_COUNTS = ("queries", "logistic_queries", "analyst_queries", "size_queries", "size_logistic_queries",
+_COUNTS = ("queries", "logistic_queries", "analyst_queries", "sql_t0_queries", "sql_t0_large_queries", "size_queries", "size_logistic_queries",
            "distribution_small", "distribution_large", "accuracy_queries", "planner_queries", "index_queries",
            "index_large_queries", "index_any_queries", "capture_repeats",
            "scaleout_repeats")

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from threadpoolctl import threadpool_limits
 from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
@@ -64,6 +65,7 @@ def run(store, config: Config, *, only: Sequence[str] | None = None, out_dir: Pa
     if bar is not None:
         bar.start()
         ctx.progress = bar
+    blas = threadpool_limits(limits=config.blas_threads)  # undone in the finally (config.blas_threads)
     try:
         # experiments that load their own data (and plan nothing over the synthetic table) skip its load
         # and the cost model's full calibration: `bench --full --only continuous` runs the flights year only
@@ -86,16 +88,19 @@ def run(store, config: Config, *, only: Sequence[str] | None = None, out_dir: Pa
             ctx.note(f"[yellow]{escape(plots.MISSING)}[/yellow]")
         for name in names:
             ctx.experiment = name
+            ctx.phases = {}
             t0 = time.perf_counter()
             began = dt.datetime.now(dt.timezone.utc)
             result = EXPERIMENTS[name](ctx)
             seconds = time.perf_counter() - t0
             files = plots.draw(name, result, out_dir) if drawing else []
-            doc = report.document(name, result, config=config, env=env, started=began, seconds=seconds, plots=files)
+            doc = report.document(name, result, config=config, env=env, started=began, seconds=seconds, plots=files,
+                                  phases=ctx.phases)
             report.write_json(out_dir / f"{name}.json", doc)
             docs[name] = doc
             ctx.note(f"[bold]{name}[/bold] done in {seconds:.1f} s → {out_dir / (name + '.json')}")
     finally:
+        blas.restore_original_limits()
         if bar is not None:
             bar.stop()
         data.clear_catalog(store.conn)
