@@ -116,6 +116,8 @@ DECLARE
     v_sib record;
     v_lit text;
     v_gids bigint[];
+    v_touched text[];  -- the group keys of the changed rows in a set's range
+    v_gone bigint;
 BEGIN
     -- FOR SHARE: writers share the source row; a request that stores new statistics updates it first
     -- (modelstore.freshness.lock_source), so the two wait for each other, and a REPEATABLE READ writer
@@ -314,7 +316,6 @@ BEGIN
                 'AND s.lo_key::%1$s <= $3::%1$s AND s.hi_key::%1$s >= $2::%1$s '
                 'GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7', v_type)
                 USING src.source_id, v_lo, v_hi LOOP
-            PERFORM 1 FROM modelstore.statistics AS s WHERE s.stats_id = ANY (gs.ids) ORDER BY s.stats_id FOR UPDATE;
             SELECT u.ok, u.bools INTO v_ok, v_bools FROM modelstore._usable_columns(p_relid, gs.columns, gs.target) AS u;
             v_gint := NULL;
             v_gtext := NULL;
@@ -328,10 +329,20 @@ BEGIN
                 CONTINUE;
             END IF;
             v_gkey := format('(t.%I)::text', gs.group_by);
-            EXECUTE format('SELECT array_agg(DISTINCT d.gk ORDER BY d.gk) FROM (%s) AS d WHERE d.sgn > 0 '
-                           'AND d.gk IS NOT NULL AND d.k IS NOT NULL AND d.k::%2$s >= $1::%2$s AND d.k::%2$s <= $2::%2$s '
-                           'AND d.gk <> ALL ($3)', modelstore._delta_rows(p_op, v_key, '{}', v_gkey), v_type)
-               INTO v_new USING gs.lo_key, gs.hi_key, gs.keys;
+            -- the groups the change touches in the set's range (all of its rows: new and old), and those of
+            -- them the set has no summary for (a new value)
+            EXECUTE format('SELECT array_agg(DISTINCT d.gk ORDER BY d.gk), '
+                           'array_agg(DISTINCT d.gk ORDER BY d.gk) FILTER (WHERE d.sgn > 0 AND d.gk <> ALL ($3)) '
+                           'FROM (%s) AS d WHERE d.gk IS NOT NULL AND d.k IS NOT NULL '
+                           'AND d.k::%2$s >= $1::%2$s AND d.k::%2$s <= $2::%2$s',
+                           modelstore._delta_rows(p_op, v_key, '{}', v_gkey), v_type)
+               INTO v_touched, v_new USING gs.lo_key, gs.hi_key, gs.keys;
+            CONTINUE WHEN v_touched IS NULL;  -- no changed row of any group lies in the set's range
+            -- only the touched groups' summaries are locked and updated (in stats_id order, as every writer)
+            SELECT array_agg(x.stats_id) INTO v_gids FROM (
+                SELECT s.stats_id FROM modelstore.statistics AS s
+                 WHERE s.stats_id = ANY (gs.ids) AND s.extra ->> 'group_key' = ANY (v_touched)
+                 ORDER BY s.stats_id FOR UPDATE) AS x;
             IF v_new IS NOT NULL THEN
                 SELECT s.filter_sql, s.extra ->> 'group_key' AS key INTO v_sib
                   FROM modelstore.statistics AS s WHERE s.stats_id = gs.ids[1];
@@ -342,38 +353,42 @@ BEGIN
                     DELETE FROM modelstore.statistics WHERE stats_id = ANY (gs.ids);
                     CONTINUE;
                 END IF;
-                INSERT INTO modelstore.statistics AS t
-                    (source_id, family, lo, hi, lo_key, hi_key, filter_sql, target, params_key, columns, n, null_rows,
-                     classes, counts, mean, moments, extra, read_columns, created_by)
-                SELECT s.source_id, s.family, s.lo, s.hi, s.lo_key, s.hi_key,
-                       left(s.filter_sql, -length(v_lit))
-                           || CASE WHEN v_gint THEN nk ELSE '''' || replace(nk, '''', '''''') || '''' END,
-                       s.target, s.params_key, s.columns, 0, 0,
-                       CASE WHEN s.family <> 'linear' THEN '[]'::jsonb END,
-                       CASE WHEN s.family <> 'linear' THEN '{}'::bigint[] END,
-                       CASE WHEN s.family = 'linear' THEN array_fill(0::float8, ARRAY[cardinality(s.mean)])
-                            ELSE '{}'::float8[] END,
-                       CASE WHEN s.family = 'linear' THEN array_fill(0::float8, ARRAY[cardinality(s.moments)])
-                            ELSE '{}'::float8[] END,
-                       jsonb_set(s.extra, '{group_key}', to_jsonb(nk)), s.read_columns, s.created_by
-                  FROM modelstore.statistics AS s CROSS JOIN unnest(v_new) AS nk
-                 WHERE s.stats_id = gs.ids[1]
-                ON CONFLICT DO NOTHING;
+                WITH added AS (
+                    INSERT INTO modelstore.statistics AS t
+                        (source_id, family, lo, hi, lo_key, hi_key, filter_sql, target, params_key, columns, n,
+                         null_rows, classes, counts, mean, moments, extra, read_columns, created_by)
+                    SELECT s.source_id, s.family, s.lo, s.hi, s.lo_key, s.hi_key,
+                           left(s.filter_sql, -length(v_lit))
+                               || CASE WHEN v_gint THEN nk ELSE '''' || replace(nk, '''', '''''') || '''' END,
+                           s.target, s.params_key, s.columns, 0, 0,
+                           CASE WHEN s.family <> 'linear' THEN '[]'::jsonb END,
+                           CASE WHEN s.family <> 'linear' THEN '{}'::bigint[] END,
+                           CASE WHEN s.family = 'linear' THEN array_fill(0::float8, ARRAY[cardinality(s.mean)])
+                                ELSE '{}'::float8[] END,
+                           CASE WHEN s.family = 'linear' THEN array_fill(0::float8, ARRAY[cardinality(s.moments)])
+                                ELSE '{}'::float8[] END,
+                           jsonb_set(s.extra, '{group_key}', to_jsonb(nk)), s.read_columns, s.created_by
+                      FROM modelstore.statistics AS s CROSS JOIN unnest(v_new) AS nk
+                     WHERE s.stats_id = gs.ids[1]
+                    ON CONFLICT DO NOTHING
+                    RETURNING t.stats_id)
+                SELECT coalesce(v_gids, '{}') || coalesce(array_agg(added.stats_id), '{}') INTO v_gids FROM added;
             END IF;
-            SELECT array_agg(s.stats_id ORDER BY s.stats_id) INTO v_gids FROM modelstore.statistics AS s
-             WHERE s.source_id = src.source_id AND s.family = gs.family AND s.target = gs.target
-               AND s.columns = gs.columns AND s.params_key = gs.params_key AND s.lo_key = gs.lo_key
-               AND s.hi_key = gs.hi_key AND s.filter_sql <> '' AND s.extra ->> 'group_by' = gs.group_by
-               AND s.extra ->> 'base_filter' = '';
             EXECUTE modelstore._maintenance_sql(gs.family, p_op, v_seg_key, v_seg_type, v_offset, v_scale,
                                                 gs.columns, gs.target, v_bools, true, false, modelstore._capture_dd(),
                                                 v_gkey)
                 USING v_gids, NULL::bigint, NULL::integer, NULL::integer, NULL::integer;
             -- a group with no row left is no group (the grouped aggregate would not give it)
             DELETE FROM modelstore.statistics AS s WHERE s.stats_id = ANY (v_gids) AND s.n = 0 AND s.null_rows = 0;
-            UPDATE modelstore.statistics AS s SET extra = jsonb_set(s.extra, '{groups}', to_jsonb(c.n))
-              FROM (SELECT count(*) AS n FROM modelstore.statistics AS x WHERE x.stats_id = ANY (v_gids)) AS c
-             WHERE s.stats_id = ANY (v_gids) AND (s.extra ->> 'groups')::bigint IS DISTINCT FROM c.n;
+            GET DIAGNOSTICS v_gone = ROW_COUNT;
+            IF v_new IS NOT NULL OR v_gone > 0 THEN
+                -- the set's groups changed: every member says how many it has now (a grouped fit takes a
+                -- set only whole)
+                UPDATE modelstore.statistics AS s SET extra = jsonb_set(s.extra, '{groups}', to_jsonb(c.n))
+                  FROM (SELECT count(*) AS n FROM modelstore.statistics AS x
+                         WHERE x.stats_id = ANY (gs.ids || v_gids)) AS c
+                 WHERE s.stats_id = ANY (gs.ids || v_gids) AND (s.extra ->> 'groups')::bigint IS DISTINCT FROM c.n;
+            END IF;
         END LOOP;
     END LOOP;
 END
