@@ -353,26 +353,33 @@ BEGIN
                     DELETE FROM modelstore.statistics WHERE stats_id = ANY (gs.ids);
                     CONTINUE;
                 END IF;
-                WITH added AS (
-                    INSERT INTO modelstore.statistics AS t
-                        (source_id, family, lo, hi, lo_key, hi_key, filter_sql, target, params_key, columns, n,
-                         null_rows, classes, counts, mean, moments, extra, read_columns, created_by)
-                    SELECT s.source_id, s.family, s.lo, s.hi, s.lo_key, s.hi_key,
-                           left(s.filter_sql, -length(v_lit))
-                               || CASE WHEN v_gint THEN nk ELSE '''' || replace(nk, '''', '''''') || '''' END,
-                           s.target, s.params_key, s.columns, 0, 0,
-                           CASE WHEN s.family <> 'linear' THEN '[]'::jsonb END,
-                           CASE WHEN s.family <> 'linear' THEN '{}'::bigint[] END,
-                           CASE WHEN s.family = 'linear' THEN array_fill(0::float8, ARRAY[cardinality(s.mean)])
-                                ELSE '{}'::float8[] END,
-                           CASE WHEN s.family = 'linear' THEN array_fill(0::float8, ARRAY[cardinality(s.moments)])
-                                ELSE '{}'::float8[] END,
-                           jsonb_set(s.extra, '{group_key}', to_jsonb(nk)), s.read_columns, s.created_by
-                      FROM modelstore.statistics AS s CROSS JOIN unnest(v_new) AS nk
-                     WHERE s.stats_id = gs.ids[1]
-                    ON CONFLICT DO NOTHING
-                    RETURNING t.stats_id)
-                SELECT coalesce(v_gids, '{}') || coalesce(array_agg(added.stats_id), '{}') INTO v_gids FROM added;
+                INSERT INTO modelstore.statistics AS t
+                    (source_id, family, lo, hi, lo_key, hi_key, filter_sql, target, params_key, columns, n,
+                     null_rows, classes, counts, mean, moments, extra, read_columns, created_by)
+                SELECT s.source_id, s.family, s.lo, s.hi, s.lo_key, s.hi_key,
+                       left(s.filter_sql, -length(v_lit))
+                           || CASE WHEN v_gint THEN nk ELSE '''' || replace(nk, '''', '''''') || '''' END,
+                       s.target, s.params_key, s.columns, 0, 0,
+                       CASE WHEN s.family <> 'linear' THEN '[]'::jsonb END,
+                       CASE WHEN s.family <> 'linear' THEN '{}'::bigint[] END,
+                       CASE WHEN s.family = 'linear' THEN array_fill(0::float8, ARRAY[cardinality(s.mean)])
+                            ELSE '{}'::float8[] END,
+                       CASE WHEN s.family = 'linear' THEN array_fill(0::float8, ARRAY[cardinality(s.moments)])
+                            ELSE '{}'::float8[] END,
+                       jsonb_set(s.extra, '{group_key}', to_jsonb(nk)), s.read_columns, s.created_by
+                  FROM modelstore.statistics AS s CROSS JOIN unnest(v_new) AS nk
+                 WHERE s.stats_id = gs.ids[1]
+                ON CONFLICT DO NOTHING;
+                -- every touched group's summary again, locked: a concurrent writer that started the same new
+                -- group first made this INSERT wait and do nothing; this statement sees its committed row
+                SELECT array_agg(x.stats_id) INTO v_gids FROM (
+                    SELECT s.stats_id FROM modelstore.statistics AS s
+                     WHERE s.source_id = src.source_id AND s.family = gs.family AND s.lo_key = gs.lo_key
+                       AND s.hi_key = gs.hi_key AND s.filter_sql <> '' AND s.target = gs.target
+                       AND s.params_key = gs.params_key AND s.columns = gs.columns
+                       AND s.extra ->> 'group_by' = gs.group_by AND s.extra ->> 'base_filter' = ''
+                       AND s.extra ->> 'group_key' = ANY (v_touched)
+                     ORDER BY s.stats_id FOR UPDATE) AS x;
             END IF;
             EXECUTE modelstore._maintenance_sql(gs.family, p_op, v_seg_key, v_seg_type, v_offset, v_scale,
                                                 gs.columns, gs.target, v_bools, true, false, modelstore._capture_dd(),

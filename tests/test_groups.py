@@ -540,3 +540,40 @@ def test_capture_keeps_per_group_statistics_exact_under_random_writes(store, bul
     check("a rolled-back write")
     conn.execute("TRUNCATE flights")
     assert _group_sets(conn, "carrier") == []
+
+
+def test_two_writers_starting_the_same_new_group_both_count(store, dsn):
+    """Two transactions write rows of the same new group value at once: the second one's new summary
+    waits for the first's and then absorbs its row into it (none is lost), so the group's summary counts
+    both rows and equals numpy."""
+    import threading
+
+    kw = dict(table="flights", target="y", features=["x1", "x2"], order_by="id", lo=1, hi=100_000)
+    store.fit("linear", **kw, group_by="carrier", name="lin", group_l2=0.0)
+    insert = "INSERT INTO flights (id, carrier, x1, x2, y, label) VALUES (%s, 'NEWC', %s, %s, %s, 1)"
+    rows = [(20_001 + i, float(i), float(i * i % 7), 1.0 + 2.0 * i + (-1) ** i * 0.3 * (i % 4)) for i in range(6)]
+    with psycopg.connect(dsn) as first, psycopg.connect(dsn) as second:
+        for row in rows[:3]:
+            first.execute(insert, row)  # not committed yet: its new summary is not visible to the second
+        done = threading.Event()
+
+        def write_second():
+            with second.cursor() as cur:
+                cur.executemany(insert, rows[3:])
+            second.commit()
+            done.set()
+
+        t = threading.Thread(target=write_second)
+        t.start()
+        assert not done.wait(1.0)  # the second writer waits on the first's new summary
+        first.commit()
+        t.join(timeout=60)
+        assert done.is_set()
+    n, groups = store.conn.execute(
+        "SELECT n, (extra ->> 'groups')::int FROM modelstore.statistics WHERE extra ->> 'group_by' = 'carrier' "
+        "AND extra ->> 'group_key' = 'NEWC'").fetchone()
+    assert n == 6 and groups == len(GROUPS) + 1
+    m = store.fit("linear", **kw, where="carrier = 'NEWC'", name="newc")
+    assert m.plan.rows_scanned == 0
+    X = np.array([[r[1], r[2]] for r in rows])
+    assert rel_err(np.r_[m.intercept_, m.coef_], ols(X, np.array([r[3] for r in rows]))) < TOL
