@@ -49,6 +49,7 @@ TINY = Config(
     capture_batch=400, capture_repeats=2, deploy_worker_commits=3,
     scaleout_repeats=2,
     serve_rates=(50,), serve_seconds=0.5, serve_observes=2,
+    serve_search_start=50.0, serve_search_ceiling=100.0, serve_search_seconds=0.3, serve_search_steps=2,
     predict_calls=30, predict_server_calls=500, predict_group_rows=4000, predict_groups=20,
     flights_deploy_days=2, flights_stream_days=2, flights_retrain_days=1, flights_row_step=4,
     flights_db_refreshes=2, flights_epochs=1, flights_sample_chunks=4,
@@ -305,6 +306,60 @@ def test_predict_experiment_measures_single_rows_batches_and_groups(run):
     assert r["groups"] == {"rows": TINY.predict_group_rows, "groups": TINY.predict_groups,
                            "fit_seconds": r["groups"]["fit_seconds"]}
     assert r["read_rows_per_s"] > 0 and r["predict_per_row_rows_per_s"] > 0
+
+
+def test_serving_experiment_searches_the_highest_rate_for_both_services(run):
+    r = run.docs["serving"]["results"]
+    assert set(r["max_rate_search"]) == {"modelstore", "pickled"}  # the baseline under the same load
+    for service, found in r["max_rate_search"].items():
+        steps = found["steps"]
+        assert 1 <= len(steps) <= TINY.serve_search_steps
+        assert steps[0]["rate"] == TINY.serve_search_start and found["requests"] == sum(p["requests"] for p in steps)
+        passing = [p["rate"] for p in steps if p["meets"]]
+        assert found["max_rate"] == (max(passing) if passing else None) == r["max_rate_p99_under_10ms"][service]
+        for p in steps:  # each step is bounded: rate × seconds requests, all accounted for
+            assert p["requests"] == max(1, round(p["rate"] * TINY.serve_search_seconds))
+            assert p["ok"] + p["errors"] == p["requests"]
+
+
+def _synthetic_service(knee: float, calls: list):
+    """A stand-in for one bounded run against a service whose p99 crosses 10 ms at ``knee`` requests/s."""
+    def measure(rate: float) -> dict:
+        calls.append(rate)
+        return {"requests": int(rate), "ok": int(rate), "errors": 0, "p99_ms": 2.0 if rate <= knee else 50.0}
+    return measure
+
+
+@pytest.mark.parametrize("knee", [30.0, 100.0, 730.0, 5000.0, 10_000.0])
+def test_rate_search_doubles_then_bisects_within_its_bounds(knee):
+    from modelstore.benchmark.load import find_max_rate
+
+    calls: list = []
+    found = find_max_rate(_synthetic_service(knee, calls), p99_ms=10.0, start=100.0, ceiling=8000.0,
+                          max_steps=12, resolution=0.05)
+    assert len(calls) == len(found["steps"]) <= 12
+    assert all(1.0 <= rate <= 8000.0 for rate in calls)
+    if knee >= 8000.0:
+        assert found["max_rate"] == 8000.0 and found["first_failing_rate"] is None and found["stopped"] == "ceiling"
+    else:
+        # the answer passes, the rate just above it fails, and they bracket the knee within 5% (or the steps ran out)
+        assert found["max_rate"] <= knee < found["first_failing_rate"]
+        assert found["stopped"] == "resolution"
+        assert found["first_failing_rate"] - found["max_rate"] <= 0.05 * found["max_rate"]
+    assert found["requests"] == sum(int(rate) for rate in calls)
+
+
+def test_rate_search_reports_errors_as_failures_and_stops_at_its_step_budget():
+    from modelstore.benchmark.load import find_max_rate
+
+    def erroring(rate):
+        return {"requests": 10, "ok": 9, "errors": 1, "p99_ms": 1.0}
+
+    found = find_max_rate(erroring, p99_ms=10.0, start=100.0, ceiling=1000.0, max_steps=3)
+    assert found["max_rate"] is None and [p["rate"] for p in found["steps"]] == [100.0, 50.0, 25.0]
+    assert found["stopped"] == "max_steps"
+    with pytest.raises(ValueError):
+        find_max_rate(erroring, p99_ms=10.0, start=100.0, ceiling=50.0, max_steps=3)
 
 
 def test_plots_are_written_where_asked(run):

@@ -109,6 +109,12 @@ class Config:
     serve_rates: tuple[float, ...] = (100, 250, 500, 1000, 2000)
     serve_seconds: float = 10.0
     serve_observes: int = 50
+    # the highest rate with p99 < 10 ms, searched (doubling, then bisection; load.find_max_rate): each
+    # step one open-loop run of serve_search_seconds, at most serve_search_steps runs per service
+    serve_search_start: float = 100.0
+    serve_search_ceiling: float = 8000.0
+    serve_search_seconds: float = 5.0
+    serve_search_steps: int = 10
     # continuous deployment (issue #17): NYC flights 2013 streamed in hourly chunks after a deploy period
     flights_deploy_days: int = 31  # January trains the deployed model
     flights_stream_days: int = 334  # February to December stream in
@@ -187,6 +193,7 @@ def quick() -> Config:
         deploy_rows=100_000, deploy_batch=500, deploy_commits=20, deploy_worker_commits=20,
         scaleout_rows=100_000, scaleout_repeats=3,
         serve_rows=20_000, serve_rates=(100, 500, 1000), serve_seconds=5.0, serve_observes=10,
+        serve_search_seconds=2.0, serve_search_steps=8, serve_search_ceiling=4000.0,
         predict_calls=2_000, predict_server_calls=20_000, predict_group_rows=100_000,
         flights_stream_days=59, flights_db_refreshes=10,  # February and March
     )
