@@ -118,6 +118,7 @@ DECLARE
     v_gids bigint[];
     v_touched text[];  -- the group keys of the changed rows in a set's range
     v_gone bigint;
+    v_igroup text;     -- the group column of an index with per-group nodes
 BEGIN
     -- FOR SHARE: writers share the source row; a request that stores new statistics updates it first
     -- (modelstore.freshness.lock_source), so the two wait for each other, and a REPEATABLE READ writer
@@ -291,6 +292,32 @@ BEGIN
                                                     cs.columns, cs.target, v_bools, cs.has_stats,
                                                     cs.index_id IS NOT NULL, modelstore._capture_dd())
                     USING v_ids, cs.index_id, cs.levels, v_leaf_lo, v_leaf_hi;
+            END IF;
+            IF cs.index_id IS NOT NULL THEN
+                -- the index's per-group nodes (docs/index.md, "Per-group nodes"): the change per chunk and
+                -- group, always in one statement (the row-by-row path has no group key), under the index's
+                -- node locks taken above; nodes a new group needs are created empty first, emptied ones go
+                SELECT i.group_by INTO v_igroup FROM modelstore.stat_indexes AS i WHERE i.index_id = cs.index_id;
+                IF v_igroup IS NOT NULL AND NOT EXISTS (
+                        SELECT 1 FROM pg_attribute AS a WHERE a.attrelid = p_relid AND a.attname = v_igroup
+                           AND a.attnum > 0 AND NOT a.attisdropped) THEN
+                    -- the group column was dropped: the index keeps its chunks, not its group nodes
+                    DELETE FROM modelstore.index_group_nodes AS g WHERE g.index_id = cs.index_id;
+                    UPDATE modelstore.stat_indexes AS i SET group_by = NULL WHERE i.index_id = cs.index_id;
+                ELSIF v_igroup IS NOT NULL THEN
+                    v_gkey := format('(t.%I)::text', v_igroup);
+                    EXECUTE modelstore._maintenance_sql(cs.family, p_op, v_seg_key, v_seg_type, v_offset, v_scale,
+                                                        cs.columns, cs.target, v_bools, false, true,
+                                                        modelstore._capture_dd(), v_gkey, true)
+                        USING v_ids, cs.index_id, cs.levels, v_leaf_lo, v_leaf_hi;
+                    EXECUTE modelstore._maintenance_sql(cs.family, p_op, v_seg_key, v_seg_type, v_offset, v_scale,
+                                                        cs.columns, cs.target, v_bools, false, true,
+                                                        modelstore._capture_dd(), v_gkey)
+                        USING v_ids, cs.index_id, cs.levels, v_leaf_lo, v_leaf_hi;
+                    DELETE FROM modelstore.index_group_nodes AS g
+                     WHERE g.index_id = cs.index_id AND g.n = 0 AND g.null_rows = 0
+                       AND g.pos BETWEEN v_leaf_lo >> g.level AND v_leaf_hi >> g.level;
+                END IF;
             END IF;
             IF cs.index_id IS NOT NULL THEN
                 -- the index's totals follow its root

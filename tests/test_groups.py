@@ -577,3 +577,78 @@ def test_two_writers_starting_the_same_new_group_both_count(store, dsn):
     assert m.plan.rows_scanned == 0
     X = np.array([[r[1], r[2]] for r in rows])
     assert rel_err(np.r_[m.intercept_, m.coef_], ols(X, np.array([r[3] for r in rows]))) < TOL
+
+
+def _group_nodes_exact(conn, index_id: int) -> None:
+    """Every per-group node of the index equals numpy on its group's rows in the node's range (n, mean,
+    comoment), and a node exists exactly when its group has rows there."""
+    nodes = conn.execute("SELECT level, pos, lo_key, lo_side, hi_key, hi_side FROM modelstore.index_nodes "
+                         "WHERE index_id = %s", [index_id]).fetchall()
+    stored = {(lv, pos, key): (n, np.array(mean), np.array(moments)) for lv, pos, key, n, mean, moments in conn.execute(
+        "SELECT level, pos, group_key, n, mean, moments FROM modelstore.index_group_nodes WHERE index_id = %s",
+        [index_id]).fetchall()}
+    df = table(conn)
+    want = set()
+    for lv, pos, lo_key, lo_side, hi_key, hi_side in nodes:
+        lo_ok = df.id >= float(lo_key) if lo_side == 0 else df.id > float(lo_key)
+        hi_ok = df.id < float(hi_key) if hi_side == 0 else df.id <= float(hi_key)
+        for key, rows in df[lo_ok & hi_ok].groupby("carrier"):
+            want.add((lv, pos, key))
+            n, mean, moments = stored[(lv, pos, key)]
+            X = rows[["x1", "x2", "y"]].to_numpy()
+            assert n == len(rows), (lv, pos, key)
+            assert np.allclose(mean, X.mean(axis=0), rtol=1e-10, atol=1e-12), (lv, pos, key)
+            C = (X - X.mean(axis=0)).T @ (X - X.mean(axis=0))
+            assert np.allclose(moments, C[np.triu_indices(3)], rtol=1e-9, atol=1e-9), (lv, pos, key)
+    assert set(stored) == want  # no node of a group without rows there, none missing
+
+
+@pytest.mark.parametrize("bulk_rows", [None, "0"])
+def test_grouped_fit_over_a_range_from_the_index_group_nodes(store, bulk_rows):
+    """An index built with group_by (docs/index.md, "Per-group nodes") serves a grouped fit over a range:
+    whole chunks from the group nodes, the partial chunks at the ends by one grouped scan; every group equals
+    numpy on its rows of the range, before and after writes — a row moved between groups, rows of a new
+    group value, deletes, updates in place — which capture applies to the group nodes (both paths)."""
+    conn = store.conn
+    if bulk_rows is not None:
+        conn.execute(f"SET modelstore.capture_bulk_rows = {bulk_rows}")
+    info = store.build_index("flights", "id", ["x1", "x2"], "y", chunk_rows=40, group_by="carrier")
+    index_id = int(info["index_id"])
+    _group_nodes_exact(conn, index_id)
+
+    def check(step: str, lo: int, hi: int) -> None:
+        kw = dict(table="flights", target="y", features=["x1", "x2"], order_by="id", lo=lo, hi=hi)
+        m = store.fit("linear", **kw, group_by="carrier", group_l2=0.0, name="by_range", replace=True,
+                      group_statistics=False)
+        assert m.group_plan["groups"] == "index" and m.group_plan["index_id"] == index_id, step
+        assert m.group_plan["rows_scanned"] <= 2 * 40 * 2, step  # the partial chunks only (chunks may hold ties)
+        df = table(conn)
+        df = df[(df.id >= lo) & (df.id <= hi)]
+        assert sorted(m.models) == sorted(k for k, r in df.groupby("carrier") if len(r) > 3 or k in m.models), step
+        for key, rows in df.groupby("carrier"):
+            if len(rows) > 3:
+                want = ols(rows[["x1", "x2"]].to_numpy(), rows.y.to_numpy())
+                assert rel_err(np.r_[m.models[key].intercept_, m.models[key].coef_], want) < TOL, (step, key)
+                assert m.rows[key] == len(rows), (step, key)
+
+    check("built", 37, 811)
+    check("built, another range", 95, 402)
+    assert "from index #" in " ".join(store.explain("linear", table="flights", target="y", features=["x1", "x2"],
+                                                   order_by="id", lo=37, hi=811, group_by="carrier").notes)
+    conn.execute("UPDATE flights SET carrier = 'UA' WHERE id = (SELECT min(id) FROM flights WHERE carrier = 'AA' "
+                 "AND id > 100)")
+    _group_nodes_exact(conn, index_id)
+    check("one row moved from AA to UA", 37, 811)
+    conn.execute("DELETE FROM flights WHERE id % 9 = 4")
+    _group_nodes_exact(conn, index_id)
+    check("deletes", 37, 811)
+    # rows of a new group value where deleted rows were (ids ≡ 4 mod 9), one statement
+    conn.execute("INSERT INTO flights (id, carrier, x1, x2, y, label) SELECT 9 * i + 4, 'NEWG', i * 0.1, "
+                 "(i % 5) * 0.3, 1 + 0.05 * i + (i % 4) * 0.7, 0 FROM generate_series(3, 60, 9) AS i")
+    conn.execute("INSERT INTO flights (id, carrier, x1, x2, y, label) VALUES (13, 'SOLO', 1, 2, 3, 0)")
+    _group_nodes_exact(conn, index_id)
+    check("a new group value inside the range", 1, 843)
+    conn.execute("UPDATE flights SET y = y * 1.5 + x1 WHERE id % 7 = 3")
+    conn.execute("UPDATE flights SET carrier = 'B6' WHERE carrier = 'tiny'")
+    _group_nodes_exact(conn, index_id)
+    check("updates in place, a group emptied", 37, 811)

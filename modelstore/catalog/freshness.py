@@ -199,6 +199,14 @@ def _validated_source(conn: psycopg.Connection, descriptor: Descriptor, table: T
             "AND (columns && %(c)s::text[] OR target = ANY (%(c)s::text[]))",
             {"s": source_id, "c": changed},
         )
+        # an index whose group column changed keeps its chunks, not its per-group nodes (docs/index.md)
+        conn.execute(
+            "DELETE FROM modelstore.index_group_nodes AS g USING modelstore.stat_indexes AS i "
+            "WHERE i.index_id = g.index_id AND i.source_id = %(s)s AND i.group_by = ANY (%(c)s::text[])",
+            {"s": source_id, "c": changed},
+        )
+        conn.execute("UPDATE modelstore.stat_indexes SET group_by = NULL WHERE source_id = %(s)s "
+                     "AND group_by = ANY (%(c)s::text[])", {"s": source_id, "c": changed})
         conn.execute("UPDATE modelstore.sources SET column_types = column_types - %s::text[] WHERE source_id = %s",
                      [changed, source_id])
     return source_id

@@ -282,7 +282,9 @@ def list_indexes(conn: psycopg.Connection) -> list[dict]:
                NULLIF(i.target, '') AS target, i.columns, i.chunk_rows, i.n_chunks, i.levels, i.rows_indexed,
                i.end_value, i.refreshed_at,
                (SELECT coalesce(sum(pg_column_size(n.*)), 0) FROM modelstore.index_nodes n
-                 WHERE n.index_id = i.index_id) AS index_bytes,
+                 WHERE n.index_id = i.index_id)
+               + (SELECT coalesce(sum(pg_column_size(g.*)), 0) FROM modelstore.index_group_nodes g
+                   WHERE g.index_id = i.index_id) AS index_bytes,
                CASE WHEN t.oid IS NOT NULL THEN pg_total_relation_size(t.oid) END AS table_bytes,
                CASE WHEN t.oid IS NULL THEN 'table dropped'
                     WHEN s.relid IS NOT NULL AND t.oid <> s.relid THEN 'table re-created'

@@ -23,7 +23,8 @@ from psycopg import sql
 from modelstore import deploy
 from modelstore.deploy import served
 from modelstore.stats import engine as stats_engine
-from modelstore.catalog import freshness, index, records, shards
+from modelstore.catalog import freshness, group_index, index, records, shards
+from modelstore.execution import group_index as group_index_exec
 from modelstore.execution import index_build, mixture, partitions
 from modelstore.execution import sgd as sgd_execution
 from modelstore.planner import costs
@@ -386,6 +387,9 @@ class Store:
                 return dataclasses.replace(plan, notes=access.notes + notes)
             source_id = freshness.usable_source(self.conn, descriptor, table_info, access)
             plan = self._plan(source_id, descriptor)
+            if group_by is not None:
+                line = group_index_exec.describe(self.conn, descriptor, group_by, source_id)
+                notes += (line,) if line else ()
             reused = partitions.reused_partitions(self.conn, table_info, plan)
             if reused:
                 notes += (f"the stored statistics of whole partition(s) {', '.join(reused)} are reused "
@@ -411,7 +415,7 @@ class Store:
     def build_index(self, table: str, order_by: str, columns: Sequence[str], target: str | None = None, *,
                     kind: str = "linear", chunk_rows: int | None = None,
                     storage_budget: float | None = None, l2: float | None = None,
-                    progress: bool = False):
+                    progress: bool = False, group_by: str | None = None):
         """Build (or rebuild) the statistics index of ``table`` along ``order_by``.
 
         ``kind='linear'``: ``columns`` are the features and ``target`` the target (the index serves any
@@ -419,11 +423,16 @@ class Store:
         ``kind='logistic'`` trains and stores mixture-weight chunk models over the whole table instead, so
         that any chunk-aligned range needs no training. ``chunk_rows`` defaults to the cost model's choice
         within ``storage_budget`` (a fraction of the table's size, default 3%); an explicit ``chunk_rows``
-        is checked against the budget only when one is given. Returns the index's description.
+        is checked against the budget only when one is given. ``group_by``: also keep every node's
+        statistics per value of that column, for grouped fits over ranges (docs/index.md, "Per-group
+        nodes"). Returns the index's description.
         """
         if kind not in FAMILIES:
             kinds = [repr(k) for k in FAMILIES]
             raise InputError(f"kind must be {', '.join(kinds[:-1])} or {kinds[-1]}, got {kind!r}")
+        if group_by is not None and not (family(kind).indexable and family(kind).groupable):
+            kinds = sorted(k for k, f in FAMILIES.items() if f.indexable and f.groupable)
+            raise InputError(f"group_by: an index keeps per-group nodes for {kinds}, not {kind!r}")
         if family(kind).trained:
             return self._build_logistic_chunks(table, order_by, columns, target, chunk_rows, l2, progress)
         if not family(kind).indexable:
@@ -452,9 +461,19 @@ class Store:
                     f"larger storage_budget"
                 )
             descriptor = dataclasses.replace(descriptor, params={"chunk_rows": chunk_rows})
+            if group_by is not None:
+                group_index_exec.check_group_column(table_info, descriptor, group_by)
             with _progress(progress, "building the statistics index") as advance:
                 info = index_build.build(self.conn, table_info, source_id, descriptor, chunk_rows, progress=advance)
+            self._build_group_nodes(info, descriptor, table_info, group_by)
         return self._index_row(info.index_id)
+
+    def _build_group_nodes(self, info, descriptor, table_info, group_by: str | None) -> None:
+        """The index's per-group nodes after its chunks were (re)built: for ``group_by``, or none."""
+        if group_by is None:
+            group_index.forget(self.conn, info.index_id)
+        else:
+            group_index_exec.build(self.conn, table_info, info, descriptor, group_by)
 
     def refresh_index(self, index_id: int, *, progress: bool = False) -> dict:
         """Extend an index over rows appended past its end (new chunks, updated ancestors)."""
@@ -464,6 +483,9 @@ class Store:
             info = index.load(self.conn, index_id, descriptor.source.order_kind)  # as validated
             with _progress(progress, "extending the statistics index") as advance:
                 info, added = index_build.refresh(self.conn, table_info, info, descriptor, progress=advance)
+            group_by = group_index.group_by_of(self.conn, index_id)
+            if added and group_by is not None:  # per-group nodes are built again over the grown index
+                self._build_group_nodes(info, descriptor, table_info, group_by)
         out = self._index_row(index_id)
         out["rows_added"] = added
         return out
