@@ -118,6 +118,7 @@ DECLARE
     v_gids bigint[];
     v_touched text[];  -- the group keys of the changed rows in a set's range
     v_gone bigint;
+    v_added bigint;    -- new groups' summaries this write started
     v_igroup text;     -- the group column of an index with per-group nodes
 BEGIN
     -- FOR SHARE: writers share the source row; a request that stores new statistics updates it first
@@ -365,6 +366,7 @@ BEGIN
                            modelstore._delta_rows(p_op, v_key, '{}', v_gkey), v_type)
                INTO v_touched, v_new USING gs.lo_key, gs.hi_key, gs.keys;
             CONTINUE WHEN v_touched IS NULL;  -- no changed row of any group lies in the set's range
+            v_added := 0;
             -- only the touched groups' summaries are locked and updated (in stats_id order, as every writer)
             SELECT array_agg(x.stats_id) INTO v_gids FROM (
                 SELECT s.stats_id FROM modelstore.statistics AS s
@@ -397,6 +399,7 @@ BEGIN
                   FROM modelstore.statistics AS s CROSS JOIN unnest(v_new) AS nk
                  WHERE s.stats_id = gs.ids[1]
                 ON CONFLICT DO NOTHING;
+                GET DIAGNOSTICS v_added = ROW_COUNT;  -- not those another writer started first
                 -- every touched group's summary again, locked: a concurrent writer that started the same new
                 -- group first made this INSERT wait and do nothing; this statement sees its committed row
                 SELECT array_agg(x.stats_id) INTO v_gids FROM (
@@ -415,13 +418,14 @@ BEGIN
             -- a group with no row left is no group (the grouped aggregate would not give it)
             DELETE FROM modelstore.statistics AS s WHERE s.stats_id = ANY (v_gids) AND s.n = 0 AND s.null_rows = 0;
             GET DIAGNOSTICS v_gone = ROW_COUNT;
-            IF v_new IS NOT NULL OR v_gone > 0 THEN
-                -- the set's groups changed: every member says how many it has now (a grouped fit takes a
-                -- set only whole)
-                UPDATE modelstore.statistics AS s SET extra = jsonb_set(s.extra, '{groups}', to_jsonb(c.n))
-                  FROM (SELECT count(*) AS n FROM modelstore.statistics AS x
-                         WHERE x.stats_id = ANY (gs.ids || v_gids)) AS c
-                 WHERE s.stats_id = ANY (gs.ids || v_gids) AND (s.extra ->> 'groups')::bigint IS DISTINCT FROM c.n;
+            IF v_added > 0 OR v_gone > 0 THEN
+                -- the set's groups changed: its count follows, one row (migration 0015; a grouped fit takes a
+                -- set only whole). Added to, not recounted: a writer that started other new groups at the same
+                -- time has its own groups counted when it commits (this UPDATE waits for it, then adds to its count)
+                UPDATE modelstore.group_sets AS g SET groups = g.groups + v_added - v_gone
+                 WHERE g.source_id = src.source_id AND g.family = gs.family AND g.target = gs.target
+                   AND g.columns = gs.columns AND g.params_key = gs.params_key AND g.lo_key = gs.lo_key
+                   AND g.hi_key = gs.hi_key AND g.group_by = gs.group_by AND g.base_filter = '';
             END IF;
         END LOOP;
     END LOOP;

@@ -55,6 +55,11 @@ CREATE POLICY index_group_nodes_readable ON modelstore.index_group_nodes
     USING (EXISTS (SELECT 1 FROM modelstore.stat_indexes AS i WHERE i.index_id = index_group_nodes.index_id))
     WITH CHECK (EXISTS (SELECT 1 FROM modelstore.stat_indexes AS i WHERE i.index_id = index_group_nodes.index_id));
 
+DROP POLICY IF EXISTS group_sets_readable ON modelstore.group_sets;
+CREATE POLICY group_sets_readable ON modelstore.group_sets
+    USING (modelstore.may_read(source_id, columns || ARRAY[group_by]))
+    WITH CHECK (modelstore.may_read(source_id, columns || ARRAY[group_by]));
+
 -- What a role needs to use modelstore without owning the catalog: read and write the catalog's tables
 -- (row-level security still decides which summaries it sees), use its sequences, run its functions.
 -- Run by the catalog's owner; `SELECT modelstore.grant_usage('alice')` grants to another role.
@@ -68,7 +73,7 @@ BEGIN
     EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA modelstore TO %I', p_role);
     EXECUTE format('GRANT INSERT, UPDATE, DELETE ON modelstore.sources, modelstore.statistics, '
                    'modelstore.fitted_models, modelstore.stat_indexes, modelstore.index_nodes, '
-                   'modelstore.index_group_nodes, '
+                   'modelstore.index_group_nodes, modelstore.group_sets, '
                    'modelstore.cost_model, modelstore.shard_versions, modelstore.served_predictions TO %I', p_role);
     EXECUTE format('GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA modelstore TO %I', p_role);
     EXECUTE format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA modelstore TO %I', p_role);

@@ -432,9 +432,12 @@ def test_group_statistics_reused_per_group_and_kept_exact(store, dsn):
 
 
 def _group_sets(conn, group_by: str) -> dict:
-    """{group key: (n, null_rows)} of the stored per-group summaries, with every member's extra.groups."""
-    rows = conn.execute("SELECT extra ->> 'group_key', n, null_rows, (extra ->> 'groups')::int, family "
-                        "FROM modelstore.statistics WHERE extra ->> 'group_by' = %s AND extra ->> 'base_filter' = ''",
+    """(group key, n, null_rows, the set's count of groups, family) of the stored per-group summaries."""
+    rows = conn.execute("SELECT s.extra ->> 'group_key', s.n, s.null_rows, g.groups::int, s.family "
+                        "FROM modelstore.statistics AS s JOIN modelstore.group_sets AS g ON g.source_id = s.source_id "
+                        "AND g.family = s.family AND g.columns = s.columns AND g.lo_key = s.lo_key "
+                        "AND g.hi_key = s.hi_key AND g.group_by = s.extra ->> 'group_by' AND g.base_filter = '' "
+                        "WHERE s.extra ->> 'group_by' = %s AND s.extra ->> 'base_filter' = ''",
                         [group_by]).fetchall()
     return rows
 
@@ -569,14 +572,49 @@ def test_two_writers_starting_the_same_new_group_both_count(store, dsn):
         first.commit()
         t.join(timeout=60)
         assert done.is_set()
-    n, groups = store.conn.execute(
-        "SELECT n, (extra ->> 'groups')::int FROM modelstore.statistics WHERE extra ->> 'group_by' = 'carrier' "
-        "AND extra ->> 'group_key' = 'NEWC'").fetchone()
+    n = store.conn.execute("SELECT n FROM modelstore.statistics WHERE extra ->> 'group_by' = 'carrier' "
+                           "AND extra ->> 'group_key' = 'NEWC'").fetchone()[0]
+    groups = store.conn.execute("SELECT groups FROM modelstore.group_sets WHERE group_by = 'carrier'").fetchone()[0]
     assert n == 6 and groups == len(GROUPS) + 1
     m = store.fit("linear", **kw, where="carrier = 'NEWC'", name="newc")
     assert m.plan.rows_scanned == 0
     X = np.array([[r[1], r[2]] for r in rows])
     assert rel_err(np.r_[m.intercept_, m.coef_], ols(X, np.array([r[3] for r in rows]))) < TOL
+
+
+def test_two_writers_starting_different_new_groups_both_count(store, dsn):
+    """Two transactions each start a different new group at once: the set's count of groups (one row,
+    modelstore.group_sets) is added to, not recounted, so it counts both and a grouped refit still takes
+    the stored set (0 rows read) — the limit the count kept in every member had."""
+    kw = dict(table="flights", target="y", features=["x1", "x2"], order_by="id", lo=1, hi=100_000)
+    store.fit("linear", **kw, group_by="carrier", name="lin", group_l2=0.0)
+    insert = "INSERT INTO flights (id, carrier, x1, x2, y, label) VALUES (%s, %s, %s, %s, %s, 1)"
+    import threading
+
+    with psycopg.connect(dsn) as first, psycopg.connect(dsn) as second:
+        for i in range(5):  # not committed yet when the second writer starts its own new group
+            first.execute(insert, (30_001 + i, "NEW_A", float(i), float(i * i % 5), 1.0 + i + 0.3 * (i % 3)))
+
+        def write_second():
+            for i in range(5):
+                second.execute(insert, (40_001 + i, "NEW_B", float(-i), float(i * 3 % 4), 2.0 - i + 0.2 * (i % 2)))
+            second.commit()
+
+        t = threading.Thread(target=write_second)
+        t.start()
+        t.join(timeout=1.0)
+        first.commit()
+        t.join(timeout=60)
+        assert not t.is_alive()
+    groups = store.conn.execute("SELECT groups FROM modelstore.group_sets WHERE group_by = 'carrier'").fetchone()[0]
+    assert groups == len(GROUPS) + 2
+    again = store.fit("linear", **kw, group_by="carrier", name="lin", group_l2=0.0, replace=True)
+    assert again.group_plan["groups"] == "stored" and again.group_plan["rows_scanned"] == 0
+    df = table(store.conn)
+    for key in ("NEW_A", "NEW_B"):
+        rows = df[df.carrier == key]
+        want = ols(rows[["x1", "x2"]].to_numpy(), rows.y.to_numpy())
+        assert rel_err(np.r_[again.models[key].intercept_, again.models[key].coef_], want) < TOL, key
 
 
 def _group_nodes_exact(conn, index_id: int) -> None:
