@@ -7,6 +7,10 @@ function returns all of it at once; the functions that used to ask — :func:`fr
 executor's fetches — take their rows from a :class:`RequestContext` instead, and decide exactly as before.
 What the context does not hold (more than :data:`MAX_PREFETCHED` relevant models, a table other than an
 ordinary one) the caller reads the usual way.
+
+With ``speculate`` (an index plan, docs/planner.md "Round trips"), the call takes the source lock before it
+reads anything (``locked``) and cuts the chunks holding the request's ends into ``pieces``, which the
+statement pipelined after it aggregates (:func:`modelstore.execution.executor.piece_scan_query`).
 """
 
 from __future__ import annotations
