@@ -6,7 +6,12 @@
 -- as the name resolves now, the access row, the source row, the statistics indexes that can serve it, the
 -- index's chunk boundaries around the request's ends with the stored models ending there, the relevant set
 -- (plan_candidates, unchanged), and the statistics of the stored models and index nodes a plan may read,
--- when there are at most p_max_stats models. SECURITY INVOKER: it reads only what the caller may read
+-- when there are at most p_max_stats models. With p_speculate, when an index serves the request and the
+-- source may be written, it first takes the source lock exactly as freshness.prepare_write does (so that
+-- everything it reads, and the pipelined partial-chunk scan after it, sees one table: docs/freshness.md),
+-- and leaves in two transaction-local settings the pieces of the two chunks holding the request's ends,
+-- cut at every cut a plan may use there; the statement the caller pipelines after this call
+-- (modelstore.execution.executor.piece_scan_query) aggregates those pieces. SECURITY INVOKER: it reads only what the caller may read
 -- (the catalog's row-level security applies, docs/security.md), and no search_path is set so that an
 -- unqualified table name resolves as it would in the caller's own statement.
 
@@ -45,30 +50,8 @@ $$;
 COMMENT ON FUNCTION modelstore.request_access IS
     'The caller''s rights on a table for one request (modelstore.catalog.freshness.check_access).';
 
--- The canonical nodes (level, pos) whose chunks are exactly [p_first, p_last): modelstore.catalog.index.decompose.
-CREATE OR REPLACE FUNCTION modelstore.index_decompose(p_first integer, p_last integer)
-RETURNS TABLE (level smallint, pos integer)
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_level smallint := 0;
-BEGIN
-    WHILE p_first < p_last LOOP
-        IF p_first & 1 = 1 THEN
-            level := v_level; pos := p_first; RETURN NEXT;
-            p_first := p_first + 1;
-        END IF;
-        IF p_last & 1 = 1 THEN
-            p_last := p_last - 1;
-            level := v_level; pos := p_last; RETURN NEXT;
-        END IF;
-        p_first := p_first >> 1;
-        p_last := p_last >> 1;
-        v_level := v_level + 1;
-    END LOOP;
-END
-$$;
+-- request_context decomposes runs of chunks itself (modelstore.catalog.index.decompose, inlined)
+DROP FUNCTION IF EXISTS modelstore.index_decompose(integer, integer);
 
 -- Rows come back tagged by part:
 --   'table'      info = {oid, schema, name, relkind, columns: [[name, type, category, signature], …]}
@@ -81,6 +64,11 @@ $$;
 --   'candidates' info = plan_candidates' row                        (integer and date ordering columns)
 --   'stats'      id = stats_id, with the statistics' arrays         (at most p_max_stats of them)
 --   'node'       id = index_id, info = [level, pos], with the node's arrays (every span's nodes)
+--   'locked'     id = source_id: the source lock was taken (docs/freshness.md), before anything below was read
+--   'pieces'     info = [cuts, windows]: the cut keys and the two [lo, hi) key windows the pieces lie in
+--                (also in the settings modelstore.piece_cuts and modelstore.piece_windows)
+DROP FUNCTION IF EXISTS modelstore.request_context(text, text, text, text[], text, text, text, text[], numeric,
+                                                   numeric, numeric, smallint, numeric, smallint, boolean, integer);
 CREATE OR REPLACE FUNCTION modelstore.request_context(
     p_schema        text,
     p_table         text,
@@ -97,11 +85,16 @@ CREATE OR REPLACE FUNCTION modelstore.request_context(
     p_t_key         numeric,
     p_t_side        smallint,
     p_indexable     boolean,
-    p_max_stats     integer)
+    p_max_stats     integer,
+    p_speculate     boolean DEFAULT false,
+    p_max_pieces    integer DEFAULT 64)
 RETURNS TABLE (part text, id bigint, info jsonb, family text, columns text[], n bigint, null_rows bigint,
                classes jsonb, counts bigint[], mean float8[], moments float8[], mean_lo float8[],
                moments_lo float8[])
 LANGUAGE plpgsql VOLATILE
+-- its statements are the same shape on every call: planning them once per session (generic plans) halves
+-- the call's time (about 8 → 4 ms on the loaded 2-core machine); the settings it leaves are others
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_oid oid;
@@ -120,7 +113,21 @@ DECLARE
     -- to the cut before the next value, as modelstore.request.cuts.make_cut does
     v_end_side smallint := CASE WHEN p_lo IS NOT NULL THEN 0 ELSE 1 END;
     v_whi numeric[];
+    v_acc record;
+    v_locked boolean := false;
+    v_cuts numeric[];
+    v_levels smallint[] := '{}';
+    v_positions integer[] := '{}';
+    v_first integer;
+    v_last integer;
+    v_level smallint;
+    v_key numeric;
+    v_side smallint;
+    v_bound numeric;
 BEGIN
+    -- no pieces unless this call finds them (a pipelined piece scan then reads nothing)
+    PERFORM pg_catalog.set_config('modelstore.piece_cuts', '', true),
+            pg_catalog.set_config('modelstore.piece_windows', '', true);
     -- the table, resolved as modelstore.request.source.resolve_table does
     IF p_schema IS NULL THEN
         SELECT c.oid, ns.nspname, c.relname, c.relkind INTO v_oid, v_schema, v_name, v_kind
@@ -150,12 +157,13 @@ BEGIN
         RETURN;  -- partitioned, foreign, views: the caller's usual path
     END IF;
     -- the rights, on the columns that exist (the caller names the missing ones itself)
-    RETURN QUERY SELECT 'access'::text, NULL::bigint, pg_catalog.to_jsonb(acc), NULL::text, NULL::text[], NULL::bigint,
-        NULL::bigint, NULL::jsonb, NULL::bigint[], NULL::float8[], NULL::float8[], NULL::float8[], NULL::float8[]
-      FROM modelstore.request_access(v_oid, ARRAY(
+    SELECT * INTO v_acc FROM modelstore.request_access(v_oid, ARRAY(
           SELECT c FROM unnest(p_read_columns) AS c WHERE EXISTS (
               SELECT FROM pg_catalog.pg_attribute a
                WHERE a.attrelid = v_oid AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped))) AS acc;
+    RETURN QUERY SELECT 'access'::text, NULL::bigint, pg_catalog.to_jsonb(v_acc), NULL::text, NULL::text[],
+        NULL::bigint, NULL::bigint, NULL::jsonb, NULL::bigint[], NULL::float8[], NULL::float8[], NULL::float8[],
+        NULL::float8[];
     SELECT s.source_id INTO v_source FROM modelstore.sources AS s
      WHERE s.schema_name = v_schema AND s.table_name = v_name AND s.order_by = p_order_by;
     IF v_source IS NULL THEN
@@ -166,6 +174,53 @@ BEGIN
         NULL::text, NULL::text[], NULL::bigint, NULL::bigint, NULL::jsonb, NULL::bigint[], NULL::float8[], NULL::float8[],
         NULL::float8[], NULL::float8[]
       FROM modelstore.sources AS s WHERE s.source_id = v_source;
+
+    -- The source lock, when an index serves the request and its plan may scan the partial chunks at the ends:
+    -- taken before the index, the stored models and their statistics are read, as freshness.prepare_write takes
+    -- it (the read columns' types recorded), and only where Python's checks would let the request store
+    -- statistics (freshness.check_access: every column readable, no row-level security, no inheritance
+    -- children, capture installed and enabled, READ COMMITTED) on a source that needs no validation first
+    -- (freshness.source_is_current). Python checks all of it again on the rows returned; where it disagrees
+    -- it rolls the transaction back.
+    IF p_speculate AND p_indexable AND p_filter_sql = '' AND p_lo IS NOT NULL
+       AND cardinality(v_acc.denied) = 0 AND NOT v_acc.rls AND NOT coalesce(v_acc.inherited, false)
+       AND NOT coalesce(v_acc.is_partition, false) AND cardinality(coalesce(v_acc.foreign_members, '{}')) = 0
+       AND v_acc.n_enabled = 4 * v_acc.n_members AND v_acc.n_triggers = v_acc.n_enabled
+       AND v_acc.isolation = 'read committed'
+       AND EXISTS (
+           SELECT FROM modelstore.sources AS s
+            WHERE s.source_id = v_source AND s.relid = v_oid AND s.members IS NULL
+              AND NOT EXISTS (
+                  SELECT FROM pg_catalog.jsonb_each_text(coalesce(s.column_types, '{}')) AS r(name, sig)
+                   WHERE NOT EXISTS (
+                         SELECT FROM pg_catalog.pg_attribute a
+                          WHERE a.attrelid = v_oid AND a.attname = r.name AND a.attnum > 0 AND NOT a.attisdropped
+                            AND a.attnum || ':' || a.atttypid || ':' || a.atttypmod = r.sig)))
+       AND EXISTS (
+           SELECT FROM modelstore.stat_indexes AS i
+            WHERE i.source_id = v_source AND i.family = p_family AND i.target = p_target AND i.columns @> p_columns
+              AND (cardinality(i.columns) = cardinality(p_columns) OR i.null_rows = 0))
+       -- a summary of exactly this range is one read: no lock, no scan (docs/freshness.md)
+       AND NOT EXISTS (
+           SELECT FROM modelstore.statistics AS s
+            WHERE s.source_id = v_source AND s.family = p_family AND s.filter_sql = '' AND s.target = p_target
+              AND s.params_key = '' AND s.lo_key = p_s_key AND s.hi_key + 1 = p_t_key AND s.columns @> p_columns
+              AND (s.null_rows = 0 OR s.columns <@ p_columns))
+    THEN
+        UPDATE modelstore.sources AS s
+           SET relid = v_oid, members = NULL, stats_version = s.stats_version + 1,
+               column_types = s.column_types || (
+                   SELECT coalesce(pg_catalog.jsonb_object_agg(a.attname, a.attnum || ':' || a.atttypid || ':'
+                                                               || a.atttypmod), '{}')
+                     FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid = v_oid AND a.attname = ANY (p_read_columns) AND a.attnum > 0
+                      AND NOT a.attisdropped)
+         WHERE s.source_id = v_source;
+        v_locked := true;
+        RETURN QUERY SELECT 'locked'::text, v_source, NULL::jsonb, NULL::text, NULL::text[], NULL::bigint,
+            NULL::bigint, NULL::jsonb, NULL::bigint[], NULL::float8[], NULL::float8[], NULL::float8[],
+            NULL::float8[];
+    END IF;
 
     -- the statistics index (index.find, index.spans) and the models ending near the request's ends
     -- (relevant.models_ending_near), their windows the chunks holding the ends (docs/planner.md)
@@ -203,31 +258,60 @@ BEGIN
                 v_around := ARRAY(SELECT DISTINCT u FROM unnest(ARRAY[v_b, least(v_b + 1, v_index.n_chunks),
                                   coalesce(v_a, 0), CASE WHEN v_a IS NOT NULL
                                   THEN least(v_a + 1, v_index.n_chunks) END]) AS u WHERE u IS NOT NULL ORDER BY u);
-                -- every node of every span between those boundaries (index.spans), with its statistics
+                -- every node of every span between those boundaries (index.spans), with its statistics: the
+                -- canonical decompositions (index.decompose) into arrays, then one primary-key probe each
+                FOR i IN 1 .. cardinality(v_around) LOOP
+                    FOR j IN i + 1 .. cardinality(v_around) LOOP
+                        v_first := v_around[i];
+                        v_last := v_around[j];
+                        v_level := 0;
+                        WHILE v_first < v_last LOOP
+                            IF v_first & 1 = 1 THEN
+                                v_levels := v_levels || v_level;
+                                v_positions := v_positions || v_first;
+                                v_first := v_first + 1;
+                            END IF;
+                            IF v_last & 1 = 1 THEN
+                                v_last := v_last - 1;
+                                v_levels := v_levels || v_level;
+                                v_positions := v_positions || v_last;
+                            END IF;
+                            v_first := v_first >> 1;
+                            v_last := v_last >> 1;
+                            v_level := v_level + 1;
+                        END LOOP;
+                    END LOOP;
+                END LOOP;
                 RETURN QUERY SELECT 'node'::text, x.index_id, pg_catalog.jsonb_build_array(x.level, x.pos),
                     NULL::text, NULL::text[], x.n, x.null_rows, x.classes, x.counts, x.mean, x.moments,
                     x.mean_lo, x.moments_lo
-                  FROM modelstore.index_nodes AS x
-                 WHERE x.index_id = v_index.index_id AND (x.level, x.pos) IN (
-                       SELECT DISTINCT d.level, d.pos
-                         FROM unnest(v_around) WITH ORDINALITY AS f(first, i)
-                         JOIN unnest(v_around) WITH ORDINALITY AS l(last, j) ON l.j > f.i
-                        CROSS JOIN LATERAL modelstore.index_decompose(f.first, l.last) AS d);
+                  FROM (SELECT DISTINCT u.level, u.pos FROM unnest(v_levels, v_positions) AS u(level, pos)) AS u
+                  JOIN modelstore.index_nodes AS x
+                    ON x.index_id = v_index.index_id AND x.level = u.level AND x.pos = u.pos;
                 -- models with an end in the chunk holding either end of the request: from the boundary at or
                 -- before it to the one at or after it (relevant.models_ending_near's windows)
-                SELECT array_agg(w.lo ORDER BY w.i), array_agg(w.hi ORDER BY w.i) INTO v_wlo, v_whi
-                  FROM (VALUES (1, p_s_key, p_s_side), (2, p_t_key, p_t_side)) AS e(i, k, sd)
-                 CROSS JOIN LATERAL (
-                       SELECT e.i,
-                              coalesce((SELECT y.k FROM (SELECT x.lo_key, x.lo_side FROM modelstore.index_nodes AS x
-                                                          WHERE x.index_id = v_index.index_id AND x.level = 0
-                                                         UNION ALL SELECT v_index.end_key, v_end_side) AS y(k, sd)
-                                         WHERE (y.k, y.sd) <= (e.k, e.sd) ORDER BY y.k DESC, y.sd DESC LIMIT 1), e.k),
-                              coalesce((SELECT y.k FROM (SELECT x.lo_key, x.lo_side FROM modelstore.index_nodes AS x
-                                                          WHERE x.index_id = v_index.index_id AND x.level = 0
-                                                         UNION ALL SELECT v_index.end_key, v_end_side) AS y(k, sd)
-                                         WHERE (y.k, y.sd) >= (e.k, e.sd) ORDER BY y.k, y.sd LIMIT 1), e.k)
-                   ) AS w(i, lo, hi);
+                -- (each bound by one probe of index_nodes_chunk_start; the index's end cut lies after every boundary)
+                v_wlo := ARRAY[NULL, NULL]::numeric[];
+                v_whi := ARRAY[NULL, NULL]::numeric[];
+                FOR i IN 1 .. 2 LOOP
+                    v_key := CASE i WHEN 1 THEN p_s_key ELSE p_t_key END;
+                    v_side := CASE i WHEN 1 THEN p_s_side ELSE p_t_side END;
+                    IF (v_index.end_key, v_end_side) <= (v_key, v_side) THEN
+                        v_wlo[i] := v_index.end_key;
+                    ELSE
+                        SELECT x.lo_key INTO v_bound FROM modelstore.index_nodes AS x
+                         WHERE x.index_id = v_index.index_id AND x.level = 0 AND (x.lo_key, x.lo_side) <= (v_key, v_side)
+                         ORDER BY x.lo_key DESC, x.lo_side DESC LIMIT 1;
+                        v_wlo[i] := coalesce(v_bound, v_key);
+                    END IF;
+                    SELECT x.lo_key INTO v_bound FROM modelstore.index_nodes AS x
+                     WHERE x.index_id = v_index.index_id AND x.level = 0 AND (x.lo_key, x.lo_side) >= (v_key, v_side)
+                     ORDER BY x.lo_key, x.lo_side LIMIT 1;
+                    IF v_bound IS NULL AND (v_index.end_key, v_end_side) >= (v_key, v_side) THEN
+                        v_bound := v_index.end_key;
+                    END IF;
+                    v_whi[i] := coalesce(v_bound, v_key);
+                END LOOP;
                 v_ids := ARRAY(
                     SELECT s.stats_id FROM modelstore.statistics AS s
                      WHERE s.source_id = v_source AND s.family = p_family AND s.filter_sql = p_filter_sql
@@ -244,6 +328,29 @@ BEGIN
                     NULL::text, NULL::text[], NULL::bigint, NULL::bigint, NULL::jsonb, NULL::bigint[],
                     NULL::float8[], NULL::float8[], NULL::float8[], NULL::float8[]
                   FROM modelstore.statistics AS s WHERE s.stats_id = ANY (v_ids) ORDER BY s.stats_id;
+                -- The pieces of the two chunks holding the request's ends, cut at every cut a plan may have
+                -- there (the ends, the chunk boundaries, the ends of the models just returned; integer and date
+                -- keys, every cut "just before" a key): each scan step a plan takes inside those chunks is a
+                -- run of them. Only when the lock was taken, and the request starts and ends inside the index.
+                IF v_locked AND v_a IS NOT NULL AND (p_t_key, p_t_side) <= (v_index.end_key, v_end_side) THEN
+                    v_cuts := ARRAY(
+                        SELECT DISTINCT c FROM (
+                            SELECT unnest(ARRAY[p_s_key, p_t_key, v_wlo[1], v_whi[1], v_wlo[2], v_whi[2]])
+                            UNION ALL
+                            SELECT x FROM (SELECT s.lo_key, s.hi_key + 1 FROM modelstore.statistics AS s
+                                            WHERE s.stats_id = ANY (v_ids)
+                                            ORDER BY s.stats_id LIMIT p_max_pieces / 2) AS m(a, b)
+                                  CROSS JOIN LATERAL unnest(ARRAY[m.a, m.b]) AS x) AS u(c)
+                         WHERE c BETWEEN v_wlo[1] AND v_whi[1] OR c BETWEEN v_wlo[2] AND v_whi[2]
+                         ORDER BY c);
+                    PERFORM pg_catalog.set_config('modelstore.piece_cuts', v_cuts::text, true),
+                            pg_catalog.set_config('modelstore.piece_windows',
+                                                  ARRAY[v_wlo[1], v_whi[1], v_wlo[2], v_whi[2]]::text, true);
+                    RETURN QUERY SELECT 'pieces'::text, NULL::bigint, pg_catalog.jsonb_build_array(
+                        v_cuts, ARRAY[ARRAY[v_wlo[1], v_whi[1]], ARRAY[v_wlo[2], v_whi[2]]]),
+                        NULL::text, NULL::text[], NULL::bigint, NULL::bigint, NULL::jsonb, NULL::bigint[],
+                        NULL::float8[], NULL::float8[], NULL::float8[], NULL::float8[];
+                END IF;
             END IF;
         END IF;
     END IF;

@@ -7,6 +7,10 @@ function returns all of it at once; the functions that used to ask — :func:`fr
 executor's fetches — take their rows from a :class:`RequestContext` instead, and decide exactly as before.
 What the context does not hold (more than :data:`MAX_PREFETCHED` relevant models, a table other than an
 ordinary one) the caller reads the usual way.
+
+With ``speculate`` (an index plan, docs/planner.md "Round trips"), the call takes the source lock before it
+reads anything (``locked``) and cuts the chunks holding the request's ends into ``pieces``, which the
+statement pipelined after it aggregates (:func:`modelstore.execution.executor.piece_scan_query`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from modelstore.request.source import Column, Table
 
 #: the most relevant stored models whose statistics come back with the context (an index plan reads a few)
 MAX_PREFETCHED = 64
+
+#: the most pieces the ends' chunks are cut into (two cuts per model ending there, beyond the ends and boundaries)
+MAX_PIECES = 64
 
 #: request_access's columns, in the order freshness.check_access unpacks them
 ACCESS_FIELDS = ("rls", "may_trigger", "n_triggers", "n_enabled", "isolation", "inherited", "role", "denied",
@@ -43,6 +50,9 @@ class RequestContext:
     stats: dict[int, object] = field(default_factory=dict)
     nodes: dict[tuple[int, int, int], object] = field(default_factory=dict)
     node_families: dict[int, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    locked: bool = False  # the call took the source lock before reading anything below it
+    #: the partial-chunk pieces at the request's ends: (sorted cut keys, [lo, hi) key windows), when scanned
+    pieces: tuple[tuple[int, ...], tuple[tuple[int, int], ...]] | None = None
 
     @property
     def complete(self) -> bool:
@@ -50,20 +60,34 @@ class RequestContext:
         return self.table is not None and self.relkind == "r" and self.access is not None
 
 
-def load(conn: psycopg.Connection, schema: str | None, relname: str, descriptor: Descriptor, s: Cut, t: Cut,
-         *, array_keys: bool) -> RequestContext:
-    """One call of ``modelstore.request_context`` for ``descriptor`` between the cuts ``s`` < ``t``."""
+def send(conn: psycopg.Connection, schema: str | None, relname: str, descriptor: Descriptor, s: Cut, t: Cut,
+         *, array_keys: bool, speculate: bool = False) -> psycopg.Cursor:
+    """Send one call of ``modelstore.request_context`` for ``descriptor`` between the cuts ``s`` < ``t``
+    (in a pipeline, nothing waits); :func:`parse` reads its rows. ``speculate``: take the source lock and
+    cut the ends' chunks into pieces when an index serves the request (sql/request.sql)."""
     r = descriptor.range
     family = descriptor.family
-    rows = conn.execute(
+    return conn.execute(
         "SELECT * FROM modelstore.request_context(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::int2, %s, %s::int2,"
-        " %s, %s)",
+        " %s, %s, %s, %s)",
         [schema, relname, descriptor.source.order_by, list(descriptor.read_columns), descriptor.kind,
          descriptor.filter_sql, descriptor.class_column, list(descriptor.stats_columns),
          bound_key(r.lo) if array_keys else None, bound_key(r.hi) if array_keys else None,
-         s.key, s.side, t.key, t.side, family.indexable and not family.trained, MAX_PREFETCHED],
+         s.key, s.side, t.key, t.side, family.indexable and not family.trained, MAX_PREFETCHED, speculate,
+         MAX_PIECES],
         binary=True,
-    ).fetchall()
+    )
+
+
+def load(conn: psycopg.Connection, schema: str | None, relname: str, descriptor: Descriptor, s: Cut, t: Cut,
+         *, array_keys: bool) -> RequestContext:
+    """One call of ``modelstore.request_context`` for ``descriptor`` between the cuts ``s`` < ``t``."""
+    return parse(send(conn, schema, relname, descriptor, s, t, array_keys=array_keys), descriptor)
+
+
+def parse(cursor: psycopg.Cursor, descriptor: Descriptor) -> RequestContext:
+    """The :class:`RequestContext` from the rows of :func:`send`'s call."""
+    rows = cursor.fetchall()
     out = RequestContext()
     index_columns: dict[int, tuple[str, ...]] = {}
     for part, id_, info, fam, columns, n, null_rows, classes, counts, mean, moments, mean_lo, moments_lo in rows:
@@ -87,6 +111,11 @@ def load(conn: psycopg.Connection, schema: str | None, relname: str, descriptor:
         elif part == "stats":
             out.stats[id_] = FAMILIES[fam].unpack(columns, n, null_rows, classes, counts, mean, moments, mean_lo,
                                                   moments_lo)
+        elif part == "locked":
+            out.locked = True
+        elif part == "pieces":
+            cuts, windows = info
+            out.pieces = (tuple(int(c) for c in cuts), tuple((int(lo), int(hi)) for lo, hi in windows))
         elif part == "node":
             level, pos = info
             out.nodes[(id_, level, pos)] = FAMILIES[descriptor.kind].unpack(
@@ -94,4 +123,4 @@ def load(conn: psycopg.Connection, schema: str | None, relname: str, descriptor:
     return out
 
 
-__all__ = ["ACCESS_FIELDS", "MAX_PREFETCHED", "RequestContext", "load"]
+__all__ = ["ACCESS_FIELDS", "MAX_PIECES", "MAX_PREFETCHED", "RequestContext", "load", "parse", "send"]

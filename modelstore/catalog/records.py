@@ -158,14 +158,32 @@ def store_model(conn: psycopg.Connection, *, name: str | None, kind: str, source
 def inserted_model(row, name: str | None) -> tuple[int, str]:
     """(model id, name) from the row :func:`model_insert`'s statement returned."""
     if row is None:
-        raise InputError(f"a model named {name!r} already exists; pass replace=True or choose another name")
+        raise name_taken(name)
     return row[0], row[1]
+
+
+def name_taken(name: str | None) -> InputError:
+    """The error for a model name in use (:func:`inserted_model`; a pipelined :func:`model_insert` with
+    ``stats_key`` raises the unique violation on constraint :data:`NAME_TAKEN` instead)."""
+    return InputError(f"a model named {name!r} already exists; pass replace=True or choose another name")
+
+
+#: the unique constraint on model names
+NAME_TAKEN = "fitted_models_name_key"
 
 
 def model_insert(*, name: str | None, kind: str, source_id: int, stats_id: int | None, descriptor: Descriptor,
                  params: dict, rows_used: int, rows_skipped: int, state: dict, plan: dict, replace: bool,
-                 name_prefix: str = "") -> tuple[sql.Composable, list]:
-    """The statement :func:`store_model` runs, with its parameters (for a caller that pipelines it)."""
+                 name_prefix: str = "", stats_key: tuple[sql.Composable, list] | None = None,
+                 ) -> tuple[sql.Composable, list]:
+    """The statement :func:`store_model` runs, with its parameters (for a caller that pipelines it).
+
+    ``stats_key``: (condition, parameters) of :func:`stats_insert` — the model's statistics are the row of
+    that key, inserted by an earlier statement of the same transaction (pipelined with this one, so the
+    id is not known yet); the plan's ``stored_stats_id`` is set to it too. A name taken then fails the
+    statement (a unique violation, :data:`NAME_TAKEN`) instead of inserting nothing, so that a COMMIT
+    pipelined after it cannot keep the statistics without the model. The statement returns (model id,
+    name, statistics id)."""
     r = descriptor.range
     # replace: one upsert, so that two requests replacing one name at once both succeed (the last
     # commit wins); a DELETE then INSERT would let the second INSERT meet the first one's row
@@ -174,6 +192,15 @@ def model_insert(*, name: str | None, kind: str, source_id: int, stats_id: int |
                 "features = EXCLUDED.features, params = EXCLUDED.params, rows_used = EXCLUDED.rows_used, "
                 "rows_skipped = EXCLUDED.rows_skipped, state = EXCLUDED.state, plan = EXCLUDED.plan, "
                 "created_at = now(), created_by = current_user, group_by = NULL, group_l2 = NULL") if replace else "DO NOTHING"
+    stats_value, plan_value, key_values = sql.SQL("%s"), sql.SQL("%s"), []
+    if stats_key is not None:
+        stats_value = sql.SQL("(SELECT stats_id FROM modelstore.statistics WHERE {})").format(stats_key[0])
+        plan_value = sql.SQL("pg_catalog.jsonb_set(%s::jsonb, '{{stored_stats_id}}', pg_catalog.to_jsonb({}))").format(
+            stats_value)
+        key_values = list(stats_key[1])
+    head = [name, name, name_prefix, kind, source_id]
+    tail = [bound_text(r.lo), bound_text(r.hi), descriptor.filter_sql, descriptor.target, list(descriptor.features),
+            Jsonb(params), rows_used, rows_skipped, Jsonb(_jsonable(state))]
     return (
         sql.SQL("""
         WITH number AS (SELECT CASE WHEN %s::text IS NULL
@@ -182,14 +209,13 @@ def model_insert(*, name: str | None, kind: str, source_id: int, stats_id: int |
         INSERT INTO modelstore.fitted_models
             (name, kind, source_id, stats_id, lo, hi, filter_sql, target, features, params,
              rows_used, rows_skipped, state, plan)
-        SELECT coalesce(%s::text, %s::text || number.v), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s
+        SELECT coalesce(%s::text, %s::text || number.v), %s, %s, {}, %s, %s, %s, %s, %s, %s, %s, %s, %s, {}
         FROM number
-        ON CONFLICT (name) {}
-        RETURNING model_id, name
-        """).format(sql.SQL(conflict)),
-        [name, name, name_prefix, kind, source_id, stats_id, bound_text(r.lo), bound_text(r.hi),
-         descriptor.filter_sql, descriptor.target, list(descriptor.features), Jsonb(params), rows_used, rows_skipped,
-         Jsonb(_jsonable(state)), Jsonb(_jsonable(plan))],
+        {}
+        RETURNING model_id, name, stats_id
+        """).format(stats_value, plan_value,
+                    sql.SQL("" if stats_key is not None and not replace else f"ON CONFLICT (name) {conflict}")),
+        head + ([stats_id] if stats_key is None else key_values) + tail + [Jsonb(_jsonable(plan))] + key_values,
     )
 
 

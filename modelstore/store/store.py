@@ -34,6 +34,7 @@ from modelstore.request.descriptor import (
     Descriptor, Range, Source, check_range, coerce_bound, normalize_filter, parse_bound,
 )
 from modelstore.errors import FilterError, InputError, NonFiniteValueError, PlanNoteWarning, PrivilegeError, RangeError
+from modelstore.execution import executor
 from modelstore.execution.executor import execute
 from modelstore.language import run as run_statements
 from modelstore.catalog.migrate import ensure_current
@@ -119,6 +120,9 @@ class Store:
         #: tables as described by the last request naming them: the fast path builds the descriptor from
         #: one and modelstore.request_context checks it against the catalog in the same call
         self._tables: dict[str, Table] = {}
+        #: (table, ordering column, kind) whose last request found a statistics index: the fast path sends the
+        #: partial-chunk pieces' aggregate with the request's context (docs/planner.md, "Round trips")
+        self._indexed: set[tuple[str, str, str]] = set()
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -192,12 +196,18 @@ class Store:
         return out.model.materialized(name=name, descriptor=descriptor, plan=executed)
 
     def _run_from_context(self, request: FitRequest):
-        """A request answered by one stored summary, in two round trips (docs/planner.md, "Round trips"):
-        BEGIN and ``modelstore.request_context`` (validation, source, index, relevant set and their
-        statistics) pipelined, then the model's INSERT and COMMIT pipelined. None when this path does
-        not apply — a table not described before or not an ordinary one, a filter, an open range, a plan
-        that scans (it must lock the source before reading, :func:`freshness.prepare_write`) — and
-        nothing has been written then."""
+        """A request answered from stored statistics, with or without the statistics index, in two round trips
+        (docs/planner.md, "Round trips"):
+
+        1. ``BEGIN``, ``modelstore.request_context`` (validation, source, index, relevant set and their
+           statistics — and, when an index serves the request, the source lock taken first and the ends'
+           chunks cut into pieces) and the aggregate of those pieces, pipelined;
+        2. the statistics' and the model's ``INSERT`` and ``COMMIT``, pipelined.
+
+        None when this path does not apply — a table not described before or not an ordinary one, a filter,
+        an open range, an ordering column other than integer or date — and nothing has been written then. A
+        plan that reads rows the first round trip did not read runs them under the lock (one more round
+        trip); without the lock it takes the usual path in the same transaction."""
         conn = self.conn
         # its own transaction, BEGIN and COMMIT sent in pipelines: only on a psycopg connection that is idle
         # (inside a caller's transaction, or over SPI, the usual path runs in that transaction)
@@ -217,24 +227,46 @@ class Store:
         if kind not in ARRAY_KINDS or not _int64_keys(s, t):
             return None
         schema, relname = parse_table_name(request.table)
+        # the pieces' aggregate rides along only where an index was seen (it reads nothing otherwise)
+        indexed = (request.table, descriptor.source.order_by, descriptor.kind)
+        speculate = self.materialize and fam.indexable and indexed in self._indexed
+        engine = stats_engine.engine(conn)
         try:
-            with conn.pipeline():
-                conn.execute("BEGIN")
-                ctx = request_context.load(conn, schema, relname, descriptor, s, t, array_keys=True)
+            try:
+                with conn.pipeline():
+                    conn.execute("BEGIN")
+                    cur = request_context.send(conn, schema, relname, descriptor, s, t, array_keys=True,
+                                               speculate=speculate)
+                    pieces_cur = conn.execute(executor.piece_scan_query(
+                        tbl, descriptor, request_context.MAX_PIECES, request.max_classes, engine),
+                        binary=True) if speculate else None
+                ctx = request_context.parse(cur, descriptor)
+                piece_rows = pieces_cur.fetchall() if pieces_cur is not None else []
+            except psycopg.Error:
+                # the cached description no longer fits (a column gone, a privilege revoked): the usual path
+                # describes the table again and raises the named error, if any
+                if conn.closed:
+                    raise
+                conn.execute("ROLLBACK")
+                self._tables.pop(request.table, None)
+                return None
+            first_trip = time.perf_counter() - started
+            if ctx.index_rows:
+                self._indexed.add(indexed)
+            else:
+                self._indexed.discard(indexed)
             if not ctx.complete or ctx.table.oid != tbl.oid or ctx.table.columns != tbl.columns:
                 self._tables.pop(request.table, None)  # described afresh by the usual path
                 conn.execute("ROLLBACK")
                 return None
             access = freshness.check_access(conn, tbl, descriptor, row=ctx.access)
-            if not freshness.source_is_current(tbl, access, ctx.source):
+            if not freshness.source_is_current(tbl, access, ctx.source) or (ctx.locked and not access.store):
                 conn.execute("ROLLBACK")  # stored statistics to drop first: the usual path does it
                 return None
             source_id = freshness.usable_source(conn, descriptor, tbl, access, context=ctx)
             plan = self._plan(source_id, descriptor, context=ctx)
-            if not (len(plan.steps) == 1 and plan.steps[0].op == "stored"):
-                # a plan that reads rows: the source lock first, then planning again (today's path)
-                out = self._run_statistics(request, descriptor, tbl)
-            else:
+            stats_key = None
+            if len(plan.steps) == 1 and plan.steps[0].op == "stored":
                 plan = dataclasses.replace(plan, notes=access.notes)
                 stats, executed = execute(conn, plan, tbl, max_classes=request.max_classes,
                                           cost_model=self.cost_model, context=ctx)
@@ -243,22 +275,45 @@ class Store:
                 executed = ExecutedPlan(plan, executed.results, 0.0, plan.steps[0].stats_id, executed.digits_lost,
                                         (), dict(executed.extra))
                 out = _Outcome(source_id, plan.steps[0].stats_id, model, executed, stats.n, stats.null_rows)
+            elif ctx.locked:
+                # the source lock was taken before anything was read: execute on what the first round trip
+                # read (scans it did not read run now, under the same lock), store in the second
+                out, stats = self._run_locked(request, descriptor, tbl, source_id,
+                                              dataclasses.replace(plan, notes=access.notes), ctx, piece_rows,
+                                              first_trip, engine)
+                insert, values, key_sql, key = records.stats_insert(source_id, descriptor, stats)
+                stats_key = (key_sql, key)
+            else:
+                # a plan that reads rows: the source lock first, then planning again (today's path)
+                out = self._run_statistics(request, descriptor, tbl)
             out = out._replace(executed=_with_notes(out.executed, tuple(notes) + _chunk_notes(out.executed.plan)))
             executed = dataclasses.replace(
                 out.executed, execution_seconds=time.perf_counter() - started - out.executed.plan.planning_seconds)
             name = request.name
             if self.materialize:
-                # the model row and COMMIT in one pipelined write; the name is read once they are done
-                query, values = records.model_insert(
+                # the statistics (when new), the model row and COMMIT in one pipelined write; the name (and the
+                # statistics' id) are read once they are done
+                query, model_values = records.model_insert(
                     name=name, kind=descriptor.kind, source_id=out.source_id, stats_id=out.stats_id,
                     descriptor=descriptor, params=descriptor.params, rows_used=out.rows_used,
                     rows_skipped=out.rows_skipped, state=out.model.to_state(), plan=executed.to_json(),
-                    replace=request.replace, name_prefix=f"{descriptor.source.table}_{descriptor.kind}_")
-                with conn.pipeline():
-                    cur = conn.execute(query, values)
-                    conn.execute("COMMIT")
+                    replace=request.replace, name_prefix=f"{descriptor.source.table}_{descriptor.kind}_",
+                    stats_key=stats_key)
+                try:
+                    with conn.pipeline():
+                        if stats_key is not None:
+                            conn.execute(insert, values)
+                        cur = conn.execute(query, model_values)
+                        conn.execute("COMMIT")
+                except psycopg.errors.UniqueViolation as exc:
+                    if stats_key is None or exc.diag.constraint_name != records.NAME_TAKEN:
+                        raise
+                    raise records.name_taken(name) from None  # rolled back below: nothing was written
                 # DO NOTHING on a taken name inserted nothing: the transaction wrote no model row
-                _, name = records.inserted_model(cur.fetchone(), name)
+                row = cur.fetchone()
+                _, name = records.inserted_model(row, name)
+                if stats_key is not None:
+                    executed = dataclasses.replace(executed, stored_stats_id=row[2])
             else:
                 conn.execute("COMMIT")
         except BaseException:
@@ -266,6 +321,34 @@ class Store:
                 conn.execute("ROLLBACK")
             raise
         return out.model.materialized(name=name, descriptor=descriptor, plan=executed)
+
+    def _run_locked(self, request: FitRequest, descriptor: Descriptor, tbl: Table, source_id: int, plan: Plan,
+                    ctx, piece_rows: list, first_trip: float, engine: tuple[str, str]):
+        """Execute ``plan`` on a request's context read under the source lock: its scan steps that are runs
+        of the pieces the first round trip aggregated take their statistics from them, the others are
+        scanned now. Returns (the outcome without a stored statistics id, the request's statistics)."""
+        def run(plan: Plan):
+            known = executor.piece_parts(plan, ctx.pieces, piece_rows, request.max_classes, engine)
+            rows = {i: part.n + part.null_rows for i, part in known.items()}
+            # the pieces were scanned in the first round trip: its time is spread over them by rows
+            seconds = {i: first_trip * r / (sum(rows.values()) or 1) for i, r in rows.items()}
+            with _filter_errors(descriptor):
+                return execute(self.conn, plan, tbl, max_classes=request.max_classes, cost_model=self.cost_model,
+                               known=known, known_seconds=seconds, context=ctx)
+
+        stats, executed = run(plan)
+        rejected = ()
+        if executed.digits_lost > self.max_digits_lost:  # the numerical guard, as in _run_statistics
+            rejected = ({"strategy": plan.strategy, "digits_lost": executed.digits_lost,
+                         "est_cost_ms": plan.est_cost_ms},)
+            plan = dataclasses.replace(self._plan(source_id, descriptor, allow_subtract=False, context=ctx),
+                                       notes=plan.notes)
+            stats, executed = run(plan)
+        _check_stats(descriptor, stats)
+        model = descriptor.family.solve(stats, descriptor.params)
+        executed = ExecutedPlan(plan, executed.results, 0.0, None, executed.digits_lost, rejected,
+                                dict(executed.extra))
+        return _Outcome(source_id, None, model, executed, stats.n, stats.null_rows), stats
 
     def _run_statistics(self, request: FitRequest, descriptor: Descriptor, table_info: Table):
         """Families with mergeable statistics: the planned sum of stored statistics and scans (paper §3),
@@ -466,6 +549,7 @@ class Store:
             with _progress(progress, "building the statistics index") as advance:
                 info = index_build.build(self.conn, table_info, source_id, descriptor, chunk_rows, progress=advance)
             self._build_group_nodes(info, descriptor, table_info, group_by)
+        self._indexed.add((table, order_by, kind))  # the fast path scans the pieces at the ends at once
         return self._index_row(info.index_id)
 
     def _build_group_nodes(self, info, descriptor, table_info, group_by: str | None) -> None:
