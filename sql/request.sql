@@ -6,10 +6,10 @@
 -- as the name resolves now, the access row, the source row, the statistics indexes that can serve it, the
 -- index's chunk boundaries around the request's ends with the stored models ending there, the relevant set
 -- (plan_candidates, unchanged), and the statistics of the stored models and index nodes a plan may read,
--- when there are at most p_max_stats models. With p_speculate, when an index serves the request and the
--- source may be written, it first takes the source lock exactly as freshness.prepare_write does (so that
--- everything it reads, and the pipelined partial-chunk scan after it, sees one table: docs/freshness.md),
--- and leaves in two transaction-local settings the pieces of the two chunks holding the request's ends,
+-- when there are at most p_max_stats models. With p_speculate, when the source may be written and no stored
+-- summary has exactly the request's range, it first takes the source lock exactly as freshness.prepare_write
+-- does (so that everything it reads, and the scans pipelined or sent after it, see one table:
+-- docs/freshness.md); when an index serves the request it also leaves in two transaction-local settings the pieces of the two chunks holding the request's ends,
 -- cut at every cut a plan may use there; the statement the caller pipelines after this call
 -- (modelstore.execution.executor.piece_scan_query) aggregates those pieces. SECURITY INVOKER: it reads only what the caller may read
 -- (the catalog's row-level security applies, docs/security.md), and no search_path is set so that an
@@ -67,6 +67,8 @@ DROP FUNCTION IF EXISTS modelstore.index_decompose(integer, integer);
 --   'locked'     id = source_id: the source lock was taken (docs/freshness.md), before anything below was read
 --   'pieces'     info = [cuts, windows]: the cut keys and the two [lo, hi) key windows the pieces lie in
 --                (also in the settings modelstore.piece_cuts and modelstore.piece_windows)
+--   'scratch'    the lock was taken and nothing stored or indexed can serve: the setting modelstore.scratch_scan
+--                is 'on', and the from-scratch scan pipelined after the call reads the request's rows
 DROP FUNCTION IF EXISTS modelstore.request_context(text, text, text, text[], text, text, text, text[], numeric,
                                                    numeric, numeric, smallint, numeric, smallint, boolean, integer);
 CREATE OR REPLACE FUNCTION modelstore.request_context(
@@ -127,7 +129,8 @@ DECLARE
 BEGIN
     -- no pieces unless this call finds them (a pipelined piece scan then reads nothing)
     PERFORM pg_catalog.set_config('modelstore.piece_cuts', '', true),
-            pg_catalog.set_config('modelstore.piece_windows', '', true);
+            pg_catalog.set_config('modelstore.piece_windows', '', true),
+            pg_catalog.set_config('modelstore.scratch_scan', '', true);
     -- the table, resolved as modelstore.request.source.resolve_table does
     IF p_schema IS NULL THEN
         SELECT c.oid, ns.nspname, c.relname, c.relkind INTO v_oid, v_schema, v_name, v_kind
@@ -175,14 +178,14 @@ BEGIN
         NULL::float8[], NULL::float8[]
       FROM modelstore.sources AS s WHERE s.source_id = v_source;
 
-    -- The source lock, when an index serves the request and its plan may scan the partial chunks at the ends:
-    -- taken before the index, the stored models and their statistics are read, as freshness.prepare_write takes
-    -- it (the read columns' types recorded), and only where Python's checks would let the request store
+    -- The source lock, when the request's plan may scan rows or merge stored summaries (anything but one stored
+    -- summary of exactly its range; with or without an index): taken before the index, the stored models and
+    -- their statistics are read, as freshness.prepare_write takes it (the read columns' types recorded), and only where Python's checks would let the request store
     -- statistics (freshness.check_access: every column readable, no row-level security, no inheritance
     -- children, capture installed and enabled, READ COMMITTED) on a source that needs no validation first
     -- (freshness.source_is_current). Python checks all of it again on the rows returned; where it disagrees
     -- it rolls the transaction back.
-    IF p_speculate AND p_indexable AND p_filter_sql = '' AND p_lo IS NOT NULL
+    IF p_speculate AND p_filter_sql = '' AND p_lo IS NOT NULL
        AND cardinality(v_acc.denied) = 0 AND NOT v_acc.rls AND NOT coalesce(v_acc.inherited, false)
        AND NOT coalesce(v_acc.is_partition, false) AND cardinality(coalesce(v_acc.foreign_members, '{}')) = 0
        AND v_acc.n_enabled = 4 * v_acc.n_members AND v_acc.n_triggers = v_acc.n_enabled
@@ -196,10 +199,6 @@ BEGIN
                          SELECT FROM pg_catalog.pg_attribute a
                           WHERE a.attrelid = v_oid AND a.attname = r.name AND a.attnum > 0 AND NOT a.attisdropped
                             AND a.attnum || ':' || a.atttypid || ':' || a.atttypmod = r.sig)))
-       AND EXISTS (
-           SELECT FROM modelstore.stat_indexes AS i
-            WHERE i.source_id = v_source AND i.family = p_family AND i.target = p_target AND i.columns @> p_columns
-              AND (cardinality(i.columns) = cardinality(p_columns) OR i.null_rows = 0))
        -- a summary of exactly this range is one read: no lock, no scan (docs/freshness.md)
        AND NOT EXISTS (
            SELECT FROM modelstore.statistics AS s
@@ -365,6 +364,14 @@ BEGIN
             NULL::text, NULL::text[], NULL::bigint, NULL::bigint, NULL::jsonb, NULL::bigint[], NULL::float8[],
             NULL::float8[], NULL::float8[], NULL::float8[];
         v_ids := v_cand.stats_ids;
+        -- under the lock, nothing stored and no index span: the plan can only be the from-scratch scan, which
+        -- the caller pipelined after this call (executor.scratch_scan_query) reads now, in the same round trip
+        IF v_locked AND coalesce(cardinality(v_cand.stats_ids), 0) = 0 THEN
+            PERFORM pg_catalog.set_config('modelstore.scratch_scan', 'on', true);
+            RETURN QUERY SELECT 'scratch'::text, NULL::bigint, NULL::jsonb, NULL::text, NULL::text[], NULL::bigint,
+                NULL::bigint, NULL::jsonb, NULL::bigint[], NULL::float8[], NULL::float8[], NULL::float8[],
+                NULL::float8[];
+        END IF;
     END IF;
 
     -- the statistics a plan may read, when they are few (more: the executor fetches what the plan uses)

@@ -160,3 +160,44 @@ def test_a_date_ordered_index_plan_is_two_round_trips(store):
     sel = frame[(frame.day >= lo) & (frame.day <= hi)]
     expected = np.linalg.lstsq(np.c_[np.ones(len(sel)), sel[["a", "b"]]], sel.y, rcond=None)[0]
     np.testing.assert_allclose(np.r_[model.intercept_, model.coef_], expected, rtol=1e-9, atol=1e-12)
+
+
+def test_a_from_scratch_plan_is_two_round_trips_planned_once_and_exact(store, monkeypatch):
+    rng = np.random.default_rng(11)
+    n = 3000
+    frame = pd.DataFrame(rng.normal(size=(n, 3)), columns=FEATURES)
+    frame.insert(0, "id", np.arange(1, n + 1))
+    frame["y"] = 2 * frame.x1 + frame.x3 + rng.normal(size=n)
+    load_frame(store.conn, "rt_scratch", frame)
+
+    def fit_s(lo, hi):
+        return store.fit("linear", table="rt_scratch", target="y", features=FEATURES, order_by="id", lo=lo, hi=hi)
+
+    fit_s(1, 50)  # the table described, its source recorded and captured
+    planned = []
+    plan = store._plan
+    monkeypatch.setattr(store, "_plan", lambda *a, **kw: planned.append(a) or plan(*a, **kw))
+    # nothing stored overlaps: BEGIN + request_context (the lock taken) + the from-scratch scan, pipelined;
+    # then the statistics' and the model's INSERT + COMMIT
+    model, statements, trips = traced(store, lambda: fit_s(700, 2400))
+    assert [s.op for s in model.plan.plan.steps] == ["scan"], model.plan
+    assert trips <= 2, statements
+    assert len(planned) == 1
+    assert any("UPDATE modelstore.sources" in s for s in statements) or any("request_context" in s for s in statements)
+    sel = frame[(frame.id >= 700) & (frame.id <= 2400)]
+    expected = np.linalg.lstsq(np.c_[np.ones(len(sel)), sel[FEATURES]], sel.y, rcond=None)[0]
+    np.testing.assert_allclose(np.r_[model.intercept_, model.coef_], expected, rtol=1e-9, atol=1e-12)
+    assert model.n_obs == len(sel)
+    stats_id = model.plan.stored_stats_id
+    row = store.conn.execute("SELECT lo, hi, n FROM modelstore.statistics WHERE stats_id = %s", [stats_id]).fetchone()
+    assert row == ("700", "2400", len(sel))
+    # a gap plan (the stored summary plus the scans around it): one more round trip for the scans, planned once
+    planned.clear()
+    model, statements, trips = traced(store, lambda: fit_s(500, 2900))
+    assert "stored" in {s.op for s in model.plan.plan.steps} and "scan" in {s.op for s in model.plan.plan.steps}
+    assert trips <= 3, statements
+    assert len(planned) == 1
+    sel = frame[(frame.id >= 500) & (frame.id <= 2900)]
+    expected = np.linalg.lstsq(np.c_[np.ones(len(sel)), sel[FEATURES]], sel.y, rcond=None)[0]
+    np.testing.assert_allclose(np.r_[model.intercept_, model.coef_], expected, rtol=1e-9, atol=1e-12)
+    assert model.plan.stored_stats_id is not None and model.plan.stored_stats_id != stats_id

@@ -10,7 +10,10 @@ ordinary one) the caller reads the usual way.
 
 With ``speculate`` (an index plan, docs/planner.md "Round trips"), the call takes the source lock before it
 reads anything (``locked``) and cuts the chunks holding the request's ends into ``pieces``, which the
-statement pipelined after it aggregates (:func:`modelstore.execution.executor.piece_scan_query`).
+statement pipelined after it aggregates (:func:`modelstore.execution.executor.piece_scan_query`). Without an
+index it takes the lock too whenever the plan may scan or merge (anything but one stored summary of exactly the
+request's range), and when nothing stored can serve it turns on the from-scratch scan pipelined after it
+(``scratch``; :func:`modelstore.execution.executor.scratch_scan_query`).
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ class RequestContext:
     locked: bool = False  # the call took the source lock before reading anything below it
     #: the partial-chunk pieces at the request's ends: (sorted cut keys, [lo, hi) key windows), when scanned
     pieces: tuple[tuple[int, ...], tuple[tuple[int, int], ...]] | None = None
+    #: the lock was taken and nothing stored or indexed can serve: the pipelined from-scratch scan read the rows
+    scratch: bool = False
 
     @property
     def complete(self) -> bool:
@@ -113,6 +118,8 @@ def parse(cursor: psycopg.Cursor, descriptor: Descriptor) -> RequestContext:
                                                   moments_lo)
         elif part == "locked":
             out.locked = True
+        elif part == "scratch":
+            out.scratch = True
         elif part == "pieces":
             cuts, windows = info
             out.pieces = (tuple(int(c) for c in cuts), tuple((int(lo), int(hi)) for lo, hi in windows))

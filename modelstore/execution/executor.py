@@ -120,6 +120,30 @@ def piece_scan_query(table: Table, descriptor: Descriptor, max_pieces: int, max_
                                              part, max_pieces, engine=engine)
 
 
+#: set to 'on' by modelstore.request_context when the from-scratch scan pipelined after it may read the rows
+SCRATCH_ON = sql.SQL("pg_catalog.current_setting('modelstore.scratch_scan', true) = 'on'")
+
+
+def scratch_scan_query(table: Table, descriptor: Descriptor, max_classes: int = 1000,
+                       engine: tuple[str, str] = ("sql", "")) -> sql.Composed:
+    """The request's from-scratch aggregate, sent in the same pipeline as ``modelstore.request_context``
+    (docs/planner.md, "Round trips"): it reads rows only when that call, under the source lock, found nothing
+    stored or indexed that can serve the request (the setting is a one-time filter: otherwise no row is read)."""
+    pred = sql.SQL("({}) AND {}").format(range_predicate(descriptor.source.order_by, descriptor.range), SCRATCH_ON)
+    values = [table.columns[c].value_expr() for c in descriptor.stats_columns]
+    return descriptor.family.aggregate_query(table.identifier, values, with_filter(descriptor, pred),
+                                             descriptor.target, max_classes, None, 1, engine=engine)
+
+
+def scratch_parts(plan: Plan, rows, max_classes: int, engine: tuple[str, str]) -> dict[int, object]:
+    """{0: the statistics} when ``plan`` is the one scan of the request's whole range that
+    :func:`scratch_scan_query` read, else {} (the plan's scans then run as usual)."""
+    descriptor = plan.descriptor
+    if len(plan.steps) != 1 or plan.steps[0].op != "scan" or plan.steps[0].range != descriptor.range:
+        return {}
+    return {0: from_rows(descriptor, descriptor.range, rows, max_classes, engine)}
+
+
 def piece_parts(plan: Plan, pieces, rows, max_classes: int, engine: tuple[str, str]) -> dict[int, object]:
     """The statistics of the plan's scan steps that are runs of scanned pieces, by step index.
 

@@ -227,9 +227,11 @@ class Store:
         if kind not in ARRAY_KINDS or not _int64_keys(s, t):
             return None
         schema, relname = parse_table_name(request.table)
-        # the pieces' aggregate rides along only where an index was seen (it reads nothing otherwise)
+        # the source lock is taken in the call whenever the plan may scan; after it rides the partial-chunk
+        # pieces' aggregate where an index was seen, else the from-scratch scan (each reads nothing unless the
+        # call turned it on)
         indexed = (request.table, descriptor.source.order_by, descriptor.kind)
-        speculate = self.materialize and fam.indexable and indexed in self._indexed
+        speculate = self.materialize
         engine = stats_engine.engine(conn)
         try:
             try:
@@ -237,11 +239,20 @@ class Store:
                     conn.execute("BEGIN")
                     cur = request_context.send(conn, schema, relname, descriptor, s, t, array_keys=True,
                                                speculate=speculate)
-                    pieces_cur = conn.execute(executor.piece_scan_query(
-                        tbl, descriptor, request_context.MAX_PIECES, request.max_classes, engine),
-                        binary=True) if speculate else None
+                    pieces_cur = scratch_cur = None
+                    if speculate and fam.indexable and indexed in self._indexed:
+                        pieces_cur = conn.execute(executor.piece_scan_query(
+                            tbl, descriptor, request_context.MAX_PIECES, request.max_classes, engine), binary=True)
+                    elif speculate:
+                        scratch_cur = conn.execute(executor.scratch_scan_query(
+                            tbl, descriptor, request.max_classes, engine), binary=True)
                 ctx = request_context.parse(cur, descriptor)
                 piece_rows = pieces_cur.fetchall() if pieces_cur is not None else []
+                scratch_rows = scratch_cur.fetchall() if scratch_cur is not None else None
+                if pieces_cur is None:
+                    ctx.pieces = None  # cut by the call, but not scanned: the plan's scans run under the lock
+                if scratch_rows is None:
+                    ctx.scratch = False
             except psycopg.Error:
                 # the cached description no longer fits (a column gone, a privilege revoked): the usual path
                 # describes the table again and raises the named error, if any
@@ -280,7 +291,7 @@ class Store:
                 # read (scans it did not read run now, under the same lock), store in the second
                 out, stats = self._run_locked(request, descriptor, tbl, source_id,
                                               dataclasses.replace(plan, notes=access.notes), ctx, piece_rows,
-                                              first_trip, engine)
+                                              first_trip, engine, scratch_rows)
                 insert, values, key_sql, key = records.stats_insert(source_id, descriptor, stats)
                 stats_key = (key_sql, key)
             else:
@@ -323,12 +334,15 @@ class Store:
         return out.model.materialized(name=name, descriptor=descriptor, plan=executed)
 
     def _run_locked(self, request: FitRequest, descriptor: Descriptor, tbl: Table, source_id: int, plan: Plan,
-                    ctx, piece_rows: list, first_trip: float, engine: tuple[str, str]):
+                    ctx, piece_rows: list, first_trip: float, engine: tuple[str, str], scratch_rows=None):
         """Execute ``plan`` on a request's context read under the source lock: its scan steps that are runs
-        of the pieces the first round trip aggregated take their statistics from them, the others are
-        scanned now. Returns (the outcome without a stored statistics id, the request's statistics)."""
+        of the pieces the first round trip aggregated take their statistics from them, as does the
+        from-scratch scan that round trip read (``scratch_rows``), and the others are scanned now. Returns
+        (the outcome without a stored statistics id, the request's statistics)."""
         def run(plan: Plan):
             known = executor.piece_parts(plan, ctx.pieces, piece_rows, request.max_classes, engine)
+            if ctx.scratch and not known:
+                known = executor.scratch_parts(plan, scratch_rows, request.max_classes, engine)
             rows = {i: part.n + part.null_rows for i, part in known.items()}
             # the pieces were scanned in the first round trip: its time is spread over them by rows
             seconds = {i: first_trip * r / (sum(rows.values()) or 1) for i, r in rows.items()}
