@@ -68,3 +68,54 @@ def test_exact_solve_matches_fractions_bit_for_bit(trial):
         return
     w, intercept, ssr = _solve_exact(stats, live, l2)
     assert w.tolist() == want[0] and intercept == want[1] and ssr == want[2]
+
+
+def _random_dd_stats(rng, d, n=200):
+    X = rng.normal(size=(n, d)) * rng.choice([1e-3, 1.0, 1e4], size=d) + rng.normal(size=d) * rng.choice([0, 1, 1e3])
+    y = X @ rng.normal(size=d) + rng.normal(size=n)
+    st = LinearStats.from_rows([f"x{i}" for i in range(d)] + ["y"], np.column_stack([X, y]))
+    lo = rng.normal(size=st.comoment.shape) * 1e-17 * np.abs(st.comoment)
+    st.comoment_lo, st.mean_lo = (lo + lo.T) / 2, rng.normal(size=st.mean.shape) * 1e-17 * np.abs(st.mean)
+    return st
+
+
+def _scaled_factor(st, live, l2):
+    d = len(st.columns) - 1
+    Cxx = st.comoment[np.ix_(live, live)]
+    s = np.sqrt(np.diag(Cxx))
+    M = Cxx / np.outer(s, s) + np.diag(l2 / s**2)
+    return s, (np.linalg.cholesky(M), True), d
+
+
+@pytest.mark.parametrize("trial", range(60))
+def test_refined_double_double_solve_gives_the_exact_solves_bits(trial):
+    """A well-conditioned system solved by refinement with exact residuals (what fits use first) gives the very
+    floats of the exact rational solve: coefficients, intercept and SSR."""
+    from modelstore.models.linear import _solve_dd_refined
+
+    rng = np.random.default_rng(1000 + trial)
+    st = _random_dd_stats(rng, int(rng.integers(1, 15)))
+    live = np.arange(len(st.columns) - 1)
+    l2 = (0.0, 0.37)[trial % 2]
+    s, chol, _ = _scaled_factor(st, live, l2)
+    got = _solve_dd_refined(st, live, l2, s, chol)
+    assert got is not None
+    want = _solve_exact(st, live, l2)
+    assert got[0].tolist() == want[0].tolist() and got[1] == want[1] and got[2] == want[2]
+
+
+def test_an_ill_conditioned_system_falls_back_to_the_exact_solve():
+    """NIST Filip-like conditioning (a degree-10 polynomial): refinement cannot reach 10⁻²⁶ in its steps, so the
+    fit takes the exact solve, and its coefficients still equal it."""
+    from modelstore.models.linear import LinearRegression, _solve_dd_refined
+
+    x = np.linspace(-8.8, -3.1, 82)
+    X = np.column_stack([x**k for k in range(1, 11)])
+    y = X @ np.linspace(1, -1, 10) * 1e-6 + np.sin(x)
+    st = LinearStats.from_rows([f"x{k}" for k in range(1, 11)] + ["y"], np.column_stack([X, y]))
+    st.comoment_lo, st.mean_lo = np.zeros_like(st.comoment), np.zeros_like(st.mean)
+    live = np.arange(10)
+    s, chol, _ = _scaled_factor(st, live, 0.0)
+    assert _solve_dd_refined(st, live, 0.0, s, chol) is None
+    model = LinearRegression.from_stats(st)
+    assert model.coef_.tolist() == _solve_exact(st, live, 0.0)[0].tolist()
