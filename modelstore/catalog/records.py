@@ -258,6 +258,8 @@ def _jsonable(obj):
     """JSON-safe copy: numpy values to Python, tuples to lists, NaN/±inf to None (jsonb has no NaN)."""
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray) and obj.dtype.kind in "fiub" and (obj.dtype.kind != "f" or np.isfinite(obj).all()):
+        return obj.tolist()  # numbers only, all finite: numpy's own conversion (a model's covariance, per request)
     if isinstance(obj, list | tuple | np.ndarray):
         return [_jsonable(v) for v in (obj.tolist() if isinstance(obj, np.ndarray) else obj)]
     if isinstance(obj, np.generic):
