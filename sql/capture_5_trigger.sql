@@ -71,6 +71,37 @@ AS $$
     END
 $$;
 
+-- The members of a set of per-group summaries (one grouped fit's, with no filter of its own; docs/serving.md,
+-- "Under writes") for the group keys p_keys, locked in stats_id order (as every writer locks): their ids and
+-- keys. Each key is one probe of statistics_group_member_idx (migration 0018) and each member one of the
+-- primary key, whatever the planner believes of the catalog's sizes: a lateral subquery kept apart
+-- (OFFSET 0) runs once per outer row, its equalities on the index's columns are the probe. (Asked for a
+-- list of keys with = ANY, the planner, which expects few members per set, would rather read every member
+-- of the set and filter the keys.)
+CREATE OR REPLACE FUNCTION modelstore._group_members(p_source bigint, p_family text, p_target text, p_columns text[],
+                                                     p_params text, p_lo numeric, p_hi numeric, p_group_by text,
+                                                     p_keys text[], OUT ids bigint[], OUT keys text[])
+LANGUAGE plpgsql  -- plpgsql: its plans are cached for the session (it runs per change)
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    ids := ARRAY(SELECT m.stats_id FROM unnest(p_keys) AS u(key) CROSS JOIN LATERAL (
+                     SELECT t.stats_id FROM modelstore.statistics AS t
+                      WHERE t.source_id = p_source AND t.extra ->> 'group_key' = u.key AND t.family = p_family
+                        AND t.lo_key = p_lo AND t.hi_key = p_hi AND t.extra ->> 'group_by' = p_group_by
+                        AND t.extra ->> 'base_filter' = '' OFFSET 0) AS m
+                  ORDER BY 1);
+    -- the lock by primary key alone (no other condition inside, where the planner could prefer another
+    -- index), then the row as locked checked again: a concurrent writer may have deleted or changed it
+    SELECT array_agg(m.stats_id ORDER BY u.i), array_agg(m.extra ->> 'group_key' ORDER BY u.i) INTO ids, keys
+      FROM unnest(ids) WITH ORDINALITY AS u(id, i) CROSS JOIN LATERAL (
+          SELECT s.* FROM modelstore.statistics AS s WHERE s.stats_id = u.id OFFSET 0 FOR UPDATE) AS m
+     WHERE m.source_id = p_source AND m.family = p_family AND m.lo_key = p_lo AND m.hi_key = p_hi
+       AND m.extra ->> 'group_by' = p_group_by AND m.extra ->> 'base_filter' = '' AND m.target = p_target
+       AND m.params_key = p_params AND m.columns = p_columns AND m.filter_sql <> '';
+END
+$$;
+
 -- The body is written once and made into two functions (so that both run the same code):
 --   * modelstore.capture(), the trigger: the changed rows are its transition tables (which a function it
 --     called could not see), the sources those of the written table and of every partitioned table it is
@@ -384,14 +415,11 @@ BEGIN
             CONTINUE WHEN v_touched IS NULL;  -- no changed row of any group lies in the set's range
             v_added := 0;
             -- only the touched groups' summaries are read, locked and updated (in stats_id order, as every writer)
-            SELECT array_agg(x.stats_id), array_agg(x.key) INTO v_gids, v_gkeys FROM (
-                SELECT s.stats_id, s.extra ->> 'group_key' AS key FROM modelstore.statistics AS s
-                 WHERE s.source_id = src.source_id AND s.family = gs.family AND s.lo_key = gs.lo_key
-                   AND s.hi_key = gs.hi_key AND s.extra ->> 'group_by' = gs.group_by AND s.extra ->> 'base_filter' = ''
-                   AND s.extra ->> 'group_key' = ANY (v_touched) AND s.target = gs.target
-                   AND s.params_key = gs.params_key AND s.columns = gs.columns AND s.filter_sql <> ''
-                 ORDER BY s.stats_id FOR UPDATE) AS x;
-            v_new := ARRAY(SELECT u.key FROM unnest(v_new) AS u(key) WHERE u.key <> ALL (coalesce(v_gkeys, '{}')));
+            SELECT m.ids, m.keys INTO v_gids, v_gkeys FROM modelstore._group_members(
+                src.source_id, gs.family, gs.target, gs.columns, gs.params_key, gs.lo_key, gs.hi_key, gs.group_by,
+                v_touched) AS m;
+            -- (EXCEPT: hashed, where <> ALL would compare every pair)
+            v_new := ARRAY(SELECT unnest(v_new) EXCEPT SELECT unnest(v_gkeys));
             IF cardinality(v_new) > 0 THEN
                 -- a sibling: any member of the set (none left: the set is gone, nothing to keep)
                 SELECT s.stats_id, s.filter_sql, s.extra ->> 'group_key' AS key INTO v_sib
@@ -433,14 +461,9 @@ BEGIN
                 GET DIAGNOSTICS v_added = ROW_COUNT;  -- not those another writer started first
                 -- every touched group's summary again, locked: a concurrent writer that started the same new
                 -- group first made this INSERT wait and do nothing; this statement sees its committed row
-                SELECT array_agg(x.stats_id), array_agg(x.key) INTO v_gids, v_gkeys FROM (
-                    SELECT s.stats_id, s.extra ->> 'group_key' AS key FROM modelstore.statistics AS s
-                     WHERE s.source_id = src.source_id AND s.family = gs.family AND s.lo_key = gs.lo_key
-                       AND s.hi_key = gs.hi_key AND s.extra ->> 'group_by' = gs.group_by
-                       AND s.extra ->> 'base_filter' = '' AND s.extra ->> 'group_key' = ANY (v_touched)
-                       AND s.target = gs.target AND s.params_key = gs.params_key AND s.columns = gs.columns
-                       AND s.filter_sql <> ''
-                     ORDER BY s.stats_id FOR UPDATE) AS x;
+                SELECT m.ids, m.keys INTO v_gids, v_gkeys FROM modelstore._group_members(
+                    src.source_id, gs.family, gs.target, gs.columns, gs.params_key, gs.lo_key, gs.hi_key, gs.group_by,
+                    v_touched) AS m;
             END IF;
             IF v_small THEN
                 -- one changed row at a time into its own group's summary (which checks the row's key
