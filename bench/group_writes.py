@@ -1,8 +1,8 @@
 """What a one-row write costs a table with per-group summaries (issue #18, docs/serving.md "Under writes").
 
-A 100,000-row table with 1,000 group values, a grouped linear fit that stores every group's summary,
+A 100,000-row table with 1,000 group values (--groups), a grouped linear fit that stores every group's summary,
 then single-row INSERTs inside the range, UPDATEs moving a row between groups and 1,000-row INSERTs,
-each timed from the client (autocommit). Run: .venv/bin/python bench/group_writes.py [--groups N]
+each timed from the client (autocommit). Run: .venv/bin/python bench/group_writes.py [--groups N] [--repeat K]
 (starts and stops its own throwaway cluster). A quick measurement, not a benchmark experiment: the
 machine it ran on is shared, say so with its figures.
 """

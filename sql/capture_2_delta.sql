@@ -52,18 +52,20 @@ END
 $$;
 
 -- The changed rows for the small-change path: sgn, k as text, complete, x (the values as float8[]) and
--- label (NULL without a class column).
+-- label (NULL without a class column); with p_group, gk (the row's group key, p_group over alias t).
+DROP FUNCTION IF EXISTS modelstore._delta_row_values(text, text, text[], text, boolean[]);
 CREATE OR REPLACE FUNCTION modelstore._delta_row_values(p_op text, p_key text, p_columns text[], p_target text,
-                                                        p_bools boolean[])
+                                                        p_bools boolean[], p_group text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN format('SELECT d.sgn, d.k::text AS k, d.complete, ARRAY[%s]::float8[] AS x, %s AS label FROM (%s) AS d',
+    RETURN format('SELECT d.sgn, d.k::text AS k, d.complete, ARRAY[%s]::float8[] AS x, %s AS label%s FROM (%s) AS d',
                   (SELECT string_agg(format('d.x%s', i), ', ' ORDER BY i)
                      FROM generate_series(1, cardinality(p_columns)) AS i),
                   CASE WHEN p_target <> '' THEN 'd.label' ELSE 'NULL::jsonb' END,
-                  modelstore._delta_values(p_op, p_key, p_columns, p_target, p_bools));
+                  CASE WHEN p_group IS NOT NULL THEN ', d.gk' ELSE '' END,
+                  modelstore._delta_values(p_op, p_key, p_columns, p_target, p_bools, p_group));
 END
 $$;

@@ -71,6 +71,37 @@ AS $$
     END
 $$;
 
+-- The members of a set of per-group summaries (one grouped fit's, with no filter of its own; docs/serving.md,
+-- "Under writes") for the group keys p_keys, locked in stats_id order (as every writer locks): their ids and
+-- keys. Each key is one probe of statistics_group_member_idx (migration 0018) and each member one of the
+-- primary key, whatever the planner believes of the catalog's sizes: a lateral subquery kept apart
+-- (OFFSET 0) runs once per outer row, its equalities on the index's columns are the probe. (Asked for a
+-- list of keys with = ANY, the planner, which expects few members per set, would rather read every member
+-- of the set and filter the keys.)
+CREATE OR REPLACE FUNCTION modelstore._group_members(p_source bigint, p_family text, p_target text, p_columns text[],
+                                                     p_params text, p_lo numeric, p_hi numeric, p_group_by text,
+                                                     p_keys text[], OUT ids bigint[], OUT keys text[])
+LANGUAGE plpgsql  -- plpgsql: its plans are cached for the session (it runs per change)
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    ids := ARRAY(SELECT m.stats_id FROM unnest(p_keys) AS u(key) CROSS JOIN LATERAL (
+                     SELECT t.stats_id FROM modelstore.statistics AS t
+                      WHERE t.source_id = p_source AND t.extra ->> 'group_key' = u.key AND t.family = p_family
+                        AND t.lo_key = p_lo AND t.hi_key = p_hi AND t.extra ->> 'group_by' = p_group_by
+                        AND t.extra ->> 'base_filter' = '' OFFSET 0) AS m
+                  ORDER BY 1);
+    -- the lock by primary key alone (no other condition inside, where the planner could prefer another
+    -- index), then the row as locked checked again: a concurrent writer may have deleted or changed it
+    SELECT array_agg(m.stats_id ORDER BY u.i), array_agg(m.extra ->> 'group_key' ORDER BY u.i) INTO ids, keys
+      FROM unnest(ids) WITH ORDINALITY AS u(id, i) CROSS JOIN LATERAL (
+          SELECT s.* FROM modelstore.statistics AS s WHERE s.stats_id = u.id OFFSET 0 FOR UPDATE) AS m
+     WHERE m.source_id = p_source AND m.family = p_family AND m.lo_key = p_lo AND m.hi_key = p_hi
+       AND m.extra ->> 'group_by' = p_group_by AND m.extra ->> 'base_filter' = '' AND m.target = p_target
+       AND m.params_key = p_params AND m.columns = p_columns AND m.filter_sql <> '';
+END
+$$;
+
 -- The body is written once and made into two functions (so that both run the same code):
 --   * modelstore.capture(), the trigger: the changed rows are its transition tables (which a function it
 --     called could not see), the sources those of the written table and of every partitioned table it is
@@ -116,6 +147,7 @@ DECLARE
     v_sib record;
     v_lit text;
     v_gids bigint[];
+    v_gkeys text[];    -- the group keys of v_gids, in the same order
     v_touched text[];  -- the group keys of the changed rows in a set's range
     v_gone bigint;
     v_added bigint;    -- new groups' summaries this write started
@@ -203,9 +235,12 @@ BEGIN
         -- summaries the change touches: deleted, rebuilt on demand. A summary is touched when a changed
         -- key lies in its range: the sorted keys are gathered once (an InitPlan), each range is a
         -- binary search (_any_key_between).
+        -- (the condition is the partial index statistics_rebuilt_idx's, migration 0018: per-group summaries,
+        -- kept exact below, are not read here)
         IF EXISTS (SELECT 1 FROM modelstore.statistics AS s
                     WHERE s.source_id = src.source_id AND ((s.family = 'logistic' AND NOT s.stale)
-                          OR (s.family <> 'logistic' AND s.filter_sql <> ''))) THEN
+                          OR (s.family <> 'logistic' AND s.filter_sql <> ''
+                              AND (s.extra ->> 'group_by' IS NULL OR s.extra ->> 'base_filter' IS DISTINCT FROM '')))) THEN
             v_keys := format('(SELECT array_agg(d.k ORDER BY d.k) FROM (%s) AS d WHERE d.k IS NOT NULL)', v_delta);
             EXECUTE format('UPDATE modelstore.statistics AS s SET stale = true WHERE s.source_id = $1 '
                            'AND s.family = ''logistic'' AND NOT s.stale AND s.lo_key::%1$s <= $3::%1$s '
@@ -315,9 +350,13 @@ BEGIN
                                                         cs.columns, cs.target, v_bools, false, true,
                                                         modelstore._capture_dd(), v_gkey)
                         USING v_ids, cs.index_id, cs.levels, v_leaf_lo, v_leaf_hi;
-                    DELETE FROM modelstore.index_group_nodes AS g
-                     WHERE g.index_id = cs.index_id AND g.n = 0 AND g.null_rows = 0
-                       AND g.pos BETWEEN v_leaf_lo >> g.level AND v_leaf_hi >> g.level;
+                    -- (only the touched groups' nodes over the touched chunks are read: primary-key scans)
+                    EXECUTE format('SELECT array_agg(DISTINCT d.gk) FROM (%s) AS d WHERE d.gk IS NOT NULL',
+                                   modelstore._delta_rows(p_op, v_key, '{}', v_gkey)) INTO v_touched;
+                    DELETE FROM modelstore.index_group_nodes AS g USING generate_series(0, cs.levels - 1) AS lv(level)
+                     WHERE g.index_id = cs.index_id AND g.level = lv.level
+                       AND g.pos BETWEEN v_leaf_lo >> lv.level AND v_leaf_hi >> lv.level
+                       AND g.group_key = ANY (v_touched) AND g.n = 0 AND g.null_rows = 0;
                 END IF;
             END IF;
             IF cs.index_id IS NOT NULL THEN
@@ -329,20 +368,20 @@ BEGIN
         END LOOP;
 
         -- per-group summaries (a grouped fit's, with no filter besides "column = key"; docs/serving.md,
-        -- "Under writes"), one set at a time: the change applied per group in one statement per set (the
-        -- changed rows grouped by segment and by column::text, the key the grouped aggregate gives each
-        -- row; _maintenance_sql's p_group), each group's summary taking its own group's rows. A row of a
-        -- group value the set has no summary for starts that group's summary from empty (its filter is a
-        -- sibling's with the key's literal in place of the sibling's), a group left with no row goes, and
-        -- every member's extra.groups follows: the set stays complete and exact, as a scan would give it.
+        -- "Under writes"), one set at a time: the change applied per group (the changed rows grouped by
+        -- column::text, the key the grouped aggregate gives each row), each group's summary taking its own
+        -- group's rows. A row of a group value the set has no summary for starts that group's summary from
+        -- empty (its filter is a sibling's with the key's literal in place of the sibling's), a group left
+        -- with no row goes, and the set's count follows: the set stays complete and exact, as a scan would
+        -- give it. What this reads is in proportion to the groups the change touches, not to the set's
+        -- (migration 0018): the sets through their rows in group_sets, the touched groups' summaries
+        -- through statistics_group_member_idx; a few changed rows are absorbed one by one with cached plans
+        -- (_absorb_row), more in one statement per set (_maintenance_sql's p_group).
         FOR gs IN EXECUTE format(
-                'SELECT s.family, s.target, s.columns, s.params_key, s.lo_key, s.hi_key, '
-                's.extra ->> ''group_by'' AS group_by, array_agg(s.stats_id ORDER BY s.stats_id) AS ids, '
-                'array_agg(s.extra ->> ''group_key'') AS keys FROM modelstore.statistics AS s '
-                'WHERE s.source_id = $1 AND s.family <> ''logistic'' AND s.filter_sql <> '''' '
-                'AND s.extra ->> ''group_by'' IS NOT NULL AND s.extra ->> ''base_filter'' = '''' '
-                'AND s.lo_key::%1$s <= $3::%1$s AND s.hi_key::%1$s >= $2::%1$s '
-                'GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7', v_type)
+                'SELECT g.family, g.target, g.columns, g.params_key, g.lo_key, g.hi_key, g.group_by '
+                'FROM modelstore.group_sets AS g WHERE g.source_id = $1 AND g.family <> ''logistic'' '
+                'AND g.base_filter = '''' AND g.lo_key::%1$s <= $3::%1$s AND g.hi_key::%1$s >= $2::%1$s '
+                'ORDER BY 1, 2, 3, 4, 5, 6, 7', v_type)
                 USING src.source_id, v_lo, v_hi LOOP
             SELECT u.ok, u.bools INTO v_ok, v_bools FROM modelstore._usable_columns(p_relid, gs.columns, gs.target) AS u;
             v_gint := NULL;
@@ -353,33 +392,53 @@ BEGIN
              WHERE a.attrelid = p_relid AND a.attname = gs.group_by AND NOT a.attisdropped;
             IF NOT v_ok OR NOT coalesce(v_gint OR v_gtext, false) THEN
                 -- a column, or the group column, was dropped or changed type: the set no longer describes the table
-                DELETE FROM modelstore.statistics WHERE stats_id = ANY (gs.ids);
+                DELETE FROM modelstore.statistics AS s
+                 WHERE s.source_id = src.source_id AND s.family = gs.family AND s.lo_key = gs.lo_key
+                   AND s.hi_key = gs.hi_key AND s.extra ->> 'group_by' = gs.group_by AND s.extra ->> 'base_filter' = ''
+                   AND s.target = gs.target AND s.params_key = gs.params_key AND s.columns = gs.columns
+                   AND s.filter_sql <> '';
+                DELETE FROM modelstore.group_sets AS g
+                 WHERE g.source_id = src.source_id AND g.family = gs.family AND g.target = gs.target
+                   AND g.columns = gs.columns AND g.params_key = gs.params_key AND g.lo_key = gs.lo_key
+                   AND g.hi_key = gs.hi_key AND g.group_by = gs.group_by AND g.base_filter = '';
                 CONTINUE;
             END IF;
             v_gkey := format('(t.%I)::text', gs.group_by);
-            -- the groups the change touches in the set's range (all of its rows: new and old), and those of
-            -- them the set has no summary for (a new value)
+            -- the groups the change touches in the set's range (all of its rows: new and old), and those
+            -- that new rows bring (the set may have no summary for some of them yet)
             EXECUTE format('SELECT array_agg(DISTINCT d.gk ORDER BY d.gk), '
-                           'array_agg(DISTINCT d.gk ORDER BY d.gk) FILTER (WHERE d.sgn > 0 AND d.gk <> ALL ($3)) '
+                           'array_agg(DISTINCT d.gk ORDER BY d.gk) FILTER (WHERE d.sgn > 0) '
                            'FROM (%s) AS d WHERE d.gk IS NOT NULL AND d.k IS NOT NULL '
                            'AND d.k::%2$s >= $1::%2$s AND d.k::%2$s <= $2::%2$s',
                            modelstore._delta_rows(p_op, v_key, '{}', v_gkey), v_type)
-               INTO v_touched, v_new USING gs.lo_key, gs.hi_key, gs.keys;
+               INTO v_touched, v_new USING gs.lo_key, gs.hi_key;
             CONTINUE WHEN v_touched IS NULL;  -- no changed row of any group lies in the set's range
             v_added := 0;
-            -- only the touched groups' summaries are locked and updated (in stats_id order, as every writer)
-            SELECT array_agg(x.stats_id) INTO v_gids FROM (
-                SELECT s.stats_id FROM modelstore.statistics AS s
-                 WHERE s.stats_id = ANY (gs.ids) AND s.extra ->> 'group_key' = ANY (v_touched)
-                 ORDER BY s.stats_id FOR UPDATE) AS x;
-            IF v_new IS NOT NULL THEN
-                SELECT s.filter_sql, s.extra ->> 'group_key' AS key INTO v_sib
-                  FROM modelstore.statistics AS s WHERE s.stats_id = gs.ids[1];
+            -- only the touched groups' summaries are read, locked and updated (in stats_id order, as every writer)
+            SELECT m.ids, m.keys INTO v_gids, v_gkeys FROM modelstore._group_members(
+                src.source_id, gs.family, gs.target, gs.columns, gs.params_key, gs.lo_key, gs.hi_key, gs.group_by,
+                v_touched) AS m;
+            -- (EXCEPT: hashed, where <> ALL would compare every pair)
+            v_new := ARRAY(SELECT unnest(v_new) EXCEPT SELECT unnest(v_gkeys));
+            IF cardinality(v_new) > 0 THEN
+                -- a sibling: any member of the set (none left: the set is gone, nothing to keep)
+                SELECT s.stats_id, s.filter_sql, s.extra ->> 'group_key' AS key INTO v_sib
+                  FROM modelstore.statistics AS s
+                 WHERE s.source_id = src.source_id AND s.family = gs.family AND s.lo_key = gs.lo_key
+                   AND s.hi_key = gs.hi_key AND s.extra ->> 'group_by' = gs.group_by AND s.extra ->> 'base_filter' = ''
+                   AND s.target = gs.target AND s.params_key = gs.params_key AND s.columns = gs.columns
+                   AND s.filter_sql <> ''
+                 LIMIT 1;
+                CONTINUE WHEN v_sib.stats_id IS NULL;
                 v_lit := CASE WHEN v_gint THEN v_sib.key ELSE '''' || replace(v_sib.key, '''', '''''') || '''' END;
                 IF right(v_sib.filter_sql, length(v_lit)) IS DISTINCT FROM v_lit
                    OR right(left(v_sib.filter_sql, -length(v_lit)), 3) IS DISTINCT FROM ' = ' THEN
                     -- not the filter this code writes: the set cannot be completed, so it goes (rebuilt on demand)
-                    DELETE FROM modelstore.statistics WHERE stats_id = ANY (gs.ids);
+                    DELETE FROM modelstore.statistics AS s
+                     WHERE s.source_id = src.source_id AND s.family = gs.family AND s.lo_key = gs.lo_key
+                       AND s.hi_key = gs.hi_key AND s.extra ->> 'group_by' = gs.group_by
+                       AND s.extra ->> 'base_filter' = '' AND s.target = gs.target AND s.params_key = gs.params_key
+                       AND s.columns = gs.columns AND s.filter_sql <> '';
                     CONTINUE;
                 END IF;
                 INSERT INTO modelstore.statistics AS t
@@ -397,24 +456,29 @@ BEGIN
                             ELSE '{}'::float8[] END,
                        jsonb_set(s.extra, '{group_key}', to_jsonb(nk)), s.read_columns, s.created_by
                   FROM modelstore.statistics AS s CROSS JOIN unnest(v_new) AS nk
-                 WHERE s.stats_id = gs.ids[1]
+                 WHERE s.stats_id = v_sib.stats_id
                 ON CONFLICT DO NOTHING;
                 GET DIAGNOSTICS v_added = ROW_COUNT;  -- not those another writer started first
                 -- every touched group's summary again, locked: a concurrent writer that started the same new
                 -- group first made this INSERT wait and do nothing; this statement sees its committed row
-                SELECT array_agg(x.stats_id) INTO v_gids FROM (
-                    SELECT s.stats_id FROM modelstore.statistics AS s
-                     WHERE s.source_id = src.source_id AND s.family = gs.family AND s.lo_key = gs.lo_key
-                       AND s.hi_key = gs.hi_key AND s.filter_sql <> '' AND s.target = gs.target
-                       AND s.params_key = gs.params_key AND s.columns = gs.columns
-                       AND s.extra ->> 'group_by' = gs.group_by AND s.extra ->> 'base_filter' = ''
-                       AND s.extra ->> 'group_key' = ANY (v_touched)
-                     ORDER BY s.stats_id FOR UPDATE) AS x;
+                SELECT m.ids, m.keys INTO v_gids, v_gkeys FROM modelstore._group_members(
+                    src.source_id, gs.family, gs.target, gs.columns, gs.params_key, gs.lo_key, gs.hi_key, gs.group_by,
+                    v_touched) AS m;
             END IF;
-            EXECUTE modelstore._maintenance_sql(gs.family, p_op, v_seg_key, v_seg_type, v_offset, v_scale,
-                                                gs.columns, gs.target, v_bools, true, false, modelstore._capture_dd(),
-                                                v_gkey)
-                USING v_gids, NULL::bigint, NULL::integer, NULL::integer, NULL::integer;
+            IF v_small THEN
+                -- one changed row at a time into its own group's summary (which checks the row's key
+                -- against its range)
+                FOR r IN EXECUTE modelstore._delta_row_values(p_op, v_key, gs.columns, gs.target, v_bools, v_gkey) LOOP
+                    CONTINUE WHEN r.gk IS NULL OR NOT r.gk = ANY (v_gkeys);
+                    PERFORM modelstore._absorb_row(NULL, NULL, ARRAY[v_gids[array_position(v_gkeys, r.gk)]],
+                                                   gs.family, v_type, r.sgn, r.k, r.complete, r.x, r.label);
+                END LOOP;
+            ELSE
+                EXECUTE modelstore._maintenance_sql(gs.family, p_op, v_seg_key, v_seg_type, v_offset, v_scale,
+                                                    gs.columns, gs.target, v_bools, true, false,
+                                                    modelstore._capture_dd(), v_gkey)
+                    USING v_gids, NULL::bigint, NULL::integer, NULL::integer, NULL::integer;
+            END IF;
             -- a group with no row left is no group (the grouped aggregate would not give it)
             DELETE FROM modelstore.statistics AS s WHERE s.stats_id = ANY (v_gids) AND s.n = 0 AND s.null_rows = 0;
             GET DIAGNOSTICS v_gone = ROW_COUNT;

@@ -690,3 +690,75 @@ def test_grouped_fit_over_a_range_from_the_index_group_nodes(store, bulk_rows):
     conn.execute("UPDATE flights SET carrier = 'B6' WHERE carrier = 'tiny'")
     _group_nodes_exact(conn, index_id)
     check("updates in place, a group emptied", 37, 811)
+
+
+@pytest.mark.parametrize("bulk_rows", [None, "0"])
+@pytest.mark.parametrize("kind", ["gaussian_nb", "multinomial_nb"])
+def test_naive_bayes_grouped_fit_over_a_range_from_the_index_group_nodes(store, kind, bulk_rows):
+    """Naive Bayes per-group nodes of the index (docs/index.md, "Per-group nodes"): a grouped fit over a range
+    takes whole chunks from the group nodes and scans only the partial chunks, and every group equals
+    scikit-learn (GaussianNB, MultinomialNB) on that group's rows of the range — after the build and after
+    writes that capture applies to the group nodes: a row moved between groups, deletes, rows of a new group
+    value, updates in place and a group emptied. Both capture paths (bulk_rows "0": always one statement)."""
+    conn = store.conn
+    if bulk_rows is not None:
+        conn.execute(f"SET modelstore.capture_bulk_rows = {bulk_rows}")
+    if kind == "multinomial_nb":  # counts: non-negative integers
+        conn.execute("ALTER TABLE public.flights ADD COLUMN c1 int, ADD COLUMN c2 int")
+        conn.execute("UPDATE public.flights SET c1 = (abs(x1) * 4)::int, c2 = (id * 7 % 5) + label")
+        cols, extra = ["c1", "c2"], {"alpha": 0.5}
+    else:
+        cols, extra = ["x1", "x2"], {}
+    info = store.build_index("flights", "id", cols, "label", kind=kind, chunk_rows=40, group_by="carrier")
+    index_id = int(info["index_id"])
+
+    def check(step: str, lo: int, hi: int) -> None:
+        m = store.fit(kind, table="flights", target="label", features=cols, order_by="id", lo=lo, hi=hi,
+                      group_by="carrier", group_l2=0.0, name="nb_by_range", replace=True, group_statistics=False,
+                      **extra)
+        assert m.group_plan["groups"] == "index" and m.group_plan["index_id"] == index_id, step
+        assert m.group_plan["rows_scanned"] <= 2 * 40 * 2, step  # the partial chunks only
+        cur = conn.execute(f"SELECT id, carrier, label, {', '.join(cols)} FROM public.flights "
+                           "WHERE id BETWEEN %s AND %s ORDER BY id", [lo, hi])
+        df = pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+        checked = 0
+        for key, rows in df.groupby("carrier"):
+            if len(rows) <= 3:
+                continue
+            X, y = rows[cols].to_numpy(dtype=float), rows.label.to_numpy()
+            got = m.models[key]
+            assert list(got.classes_) == list(np.unique(y)), (step, key)
+            if kind == "gaussian_nb":
+                ref = GaussianNB().fit(X, y)
+                assert rel_err(got.theta_, ref.theta_) < TOL and rel_err(got.var_, ref.var_) < TOL, (step, key)
+                assert rel_err(got.class_prior_, ref.class_prior_) < TOL, (step, key)
+            else:
+                ref = MultinomialNB(alpha=0.5).fit(X, y)
+                assert rel_err(got.feature_log_prob_, ref.feature_log_prob_) < TOL, (step, key)
+                assert rel_err(got.class_log_prior_, ref.class_log_prior_) < TOL, (step, key)
+            assert m.rows[key] == len(rows), (step, key)
+            checked += 1
+        assert checked >= 4, step
+
+    def fill(where: str) -> None:  # the new rows' count columns
+        if kind == "multinomial_nb":
+            conn.execute(f"UPDATE public.flights SET c1 = (abs(x1) * 4)::int, c2 = (id * 7 % 5) + label WHERE {where}")
+
+    check("built", 37, 811)
+    conn.execute("UPDATE flights SET carrier = 'UA' WHERE id = (SELECT min(id) FROM flights WHERE carrier = 'AA' "
+                 "AND id > 100)")
+    check("one row moved from AA to UA", 37, 811)
+    conn.execute("DELETE FROM flights WHERE id % 9 = 4")
+    check("deletes", 37, 811)
+    conn.execute("INSERT INTO flights (id, carrier, x1, x2, y, label) SELECT 9 * i + 4, 'NEWG', i * 0.1, "
+                 "(i % 5) * 0.3, 1, i % 2 FROM generate_series(3, 60, 9) AS i")
+    fill("carrier = 'NEWG'")
+    conn.execute("INSERT INTO flights (id, carrier, x1, x2, y, label) VALUES (13, 'SOLO', 1, 2, 3, 0)")
+    fill("id = 13")
+    check("a new group value inside the range", 1, 843)
+    conn.execute("UPDATE flights SET x1 = x1 * 1.5 + x2, label = 1 - least(label, 1) WHERE id % 7 = 3")
+    fill("id % 7 = 3")
+    conn.execute("UPDATE flights SET carrier = 'B6' WHERE carrier = 'tiny'")
+    check("updates in place, a group emptied", 37, 811)
+    assert conn.execute("SELECT count(*) FROM modelstore.index_group_nodes WHERE index_id = %s AND group_key = 'tiny'",
+                        [index_id]).fetchone()[0] == 0
