@@ -41,7 +41,7 @@ from modelstore.families.logistic import LOGISTIC
 from modelstore.models.logistic import DEFAULT_CHUNK_ROWS
 from modelstore.planner.plan import ExecutedPlan, Plan, Step
 from modelstore.planner import SCAN_MARGIN, cost_path, plan_request
-from modelstore.planner.costs.learning import CostLearner
+from modelstore.planner.costs.learning import CostLearner, table_key
 from modelstore.planner.rowcount import RowEstimator
 from modelstore.request.source import Table, check_class_column, check_encodable, check_numeric, resolve_table
 from modelstore.models.grouped import GroupedModel
@@ -181,7 +181,7 @@ class Store:
                     replace=request.replace, name_prefix=f"{descriptor.source.table}_{descriptor.kind}_",
                 )
         if self._learning:  # an append; a refit (and one write) every few plans
-            self.cost_learner.observe(self.conn, self.cost_model, descriptor.source.qualified,
+            self.cost_learner.observe(self.conn, self.cost_model, table_key(descriptor.source),
                                       executed.plan.graph, executed.execution_seconds * 1000)
         return out.model.materialized(name=name, descriptor=descriptor, plan=executed)
 
@@ -504,7 +504,7 @@ class Store:
         estimator = self._estimator(descriptor.source)
         model = self.cost_model
         if self._learning:
-            model = self.cost_learner.model_for(model, descriptor.source.qualified, cost_path(descriptor, estimator))
+            model = self.cost_learner.model_for(model, table_key(descriptor.source), cost_path(descriptor, estimator))
         plan = plan_request(self.conn, source_id, descriptor, cost_model=model,
                             estimator=estimator, allow_subtract=allow_subtract,
                             params_key=descriptor.family.params_key(descriptor.params) if trained else "",

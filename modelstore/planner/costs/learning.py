@@ -227,6 +227,11 @@ class CostLearner:
         return len(rows)
 
 
+def table_key(source) -> str:
+    """The key a table's correction is kept under: ``schema.table`` as named in the catalog."""
+    return f"{source.schema}.{source.table}"
+
+
 def calibration_stamp(model: CostModel) -> str:
     """What names a calibration: when it was measured, on which server and engine."""
     return f"{model.measured_at.isoformat()}|{model.server_version}|{model.engine}|{model.method}"
@@ -253,4 +258,4 @@ def save(conn: psycopg.Connection, base: str, key: tuple, correction: Correction
 
 
 __all__ = ["FACTOR_BOUND", "MIN_OBSERVATIONS", "PATHS", "POOLED", "REFRESH_EVERY", "WINDOW", "CostLearner",
-           "Correction", "calibration_stamp", "fit", "save"]
+           "Correction", "calibration_stamp", "fit", "save", "table_key"]
