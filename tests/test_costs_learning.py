@@ -88,12 +88,13 @@ def test_scaled_models_stay_monotone_and_valid():
 
 # -- on a real table ----------------------------------------------------------------------------------
 
-@pytest.fixture(params=[0.1, 100.0], ids=["10x-cheap", "100x-dear"])
+@pytest.fixture(params=[0.01, 1000.0], ids=["100x-cheap", "1000x-dear"])
 def wrong_store(dsn, request):
     """A store whose stored calibration is the default figures scaled ``request.param``× (what it
     loads, so that it learns); the table ``t`` has no index on its ordering column. (The default
     figures price this small table's plans near its requests' overhead, so 10× dearer is about right
-    by accident: 10× cheaper and 100× dearer are wrong.)"""
+    by accident, and a loaded machine can make a request several times slower: the factors are
+    chosen to be wrong by far more than load can explain.)"""
     factor = request.param
     with modelstore.connect(dsn) as probe:
         server_version = probe.conn.execute("SELECT current_setting('server_version')").fetchone()[0]
@@ -117,11 +118,13 @@ def test_the_learned_correction_converges_from_wrong_figures(wrong_store):
     for _ in range(48):
         lo = int(rng.integers(1, N - 4000))
         ratios.append(_ratio(_fit(store, lo, lo + int(rng.integers(500, 4000)))))
-    first, last = np.array(ratios[:4]), np.array(ratios[-16:])
+    first, last = np.array(ratios[:4]), np.array(ratios[16:])
     assert not 0.5 <= np.median(first) <= 2.0, ratios[:4]  # the figures are wrong at first
-    # then the estimates follow the actuals (a median and a share, so a burst of load is tolerated)
-    assert 0.5 <= np.median(last) <= 2.0, ratios[-16:]
-    assert np.mean((last >= 0.5) & (last <= 2.0)) >= 0.75, ratios[-16:]
+    assert np.all(np.abs(np.log(first)) > np.log(5.0)), ratios[:4]
+    # then the estimates follow the actuals (a median and a share: a burst of load on a shared machine
+    # moves the actuals of a few plans, which the correction follows only over its next refits)
+    assert 0.5 <= np.median(last) <= 2.0, ratios[16:]
+    assert np.mean((last >= 0.5) & (last <= 2.0)) >= 0.6, ratios[16:]
     c = store.cost_learner.correction("public.t", store.cost_model.engine, "seq")
     assert c is not None and c.n >= learning.MIN_OBSERVATIONS
     # stored for the next session, which starts from it

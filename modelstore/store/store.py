@@ -105,6 +105,7 @@ class Store:
         #: the best plan without subtraction (docs/planner.md)
         self.max_digits_lost = float(max_digits_lost)
         self._cost_model: CostModel | None = None
+        self._loaded_cost_model: CostModel | None = None  # the one the property loaded (learning corrects it)
         #: the planner keeps the single scan unless another plan is estimated cheaper by this fraction
         self.scan_margin = SCAN_MARGIN
         #: corrections of the cost model learned from this store's executed plans (docs/planner.md)
@@ -448,6 +449,7 @@ class Store:
         if self._cost_model is None or self._cost_model_engine not in (None, engine):
             self._cost_model = costs.load_or_calibrate(self.conn)
             self._cost_model_engine = engine
+            self._loaded_cost_model = self._cost_model
             if self.cost_learner is not None:  # what earlier sessions learned for this calibration
                 self.cost_learner.load(self.conn, self._cost_model)
         return self._cost_model
@@ -456,13 +458,15 @@ class Store:
     def _learning(self) -> bool:
         """Whether executed plans correct the cost model: with a learner, and a model this store loaded
         or measured (figures pinned by assignment stay as given)."""
-        return self.cost_learner is not None and self._cost_model_engine is not None
+        return (self.cost_learner is not None and self._cost_model is not None
+                and self._cost_model is self._loaded_cost_model)
 
     def calibrate(self, *, quick: bool = False) -> CostModel:
         """Measure the cost model again and store it (``modelstore calibrate``)."""
         model = costs.calibrate(self.conn, quick=quick)
         costs.save(self.conn, model)
         self._cost_model, self._cost_model_engine = model, model.engine
+        self._loaded_cost_model = model
         return model
 
     def _estimator(self, source: Source) -> RowEstimator:

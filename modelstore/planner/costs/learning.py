@@ -19,7 +19,8 @@ four numbers: factors ``a``, ``b``, ``c`` on the three parts and an ``overhead``
 
 The fit (:func:`fit`) is robust and relative: residuals are ``log(estimate) − log(actual)`` (what
 "within 2×" measures), under scipy's ``soft_l1`` loss, so that a plan slowed by a burst of load
-pulls the fit linearly, not quadratically. The factors are fitted as logarithms with a weak prior
+pulls the fit linearly, not quadratically; an observation weighs less as it ages (half after
+:data:`HALF_LIFE` plans), so the correction follows a drift of the machine's load. The factors are fitted as logarithms with a weak prior
 toward 1 (a part the observations cannot tell apart from the others — a constant table read, say —
 keeps its calibrated figure); the overhead is free (≥ 0). A correction is used once it rests on
 :data:`MIN_OBSERVATIONS` plans; until then a table borrows the pooled correction of every table with
@@ -52,7 +53,9 @@ log = logging.getLogger(__name__)
 #: observations kept per (table, engine, path): the fit is over the last WINDOW executed plans
 WINDOW = 200
 #: the fit is redone (and stored) after this many new observations of a key
-REFRESH_EVERY = 16
+REFRESH_EVERY = 8
+#: an observation this many plans old weighs half as much as the newest (the machine's load drifts)
+HALF_LIFE = 50
 #: a correction is used once it rests on this many observations
 MIN_OBSERVATIONS = 8
 #: the scan paths a correction is kept per (modelstore.planner.cost_path)
@@ -64,7 +67,7 @@ PRIOR_WEIGHT = 0.3
 #: soft_l1's scale on log residuals: beyond a ~30% miss an observation pulls linearly
 LOSS_SCALE = 0.25
 #: factors stay within [1/FACTOR_BOUND, FACTOR_BOUND] of the calibrated figures
-FACTOR_BOUND = 1e3
+FACTOR_BOUND = 1e4
 _PARTS = ("agg", "read", "fixed")
 
 
@@ -109,11 +112,13 @@ def fit(parts, actual_ms) -> Correction:
         return Correction()
     log_y = np.log(y)
     tiny = 1e-6  # ms: keeps log() finite for a plan estimated at nothing
+    # oldest first: recent plans weigh more, so the correction follows a drift of the machine's load
+    weight = np.sqrt(0.5 ** ((len(y) - 1 - np.arange(len(y))) / HALF_LIFE))
 
     def residuals(theta: np.ndarray) -> np.ndarray:
         factors, overhead = np.exp(theta[:3]), theta[3]
         estimate = X @ factors + overhead
-        return np.concatenate((np.log(np.maximum(estimate, tiny)) - log_y, PRIOR_WEIGHT * theta[:3]))
+        return np.concatenate((weight * (np.log(np.maximum(estimate, tiny)) - log_y), PRIOR_WEIGHT * theta[:3]))
 
     bound = math.log(FACTOR_BOUND)
     start = np.array([0.0, 0.0, 0.0, max(float(np.median(y - X.sum(axis=1))), 0.0)])
@@ -217,7 +222,8 @@ class CostLearner:
                 rows = conn.cursor(row_factory=tuple_row).execute(
                     "SELECT table_name, path, correction, observations FROM modelstore.cost_corrections "
                     "WHERE base_model = %s AND engine = %s", [stamp, base.engine]).fetchall()
-        except (psycopg.errors.UndefinedTable, psycopg.errors.InsufficientPrivilege):
+        except psycopg.Error as exc:  # no table yet, a role that may not read it: learn from scratch
+            log.info("stored cost corrections not loaded: %s", exc)
             return 0
         for table, path, correction, observations in rows:
             key = (table, base.engine, path)
@@ -250,12 +256,11 @@ def save(conn: psycopg.Connection, base: str, key: tuple, correction: Correction
                 "correction = EXCLUDED.correction, observations = EXCLUDED.observations, updated_at = now()",
                 [table, engine, path, base, Jsonb(correction.to_json()),
                  Jsonb([[float(v) for v in row] for row in np.asarray(window, dtype=float)])])
-    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction,
-            psycopg.errors.UndefinedTable) as exc:
+    except psycopg.Error as exc:  # the request it learned from has succeeded: never fail it here
         log.info("cost correction learned but not stored: %s", exc)
         return False
     return True
 
 
-__all__ = ["FACTOR_BOUND", "MIN_OBSERVATIONS", "PATHS", "POOLED", "REFRESH_EVERY", "WINDOW", "CostLearner",
+__all__ = ["FACTOR_BOUND", "HALF_LIFE", "MIN_OBSERVATIONS", "PATHS", "POOLED", "REFRESH_EVERY", "WINDOW", "CostLearner",
            "Correction", "calibration_stamp", "fit", "save", "table_key"]
