@@ -197,3 +197,36 @@ def test_the_margin_keeps_the_scan_when_another_plan_is_only_marginally_cheaper(
         assert plan(saving - 0.02).steps == best.steps
         with pytest.raises(ValueError, match="scan_margin"):
             plan(1.0)
+
+
+# -- the calibrated per-range cost of a sequential scan ------------------------------------------------
+
+def test_each_range_beyond_the_first_costs_a_sequential_scan_a_pass_over_the_table(dsn):
+    """Two gaps of a table without an index are one statement testing two ranges on every row: with
+    that priced (seq_range_row_ms), a plan of two scans loses to one scan it used to beat."""
+    with modelstore.connect(dsn) as store:
+        load_frame(store.conn, "t", _frame())
+        store.conn.execute("ANALYZE t")
+        store._cost_model = CostModel.default()
+        store.scan_margin = 0.0
+        _fit(store, 5001, 15000)
+        request = dict(table="t", target="y", features=FEATURES, order_by="id", lo=1, hi=N)
+        two = store.explain("linear", **request)
+        assert [s.op for s in two.steps].count("scan") == 2
+        per_range = 1e-3  # ms per table row and extra range: 20 ms for the second gap
+        store._cost_model = dataclasses.replace(CostModel.default(), seq_range_row_ms=per_range)
+        one = store.explain("linear", **request)
+        assert [s.op for s in one.steps].count("scan") == 1
+        # the two-scan plan, priced again, costs one more pass over the table's rows
+        assert store._cost_model.seq_ranges_ms(N, 2) == pytest.approx(N * per_range, rel=0.01)
+        assert two.graph["est_parts"]["read"] == pytest.approx(CostModel.default().seq_read_ms(N), rel=0.05)
+
+
+def test_calibration_measures_the_per_range_cost(module_dsn):
+    import psycopg
+
+    with psycopg.connect(module_dsn, autocommit=True) as conn:
+        model = costs.calibrate(conn, quick=True)
+    assert 0.0 <= model.seq_range_row_ms < 10 * model.seq_row_ms
+    assert set(model.details["seq_ranges_ms"]) == {"one", "many"}
+    assert CostModel.from_json(model.to_json()).seq_range_row_ms == model.seq_range_row_ms
