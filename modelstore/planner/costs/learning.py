@@ -57,7 +57,7 @@ REFRESH_EVERY = 8
 #: an observation this many plans old weighs half as much as the newest (the machine's load drifts)
 HALF_LIFE = 50
 #: a correction is used once it rests on this many observations
-MIN_OBSERVATIONS = 8
+MIN_OBSERVATIONS = 4
 #: the scan paths a correction is kept per (modelstore.planner.cost_path)
 PATHS = ("index", "seq", "train")
 #: the key of the correction pooled over every table
