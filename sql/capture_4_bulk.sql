@@ -48,12 +48,24 @@ CREATE OR REPLACE AGGREGATE modelstore._vector_sum(float8[]) (SFUNC = modelstore
 -- p_dd (the modelstore_stats extension is installed): linear and Gaussian Naive Bayes summaries absorb the
 -- change in double-double instead: per group the dd_moments (dd_diag) states of the added and of the
 -- removed rows, added up per summary (dd_state_sum) and merged by _absorbed_linear_dd (_merged_classes_dd).
+-- p_group (per-group summaries, docs/serving.md "Under writes"): the changed rows' group key over alias t
+-- (the group column ::text, as the grouped aggregate keys them); rows are then also grouped by their key,
+-- and a stored summary ($1, stats only) takes the rows whose key is its extra ->> 'group_key'. With p_index
+-- instead (and p_stats false): the index's per-group nodes (modelstore.index_group_nodes, migration 0015;
+-- docs/index.md "Per-group nodes"), each (level, pos, group) node taking its own group's rows; p_insert: the
+-- statement that first creates, empty, the group nodes the change's new rows need (ON CONFLICT DO NOTHING), so
+-- that the update finds every node it adds to.
+DROP FUNCTION IF EXISTS modelstore._maintenance_sql(text, text, text, text, numeric, numeric, text[], text, boolean[],
+                                                    boolean, boolean, boolean, text);
 DROP FUNCTION IF EXISTS modelstore._maintenance_sql(text, text, text, text, numeric, numeric, text[], text, boolean[],
                                                     boolean, boolean);
+DROP FUNCTION IF EXISTS modelstore._maintenance_sql(text, text, text, text, numeric, numeric, text[], text, boolean[],
+                                                    boolean, boolean, boolean);
 CREATE OR REPLACE FUNCTION modelstore._maintenance_sql(p_family text, p_op text, p_key text, p_type text,
                                                        p_offset numeric, p_scale numeric, p_columns text[],
                                                        p_target text, p_bools boolean[], p_stats boolean,
-                                                       p_index boolean, p_dd boolean DEFAULT false)
+                                                       p_index boolean, p_dd boolean DEFAULT false,
+                                                       p_group text DEFAULT NULL, p_insert boolean DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -65,6 +77,8 @@ DECLARE
     dd boolean := p_dd AND p_family <> 'multinomial_nb';
     fast boolean := p_type = 'int8';
     lbl text := CASE WHEN p_family <> 'linear' THEN ', label' ELSE '' END;
+    glbl text := CASE WHEN p_family <> 'linear' THEN ', label' ELSE '' END
+                 || CASE WHEN p_group IS NOT NULL THEN ', gk' ELSE '' END;  -- what rows are grouped by besides their segment
     centers text;
     centered text;
     sums text;
@@ -162,6 +176,9 @@ BEGIN
             sseg := '2 * q.sb + CASE WHEN q.sb > 0 AND q.skeys[q.sb] = q.k THEN 0 ELSE 1 END';
             stats_in := format('g.rep BETWEEN s.lo_key::%1$s AND s.hi_key::%1$s', p_type);
         END IF;
+        IF p_group IS NOT NULL THEN  -- a group's summary takes its group's rows only (a NULL group: none)
+            stats_in := stats_in || ' AND s.extra ->> ''group_key'' = g.gk';
+        END IF;
     END IF;
     IF p_index THEN
         -- a row's chunk is the number of chunk starts at or before it, less one, if it lies before the
@@ -195,9 +212,10 @@ BEGIN
         'g AS (SELECT z.sseg, z.leaf%9$s, min(z.k) AS rep, coalesce(sum(z.sgn) FILTER (WHERE z.complete), 0) AS m, '
         'coalesce(sum(z.sgn) FILTER (WHERE NOT z.complete), 0) AS nulls, %10$s FROM z GROUP BY z.sseg, z.leaf%9$s), '
         'cc AS (SELECT ARRAY[%11$s]::float8[] AS arr FROM c)',
-        modelstore._delta_values(p_op, p_key, p_columns, CASE WHEN nb THEN p_target ELSE '' END, p_bools),
-        centers, scuts, icuts, sseg, leaf, CASE WHEN nb THEN ', CASE WHEN q.complete THEN q.label END AS label' ELSE '' END,
-        centered, replace(lbl, ', ', ', z.'), sums,
+        modelstore._delta_values(p_op, p_key, p_columns, CASE WHEN nb THEN p_target ELSE '' END, p_bools, p_group),
+        centers, scuts, icuts, sseg, leaf, CASE WHEN nb THEN ', CASE WHEN q.complete THEN q.label END AS label' ELSE '' END
+                                           || CASE WHEN p_group IS NOT NULL THEN ', q.gk' ELSE '' END,
+        centered, replace(glbl, ', ', ', z.'), sums,
         (SELECT string_agg(format('c.c%s', i), ', ' ORDER BY i) FROM generate_series(1, k) AS i));
     -- a summary's sums from its groups (t: one row per summary and group), then as the merge wants them
     final := 'a AS (SELECT %1$s%2$s, sum(t.m) AS m, sum(t.nulls) AS nulls, %3$s FROM t GROUP BY %1$s%2$s) '
@@ -233,7 +251,27 @@ BEGIN
             format(set_list, 'true'), replace(lbl, ', ', ', g.'), sum_names, stats_in,
             format(final, 'stats_id', replace(lbl, ', ', ', t.'), summed, s1_arr, s2_arr));
     END IF;
-    IF p_index THEN
+    IF p_index AND p_group IS NOT NULL THEN
+        -- the per-group nodes: rows grouped by chunk and group key; a chunk's ancestors as for the index
+        IF p_insert THEN
+            RETURN common || format(
+                ' INSERT INTO modelstore.index_group_nodes (index_id, level, pos, group_key, n, null_rows, classes, '
+                'counts, mean, moments) SELECT DISTINCT $2::bigint, lv.level::smallint, g.leaf >> lv.level, g.gk, 0, 0, %s '
+                'FROM g CROSS JOIN generate_series(0, $3 - 1) AS lv(level) '
+                'WHERE g.leaf >= 0 AND g.gk IS NOT NULL AND (g.m > 0 OR g.nulls > 0) ON CONFLICT DO NOTHING',
+                CASE WHEN nb THEN '''[]''::jsonb, ''{}''::bigint[], ''{}''::float8[], ''{}''::float8[]'
+                     ELSE format('NULL::jsonb, NULL::bigint[], array_fill(0::float8, ARRAY[%s]), '
+                                 'array_fill(0::float8, ARRAY[%s])', k, k * (k + 1) / 2) END);
+        END IF;
+        index_update := format(
+            'UPDATE modelstore.index_group_nodes AS t SET n = t.n + a.m, null_rows = t.null_rows + a.nulls, %s '
+            'FROM (WITH t AS (SELECT $2::bigint AS index_id, lv.level::smallint AS level, g.leaf >> lv.level AS pos, '
+            'g.gk%s, g.m, g.nulls, %s FROM g CROSS JOIN generate_series(0, $3 - 1) AS lv(level) '
+            'WHERE g.leaf >= 0 AND g.gk IS NOT NULL), %s) AS a '
+            'WHERE t.index_id = a.index_id AND t.level = a.level AND t.pos = a.pos AND t.group_key = a.gk',
+            format(set_list, 'false'), replace(lbl, ', ', ', g.'), sum_names,
+            format(final, 'index_id, level, pos, gk', replace(lbl, ', ', ', t.'), summed, s1_arr, s2_arr));
+    ELSIF p_index THEN
         index_update := format(
             'UPDATE modelstore.index_nodes AS t SET n = t.n + a.m, null_rows = t.null_rows + a.nulls, %s '
             'FROM (WITH t AS (SELECT $2::bigint AS index_id, lv.level::smallint AS level, g.leaf >> lv.level AS pos%s, '

@@ -8,7 +8,9 @@
 --     shifted to the stored mean, then n' = n + m, mean' = μ + S1/n', M' = M + S2 − S1·S1ᵀ/n');
 --   * logistic chunk models the change touches are marked stale (they are not decomposable, §4);
 --   * filtered summaries the change touches are deleted (rebuilt on demand): the trigger never
---     executes SQL text read from the catalog, only identifiers it checked against the table;
+--     executes SQL text read from the catalog, only identifiers it checked against the table — except
+--     a grouped fit's per-group summaries without a filter of their own (filter "column = key"), which
+--     absorb the change per group (the changed rows grouped by column::text; docs/serving.md);
 --   * TRUNCATE drops every summary of the table.
 -- Changes outside every stored range cost one probe of the catalog.
 --
@@ -106,6 +108,18 @@ DECLARE
     v_leaf_lo integer; -- the index chunks a change can touch
     v_leaf_hi integer;
     v_level integer;
+    gs record;         -- a set of per-group summaries (one grouped fit's): same descriptor, one group column
+    v_gkey text;       -- a changed row's group key, over alias t: the group column as text
+    v_gint boolean;    -- the group column is an integer (its keys are written as numbers in filters)
+    v_gtext boolean;   -- … a string or enum (keys written as string literals)
+    v_new text[];      -- group keys the change brings into a set's range that the set has no summary for
+    v_sib record;
+    v_lit text;
+    v_gids bigint[];
+    v_touched text[];  -- the group keys of the changed rows in a set's range
+    v_gone bigint;
+    v_added bigint;    -- new groups' summaries this write started
+    v_igroup text;     -- the group column of an index with per-group nodes
 BEGIN
     -- FOR SHARE: writers share the source row; a request that stores new statistics updates it first
     -- (modelstore.freshness.lock_source), so the two wait for each other, and a REPEATABLE READ writer
@@ -198,9 +212,11 @@ BEGIN
                            'AND s.hi_key::%1$s >= $2::%1$s '
                            'AND modelstore._any_key_between(%2$s, s.lo_key::%1$s, s.hi_key::%1$s)', v_type, v_keys)
                 USING src.source_id, v_lo, v_hi;
+            -- (per-group summaries with no filter of their own are kept exact below, not deleted)
             EXECUTE format('DELETE FROM modelstore.statistics AS s WHERE s.source_id = $1 '
                            'AND s.family <> ''logistic'' AND s.filter_sql <> '''' AND s.lo_key::%1$s <= $3::%1$s '
                            'AND s.hi_key::%1$s >= $2::%1$s '
+                           'AND (s.extra ->> ''group_by'' IS NULL OR s.extra ->> ''base_filter'' IS DISTINCT FROM '''') '
                            'AND modelstore._any_key_between(%2$s, s.lo_key::%1$s, s.hi_key::%1$s)', v_type, v_keys)
                 USING src.source_id, v_lo, v_hi;
         END IF;
@@ -279,10 +295,137 @@ BEGIN
                     USING v_ids, cs.index_id, cs.levels, v_leaf_lo, v_leaf_hi;
             END IF;
             IF cs.index_id IS NOT NULL THEN
+                -- the index's per-group nodes (docs/index.md, "Per-group nodes"): the change per chunk and
+                -- group, always in one statement (the row-by-row path has no group key), under the index's
+                -- node locks taken above; nodes a new group needs are created empty first, emptied ones go
+                SELECT i.group_by INTO v_igroup FROM modelstore.stat_indexes AS i WHERE i.index_id = cs.index_id;
+                IF v_igroup IS NOT NULL AND NOT EXISTS (
+                        SELECT 1 FROM pg_attribute AS a WHERE a.attrelid = p_relid AND a.attname = v_igroup
+                           AND a.attnum > 0 AND NOT a.attisdropped) THEN
+                    -- the group column was dropped: the index keeps its chunks, not its group nodes
+                    DELETE FROM modelstore.index_group_nodes AS g WHERE g.index_id = cs.index_id;
+                    UPDATE modelstore.stat_indexes AS i SET group_by = NULL WHERE i.index_id = cs.index_id;
+                ELSIF v_igroup IS NOT NULL THEN
+                    v_gkey := format('(t.%I)::text', v_igroup);
+                    EXECUTE modelstore._maintenance_sql(cs.family, p_op, v_seg_key, v_seg_type, v_offset, v_scale,
+                                                        cs.columns, cs.target, v_bools, false, true,
+                                                        modelstore._capture_dd(), v_gkey, true)
+                        USING v_ids, cs.index_id, cs.levels, v_leaf_lo, v_leaf_hi;
+                    EXECUTE modelstore._maintenance_sql(cs.family, p_op, v_seg_key, v_seg_type, v_offset, v_scale,
+                                                        cs.columns, cs.target, v_bools, false, true,
+                                                        modelstore._capture_dd(), v_gkey)
+                        USING v_ids, cs.index_id, cs.levels, v_leaf_lo, v_leaf_hi;
+                    DELETE FROM modelstore.index_group_nodes AS g
+                     WHERE g.index_id = cs.index_id AND g.n = 0 AND g.null_rows = 0
+                       AND g.pos BETWEEN v_leaf_lo >> g.level AND v_leaf_hi >> g.level;
+                END IF;
+            END IF;
+            IF cs.index_id IS NOT NULL THEN
                 -- the index's totals follow its root
                 UPDATE modelstore.stat_indexes AS i SET rows_indexed = n.n + n.null_rows, null_rows = n.null_rows
                   FROM modelstore.index_nodes AS n
                  WHERE i.index_id = cs.index_id AND n.index_id = i.index_id AND n.level = i.levels - 1 AND n.pos = 0;
+            END IF;
+        END LOOP;
+
+        -- per-group summaries (a grouped fit's, with no filter besides "column = key"; docs/serving.md,
+        -- "Under writes"), one set at a time: the change applied per group in one statement per set (the
+        -- changed rows grouped by segment and by column::text, the key the grouped aggregate gives each
+        -- row; _maintenance_sql's p_group), each group's summary taking its own group's rows. A row of a
+        -- group value the set has no summary for starts that group's summary from empty (its filter is a
+        -- sibling's with the key's literal in place of the sibling's), a group left with no row goes, and
+        -- every member's extra.groups follows: the set stays complete and exact, as a scan would give it.
+        FOR gs IN EXECUTE format(
+                'SELECT s.family, s.target, s.columns, s.params_key, s.lo_key, s.hi_key, '
+                's.extra ->> ''group_by'' AS group_by, array_agg(s.stats_id ORDER BY s.stats_id) AS ids, '
+                'array_agg(s.extra ->> ''group_key'') AS keys FROM modelstore.statistics AS s '
+                'WHERE s.source_id = $1 AND s.family <> ''logistic'' AND s.filter_sql <> '''' '
+                'AND s.extra ->> ''group_by'' IS NOT NULL AND s.extra ->> ''base_filter'' = '''' '
+                'AND s.lo_key::%1$s <= $3::%1$s AND s.hi_key::%1$s >= $2::%1$s '
+                'GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7', v_type)
+                USING src.source_id, v_lo, v_hi LOOP
+            SELECT u.ok, u.bools INTO v_ok, v_bools FROM modelstore._usable_columns(p_relid, gs.columns, gs.target) AS u;
+            v_gint := NULL;
+            v_gtext := NULL;
+            SELECT a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype), t.typcategory IN ('S', 'E')
+              INTO v_gint, v_gtext
+              FROM pg_attribute AS a JOIN pg_type AS t ON t.oid = a.atttypid
+             WHERE a.attrelid = p_relid AND a.attname = gs.group_by AND NOT a.attisdropped;
+            IF NOT v_ok OR NOT coalesce(v_gint OR v_gtext, false) THEN
+                -- a column, or the group column, was dropped or changed type: the set no longer describes the table
+                DELETE FROM modelstore.statistics WHERE stats_id = ANY (gs.ids);
+                CONTINUE;
+            END IF;
+            v_gkey := format('(t.%I)::text', gs.group_by);
+            -- the groups the change touches in the set's range (all of its rows: new and old), and those of
+            -- them the set has no summary for (a new value)
+            EXECUTE format('SELECT array_agg(DISTINCT d.gk ORDER BY d.gk), '
+                           'array_agg(DISTINCT d.gk ORDER BY d.gk) FILTER (WHERE d.sgn > 0 AND d.gk <> ALL ($3)) '
+                           'FROM (%s) AS d WHERE d.gk IS NOT NULL AND d.k IS NOT NULL '
+                           'AND d.k::%2$s >= $1::%2$s AND d.k::%2$s <= $2::%2$s',
+                           modelstore._delta_rows(p_op, v_key, '{}', v_gkey), v_type)
+               INTO v_touched, v_new USING gs.lo_key, gs.hi_key, gs.keys;
+            CONTINUE WHEN v_touched IS NULL;  -- no changed row of any group lies in the set's range
+            v_added := 0;
+            -- only the touched groups' summaries are locked and updated (in stats_id order, as every writer)
+            SELECT array_agg(x.stats_id) INTO v_gids FROM (
+                SELECT s.stats_id FROM modelstore.statistics AS s
+                 WHERE s.stats_id = ANY (gs.ids) AND s.extra ->> 'group_key' = ANY (v_touched)
+                 ORDER BY s.stats_id FOR UPDATE) AS x;
+            IF v_new IS NOT NULL THEN
+                SELECT s.filter_sql, s.extra ->> 'group_key' AS key INTO v_sib
+                  FROM modelstore.statistics AS s WHERE s.stats_id = gs.ids[1];
+                v_lit := CASE WHEN v_gint THEN v_sib.key ELSE '''' || replace(v_sib.key, '''', '''''') || '''' END;
+                IF right(v_sib.filter_sql, length(v_lit)) IS DISTINCT FROM v_lit
+                   OR right(left(v_sib.filter_sql, -length(v_lit)), 3) IS DISTINCT FROM ' = ' THEN
+                    -- not the filter this code writes: the set cannot be completed, so it goes (rebuilt on demand)
+                    DELETE FROM modelstore.statistics WHERE stats_id = ANY (gs.ids);
+                    CONTINUE;
+                END IF;
+                INSERT INTO modelstore.statistics AS t
+                    (source_id, family, lo, hi, lo_key, hi_key, filter_sql, target, params_key, columns, n,
+                     null_rows, classes, counts, mean, moments, extra, read_columns, created_by)
+                SELECT s.source_id, s.family, s.lo, s.hi, s.lo_key, s.hi_key,
+                       left(s.filter_sql, -length(v_lit))
+                           || CASE WHEN v_gint THEN nk ELSE '''' || replace(nk, '''', '''''') || '''' END,
+                       s.target, s.params_key, s.columns, 0, 0,
+                       CASE WHEN s.family <> 'linear' THEN '[]'::jsonb END,
+                       CASE WHEN s.family <> 'linear' THEN '{}'::bigint[] END,
+                       CASE WHEN s.family = 'linear' THEN array_fill(0::float8, ARRAY[cardinality(s.mean)])
+                            ELSE '{}'::float8[] END,
+                       CASE WHEN s.family = 'linear' THEN array_fill(0::float8, ARRAY[cardinality(s.moments)])
+                            ELSE '{}'::float8[] END,
+                       jsonb_set(s.extra, '{group_key}', to_jsonb(nk)), s.read_columns, s.created_by
+                  FROM modelstore.statistics AS s CROSS JOIN unnest(v_new) AS nk
+                 WHERE s.stats_id = gs.ids[1]
+                ON CONFLICT DO NOTHING;
+                GET DIAGNOSTICS v_added = ROW_COUNT;  -- not those another writer started first
+                -- every touched group's summary again, locked: a concurrent writer that started the same new
+                -- group first made this INSERT wait and do nothing; this statement sees its committed row
+                SELECT array_agg(x.stats_id) INTO v_gids FROM (
+                    SELECT s.stats_id FROM modelstore.statistics AS s
+                     WHERE s.source_id = src.source_id AND s.family = gs.family AND s.lo_key = gs.lo_key
+                       AND s.hi_key = gs.hi_key AND s.filter_sql <> '' AND s.target = gs.target
+                       AND s.params_key = gs.params_key AND s.columns = gs.columns
+                       AND s.extra ->> 'group_by' = gs.group_by AND s.extra ->> 'base_filter' = ''
+                       AND s.extra ->> 'group_key' = ANY (v_touched)
+                     ORDER BY s.stats_id FOR UPDATE) AS x;
+            END IF;
+            EXECUTE modelstore._maintenance_sql(gs.family, p_op, v_seg_key, v_seg_type, v_offset, v_scale,
+                                                gs.columns, gs.target, v_bools, true, false, modelstore._capture_dd(),
+                                                v_gkey)
+                USING v_gids, NULL::bigint, NULL::integer, NULL::integer, NULL::integer;
+            -- a group with no row left is no group (the grouped aggregate would not give it)
+            DELETE FROM modelstore.statistics AS s WHERE s.stats_id = ANY (v_gids) AND s.n = 0 AND s.null_rows = 0;
+            GET DIAGNOSTICS v_gone = ROW_COUNT;
+            IF v_added > 0 OR v_gone > 0 THEN
+                -- the set's groups changed: its count follows, one row (migration 0015; a grouped fit takes a
+                -- set only whole). Added to, not recounted: a writer that started other new groups at the same
+                -- time has its own groups counted when it commits (this UPDATE waits for it, then adds to its count)
+                UPDATE modelstore.group_sets AS g SET groups = g.groups + v_added - v_gone
+                 WHERE g.source_id = src.source_id AND g.family = gs.family AND g.target = gs.target
+                   AND g.columns = gs.columns AND g.params_key = gs.params_key AND g.lo_key = gs.lo_key
+                   AND g.hi_key = gs.hi_key AND g.group_by = gs.group_by AND g.base_filter = '';
             END IF;
         END LOOP;
     END LOOP;

@@ -40,6 +40,7 @@ CREATE POLICY statistics_readable ON modelstore.statistics
 DROP POLICY IF EXISTS stat_indexes_readable ON modelstore.stat_indexes;
 CREATE POLICY stat_indexes_readable ON modelstore.stat_indexes
     USING (modelstore.may_read(source_id, columns || CASE WHEN target = '' THEN '{}'::text[] ELSE ARRAY[target] END
+                                          || CASE WHEN group_by IS NULL THEN '{}'::text[] ELSE ARRAY[group_by] END
                                           || (SELECT ARRAY[s.order_by] FROM modelstore.sources s
                                               WHERE s.source_id = stat_indexes.source_id)))
     WITH CHECK (modelstore.may_read(source_id, columns));
@@ -48,6 +49,16 @@ DROP POLICY IF EXISTS index_nodes_readable ON modelstore.index_nodes;
 CREATE POLICY index_nodes_readable ON modelstore.index_nodes
     USING (EXISTS (SELECT 1 FROM modelstore.stat_indexes AS i WHERE i.index_id = index_nodes.index_id))
     WITH CHECK (EXISTS (SELECT 1 FROM modelstore.stat_indexes AS i WHERE i.index_id = index_nodes.index_id));
+
+DROP POLICY IF EXISTS index_group_nodes_readable ON modelstore.index_group_nodes;
+CREATE POLICY index_group_nodes_readable ON modelstore.index_group_nodes
+    USING (EXISTS (SELECT 1 FROM modelstore.stat_indexes AS i WHERE i.index_id = index_group_nodes.index_id))
+    WITH CHECK (EXISTS (SELECT 1 FROM modelstore.stat_indexes AS i WHERE i.index_id = index_group_nodes.index_id));
+
+DROP POLICY IF EXISTS group_sets_readable ON modelstore.group_sets;
+CREATE POLICY group_sets_readable ON modelstore.group_sets
+    USING (modelstore.may_read(source_id, columns || ARRAY[group_by]))
+    WITH CHECK (modelstore.may_read(source_id, columns || ARRAY[group_by]));
 
 -- What a role needs to use modelstore without owning the catalog: read and write the catalog's tables
 -- (row-level security still decides which summaries it sees), use its sequences, run its functions.
@@ -62,7 +73,8 @@ BEGIN
     EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA modelstore TO %I', p_role);
     EXECUTE format('GRANT INSERT, UPDATE, DELETE ON modelstore.sources, modelstore.statistics, '
                    'modelstore.fitted_models, modelstore.stat_indexes, modelstore.index_nodes, '
-                   'modelstore.cost_model, modelstore.shard_versions TO %I', p_role);
+                   'modelstore.index_group_nodes, modelstore.group_sets, '
+                   'modelstore.cost_model, modelstore.shard_versions, modelstore.served_predictions TO %I', p_role);
     EXECUTE format('GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA modelstore TO %I', p_role);
     EXECUTE format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA modelstore TO %I', p_role);
     -- objects the owner creates later (views and functions of a newer release) follow

@@ -404,16 +404,18 @@ def test_group_statistics_reused_per_group_and_kept_exact(store, dsn):
     m = check_group("dl_pos", "x1 > 0 AND carrier = 'DL'", df[(df.carrier == "DL") & (df.x1 > 0)])
     assert m.plan.rows_scanned == 0
 
-    # writes in the range: the stored group statistics go (capture), the next requests scan and are exact
+    # writes in the range: capture applies them per group (docs/serving.md, "Under writes"), so the next
+    # requests still read no row and are exact; the set with a filter of its own (x1 > 0) is deleted
     store.conn.execute("INSERT INTO flights (id, carrier, x1, x2, y, label) VALUES (5000, 'AA', 0.3, -2, 7, 1)")
     store.conn.execute("UPDATE flights SET carrier = 'AA', y = y + 1 WHERE id IN (SELECT id FROM flights "
                        "WHERE carrier = 'DL' ORDER BY id LIMIT 5)")
     store.conn.execute("DELETE FROM flights WHERE id IN (SELECT id FROM flights WHERE carrier = 'AA' ORDER BY id LIMIT 3)")
     df = table(store.conn)
     m = check_group("aa", "carrier = 'AA'", df[df.carrier == "AA"])
-    assert m.plan.rows_scanned == (df.carrier == "AA").sum()
+    assert m.plan.rows_scanned == 0
+    assert store.fit("linear", **kw, where="x1 > 0 AND carrier = 'DL'", name="dl_pos", replace=True).plan.rows_scanned > 0
     third = store.fit("linear", **kw, group_by="carrier", group_l2=0.0, name="g", replace=True)
-    assert third.group_plan["groups"] == "scan"
+    assert third.group_plan["groups"] == "stored"
     for g, rows in df.groupby("carrier"):
         if len(rows) > 3:
             want = ols(rows[["x1", "x2"]].to_numpy(), rows.y.to_numpy())
@@ -427,3 +429,264 @@ def test_group_statistics_reused_per_group_and_kept_exact(store, dsn):
     df = pd.DataFrame(store.conn.execute("SELECT x1, x2, y FROM flights WHERE gid = -1").fetchall(),
                       columns=["x1", "x2", "y"])
     assert check_group("gid_minus_1", "gid = -1", df).plan.rows_scanned == 0
+
+
+def _group_sets(conn, group_by: str) -> dict:
+    """(group key, n, null_rows, the set's count of groups, family) of the stored per-group summaries."""
+    rows = conn.execute("SELECT s.extra ->> 'group_key', s.n, s.null_rows, g.groups::int, s.family "
+                        "FROM modelstore.statistics AS s JOIN modelstore.group_sets AS g ON g.source_id = s.source_id "
+                        "AND g.family = s.family AND g.columns = s.columns AND g.lo_key = s.lo_key "
+                        "AND g.hi_key = s.hi_key AND g.group_by = s.extra ->> 'group_by' AND g.base_filter = '' "
+                        "WHERE s.extra ->> 'group_by' = %s AND s.extra ->> 'base_filter' = ''",
+                        [group_by]).fetchall()
+    return rows
+
+
+@pytest.mark.parametrize("bulk_rows", [None, "0"])
+def test_capture_keeps_per_group_statistics_exact_under_random_writes(store, bulk_rows):
+    """Capture applies every write per group (docs/serving.md, "Under writes"): after random INSERTs,
+    UPDATEs (in place, and moving rows from one group to another), DELETEs, a write that creates a new
+    group value and one that empties a group, every group's stored summary equals numpy on the group's rows
+    (a request for the group reads 0 rows), the set stays complete (a grouped refit takes it: 0 rows read),
+    and a TRUNCATE drops it. Both capture paths (bulk_rows "0": always the one-statement path)."""
+    conn = store.conn
+    if bulk_rows is not None:
+        conn.execute(f"SET modelstore.capture_bulk_rows = {bulk_rows}")
+    kw = dict(table="flights", target="y", features=["x1", "x2"], order_by="id", lo=1, hi=100_000)
+    nb = dict(table="flights", target="label", features=["x1", "x2"], order_by="id", lo=1, hi=100_000)
+    store.fit("linear", **kw, group_by="carrier", name="lin", group_l2=0.0)
+    store.fit("gaussian_nb", **nb, group_by="carrier", name="gnb", group_l2=0.0)
+    rng = np.random.default_rng(1818)
+    next_id = 10_000
+
+    def check(step: str) -> None:
+        df = table(conn)
+        sets = _group_sets(conn, "carrier")
+        for family in ("linear", "gaussian_nb"):
+            members = [r for r in sets if r[4] == family]
+            by_key = {r[0]: r for r in members}
+            # complete: exactly the groups that have rows, each member knowing how many there are
+            assert set(by_key) == set(df.carrier.dropna()), (step, family, sorted(by_key))
+            assert {r[3] for r in members} == {len(members)}, step
+            for key, (_, n, nulls, _, _) in by_key.items():
+                rows = df[df.carrier == key]
+                assert n + nulls == len(rows), (step, key)
+        for key, rows in df.groupby("carrier"):
+            if len(rows) <= 3:  # too few rows for a model of their own: their counts were checked above
+                continue
+            m = store.fit("linear", **kw, where=f"carrier = '{key}'", name="one", replace=True)
+            assert m.plan.rows_scanned == 0, (step, key)
+            want = ols(rows[["x1", "x2"]].to_numpy(), rows.y.to_numpy())
+            assert rel_err(np.r_[m.intercept_, m.coef_], want) < TOL, (step, key)
+            if rows.label.nunique() > 1:
+                c = store.fit("gaussian_nb", **nb, where=f"carrier = '{key}'", name="one_nb", replace=True)
+                assert c.plan.rows_scanned == 0, (step, key)
+                ref = GaussianNB().fit(rows[["x1", "x2"]].to_numpy(), rows.label.to_numpy())
+                assert rel_err(c.theta_, ref.theta_) < TOL and rel_err(c.var_, ref.var_) < 1e-8, (step, key)
+
+    def insert(n: int, carriers) -> None:
+        """``n`` new rows inside the stored range: one statement each below 4 rows (capture's row-by-row
+        path), else one statement (the bulk path)."""
+        nonlocal next_id
+        have = set(table(conn).id)
+        ids = [int(i) for i in rng.choice(np.arange(1, next_id + 1000), size=n, replace=False) if int(i) not in have]
+        rows = [(i, str(rng.choice(carriers)), float(rng.normal()), float(rng.normal()), float(rng.normal(3, 2)),
+                 int(rng.integers(0, 3))) for i in ids]
+        statement = "INSERT INTO flights (id, carrier, x1, x2, y, label) VALUES (%s, %s, %s, %s, %s, %s)"
+        with conn.cursor() as cur:
+            if n < 4:
+                for row in rows:
+                    cur.execute(statement, row)
+            else:
+                cur.execute("INSERT INTO flights (id, carrier, x1, x2, y, label) SELECT * FROM unnest("
+                            "%s::int[], %s::text[], %s::float8[], %s::float8[], %s::float8[], %s::int[])",
+                            [list(c) for c in zip(*rows)])
+        next_id += 1000
+
+    check("fitted")
+    insert(2, GROUPS[:4])
+    check("small inserts")
+    insert(40, GROUPS)
+    check("bulk insert")
+    conn.execute("UPDATE flights SET y = y * 1.5 + x1, x2 = x2 - 0.25 WHERE id % 7 = 3")
+    check("update in place")
+    conn.execute("UPDATE flights SET carrier = 'UA' WHERE carrier = 'B6' AND id % 3 = 0")
+    check("rows moved from B6 to UA")
+    conn.execute("UPDATE flights SET carrier = 'AA' WHERE id = (SELECT min(id) FROM flights WHERE carrier = 'DL')")
+    check("one row moved from DL to AA")
+    insert(6, ["NEW1", "NEW2"])
+    check("a write creating new group values")
+    conn.execute("INSERT INTO flights (id, carrier, x1, x2, y, label) VALUES (99999, 'SOLO', 0.5, 0.5, 1.0, 1)")
+    check("one row of a new group value")
+    conn.execute("UPDATE flights SET carrier = 'B6' WHERE carrier = 'tiny'")
+    check("a group emptied by moving its rows")
+    conn.execute("DELETE FROM flights WHERE carrier = 'NEW1' OR id % 11 = 5")
+    check("deletes")
+    conn.execute("UPDATE flights SET carrier = NULL WHERE id % 13 = 2")
+    check("rows leaving every group (NULL)")
+    again = store.fit("linear", **kw, group_by="carrier", name="lin", group_l2=0.0, replace=True)
+    assert again.group_plan["groups"] == "stored" and again.group_plan["rows_scanned"] == 0
+    df = table(conn)
+    for key, rows in df.groupby("carrier"):
+        if len(rows) > 3:
+            want = ols(rows[["x1", "x2"]].to_numpy(), rows.y.to_numpy())
+            assert rel_err(np.r_[again.models[key].intercept_, again.models[key].coef_], want) < TOL, key
+    conn.execute("INSERT INTO flights (id, carrier, x1, x2, y, label) VALUES (99998, 'BRIEF', 0, 0, 0, 0)")
+    conn.execute("DELETE FROM flights WHERE id = 99998")
+    check("a committed insert and delete of a new group")
+    try:
+        with conn.transaction():
+            conn.execute("INSERT INTO flights (id, carrier, x1, x2, y, label) VALUES (99997, 'GONE', 0, 0, 0, 0)")
+            raise RuntimeError("roll back")
+    except RuntimeError:
+        pass
+    check("a rolled-back write")
+    conn.execute("TRUNCATE flights")
+    assert _group_sets(conn, "carrier") == []
+
+
+def test_two_writers_starting_the_same_new_group_both_count(store, dsn):
+    """Two transactions write rows of the same new group value at once: the second one's new summary
+    waits for the first's and then absorbs its row into it (none is lost), so the group's summary counts
+    both rows and equals numpy."""
+    import threading
+
+    kw = dict(table="flights", target="y", features=["x1", "x2"], order_by="id", lo=1, hi=100_000)
+    store.fit("linear", **kw, group_by="carrier", name="lin", group_l2=0.0)
+    insert = "INSERT INTO flights (id, carrier, x1, x2, y, label) VALUES (%s, 'NEWC', %s, %s, %s, 1)"
+    rows = [(20_001 + i, float(i), float(i * i % 7), 1.0 + 2.0 * i + (-1) ** i * 0.3 * (i % 4)) for i in range(6)]
+    with psycopg.connect(dsn) as first, psycopg.connect(dsn) as second:
+        for row in rows[:3]:
+            first.execute(insert, row)  # not committed yet: its new summary is not visible to the second
+        done = threading.Event()
+
+        def write_second():
+            with second.cursor() as cur:
+                cur.executemany(insert, rows[3:])
+            second.commit()
+            done.set()
+
+        t = threading.Thread(target=write_second)
+        t.start()
+        assert not done.wait(1.0)  # the second writer waits on the first's new summary
+        first.commit()
+        t.join(timeout=60)
+        assert done.is_set()
+    n = store.conn.execute("SELECT n FROM modelstore.statistics WHERE extra ->> 'group_by' = 'carrier' "
+                           "AND extra ->> 'group_key' = 'NEWC'").fetchone()[0]
+    groups = store.conn.execute("SELECT groups FROM modelstore.group_sets WHERE group_by = 'carrier'").fetchone()[0]
+    assert n == 6 and groups == len(GROUPS) + 1
+    m = store.fit("linear", **kw, where="carrier = 'NEWC'", name="newc")
+    assert m.plan.rows_scanned == 0
+    X = np.array([[r[1], r[2]] for r in rows])
+    assert rel_err(np.r_[m.intercept_, m.coef_], ols(X, np.array([r[3] for r in rows]))) < TOL
+
+
+def test_two_writers_starting_different_new_groups_both_count(store, dsn):
+    """Two transactions each start a different new group at once: the set's count of groups (one row,
+    modelstore.group_sets) is added to, not recounted, so it counts both and a grouped refit still takes
+    the stored set (0 rows read) — the limit the count kept in every member had."""
+    kw = dict(table="flights", target="y", features=["x1", "x2"], order_by="id", lo=1, hi=100_000)
+    store.fit("linear", **kw, group_by="carrier", name="lin", group_l2=0.0)
+    insert = "INSERT INTO flights (id, carrier, x1, x2, y, label) VALUES (%s, %s, %s, %s, %s, 1)"
+    import threading
+
+    with psycopg.connect(dsn) as first, psycopg.connect(dsn) as second:
+        for i in range(5):  # not committed yet when the second writer starts its own new group
+            first.execute(insert, (30_001 + i, "NEW_A", float(i), float(i * i % 5), 1.0 + i + 0.3 * (i % 3)))
+
+        def write_second():
+            for i in range(5):
+                second.execute(insert, (40_001 + i, "NEW_B", float(-i), float(i * 3 % 4), 2.0 - i + 0.2 * (i % 2)))
+            second.commit()
+
+        t = threading.Thread(target=write_second)
+        t.start()
+        t.join(timeout=1.0)
+        first.commit()
+        t.join(timeout=60)
+        assert not t.is_alive()
+    groups = store.conn.execute("SELECT groups FROM modelstore.group_sets WHERE group_by = 'carrier'").fetchone()[0]
+    assert groups == len(GROUPS) + 2
+    again = store.fit("linear", **kw, group_by="carrier", name="lin", group_l2=0.0, replace=True)
+    assert again.group_plan["groups"] == "stored" and again.group_plan["rows_scanned"] == 0
+    df = table(store.conn)
+    for key in ("NEW_A", "NEW_B"):
+        rows = df[df.carrier == key]
+        want = ols(rows[["x1", "x2"]].to_numpy(), rows.y.to_numpy())
+        assert rel_err(np.r_[again.models[key].intercept_, again.models[key].coef_], want) < TOL, key
+
+
+def _group_nodes_exact(conn, index_id: int) -> None:
+    """Every per-group node of the index equals numpy on its group's rows in the node's range (n, mean,
+    comoment), and a node exists exactly when its group has rows there."""
+    nodes = conn.execute("SELECT level, pos, lo_key, lo_side, hi_key, hi_side FROM modelstore.index_nodes "
+                         "WHERE index_id = %s", [index_id]).fetchall()
+    stored = {(lv, pos, key): (n, np.array(mean), np.array(moments)) for lv, pos, key, n, mean, moments in conn.execute(
+        "SELECT level, pos, group_key, n, mean, moments FROM modelstore.index_group_nodes WHERE index_id = %s",
+        [index_id]).fetchall()}
+    df = table(conn)
+    want = set()
+    for lv, pos, lo_key, lo_side, hi_key, hi_side in nodes:
+        lo_ok = df.id >= float(lo_key) if lo_side == 0 else df.id > float(lo_key)
+        hi_ok = df.id < float(hi_key) if hi_side == 0 else df.id <= float(hi_key)
+        for key, rows in df[lo_ok & hi_ok].groupby("carrier"):
+            want.add((lv, pos, key))
+            n, mean, moments = stored[(lv, pos, key)]
+            X = rows[["x1", "x2", "y"]].to_numpy()
+            assert n == len(rows), (lv, pos, key)
+            assert np.allclose(mean, X.mean(axis=0), rtol=1e-10, atol=1e-12), (lv, pos, key)
+            C = (X - X.mean(axis=0)).T @ (X - X.mean(axis=0))
+            assert np.allclose(moments, C[np.triu_indices(3)], rtol=1e-9, atol=1e-9), (lv, pos, key)
+    assert set(stored) == want  # no node of a group without rows there, none missing
+
+
+@pytest.mark.parametrize("bulk_rows", [None, "0"])
+def test_grouped_fit_over_a_range_from_the_index_group_nodes(store, bulk_rows):
+    """An index built with group_by (docs/index.md, "Per-group nodes") serves a grouped fit over a range:
+    whole chunks from the group nodes, the partial chunks at the ends by one grouped scan; every group equals
+    numpy on its rows of the range, before and after writes — a row moved between groups, rows of a new
+    group value, deletes, updates in place — which capture applies to the group nodes (both paths)."""
+    conn = store.conn
+    if bulk_rows is not None:
+        conn.execute(f"SET modelstore.capture_bulk_rows = {bulk_rows}")
+    info = store.build_index("flights", "id", ["x1", "x2"], "y", chunk_rows=40, group_by="carrier")
+    index_id = int(info["index_id"])
+    _group_nodes_exact(conn, index_id)
+
+    def check(step: str, lo: int, hi: int) -> None:
+        kw = dict(table="flights", target="y", features=["x1", "x2"], order_by="id", lo=lo, hi=hi)
+        m = store.fit("linear", **kw, group_by="carrier", group_l2=0.0, name="by_range", replace=True,
+                      group_statistics=False)
+        assert m.group_plan["groups"] == "index" and m.group_plan["index_id"] == index_id, step
+        assert m.group_plan["rows_scanned"] <= 2 * 40 * 2, step  # the partial chunks only (chunks may hold ties)
+        df = table(conn)
+        df = df[(df.id >= lo) & (df.id <= hi)]
+        assert sorted(m.models) == sorted(k for k, r in df.groupby("carrier") if len(r) > 3 or k in m.models), step
+        for key, rows in df.groupby("carrier"):
+            if len(rows) > 3:
+                want = ols(rows[["x1", "x2"]].to_numpy(), rows.y.to_numpy())
+                assert rel_err(np.r_[m.models[key].intercept_, m.models[key].coef_], want) < TOL, (step, key)
+                assert m.rows[key] == len(rows), (step, key)
+
+    check("built", 37, 811)
+    check("built, another range", 95, 402)
+    assert "from index #" in " ".join(store.explain("linear", table="flights", target="y", features=["x1", "x2"],
+                                                   order_by="id", lo=37, hi=811, group_by="carrier").notes)
+    conn.execute("UPDATE flights SET carrier = 'UA' WHERE id = (SELECT min(id) FROM flights WHERE carrier = 'AA' "
+                 "AND id > 100)")
+    _group_nodes_exact(conn, index_id)
+    check("one row moved from AA to UA", 37, 811)
+    conn.execute("DELETE FROM flights WHERE id % 9 = 4")
+    _group_nodes_exact(conn, index_id)
+    check("deletes", 37, 811)
+    # rows of a new group value where deleted rows were (ids ≡ 4 mod 9), one statement
+    conn.execute("INSERT INTO flights (id, carrier, x1, x2, y, label) SELECT 9 * i + 4, 'NEWG', i * 0.1, "
+                 "(i % 5) * 0.3, 1 + 0.05 * i + (i % 4) * 0.7, 0 FROM generate_series(3, 60, 9) AS i")
+    conn.execute("INSERT INTO flights (id, carrier, x1, x2, y, label) VALUES (13, 'SOLO', 1, 2, 3, 0)")
+    _group_nodes_exact(conn, index_id)
+    check("a new group value inside the range", 1, 843)
+    conn.execute("UPDATE flights SET y = y * 1.5 + x1 WHERE id % 7 = 3")
+    conn.execute("UPDATE flights SET carrier = 'B6' WHERE carrier = 'tiny'")
+    _group_nodes_exact(conn, index_id)
+    check("updates in place, a group emptied", 37, 811)

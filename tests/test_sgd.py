@@ -561,22 +561,75 @@ def test_worker_subprocess_runs_proactive_training(store, dsn):
     assert worker.proc.returncode == 0
 
 
-def test_dynamic_schedule(store):
-    """T′ = S·T·p_r·p_l: with no predictions expected the next run is due at once; with a high rate later."""
+def test_dynamic_schedule_on_measured_predictions(store):
+    """T′ = S·T·p_r·p_l with p_r and p_l measured on the predictions the model served between two runs
+    (store.predict counts them; modelstore.served_predictions holds the counts): a model nobody asks is
+    due again at once, a model that served predictions waits S·T·p_r·p_l, computed here from the
+    catalog's counts and the run's recorded T."""
+    from modelstore.deploy import served
     common = dict(table="trips", target="delay", features=FEATURES, order_by="id", epochs=1)
-    for name, rate in (("idle", 0.0), ("busy", 1e9)):
-        store.deploy(name, "sgd_linear", proactive={"schedule": "dynamic", "slack": 2.0, "prediction_rate": rate,
-                                                    "chunk_rows": 100}, **common)
+    for name in ("idle", "busy"):
+        store.deploy(name, "sgd_linear", proactive={"schedule": "dynamic", "slack": 3.0, "chunk_rows": 100},
+                     **common)
     store.conn.execute("INSERT INTO public.trips SELECT id + 1000, dist, hour, wet, carrier, origin, delay, late "
+                       "FROM public.trips WHERE id <= 60")
+    for name in ("idle", "busy"):  # the first run reads the counts: no earlier reading, no rate yet
+        store.deployment(name).refresh()
+        assert _last_proactive(store, name)["next_run_s"] == 0.0
+    rows = pd.DataFrame([[800.0, 5, True, "UA", "JFK"], [None, 23, False, None, "EWR"]], columns=FEATURES)
+    before = served.read(store.conn, "busy")
+    for _ in range(40):
+        assert len(store.deployment("busy").predict(rows)) == 2
+    served.COUNTER.flush(store.conn)  # what the doors add at most once a second
+    after = served.read(store.conn, "busy")
+    assert after[0] - before[0] == 80 and after[1] > before[1]
+    store.conn.execute("INSERT INTO public.trips SELECT id + 2000, dist, hour, wet, carrier, origin, delay, late "
                        "FROM public.trips WHERE id <= 60")
     for name in ("idle", "busy"):
         store.deployment(name).refresh()
-    idle = store.deployment("idle").events().query("kind == 'refresh'").detail.iloc[-1]["proactive"]
-    busy = store.deployment("busy").events().query("kind == 'refresh'").detail.iloc[-1]["proactive"]
-    assert idle["next_run_s"] == 0.0 and busy["next_run_s"] > 0
-    later = store.conn.execute("SELECT next_run_at > clock_timestamp() FROM modelstore.deployments WHERE name = 'busy'"
-                               ).fetchone()[0]
-    assert later
+    idle, busy = _last_proactive(store, "idle"), _last_proactive(store, "busy")
+    assert idle["schedule"]["served"] == 0 and idle["next_run_s"] == 0.0
+    sched = busy["schedule"]
+    assert sched["served"] == 80 and sched["over_s"] > 0
+    assert sched["prediction_rate"] == pytest.approx(80 / sched["over_s"], rel=1e-12)
+    assert sched["prediction_latency_s"] == pytest.approx((after[1] - before[1]) / 80, rel=1e-9)
+    want = 3.0 * sched["T_s"] * (80 / sched["over_s"]) * ((after[1] - before[1]) / 80)
+    assert busy["next_run_s"] == pytest.approx(want, rel=1e-9) and busy["next_run_s"] > 0
+    due_in = store.conn.execute("SELECT extract(epoch FROM next_run_at - clock_timestamp()) FROM "
+                                "modelstore.deployments WHERE name = 'busy'").fetchone()[0]
+    assert float(due_in) <= busy["next_run_s"]
+    with pytest.raises(modelstore.errors.DeploymentError, match="takes no option"):
+        store.deploy("x", "sgd_linear", proactive={"schedule": "dynamic", "prediction_rate": 5.0}, **common)
+
+
+def _last_proactive(store, name):
+    return store.deployment(name).events().query("kind == 'refresh'").detail.iloc[-1]["proactive"]
+
+
+def test_static_schedule_every_n_chunks_in_the_worker(store, dsn):
+    """schedule='static', every_chunks=2: the worker's loop leaves a proactive deployment alone until two
+    chunks' worth of new rows (2 × chunk_rows, with a target) are pending, then refreshes it."""
+    from modelstore.deploy.worker import Worker
+    common = dict(table="trips", target="delay", features=FEATURES, order_by="id", epochs=1)
+    with pytest.raises(modelstore.errors.DeploymentError, match="every_chunks must be a positive integer"):
+        store.deploy("n", "sgd_linear", proactive={"every_chunks": 0}, **common)
+    with pytest.raises(modelstore.errors.DeploymentError, match="static schedule"):
+        store.deploy("n", "sgd_linear", proactive={"every_chunks": 2, "schedule": "dynamic"}, **common)
+    d = store.deploy("n", "sgd_linear", proactive={"every_chunks": 2, "chunk_rows": 20, "sample_chunks": 2},
+                     **common)
+    worker = Worker(store, dsn)
+    store.conn.execute("INSERT INTO public.trips SELECT id + 1000, dist, hour, wet, carrier, origin, delay, late "
+                       "FROM public.trips WHERE id <= 30")
+    # 30 rows and 5 more without a target: less than two chunks of 20
+    store.conn.execute("INSERT INTO public.trips SELECT id + 1100, dist, hour, wet, carrier, origin, NULL, NULL "
+                       "FROM public.trips WHERE id <= 15")
+    assert worker.work_once() == 0 and d.pending() > 0 and d.version == 1
+    store.conn.execute("INSERT INTO public.trips SELECT id + 1200, dist, hour, wet, carrier, origin, delay, late "
+                       "FROM public.trips WHERE id <= 10")
+    assert worker.work_once() == 1 and d.pending() == 0 and d.version == 2
+    info = _last_proactive(store, "n")
+    assert info["new_rows"] == 40 and info["new_chunks"] == 2
+    assert worker.work_once() == 0  # nothing pending
 
 
 def test_http_serving_predicts_with_the_pipeline(store):
@@ -589,3 +642,40 @@ def test_http_serving_predicts_with_the_pipeline(store):
     want = model.predict(pd.DataFrame(rows, columns=FEATURES, dtype=object))
     assert np.allclose(got, want, rtol=1e-15, atol=0)
     assert list(model.feature_names_in_) == FEATURES
+
+
+def test_training_to_convergence_is_scikit_learns_stopping_rule():
+    """train(tol=…, n_iter_no_change=…) stops once the objective after a pass has failed n passes in a row
+    to improve on the best by tol (scikit-learn's rule for SGDRegressor/SGDClassifier); checked against
+    the objectives of the same passes made one at a time."""
+    X, y = scaled_problem(n=300, seed=3)
+    p = params("adam", 0.05, batch_size=16)
+    model = fresh_model("squared", p)
+    passes = model.train(X, y, epochs=200, batch_size=16, shuffle=False, seed=0, tol=1e-4, n_iter_no_change=3)
+    by_hand = fresh_model("squared", p)
+    best, stale, want = np.inf, 0, 0
+    while want < 200:
+        by_hand.train(X, y, epochs=1, batch_size=16, shuffle=False, seed=0)
+        want += 1
+        loss = by_hand.objective(X, y)
+        stale = stale + 1 if loss > best - 1e-4 else 0
+        best = min(best, loss)
+        if stale >= 3:
+            break
+    assert passes == want and 3 < passes < 200
+    assert np.array_equal(model.coef_, by_hand.coef_)
+    assert fresh_model("squared", p).train(X, y, epochs=4, batch_size=16, shuffle=False, seed=0) == 4
+
+
+def test_pipeline_reads_a_columnar_batch_as_it_reads_a_frame():
+    """Pipeline.update/transform on a mapping of column → array (the streaming path, no DataFrame per
+    chunk) give the same statistics and features as on a DataFrame, NULLs and new categories included."""
+    frame = pd.DataFrame({"a": [1.0, None, 3.5, 2.0], "b": [10, 20, 30, 40], "c": ["x", None, "y", "x"]})
+    batch = {"a": np.array([1.0, np.nan, 3.5, 2.0]), "b": np.array([10, 20, 30, 40]),
+             "c": np.array(["x", None, "y", "x"], dtype=object)}
+    by_frame, by_batch = Pipeline(["a", "b"], ["c"]), Pipeline(["a", "b"], ["c"])
+    by_frame.update(frame)
+    by_batch.update(batch)
+    assert by_frame.to_state() == by_batch.to_state()
+    assert np.array_equal(by_frame.transform(frame), by_batch.transform(batch))
+    assert by_batch.categories["c"] == ["x", "y"] and by_batch.missing.tolist() == [1.0, 0.0]

@@ -10,7 +10,9 @@ Where the full run departs from "1000 queries per point" to stay well under thre
 2-core machine (logistic Fig. 2: 250; Figs. 3, 4, 6–7: 100 / 30 + 10 / 60; planner: 50 plans per
 catalog size), the count is lowered here and ``bench/README.md`` says so. Each query is timed once per
 mode, and the from-scratch time of a query is measured once and shared by every experiment that asks
-the same query (``baselines.py``).
+the same query (``baselines.py``). Fig. 2 and the index experiment also measure T0 on the SQL
+aggregates (issue #15) for a deterministic sample of each query set (``sql_t0_queries``,
+``sql_t0_large_queries``), and the benchmark process runs BLAS with ``blas_threads`` threads.
 """
 
 from __future__ import annotations
@@ -37,6 +39,16 @@ class Config:
     queries: int = 1000  # linear and Gaussian NB queries per coverage
     logistic_queries: int = 250
     analyst_queries: int = 100  # of those, also timed the analyst's way (pandas + scikit-learn)
+    #: T0 on the SQL aggregates (the paper's baseline, beside T0 on the best engine, issue #15) for the
+    #: first this many queries of each N(50K) query set of Fig. 2 and the index experiment, and of the
+    #: index's 500K-row set (all of them when fewer): a deterministic sample, since the SQL aggregates
+    #: cost 5–40× the C aggregate (engine.json) and T0 on them for every query would add ~10 minutes
+    sql_t0_queries: int = 200
+    sql_t0_large_queries: int = 20
+    #: BLAS / OpenMP threads in the benchmark's own process (None: the libraries' default). One: the
+    #: process shares 2 cores with the PostgreSQL backend, and threads on 10-column problems cost more
+    #: in synchronisation than they compute (logistic T0 of 50K rows 3.5× faster with one, loaded machine)
+    blas_threads: int | None = 1
     query_size: tuple[float, float] = (50_000, 12_500)  # N(mean, sd) rows
     model_size: tuple[float, float] = (50_000, 12_500)
     chunk_rows: int = 10_000  # logistic chunk size l
@@ -97,13 +109,24 @@ class Config:
     serve_rates: tuple[float, ...] = (100, 250, 500, 1000, 2000)
     serve_seconds: float = 10.0
     serve_observes: int = 50
+    # the highest rate with p99 < 10 ms, searched (doubling, then bisection; load.find_max_rate): each
+    # step one open-loop run of serve_search_seconds, at most serve_search_steps runs per service
+    serve_search_start: float = 100.0
+    serve_search_ceiling: float = 8000.0
+    serve_search_seconds: float = 5.0
+    serve_search_steps: int = 10
     # continuous deployment (issue #17): NYC flights 2013 streamed in hourly chunks after a deploy period
     flights_deploy_days: int = 31  # January trains the deployed model
     flights_stream_days: int = 334  # February to December stream in
     flights_retrain_days: int = 30  # periodical: a full retraining (warm start) every month
     flights_proactive_every: int = 5  # continuous: a proactive step every 5 hourly chunks (the paper's Taxi)
     flights_sample_chunks: int = 16
-    flights_epochs: int = 5
+    flights_epochs: int = 5  # the initial training (common to every approach, not costed)
+    # periodical: each retraining runs to convergence, scikit-learn's rule (no improvement of the objective
+    # by flights_tol for flights_n_iter_no_change passes), at most flights_max_epochs passes
+    flights_tol: float = 1e-3
+    flights_n_iter_no_change: int = 5
+    flights_max_epochs: int = 100
     flights_budget_fraction: float = 0.5  # materialized chunks kept, as a share of all chunks
     flights_window_fraction: float = 0.25  # the window sampler's window, as a share of all chunks
     flights_row_step: int = 1  # every k-th flight (a thinner stream for tests)
@@ -142,7 +165,7 @@ class Config:
         return dataclasses.asdict(self)
 
 
-_COUNTS = ("queries", "logistic_queries", "analyst_queries", "size_queries", "size_logistic_queries",
+_COUNTS = ("queries", "logistic_queries", "analyst_queries", "sql_t0_queries", "sql_t0_large_queries", "size_queries", "size_logistic_queries",
            "distribution_small", "distribution_large", "accuracy_queries", "planner_queries", "index_queries",
            "index_large_queries", "index_any_queries", "capture_repeats",
            "scaleout_repeats")
@@ -170,6 +193,7 @@ def quick() -> Config:
         deploy_rows=100_000, deploy_batch=500, deploy_commits=20, deploy_worker_commits=20,
         scaleout_rows=100_000, scaleout_repeats=3,
         serve_rows=20_000, serve_rates=(100, 500, 1000), serve_seconds=5.0, serve_observes=10,
+        serve_search_seconds=2.0, serve_search_steps=8, serve_search_ceiling=4000.0,
         predict_calls=2_000, predict_server_calls=20_000, predict_group_rows=100_000,
         flights_stream_days=59, flights_db_refreshes=10,  # February and March
     )

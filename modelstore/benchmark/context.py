@@ -3,7 +3,9 @@ the progress display."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -28,6 +30,8 @@ class Context:
     shared: dict = field(default_factory=dict)
     #: the experiment running now (for progress labels)
     experiment: str = ""
+    #: wall seconds of the current experiment by phase (``phase``): where a run's time goes
+    phases: dict = field(default_factory=dict)
 
     @property
     def conn(self):
@@ -55,6 +59,16 @@ class Context:
                 self.progress.advance(task)
         finally:
             self.progress.remove_task(task)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Add the wall time of the block to ``phases[name]`` (written to the experiment's JSON as
+        ``phase_seconds``, so a reader sees where a run's time goes: T0, modelstore, placement …)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - started
 
     def note(self, text: str) -> None:
         (self.progress.console if self.progress is not None else self.console).print(text, highlight=False)

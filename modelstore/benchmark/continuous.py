@@ -15,9 +15,12 @@ following ``flights_stream_days`` days arrive in hourly chunks. Each chunk is fi
 serving model (prequential evaluation, Dawid), then absorbed by the approach:
 
 * **online**: the pipeline's statistics are updated, the chunk transformed, one SGD step on it;
-* **periodical**: the same online step, plus every ``flights_retrain_days`` days a full retraining with
-  warm start (the previous weights and Adam state): the statistics recomputed over every row so far,
-  every row transformed again, ``flights_epochs`` epochs;
+* **periodical** (§5.2): the same online step, plus every ``flights_retrain_days`` days a full
+  retraining with warm start (the previous weights and Adam state, TFX-style): the preprocessing re-run
+  from the raw tables (the feature extraction, weather join and anomaly filter in SQL over every flight
+  so far — the backend's CPU time is costed too, from /proc — then the statistics recomputed over every
+  row and every row transformed again), then trained to convergence by scikit-learn's stopping rule
+  (``flights_tol``, ``flights_n_iter_no_change``, at most ``flights_max_epochs`` passes);
 * **continuous**: the same online step, the feature chunk materialized (the newest ``budget`` chunks
   kept), and every ``flights_proactive_every`` chunks one proactive SGD iteration over a sample of
   ``flights_sample_chunks`` historical chunks (evicted ones re-materialized from their raw rows).
@@ -35,6 +38,7 @@ refreshes of a real deployment over the same table.
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -97,24 +101,26 @@ def load(ctx: Context) -> int:
             for row in weather[wcols].itertuples(index=False):
                 copy.write_row([None if isinstance(v, float) and np.isnan(v) else v for v in row])
         # the stream: scheduled departure (local time), weather of the origin's hour, the anomaly predicate
-        conn.execute(sql.SQL("""
-            CREATE TABLE {stream} AS
-            SELECT row_number() OVER (ORDER BY sched, f.carrier, f.origin, f.distance)::bigint AS id, sched,
-                   f.hour::float8 AS sched_hour, extract(isodow FROM sched)::float8 AS dow, f.distance,
-                   f.dep_delay, w.temp, w.wind_speed, w.precip, w.visib, f.carrier, f.origin, f.arr_delay,
-                   f.arr_delay >= 15 AS late, coalesce({anomaly}, false) AS anomaly
-            FROM (SELECT *, make_timestamp(year, month, day, hour, minute, 0) AS sched FROM {flights}) f
-            LEFT JOIN (SELECT DISTINCT ON (origin, time_hour) * FROM {weather}) w
-                   ON w.origin = f.origin AND w.time_hour = f.time_hour
-            WHERE sched < make_timestamp(2013, 1, 1, 0, 0, 0) + make_interval(days => %s)
-            """).format(
-            stream=data.ident(TABLE), flights=data.ident("flights_raw"), weather=data.ident("weather_raw"),
-            anomaly=sql.SQL(ANOMALY)), [days])
+        conn.execute(sql.SQL("CREATE TABLE {} AS {}").format(data.ident(TABLE), _raw_select()), [days * 86400])
         conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (id)").format(data.ident(TABLE)))
-        for t in ("flights_raw", "weather_raw"):
-            conn.execute(sql.SQL("DROP TABLE {}").format(data.ident(t)))
+        # the raw tables stay: periodical retraining re-runs the preprocessing from them (§5.2)
     conn.execute(sql.SQL("ANALYZE {}").format(data.ident(TABLE)))
     return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(data.ident(TABLE))).fetchone()[0]
+
+
+def _raw_select() -> sql.Composed:
+    """The feature extraction from the raw tables (time features, the weather join, the anomaly
+    predicate), for the flights scheduled before ``make_timestamp(2013, 1, 1) + %s seconds``."""
+    return sql.SQL("""
+        SELECT row_number() OVER (ORDER BY sched, f.carrier, f.origin, f.distance)::bigint AS id, sched,
+               f.hour::float8 AS sched_hour, extract(isodow FROM sched)::float8 AS dow, f.distance,
+               f.dep_delay, w.temp, w.wind_speed, w.precip, w.visib, f.carrier, f.origin, f.arr_delay,
+               f.arr_delay >= 15 AS late, coalesce({anomaly}, false) AS anomaly
+        FROM (SELECT *, make_timestamp(year, month, day, hour, minute, 0) AS sched FROM {flights}) f
+        LEFT JOIN (SELECT DISTINCT ON (origin, time_hour) * FROM {weather}) w
+               ON w.origin = f.origin AND w.time_hour = f.time_hour
+        WHERE sched < make_timestamp(2013, 1, 1, 0, 0, 0) + make_interval(secs => %s)
+        """).format(flights=data.ident("flights_raw"), weather=data.ident("weather_raw"), anomaly=sql.SQL(ANOMALY))
 
 
 def read_stream(ctx: Context) -> pd.DataFrame:
@@ -131,46 +137,118 @@ def _params(cfg, optimizer: str) -> dict:
             "epochs": cfg.flights_epochs, "batch_size": 256, "shuffle": True, "seed": 0, "hash_buckets": 0}
 
 
-def _targets(model: SGDModel, frame: pd.DataFrame, target: str):
-    return frame[target].astype(float).to_numpy() if not model.classifier else model._targets(list(frame[target]))
+#: a columnar batch of rows: column → 1-D array (what :class:`~modelstore.models.pipeline.Pipeline` reads
+#: without building a DataFrame per chunk), plus the two targets in the models' numeric form
+Batch = dict
+
+
+def _batch(frame: pd.DataFrame) -> Batch:
+    out = {c: frame[c].to_numpy(dtype=float) for c in NUMERIC}
+    out.update({c: frame[c].to_numpy(dtype=object) for c in TEXT})
+    out["arr_delay"] = frame["arr_delay"].to_numpy(dtype=float)
+    out["late"] = np.asarray([1.0 if v else 0.0 for v in frame["late"]])[:, None]  # classes [False, True]
+    return out
+
+
+def _slice(batch: Batch, start: int, end: int) -> Batch:
+    return {c: v[start:end] for c, v in batch.items()}
+
+
+def _rows(batch: Batch) -> int:
+    return len(batch["arr_delay"])
 
 
 class _Stream:
-    """The rows split into the deploy period and hourly chunks of the stream."""
+    """The rows as they arrive: the deploy period, then hourly chunks. Each chunk's rows with a target
+    (scored, prequential) and its training rows (not anomalous, with a target) are split once, as the
+    chunk arrives, in columnar form; every training row sits in one array in arrival order, so that a
+    scan of all history (the periodical retraining's, the unoptimized variant's) is a slice of it."""
 
-    def __init__(self, frame: pd.DataFrame, cfg):
+    def __init__(self, frame: pd.DataFrame, cfg, conn=None):
         start = frame["sched"].min().normalize()
         deploy_end = start + pd.Timedelta(days=cfg.flights_deploy_days)
-        self.initial = frame[frame["sched"] < deploy_end]
-        rest = frame[frame["sched"] >= deploy_end]
-        hours = rest["sched"].dt.floor("h")
-        self.chunks = [g for _, g in rest.groupby(hours, sort=True)]
-        self.chunk_hours = sorted(hours.unique())
-        self.initial_chunks = [g for _, g in self.initial.groupby(self.initial["sched"].dt.floor("h"), sort=True)]
+        hours = frame["sched"].dt.floor("h")
+        labelled = frame["arr_delay"].notna().to_numpy()
+        trainable = labelled & ~frame["anomaly"].to_numpy(dtype=bool)
+        self.train_all = _batch(frame[trainable])
+        self.initial = _slice(self.train_all, 0, int(np.sum(trainable & (frame["sched"] < deploy_end).to_numpy())))
+        # chunk k's training rows are train_all[ends[k-1]:ends[k]] (the deploy period's hours first)
+        train_hours = hours[trainable].to_numpy()
+        all_hours = np.unique(hours.to_numpy())
+        self.ends = list(np.searchsorted(train_hours, all_hours, side="right"))
+        first_stream = int(np.searchsorted(all_hours, np.datetime64(deploy_end), side="left"))
+        self.initial_chunks = first_stream
+        self.chunk_hours = [pd.Timestamp(h) for h in all_hours[first_stream:]]
+        scored = frame[labelled]
+        scored_hours = hours[labelled].to_numpy()
+        cuts = np.searchsorted(scored_hours, all_hours[first_stream:], side="left")
+        cuts = list(cuts) + [len(scored)]
+        scored_batch = _batch(scored)
+        self.scored = [_slice(scored_batch, cuts[k], cuts[k + 1]) for k in range(len(self.chunk_hours))]
+        self.chunks = self.scored  # one entry per streamed hour
         self.retrain_every = cfg.flights_retrain_days * 24  # in hourly chunks
         self.deploy_end = deploy_end
+        self.row_step = cfg.flights_row_step
+        self.conn = conn
+
+    def train_chunk(self, k: int) -> Batch:
+        """The training rows of chunk k (deploy-period hours first, then the stream's)."""
+        return _slice(self.train_all, self.ends[k - 1] if k else 0, self.ends[k])
+
+    def history(self, k: int) -> Batch:
+        """Every training row of chunks 0..k: a scan of all history."""
+        return _slice(self.train_all, 0, self.ends[k])
 
 
 def initial_model(stream: _Stream, kind: str, loss: str, target: str, params: dict) -> tuple[SGDModel, float]:
-    train = stream.initial[(~stream.initial["anomaly"]) & stream.initial[target].notna()]
     classes = [False, True] if loss != "squared" else None
     model = SGDModel(kind, loss, params, Pipeline(NUMERIC, TEXT), classes)
     model.pipeline.raw_order = list(FEATURES)
     started = _clock()
-    model.fit_frame(train[FEATURES], _targets(model, train, target) if loss == "squared" else list(train[target]))
+    model.pipeline.update(stream.initial)
+    model.sync_features()
+    X = model.pipeline.transform(stream.initial)
+    model.train(X, stream.initial[target], epochs=params["epochs"], batch_size=params["batch_size"],
+                shuffle=params["shuffle"], seed=params["seed"])
     return model, _clock() - started
 
 
-def _loss(model: SGDModel, frame: pd.DataFrame, target: str) -> tuple[float, int]:
+def _loss(model: SGDModel, batch: Batch, target: str) -> tuple[float, int]:
     """Summed prequential loss of the chunk's rows with a target: squared error or misclassifications."""
-    rows = frame[frame[target].notna()]
-    if not len(rows):
+    n = _rows(batch)
+    if not n:
         return 0.0, 0
-    z = model.decision_features(model.pipeline.transform(rows[FEATURES]))
+    z = model.decision_features(model.pipeline.transform(batch))
     if model.classifier:
-        predicted = z[:, 0] > 0
-        return float(np.sum(predicted != rows[target].astype(bool).to_numpy())), len(rows)
-    return float(np.sum((rows[target].astype(float).to_numpy() - z) ** 2)), len(rows)
+        return float(np.sum((z[:, 0] > 0) != (batch[target][:, 0] > 0.5))), n
+    return float(np.sum((batch[target] - z) ** 2)), n
+
+
+def _backend_cpu(conn) -> float:
+    """CPU seconds of the connection's PostgreSQL backend so far (user + system, from /proc: the server
+    is local), so that the SQL half of a retraining's preprocessing is costed like the Python half."""
+    try:
+        with open(f"/proc/{conn.info.backend_pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _read_history(stream: _Stream, until: pd.Timestamp) -> Batch:
+    """The periodical retraining's preprocessing from the raw data (§5.2): every flight scheduled before
+    ``until``, through the feature extraction, the weather join and the anomaly filter again."""
+    seconds = (until - pd.Timestamp(2013, 1, 1)).total_seconds()
+    query = sql.SQL("SELECT {}, arr_delay, late FROM ({}) AS s WHERE (id - 1) %% %s = 0 AND NOT anomaly "
+                    "AND arr_delay IS NOT NULL ORDER BY id").format(
+        sql.SQL(", ").join(sql.Identifier(c) for c in FEATURES), _raw_select())
+    rows = stream.conn.execute(query, [seconds, stream.row_step]).fetchall()
+    columns = list(zip(*rows)) if rows else [()] * (len(FEATURES) + 2)
+    out = {c: np.array(columns[j], dtype=float) for j, c in enumerate(NUMERIC)}
+    out.update({c: np.array(columns[len(NUMERIC) + j], dtype=object) for j, c in enumerate(TEXT)})
+    out["arr_delay"] = np.array(columns[-2], dtype=float)
+    out["late"] = np.array(columns[-1], dtype=float)[:, None]
+    return out
 
 
 def run_approach(stream: _Stream, base: SGDModel, target: str, approach: str, cfg, *, sampler: str = "uniform",
@@ -178,35 +256,37 @@ def run_approach(stream: _Stream, base: SGDModel, target: str, approach: str, cf
     """One approach over the stream: cumulative prequential error and cost per chunk, MU per proactive step."""
     model = base.warm_copy()
     rng = np.random.default_rng(cfg.seed)
-    raw: list[pd.DataFrame] = [c[(~c["anomaly"]) & c[target].notna()] for c in stream.initial_chunks]
+    history: list[int] = []  # the chunks (0 = the deploy period's first hour) with training rows, in order
     features: dict[int, tuple[np.ndarray, np.ndarray, list]] = {}  # chunk → (X, targets, feature names)
-    if approach == "continuous" and optimized:  # the deploy period's rows, materialized as the deploy left them
-        for i, c in enumerate(raw):
-            if len(c):
-                features[i] = (model.pipeline.transform(c[FEATURES]), _targets(model, c, target),
-                               list(model.feature_names_))
+    for k in range(stream.initial_chunks):
+        c = stream.train_chunk(k)
+        if _rows(c):
+            history.append(k)
+            if approach == "continuous" and optimized:  # materialized as the deploy left them
+                features[k] = (model.pipeline.transform(c), c[target], list(model.feature_names_))
+    if approach == "continuous" and optimized:
         _evict(features, budget)
     cost = {"predict": 0.0, "preprocess": 0.0, "train": 0.0}
     loss_sum, rows_seen = 0.0, 0
     curve = []
-    mus, expected_mus = [], []
+    mus, expected_mus, epochs = [], [], []
     retrains = proactive_steps = 0
-    for i, chunk in enumerate(stream.chunks):
+    for i, scored in enumerate(stream.chunks):
+        k = stream.initial_chunks + i
         t0 = _clock()
-        lsum, n = _loss(model, chunk, target)
+        lsum, n = _loss(model, scored, target)
         cost["predict"] += _clock() - t0
         loss_sum += lsum
         rows_seen += n
-        train = chunk[(~chunk["anomaly"]) & chunk[target].notna()]
-        raw.append(train)
-        if len(train):
+        train = stream.train_chunk(k)
+        if _rows(train):
             t0 = _clock()
-            model.pipeline.update(train[FEATURES])  # online statistics
+            model.pipeline.update(train)  # online statistics
             model.sync_features()
-            X = model.pipeline.transform(train[FEATURES])
-            y = _targets(model, train, target)
+            X = model.pipeline.transform(train)
+            y = train[target]
             if approach == "continuous" and optimized:
-                features[len(raw) - 1] = (X, y, list(model.feature_names_))
+                features[k] = (X, y, list(model.feature_names_))
                 _evict(features, budget)
             t1 = _clock()
             model.step(X, y)  # the online step every approach takes
@@ -214,33 +294,37 @@ def run_approach(stream: _Stream, base: SGDModel, target: str, approach: str, cf
             cost["preprocess"] += t1 - t0
             cost["train"] += t2 - t1
         if approach == "periodical" and (i + 1) % stream.retrain_every == 0:
+            # a full retraining (§5.2): the preprocessing re-run from the raw data, then to convergence,
+            # warm-started (weights and optimizer state; the feature layout kept)
             retrains += 1
-            t0 = _clock()
-            everything = pd.concat(raw)
+            t0, b0 = _clock(), _backend_cpu(stream.conn)
+            everything = _read_history(stream, stream.chunk_hours[i] + pd.Timedelta(hours=1))
             pipeline = Pipeline(NUMERIC, TEXT)  # the statistics recomputed by a scan of every row
             pipeline.categories = {c: list(v) for c, v in model.pipeline.categories.items()}  # the layout kept
-            pipeline.update(everything[FEATURES])
+            pipeline.update(everything)
             pipeline.raw_order = list(FEATURES)
             model.pipeline = pipeline
             model.sync_features()
-            X_all = pipeline.transform(everything[FEATURES])
-            y_all = _targets(model, everything, target)
-            t1 = _clock()
-            model.train(X_all, y_all, epochs=cfg.flights_epochs, batch_size=256, shuffle=True, seed=cfg.seed)
-            cost["preprocess"] += t1 - t0
+            X_all = pipeline.transform(everything)
+            t1, b1 = _clock(), _backend_cpu(stream.conn)
+            epochs.append(model.train(X_all, everything[target], epochs=cfg.flights_max_epochs, batch_size=256,
+                                      shuffle=True, seed=cfg.seed, tol=cfg.flights_tol,
+                                      n_iter_no_change=cfg.flights_n_iter_no_change))
+            cost["preprocess"] += (t1 - t0) + (b1 - b0)
             cost["train"] += _clock() - t1
+        if _rows(train):
+            history.append(k)
         if approach == "continuous" and (i + 1) % cfg.flights_proactive_every == 0:
             proactive_steps += 1
-            history = [j for j in range(len(raw) - 1) if len(raw[j])]
-            pool = history[-window:] if sampler == "window" else history
-            k = min(cfg.flights_sample_chunks, len(pool))
+            past = history[:-1] if history and history[-1] == k else history  # the new chunk is not sampled
+            pool = past[-window:] if sampler == "window" else past
+            s = min(cfg.flights_sample_chunks, len(pool))
             t0 = _clock()
-            picked = sample(history, k, sampler, rng, window) if k else []
+            picked = sample(past, s, sampler, rng, window) if s else []
             if not optimized:  # no online statistics: the statistics from a scan of every row first
-                everything = pd.concat(raw)
                 pipeline = Pipeline(NUMERIC, TEXT)
                 pipeline.categories = {c: list(v) for c, v in model.pipeline.categories.items()}
-                pipeline.update(everything[FEATURES])
+                pipeline.update(stream.history(k))
                 pipeline.raw_order = list(FEATURES)
                 model.pipeline = pipeline
                 model.sync_features()
@@ -252,8 +336,9 @@ def run_approach(stream: _Stream, base: SGDModel, target: str, approach: str, cf
                     Xs.append(align_features(X, names, model))
                     ys.append(y)
                 else:  # dynamic materialization (or, without it, every chunk) from the raw rows
-                    Xs.append(model.pipeline.transform(raw[j][FEATURES]))
-                    ys.append(_targets(model, raw[j], target))
+                    c = stream.train_chunk(j)
+                    Xs.append(model.pipeline.transform(c))
+                    ys.append(c[target])
             t1 = _clock()
             if Xs:
                 model.step(np.vstack(Xs), np.concatenate(ys))
@@ -261,8 +346,8 @@ def run_approach(stream: _Stream, base: SGDModel, target: str, approach: str, cf
             cost["train"] += _clock() - t1
             if optimized and picked:
                 mus.append(hits / len(picked))
-                n_hist = len(history)  # the expectation for this n: hypergeometric mean m/n (§3.2.2)
-                expected_mus.append(mu_n(n_hist, budget, window if sampler == "window" else None))
+                # the expectation for this n: hypergeometric mean m/n (§3.2.2)
+                expected_mus.append(mu_n(len(past), budget, window if sampler == "window" else None))
         if (i + 1) % max(1, len(stream.chunks) // 200) == 0 or i + 1 == len(stream.chunks):
             total = sum(cost.values())
             error = loss_sum / rows_seen if rows_seen else float("nan")
@@ -274,7 +359,7 @@ def run_approach(stream: _Stream, base: SGDModel, target: str, approach: str, cf
            "final_error": float(np.sqrt(error)) if not model.classifier else float(error),
            "metric": "misclassification rate" if model.classifier else "RMSE (minutes)",
            "cost_s": {**cost, "total": sum(cost.values())}, "rows_scored": rows_seen, "chunks": len(stream.chunks),
-           "retrains": retrains, "proactive_steps": proactive_steps, "curve": curve}
+           "retrains": retrains, "retrain_epochs": epochs, "proactive_steps": proactive_steps, "curve": curve}
     if mus:
         out["mu"] = {"measured": float(np.mean(mus)), "expected_for_schedule": float(np.mean(expected_mus)),
                      "budget_chunks": budget, "steps": len(mus)}
@@ -286,7 +371,7 @@ def _evict(features: dict, budget: int | None) -> None:
     if budget is None:
         return
     while len(features) > budget:
-        del features[min(features)]
+        del features[next(iter(features))]  # inserted in chunk order: the first key is the oldest
 
 
 def _db_proactive(ctx: Context, stream: _Stream, refreshes: int) -> dict:
@@ -329,8 +414,8 @@ def continuous(ctx: Context) -> dict:
     cfg = ctx.config
     rows = load(ctx)
     frame = read_stream(ctx)
-    stream = _Stream(frame, cfg)
-    n_chunks = len(stream.initial_chunks) + len(stream.chunks)
+    stream = _Stream(frame, cfg, ctx.conn)
+    n_chunks = stream.initial_chunks + len(stream.chunks)
     budget = max(1, int(round(cfg.flights_budget_fraction * n_chunks)))
     window = max(1, int(round(cfg.flights_window_fraction * n_chunks)))
     results = {}
@@ -368,7 +453,8 @@ def continuous(ctx: Context) -> dict:
         "rows": rows, "rows_used": len(frame), "chunks": n_chunks, "stream_chunks": len(stream.chunks),
         "budget_chunks": budget, "deploy_days": cfg.flights_deploy_days, "stream_days": cfg.flights_stream_days,
         "retrain_days": cfg.flights_retrain_days, "proactive_every_chunks": cfg.flights_proactive_every,
-        "sample_chunks": cfg.flights_sample_chunks, "epochs": cfg.flights_epochs, "models": results,
+        "sample_chunks": cfg.flights_sample_chunks, "epochs": cfg.flights_epochs, "tol": cfg.flights_tol,
+        "n_iter_no_change": cfg.flights_n_iter_no_change, "max_epochs": cfg.flights_max_epochs, "models": results,
         "variants": variants, "materialization_utilization": mu,
         "online_statistics_and_materialization_saving": 1.0 - plain / unoptimized if unoptimized else None,
         "db_proactive": _db_proactive(ctx, stream, cfg.flights_db_refreshes),

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -123,6 +123,59 @@ def run_load(url: str, path: str, bodies: Sequence[bytes], *, rate: float, secon
     return result
 
 
+def meets(point: dict, p99_ms: float) -> bool:
+    """A run meets the latency target: every request answered, p99 strictly under ``p99_ms``."""
+    return point["errors"] == 0 and point["ok"] > 0 and point["p99_ms"] is not None and point["p99_ms"] < p99_ms
+
+
+def find_max_rate(measure: Callable[[float], dict], *, p99_ms: float, start: float, ceiling: float,
+                  max_steps: int, resolution: float = 0.1, floor: float = 1.0) -> dict:
+    """The highest request rate whose run meets ``p99_ms`` (:func:`meets`), by a bounded search.
+
+    ``measure(rate)`` runs one bounded open-loop load (:func:`run_load`) and returns its ``to_json()``.
+    Doubling from ``start`` while runs meet the target (up to ``ceiling``; halving instead while they
+    do not, down to ``floor``), then bisection between the highest rate that met it and the lowest that
+    did not, until they are within ``resolution`` of each other. At most ``max_steps`` runs in all, so
+    the search is bounded in requests (Σ rate × seconds) and in time whatever the service does. One run
+    per rate: a rate is judged by one sample of its tail, so on a loaded machine the answer is as noisy
+    as the tail itself (docs/serving.md, "Measured").
+
+    Returns ``max_rate`` (None: no rate down to ``floor`` met it), ``first_failing_rate`` (None: the
+    ceiling met it), ``steps`` (every run, in order) and why it stopped (``stopped``)."""
+    if not 0 < floor <= start <= ceiling or max_steps < 1 or not 0 < resolution < 1:
+        raise ValueError("find_max_rate needs 0 < floor <= start <= ceiling, max_steps >= 1 and 0 < resolution < 1")
+    good = bad = None
+    steps: list[dict] = []
+    rate = float(start)
+    stopped = "max_steps"
+    while len(steps) < max_steps:
+        point = measure(rate)
+        point = {**point, "rate": rate, "meets": meets(point, p99_ms)}
+        steps.append(point)
+        if point["meets"]:
+            good = rate
+        else:
+            bad = rate
+        if bad is None:
+            if good >= ceiling:
+                stopped = "ceiling"
+                break
+            rate = min(good * 2, ceiling)
+        elif good is None:
+            if rate / 2 < floor:
+                stopped = "floor"
+                break
+            rate = rate / 2
+        else:
+            if bad - good <= resolution * good:
+                stopped = "resolution"
+                break
+            rate = (good + bad) / 2
+    return {"max_rate": good, "first_failing_rate": bad, "p99_target_ms": p99_ms, "start": start,
+            "ceiling": ceiling, "resolution": resolution, "max_steps": max_steps, "stopped": stopped,
+            "requests": sum(p["requests"] for p in steps), "steps": steps}
+
+
 class ServiceProcess:
     """An HTTP service as a subprocess that prints ``listening on http://…`` once it accepts requests;
     stopped by PID (SIGTERM, then SIGKILL after a timeout)."""
@@ -202,4 +255,4 @@ def pickled_service(model_path: str) -> ServiceProcess:
                            "--port", "0"], env=python_env())
 
 
-__all__ = ["Load", "run_load", "cpu_seconds", "ServiceProcess", "modelstore_serve", "pickled_service", "python_env"]
+__all__ = ["Load", "run_load", "meets", "find_max_rate", "cpu_seconds", "ServiceProcess", "modelstore_serve", "pickled_service", "python_env"]

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from threadpoolctl import threadpool_limits
 from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
@@ -45,6 +46,10 @@ def _progress(console: Console) -> Progress:
                     transient=False)
 
 
+#: experiments with their own tables: they need neither the synthetic table nor the full calibration
+OWN_DATA = frozenset({"continuous"})
+
+
 def run(store, config: Config, *, only: Sequence[str] | None = None, out_dir: Path | str = DEFAULT_OUT,
         console: Console | None = None, progress: bool = True, summary: bool = True) -> dict:
     """Run ``only`` (default: every experiment) at ``config``'s scale; returns {experiment: document}."""
@@ -60,16 +65,21 @@ def run(store, config: Config, *, only: Sequence[str] | None = None, out_dir: Pa
     if bar is not None:
         bar.start()
         ctx.progress = bar
+    blas = threadpool_limits(limits=config.blas_threads)  # undone in the finally (config.blas_threads)
     try:
-        task = bar.add_task(f"loading {config.rows:,} rows", total=config.rows) if bar else None
-        started = time.perf_counter()
-        loaded = data.load(store.conn, config.rows, config.seed,
-                           advance=(lambda n: bar.advance(task, n)) if bar else None)
-        if bar:
-            bar.remove_task(task)
-        ctx.note(f"table {data.qualified()}: {config.rows:,} rows "
-                 + (f"loaded in {time.perf_counter() - started:.1f} s" if loaded else "(already loaded)"))
-        if config.calibrate:
+        # experiments that load their own data (and plan nothing over the synthetic table) skip its load
+        # and the cost model's full calibration: `bench --full --only continuous` runs the flights year only
+        shared_table = not set(names) <= OWN_DATA
+        if shared_table:
+            task = bar.add_task(f"loading {config.rows:,} rows", total=config.rows) if bar else None
+            started = time.perf_counter()
+            loaded = data.load(store.conn, config.rows, config.seed,
+                               advance=(lambda n: bar.advance(task, n)) if bar else None)
+            if bar:
+                bar.remove_task(task)
+            ctx.note(f"table {data.qualified()}: {config.rows:,} rows "
+                     + (f"loaded in {time.perf_counter() - started:.1f} s" if loaded else "(already loaded)"))
+        if config.calibrate and shared_table:
             ctx.note("calibrating the cost model (modelstore calibrate) …")
             store.calibrate()
         else:
@@ -78,16 +88,19 @@ def run(store, config: Config, *, only: Sequence[str] | None = None, out_dir: Pa
             ctx.note(f"[yellow]{escape(plots.MISSING)}[/yellow]")
         for name in names:
             ctx.experiment = name
+            ctx.phases = {}
             t0 = time.perf_counter()
             began = dt.datetime.now(dt.timezone.utc)
             result = EXPERIMENTS[name](ctx)
             seconds = time.perf_counter() - t0
             files = plots.draw(name, result, out_dir) if drawing else []
-            doc = report.document(name, result, config=config, env=env, started=began, seconds=seconds, plots=files)
+            doc = report.document(name, result, config=config, env=env, started=began, seconds=seconds, plots=files,
+                                  phases=ctx.phases)
             report.write_json(out_dir / f"{name}.json", doc)
             docs[name] = doc
             ctx.note(f"[bold]{name}[/bold] done in {seconds:.1f} s → {out_dir / (name + '.json')}")
     finally:
+        blas.restore_original_limits()
         if bar is not None:
             bar.stop()
         data.clear_catalog(store.conn)

@@ -51,35 +51,13 @@ class Access:
     shard_versions: shards.Versions | None = None  # a sharded table's change counters, as this transaction sees them
 
 
-def check_access(conn: psycopg.Connection, table: Table, descriptor: Descriptor) -> Access:
-    """The caller's rights on the request's table, in one round trip; a :class:`PrivilegeError` when
+def check_access(conn: psycopg.Connection, table: Table, descriptor: Descriptor, row: tuple | None = None) -> Access:
+    """The caller's rights on the request's table, in one round trip (none with ``row``, request_access's
+    row from a :class:`~modelstore.catalog.context.RequestContext`); a :class:`PrivilegeError` when
     it may not read a column the request needs (nothing is read or written then)."""
-    columns = list(descriptor.read_columns)
-    row = conn.execute(
-        """
-        SELECT pg_catalog.row_security_active(%(oid)s::oid),
-               pg_catalog.has_table_privilege(%(oid)s::oid, 'TRIGGER'),
-               (SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgrelid = ANY (m.members) AND tgname = ANY (%(triggers)s)),
-               -- enabled: fire in ordinary sessions ('O') or always ('A'); 'D' is disabled, 'R' replica-only
-               (SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgrelid = ANY (m.members) AND tgname = ANY (%(triggers)s)
-                   AND tgenabled IN ('O', 'A')),
-               pg_catalog.current_setting('transaction_isolation'),
-               (SELECT relhassubclass FROM pg_catalog.pg_class WHERE oid = %(oid)s::oid),
-               current_user,
-               ARRAY(SELECT c FROM unnest(%(columns)s::text[]) AS c
-                     WHERE NOT pg_catalog.has_column_privilege(%(oid)s::oid, c, 'SELECT')),
-               cardinality(m.members), m.foreign_members::regclass[]::text[],
-               (SELECT relispartition FROM pg_catalog.pg_class WHERE oid = %(oid)s::oid),
-               -- the partition key's columns (NULL for an expression) and its definition
-               (SELECT array_agg(a.attname::text ORDER BY k.i) FROM pg_catalog.pg_partitioned_table AS pt
-                  CROSS JOIN unnest(pt.partattrs::int2[]) WITH ORDINALITY AS k(attnum, i)
-                  LEFT JOIN pg_catalog.pg_attribute AS a ON a.attrelid = pt.partrelid AND a.attnum = k.attnum
-                 WHERE pt.partrelid = %(oid)s::oid),
-               pg_catalog.pg_get_partkeydef(%(oid)s::oid)
-          FROM modelstore._capture_members(%(oid)s::oid::regclass) AS m
-        """,
-        {"oid": table.oid, "triggers": list(TRIGGERS), "columns": columns},
-    ).fetchone()
+    if row is None:  # the same row modelstore.request_context returns (sql/request.sql)
+        row = conn.execute("SELECT * FROM modelstore.request_access(%s::oid, %s::text[])",
+                           [table.oid, list(descriptor.read_columns)]).fetchone()
     (rls, may_trigger, n_triggers, n_enabled, isolation, inherited, role, denied, n_members, foreign,
      is_partition, key_columns, key_def) = row
     if denied:
@@ -154,7 +132,8 @@ def _partitioning_note(table: Table, order_by: str, order_kind: str, key_columns
             f"range may read every partition (no partition pruning for ranges); {common}")
 
 
-def usable_source(conn: psycopg.Connection, descriptor: Descriptor, table: Table, access: Access) -> int | None:
+def usable_source(conn: psycopg.Connection, descriptor: Descriptor, table: Table, access: Access,
+                  context=None) -> int | None:
     """The request's source id (None when it has none, or may not reuse), after dropping the
     statistics that may no longer describe the table — one read of the catalog when nothing changed:
 
@@ -163,15 +142,38 @@ def usable_source(conn: psycopg.Connection, descriptor: Descriptor, table: Table
     """
     if not access.reuse:
         return None
+    if context is not None:  # read by modelstore.request_context (catalog/context.py)
+        row = context.source
+    else:
+        row = _source_row(conn, descriptor, table)
+    if row is None:
+        return None
+    return _validated_source(conn, descriptor, table, access, row)
+
+
+def _source_row(conn: psycopg.Connection, descriptor: Descriptor, table: Table):
     source = descriptor.source
-    row = conn.execute(
+    return conn.execute(
         "SELECT source_id, relid, column_types, members IS NOT DISTINCT FROM "
         "(CASE WHEN %s THEN modelstore._partition_tree(%s::oid) END) FROM modelstore.sources "
         "WHERE schema_name = %s AND table_name = %s AND order_by = %s",
         [table.kind == "p", table.oid, source.schema, source.table, source.order_by],
     ).fetchone()
+
+
+def source_is_current(table: Table, access: Access, row) -> bool:
+    """Whether the source row read by modelstore.request_context needs no validation write (see
+    :func:`usable_source`): same table, captured, no recorded column changed, no shards to check."""
     if row is None:
-        return None
+        return True
+    relid, recorded, same_tree = row[1], row[2] or {}, row[3]
+    changed = [name for name, sig in recorded.items()
+               if name not in table.columns or table.columns[name].signature != sig]
+    return relid == table.oid and access.captured and same_tree and not changed and access.shard_versions is None
+
+
+def _validated_source(conn: psycopg.Connection, descriptor: Descriptor, table: Table, access: Access, row) -> int:
+    source = descriptor.source
     source_id, relid, recorded, same_tree = row[0], row[1], row[2] or {}, row[3]
     changed = [name for name, sig in recorded.items()
                if name not in table.columns or table.columns[name].signature != sig]
@@ -197,6 +199,14 @@ def usable_source(conn: psycopg.Connection, descriptor: Descriptor, table: Table
             "AND (columns && %(c)s::text[] OR target = ANY (%(c)s::text[]))",
             {"s": source_id, "c": changed},
         )
+        # an index whose group column changed keeps its chunks, not its per-group nodes (docs/index.md)
+        conn.execute(
+            "DELETE FROM modelstore.index_group_nodes AS g USING modelstore.stat_indexes AS i "
+            "WHERE i.index_id = g.index_id AND i.source_id = %(s)s AND i.group_by = ANY (%(c)s::text[])",
+            {"s": source_id, "c": changed},
+        )
+        conn.execute("UPDATE modelstore.stat_indexes SET group_by = NULL WHERE source_id = %(s)s "
+                     "AND group_by = ANY (%(c)s::text[])", {"s": source_id, "c": changed})
         conn.execute("UPDATE modelstore.sources SET column_types = column_types - %s::text[] WHERE source_id = %s",
                      [changed, source_id])
     return source_id

@@ -71,8 +71,9 @@ def read(conn: psycopg.Connection, model_id: int, *, with_stats: bool = False) -
 # stored under that descriptor (modelstore.statistics, filter_sql = the group's filter), the planner reuses
 # them for a request that asks for that group alone, like any stored summary, and change capture treats
 # them as every filtered summary (a write in their range deletes them: rebuilt on demand, never stale).
-# ``extra`` marks the set they belong to — group column, key, the request's own filter, and how many
-# groups the set had — so a grouped fit over the same descriptor takes them all, or scans.
+# ``extra`` marks the set they belong to — group column, key, the request's own filter — and
+# ``modelstore.group_sets`` holds how many groups the set has, so a grouped fit over the same descriptor
+# takes them all, or scans.
 
 
 def store_group_stats(conn: psycopg.Connection, source_id: int, descriptor: Descriptor, group_by: str,
@@ -83,13 +84,25 @@ def store_group_stats(conn: psycopg.Connection, source_id: int, descriptor: Desc
     statement, rows = None, []
     read_columns = tuple(dict.fromkeys((*descriptor.read_columns, group_by)))  # every group's: one parse
     for key, filter_sql, stats in groups:
-        extra = {"group_by": group_by, "group_key": key, "base_filter": descriptor.filter_sql, "groups": len(groups)}
+        extra = {"group_by": group_by, "group_key": key, "base_filter": descriptor.filter_sql}
         statement, values, _, _ = records.stats_insert(
             source_id, dataclasses.replace(descriptor, filter_sql=filter_sql), stats, extra=extra,
             read_columns=read_columns)
         rows.append(values)
     with conn.cursor() as cur:
         cur.executemany(statement, rows)
+    # the set's count of groups, one row per set (migration 0015): what capture keeps as groups come and go
+    conn.execute(
+        """
+        INSERT INTO modelstore.group_sets AS g (source_id, family, target, columns, params_key, lo_key, hi_key,
+                                                group_by, base_filter, groups)
+        VALUES (%s, %s, %s, %s, '', %s, %s, %s, %s, %s)
+        ON CONFLICT (source_id, family, target, columns, params_key, lo_key, hi_key, group_by, base_filter)
+        DO UPDATE SET groups = EXCLUDED.groups
+        """,
+        [source_id, descriptor.kind, descriptor.class_column, list(descriptor.stats_columns),
+         bound_key(descriptor.range.lo), bound_key(descriptor.range.hi), group_by, descriptor.filter_sql,
+         len(groups)])
 
 
 def find_group_stats(conn: psycopg.Connection, source_id: int | None, descriptor: Descriptor, group_by: str,
@@ -102,10 +115,14 @@ def find_group_stats(conn: psycopg.Connection, source_id: int | None, descriptor
     r = descriptor.range
     rows = conn.execute(
         """
-        SELECT stats_id, filter_sql, extra ->> 'group_key', (extra ->> 'groups')::bigint
-        FROM modelstore.statistics
-        WHERE source_id = %s AND family = %s AND lo_key = %s AND hi_key = %s AND target = %s AND params_key = ''
-          AND columns = %s AND extra ->> 'group_by' = %s AND extra ->> 'base_filter' = %s
+        SELECT s.stats_id, s.filter_sql, s.extra ->> 'group_key', g.groups
+        FROM modelstore.statistics AS s
+        JOIN modelstore.group_sets AS g
+          ON g.source_id = s.source_id AND g.family = s.family AND g.target = s.target AND g.columns = s.columns
+         AND g.params_key = s.params_key AND g.lo_key = s.lo_key AND g.hi_key = s.hi_key
+         AND g.group_by = s.extra ->> 'group_by' AND g.base_filter = s.extra ->> 'base_filter'
+        WHERE s.source_id = %s AND s.family = %s AND s.lo_key = %s AND s.hi_key = %s AND s.target = %s
+          AND s.params_key = '' AND s.columns = %s AND s.extra ->> 'group_by' = %s AND s.extra ->> 'base_filter' = %s
         """,
         [source_id, descriptor.kind, bound_key(r.lo), bound_key(r.hi), descriptor.class_column,
          list(descriptor.stats_columns), group_by, descriptor.filter_sql],

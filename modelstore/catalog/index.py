@@ -15,6 +15,7 @@ refreshing an index reads the table and lives with the executor
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from dataclasses import dataclass
 
 import psycopg
@@ -177,11 +178,13 @@ def load(conn: psycopg.Connection, index_id: int, kind: str) -> IndexInfo:
     return _info(row, kind)
 
 
-def find(conn: psycopg.Connection, source_id: int | None, descriptor: Descriptor) -> IndexInfo | None:
-    """The index that can serve the request (the one with the fewest columns), if any."""
+def find(conn: psycopg.Connection, source_id: int | None, descriptor: Descriptor,
+         rows: list | None = None) -> IndexInfo | None:
+    """The index that can serve the request (the one with the fewest columns), if any (``rows``: the
+    stat_indexes rows modelstore.request_context read, catalog/context.py)."""
     if source_id is None or descriptor.filter_sql or not descriptor.family.indexable:
         return None
-    rows = conn.execute(sql.SQL(
+    rows = rows if rows is not None else conn.execute(sql.SQL(
         "SELECT {} FROM modelstore.stat_indexes WHERE source_id = %s AND family = %s AND target = %s "
         "AND columns @> %s ORDER BY cardinality(columns)").format(sql.SQL(_INFO_COLUMNS)),
         [source_id, descriptor.kind, descriptor.class_column, list(descriptor.stats_columns)]).fetchall()
@@ -192,10 +195,12 @@ def find(conn: psycopg.Connection, source_id: int | None, descriptor: Descriptor
     return None
 
 
-def spans(conn: psycopg.Connection, info: IndexInfo, s: Cut, t: Cut, kind: str, k: int) -> list[IndexSpan]:
+def spans(conn: psycopg.Connection, info: IndexInfo, s: Cut, t: Cut, kind: str, k: int,
+          rows: list | None = None) -> list[IndexSpan]:
     """Planning edges from the index for a request between cuts s < t: every run of whole chunks between
-    the chunk boundaries around s and t (at most four boundaries, six spans), each with its nodes."""
-    rows = conn.execute(
+    the chunk boundaries around s and t (at most four boundaries, six spans), each with its nodes
+    (``rows``: the boundaries modelstore.request_context read for this index)."""
+    rows = rows if rows is not None else conn.execute(
         """
         WITH a AS (SELECT pos FROM modelstore.index_nodes
                    WHERE index_id = %(i)s AND level = 0 AND (lo_key, lo_side) <= (%(sk)s, %(ss)s)
@@ -210,7 +215,7 @@ def spans(conn: psycopg.Connection, info: IndexInfo, s: Cut, t: Cut, kind: str, 
         """,
         {"i": info.index_id, "sk": s.key, "ss": s.side, "tk": t.key, "ts": t.side},
     ).fetchall()
-    boundary = {pos: Cut(key, side, parse_bound(lo, kind)) for pos, key, side, lo in rows}
+    boundary = {pos: Cut(Decimal(key), side, parse_bound(lo, kind)) for pos, key, side, lo in rows}
     boundary[info.n_chunks] = info.end
     if s >= info.end or not any(c < t for c in boundary.values()):
         return []  # the request lies wholly after or before the index
@@ -229,9 +234,15 @@ def spans(conn: psycopg.Connection, info: IndexInfo, s: Cut, t: Cut, kind: str, 
 
 
 def fetch_nodes(conn: psycopg.Connection,
-                wanted: dict[int, tuple[str, tuple[str, ...], set[tuple[int, int]]]]) -> dict[tuple[int, int, int], object]:
-    """Nodes of several indexes in one round trip. ``wanted``: index id → (family, columns, nodes);
+                wanted: dict[int, tuple[str, tuple[str, ...], set[tuple[int, int]]]],
+                known: dict | None = None) -> dict[tuple[int, int, int], object]:
+    """Nodes of several indexes in one round trip (none when ``known``, nodes read already by
+    modelstore.request_context, holds them all). ``wanted``: index id → (family, columns, nodes);
     returns {(index id, level, pos): statistics}."""
+    if known:
+        keys = [(i, level, pos) for i, (_, _, nodes) in wanted.items() for level, pos in nodes]
+        if all(key in known for key in keys):
+            return {key: known[key] for key in keys}
     ids, levels, positions = [], [], []
     for index_id, (_, _, nodes) in wanted.items():
         for level, pos in nodes:
@@ -271,7 +282,9 @@ def list_indexes(conn: psycopg.Connection) -> list[dict]:
                NULLIF(i.target, '') AS target, i.columns, i.chunk_rows, i.n_chunks, i.levels, i.rows_indexed,
                i.end_value, i.refreshed_at,
                (SELECT coalesce(sum(pg_column_size(n.*)), 0) FROM modelstore.index_nodes n
-                 WHERE n.index_id = i.index_id) AS index_bytes,
+                 WHERE n.index_id = i.index_id)
+               + (SELECT coalesce(sum(pg_column_size(g.*)), 0) FROM modelstore.index_group_nodes g
+                   WHERE g.index_id = i.index_id) AS index_bytes,
                CASE WHEN t.oid IS NOT NULL THEN pg_total_relation_size(t.oid) END AS table_bytes,
                CASE WHEN t.oid IS NULL THEN 'table dropped'
                     WHEN s.relid IS NOT NULL AND t.oid <> s.relid THEN 'table re-created'

@@ -119,10 +119,13 @@ def store_chunk(conn: psycopg.Connection, source_id: int, descriptor: Descriptor
     return None if row is None else row[0]
 
 
-def fetch_stats(conn: psycopg.Connection, stats_ids: list[int]) -> dict[int, object]:
-    """The statistics objects of ``stats_ids``, in one round trip."""
+def fetch_stats(conn: psycopg.Connection, stats_ids: list[int], known: dict | None = None) -> dict[int, object]:
+    """The statistics objects of ``stats_ids``, in one round trip (none when ``known``, statistics read
+    already by modelstore.request_context, holds them all)."""
     if not stats_ids:
         return {}
+    if known and all(i in known for i in stats_ids):
+        return {i: known[i] for i in stats_ids}
     rows = conn.execute(
         """
         SELECT stats_id, family, columns, n, null_rows, classes, counts, mean, moments, mean_lo, moments_lo
@@ -146,6 +149,41 @@ def store_model(conn: psycopg.Connection, *, name: str | None, kind: str, source
     """Insert (or with ``replace`` upsert) the named model; returns (model id, name). Without a
     ``name`` the model is named ``name_prefix`` + a number drawn from the models' sequence, in the
     same statement (no round trip of its own)."""
+    query, values = model_insert(name=name, kind=kind, source_id=source_id, stats_id=stats_id, descriptor=descriptor,
+                                 params=params, rows_used=rows_used, rows_skipped=rows_skipped, state=state,
+                                 plan=plan, replace=replace, name_prefix=name_prefix)
+    return inserted_model(conn.execute(query, values).fetchone(), name)
+
+
+def inserted_model(row, name: str | None) -> tuple[int, str]:
+    """(model id, name) from the row :func:`model_insert`'s statement returned."""
+    if row is None:
+        raise name_taken(name)
+    return row[0], row[1]
+
+
+def name_taken(name: str | None) -> InputError:
+    """The error for a model name in use (:func:`inserted_model`; a pipelined :func:`model_insert` with
+    ``stats_key`` raises the unique violation on constraint :data:`NAME_TAKEN` instead)."""
+    return InputError(f"a model named {name!r} already exists; pass replace=True or choose another name")
+
+
+#: the unique constraint on model names
+NAME_TAKEN = "fitted_models_name_key"
+
+
+def model_insert(*, name: str | None, kind: str, source_id: int, stats_id: int | None, descriptor: Descriptor,
+                 params: dict, rows_used: int, rows_skipped: int, state: dict, plan: dict, replace: bool,
+                 name_prefix: str = "", stats_key: tuple[sql.Composable, list] | None = None,
+                 ) -> tuple[sql.Composable, list]:
+    """The statement :func:`store_model` runs, with its parameters (for a caller that pipelines it).
+
+    ``stats_key``: (condition, parameters) of :func:`stats_insert` — the model's statistics are the row of
+    that key, inserted by an earlier statement of the same transaction (pipelined with this one, so the
+    id is not known yet); the plan's ``stored_stats_id`` is set to it too. A name taken then fails the
+    statement (a unique violation, :data:`NAME_TAKEN`) instead of inserting nothing, so that a COMMIT
+    pipelined after it cannot keep the statistics without the model. The statement returns (model id,
+    name, statistics id)."""
     r = descriptor.range
     # replace: one upsert, so that two requests replacing one name at once both succeed (the last
     # commit wins); a DELETE then INSERT would let the second INSERT meet the first one's row
@@ -154,7 +192,16 @@ def store_model(conn: psycopg.Connection, *, name: str | None, kind: str, source
                 "features = EXCLUDED.features, params = EXCLUDED.params, rows_used = EXCLUDED.rows_used, "
                 "rows_skipped = EXCLUDED.rows_skipped, state = EXCLUDED.state, plan = EXCLUDED.plan, "
                 "created_at = now(), created_by = current_user, group_by = NULL, group_l2 = NULL") if replace else "DO NOTHING"
-    row = conn.execute(
+    stats_value, plan_value, key_values = sql.SQL("%s"), sql.SQL("%s"), []
+    if stats_key is not None:
+        stats_value = sql.SQL("(SELECT stats_id FROM modelstore.statistics WHERE {})").format(stats_key[0])
+        plan_value = sql.SQL("pg_catalog.jsonb_set(%s::jsonb, '{{stored_stats_id}}', pg_catalog.to_jsonb({}))").format(
+            stats_value)
+        key_values = list(stats_key[1])
+    head = [name, name, name_prefix, kind, source_id]
+    tail = [bound_text(r.lo), bound_text(r.hi), descriptor.filter_sql, descriptor.target, list(descriptor.features),
+            Jsonb(params), rows_used, rows_skipped, Jsonb(_jsonable(state))]
+    return (
         sql.SQL("""
         WITH number AS (SELECT CASE WHEN %s::text IS NULL
                                     THEN nextval(pg_get_serial_sequence('modelstore.fitted_models', 'model_id'))
@@ -162,18 +209,14 @@ def store_model(conn: psycopg.Connection, *, name: str | None, kind: str, source
         INSERT INTO modelstore.fitted_models
             (name, kind, source_id, stats_id, lo, hi, filter_sql, target, features, params,
              rows_used, rows_skipped, state, plan)
-        SELECT coalesce(%s::text, %s::text || number.v), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s
+        SELECT coalesce(%s::text, %s::text || number.v), %s, %s, {}, %s, %s, %s, %s, %s, %s, %s, %s, %s, {}
         FROM number
-        ON CONFLICT (name) {}
-        RETURNING model_id, name
-        """).format(sql.SQL(conflict)),
-        [name, name, name_prefix, kind, source_id, stats_id, bound_text(r.lo), bound_text(r.hi),
-         descriptor.filter_sql, descriptor.target, list(descriptor.features), Jsonb(params), rows_used, rows_skipped,
-         Jsonb(_jsonable(state)), Jsonb(_jsonable(plan))],
-    ).fetchone()
-    if row is None:
-        raise InputError(f"a model named {name!r} already exists; pass replace=True or choose another name")
-    return row[0], row[1]
+        {}
+        RETURNING model_id, name, stats_id
+        """).format(stats_value, plan_value,
+                    sql.SQL("" if stats_key is not None and not replace else f"ON CONFLICT (name) {conflict}")),
+        head + ([stats_id] if stats_key is None else key_values) + tail + [Jsonb(_jsonable(plan))] + key_values,
+    )
 
 
 def next_model_number(conn: psycopg.Connection) -> int:

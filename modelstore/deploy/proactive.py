@@ -21,10 +21,12 @@ A deployment made with ``proactive={…}`` refreshes differently from the exact 
    over the sample plus the new chunks, as one mini-batch.
 
 The scheduler (§4.1) is the worker's: a proactive deployment is due when it has pending rows and its
-``next_run_at`` has passed; ``schedule='static'`` sets it ``interval`` seconds after a run,
-``'dynamic'`` T′ = S·T·p_r·p_l after it (:func:`.materialization.dynamic_interval`), with T the run's
-measured duration, p_r the configured ``prediction_rate`` and p_l the prediction latency measured on
-the run's prequential scoring (seconds per scored row).
+``next_run_at`` has passed. ``schedule='static'`` sets it ``interval`` seconds after a run, and with
+``every_chunks=N`` the worker also waits until N chunks' worth of rows (N·``chunk_rows``) are pending
+(:func:`chunks_pending`); ``'dynamic'`` sets it T′ = S·T·p_r·p_l after a run
+(:func:`.materialization.dynamic_interval`), with T the run's measured duration and p_r, p_l the
+prediction rate and latency measured on the predictions the model served since the previous run
+(:mod:`.served`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from modelstore.catalog import records
-from modelstore.deploy import materialization
+from modelstore.deploy import materialization, served
 from modelstore.errors import DeploymentError, SamplingError
 from modelstore.execution.sgd import column_expr
 from modelstore.families import family
@@ -51,8 +53,8 @@ from modelstore.request.source import resolve_table
 SAMPLERS = ("uniform", "window", "time")
 SCHEDULES = ("static", "dynamic")
 DEFAULTS = {"chunk_rows": 100, "sample_chunks": 8, "sampler": "uniform", "window_chunks": None,
-            "budget_chunks": 64, "iterations": 1, "schedule": "static", "interval": 0.0, "slack": 2.0,
-            "prediction_rate": 1.0}
+            "budget_chunks": 64, "iterations": 1, "schedule": "static", "interval": 0.0, "every_chunks": None,
+            "slack": 2.0}
 
 
 def check_config(config, kind: str) -> dict:
@@ -79,7 +81,12 @@ def check_config(config, kind: str) -> dict:
             raise SamplingError(f"the window sampler needs window_chunks, a positive integer, got {w!r}")
     if out["schedule"] not in SCHEDULES:
         raise DeploymentError(f"schedule must be one of {SCHEDULES}, got {out['schedule']!r} instead")
-    materialization.dynamic_interval(out["slack"], 0.0, out["prediction_rate"], 0.0)  # checks the numbers
+    every = out["every_chunks"]
+    if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+        raise DeploymentError(f"proactive every_chunks must be a positive integer (or None), got {every!r} instead")
+    if every is not None and out["schedule"] != "static":
+        raise DeploymentError("every_chunks is a static schedule: use it with schedule='static'")
+    materialization.dynamic_interval(out["slack"], 0.0, 0.0, 0.0)  # checks the numbers
     materialization.dynamic_interval(out["interval"], 0.0, 0.0, 0.0)
     return out
 
@@ -277,17 +284,49 @@ def train(store, spec, served, lo, hi, order_kind: str) -> tuple[object, Execute
     return model, executed, info
 
 
-def schedule_next(conn, spec, seconds: float, scored_rows: int, scoring_seconds: float) -> float:
-    """Set the deployment's next_run_at (§4.1) and return the interval in seconds."""
+def schedule_next(conn, spec, seconds: float, info: dict | None = None) -> float:
+    """Set the deployment's next_run_at (§4.1) and return the interval in seconds.
+
+    Dynamic: T′ = S·T·p_r·p_l with T = ``seconds`` (this run's training) and p_r, p_l measured on the
+    predictions the model served since the previous run (:func:`.served.measured_rate_and_latency`);
+    the served counts read now are kept on the deployment for the next run."""
     config = spec.params["proactive"]
+    current = served.read(conn, spec.name)
+    previous, elapsed = None, 0.0
     if config["schedule"] == "static":
         interval = float(config["interval"])
     else:
-        latency = scoring_seconds / scored_rows if scored_rows else 0.0
-        interval = materialization.dynamic_interval(config["slack"], seconds, config["prediction_rate"], latency)
-    conn.execute("UPDATE modelstore.deployments SET next_run_at = clock_timestamp() + make_interval(secs => %s) "
-                 "WHERE deployment_id = %s", [interval, spec.deployment_id])
+        row = conn.execute("SELECT served_predictions, served_seconds, "
+                           "extract(epoch FROM clock_timestamp() - served_read_at)::float8 "
+                           "FROM modelstore.deployments WHERE deployment_id = %s", [spec.deployment_id]).fetchone()
+        if row is not None and row[0] is not None:
+            previous, elapsed = (int(row[0]), float(row[1])), float(row[2])
+        rate, latency = served.measured_rate_and_latency(previous, current, elapsed)
+        interval = materialization.dynamic_interval(config["slack"], seconds, rate, latency)
+        if info is not None:
+            info["schedule"] = {"T_s": seconds, "prediction_rate": rate, "prediction_latency_s": latency,
+                                "served": current[0] - (previous[0] if previous else current[0]),
+                                "over_s": elapsed, "slack": config["slack"]}
+    conn.execute("UPDATE modelstore.deployments SET next_run_at = clock_timestamp() + make_interval(secs => %s), "
+                 "served_predictions = %s, served_seconds = %s, served_read_at = clock_timestamp() "
+                 "WHERE deployment_id = %s", [interval, current[0], current[1], spec.deployment_id])
     return interval
 
 
-__all__ = ["DEFAULTS", "SAMPLERS", "check_config", "sample", "schedule_next", "train"]
+def chunks_pending(conn, spec, order_kind: str, filter_sql: str, chunks: int) -> bool:
+    """Whether ``chunks`` chunks' worth of rows (``chunks`` × ``chunk_rows``, with a target, through the
+    model's filter — ``filter_sql``, the normalized SQL the catalog stores) are past the deployment's
+    window: the static "every N chunks" schedule (§4.1). Counts at most that many rows."""
+    need = chunks * spec.params["proactive"]["chunk_rows"]
+    table = resolve_table(conn, spec.table_name)
+    past = (Range(parse_bound(spec.hi, order_kind), None, lo_closed=False) if spec.hi is not None
+            else Range(None, None))
+    cond = _range_sql(spec.order_by, past)
+    if filter_sql:
+        cond = sql.SQL("({}) AND ({})").format(cond, sql.SQL(filter_sql))
+    query = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} WHERE ({}) AND {} IS NOT NULL LIMIT %s) AS pending").format(
+        table.identifier, cond, sql.Identifier(spec.target))
+    return conn.execute(query, [need]).fetchone()[0] >= need
+
+
+__all__ = ["DEFAULTS", "SAMPLERS", "check_config", "chunks_pending", "sample", "schedule_next", "train"]

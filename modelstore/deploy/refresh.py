@@ -463,18 +463,15 @@ def _refresh_by_fit(store, spec: Spec, read: _Read, order_kind: str) -> Outcome:
     t0 = time.perf_counter()
     lo, hi = _bounds(conn, spec, read, spec.table, order_kind)
     served = store.model(spec.name)
-    scoring_started = time.perf_counter()
     scores = _prequential(conn, spec, read, resolve_table(conn, spec.table_name), order_kind, lo, hi, served,
                           served.descriptor, None)
-    scoring_seconds = time.perf_counter() - scoring_started
     proactive_info = None
     if spec.params.get("proactive"):
         # proactive training (docs/continuous.md): a sample of stored chunks and the new rows, one SGD step
         train_started = time.perf_counter()
         model, executed, proactive_info = proactive.train(store, spec, served, lo, hi, order_kind)
-        scored = scores.get(spec.active_version)
-        proactive_info["next_run_s"] = proactive.schedule_next(
-            conn, spec, time.perf_counter() - train_started, scored.rows if scored else 0, scoring_seconds)
+        proactive_info["next_run_s"] = proactive.schedule_next(conn, spec, time.perf_counter() - train_started,
+                                                               proactive_info)
     else:
         # an SGD family continues from the serving model (its weights, statistics, optimizer state): warm start
         warm = {"warm_start": spec.name} if family(spec.kind).iterative else {}

@@ -33,13 +33,16 @@ import psycopg
 from psycopg import sql
 
 from modelstore.deploy.deployment import CHANNEL
+from modelstore.deploy import proactive
+from modelstore.deploy.refresh import load as load_spec
 from modelstore.deploy.refresh import refresh, refresh_together
 
 log = logging.getLogger("modelstore.worker")
 
 #: deployments with committed writes not yet in their model, or whose window moves with the clock
 _DUE = """
-SELECT d.deployment_id, d.name, d.relid FROM modelstore.deployments AS d
+SELECT d.deployment_id, d.name, d.relid, (d.params -> 'proactive' ->> 'every_chunks')::int AS every_chunks
+  FROM modelstore.deployments AS d
 WHERE (EXISTS (SELECT 1 FROM modelstore.deployment_pending AS p
                WHERE p.deployment_id = d.deployment_id
                  AND (d.refreshed_snapshot IS NULL OR NOT pg_visible_in_snapshot(p.xid, d.refreshed_snapshot)))
@@ -94,7 +97,9 @@ class Worker:
         conn = self.store.conn
         due = conn.execute(_DUE, [self.interval]).fetchall()
         tables: dict[int, list[tuple[int, str]]] = {}
-        for deployment_id, name, relid in due:
+        for deployment_id, name, relid, every_chunks in due:
+            if every_chunks is not None and not self._chunks_pending(deployment_id, every_chunks):
+                continue  # the static "every N chunks" schedule: not yet N chunks of new rows
             tables.setdefault(relid, []).append((deployment_id, name))
         done = 0
         for group in tables.values():
@@ -126,6 +131,17 @@ class Worker:
                     continue
                 done += self._report(name, outcome)
         return done
+
+    def _chunks_pending(self, deployment_id: int, chunks: int) -> bool:
+        """Whether a proactive deployment scheduled every ``chunks`` chunks has that many pending."""
+        conn = self.store.conn
+        spec = load_spec(conn, deployment_id=deployment_id)
+        if spec is None:
+            return False
+        order_kind, filter_sql = conn.execute(
+            "SELECT s.order_kind, m.filter_sql FROM modelstore.sources s JOIN modelstore.fitted_models m "
+            "USING (source_id) WHERE m.model_id = %s", [spec.model_id]).fetchone()
+        return proactive.chunks_pending(conn, spec, order_kind, filter_sql, chunks)
 
     def _report(self, name: str, outcome) -> int:
         """The log line of one unit of work; 1 if it refreshed the deployment."""

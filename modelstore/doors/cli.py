@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--chunk-rows", type=int, help="rows per chunk (default: chosen by the cost model)")
     b.add_argument("--storage-budget", type=float, help="largest index size, as a fraction of the table's")
     b.add_argument("--l2", type=float, help="λ of logistic chunk models")
+    b.add_argument("--group-by", help="also keep every node per value of this column (grouped fits; docs/index.md)")
     r = isub.add_parser("refresh", help="extend an index over rows appended past its end")
     r.add_argument("index_id", type=int)
     isub.add_parser("list", help="list statistics indexes with their size next to their table's")
@@ -381,7 +382,7 @@ def _index(store, args) -> None:
         columns = [c.strip() for c in args.columns.split(",") if c.strip()]
         out = store.build_index(args.table, args.order_by, columns, args.target, kind=args.kind,
                                 chunk_rows=args.chunk_rows, storage_budget=args.storage_budget, l2=args.l2,
-                                progress=console.is_terminal)
+                                progress=console.is_terminal, group_by=args.group_by)
         if "chunks_trained" in out:  # a trained family stores chunk models instead of an index
             console.print(f"{out['kind']} chunk models on {out['source']}: {out['chunks_trained']} trained, "
                           f"{out['chunks_reused']} already stored (chunk_rows={out['chunk_rows']}, l2={out['l2']:g})")

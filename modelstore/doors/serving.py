@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import inspect
 import math
+import time
 
 import numpy as np
 import pandas as pd
 import psycopg
 
+from modelstore.deploy import served
 from modelstore.errors import InputError, ModelNotFoundError
 from modelstore.families import family
 from modelstore.store.request import check_name
@@ -46,6 +48,7 @@ def predict(store, name: str, instances: list, groups: list | None = None) -> di
     process rebuilt last time; any write of the row (a refresh after a commit or an observe, a rollback,
     a replace) changes the stamp, and the model is rebuilt — together with its stamp and version, in one
     snapshot — so a prediction never comes from a model the catalog no longer serves."""
+    started = time.perf_counter()
     conn = store.conn
     check_name(name)
     row = conn.execute(_STAMP, [name]).fetchone()
@@ -77,6 +80,8 @@ def predict(store, name: str, instances: list, groups: list | None = None) -> di
         predictions = model.predict(X, groups=groups)
     else:
         raise InputError(f"groups: model {name!r} has no per-group models (group_by); send no groups")
+    # the dynamic scheduler's measured prediction rate and latency (docs/continuous.md)
+    served.record(conn, name, len(predictions), time.perf_counter() - started)
     return {"predictions": _plain(predictions), "model_version": version}
 
 

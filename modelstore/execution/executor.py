@@ -20,6 +20,7 @@ from psycopg import sql
 from modelstore.catalog import index, records
 from modelstore.execution import partitions, shards
 from modelstore.request import bounds
+from modelstore.request.cuts import range_cuts
 from modelstore.request.descriptor import Descriptor, Range
 from modelstore.request.predicates import range_predicate, with_filter
 from modelstore.planner.plan import ExecutedPlan, Plan, StepResult
@@ -80,6 +81,78 @@ def from_rows(descriptor: Descriptor, r: Range, rows, max_classes: int, engine: 
     """The statistics of range ``r`` from the rows its aggregate returned (class checks included)."""
     return descriptor.family.from_aggregate(descriptor.stats_columns, rows, target=descriptor.target, where=str(r),
                                             max_classes=max_classes, engine=engine)
+
+
+# -- the partial-chunk pieces, scanned in the request's first round trip (docs/planner.md, "Round trips") ----
+
+#: where modelstore.request_context leaves the pieces' cut keys and their two [lo, hi) key windows
+PIECE_CUTS = sql.SQL("(SELECT nullif(pg_catalog.current_setting('modelstore.piece_cuts', true), '')::bigint[])")
+PIECE_WINDOWS = sql.SQL("(SELECT nullif(pg_catalog.current_setting('modelstore.piece_windows', true), '')::bigint[])")
+_EPOCH = sql.SQL("DATE '1970-01-01'")
+
+
+def piece_scan_query(table: Table, descriptor: Descriptor, max_pieces: int, max_classes: int = 1000,
+                     engine: tuple[str, str] = ("sql", "")) -> sql.Composed:
+    """One aggregate per piece of the chunks holding a request's ends, as ``modelstore.request_context``
+    left them in its transaction's settings (integer and date ordering columns, whose cut keys are the
+    value, or its day number, and lie "just before" it). The statement is sent in the same pipeline as that
+    call, before its rows are seen: without pieces (no index, no lock) its range is empty and it reads
+    nothing. Each result row starts with the piece's number (``width_bucket``: piece i lies between cuts
+    i − 1 and i, counted from 1)."""
+    col = sql.Identifier(descriptor.source.order_by)
+    if descriptor.source.order_kind == "date":
+        key = sql.SQL("({} - {})").format(col, _EPOCH)
+
+        def bound(i: int) -> sql.Composable:
+            return sql.SQL("{} + {}[{}]::integer").format(_EPOCH, PIECE_WINDOWS, sql.Literal(i))
+    elif descriptor.source.order_kind == "integer":
+        key = col
+
+        def bound(i: int) -> sql.Composable:
+            return sql.SQL("{}[{}]").format(PIECE_WINDOWS, sql.Literal(i))
+    else:
+        raise ValueError(f"pieces are cut on integer and date keys, not {descriptor.source.order_kind}")
+    where = sql.SQL("({0} >= {1} AND {0} < {2}) OR ({0} >= {3} AND {0} < {4})").format(
+        col, bound(1), bound(2), bound(3), bound(4))
+    part = sql.SQL("width_bucket({}, {})").format(key, PIECE_CUTS)
+    values = [table.columns[c].value_expr() for c in descriptor.stats_columns]
+    return descriptor.family.aggregate_query(table.identifier, values, where, descriptor.target, max_classes,
+                                             part, max_pieces, engine=engine)
+
+
+def piece_parts(plan: Plan, pieces, rows, max_classes: int, engine: tuple[str, str]) -> dict[int, object]:
+    """The statistics of the plan's scan steps that are runs of scanned pieces, by step index.
+
+    ``pieces``: (cut keys, windows) from the request's context; ``rows``: what :func:`piece_scan_query`
+    returned. A scan step is answered when both its ends are cuts and every piece between them lies in a
+    window; its statistics are the sum of its pieces' (a piece without rows adds nothing)."""
+    if pieces is None:
+        return {}
+    cuts, windows = pieces
+    descriptor = plan.descriptor
+    kind = descriptor.source.order_kind
+    by_part: dict[int, list] = {}
+    for row in rows:
+        by_part.setdefault(row[0], []).append(row[1:])
+    where = {c: i for i, c in enumerate(cuts)}
+    scanned: dict[int, object] = {}
+    out = {}
+    for i, step in enumerate(plan.steps):
+        if step.op != "scan":
+            continue
+        lo, hi = (int(c.key) for c in range_cuts(step.range, kind))
+        if lo not in where or hi not in where:
+            continue
+        parts = range(where[lo] + 1, where[hi] + 1)  # piece j: [cuts[j − 1], cuts[j])
+        if not all(any(w_lo <= cuts[j - 1] and cuts[j] <= w_hi for w_lo, w_hi in windows) for j in parts):
+            continue
+        total = descriptor.family.empty(descriptor.stats_columns)
+        for j in parts:
+            if j not in scanned:
+                scanned[j] = from_rows(descriptor, step.range, by_part.get(j, []), max_classes, engine)
+            total += scanned[j]
+        out[i] = total
+    return out
 
 
 #: decimal digits double-double statistics carry beyond float64's (106 vs 53 bits: 16; one kept in reserve)
@@ -172,18 +245,21 @@ def digits_lost(peak: np.ndarray, final: np.ndarray) -> float:
 
 def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: int = 1000, cost_model=None,
             known: dict | None = None, keep: tuple[tuple[Range, Range], ...] = (),
-            kept: dict | None = None):
+            kept: dict | None = None, context=None, known_seconds: dict | None = None):
     """Run ``plan``; returns (the request's statistics, the executed plan with per-step rows and time).
 
     Scans are aggregated in PostgreSQL, or — when ``cost_model`` says it is cheaper (a few hundred rows)
     — their rows are fetched and summarised in Python (:func:`fetch_many`). ``known``: statistics of
     some steps (by index) that the caller already read in statements of its own (a deployment's refresh
     reads its previous window's summary with its state, and fetches its edges' rows once for two uses);
-    they are combined like the rest.
+    they are combined like the rest; ``known_seconds``: what reading them took, by step index.
 
     ``keep``: (piece, stored range) pairs — whole partitions of a range-partitioned table
     (docs/scale-out.md, "Statistics per partition"). A scan step that contains a piece is cut there, in
-    the same statement, and the piece's statistics go into ``kept`` under its stored range."""
+    the same statement, and the piece's statistics go into ``kept`` under its stored range.
+
+    ``context``: a :class:`~modelstore.catalog.context.RequestContext` whose statistics and index nodes
+    are used instead of fetching them again."""
     descriptor = plan.descriptor
     columns = descriptor.stats_columns
     started = time.perf_counter()
@@ -191,12 +267,13 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
     if table.shards:  # the engine every shard can run (docs/scale-out.md)
         engine = shards.shard_engine(list(table.shards), engine)
     parts: dict[int, object] = {i: stats.select(columns) for i, stats in (known or {}).items()}
-    shares: dict[int, float] = {i: 0.0 for i in parts}
+    shares: dict[int, float] = {i: (known_seconds or {}).get(i, 0.0) for i in parts}
 
     stored = [i for i, s in enumerate(plan.steps) if s.op == "stored" and i not in parts]
     if stored:
         t0 = time.perf_counter()
-        fetched = records.fetch_stats(conn, [plan.steps[i].stats_id for i in stored])
+        fetched = records.fetch_stats(conn, [plan.steps[i].stats_id for i in stored],
+                                      known=context.stats if context is not None else None)
         elapsed = time.perf_counter() - t0
         for i in stored:
             parts[i] = fetched[plan.steps[i].stats_id].select(columns)
@@ -209,7 +286,7 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
         for i in spans:
             step = plan.steps[i]
             wanted.setdefault(step.stats_id, (descriptor.kind, step.stored_columns, set()))[2].update(step.nodes)
-        nodes = index.fetch_nodes(conn, wanted)
+        nodes = index.fetch_nodes(conn, wanted, known=context.nodes if context is not None else None)
         elapsed = time.perf_counter() - t0
         for i in spans:
             step = plan.steps[i]

@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -82,12 +83,14 @@ class Pipeline:
 
     # -- online statistics (§3.1) ----------------------------------------------------------------------------
 
-    def update(self, frame: pd.DataFrame) -> None:
-        """Fold a chunk of raw rows into the statistics (Chan's merge; new categories appended)."""
-        for j, c in enumerate(self.numeric):
-            x = _numbers(frame[c])
+    def update(self, frame: pd.DataFrame | Mapping[str, np.ndarray]) -> None:
+        """Fold a chunk of raw rows into the statistics (Chan's merge; new categories appended). The rows
+        are a DataFrame or a mapping of column → 1-D array (a columnar batch: no DataFrame per chunk)."""
+        numbers = _matrix(frame, self.numeric)
+        for j in range(len(self.numeric)):
+            x = numbers[:, j]
             x = x[~np.isnan(x)]
-            self.missing[j] += len(frame) - len(x)
+            self.missing[j] += _rows(frame) - len(x)
             nb = len(x)
             if nb == 0:
                 continue
@@ -101,7 +104,8 @@ class Pipeline:
             self.n[j] = n
         for c in self.categories:
             seen = set(self.categories[c])
-            for v in frame[c]:
+            # the distinct values in order of first appearance: a chunk has few, its rows many
+            for v in pd.unique(np.asarray(frame[c], dtype=object)):
                 if v is None or (isinstance(v, float) and math.isnan(v)):
                     continue
                 v = str(v)
@@ -115,12 +119,12 @@ class Pipeline:
 
     # -- transform -----------------------------------------------------------------------------------------------
 
-    def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        """The feature matrix of raw rows with the current statistics."""
-        rows = len(frame)
+    def transform(self, frame: pd.DataFrame | Mapping[str, np.ndarray]) -> np.ndarray:
+        """The feature matrix of raw rows (a DataFrame or a columnar batch) with the current statistics."""
+        rows = _rows(frame)
         blocks = []
         if self.numeric:
-            X = np.column_stack([_numbers(frame[c]) for c in self.numeric])
+            X = _matrix(frame, self.numeric)
             X = np.where(np.isnan(X), self.mean, X)
             blocks.append((X - self.mean) / self.scale())
         if self.hash_buckets and self.text:
@@ -228,6 +232,30 @@ class Pipeline:
 
     def copy(self) -> "Pipeline":
         return Pipeline.from_state(self.to_state())
+
+
+def _rows(frame) -> int:
+    """The row count of a DataFrame or of a columnar batch (column → array)."""
+    if isinstance(frame, pd.DataFrame):
+        return len(frame)
+    return len(next(iter(frame.values()))) if len(frame) else 0
+
+
+def _matrix(frame, columns: list[str]) -> np.ndarray:
+    """The numeric columns as a float64 matrix (NaN for missing), columns contiguous: one conversion of
+    the block when every column is already numbers (the per-chunk path of streaming), else column by column."""
+    if not columns:
+        return np.zeros((_rows(frame), 0))
+    if not isinstance(frame, pd.DataFrame):  # a columnar batch
+        out = np.empty((_rows(frame), len(columns)), order="F")
+        for j, c in enumerate(columns):
+            v = frame[c]
+            out[:, j] = v if isinstance(v, np.ndarray) and v.dtype.kind in "fi" else _numbers(v)
+        return out
+    block = frame[columns]
+    if all(kind in "fi" for kind in (dtype.kind for dtype in block.dtypes)):
+        return np.asfortranarray(block.to_numpy(dtype=float))
+    return np.column_stack([_numbers(block[c]) for c in columns])
 
 
 def _numbers(values) -> np.ndarray:

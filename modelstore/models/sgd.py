@@ -159,19 +159,34 @@ class SGDModel(Provenance):
         self.steps += 1
 
     def train(self, X: np.ndarray, targets: np.ndarray, *, epochs: int, batch_size: int, shuffle: bool,
-              seed: int) -> None:
+              seed: int, tol: float | None = None, n_iter_no_change: int = 5) -> int:
         """``epochs`` passes of mini-batch steps over transformed features (shuffled per epoch by a
-        generator seeded with ``seed`` and the step count, so a warm start does not replay the order)."""
+        generator seeded with ``seed`` and the step count, so a warm start does not replay the order);
+        returns the passes made.
+
+        With ``tol``, training runs *to convergence*, scikit-learn's stopping rule for ``SGDRegressor`` /
+        ``SGDClassifier``: it stops once the objective (:meth:`objective`, after each pass) has failed
+        ``n_iter_no_change`` passes in a row to fall below the best one so far minus ``tol``, and ``epochs``
+        is the most passes it makes (scikit-learn's ``max_iter``)."""
         n = len(X)
         if n == 0:
             raise RangeError("no rows to train on")
         rng = np.random.default_rng([seed, self.steps])
+        best, stale, passes = np.inf, 0, 0
         for _ in range(epochs):
             order = rng.permutation(n) if shuffle else np.arange(n)
             for start in range(0, n, batch_size):
                 batch = order[start:start + batch_size]
                 self.step(X[batch], targets[batch])
+            passes += 1
+            if tol is not None:
+                loss = self.objective(X, targets)
+                stale = stale + 1 if loss > best - tol else 0
+                best = min(best, loss)
+                if stale >= n_iter_no_change:
+                    break
         self.training_loss_ = self.objective(X, targets)
+        return passes
 
     def objective(self, X: np.ndarray, targets: np.ndarray) -> float:
         """Mean loss + (λ₂/2)‖w‖² + λ₁‖w‖₁ on transformed features."""

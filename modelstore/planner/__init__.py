@@ -99,8 +99,13 @@ SCAN_MARGIN = 0.15
 
 def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: Descriptor, *,
                  cost_model: CostModel, estimator: RowEstimator, allow_subtract: bool = True,
-                 params_key: str = "", chunk_rows: int = 10_000, scan_margin: float = SCAN_MARGIN) -> Plan:
+                 params_key: str = "", chunk_rows: int = 10_000, context=None,
+                 scan_margin: float = SCAN_MARGIN) -> Plan:
     """The cheapest plan for ``descriptor``, over every relevant stored model (no truncation).
+
+    ``context``: a :class:`~modelstore.catalog.context.RequestContext` holding the index, its boundaries,
+    the models near the ends and the relevant set as ``modelstore.request_context`` read them; what it
+    lacks is read here (docs/planner.md, "Round trips").
 
     Linear and Naive Bayes: stored statistics in either direction and scans. Logistic (paper §4-5):
     stored chunk models contained in the request, forward only, and ``train`` steps for the rest.
@@ -115,11 +120,13 @@ def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: De
     kind = descriptor.source.order_kind
     trained = descriptor.family.trained  # chunk models: contained, forward only, train the gaps
     s, t = range_cuts(descriptor.range, kind)
-    stat_index = None if trained else index.find(conn, source_id, descriptor)
+    stat_index = None if trained else index.find(conn, source_id, descriptor,
+                                                 rows=context.index_rows if context is not None else None)
     spans = []
     if stat_index is not None:  # the index's few spans around the request's ends, not its hierarchy
         spans = [dataclasses.replace(span, rows=estimator.rows(cuts_range(span.lo, span.hi, kind)))
-                 for span in index.spans(conn, stat_index, s, t, kind, len(descriptor.stats_columns))]
+                 for span in index.spans(conn, stat_index, s, t, kind, len(descriptor.stats_columns),
+                                         rows=context.boundaries if context is not None else None)]
     costs = plan_costs(cost_model, estimator, descriptor, chunk_rows=chunk_rows)
     backward = allow_subtract and descriptor.family.subtractable
     words = TRAIN_WORDS if trained else SCAN_WORDS
@@ -127,12 +134,14 @@ def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: De
     if not spans and kind in ARRAY_KINDS and _int64_keys(s, t):  # the common case, over arrays
 
         found = candidates(conn, source_id, descriptor, contained_only=trained, exact_columns=trained,
-                           params_key=params_key)
+                           params_key=params_key, row=context.candidates if context is not None else None)
         steps, solution, n_stored = _solve_arrays(found, s, t, costs, estimator, kind, gap_op, backward, words)
     else:
         if spans:
             # the spans cover whole chunks; stored models can only save the partial-chunk scans at the ends
-            models = models_ending_near(conn, source_id, descriptor, _chunk_windows(spans, s, t))
+            # the context's near models were read over these windows when it read the spans' nodes
+            near = context.near if context is not None and context.nodes else None
+            models = models_ending_near(conn, source_id, descriptor, _chunk_windows(spans, s, t), rows=near)
         else:
             models, _ = relevant_models(conn, source_id, descriptor, contained_only=trained,
                                         exact_columns=trained, params_key=params_key)

@@ -58,13 +58,18 @@ def relevant_models(conn: psycopg.Connection, source_id: int | None, descriptor:
 
 
 def models_ending_near(conn: psycopg.Connection, source_id: int, descriptor: Descriptor,
-                       windows: list[tuple], *, limit: int | None = None) -> list[StoredModel]:
+                       windows: list[tuple], *, limit: int | None = None, rows: list | None = None) -> list[StoredModel]:
     """Compatible stored models with an endpoint inside one of ``windows`` (numeric key ranges).
 
     With a statistics index, the index's spans cover every run of whole chunks at a cost of a few node
     fetches; what stored models can still save is the partial-chunk scans at the request's two ends. So
-    the planner then looks only at models that start or end in the chunks holding the request's ends.
+    the planner then looks only at models that start or end in the chunks holding the request's ends
+    (``rows``: those modelstore.request_context found, over the same windows).
     """
+    kind = descriptor.source.order_kind
+    if rows is not None:
+        return [StoredModel(sid, Range(parse_bound(lo, kind), parse_bound(hi, kind)), tuple(cols), n, nr, nv)
+                for sid, lo, hi, cols, n, nr, nv in rows]
     clauses, params = [], [source_id, descriptor.kind, descriptor.filter_sql, descriptor.class_column,
                            list(descriptor.stats_columns), list(descriptor.stats_columns)]
     for lo, hi in windows:
@@ -103,7 +108,8 @@ class Candidates:
 
 
 def candidates(conn: psycopg.Connection, source_id: int | None, descriptor: Descriptor, *,
-               contained_only: bool = False, exact_columns: bool = False, params_key: str = "") -> Candidates:
+               contained_only: bool = False, exact_columns: bool = False, params_key: str = "",
+               row: tuple | None = None) -> Candidates:
     """Every relevant stored model (Algorithm 3, ``modelstore.plan_candidates``), in one round trip."""
     empty = np.zeros(0, dtype=np.int64)
     if source_id is None:
@@ -111,7 +117,7 @@ def candidates(conn: psycopg.Connection, source_id: int | None, descriptor: Desc
     if descriptor.source.order_kind not in ARRAY_KINDS:
         raise ValueError(f"candidates() needs an integer or date ordering column, got {descriptor.source.order_kind}")
     r = descriptor.range
-    row = conn.execute(
+    row = row if row is not None else conn.execute(
         "SELECT * FROM modelstore.plan_candidates(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         [source_id, descriptor.kind, descriptor.filter_sql, descriptor.class_column, params_key,
          list(descriptor.stats_columns), exact_columns, bound_key(r.lo), bound_key(r.hi), contained_only],

@@ -18,6 +18,7 @@ import dataclasses
 from modelstore.catalog import freshness
 from modelstore.catalog import groups as group_rows
 from modelstore.errors import InputError, SingularMatrixError
+from modelstore.execution import group_index as group_index_exec
 from modelstore.execution.groups import scan_groups
 from modelstore.families import FAMILIES, family
 from modelstore.models.grouped import DEFAULT_GROUP_L2, GroupedModel, check_group_l2
@@ -74,9 +75,17 @@ def fit_grouped(store, request: FitRequest, group_by, group_l2=None, *, only_gro
             # locked before the scan (when they will be stored), so that no write commits unseen in between
             storing = (group_statistics and only_groups is None and store.materialize and some_filter is not None
                        and _prepare_group_write(conn, table, descriptor, some_filter))
-            fresh = scan_groups(conn, table, descriptor, group_by, only=only_groups, max_classes=request.max_classes)
-            grouped_plan = {"groups": "scan", "stats_ids": [], "rows_scanned": sum(s.n + s.null_rows
-                                                                                  for s in fresh.values())}
+            # an index with per-group nodes serves the whole chunks of the range (docs/index.md); else one scan
+            from_index = group_index_exec.group_statistics(conn, table, descriptor, group_by, source_id,
+                                                           only=only_groups, max_classes=request.max_classes)
+            if from_index is not None:
+                fresh, grouped_plan = from_index
+                grouped_plan["stats_ids"] = []
+            else:
+                fresh = scan_groups(conn, table, descriptor, group_by, only=only_groups,
+                                    max_classes=request.max_classes)
+                grouped_plan = {"groups": "scan", "stats_ids": [], "rows_scanned": sum(s.n + s.null_rows
+                                                                                      for s in fresh.values())}
             if storing and fresh:
                 by_key = filters(sorted(fresh))
                 group_rows.store_group_stats(conn, storing, descriptor, group_by,

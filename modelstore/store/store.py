@@ -21,8 +21,10 @@ import psycopg
 from psycopg import sql
 
 from modelstore import deploy
+from modelstore.deploy import served
 from modelstore.stats import engine as stats_engine
-from modelstore.catalog import freshness, index, records, shards
+from modelstore.catalog import freshness, group_index, index, records, shards
+from modelstore.execution import group_index as group_index_exec
 from modelstore.execution import index_build, mixture, partitions
 from modelstore.execution import sgd as sgd_execution
 from modelstore.planner import costs
@@ -32,6 +34,7 @@ from modelstore.request.descriptor import (
     Descriptor, Range, Source, check_range, coerce_bound, normalize_filter, parse_bound,
 )
 from modelstore.errors import FilterError, InputError, NonFiniteValueError, PlanNoteWarning, PrivilegeError, RangeError
+from modelstore.execution import executor
 from modelstore.execution.executor import execute
 from modelstore.language import run as run_statements
 from modelstore.catalog.migrate import ensure_current
@@ -43,7 +46,13 @@ from modelstore.planner.plan import ExecutedPlan, Plan, Step
 from modelstore.planner import SCAN_MARGIN, cost_path, plan_request
 from modelstore.planner.costs.learning import CostLearner, table_key
 from modelstore.planner.rowcount import RowEstimator
-from modelstore.request.source import Table, check_class_column, check_encodable, check_numeric, resolve_table
+from modelstore.request.source import (
+    Table, check_class_column, check_encodable, check_numeric, parse_table_name, resolve_table,
+)
+from modelstore.catalog import context as request_context
+from modelstore.planner import _int64_keys
+from modelstore.planner.relevant import ARRAY_KINDS
+from modelstore.request.cuts import range_cuts
 from modelstore.models.grouped import GroupedModel
 from modelstore.store import groups as grouped
 from modelstore.store.cache import ModelCache
@@ -114,6 +123,12 @@ class Store:
         self._cost_model_engine: str | None = None
         self._estimators: dict[tuple, tuple[RowEstimator, float]] = {}
         self._cache: ModelCache | None = None  # store.predict's models (store/cache.py)
+        #: tables as described by the last request naming them: the fast path builds the descriptor from
+        #: one and modelstore.request_context checks it against the catalog in the same call
+        self._tables: dict[str, Table] = {}
+        #: (table, ordering column, kind) whose last request found a statistics index: the fast path sends the
+        #: partial-chunk pieces' aggregate with the request's context (docs/planner.md, "Round trips")
+        self._indexed: set[tuple[str, str, str]] = set()
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -163,6 +178,9 @@ class Store:
 
     def run(self, request: FitRequest):
         """Plan, execute, solve and materialise one request, in one transaction (the paper's §5 loop)."""
+        answered = self._run_from_context(request)
+        if answered is not None:
+            return answered
         started = time.perf_counter()
         with self.conn.transaction():
             descriptor, table_info, notes = self._describe_request(request)
@@ -181,10 +199,170 @@ class Store:
                     rows_skipped=out.rows_skipped, state=out.model.to_state(), plan=executed.to_json(),
                     replace=request.replace, name_prefix=f"{descriptor.source.table}_{descriptor.kind}_",
                 )
+        self._observe(descriptor, executed)
+        return out.model.materialized(name=name, descriptor=descriptor, plan=executed)
+
+    def _observe(self, descriptor: Descriptor, executed: ExecutedPlan) -> None:
+        """Record an executed plan for the learned cost correction (docs/planner.md, "How it learns")."""
         if self._learning:  # an append; a refit (and one write) every few plans
             self.cost_learner.observe(self.conn, self.cost_model, table_key(descriptor.source),
                                       executed.plan.graph, executed.execution_seconds * 1000)
+
+    def _run_from_context(self, request: FitRequest):
+        """A request answered from stored statistics, with or without the statistics index, in two round trips
+        (docs/planner.md, "Round trips"):
+
+        1. ``BEGIN``, ``modelstore.request_context`` (validation, source, index, relevant set and their
+           statistics — and, when an index serves the request, the source lock taken first and the ends'
+           chunks cut into pieces) and the aggregate of those pieces, pipelined;
+        2. the statistics' and the model's ``INSERT`` and ``COMMIT``, pipelined.
+
+        None when this path does not apply — a table not described before or not an ordinary one, a filter,
+        an open range, an ordering column other than integer or date — and nothing has been written then. A
+        plan that reads rows the first round trip did not read runs them under the lock (one more round
+        trip); without the lock it takes the usual path in the same transaction."""
+        conn = self.conn
+        # its own transaction, BEGIN and COMMIT sent in pipelines: only on a psycopg connection that is idle
+        # (inside a caller's transaction, or over SPI, the usual path runs in that transaction)
+        if not isinstance(conn, psycopg.Connection) or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            return None
+        fam = family(request.kind)
+        tbl = self._tables.get(request.table) if isinstance(request.table, str) else None
+        if (tbl is None or tbl.kind != "r" or fam.trained or fam.iterative or request.where
+                or request.lo is None or request.hi is None):
+            return None
+        started = time.perf_counter()
+        notes: list[str] = list(request.notes)
+        descriptor, _ = self._describe(request.kind, tbl, request.target, request.features, request.order_by,
+                                       request.lo, request.hi, None, request.params, notes=notes)
+        kind = descriptor.source.order_kind
+        s, t = range_cuts(descriptor.range, kind)
+        if kind not in ARRAY_KINDS or not _int64_keys(s, t):
+            return None
+        schema, relname = parse_table_name(request.table)
+        # the pieces' aggregate rides along only where an index was seen (it reads nothing otherwise)
+        indexed = (request.table, descriptor.source.order_by, descriptor.kind)
+        speculate = self.materialize and fam.indexable and indexed in self._indexed
+        engine = stats_engine.engine(conn)
+        try:
+            try:
+                with conn.pipeline():
+                    conn.execute("BEGIN")
+                    cur = request_context.send(conn, schema, relname, descriptor, s, t, array_keys=True,
+                                               speculate=speculate)
+                    pieces_cur = conn.execute(executor.piece_scan_query(
+                        tbl, descriptor, request_context.MAX_PIECES, request.max_classes, engine),
+                        binary=True) if speculate else None
+                ctx = request_context.parse(cur, descriptor)
+                piece_rows = pieces_cur.fetchall() if pieces_cur is not None else []
+            except psycopg.Error:
+                # the cached description no longer fits (a column gone, a privilege revoked): the usual path
+                # describes the table again and raises the named error, if any
+                if conn.closed:
+                    raise
+                conn.execute("ROLLBACK")
+                self._tables.pop(request.table, None)
+                return None
+            first_trip = time.perf_counter() - started
+            if ctx.index_rows:
+                self._indexed.add(indexed)
+            else:
+                self._indexed.discard(indexed)
+            if not ctx.complete or ctx.table.oid != tbl.oid or ctx.table.columns != tbl.columns:
+                self._tables.pop(request.table, None)  # described afresh by the usual path
+                conn.execute("ROLLBACK")
+                return None
+            access = freshness.check_access(conn, tbl, descriptor, row=ctx.access)
+            if not freshness.source_is_current(tbl, access, ctx.source) or (ctx.locked and not access.store):
+                conn.execute("ROLLBACK")  # stored statistics to drop first: the usual path does it
+                return None
+            source_id = freshness.usable_source(conn, descriptor, tbl, access, context=ctx)
+            plan = self._plan(source_id, descriptor, context=ctx)
+            stats_key = None
+            if len(plan.steps) == 1 and plan.steps[0].op == "stored":
+                plan = dataclasses.replace(plan, notes=access.notes)
+                stats, executed = execute(conn, plan, tbl, max_classes=request.max_classes,
+                                          cost_model=self.cost_model, context=ctx)
+                _check_stats(descriptor, stats)
+                model = fam.solve(stats, descriptor.params)
+                executed = ExecutedPlan(plan, executed.results, 0.0, plan.steps[0].stats_id, executed.digits_lost,
+                                        (), dict(executed.extra))
+                out = _Outcome(source_id, plan.steps[0].stats_id, model, executed, stats.n, stats.null_rows)
+            elif ctx.locked:
+                # the source lock was taken before anything was read: execute on what the first round trip
+                # read (scans it did not read run now, under the same lock), store in the second
+                out, stats = self._run_locked(request, descriptor, tbl, source_id,
+                                              dataclasses.replace(plan, notes=access.notes), ctx, piece_rows,
+                                              first_trip, engine)
+                insert, values, key_sql, key = records.stats_insert(source_id, descriptor, stats)
+                stats_key = (key_sql, key)
+            else:
+                # a plan that reads rows: the source lock first, then planning again (today's path)
+                out = self._run_statistics(request, descriptor, tbl)
+            out = out._replace(executed=_with_notes(out.executed, tuple(notes) + _chunk_notes(out.executed.plan)))
+            executed = dataclasses.replace(
+                out.executed, execution_seconds=time.perf_counter() - started - out.executed.plan.planning_seconds)
+            name = request.name
+            if self.materialize:
+                # the statistics (when new), the model row and COMMIT in one pipelined write; the name (and the
+                # statistics' id) are read once they are done
+                query, model_values = records.model_insert(
+                    name=name, kind=descriptor.kind, source_id=out.source_id, stats_id=out.stats_id,
+                    descriptor=descriptor, params=descriptor.params, rows_used=out.rows_used,
+                    rows_skipped=out.rows_skipped, state=out.model.to_state(), plan=executed.to_json(),
+                    replace=request.replace, name_prefix=f"{descriptor.source.table}_{descriptor.kind}_",
+                    stats_key=stats_key)
+                try:
+                    with conn.pipeline():
+                        if stats_key is not None:
+                            conn.execute(insert, values)
+                        cur = conn.execute(query, model_values)
+                        conn.execute("COMMIT")
+                except psycopg.errors.UniqueViolation as exc:
+                    if stats_key is None or exc.diag.constraint_name != records.NAME_TAKEN:
+                        raise
+                    raise records.name_taken(name) from None  # rolled back below: nothing was written
+                # DO NOTHING on a taken name inserted nothing: the transaction wrote no model row
+                row = cur.fetchone()
+                _, name = records.inserted_model(row, name)
+                if stats_key is not None:
+                    executed = dataclasses.replace(executed, stored_stats_id=row[2])
+            else:
+                conn.execute("COMMIT")
+        except BaseException:
+            if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.execute("ROLLBACK")
+            raise
+        self._observe(descriptor, executed)
         return out.model.materialized(name=name, descriptor=descriptor, plan=executed)
+
+    def _run_locked(self, request: FitRequest, descriptor: Descriptor, tbl: Table, source_id: int, plan: Plan,
+                    ctx, piece_rows: list, first_trip: float, engine: tuple[str, str]):
+        """Execute ``plan`` on a request's context read under the source lock: its scan steps that are runs
+        of the pieces the first round trip aggregated take their statistics from them, the others are
+        scanned now. Returns (the outcome without a stored statistics id, the request's statistics)."""
+        def run(plan: Plan):
+            known = executor.piece_parts(plan, ctx.pieces, piece_rows, request.max_classes, engine)
+            rows = {i: part.n + part.null_rows for i, part in known.items()}
+            # the pieces were scanned in the first round trip: its time is spread over them by rows
+            seconds = {i: first_trip * r / (sum(rows.values()) or 1) for i, r in rows.items()}
+            with _filter_errors(descriptor):
+                return execute(self.conn, plan, tbl, max_classes=request.max_classes, cost_model=self.cost_model,
+                               known=known, known_seconds=seconds, context=ctx)
+
+        stats, executed = run(plan)
+        rejected = ()
+        if executed.digits_lost > self.max_digits_lost:  # the numerical guard, as in _run_statistics
+            rejected = ({"strategy": plan.strategy, "digits_lost": executed.digits_lost,
+                         "est_cost_ms": plan.est_cost_ms},)
+            plan = dataclasses.replace(self._plan(source_id, descriptor, allow_subtract=False, context=ctx),
+                                       notes=plan.notes)
+            stats, executed = run(plan)
+        _check_stats(descriptor, stats)
+        model = descriptor.family.solve(stats, descriptor.params)
+        executed = ExecutedPlan(plan, executed.results, 0.0, None, executed.digits_lost, rejected,
+                                dict(executed.extra))
+        return _Outcome(source_id, None, model, executed, stats.n, stats.null_rows), stats
 
     def _run_statistics(self, request: FitRequest, descriptor: Descriptor, table_info: Table):
         """Families with mergeable statistics: the planned sum of stored statistics and scans (paper §3),
@@ -306,6 +484,9 @@ class Store:
                 return dataclasses.replace(plan, notes=access.notes + notes)
             source_id = freshness.usable_source(self.conn, descriptor, table_info, access)
             plan = self._plan(source_id, descriptor)
+            if group_by is not None:
+                line = group_index_exec.describe(self.conn, descriptor, group_by, source_id)
+                notes += (line,) if line else ()
             reused = partitions.reused_partitions(self.conn, table_info, plan)
             if reused:
                 notes += (f"the stored statistics of whole partition(s) {', '.join(reused)} are reused "
@@ -331,7 +512,7 @@ class Store:
     def build_index(self, table: str, order_by: str, columns: Sequence[str], target: str | None = None, *,
                     kind: str = "linear", chunk_rows: int | None = None,
                     storage_budget: float | None = None, l2: float | None = None,
-                    progress: bool = False):
+                    progress: bool = False, group_by: str | None = None):
         """Build (or rebuild) the statistics index of ``table`` along ``order_by``.
 
         ``kind='linear'``: ``columns`` are the features and ``target`` the target (the index serves any
@@ -339,11 +520,16 @@ class Store:
         ``kind='logistic'`` trains and stores mixture-weight chunk models over the whole table instead, so
         that any chunk-aligned range needs no training. ``chunk_rows`` defaults to the cost model's choice
         within ``storage_budget`` (a fraction of the table's size, default 3%); an explicit ``chunk_rows``
-        is checked against the budget only when one is given. Returns the index's description.
+        is checked against the budget only when one is given. ``group_by``: also keep every node's
+        statistics per value of that column, for grouped fits over ranges (docs/index.md, "Per-group
+        nodes"). Returns the index's description.
         """
         if kind not in FAMILIES:
             kinds = [repr(k) for k in FAMILIES]
             raise InputError(f"kind must be {', '.join(kinds[:-1])} or {kinds[-1]}, got {kind!r}")
+        if group_by is not None and not (family(kind).indexable and family(kind).groupable):
+            kinds = sorted(k for k, f in FAMILIES.items() if f.indexable and f.groupable)
+            raise InputError(f"group_by: an index keeps per-group nodes for {kinds}, not {kind!r}")
         if family(kind).trained:
             return self._build_logistic_chunks(table, order_by, columns, target, chunk_rows, l2, progress)
         if not family(kind).indexable:
@@ -372,9 +558,20 @@ class Store:
                     f"larger storage_budget"
                 )
             descriptor = dataclasses.replace(descriptor, params={"chunk_rows": chunk_rows})
+            if group_by is not None:
+                group_index_exec.check_group_column(table_info, descriptor, group_by)
             with _progress(progress, "building the statistics index") as advance:
                 info = index_build.build(self.conn, table_info, source_id, descriptor, chunk_rows, progress=advance)
+            self._build_group_nodes(info, descriptor, table_info, group_by)
+        self._indexed.add((table, order_by, kind))  # the fast path scans the pieces at the ends at once
         return self._index_row(info.index_id)
+
+    def _build_group_nodes(self, info, descriptor, table_info, group_by: str | None) -> None:
+        """The index's per-group nodes after its chunks were (re)built: for ``group_by``, or none."""
+        if group_by is None:
+            group_index.forget(self.conn, info.index_id)
+        else:
+            group_index_exec.build(self.conn, table_info, info, descriptor, group_by)
 
     def refresh_index(self, index_id: int, *, progress: bool = False) -> dict:
         """Extend an index over rows appended past its end (new chunks, updated ancestors)."""
@@ -384,6 +581,9 @@ class Store:
             info = index.load(self.conn, index_id, descriptor.source.order_kind)  # as validated
             with _progress(progress, "extending the statistics index") as advance:
                 info, added = index_build.refresh(self.conn, table_info, info, descriptor, progress=advance)
+            group_by = group_index.group_by_of(self.conn, index_id)
+            if added and group_by is not None:  # per-group nodes are built again over the grown index
+                self._build_group_nodes(info, descriptor, table_info, group_by)
         out = self._index_row(index_id)
         out["rows_added"] = added
         return out
@@ -503,7 +703,7 @@ class Store:
         source_id = freshness.usable_source(self.conn, descriptor, table_info, access)
         return freshness.prepare_write(self.conn, descriptor, table_info, access, source_id)
 
-    def _plan(self, source_id, descriptor: Descriptor, *, allow_subtract: bool = True) -> Plan:
+    def _plan(self, source_id, descriptor: Descriptor, *, allow_subtract: bool = True, context=None) -> Plan:
         trained = descriptor.family.trained
         estimator = self._estimator(descriptor.source)
         model = self.cost_model
@@ -512,7 +712,7 @@ class Store:
         plan = plan_request(self.conn, source_id, descriptor, cost_model=model,
                             estimator=estimator, allow_subtract=allow_subtract,
                             params_key=descriptor.family.params_key(descriptor.params) if trained else "",
-                            chunk_rows=descriptor.params.get("chunk_rows", DEFAULT_CHUNK_ROWS),
+                            chunk_rows=descriptor.params.get("chunk_rows", DEFAULT_CHUNK_ROWS), context=context,
                             scan_margin=self.scan_margin)
         # EXPLAIN says which engine computes the scans (DESIGN §5)
         return plan if trained else dataclasses.replace(plan, engine=stats_engine.engine(self.conn)[0])
@@ -536,12 +736,17 @@ class Store:
         """Predictions of the named model (a deployment's active version; ``groups`` for a per-group
         model), from this store's model cache: the catalog is read again only after the model changed
         (docs/serving.md, "A session's model cache")."""
+        started = time.perf_counter()
         model = self.cached_model(name)
         if groups is not None:
             if not isinstance(model, GroupedModel):
                 raise InputError(f"groups= needs a per-group model (group_by); {name!r} has none")
-            return model.predict(X, groups=groups)
-        return model.predict(X)
+            predictions = model.predict(X, groups=groups)
+        else:
+            predictions = model.predict(X)
+        # the dynamic scheduler's measured prediction rate and latency (docs/continuous.md)
+        served.record(self.conn, name, len(predictions), time.perf_counter() - started)
+        return predictions
 
     def cached_model(self, name: str):
         """The named model from this store's model cache (read from the catalog only after it changed)."""
@@ -579,7 +784,12 @@ class Store:
 
         With ``notes``, conditions of ``where`` on the ordering column become the range (as in the model
         language), so that stored statistics can serve them, and a note says so."""
-        tbl = resolve_table(self.conn, table)
+        if isinstance(table, Table):  # described already (the fast path: no query)
+            tbl = table
+        else:
+            tbl = resolve_table(self.conn, table)
+            if isinstance(table, str):
+                self._tables[table] = tbl
         order_kind = tbl.order_kind(order_by)
         features = check_features(features, target)
         if family(kind).takes_text:
