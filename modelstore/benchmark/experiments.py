@@ -228,7 +228,10 @@ def _coverage_sweep(ctx: Context, kind: str, n_queries: int, *, analyst: int = 0
     finally:
         _clear(ctx)
     out = {"queries": len(queries), "query_rows": summarize([q.rows for q in queries]),
-           "placement": placement.to_json(), "points": points}
+           "placement": placement.to_json(), "points": points,
+           # every executed plan of the sweep, all coverages together (issue #20: within 2× for 90%)
+           "cost_ratio": measure.cost_ratios([e for p in points for e in p["queries"]["est_ms"]],
+                                             [a for p in points for a in p["queries"]["actual_ms"]])}
     if analyst:
         sample = queries[:analyst]
         with ctx.phase("analyst"):
@@ -250,7 +253,10 @@ def coverage(ctx: Context) -> dict:
         n = cfg.logistic_queries if kind == "logistic" else cfg.queries
         kinds[kind] = _coverage_sweep(ctx, kind, n, analyst=min(cfg.analyst_queries, n))
     ctx.shared["coverage"] = kinds
-    return {"figure": "Fig. 2", "kinds": kinds, "chunk_rows": cfg.logistic_chunk_rows, "t0": _t0_note(ctx)}
+    every = [p["queries"] for sweep in kinds.values() for p in sweep["points"]]
+    return {"figure": "Fig. 2", "kinds": kinds, "chunk_rows": cfg.logistic_chunk_rows, "t0": _t0_note(ctx),
+            "cost_ratio": measure.cost_ratios([e for q in every for e in q["est_ms"]],
+                                              [a for q in every for a in q["actual_ms"]])}
 
 
 # -- Fig. 3: gain vs materialised model size ------------------------------------------------------------------

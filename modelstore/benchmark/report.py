@@ -509,6 +509,10 @@ def _coverage_section(docs) -> list[str]:
                        f"({g.get('p25', 0):.2f}–{g.get('p75', 0):.2f}) | {_x(g.get('ratio_of_means'))} | {_ms(p['ms'])} "
                        f"| {_ms(p.get('t0_ms'))} | {_sql_gain(p)} | {_ms(p.get('t0_sql_ms'))} "
                        f"| {p['plans_with_stored']}/{p['ms']['n']} | {_cost_ratio(p)} | {exact} |")
+    shares = [f"{_LABEL[kind]} {_cost_ratio(sweep)}" for kind, sweep in r["kinds"].items() if sweep.get("cost_ratio")]
+    if r.get("cost_ratio", {}).get("n"):
+        out += ["", f"Estimated/actual cost over every executed plan ({r['cost_ratio']['n']}): {_cost_ratio(r)}"
+                    f" within 2× (per kind: {'; '.join(shares)})."]
     out += ["", "The analyst's way (pandas.read_sql + scikit-learn on the same rows):", "",
             "| kind | queries | analyst ms | from scratch is faster by | modelstore at 0% / 90% is faster by |",
             "| --- | ---: | ---: | ---: | --- |"]

@@ -50,6 +50,10 @@ class InsideStore(Store):
             self._cost_model = stored or CostModel.default(stats_engine.engine(self.conn)[0])
         return self._cost_model
 
+    def _setup(self, materialize: bool, max_digits_lost: float) -> None:
+        super()._setup(materialize, max_digits_lost)
+        self.cost_learner = None  # no refit nor catalog write inside the caller's SQL function call
+
     def calibrate(self, *, quick: bool = False) -> CostModel:
         raise ModelstoreError("calibration does not run inside a SQL function; run `modelstore calibrate` "
                               "(or store.calibrate() from Python) against this database instead")

@@ -50,6 +50,9 @@ def plan_costs(model: CostModel, estimator: RowEstimator, descriptor: Descriptor
     k = len(descriptor.stats_columns)
     index_row = model.index_read_ms(1.0) if estimator.has_index else 0.0
     full_read = 0.0 if estimator.has_index else model.seq_read_ms(estimator.total_rows)
+    # without an index every scanned part is one more range tested on every table row: priced per part
+    # (the graph pays part_ms once per scanned part, so the statement's first range is taken off once)
+    range_read = 0.0 if estimator.has_index else model.seq_ranges_ms(estimator.total_rows, 2)
 
     def rows(lo: Cut, hi: Cut) -> float:
         return estimator.rows(cuts_range(lo, hi, order_kind)) if lo < hi else 0.0
@@ -61,9 +64,9 @@ def plan_costs(model: CostModel, estimator: RowEstimator, descriptor: Descriptor
             stored_ms=lambda m: model.fetch_ms(m.n_values),
             stored_values_ms=lambda values: np.array([model.fetch_ms(float(v)) for v in values]),
             scan_ms=lambda n: per_row * n,
-            part_ms=0.0,
+            part_ms=range_read,
             fetch_once_ms=model.statement_ms,
-            scan_once_ms=model.statement_ms + full_read,
+            scan_once_ms=model.statement_ms + full_read - range_read,
             rows=rows,
         )
     per_row = model.row_ms(family, k) + index_row
@@ -82,16 +85,22 @@ def plan_costs(model: CostModel, estimator: RowEstimator, descriptor: Descriptor
         stored_ms=stored_ms,
         stored_values_ms=stored_values_ms,
         scan_ms=lambda n: per_row * n,
-        part_ms=model.merge_ms(merged),
+        part_ms=model.merge_ms(merged) + range_read,
         fetch_once_ms=model.statement_ms,
-        scan_once_ms=model.scan_statement_ms(family, k) + full_read,
+        scan_once_ms=model.scan_statement_ms(family, k) + full_read - range_read,
         rows=rows,
     )
 
 
+#: the single from-scratch scan is kept unless another plan is estimated cheaper by more than this
+#: fraction of it (docs/planner.md, "Cost model"; ``Store.scan_margin``)
+SCAN_MARGIN = 0.15
+
+
 def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: Descriptor, *,
                  cost_model: CostModel, estimator: RowEstimator, allow_subtract: bool = True,
-                 params_key: str = "", chunk_rows: int = 10_000, context=None) -> Plan:
+                 params_key: str = "", chunk_rows: int = 10_000, context=None,
+                 scan_margin: float = SCAN_MARGIN) -> Plan:
     """The cheapest plan for ``descriptor``, over every relevant stored model (no truncation).
 
     ``context``: a :class:`~modelstore.catalog.context.RequestContext` holding the index, its boundaries,
@@ -100,7 +109,14 @@ def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: De
 
     Linear and Naive Bayes: stored statistics in either direction and scans. Logistic (paper §4-5):
     stored chunk models contained in the request, forward only, and ``train`` steps for the rest.
+
+    ``scan_margin``: a plan other than the one scan of the request must be estimated cheaper than
+    ``(1 − scan_margin)`` × that scan, else the scan is run — an estimate can be off, and one scan
+    is the plan the cost model knows best (so planning does not lose against it by a near miss).
+    Plans over the statistics index are exempt (their end pieces are read in the first round trip).
     """
+    if isinstance(scan_margin, bool) or not isinstance(scan_margin, int | float) or not 0 <= scan_margin < 1:
+        raise ValueError(f"scan_margin must be a fraction in [0, 1), got {scan_margin!r} instead")
     started = time.perf_counter()
     kind = descriptor.source.order_kind
     trained = descriptor.family.trained  # chunk models: contained, forward only, train the gaps
@@ -135,11 +151,55 @@ def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: De
                          lambda m: (m.lo, m.hi) if isinstance(m, IndexSpan) else range_cuts(m.range, kind),
                          costs, backward=backward, words=words)
         steps = tuple(_step(e, kind, gap_op) for e in solution.edges)
-    strategy = solution.strategy + ("" if allow_subtract or trained else " (forward only)")
+    cost, strategy = solution.cost_ms, solution.strategy
+    one_scan = len(steps) == 1 and steps[0].op == gap_op and steps[0].sign > 0
+    # not against the statistics index: its plan's partial-chunk scans ride in the request's first round
+    # trip (docs/planner.md, "Round trips"), where one scan of the request would be one more
+    if not one_scan and not spans and cost > (1.0 - scan_margin) * solution.scratch_ms:
+        request = cuts_range(s, t, kind)
+        steps = (Step(+1, gap_op, request, None, (), round(estimator.rows(request)),
+                      solution.scratch_ms - costs.scan_once_ms),)
+        strategy = f"{words['scratch']}: the cheapest other plan ({cost:.3f} ms) saves less than {scan_margin:.0%}"
+        cost = solution.scratch_ms
+    strategy += "" if allow_subtract or trained else " (forward only)"
+    overhead = cost_model.overhead_ms
     return Plan(descriptor, steps, strategy, time.perf_counter() - started,
-                est_cost_ms=solution.cost_ms, scratch_cost_ms=solution.scratch_ms,
+                est_cost_ms=cost + overhead, scratch_cost_ms=solution.scratch_ms + overhead,
                 graph={"relevant": n_stored, "index_spans": len(spans), "truncated": False,
-                       "pruned": solution.pruned, "nodes": solution.graph_nodes, "edges": solution.graph_edges})
+                       "pruned": solution.pruned, "nodes": solution.graph_nodes, "edges": solution.graph_edges,
+                       "cost_path": cost_path(descriptor, estimator),
+                       "est_parts": est_parts(cost_model, estimator, descriptor, steps, cost, chunk_rows)})
+
+
+def cost_path(descriptor: Descriptor, estimator: RowEstimator) -> str:
+    """How the plan's base rows are read: 'index' (a btree on the ordering column), 'seq' (every table
+    row), or 'train' (a logistic request's chunks): what the learned correction is kept per
+    (:mod:`modelstore.planner.costs.learning`)."""
+    if descriptor.family.trained:
+        return "train"
+    return "index" if estimator.has_index else "seq"
+
+
+def est_parts(model: CostModel, estimator: RowEstimator, descriptor: Descriptor, steps, cost_ms: float,
+              chunk_rows: int) -> dict:
+    """A plan's estimate (``cost_ms``, without the overhead) split into what the learned correction
+    scales separately: ``agg`` — aggregating (or training on) the scanned rows; ``read`` — reading
+    them (the whole table without an index, with a test per scanned range; else the matched rows
+    through the index); ``fixed`` — the rest (round trips, fetches, merges)."""
+    scans = [st for st in steps if st.op in ("scan", "train")]
+    rows = float(sum(st.est_rows or 0 for st in scans))
+    k = len(descriptor.stats_columns)
+    if descriptor.family.trained:
+        agg = rows * (model.train_ms(k, chunk_rows) - model.statement_ms) / chunk_rows
+    else:
+        agg = model.scan_ms(descriptor.kind, k, rows)
+    if not scans:
+        read = 0.0
+    elif estimator.has_index:
+        read = model.index_read_ms(rows)
+    else:
+        read = model.seq_read_ms(estimator.total_rows) + model.seq_ranges_ms(estimator.total_rows, len(scans))
+    return {"agg": agg, "read": read, "fixed": max(cost_ms - agg - read, 0.0)}
 
 
 _EPOCH_DATE = dt.date(1970, 1, 1)
@@ -204,4 +264,5 @@ def _step(edge, kind: str, gap_op: str) -> Step:
     return Step(edge.sign, "stored", r, m.stats_id, m.columns, round(edge.rows), edge.cost_ms)
 
 
-__all__ = ["Plan", "PlanCosts", "StoredModel", "plan_costs", "plan_request", "stats_values"]
+__all__ = ["SCAN_MARGIN", "Plan", "PlanCosts", "StoredModel", "cost_path", "est_parts", "plan_costs", "plan_request",
+           "stats_values"]

@@ -43,7 +43,8 @@ from modelstore.families import FAMILIES, family
 from modelstore.families.logistic import LOGISTIC
 from modelstore.models.logistic import DEFAULT_CHUNK_ROWS
 from modelstore.planner.plan import ExecutedPlan, Plan, Step
-from modelstore.planner import plan_request
+from modelstore.planner import SCAN_MARGIN, cost_path, plan_request
+from modelstore.planner.costs.learning import CostLearner, table_key
 from modelstore.planner.rowcount import RowEstimator
 from modelstore.request.source import (
     Table, check_class_column, check_encodable, check_numeric, parse_table_name, resolve_table,
@@ -113,6 +114,11 @@ class Store:
         #: the best plan without subtraction (docs/planner.md)
         self.max_digits_lost = float(max_digits_lost)
         self._cost_model: CostModel | None = None
+        self._loaded_cost_model: CostModel | None = None  # the one the property loaded (learning corrects it)
+        #: the planner keeps the single scan unless another plan is estimated cheaper by this fraction
+        self.scan_margin = SCAN_MARGIN
+        #: corrections of the cost model learned from this store's executed plans (docs/planner.md)
+        self.cost_learner: CostLearner | None = CostLearner()
         #: the statistics engine the cost model was loaded for (None: pinned by the caller)
         self._cost_model_engine: str | None = None
         self._estimators: dict[tuple, tuple[RowEstimator, float]] = {}
@@ -193,7 +199,14 @@ class Store:
                     rows_skipped=out.rows_skipped, state=out.model.to_state(), plan=executed.to_json(),
                     replace=request.replace, name_prefix=f"{descriptor.source.table}_{descriptor.kind}_",
                 )
+        self._observe(descriptor, executed)
         return out.model.materialized(name=name, descriptor=descriptor, plan=executed)
+
+    def _observe(self, descriptor: Descriptor, executed: ExecutedPlan) -> None:
+        """Record an executed plan for the learned cost correction (docs/planner.md, "How it learns")."""
+        if self._learning:  # an append; a refit (and one write) every few plans
+            self.cost_learner.observe(self.conn, self.cost_model, table_key(descriptor.source),
+                                      executed.plan.graph, executed.execution_seconds * 1000)
 
     def _run_from_context(self, request: FitRequest):
         """A request answered from stored statistics, with or without the statistics index, in two round trips
@@ -331,6 +344,7 @@ class Store:
             if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 conn.execute("ROLLBACK")
             raise
+        self._observe(descriptor, executed)
         return out.model.materialized(name=name, descriptor=descriptor, plan=executed)
 
     def _run_locked(self, request: FitRequest, descriptor: Descriptor, tbl: Table, source_id: int, plan: Plan,
@@ -649,13 +663,24 @@ class Store:
         if self._cost_model is None or self._cost_model_engine not in (None, engine):
             self._cost_model = costs.load_or_calibrate(self.conn)
             self._cost_model_engine = engine
+            self._loaded_cost_model = self._cost_model
+            if self.cost_learner is not None:  # what earlier sessions learned for this calibration
+                self.cost_learner.load(self.conn, self._cost_model)
         return self._cost_model
+
+    @property
+    def _learning(self) -> bool:
+        """Whether executed plans correct the cost model: with a learner, and a model this store loaded
+        or measured (figures pinned by assignment stay as given)."""
+        return (self.cost_learner is not None and self._cost_model is not None
+                and self._cost_model is self._loaded_cost_model)
 
     def calibrate(self, *, quick: bool = False) -> CostModel:
         """Measure the cost model again and store it (``modelstore calibrate``)."""
         model = costs.calibrate(self.conn, quick=quick)
         costs.save(self.conn, model)
         self._cost_model, self._cost_model_engine = model, model.engine
+        self._loaded_cost_model = model
         return model
 
     def _estimator(self, source: Source) -> RowEstimator:
@@ -694,10 +719,15 @@ class Store:
 
     def _plan(self, source_id, descriptor: Descriptor, *, allow_subtract: bool = True, context=None) -> Plan:
         trained = descriptor.family.trained
-        plan = plan_request(self.conn, source_id, descriptor, cost_model=self.cost_model,
-                            estimator=self._estimator(descriptor.source), allow_subtract=allow_subtract,
+        estimator = self._estimator(descriptor.source)
+        model = self.cost_model
+        if self._learning:
+            model = self.cost_learner.model_for(model, table_key(descriptor.source), cost_path(descriptor, estimator))
+        plan = plan_request(self.conn, source_id, descriptor, cost_model=model,
+                            estimator=estimator, allow_subtract=allow_subtract,
                             params_key=descriptor.family.params_key(descriptor.params) if trained else "",
-                            chunk_rows=descriptor.params.get("chunk_rows", DEFAULT_CHUNK_ROWS), context=context)
+                            chunk_rows=descriptor.params.get("chunk_rows", DEFAULT_CHUNK_ROWS), context=context,
+                            scan_margin=self.scan_margin)
         # EXPLAIN says which engine computes the scans (DESIGN §5)
         return plan if trained else dataclasses.replace(plan, engine=stats_engine.engine(self.conn)[0])
 

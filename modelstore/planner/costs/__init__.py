@@ -7,7 +7,9 @@ Three concepts, one module each:
 - :mod:`.calibration` — :func:`calibrate`: measuring those figures on the server, with the very
   statements the executor runs;
 - :mod:`.persist` — :func:`save`, :func:`load` and :func:`load_or_calibrate`: the figures kept in
-  ``modelstore.cost_model``, once per server version.
+  ``modelstore.cost_model``, once per server version;
+- :mod:`.learning` — :class:`~.learning.CostLearner`: a robust correction of those figures per table
+  and scan path, fitted on the last executed plans and kept in ``modelstore.cost_corrections``.
 
 Callers import from here (``from modelstore.planner import costs``; ``costs.load_or_calibrate(conn)``).
 """

@@ -108,6 +108,7 @@ def calibrate(conn: psycopg.Connection, *, quick: bool = False) -> CostModel:
             _set_local(cur, jit="off", max_parallel_workers_per_gather="0")
             statement, term = _measure_statement(cur, table, sizes, details)
             seq_row = _measure_seq(cur, table, sizes, statement, details)
+            seq_range_row = _measure_seq_ranges(cur, table, sizes, details)
             stage("statement")
             scan = _measure_scans(cur, table, sizes, details)
             stage("scan")
@@ -132,6 +133,7 @@ def calibrate(conn: psycopg.Connection, *, quick: bool = False) -> CostModel:
     details["seconds"] = round(time.perf_counter() - started, 3)
     return CostModel(
         statement_ms=statement, term_ms=term, scan_row_ms=scan, seq_row_ms=seq_row, index_row_ms=index_row,
+        seq_range_row_ms=seq_range_row,
         fetch_row_ms=fetch_row, fetch_value_ms=fetch_value, merge_op_ms=merge_op, merge_value_ms=merge_value,
         train_chunk_ms=train_chunk, train_row_ms=train_row,
         measured_at=dt.datetime.now(dt.timezone.utc), server_version=server_version, method="calibrated",
@@ -261,6 +263,23 @@ def _measure_seq(cur, table, sizes: _Sizes, statement: float, details: dict) -> 
     med = _timings(cur, {"seq": query}, max(sizes.reps, 5))["seq"]
     details["seq_ms"] = round(med, 5)
     return max((med - statement) / sizes.table_rows, FLOOR_MS)
+
+
+#: ranges in the predicate of the second query of _measure_seq_ranges (the first has one)
+_SEQ_RANGES = 4
+
+
+def _measure_seq_ranges(cur, table, sizes: _Sizes, details: dict) -> float:
+    """Per table row, what each range beyond the first adds to a sequential scan whose predicate is
+    ``(range₁) OR (range₂) …`` (the executor's statement for a plan with several scans), every row
+    rejected: the difference of the minimum times of one and of :data:`_SEQ_RANGES` ranges."""
+    def rejecting(n: int) -> sql.Composed:
+        ranges = sql.SQL(" OR ").join(sql.SQL("({})").format(_range(-2 * i - 2, -2 * i - 1)) for i in range(n))
+        return sql.SQL("SELECT count(*) FROM {} WHERE {}").format(table, ranges)
+
+    low = _timings(cur, {"one": rejecting(1), "many": rejecting(_SEQ_RANGES)}, max(sizes.reps, 5), min)
+    details["seq_ranges_ms"] = {key: round(v, 5) for key, v in low.items()}
+    return max((low["many"] - low["one"]) / ((_SEQ_RANGES - 1) * sizes.table_rows), 0.0)
 
 
 def _measure_scans(cur, table, sizes: _Sizes, details: dict) -> dict:

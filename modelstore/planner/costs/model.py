@@ -23,6 +23,14 @@ server it runs against, with the very queries the executor runs
                     pays for *every* row of the table when the ordering column has no index
 ``index_row_ms``    what a matched row costs on top of ``scan_row_ms`` when the range is read through
                     a btree index on the ordering column (index tuple + heap fetch)
+``seq_range_row_ms`` what each range *beyond the first* in a scan statement's predicate
+                    (``(range₁) OR (range₂) …``) adds per table row of a sequential scan: a plan
+                    that scans two gaps tests two ranges on every row (0 in models measured before
+                    it was calibrated)
+``overhead_ms``     the request's own time outside the plan's steps (describing it, solving the
+                    model, writing the catalog): 0 when calibrated; learned from executed plans
+                    (:mod:`~modelstore.planner.costs.learning`); it shifts every plan of a request
+                    alike, so it changes no choice, only the estimate
 ``fetch_row_ms``,   fetching stored statistics from ``modelstore.statistics`` into Python objects:
 ``fetch_value_ms``  per stored row and per ``float8`` value of its arrays
 ``merge_op_ms``,    one Python merge (``LinearStats.__iadd__``/``__isub__``): a fixed part and a part
@@ -60,6 +68,7 @@ refuses figures that break this (``ValueError``), so a hand-edited catalog row c
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from dataclasses import dataclass, field
@@ -89,7 +98,7 @@ DEFAULT_SCAN_ROW_MS = {
 }
 
 _SCALARS = ("statement_ms", "term_ms", "seq_row_ms", "index_row_ms", "fetch_row_ms", "fetch_value_ms",
-            "merge_op_ms", "merge_value_ms")
+            "merge_op_ms", "merge_value_ms", "seq_range_row_ms", "overhead_ms")
 _PER_ROW = ("seq_row_ms", "index_row_ms", "fetch_value_ms", "merge_value_ms")
 
 
@@ -128,6 +137,10 @@ class CostModel:
     details: dict = field(default_factory=dict, hash=False, compare=False)
     #: the statistics engine whose aggregates the scan figures measure ('c' or 'sql')
     engine: str = "sql"
+    #: per table row of a sequential scan, each range beyond the first in the scan's predicate
+    seq_range_row_ms: float = 0.0
+    #: the request's time outside the plan's steps (learned; 0 when calibrated)
+    overhead_ms: float = 0.0
 
     def __post_init__(self):
         for name in _SCALARS:
@@ -170,6 +183,10 @@ class CostModel:
         """Reading (and rejecting) every row of a table of ``table_rows`` rows in a sequential scan."""
         return _rows(table_rows) * self.seq_row_ms
 
+    def seq_ranges_ms(self, table_rows: float, ranges: int) -> float:
+        """What testing ``ranges`` ranges (instead of one) costs a sequential scan of ``table_rows`` rows."""
+        return _rows(table_rows) * max(ranges - 1, 0) * self.seq_range_row_ms
+
     def index_read_ms(self, rows: float) -> float:
         """What reading ``rows`` matched rows through a btree index adds to :meth:`scan_ms`."""
         return _rows(rows) * self.index_row_ms
@@ -208,6 +225,32 @@ class CostModel:
             return self.scan_row_ms[family]
         except KeyError:
             raise ValueError(f"family must be one of {sorted(FAMILY_DEGREE)}, got {family!r} instead") from None
+
+    def scaled(self, *, agg: float = 1.0, read: float = 1.0, fixed: float = 1.0,
+               overhead_ms: float | None = None) -> "CostModel":
+        """These figures with every per-matched-row aggregate or training cost times ``agg``, every
+        table- or index-read cost times ``read``, every fixed cost (statements, fetches, merges, a
+        chunk's own cost) times ``fixed``, and ``overhead_ms`` (kept when None). Positive factors keep
+        the model monotone. The learned correction (:mod:`~modelstore.planner.costs.learning`) is one."""
+        for name, factor in (("agg", agg), ("read", read), ("fixed", fixed)):
+            if not (isinstance(factor, int | float) and math.isfinite(factor) and factor > 0):
+                raise ValueError(f"{name} must be a finite factor > 0, got {factor!r} instead")
+
+        def poly(c, factor):
+            return (max(c[0] * factor, FLOOR_MS),) + tuple(x * factor for x in c[1:])
+
+        return dataclasses.replace(
+            self,
+            scan_row_ms={family: poly(c, agg) for family, c in self.scan_row_ms.items()},
+            train_row_ms=poly(self.train_row_ms, agg),
+            seq_row_ms=max(self.seq_row_ms * read, FLOOR_MS), index_row_ms=max(self.index_row_ms * read, FLOOR_MS),
+            seq_range_row_ms=self.seq_range_row_ms * read,
+            statement_ms=self.statement_ms * fixed, term_ms=self.term_ms * fixed,
+            fetch_row_ms=self.fetch_row_ms * fixed, fetch_value_ms=max(self.fetch_value_ms * fixed, FLOOR_MS),
+            merge_op_ms=self.merge_op_ms * fixed, merge_value_ms=max(self.merge_value_ms * fixed, FLOOR_MS),
+            train_chunk_ms=tuple(x * fixed for x in self.train_chunk_ms),
+            overhead_ms=self.overhead_ms if overhead_ms is None else float(overhead_ms),
+        )
 
     # -- serialisation ------------------------------------------------------------------------------
 

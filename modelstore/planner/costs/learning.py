@@ -1,0 +1,266 @@
+"""Learning the cost model from executed plans (issue #20): a robust correction per table and scan path.
+
+Calibration (:mod:`.calibration`) measures the figures on a TEMP table of synthetic rows; a real table
+differs — parallel workers, pages outside ``shared_buffers``, wider rows, other load — and a request
+pays for more than its plan's steps (describing it, solving the model, writing the catalog). Every
+executed plan records its estimate and its actual time; this module closes the loop.
+
+**What is observed.** The planner splits a plan's estimate into three parts
+(:func:`modelstore.planner.est_parts`): ``agg`` (aggregating or training on the scanned rows),
+``read`` (reading them: the whole table and a test per range without an index, the matched rows
+through it with one) and ``fixed`` (round trips, fetches, merges). An observation is those parts in
+the *calibrated* figures and the request's actual execution time (what ``ExecutedPlan`` records and
+the benchmark's estimated/actual ratio compares).
+
+**What is learned.** Per (table, statistics engine, scan path — ``index``, ``seq`` or ``train``)
+four numbers: factors ``a``, ``b``, ``c`` on the three parts and an ``overhead`` in ms, so that
+
+    actual ≈ a·agg + b·read + c·fixed + overhead.
+
+The fit (:func:`fit`) is robust and relative: residuals are ``log(estimate) − log(actual)`` (what
+"within 2×" measures), under scipy's ``soft_l1`` loss, so that a plan slowed by a burst of load
+pulls the fit linearly, not quadratically; an observation weighs less as it ages (half after
+:data:`HALF_LIFE` plans), so the correction follows a drift of the machine's load. The factors are fitted as logarithms with a weak prior
+toward 1 (a part the observations cannot tell apart from the others — a constant table read, say —
+keeps its calibrated figure); the overhead is free (≥ 0). A correction is used once it rests on
+:data:`MIN_OBSERVATIONS` plans; until then a table borrows the pooled correction of every table with
+the same engine and path.
+
+**Bounded, and off the hot path.** Each key keeps only its last :data:`WINDOW` observations (older
+ones are dropped); recording one is a Python ``deque`` append. Every :data:`REFRESH_EVERY`
+observations of a key the fit is redone (a few milliseconds of scipy) and written to
+``modelstore.cost_corrections`` in one statement: the correction and its window, so another session
+starts from it (one read when it loads the cost model). Corrections are kept per calibration: a new
+calibration starts learning afresh.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import psycopg
+from psycopg.rows import tuple_row
+from psycopg.types.json import Jsonb
+
+from modelstore.planner.costs.model import CostModel
+
+log = logging.getLogger(__name__)
+
+#: observations kept per (table, engine, path): the fit is over the last WINDOW executed plans
+WINDOW = 200
+#: the fit is redone (and stored) after this many new observations of a key
+REFRESH_EVERY = 8
+#: an observation this many plans old weighs half as much as the newest (the machine's load drifts)
+HALF_LIFE = 50
+#: a correction is used once it rests on this many observations
+MIN_OBSERVATIONS = 4
+#: the scan paths a correction is kept per (modelstore.planner.cost_path)
+PATHS = ("index", "seq", "train")
+#: the key of the correction pooled over every table
+POOLED = ""
+#: the weight of the prior pulling each log-factor toward 0 (factor 1), against observations of weight 1
+PRIOR_WEIGHT = 0.3
+#: soft_l1's scale on log residuals: beyond a ~30% miss an observation pulls linearly
+LOSS_SCALE = 0.25
+#: factors stay within [1/FACTOR_BOUND, FACTOR_BOUND] of the calibrated figures
+FACTOR_BOUND = 1e4
+_PARTS = ("agg", "read", "fixed")
+
+
+@dataclass(frozen=True)
+class Correction:
+    """Factors on the estimate's three parts and the request overhead (ms), fitted on ``n`` plans."""
+
+    agg: float = 1.0
+    read: float = 1.0
+    fixed: float = 1.0
+    overhead_ms: float = 0.0
+    n: int = 0
+
+    def apply(self, model: CostModel) -> CostModel:
+        """``model`` with this correction's factors and overhead (still monotone)."""
+        return model.scaled(agg=self.agg, read=self.read, fixed=self.fixed, overhead_ms=self.overhead_ms)
+
+    def estimate(self, parts) -> np.ndarray:
+        """The corrected estimate (ms) of plans whose calibrated parts are the rows of ``parts``."""
+        parts = np.asarray(parts, dtype=float).reshape(-1, 3)
+        return parts @ np.array([self.agg, self.read, self.fixed]) + self.overhead_ms
+
+    def to_json(self) -> dict:
+        return {"agg": self.agg, "read": self.read, "fixed": self.fixed, "overhead_ms": self.overhead_ms, "n": self.n}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Correction":
+        return cls(float(data["agg"]), float(data["read"]), float(data["fixed"]), float(data["overhead_ms"]),
+                   int(data["n"]))
+
+
+def fit(parts, actual_ms) -> Correction:
+    """The robust fit of ``actual ≈ a·agg + b·read + c·fixed + overhead`` on log residuals (module
+    docstring). ``parts``: n × 3 calibrated estimates; ``actual_ms``: n positive times."""
+    from scipy.optimize import least_squares
+
+    X = np.asarray(parts, dtype=float).reshape(-1, 3)
+    y = np.asarray(actual_ms, dtype=float)
+    ok = np.isfinite(y) & (y > 0) & np.isfinite(X).all(axis=1) & (X >= 0).all(axis=1)
+    X, y = X[ok], y[ok]
+    if len(y) == 0:
+        return Correction()
+    log_y = np.log(y)
+    tiny = 1e-6  # ms: keeps log() finite for a plan estimated at nothing
+    # oldest first: recent plans weigh more, so the correction follows a drift of the machine's load
+    weight = np.sqrt(0.5 ** ((len(y) - 1 - np.arange(len(y))) / HALF_LIFE))
+
+    def residuals(theta: np.ndarray) -> np.ndarray:
+        factors, overhead = np.exp(theta[:3]), theta[3]
+        estimate = X @ factors + overhead
+        return np.concatenate((weight * (np.log(np.maximum(estimate, tiny)) - log_y), PRIOR_WEIGHT * theta[:3]))
+
+    bound = math.log(FACTOR_BOUND)
+    start = np.array([0.0, 0.0, 0.0, max(float(np.median(y - X.sum(axis=1))), 0.0)])
+    result = least_squares(residuals, start, loss="soft_l1", f_scale=LOSS_SCALE,
+                           bounds=([-bound] * 3 + [0.0], [bound] * 3 + [np.inf]))
+    theta = result.x if np.all(np.isfinite(result.x)) else start
+    return Correction(*(float(v) for v in np.exp(theta[:3])), float(theta[3]), n=len(y))
+
+
+class CostLearner:
+    """The observations and corrections of one store (one session); see the module docstring.
+
+    ``observe`` records an executed plan (in memory) and refits its keys every ``refresh_every``
+    observations; ``model_for`` gives the planner the corrected cost model of a table.
+    """
+
+    def __init__(self, *, window: int = WINDOW, refresh_every: int = REFRESH_EVERY,
+                 min_observations: int = MIN_OBSERVATIONS):
+        if window < 1 or refresh_every < 1 or min_observations < 1:
+            raise ValueError("window, refresh_every and min_observations must be positive")
+        self.window, self.refresh_every, self.min_observations = window, refresh_every, min_observations
+        self._observations: dict[tuple, collections.deque] = {}
+        self._corrections: dict[tuple, Correction] = {}
+        self._pending: dict[tuple, int] = {}
+        self._base: str | None = None  # the calibration the observations are relative to
+        self._loaded: set[str] = set()
+
+    # -- the planner's side --------------------------------------------------------------------------
+
+    def correction(self, table: str, engine: str, path: str) -> Correction | None:
+        """The correction in force for ``table`` (its own, else the pooled one), or None."""
+        for key in ((table, engine, path), (POOLED, engine, path)):
+            c = self._corrections.get(key)
+            if c is not None and c.n >= self.min_observations:
+                return c
+        return None
+
+    def model_for(self, base: CostModel, table: str, path: str) -> CostModel:
+        """``base`` as corrected for ``table`` and ``path`` (``base`` itself until there is a correction)."""
+        self._rebase(base)
+        c = self.correction(table, base.engine, path)
+        return base if c is None else c.apply(base)
+
+    # -- the executor's side -------------------------------------------------------------------------
+
+    def observe(self, conn: psycopg.Connection | None, base: CostModel, table: str, plan_graph: dict,
+                actual_ms: float) -> bool:
+        """Record an executed plan of ``table`` (its ``Plan.graph``, with the planner's ``est_parts`` and
+        ``cost_path``) that took ``actual_ms``; refit (and store, when ``conn`` is given) the keys that
+        are due. Returns whether a refit ran. Plans without parts (an old record) are ignored."""
+        parts, path = plan_graph.get("est_parts"), plan_graph.get("cost_path")
+        if not parts or path not in PATHS or not (math.isfinite(actual_ms) and actual_ms > 0):
+            return False
+        self._rebase(base)
+        # the parts were estimated with the correction in force: back to the calibrated figures
+        c = self.correction(table, base.engine, path) or Correction()
+        row = (parts["agg"] / c.agg, parts["read"] / c.read, parts["fixed"] / c.fixed, float(actual_ms))
+        refit = False
+        for key in ((table, base.engine, path), (POOLED, base.engine, path)):
+            window = self._observations.setdefault(key, collections.deque(maxlen=self.window))
+            window.append(row)
+            self._pending[key] = self._pending.get(key, 0) + 1
+            due = self._pending[key] >= self.refresh_every or (
+                key not in self._corrections and len(window) >= self.min_observations)
+            if due:
+                self._refit(conn, key)
+                refit = True
+        return refit
+
+    def observations(self, table: str, engine: str, path: str) -> list[tuple]:
+        """The observations kept for a key (calibrated agg, read, fixed, actual ms), oldest first."""
+        return list(self._observations.get((table, engine, path), ()))
+
+    def _refit(self, conn, key: tuple) -> None:
+        window = np.array(self._observations[key], dtype=float)
+        self._corrections[key] = fit(window[:, :3], window[:, 3])
+        self._pending[key] = 0
+        if conn is not None:
+            save(conn, self._base or "", key, self._corrections[key], window)
+
+    def _rebase(self, base: CostModel) -> None:
+        stamp = calibration_stamp(base)
+        if stamp != self._base:  # another calibration: what was learned against the old one is void
+            self._observations.clear()
+            self._corrections.clear()
+            self._pending.clear()
+            self._base = stamp
+
+    # -- the catalog's side --------------------------------------------------------------------------
+
+    def load(self, conn: psycopg.Connection, base: CostModel) -> int:
+        """Start from the corrections stored for ``base``'s calibration and engine (once per calibration
+        per store); returns how many keys were loaded (0 when the catalog has no such table)."""
+        self._rebase(base)
+        stamp = calibration_stamp(base)
+        if stamp in self._loaded:
+            return 0
+        self._loaded.add(stamp)
+        try:
+            with conn.transaction():
+                rows = conn.cursor(row_factory=tuple_row).execute(
+                    "SELECT table_name, path, correction, observations FROM modelstore.cost_corrections "
+                    "WHERE base_model = %s AND engine = %s", [stamp, base.engine]).fetchall()
+        except psycopg.Error as exc:  # no table yet, a role that may not read it: learn from scratch
+            log.info("stored cost corrections not loaded: %s", exc)
+            return 0
+        for table, path, correction, observations in rows:
+            key = (table, base.engine, path)
+            self._corrections[key] = Correction.from_json(correction)
+            self._observations[key] = collections.deque((tuple(o) for o in observations[-self.window:]),
+                                                        maxlen=self.window)
+        return len(rows)
+
+
+def table_key(source) -> str:
+    """The key a table's correction is kept under: ``schema.table`` as named in the catalog."""
+    return f"{source.schema}.{source.table}"
+
+
+def calibration_stamp(model: CostModel) -> str:
+    """What names a calibration: when it was measured, on which server and engine."""
+    return f"{model.measured_at.isoformat()}|{model.server_version}|{model.engine}|{model.method}"
+
+
+def save(conn: psycopg.Connection, base: str, key: tuple, correction: Correction, window) -> bool:
+    """Upsert a key's correction and its (bounded) window in ``modelstore.cost_corrections``; a role
+    that may not write the catalog (or a catalog without the table) keeps it in memory only."""
+    table, engine, path = key
+    try:
+        with conn.transaction():
+            conn.execute(
+                "INSERT INTO modelstore.cost_corrections (table_name, engine, path, base_model, correction, "
+                "observations, updated_at) VALUES (%s, %s, %s, %s, %s, %s, now()) "
+                "ON CONFLICT (table_name, engine, path) DO UPDATE SET base_model = EXCLUDED.base_model, "
+                "correction = EXCLUDED.correction, observations = EXCLUDED.observations, updated_at = now()",
+                [table, engine, path, base, Jsonb(correction.to_json()),
+                 Jsonb([[float(v) for v in row] for row in np.asarray(window, dtype=float)])])
+    except psycopg.Error as exc:  # the request it learned from has succeeded: never fail it here
+        log.info("cost correction learned but not stored: %s", exc)
+        return False
+    return True
+
+
+__all__ = ["FACTOR_BOUND", "HALF_LIFE", "MIN_OBSERVATIONS", "PATHS", "POOLED", "REFRESH_EVERY", "WINDOW", "CostLearner",
+           "Correction", "calibration_stamp", "fit", "save", "table_key"]
