@@ -28,6 +28,7 @@ from modelstore.planner.graph import SCAN_WORDS, TRAIN_WORDS, PlanCosts, solve, 
 from modelstore.planner.relevant import (
     ARRAY_KINDS, Candidates, StoredModel, candidates, models_ending_near, relevant_models,
 )
+from modelstore.planner.bounds import min_stored_ms, near_bound
 from modelstore.planner.rowcount import RowEstimator
 
 if TYPE_CHECKING:
@@ -110,11 +111,20 @@ def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: De
     backward = allow_subtract and descriptor.family.subtractable
     words = TRAIN_WORDS if trained else SCAN_WORDS
     gap_op = "train" if trained else "scan"
+    near, rule2 = None, False
     if not spans and kind in ARRAY_KINDS and _int64_keys(s, t):  # the common case, over arrays
 
-        found = candidates(conn, source_id, descriptor, contained_only=trained, exact_columns=trained,
-                           params_key=params_key)
-        steps, solution, n_stored = _solve_arrays(found, s, t, costs, estimator, kind, gap_op, backward, words)
+        found, near = None, None
+        if descriptor.family.statistics is not None:  # rule 2: models near the ends, if a cheap plan proves enough
+            c0 = min_stored_ms(costs, descriptor.family.catalog_values(len(descriptor.stats_columns)))
+            near = near_bound(int(s.key), int(t.key), costs, estimator, c0, key_room=_INT64_ROOM)
+            found = candidates(conn, source_id, descriptor, params_key=params_key, near=near.windows)
+            steps, solution, n_stored = _solve_arrays(found, s, t, costs, estimator, kind, gap_op, backward, words)
+            rule2 = near.proves(solution.cost_ms)
+        if found is None or not rule2:  # every relevant model (logistic, or rule 2 proved nothing)
+            found = candidates(conn, source_id, descriptor, contained_only=trained, exact_columns=trained,
+                               params_key=params_key)
+            steps, solution, n_stored = _solve_arrays(found, s, t, costs, estimator, kind, gap_op, backward, words)
     else:
         if spans:
             # the spans cover whole chunks; stored models can only save the partial-chunk scans at the ends
@@ -131,7 +141,8 @@ def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: De
     return Plan(descriptor, steps, strategy, time.perf_counter() - started,
                 est_cost_ms=solution.cost_ms, scratch_cost_ms=solution.scratch_ms,
                 graph={"relevant": n_stored, "index_spans": len(spans), "truncated": False,
-                       "pruned": solution.pruned, "nodes": solution.graph_nodes, "edges": solution.graph_edges})
+                       "pruned": solution.pruned, "nodes": solution.graph_nodes, "edges": solution.graph_edges,
+                       "near_ends": rule2})
 
 
 _EPOCH_DATE = dt.date(1970, 1, 1)

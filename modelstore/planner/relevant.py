@@ -103,8 +103,12 @@ class Candidates:
 
 
 def candidates(conn: psycopg.Connection, source_id: int | None, descriptor: Descriptor, *,
-               contained_only: bool = False, exact_columns: bool = False, params_key: str = "") -> Candidates:
-    """Every relevant stored model (Algorithm 3, ``modelstore.plan_candidates``), in one round trip."""
+               contained_only: bool = False, exact_columns: bool = False, params_key: str = "",
+               near: list[tuple[int, int]] | None = None) -> Candidates:
+    """Every relevant stored model (Algorithm 3, ``modelstore.plan_candidates``), in one round trip.
+
+    ``near``: windows of cut keys (``[lo, hi]``, key x the cut just before value x); then only the
+    compatible models with a cut inside a window come back (rule 2 of docs/planner.md)."""
     empty = np.zeros(0, dtype=np.int64)
     if source_id is None:
         return Candidates(empty, empty, empty, empty, empty, empty, [])
@@ -112,9 +116,10 @@ def candidates(conn: psycopg.Connection, source_id: int | None, descriptor: Desc
         raise ValueError(f"candidates() needs an integer or date ordering column, got {descriptor.source.order_kind}")
     r = descriptor.range
     row = conn.execute(
-        "SELECT * FROM modelstore.plan_candidates(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        "SELECT * FROM modelstore.plan_candidates(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         [source_id, descriptor.kind, descriptor.filter_sql, descriptor.class_column, params_key,
-         list(descriptor.stats_columns), exact_columns, bound_key(r.lo), bound_key(r.hi), contained_only],
+         list(descriptor.stats_columns), exact_columns, bound_key(r.lo), bound_key(r.hi), contained_only,
+         None if near is None else [w[0] for w in near], None if near is None else [w[1] for w in near]],
         binary=True,
     ).fetchone()
     ids, lo, hi, nv, nr, cix, sets, probes = row
