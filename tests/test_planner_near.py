@@ -36,7 +36,7 @@ def figures(store, request):  # noqa: F811
     store._cost_model = saved
 
 
-def explain(store, lo, hi):
+def explain(store, lo, hi):  # noqa: F811
     return store.explain("linear", table="p", target="y", features=FEATURES, order_by="id", lo=lo, hi=hi)
 
 
@@ -74,7 +74,7 @@ def test_rule2_plans_match_brute_force(store, figures, request, ends, anywhere):
                                              key_room=2**62).bound_ms
 
 
-def synthetic_catalog(store, count: int, seed: int) -> None:
+def synthetic_catalog(store, count: int, seed: int) -> None:  # noqa: F811
     """``count`` distinct linear summaries of ~N(300, 60) rows (zeros: planning never reads the arrays)."""
     reset(store)
     fit(store, 1, 50)  # registers the source
