@@ -93,14 +93,65 @@ CREATE OR REPLACE FUNCTION modelstore.plan_candidates(
     p_near_lo     numeric[] DEFAULT NULL,
     p_near_hi     numeric[] DEFAULT NULL,
     OUT stats_ids bigint[], OUT lo_keys bigint[], OUT hi_keys bigint[], OUT n_values integer[],
-    OUT n_rows bigint[], OUT column_ix integer[], OUT column_sets jsonb, OUT probes integer)
+    OUT n_rows bigint[], OUT column_ix integer[], OUT column_sets jsonb, OUT probes integer,
+    OUT near boolean)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
 #variable_conflict use_column
 BEGIN
-    IF p_near_lo IS NULL THEN  -- the relevant set: Definition 1's closure
+    IF p_near_lo IS NOT NULL THEN  -- rule 2: the models with a cut near the request's ends
+        WITH sets AS (  -- the column sets that serve the request, and those equal to its own (as sets)
+            SELECT array_agg(cs.set_id) AS serving,
+                   coalesce(array_agg(cs.set_id) FILTER (WHERE cs.columns <@ p_columns), '{}') AS same
+              FROM modelstore.column_sets AS cs
+             WHERE cs.columns @> p_columns AND (NOT p_exact_columns OR cs.columns <@ p_columns)
+        ), m AS (   -- rule 2: a cut (lo, or hi + 1) inside a window: per window a range of each index
+            SELECT DISTINCT ON (x.stats_id) x.*
+              FROM unnest(p_near_lo, p_near_hi) AS w(lo, hi)
+             CROSS JOIN LATERAL (
+                    SELECT s.stats_id, s.lo_key, s.hi_key, s.column_set, s.n + s.null_rows AS n_rows, s.n_values,
+                           s.null_rows, s.stale
+                      FROM modelstore.statistics AS s
+                     WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
+                       AND s.target = p_target AND s.params_key = p_params_key
+                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[]) AND s.lo_key BETWEEN w.lo AND w.hi
+                    UNION ALL
+                    SELECT s.stats_id, s.lo_key, s.hi_key, s.column_set, s.n + s.null_rows AS n_rows, s.n_values,
+                           s.null_rows, s.stale
+                      FROM modelstore.statistics AS s
+                     WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
+                       AND s.target = p_target AND s.params_key = p_params_key
+                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[]) AND s.hi_key BETWEEN w.lo - 1 AND w.hi - 1
+                   ) AS x
+             WHERE NOT x.stale AND (x.null_rows = 0 OR x.column_set = ANY ((SELECT sets.same FROM sets)::integer[]))
+               AND (NOT p_contained_only OR (x.lo_key >= p_lo AND x.hi_key <= p_hi))
+        ), used AS (   -- the distinct column sets (usually one), numbered from 0
+            SELECT u.column_set, (row_number() OVER (ORDER BY u.column_set))::integer - 1 AS cix
+              FROM (SELECT DISTINCT m.column_set FROM m) AS u
+        )
+        SELECT coalesce(array_agg(m.stats_id), '{}'), coalesce(array_agg(m.lo_key::bigint), '{}'),
+               coalesce(array_agg(m.hi_key::bigint), '{}'), coalesce(array_agg(m.n_values), '{}'),
+               coalesce(array_agg(m.n_rows), '{}'), coalesce(array_agg(used.cix), '{}'),
+               (SELECT coalesce(jsonb_agg(to_jsonb(cs.columns) ORDER BY u.cix), '[]')
+                  FROM used AS u JOIN modelstore.column_sets AS cs ON cs.set_id = u.column_set),
+               1
+          FROM m JOIN used ON used.column_set = m.column_set
+          INTO stats_ids, lo_keys, hi_keys, n_values, n_rows, column_ix, column_sets, probes;
+        -- a plan under rule 2's bound enters its first stored step in the first window and leaves its last
+        -- in the last: without a cut in both, no such plan exists and the relevant set is read instead
+        near := EXISTS (SELECT 1 FROM unnest(lo_keys, hi_keys) AS k(lo, hi)
+                         WHERE k.lo BETWEEN p_near_lo[1] AND p_near_hi[1]
+                            OR k.hi + 1 BETWEEN p_near_lo[1] AND p_near_hi[1])
+            AND EXISTS (SELECT 1 FROM unnest(lo_keys, hi_keys) AS k(lo, hi)
+                         WHERE k.lo BETWEEN p_near_lo[cardinality(p_near_lo)] AND p_near_hi[cardinality(p_near_hi)]
+                            OR k.hi + 1 BETWEEN p_near_lo[cardinality(p_near_lo)] AND p_near_hi[cardinality(p_near_hi)]);
+        IF near THEN
+            RETURN;
+        END IF;
+    END IF;
+    near := false;  -- the relevant set: Definition 1's closure
         WITH sets AS (  -- the column sets that serve the request, and those equal to its own (as sets)
             SELECT array_agg(cs.set_id) AS serving,
                    coalesce(array_agg(cs.set_id) FILTER (WHERE cs.columns <@ p_columns), '{}') AS same
@@ -141,45 +192,6 @@ BEGIN
                1
           FROM m JOIN used ON used.column_set = m.column_set
           INTO stats_ids, lo_keys, hi_keys, n_values, n_rows, column_ix, column_sets, probes;
-    ELSE  -- rule 2: the models with a cut near the request's ends
-        WITH sets AS (  -- the column sets that serve the request, and those equal to its own (as sets)
-            SELECT array_agg(cs.set_id) AS serving,
-                   coalesce(array_agg(cs.set_id) FILTER (WHERE cs.columns <@ p_columns), '{}') AS same
-              FROM modelstore.column_sets AS cs
-             WHERE cs.columns @> p_columns AND (NOT p_exact_columns OR cs.columns <@ p_columns)
-        ), m AS (   -- rule 2: a cut (lo, or hi + 1) inside a window: per window a range of each index
-            SELECT DISTINCT ON (x.stats_id) x.*
-              FROM unnest(p_near_lo, p_near_hi) AS w(lo, hi)
-             CROSS JOIN LATERAL (
-                    SELECT s.stats_id, s.lo_key, s.hi_key, s.column_set, s.n + s.null_rows AS n_rows, s.n_values,
-                           s.null_rows, s.stale
-                      FROM modelstore.statistics AS s
-                     WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
-                       AND s.target = p_target AND s.params_key = p_params_key
-                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[]) AND s.lo_key BETWEEN w.lo AND w.hi
-                    UNION ALL
-                    SELECT s.stats_id, s.lo_key, s.hi_key, s.column_set, s.n + s.null_rows AS n_rows, s.n_values,
-                           s.null_rows, s.stale
-                      FROM modelstore.statistics AS s
-                     WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
-                       AND s.target = p_target AND s.params_key = p_params_key
-                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[]) AND s.hi_key BETWEEN w.lo - 1 AND w.hi - 1
-                   ) AS x
-             WHERE NOT x.stale AND (x.null_rows = 0 OR x.column_set = ANY ((SELECT sets.same FROM sets)::integer[]))
-               AND (NOT p_contained_only OR (x.lo_key >= p_lo AND x.hi_key <= p_hi))
-        ), used AS (   -- the distinct column sets (usually one), numbered from 0
-            SELECT u.column_set, (row_number() OVER (ORDER BY u.column_set))::integer - 1 AS cix
-              FROM (SELECT DISTINCT m.column_set FROM m) AS u
-        )
-        SELECT coalesce(array_agg(m.stats_id), '{}'), coalesce(array_agg(m.lo_key::bigint), '{}'),
-               coalesce(array_agg(m.hi_key::bigint), '{}'), coalesce(array_agg(m.n_values), '{}'),
-               coalesce(array_agg(m.n_rows), '{}'), coalesce(array_agg(used.cix), '{}'),
-               (SELECT coalesce(jsonb_agg(to_jsonb(cs.columns) ORDER BY u.cix), '[]')
-                  FROM used AS u JOIN modelstore.column_sets AS cs ON cs.set_id = u.column_set),
-               1
-          FROM m JOIN used ON used.column_set = m.column_set
-          INTO stats_ids, lo_keys, hi_keys, n_values, n_rows, column_ix, column_sets, probes;
-    END IF;
 END
 $$;
 

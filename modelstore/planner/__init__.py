@@ -120,8 +120,8 @@ def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: De
             near = near_bound(int(s.key), int(t.key), costs, estimator, c0, key_room=_INT64_ROOM)
             found = candidates(conn, source_id, descriptor, params_key=params_key, near=near.windows)
             steps, solution, n_stored = _solve_arrays(found, s, t, costs, estimator, kind, gap_op, backward, words)
-            rule2 = near.proves(solution.cost_ms)
-        if found is None or not rule2:  # every relevant model (logistic, or rule 2 proved nothing)
+            rule2 = found.near and near.proves(solution.cost_ms)
+        if found is None or (found.near and not rule2):  # every relevant model (logistic, or rule 2 proved nothing)
             found = candidates(conn, source_id, descriptor, contained_only=trained, exact_columns=trained,
                                params_key=params_key)
             steps, solution, n_stored = _solve_arrays(found, s, t, costs, estimator, kind, gap_op, backward, words)

@@ -97,6 +97,9 @@ class Candidates:
     column_ix: np.ndarray
     column_sets: list[tuple[str, ...]]
     probes: int = 0
+    #: rule 2's near set (``near`` windows given, with a model cut in the first and in the last), not the
+    #: relevant set
+    near: bool = False
 
     def __len__(self) -> int:
         return len(self.stats_ids)
@@ -108,7 +111,9 @@ def candidates(conn: psycopg.Connection, source_id: int | None, descriptor: Desc
     """Every relevant stored model (Algorithm 3, ``modelstore.plan_candidates``), in one round trip.
 
     ``near``: windows of cut keys (``[lo, hi]``, key x the cut just before value x); then only the
-    compatible models with a cut inside a window come back (rule 2 of docs/planner.md)."""
+    compatible models with a cut inside a window come back (rule 2 of docs/planner.md) — unless no model
+    has a cut in the first window or none in the last, when the relevant set comes back in the same
+    statement (``Candidates.near`` says which)."""
     empty = np.zeros(0, dtype=np.int64)
     if source_id is None:
         return Candidates(empty, empty, empty, empty, empty, empty, [])
@@ -122,7 +127,7 @@ def candidates(conn: psycopg.Connection, source_id: int | None, descriptor: Desc
          None if near is None else [w[0] for w in near], None if near is None else [w[1] for w in near]],
         binary=True,
     ).fetchone()
-    ids, lo, hi, nv, nr, cix, sets, probes = row
+    ids, lo, hi, nv, nr, cix, sets, probes, near_set = row
     return Candidates(np.asarray(ids, dtype=np.int64), np.asarray(lo, dtype=np.int64),
                       np.asarray(hi, dtype=np.int64), np.asarray(nv, dtype=np.int64), np.asarray(nr, dtype=np.int64),
-                      np.asarray(cix, dtype=np.int64), [tuple(c) for c in sets], probes)
+                      np.asarray(cix, dtype=np.int64), [tuple(c) for c in sets], probes, bool(near_set))
