@@ -74,10 +74,12 @@ COMMENT ON FUNCTION modelstore.relevant_statistics IS
 -- component holding the request is its enhanced descriptor (Definition 1's transitive closure). One
 -- pass, no repeated probes.
 --
--- With p_near_lo/p_near_hi (cut keys: key x is the cut just before value x), only the compatible models
--- with a cut inside one of the windows [p_near_lo[i], p_near_hi[i]] come back — rule 2 of
--- docs/planner.md, which proves when no optimal path needs any other; four index range scans (lower
--- and upper keys, two windows), no closure, no sort of the catalog.
+-- With p_near_lo/p_near_hi: four windows of cut keys [p_near_lo[i], p_near_hi[i]] (key x is the cut
+-- just before value x), rule 2 of docs/planner.md: the compatible models with a cut in window 1 or 2
+-- (narrow, around the request's two ends), and those with one cut in window 3 and the other in window 4
+-- (wider, around the lower and the upper end). A few index ranges, no closure, no sort of the catalog.
+-- When neither kind can make a plan (nothing in window 1 or nothing in window 2, and no model joins
+-- windows 3 and 4), the relevant set comes back instead, in the same call; ``near`` says which.
 -- Keys come back as int8 — integer and date ordering columns only (their keys are whole numbers).
 CREATE OR REPLACE FUNCTION modelstore.plan_candidates(
     p_source_id   bigint,
@@ -98,6 +100,7 @@ CREATE OR REPLACE FUNCTION modelstore.plan_candidates(
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 SET jit = off
+SET plan_cache_mode = force_generic_plan  -- planned once per session: planning the statements costs more than running them
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -107,26 +110,34 @@ BEGIN
                    coalesce(array_agg(cs.set_id) FILTER (WHERE cs.columns <@ p_columns), '{}') AS same
               FROM modelstore.column_sets AS cs
              WHERE cs.columns @> p_columns AND (NOT p_exact_columns OR cs.columns <@ p_columns)
-        ), m AS (   -- rule 2: a cut (lo, or hi + 1) inside a window: per window a range of each index
-            SELECT DISTINCT ON (x.stats_id) x.*
-              FROM unnest(p_near_lo, p_near_hi) AS w(lo, hi)
-             CROSS JOIN LATERAL (
-                    SELECT s.stats_id, s.lo_key, s.hi_key, s.column_set, s.n + s.null_rows AS n_rows, s.n_values,
-                           s.null_rows, s.stale
-                      FROM modelstore.statistics AS s
+        ), w AS (      -- the windows as rows: 1, 2 narrow; 3, 4 the ends of a single stored step
+            SELECT i, p_near_lo[i] AS lo, p_near_hi[i] AS hi FROM generate_subscripts(p_near_lo, 1) AS i
+             WHERE i <= 3  -- a step joining windows 3 and 4 has a cut in window 3
+        ), x AS (      -- per window, the models with their lower cut in it, and those with their upper cut
+            SELECT w.i, s.stats_id, s.lo_key, s.hi_key, s.column_set, s.n + s.null_rows AS n_rows, s.n_values,
+                   s.null_rows, s.stale
+              FROM w CROSS JOIN LATERAL (
+                    SELECT * FROM modelstore.statistics AS s
                      WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
                        AND s.target = p_target AND s.params_key = p_params_key
-                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[]) AND s.lo_key BETWEEN w.lo AND w.hi
+                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[])
+                       AND s.lo_key BETWEEN w.lo AND w.hi
+                       AND (w.i <= 2 OR s.hi_key + 1 BETWEEN p_near_lo[7 - w.i] AND p_near_hi[7 - w.i])
                     UNION ALL
-                    SELECT s.stats_id, s.lo_key, s.hi_key, s.column_set, s.n + s.null_rows AS n_rows, s.n_values,
-                           s.null_rows, s.stale
-                      FROM modelstore.statistics AS s
+                    SELECT * FROM modelstore.statistics AS s
                      WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
                        AND s.target = p_target AND s.params_key = p_params_key
-                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[]) AND s.hi_key BETWEEN w.lo - 1 AND w.hi - 1
-                   ) AS x
-             WHERE NOT x.stale AND (x.null_rows = 0 OR x.column_set = ANY ((SELECT sets.same FROM sets)::integer[]))
-               AND (NOT p_contained_only OR (x.lo_key >= p_lo AND x.hi_key <= p_hi))
+                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[])
+                       AND s.hi_key BETWEEN w.lo - 1 AND w.hi - 1
+                       AND (w.i <= 2 OR s.lo_key BETWEEN p_near_lo[7 - w.i] AND p_near_hi[7 - w.i])
+                   ) AS s
+             WHERE NOT s.stale AND (s.null_rows = 0 OR s.column_set = ANY ((SELECT sets.same FROM sets)::integer[]))
+               AND (NOT p_contained_only OR (s.lo_key >= p_lo AND s.hi_key <= p_hi))
+        ), found AS (  -- whether a plan can come of them (see above)
+            SELECT (bool_or(x.i = 1) AND bool_or(x.i = 2)) OR bool_or(x.i >= 3) AS any_plan FROM x
+        ), m AS (
+            SELECT DISTINCT ON (x.stats_id) x.stats_id, x.lo_key, x.hi_key, x.column_set, x.n_rows, x.n_values
+              FROM x
         ), used AS (   -- the distinct column sets (usually one), numbered from 0
             SELECT u.column_set, (row_number() OVER (ORDER BY u.column_set))::integer - 1 AS cix
               FROM (SELECT DISTINCT m.column_set FROM m) AS u
@@ -136,18 +147,10 @@ BEGIN
                coalesce(array_agg(m.n_rows), '{}'), coalesce(array_agg(used.cix), '{}'),
                (SELECT coalesce(jsonb_agg(to_jsonb(cs.columns) ORDER BY u.cix), '[]')
                   FROM used AS u JOIN modelstore.column_sets AS cs ON cs.set_id = u.column_set),
-               1
+               1, (SELECT found.any_plan FROM found)
           FROM m JOIN used ON used.column_set = m.column_set
-          INTO stats_ids, lo_keys, hi_keys, n_values, n_rows, column_ix, column_sets, probes;
-        -- a plan under rule 2's bound enters its first stored step in the first window and leaves its last
-        -- in the last: without a cut in both, no such plan exists and the relevant set is read instead
-        near := EXISTS (SELECT 1 FROM unnest(lo_keys, hi_keys) AS k(lo, hi)
-                         WHERE k.lo BETWEEN p_near_lo[1] AND p_near_hi[1]
-                            OR k.hi + 1 BETWEEN p_near_lo[1] AND p_near_hi[1])
-            AND EXISTS (SELECT 1 FROM unnest(lo_keys, hi_keys) AS k(lo, hi)
-                         WHERE k.lo BETWEEN p_near_lo[cardinality(p_near_lo)] AND p_near_hi[cardinality(p_near_hi)]
-                            OR k.hi + 1 BETWEEN p_near_lo[cardinality(p_near_lo)] AND p_near_hi[cardinality(p_near_hi)]);
-        IF near THEN
+          INTO stats_ids, lo_keys, hi_keys, n_values, n_rows, column_ix, column_sets, probes, near;
+        IF coalesce(near, false) THEN
             RETURN;
         END IF;
     END IF;

@@ -74,6 +74,32 @@ def test_rule2_plans_match_brute_force(store, figures, request, ends, anywhere):
                                              key_room=2**62).bound_ms
 
 
+def test_windows_hold_every_cut_a_budget_can_scan_to(store, figures):  # noqa: F811
+    """Soundness of the windows: the first cut outside each costs at least its budget to scan to (and
+    every farther cut more: the estimate is monotone), so no cut a plan under B can use is left out."""
+    reset(store)
+    fit(store, 1, 50)
+    plan = explain(store, 700, 1900)
+    d = plan.descriptor
+    estimator = store._estimator(d.source)
+    costs = plan_costs(store.cost_model, estimator, d)
+    c0 = min_stored_ms(costs, d.family.catalog_values(len(d.stats_columns)))
+    near = near_bound(700, 1901, costs, estimator, c0, key_room=2**62)
+    budgets = [c0 - costs.scan_once_ms - costs.part_ms] * 2 + [2 * c0 - costs.scan_once_ms - costs.part_ms] * 2
+    for (lo, hi), end, budget in zip(near.windows, [700, 1901, 700, 1901], budgets):
+        assert lo <= end <= hi
+        if budget <= 0:
+            assert lo == hi == end
+            continue
+        for outside in (lo - 1, hi + 1):
+            a, b = sorted((outside, end))
+            rows = estimator.below_cuts(np.array([float(b)]), np.zeros(1, dtype=np.int8))[0] - \
+                estimator.below_cuts(np.array([float(a)]), np.zeros(1, dtype=np.int8))[0]
+            assert costs.scan_ms(rows) >= budget
+    if store.cost_model is CHEAP_STATEMENTS:  # windows wider than the ends themselves
+        assert near.windows[2][1] - near.windows[2][0] > 20
+
+
 def synthetic_catalog(store, count: int, seed: int) -> None:  # noqa: F811
     """``count`` distinct linear summaries of ~N(300, 60) rows (zeros: planning never reads the arrays)."""
     reset(store)

@@ -2,15 +2,19 @@
 
 Every stored edge of the cost graph costs at least ``c0`` (the fetch and merge of the fewest floats a
 compatible catalog row can hold). A plan costing less than ``B = fetch_once + 3·c0`` therefore has at
-most two stored steps, and each of them is its path's first or last stored step. The first is entered
-at the request's lower cut s, or at a cut a that the path reached from s by scans alone — which costs
-at least ``scan_once + part + scan(rows between s and a)``, so that such an a lies in a window around s
-bounded by the rows a budget of ``2·c0 − scan_once − part`` can scan; the same holds for the last
-step's exit and the upper cut t. So every stored step of every plan cheaper than B has a cut in one of
-the two windows. The planner reads only those models (``modelstore.plan_candidates`` with
+most two stored steps. Its scans cost ``scan_once`` once, ``part`` per scanned part and their rows:
+
+* one stored step, entered at x and left at y, with scans from s to x and from y to t: the scans' rows
+  cost less than ``β1 = 2·c0 − scan_once − part``, so x lies in the window of cuts whose scan from s
+  costs less than β1, and y in that around t (windows 3 and 4);
+* two stored steps: the first is entered at s or at a cut x reached by scans from s costing less than
+  ``β2 = c0 − scan_once − part``; the last is left at t or at a cut within β2 of it (windows 1 and 2).
+
+So every plan cheaper than B uses only models with a cut in window 1 or 2, or with one cut in window 3
+and the other in window 4. The planner reads only those (``modelstore.plan_candidates`` with
 ``p_near_lo``/``p_near_hi``: a few index ranges) and solves; when the plan it finds costs less than B,
 the optimum over the whole catalog costs less than B too, so its stored steps were all read and the
-plan is optimal. Otherwise it reads the whole relevant set and solves again (:func:`proves`).
+plan is optimal (:meth:`NearBound.proves`). Otherwise it reads the whole relevant set and solves again.
 """
 
 from __future__ import annotations
@@ -49,38 +53,73 @@ def min_stored_ms(costs: PlanCosts, catalog_values: int) -> float:
 
 def near_bound(s_key: int, t_key: int, costs: PlanCosts, estimator: RowEstimator, c0: float,
                *, key_room: int) -> NearBound:
-    """B and the windows around cut keys ``s_key`` < ``t_key`` (integer and date columns: cuts are
-    "before key"). A window holds every cut whose scan from its end costs less than the budget;
-    it may hold more (the offsets are searched on a grid), never fewer."""
+    """B and the four windows around cut keys ``s_key`` < ``t_key`` (integer and date columns: cuts
+    are "before key"): around s and t for budget β2, then around s and t for β1. A window holds every
+    cut whose scan from its end costs less than the budget; it may hold more (the offsets are searched
+    on a grid: powers of two, then 16 steps inside the last doubling), never fewer. Two vectorised
+    row estimates in all."""
     bound = costs.fetch_once_ms + 3.0 * c0
-    budget = 2.0 * c0 - costs.scan_once_ms - costs.part_ms
-    if budget <= 0.0:  # no scan is affordable before the first stored step: the cuts are s and t
-        return NearBound(bound, [(s_key, s_key), (t_key, t_key)])
-    return NearBound(bound, [_window(s_key, costs, estimator, budget, key_room),
-                             _window(t_key, costs, estimator, budget, key_room)])
-
-
-def _window(key: int, costs: PlanCosts, estimator: RowEstimator, budget: float, key_room: int) -> tuple[int, int]:
-    below_key = float(estimator.below_cuts(np.array([float(key)]), np.zeros(1, dtype=np.int8))[0])
-
-    def scan_ms(keys: np.ndarray) -> np.ndarray:
-        below = estimator.below_cuts(keys.astype(float), np.zeros(len(keys), dtype=np.int8))
-        return np.asarray(costs.scan_ms(np.abs(below - below_key)), dtype=float)
-
-    ends = []
-    for sign in (-1, 1):
-        offsets = _POWERS[np.abs(key + sign * _POWERS) < key_room]
-        reached = np.flatnonzero(scan_ms(key + sign * offsets) >= budget)
-        if len(reached) == 0:  # the whole domain is within the budget
-            ends.append(key + sign * int(offsets[-1]) if len(offsets) else key)
+    budgets = (c0 - costs.scan_once_ms - costs.part_ms, 2.0 * c0 - costs.scan_once_ms - costs.part_ms)
+    ends = np.array([s_key, t_key], dtype=np.int64)
+    offsets = _POWERS[_POWERS < key_room // 2]
+    # (end, side, offset) → the scan cost from the end to the cut at end + side·offset
+    signs = np.array([-1, 1], dtype=np.int64)
+    keys = ends[:, None, None] + signs[None, :, None] * offsets[None, None, :]
+    grid = _scan_ms(keys, ends, costs, estimator)
+    coarse = {}  # (budget, end, side) → (offset not reaching it, offset reaching it or None)
+    refine_keys = []
+    for b, budget in enumerate(budgets):
+        if budget <= 0.0:
             continue
-        i = int(reached[0])
-        hi_off = int(offsets[i])
-        lo_off = int(offsets[i - 1]) if i else 0
-        if hi_off - lo_off > 1:  # refine: the first of 16 steps inside the doubling that reaches the budget
-            steps = np.unique(np.linspace(lo_off, hi_off, _STEPS + 1).astype(np.int64))
-            hit = steps[scan_ms(key + sign * steps) >= budget]
-            hi_off = int(hit[0]) if len(hit) else hi_off
-        # a cut at offset hi_off already costs the budget; every cut strictly closer may not
-        ends.append(key + sign * (hi_off - 1))
-    return ends[0], ends[1]
+        for e in range(2):
+            for d in range(2):
+                reached = np.flatnonzero(grid[e, d] >= budget)
+                if len(reached) == 0:  # the whole domain is within the budget
+                    coarse[b, e, d] = (int(offsets[-1]), None)
+                    continue
+                i = int(reached[0])
+                lo_off, hi_off = (int(offsets[i - 1]) if i else 0), int(offsets[i])
+                steps = np.unique(np.linspace(lo_off, hi_off, _STEPS + 1).astype(np.int64))
+                coarse[b, e, d] = (lo_off, hi_off, len(refine_keys), steps)
+                refine_keys.append(steps)
+    fine = None
+    if refine_keys:
+        lengths = [len(r) for r in refine_keys]
+        flat_keys, flat_ends = [], []
+        for (b, e, d), entry in coarse.items():
+            if len(entry) == 4:
+                flat_keys.append(ends[e] + signs[d] * entry[3])
+                flat_ends.append(np.full(len(entry[3]), ends[e]))
+        fine = _scan_ms(np.concatenate(flat_keys), np.concatenate(flat_ends), costs, estimator)
+        starts = np.concatenate(([0], np.cumsum(lengths)))
+    windows = []
+    for b, budget in enumerate(budgets):
+        for e in range(2):
+            if budget <= 0.0:  # no scan is affordable before (after) the stored step: its cut is the end
+                windows.append((int(ends[e]), int(ends[e])))
+                continue
+            bounds = []
+            for d in range(2):
+                entry = coarse[b, e, d]
+                if entry[1] is None:
+                    reach = entry[0] + 1
+                else:
+                    _, hi_off, j, steps = entry
+                    costs_j = fine[starts[j] : starts[j + 1]]
+                    hit = steps[costs_j >= budget]
+                    reach = int(hit[0]) if len(hit) else hi_off
+                # a cut at offset ``reach`` already costs the budget; every cut strictly closer may not
+                bounds.append(int(ends[e]) + int(signs[d]) * (reach - 1))
+            windows.append((bounds[0], bounds[1]))
+    return NearBound(bound, windows)
+
+
+def _scan_ms(keys: np.ndarray, ends: np.ndarray, costs: PlanCosts, estimator: RowEstimator) -> np.ndarray:
+    """The cost of scanning from each end to each key (``ends`` broadcast against ``keys``' leading axis)."""
+    flat = np.concatenate((keys.ravel(), np.ravel(ends))).astype(float)
+    below = estimator.below_cuts(flat, np.zeros(len(flat), dtype=np.int8))
+    at_keys = below[: keys.size].reshape(keys.shape)
+    at_ends = below[keys.size :]
+    if keys.ndim == 3:
+        at_ends = at_ends[:, None, None]
+    return np.asarray(costs.scan_ms(np.abs(at_keys - at_ends)), dtype=float)
