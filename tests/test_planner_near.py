@@ -1,5 +1,7 @@
-"""Rule 2 of docs/planner.md (modelstore/planner/bounds.py): when the plan found over the models with a
-cut near the request's ends costs less than the bound B, it is optimal over every stored model — checked
+"""Rules 2 and 3 of docs/planner.md (modelstore/planner/bounds.py): when the plan found over the models
+with a cut near the request's ends (rule 2), or reached from them by chains of models sharing cuts (rule
+3: the default figures, where a scan statement costs more than many stored steps), costs less than the
+rule's bound B, it is optimal over every stored model — checked
 against brute force over every compatible model on small catalogs, and against the solver over the whole
 catalog on a dense one, where the rule reads a small share of it."""
 
@@ -13,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelstore.planner import plan_costs
-from modelstore.planner.bounds import min_stored_ms, near_bound
+from modelstore.planner.bounds import chain_bound, min_stored_ms, near_bound
 from modelstore.planner.costs import CostModel
 from modelstore.planner.graph import solve
 from modelstore.request.cuts import range_cuts
@@ -70,8 +72,10 @@ def test_rule2_plans_match_brute_force(store, figures, request, ends, anywhere):
     assert plan.est_cost_ms == pytest.approx(best, rel=1e-9)
     if plan.graph["near_ends"]:  # the proof's premise held
         c0 = min_stored_ms(costs, d.family.catalog_values(len(d.stats_columns)))
-        assert plan.est_cost_ms < near_bound(int(s.key), int(t.key), costs, store._estimator(d.source), c0,
-                                             key_room=2**62).bound_ms
+        bound = (chain_bound(int(s.key), int(t.key), costs, c0)
+                 or near_bound(int(s.key), int(t.key), costs, store._estimator(d.source), c0, key_room=2**62))
+        assert plan.est_cost_ms < bound.bound_ms
+        assert (bound.chain_depth is None) == (figures == "cheap statements")  # both rules are exercised
 
 
 def test_windows_hold_every_cut_a_budget_can_scan_to(store, figures):  # noqa: F811

@@ -28,7 +28,7 @@ from modelstore.planner.graph import SCAN_WORDS, TRAIN_WORDS, PlanCosts, solve, 
 from modelstore.planner.relevant import (
     ARRAY_KINDS, Candidates, StoredModel, candidates, models_ending_near, relevant_models,
 )
-from modelstore.planner.bounds import min_stored_ms, near_bound
+from modelstore.planner.bounds import chain_bound, min_stored_ms, near_bound
 from modelstore.planner.rowcount import RowEstimator
 
 if TYPE_CHECKING:
@@ -117,8 +117,10 @@ def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: De
         found, near = None, None
         if descriptor.family.statistics is not None:  # rule 2: models near the ends, if a cheap plan proves enough
             c0 = min_stored_ms(costs, descriptor.family.catalog_values(len(descriptor.stats_columns)))
-            near = near_bound(int(s.key), int(t.key), costs, estimator, c0, key_room=_INT64_ROOM)
-            found = candidates(conn, source_id, descriptor, params_key=params_key, near=near.windows)
+            near = (chain_bound(int(s.key), int(t.key), costs, c0)
+                    or near_bound(int(s.key), int(t.key), costs, estimator, c0, key_room=_INT64_ROOM))
+            found = candidates(conn, source_id, descriptor, params_key=params_key, near=near.windows,
+                               chain_depth=near.chain_depth)
             steps, solution, n_stored = _solve_arrays(found, s, t, costs, estimator, kind, gap_op, backward, words)
             rule2 = found.near and near.proves(solution.cost_ms)
         if found is None or (found.near and not rule2):  # every relevant model (logistic, or rule 2 proved nothing)
@@ -142,7 +144,7 @@ def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: De
                 est_cost_ms=solution.cost_ms, scratch_cost_ms=solution.scratch_ms,
                 graph={"relevant": n_stored, "index_spans": len(spans), "truncated": False,
                        "pruned": solution.pruned, "nodes": solution.graph_nodes, "edges": solution.graph_edges,
-                       "near_ends": rule2})
+                       "near_ends": rule2, "chain_depth": near.chain_depth if rule2 else None})
 
 
 _EPOCH_DATE = dt.date(1970, 1, 1)

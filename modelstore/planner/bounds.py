@@ -15,6 +15,9 @@ and the other in window 4. The planner reads only those (``modelstore.plan_candi
 ``p_near_lo``/``p_near_hi``: a few index ranges) and solves; when the plan it finds costs less than B,
 the optimum over the whole catalog costs less than B too, so its stored steps were all read and the
 plan is optimal (:meth:`NearBound.proves`). Otherwise it reads the whole relevant set and solves again.
+
+Rule 3 (:func:`chain_bound`) takes over where a scan statement costs at least two stored steps, and
+rule 2's windows shrink to the ends themselves: then plans under its bound are chains of stored models.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class NearBound:
 
     bound_ms: float
     windows: list[tuple[int, int]]
+    #: rule 3: the longest chain of models sharing cuts to follow from each end (None: rule 2's windows)
+    chain_depth: int | None = None
 
     def proves(self, plan_cost_ms: float) -> bool:
         """Whether a plan of this cost found over the windows' models is optimal over every model."""
@@ -49,6 +54,23 @@ def min_stored_ms(costs: PlanCosts, catalog_values: int) -> float:
     if costs.stored_values_ms is None:
         return 0.0
     return float(costs.stored_values_ms(np.array([catalog_values], dtype=np.int64))[0])
+
+
+#: the most stored steps rule 3 allows a plan under its bound (chains of half as many from each end)
+MAX_CHAIN_STEPS = 8
+
+
+def chain_bound(s_key: int, t_key: int, costs: PlanCosts, c0: float) -> NearBound | None:
+    """Rule 3, when a scan costs at least what two stored steps do (rule 2's windows would be the ends
+    alone): with K = ⌊(scan_once + part) / c0⌋ (at most :data:`MAX_CHAIN_STEPS`) and
+    B = fetch_once + (K + 1)·c0, a plan under B has no scan (one costs at least fetch_once + c0 +
+    scan_once + part ≥ B) and at most K stored steps, consecutive ones sharing a cut: its first ⌈K/2⌉
+    steps are within ⌈K/2⌉ links of s, the others within ⌈K/2⌉ of t."""
+    if c0 <= 0.0 or 2.0 * c0 > costs.scan_once_ms + costs.part_ms:
+        return None
+    steps = min(int((costs.scan_once_ms + costs.part_ms) // c0), MAX_CHAIN_STEPS)
+    return NearBound(costs.fetch_once_ms + (steps + 1) * c0, [(s_key, s_key), (t_key, t_key)],
+                     chain_depth=(steps + 1) // 2)
 
 
 def near_bound(s_key: int, t_key: int, costs: PlanCosts, estimator: RowEstimator, c0: float,
