@@ -109,69 +109,8 @@ SET plan_cache_mode = force_generic_plan  -- planned once per session: planning 
 AS $$
 #variable_conflict use_column
 BEGIN
-    IF p_chain_depth IS NOT NULL THEN  -- rule 3: chains of models sharing cuts, from both ends
-        WITH RECURSIVE sets AS (
-            SELECT array_agg(cs.set_id) AS serving,
-                   coalesce(array_agg(cs.set_id) FILTER (WHERE cs.columns <@ p_columns), '{}') AS same
-              FROM modelstore.column_sets AS cs
-             WHERE cs.columns @> p_columns AND (NOT p_exact_columns OR cs.columns <@ p_columns)
-        ), chain(cut, depth) AS (  -- cuts reached from the ends by ``depth`` steps sharing cuts
-            SELECT e.cut, 0 FROM unnest(ARRAY[p_near_lo[1], p_near_lo[2]]) AS e(cut)  -- the cuts s and t
-            UNION
-            SELECT nxt.cut, c.depth + 1
-              FROM chain AS c CROSS JOIN LATERAL (
-                    SELECT s.hi_key + 1 AS cut FROM modelstore.statistics AS s
-                     WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
-                       AND s.target = p_target AND s.params_key = p_params_key
-                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[]) AND s.lo_key = c.cut
-                       AND NOT s.stale AND (s.null_rows = 0 OR s.column_set = ANY ((SELECT sets.same FROM sets)::integer[]))
-                    UNION ALL
-                    SELECT s.lo_key FROM modelstore.statistics AS s
-                     WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
-                       AND s.target = p_target AND s.params_key = p_params_key
-                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[]) AND s.hi_key = c.cut - 1
-                       AND NOT s.stale AND (s.null_rows = 0 OR s.column_set = ANY ((SELECT sets.same FROM sets)::integer[]))
-                   ) AS nxt
-             WHERE c.depth < p_chain_depth - 1
-        ), cuts AS (
-            SELECT DISTINCT chain.cut FROM chain
-        ), x AS (      -- the models with a cut among them
-            SELECT s.stats_id, s.lo_key, s.hi_key, s.column_set, s.n + s.null_rows AS n_rows, s.n_values
-              FROM cuts CROSS JOIN LATERAL (
-                    SELECT * FROM modelstore.statistics AS s
-                     WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
-                       AND s.target = p_target AND s.params_key = p_params_key
-                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[]) AND s.lo_key = cuts.cut
-                    UNION ALL
-                    SELECT * FROM modelstore.statistics AS s
-                     WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
-                       AND s.target = p_target AND s.params_key = p_params_key
-                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[]) AND s.hi_key = cuts.cut - 1
-                   ) AS s
-             WHERE NOT s.stale AND (s.null_rows = 0 OR s.column_set = ANY ((SELECT sets.same FROM sets)::integer[]))
-               AND (NOT p_contained_only OR (s.lo_key >= p_lo AND s.hi_key <= p_hi))
-        ), m AS (
-            SELECT DISTINCT ON (x.stats_id) x.* FROM x
-        ), used AS (   -- the distinct column sets (usually one), numbered from 0
-            SELECT u.column_set, (row_number() OVER (ORDER BY u.column_set))::integer - 1 AS cix
-              FROM (SELECT DISTINCT m.column_set FROM m) AS u
-        )
-        SELECT coalesce(array_agg(m.stats_id), '{}'), coalesce(array_agg(m.lo_key::bigint), '{}'),
-               coalesce(array_agg(m.hi_key::bigint), '{}'), coalesce(array_agg(m.n_values), '{}'),
-               coalesce(array_agg(m.n_rows), '{}'), coalesce(array_agg(used.cix), '{}'),
-               (SELECT coalesce(jsonb_agg(to_jsonb(cs.columns) ORDER BY u.cix), '[]')
-                  FROM used AS u JOIN modelstore.column_sets AS cs ON cs.set_id = u.column_set),
-               1,
-               -- a stored-only plan starts with a model at the lower end and ends with one at the upper end
-               bool_or(m.lo_key = p_near_lo[1] OR m.hi_key + 1 = p_near_lo[1])
-               AND bool_or(m.lo_key = p_near_lo[2] OR m.hi_key + 1 = p_near_lo[2])
-          FROM m JOIN used ON used.column_set = m.column_set
-          INTO stats_ids, lo_keys, hi_keys, n_values, n_rows, column_ix, column_sets, probes, near;
-        IF coalesce(near, false) THEN
-            RETURN;
-        END IF;
-    ELSIF p_near_lo IS NOT NULL THEN  -- rule 2: the models with a cut near the request's ends
-        WITH sets AS (  -- the column sets that serve the request, and those equal to its own (as sets)
+    IF p_near_lo IS NOT NULL THEN  -- rules 2 and 3: the models near the request's ends, and chains from them
+        WITH RECURSIVE sets AS (  -- the column sets that serve the request, and those equal to its own (as sets)
             SELECT array_agg(cs.set_id) AS serving,
                    coalesce(array_agg(cs.set_id) FILTER (WHERE cs.columns <@ p_columns), '{}') AS same
               FROM modelstore.column_sets AS cs
@@ -199,11 +138,48 @@ BEGIN
                    ) AS s
              WHERE NOT s.stale AND (s.null_rows = 0 OR s.column_set = ANY ((SELECT sets.same FROM sets)::integer[]))
                AND (NOT p_contained_only OR (s.lo_key >= p_lo AND s.hi_key <= p_hi))
+        ), chain(cut, depth) AS (  -- cuts reached from the ends by ``depth`` steps sharing cuts
+            SELECT e.cut, 0 FROM unnest(ARRAY[p_near_lo[1], p_near_lo[2]]) AS e(cut)  -- the cuts s and t
+            UNION
+            SELECT nxt.cut, c.depth + 1
+              FROM chain AS c CROSS JOIN LATERAL (
+                    SELECT s.hi_key + 1 AS cut FROM modelstore.statistics AS s
+                     WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
+                       AND s.target = p_target AND s.params_key = p_params_key
+                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[]) AND s.lo_key = c.cut
+                       AND NOT s.stale AND (s.null_rows = 0 OR s.column_set = ANY ((SELECT sets.same FROM sets)::integer[]))
+                    UNION ALL
+                    SELECT s.lo_key FROM modelstore.statistics AS s
+                     WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
+                       AND s.target = p_target AND s.params_key = p_params_key
+                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[]) AND s.hi_key = c.cut - 1
+                       AND NOT s.stale AND (s.null_rows = 0 OR s.column_set = ANY ((SELECT sets.same FROM sets)::integer[]))
+                   ) AS nxt
+             WHERE c.depth < coalesce(p_chain_depth, 1) - 1
+        ), cuts AS (
+            SELECT DISTINCT chain.cut FROM chain
+        ), y AS (      -- the models with a cut among them (rule 3)
+            SELECT s.stats_id, s.lo_key, s.hi_key, s.column_set, s.n + s.null_rows AS n_rows, s.n_values
+              FROM cuts CROSS JOIN LATERAL (
+                    SELECT * FROM modelstore.statistics AS s
+                     WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
+                       AND s.target = p_target AND s.params_key = p_params_key
+                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[]) AND s.lo_key = cuts.cut
+                    UNION ALL
+                    SELECT * FROM modelstore.statistics AS s
+                     WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
+                       AND s.target = p_target AND s.params_key = p_params_key
+                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[]) AND s.hi_key = cuts.cut - 1
+                   ) AS s
+             WHERE NOT s.stale AND (s.null_rows = 0 OR s.column_set = ANY ((SELECT sets.same FROM sets)::integer[]))
+               AND (NOT p_contained_only OR (s.lo_key >= p_lo AND s.hi_key <= p_hi))
         ), found AS (  -- whether a plan can come of them (see above)
             SELECT (bool_or(x.i = 1) AND bool_or(x.i = 2)) OR bool_or(x.i >= 3) AS any_plan FROM x
         ), m AS (
-            SELECT DISTINCT ON (x.stats_id) x.stats_id, x.lo_key, x.hi_key, x.column_set, x.n_rows, x.n_values
-              FROM x
+            SELECT DISTINCT ON (z.stats_id) z.* FROM (
+                SELECT x.stats_id, x.lo_key, x.hi_key, x.column_set, x.n_rows, x.n_values FROM x
+                UNION ALL
+                SELECT * FROM y) AS z
         ), used AS (   -- the distinct column sets (usually one), numbered from 0
             SELECT u.column_set, (row_number() OVER (ORDER BY u.column_set))::integer - 1 AS cix
               FROM (SELECT DISTINCT m.column_set FROM m) AS u

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelstore.planner import plan_costs
-from modelstore.planner.bounds import chain_bound, min_stored_ms, near_bound
+from modelstore.planner.bounds import min_stored_ms, near_bound
 from modelstore.planner.costs import CostModel
 from modelstore.planner.graph import solve
 from modelstore.request.cuts import range_cuts
@@ -72,10 +72,12 @@ def test_rule2_plans_match_brute_force(store, figures, request, ends, anywhere):
     assert plan.est_cost_ms == pytest.approx(best, rel=1e-9)
     if plan.graph["near_ends"]:  # the proof's premise held
         c0 = min_stored_ms(costs, d.family.catalog_values(len(d.stats_columns)))
-        bound = (chain_bound(int(s.key), int(t.key), costs, c0)
-                 or near_bound(int(s.key), int(t.key), costs, store._estimator(d.source), c0, key_room=2**62))
+        bound = near_bound(int(s.key), int(t.key), costs, store._estimator(d.source), c0, key_room=2**62)
         assert plan.est_cost_ms < bound.bound_ms
-        assert (bound.chain_depth is None) == (figures == "cheap statements")  # both rules are exercised
+        assert bound.chain_depth is not None and bound.chain_depth >= 2  # rule 3's chains are followed
+        # default figures: a scan statement outweighs the budget, the windows are the ends (rule 3 alone);
+        # cheap statements: the windows reach past the ends (rule 2)
+        assert (bound.windows[2][0] < bound.windows[2][1]) == (figures == "cheap statements")
 
 
 def test_windows_hold_every_cut_a_budget_can_scan_to(store, figures):  # noqa: F811
@@ -89,7 +91,8 @@ def test_windows_hold_every_cut_a_budget_can_scan_to(store, figures):  # noqa: F
     costs = plan_costs(store.cost_model, estimator, d)
     c0 = min_stored_ms(costs, d.family.catalog_values(len(d.stats_columns)))
     near = near_bound(700, 1901, costs, estimator, c0, key_room=2**62)
-    budgets = [c0 - costs.scan_once_ms - costs.part_ms] * 2 + [2 * c0 - costs.scan_once_ms - costs.part_ms] * 2
+    beta1 = near.bound_ms - costs.fetch_once_ms - c0 - costs.scan_once_ms - costs.part_ms
+    budgets = [beta1 - c0] * 2 + [beta1] * 2
     for (lo, hi), end, budget in zip(near.windows, [700, 1901, 700, 1901], budgets):
         assert lo <= end <= hi
         if budget <= 0:

@@ -28,7 +28,7 @@ from modelstore.planner.graph import SCAN_WORDS, TRAIN_WORDS, PlanCosts, solve, 
 from modelstore.planner.relevant import (
     ARRAY_KINDS, Candidates, StoredModel, candidates, models_ending_near, relevant_models,
 )
-from modelstore.planner.bounds import chain_bound, min_stored_ms, near_bound
+from modelstore.planner.bounds import min_stored_ms, near_bound
 from modelstore.planner.rowcount import RowEstimator
 
 if TYPE_CHECKING:
@@ -115,15 +115,15 @@ def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: De
     if not spans and kind in ARRAY_KINDS and _int64_keys(s, t):  # the common case, over arrays
 
         found, near = None, None
-        if descriptor.family.statistics is not None:  # rule 2: models near the ends, if a cheap plan proves enough
+        if descriptor.family.statistics is not None:  # rules 2, 3: models near the ends, if a cheap plan proves enough
             c0 = min_stored_ms(costs, descriptor.family.catalog_values(len(descriptor.stats_columns)))
-            near = (chain_bound(int(s.key), int(t.key), costs, c0)
-                    or near_bound(int(s.key), int(t.key), costs, estimator, c0, key_room=_INT64_ROOM))
+            near = near_bound(int(s.key), int(t.key), costs, estimator, c0, key_room=_INT64_ROOM)
+        if near is not None:
             found = candidates(conn, source_id, descriptor, params_key=params_key, near=near.windows,
                                chain_depth=near.chain_depth)
             steps, solution, n_stored = _solve_arrays(found, s, t, costs, estimator, kind, gap_op, backward, words)
             rule2 = found.near and near.proves(solution.cost_ms)
-        if found is None or (found.near and not rule2):  # every relevant model (logistic, or rule 2 proved nothing)
+        if found is None or (found.near and not rule2):  # every relevant model (logistic, or rules 2, 3 proved nothing)
             found = candidates(conn, source_id, descriptor, contained_only=trained, exact_columns=trained,
                                params_key=params_key)
             steps, solution, n_stored = _solve_arrays(found, s, t, costs, estimator, kind, gap_op, backward, words)

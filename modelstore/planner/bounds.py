@@ -1,27 +1,28 @@
-"""Rule 2 of docs/planner.md: only models with a cut near the request's ends, under a cost bound.
+"""Rules 2 and 3 of docs/planner.md: read only the models a plan under a cost bound can use.
 
 Every stored edge of the cost graph costs at least ``c0`` (the fetch and merge of the fewest floats a
-compatible catalog row can hold). A plan costing less than ``B = fetch_once + 3·c0`` therefore has at
-most two stored steps. Its scans cost ``scan_once`` once, ``part`` per scanned part and their rows:
+compatible catalog row can hold); a plan with a stored step pays ``fetch_once``, one with a scan
+``scan_once`` plus ``part`` per scanned part plus the rows. For a bound B (below) a plan cheaper than B
+is one of:
 
-* one stored step, entered at x and left at y, with scans from s to x and from y to t: the scans' rows
-  cost less than ``β1 = 2·c0 − scan_once − part``, so x lies in the window of cuts whose scan from s
-  costs less than β1, and y in that around t (windows 3 and 4);
-* two stored steps: the first is entered at s or at a cut x reached by scans from s costing less than
-  ``β2 = c0 − scan_once − part``; the last is left at t or at a cut within β2 of it (windows 1 and 2).
+* stored steps only, at most K of them (K·c0 < B − fetch_once), consecutive ones sharing a cut: its
+  first ⌈K/2⌉ steps are reached from s by chains of at most ⌈K/2⌉ models sharing cuts, the others from
+  t (rule 3; ``chain_depth``);
+* one stored step and scans: entered at x and left at y with scan(s, x) + scan(y, t) <
+  ``β1 = B − fetch_once − c0 − scan_once − part``: one cut in W(s, β1), the other in W(t, β1) (windows 3, 4);
+* two stored steps and scans: the first entered within ``β2 = β1 − c0`` of s, the last left within β2 of
+  t (windows 1, 2);
 
-So every plan cheaper than B uses only models with a cut in window 1 or 2, or with one cut in window 3
-and the other in window 4. The planner reads only those (``modelstore.plan_candidates`` with
-``p_near_lo``/``p_near_hi``: a few index ranges) and solves; when the plan it finds costs less than B,
-the optimum over the whole catalog costs less than B too, so its stored steps were all read and the
-plan is optimal (:meth:`NearBound.proves`). Otherwise it reads the whole relevant set and solves again.
-
-Rule 3 (:func:`chain_bound`) takes over where a scan statement costs at least two stored steps, and
-rule 2's windows shrink to the ends themselves: then plans under its bound are chains of stored models.
+and never three stored steps with a scan, because B ≤ fetch_once + 3·c0 + scan_once + part. The planner
+reads those models only (``modelstore.plan_candidates``: a few index ranges and equality probes) and
+solves; when the plan found costs less than B, the optimum over the whole catalog costs no more, so its
+stored steps were all read and the plan found is optimal (:meth:`NearBound.proves`). Otherwise it reads
+the whole relevant set and solves again.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,32 +57,25 @@ def min_stored_ms(costs: PlanCosts, catalog_values: int) -> float:
     return float(costs.stored_values_ms(np.array([catalog_values], dtype=np.int64))[0])
 
 
-#: the most stored steps rule 3 allows a plan under its bound (chains of half as many from each end)
+#: the most stored steps a stored-only plan under the bound may have (chains of half as many from each end)
 MAX_CHAIN_STEPS = 8
 
 
-def chain_bound(s_key: int, t_key: int, costs: PlanCosts, c0: float) -> NearBound | None:
-    """Rule 3, when a scan costs at least what two stored steps do (rule 2's windows would be the ends
-    alone): with K = ⌊(scan_once + part) / c0⌋ (at most :data:`MAX_CHAIN_STEPS`) and
-    B = fetch_once + (K + 1)·c0, a plan under B has no scan (one costs at least fetch_once + c0 +
-    scan_once + part ≥ B) and at most K stored steps, consecutive ones sharing a cut: its first ⌈K/2⌉
-    steps are within ⌈K/2⌉ links of s, the others within ⌈K/2⌉ of t."""
-    if c0 <= 0.0 or 2.0 * c0 > costs.scan_once_ms + costs.part_ms:
-        return None
-    steps = min(int((costs.scan_once_ms + costs.part_ms) // c0), MAX_CHAIN_STEPS)
-    return NearBound(costs.fetch_once_ms + (steps + 1) * c0, [(s_key, s_key), (t_key, t_key)],
-                     chain_depth=(steps + 1) // 2)
-
-
 def near_bound(s_key: int, t_key: int, costs: PlanCosts, estimator: RowEstimator, c0: float,
-               *, key_room: int) -> NearBound:
-    """B and the four windows around cut keys ``s_key`` < ``t_key`` (integer and date columns: cuts
-    are "before key"): around s and t for budget β2, then around s and t for β1. A window holds every
-    cut whose scan from its end costs less than the budget; it may hold more (the offsets are searched
-    on a grid: powers of two, then 16 steps inside the last doubling), never fewer. Two vectorised
-    row estimates in all."""
-    bound = costs.fetch_once_ms + 3.0 * c0
-    budgets = (c0 - costs.scan_once_ms - costs.part_ms, 2.0 * c0 - costs.scan_once_ms - costs.part_ms)
+               *, key_room: int) -> NearBound | None:
+    """B, the four windows around cut keys ``s_key`` < ``t_key`` (integer and date columns: cuts are
+    "before key") — around s and t for budget β2, then around s and t for β1 — and the chain depth.
+    A window holds every cut whose scan from its end costs less than the budget; it may hold more (the
+    offsets are searched on a grid: powers of two, then 16 steps inside the last doubling), never
+    fewer. Two vectorised row estimates in all. None when stored steps may cost nothing."""
+    if c0 <= 0.0:
+        return None
+    scan_part = costs.scan_once_ms + costs.part_ms
+    bound = costs.fetch_once_ms + min(3.0 * c0 + scan_part, (MAX_CHAIN_STEPS + 1) * c0)
+    stored_only_steps = math.ceil((bound - costs.fetch_once_ms) / c0) - 1
+    depth = math.ceil(stored_only_steps / 2)
+    beta1 = bound - costs.fetch_once_ms - c0 - scan_part
+    budgets = (beta1 - c0, beta1)
     ends = np.array([s_key, t_key], dtype=np.int64)
     offsets = _POWERS[_POWERS < key_room // 2]
     # (end, side, offset) → the scan cost from the end to the cut at end + side·offset
@@ -133,7 +127,7 @@ def near_bound(s_key: int, t_key: int, costs: PlanCosts, estimator: RowEstimator
                 # a cut at offset ``reach`` already costs the budget; every cut strictly closer may not
                 bounds.append(int(ends[e]) + int(signs[d]) * (reach - 1))
             windows.append((bounds[0], bounds[1]))
-    return NearBound(bound, windows)
+    return NearBound(bound, windows, chain_depth=depth if depth >= 2 else None)
 
 
 def _scan_ms(keys: np.ndarray, ends: np.ndarray, costs: PlanCosts, estimator: RowEstimator) -> np.ndarray:
