@@ -57,6 +57,10 @@ def min_stored_ms(costs: PlanCosts, catalog_values: int) -> float:
     return float(costs.stored_values_ms(np.array([catalog_values], dtype=np.int64))[0])
 
 
+#: the rows a one-step plan may scan at the ends under the bound, unless three stored steps cost more
+#: (an efficiency choice: what rules 2 and 3 read grows with it; the proof holds for any bound)
+WINDOW_ROWS = 100
+
 #: the most stored steps a stored-only plan under the bound may have (chains of half as many from each end)
 MAX_CHAIN_STEPS = 8
 
@@ -71,8 +75,14 @@ def near_bound(s_key: int, t_key: int, costs: PlanCosts, estimator: RowEstimator
     if c0 <= 0.0:
         return None
     scan_part = costs.scan_once_ms + costs.part_ms
-    bound = costs.fetch_once_ms + min(3.0 * c0 + scan_part, (MAX_CHAIN_STEPS + 1) * c0)
-    stored_only_steps = math.ceil((bound - costs.fetch_once_ms) / c0) - 1
+    # as high as the proof allows (three stored steps with a scan, or a chain of MAX_CHAIN_STEPS + 1), but
+    # no higher than a one-step plan scanning WINDOW_ROWS rows at the ends, unless three stored steps cost
+    # more: a higher bound proves more plans and reads more models (the windows widen with it)
+    one_step_cap = c0 + scan_part + float(costs.scan_ms(WINDOW_ROWS))
+    bound = costs.fetch_once_ms + min(3.0 * c0 + scan_part, (MAX_CHAIN_STEPS + 1) * c0, max(3.0 * c0, one_step_cap))
+    # the most stored steps m with m·c0 < B − fetch_once (rounding can only lower it: B is lowered to match)
+    stored_only_steps = max(1, math.ceil((bound - costs.fetch_once_ms) / c0 - 1e-9) - 1)
+    bound = min(bound, costs.fetch_once_ms + (stored_only_steps + 1) * c0)
     depth = math.ceil(stored_only_steps / 2)
     beta1 = bound - costs.fetch_once_ms - c0 - scan_part
     budgets = (beta1 - c0, beta1)
