@@ -66,11 +66,24 @@ COMMENT ON FUNCTION modelstore.relevant_statistics IS
     'Algorithm 3: stored statistics relevant to a request (its enhanced descriptor), for the planner.';
 
 -- The planner's candidates as arrays (one row, sent in binary): the relevant set of the request, like
--- relevant_statistics, with no limit, in one statement. The compatible stored ranges and the request
--- itself are read once in key order (the btree statistics_plan_key covers what is read); a running
--- maximum of the upper keys splits them into connected components — a range starts a new component
--- exactly when it does not intersect any range before it — and the component holding the request is
--- its enhanced descriptor (Definition 1's transitive closure). One pass, no repeated probes.
+-- relevant_statistics, with no limit, in one statement. The request's compatible column sets are a few
+-- ids of the small modelstore.column_sets (migration 0013), so that each stored row is selected by
+-- integers on the btree statistics_plan_lo. The compatible stored ranges and the request itself are
+-- read once in key order; a running maximum of the upper keys splits them into connected components —
+-- a range starts a new component exactly when it does not intersect any range before it — and the
+-- component holding the request is its enhanced descriptor (Definition 1's transitive closure). One
+-- pass, no repeated probes.
+--
+-- With p_near_lo/p_near_hi: four windows of cut keys [p_near_lo[i], p_near_hi[i]] (key x is the cut
+-- just before value x), rule 2 of docs/planner.md: the compatible models with a cut in window 1 or 2
+-- (narrow, around the request's two ends), and those with one cut in window 3 and the other in window 4
+-- (wider, around the lower and the upper end). A few index ranges, no closure, no sort of the catalog.
+-- When neither kind can make a plan (nothing in window 1 or nothing in window 2, and no model joins
+-- windows 3 and 4), the relevant set comes back instead, in the same call; ``near`` says which.
+-- With p_chain_depth as well (rule 3, when a scan costs more than the stored steps a bound allows):
+-- the models reached from the cuts p_near_lo[1] (s) and p_near_lo[2] (t) by chains of at most
+-- p_chain_depth models sharing cuts, each link one equality probe of an index; the relevant set instead
+-- when no model has the cut s or none has the cut t (no stored-only plan exists).
 -- Keys come back as int8 — integer and date ordering columns only (their keys are whole numbers).
 CREATE OR REPLACE FUNCTION modelstore.plan_candidates(
     p_source_id   bigint,
@@ -83,48 +96,149 @@ CREATE OR REPLACE FUNCTION modelstore.plan_candidates(
     p_lo          numeric,
     p_hi          numeric,
     p_contained_only boolean,
+    p_near_lo     numeric[] DEFAULT NULL,
+    p_near_hi     numeric[] DEFAULT NULL,
+    p_chain_depth integer DEFAULT NULL,
     OUT stats_ids bigint[], OUT lo_keys bigint[], OUT hi_keys bigint[], OUT n_values integer[],
-    OUT n_rows bigint[], OUT column_ix integer[], OUT column_sets jsonb, OUT probes integer)
-LANGUAGE sql STABLE
+    OUT n_rows bigint[], OUT column_ix integer[], OUT column_sets jsonb, OUT probes integer,
+    OUT near boolean)
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET plan_cache_mode = force_generic_plan  -- planned once per session: planning the statements costs more than running them
 AS $$
-    WITH c AS (
-        SELECT s.stats_id, s.lo_key, s.hi_key, s.columns,
-               s.n + s.null_rows AS n_rows,
-               (cardinality(s.moments) + coalesce(cardinality(s.mean), 0))::integer AS n_values
-          FROM modelstore.statistics AS s
-         WHERE s.source_id = p_source_id AND s.family = p_family AND s.target = p_target
-           AND s.params_key = p_params_key AND s.filter_sql = p_filter_sql
-           AND s.columns @> p_columns AND NOT s.stale
-           AND (CASE WHEN p_exact_columns THEN s.columns <@ p_columns
-                     ELSE s.null_rows = 0 OR s.columns <@ p_columns END)
-           AND (NOT p_contained_only OR (s.lo_key >= p_lo AND s.hi_key <= p_hi))
-        UNION ALL
-        SELECT NULL, p_lo, p_hi, NULL, NULL, NULL
-    ), reach AS (  -- the highest key reached by the ranges before each one, in key order
-        SELECT c.*, max(c.hi_key) OVER w AS before_hi
-          FROM c
-        WINDOW w AS (ORDER BY c.lo_key, c.hi_key, c.stats_id NULLS FIRST
-                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
-    ), comp AS (   -- a component starts where a range meets none before it (keys are whole numbers)
-        SELECT r.*, count(*) FILTER (WHERE r.before_hi IS NULL OR r.lo_key > r.before_hi)
-                        OVER (ORDER BY r.lo_key, r.hi_key, r.stats_id NULLS FIRST ROWS UNBOUNDED PRECEDING) AS grp
-          FROM reach AS r
-    ), m AS (
-        SELECT x.* FROM comp AS x
-         WHERE x.stats_id IS NOT NULL
-           AND (p_contained_only OR x.grp = (SELECT q.grp FROM comp AS q WHERE q.stats_id IS NULL))
-    ), sets AS (   -- the distinct column sets (usually one), numbered from 0
-        SELECT d.columns, (row_number() OVER (ORDER BY d.columns))::integer - 1 AS cix
-          FROM (SELECT DISTINCT m.columns FROM m) AS d
-    )
-    SELECT coalesce(array_agg(m.stats_id), '{}'), coalesce(array_agg(m.lo_key::bigint), '{}'),
-           coalesce(array_agg(m.hi_key::bigint), '{}'), coalesce(array_agg(m.n_values), '{}'),
-           coalesce(array_agg(m.n_rows), '{}'), coalesce(array_agg(sets.cix), '{}'),
-           (SELECT coalesce(jsonb_agg(to_jsonb(d.columns) ORDER BY d.cix), '[]') FROM sets AS d),
-           1
-      FROM m JOIN sets ON sets.columns = m.columns
+#variable_conflict use_column
+BEGIN
+    IF p_near_lo IS NOT NULL THEN  -- rules 2 and 3: the models near the request's ends, and chains from them
+        WITH RECURSIVE sets AS (  -- the column sets that serve the request, and those equal to its own (as sets)
+            SELECT array_agg(cs.set_id) AS serving,
+                   coalesce(array_agg(cs.set_id) FILTER (WHERE cs.columns <@ p_columns), '{}') AS same
+              FROM modelstore.column_sets AS cs
+             WHERE cs.columns @> p_columns AND (NOT p_exact_columns OR cs.columns <@ p_columns)
+        ), w AS (      -- the windows as rows: 1, 2 narrow; 3, 4 the ends of a single stored step
+            SELECT i, p_near_lo[i] AS lo, p_near_hi[i] AS hi FROM generate_subscripts(p_near_lo, 1) AS i
+             WHERE i <= 3  -- a step joining windows 3 and 4 has a cut in window 3
+        ), x AS (      -- per window, the models with their lower cut in it, and those with their upper cut
+            SELECT w.i, s.stats_id, s.lo_key, s.hi_key, s.column_set, s.n + s.null_rows AS n_rows, s.n_values,
+                   s.null_rows, s.stale
+              FROM w CROSS JOIN LATERAL (
+                    SELECT * FROM modelstore.statistics AS s
+                     WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
+                       AND s.target = p_target AND s.params_key = p_params_key
+                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[])
+                       AND s.lo_key BETWEEN w.lo AND w.hi
+                       AND (w.i <= 2 OR s.hi_key + 1 BETWEEN p_near_lo[7 - w.i] AND p_near_hi[7 - w.i])
+                    UNION ALL
+                    SELECT * FROM modelstore.statistics AS s
+                     WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
+                       AND s.target = p_target AND s.params_key = p_params_key
+                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[])
+                       AND s.hi_key BETWEEN w.lo - 1 AND w.hi - 1
+                       AND (w.i <= 2 OR s.lo_key BETWEEN p_near_lo[7 - w.i] AND p_near_hi[7 - w.i])
+                   ) AS s
+             WHERE NOT s.stale AND (s.null_rows = 0 OR s.column_set = ANY ((SELECT sets.same FROM sets)::integer[]))
+               AND (NOT p_contained_only OR (s.lo_key >= p_lo AND s.hi_key <= p_hi))
+        ), chain(cut, depth) AS (  -- cuts reached from the ends by ``depth`` steps sharing cuts
+            SELECT e.cut, 0 FROM unnest(ARRAY[p_near_lo[1], p_near_lo[2]]) AS e(cut)  -- the cuts s and t
+            UNION
+            SELECT nxt.cut, c.depth + 1
+              FROM chain AS c CROSS JOIN LATERAL (
+                    SELECT s.hi_key + 1 AS cut FROM modelstore.statistics AS s
+                     WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
+                       AND s.target = p_target AND s.params_key = p_params_key
+                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[]) AND s.lo_key = c.cut
+                       AND NOT s.stale AND (s.null_rows = 0 OR s.column_set = ANY ((SELECT sets.same FROM sets)::integer[]))
+                    UNION ALL
+                    SELECT s.lo_key FROM modelstore.statistics AS s
+                     WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
+                       AND s.target = p_target AND s.params_key = p_params_key
+                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[]) AND s.hi_key = c.cut - 1
+                       AND NOT s.stale AND (s.null_rows = 0 OR s.column_set = ANY ((SELECT sets.same FROM sets)::integer[]))
+                   ) AS nxt
+             WHERE c.depth < coalesce(p_chain_depth, 1) - 1
+        ), cuts AS (
+            SELECT DISTINCT chain.cut FROM chain
+        ), y AS (      -- the models with a cut among them (rule 3)
+            SELECT s.stats_id, s.lo_key, s.hi_key, s.column_set, s.n + s.null_rows AS n_rows, s.n_values
+              FROM cuts CROSS JOIN LATERAL (
+                    SELECT * FROM modelstore.statistics AS s
+                     WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
+                       AND s.target = p_target AND s.params_key = p_params_key
+                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[]) AND s.lo_key = cuts.cut
+                    UNION ALL
+                    SELECT * FROM modelstore.statistics AS s
+                     WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
+                       AND s.target = p_target AND s.params_key = p_params_key
+                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[]) AND s.hi_key = cuts.cut - 1
+                   ) AS s
+             WHERE NOT s.stale AND (s.null_rows = 0 OR s.column_set = ANY ((SELECT sets.same FROM sets)::integer[]))
+               AND (NOT p_contained_only OR (s.lo_key >= p_lo AND s.hi_key <= p_hi))
+        ), found AS (  -- whether a plan can come of them (see above)
+            SELECT (bool_or(x.i = 1) AND bool_or(x.i = 2)) OR bool_or(x.i >= 3) AS any_plan FROM x
+        ), m AS (
+            SELECT DISTINCT ON (z.stats_id) z.* FROM (
+                SELECT x.stats_id, x.lo_key, x.hi_key, x.column_set, x.n_rows, x.n_values FROM x
+                UNION ALL
+                SELECT * FROM y) AS z
+        ), used AS (   -- the distinct column sets (usually one), numbered from 0
+            SELECT u.column_set, (row_number() OVER (ORDER BY u.column_set))::integer - 1 AS cix
+              FROM (SELECT DISTINCT m.column_set FROM m) AS u
+        )
+        SELECT coalesce(array_agg(m.stats_id), '{}'), coalesce(array_agg(m.lo_key::bigint), '{}'),
+               coalesce(array_agg(m.hi_key::bigint), '{}'), coalesce(array_agg(m.n_values), '{}'),
+               coalesce(array_agg(m.n_rows), '{}'), coalesce(array_agg(used.cix), '{}'),
+               (SELECT coalesce(jsonb_agg(to_jsonb(cs.columns) ORDER BY u.cix), '[]')
+                  FROM used AS u JOIN modelstore.column_sets AS cs ON cs.set_id = u.column_set),
+               1, (SELECT found.any_plan FROM found)
+          FROM m JOIN used ON used.column_set = m.column_set
+          INTO stats_ids, lo_keys, hi_keys, n_values, n_rows, column_ix, column_sets, probes, near;
+        IF coalesce(near, false) THEN
+            RETURN;
+        END IF;
+    END IF;
+    near := false;  -- the relevant set: Definition 1's closure
+        WITH sets AS (  -- the column sets that serve the request, and those equal to its own (as sets)
+            SELECT array_agg(cs.set_id) AS serving,
+                   coalesce(array_agg(cs.set_id) FILTER (WHERE cs.columns <@ p_columns), '{}') AS same
+              FROM modelstore.column_sets AS cs
+             WHERE cs.columns @> p_columns AND (NOT p_exact_columns OR cs.columns <@ p_columns)
+        ), c AS (
+            SELECT s.stats_id, s.lo_key, s.hi_key, s.column_set, s.n + s.null_rows AS n_rows, s.n_values
+              FROM modelstore.statistics AS s
+             WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
+               AND s.target = p_target AND s.params_key = p_params_key
+               AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[]) AND NOT s.stale
+               AND (s.null_rows = 0 OR s.column_set = ANY ((SELECT sets.same FROM sets)::integer[]))
+               AND (NOT p_contained_only OR (s.lo_key >= p_lo AND s.hi_key <= p_hi))
+            UNION ALL
+            SELECT NULL, p_lo, p_hi, NULL, NULL, NULL
+        ), reach AS (  -- the highest key reached by the ranges before each one, in key order
+            SELECT c.*, max(c.hi_key) OVER w AS before_hi
+              FROM c
+            WINDOW w AS (ORDER BY c.lo_key, c.hi_key, c.stats_id NULLS FIRST
+                         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+        ), comp AS (   -- a component starts where a range meets none before it (keys are whole numbers)
+            SELECT r.*, count(*) FILTER (WHERE r.before_hi IS NULL OR r.lo_key > r.before_hi)
+                            OVER (ORDER BY r.lo_key, r.hi_key, r.stats_id NULLS FIRST ROWS UNBOUNDED PRECEDING) AS grp
+              FROM reach AS r
+        ), m AS (
+            SELECT x.stats_id, x.lo_key, x.hi_key, x.column_set, x.n_rows, x.n_values FROM comp AS x
+             WHERE x.stats_id IS NOT NULL
+               AND (p_contained_only OR x.grp = (SELECT q.grp FROM comp AS q WHERE q.stats_id IS NULL))
+        ), used AS (   -- the distinct column sets (usually one), numbered from 0
+            SELECT u.column_set, (row_number() OVER (ORDER BY u.column_set))::integer - 1 AS cix
+              FROM (SELECT DISTINCT m.column_set FROM m) AS u
+        )
+        SELECT coalesce(array_agg(m.stats_id), '{}'), coalesce(array_agg(m.lo_key::bigint), '{}'),
+               coalesce(array_agg(m.hi_key::bigint), '{}'), coalesce(array_agg(m.n_values), '{}'),
+               coalesce(array_agg(m.n_rows), '{}'), coalesce(array_agg(used.cix), '{}'),
+               (SELECT coalesce(jsonb_agg(to_jsonb(cs.columns) ORDER BY u.cix), '[]')
+                  FROM used AS u JOIN modelstore.column_sets AS cs ON cs.set_id = u.column_set),
+               1
+          FROM m JOIN used ON used.column_set = m.column_set
+          INTO stats_ids, lo_keys, hi_keys, n_values, n_rows, column_ix, column_sets, probes;
+END
 $$;
 
 COMMENT ON FUNCTION modelstore.plan_candidates IS
-    'Algorithm 3 for the planner: the relevant set (no limit) as arrays of ids, integer keys and sizes.';
+    'Algorithm 3 for the planner: the relevant set (no limit, or rule 2''s windows) as arrays of ids, integer keys and sizes.';

@@ -354,8 +354,14 @@ BEGIN
         END IF;
     END IF;
 
-    -- the relevant set, when no index span answers (integer and date ordering columns: p_lo is given)
-    IF p_lo IS NOT NULL AND v_around IS NULL THEN
+    -- the relevant set, when no index span answers (integer and date ordering columns: p_lo is given) and
+    -- the source holds few summaries of the family: with more, the planner first reads only the models
+    -- near the request's ends (rules 2 and 3 of docs/planner.md), which this call cannot bound without
+    -- the cost model, so it leaves the candidates to the planner's own statement
+    IF p_lo IS NOT NULL AND v_around IS NULL
+       AND (SELECT count(*) FROM (SELECT 1 FROM modelstore.statistics AS s
+                                   WHERE s.source_id = v_source AND s.family = p_family
+                                   LIMIT 2001) AS few) <= 2000 THEN
         SELECT * INTO v_cand FROM modelstore.plan_candidates(v_source, p_family, p_filter_sql, p_target, '',
                                                             p_columns, false, p_lo, p_hi, false) AS pc;
         RETURN QUERY SELECT 'candidates'::text, NULL::bigint, pg_catalog.jsonb_build_array(

@@ -156,3 +156,35 @@ def test_many_models_solve_over_arrays_like_objects():
                         np.array([costs.stored_ms(m) for m in models]), np.diff(np.array(keys, dtype=float)), costs)
     assert sol.cost_ms == pytest.approx(by_objects.cost_ms)
     assert sol.cost_ms < sol.scratch_ms
+
+
+def test_heap_dijkstra_equals_scipy_on_random_graphs():
+    """The small-graph solver (heap Dijkstra in Python) and scipy's agree on distance, and the path each
+    returns is made of edges of the graph that sum to it (zero-weight edges included, like leaving a scan)."""
+    import numpy as np
+
+    from modelstore.planner.graph import shortest_path
+
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        n = int(rng.integers(2, 40))
+        m = int(rng.integers(0, 4 * n))
+        src, dst = rng.integers(0, n, m), rng.integers(0, n, m)
+        keep = src != dst
+        src, dst = src[keep], dst[keep]
+        pairs = {}
+        for a, b, c in zip(src.tolist(), dst.tolist(), rng.choice([0.0, 0.5, 1.0, 2.5], len(src)).tolist()):
+            pairs[a, b] = min(c, pairs.get((a, b), np.inf))  # one edge per pair, as the planner builds it
+        src = np.array([a for a, _ in pairs], dtype=np.int64)
+        dst = np.array([b for _, b in pairs], dtype=np.int64)
+        w = np.array(list(pairs.values()), dtype=float)
+        s, t = 0, n - 1
+        heap = shortest_path(n, src, dst, w, s, t, small=10**9)
+        scipy = shortest_path(n, src, dst, w, s, t, small=0)
+        assert (heap[1] is None) == (scipy[1] is None)
+        if heap[1] is None:
+            continue
+        assert heap[0] == pytest.approx(scipy[0])
+        for dist, path in (heap, scipy):
+            assert path[0] == s and path[-1] == t
+            assert sum(pairs[a, b] for a, b in zip(path, path[1:])) == pytest.approx(dist)

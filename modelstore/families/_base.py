@@ -122,6 +122,11 @@ class Family:
         """Floats stored for statistics over ``k`` columns (what fetching and merging them touches)."""
         raise NotImplementedError(f"{self.kind} has no statistics")
 
+    def catalog_values(self, k: int, classes: int = 1) -> int:
+        """Floats in the ``mean`` and ``moments`` of a catalog row over ``k`` columns (its ``n_values``,
+        migration 0013): what the planner's fetch cost of a stored model is computed from."""
+        raise NotImplementedError(f"{self.kind} has no statistics")
+
     def magnitudes(self, stats) -> np.ndarray:
         """The scale of each statistic that subtraction can cancel (the numerical guard)."""
         raise NotImplementedError(f"{self.kind} has no statistics")

@@ -66,6 +66,9 @@ class LinearFamily(Family):
     def stored_values(self, k, classes=1, *, triangle=False):
         return k + (k * (k + 1) // 2 if triangle else k * k)
 
+    def catalog_values(self, k, classes=1):
+        return k + k * k  # means, and the full comoment matrix (pack without triangle)
+
     def magnitudes(self, stats):
         return np.r_[stats.n, np.diag(stats.comoment)]
 

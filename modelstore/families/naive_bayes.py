@@ -96,6 +96,9 @@ class GaussianNBFamily(_NaiveBayesFamily):
         # the index stores means and second moments per class; the catalog's estimate counts the count too
         return classes * (2 * k if triangle else 1 + 2 * k)
 
+    def catalog_values(self, k, classes=1):
+        return 2 * classes * k  # class means and second moments; the counts are not floats
+
     def magnitudes(self, stats):
         return np.r_[stats.n, stats.m2.sum(axis=0)]
 
@@ -162,6 +165,9 @@ class MultinomialNBFamily(_NaiveBayesFamily):
 
     def stored_values(self, k, classes=1, *, triangle=False):
         return classes * (k if triangle else 1 + k)
+
+    def catalog_values(self, k, classes=1):
+        return classes * k  # per-class feature sums in moments; no means
 
     def magnitudes(self, stats):
         return np.r_[stats.n, stats.feature_sums.sum(axis=0)]

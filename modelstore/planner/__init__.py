@@ -28,6 +28,7 @@ from modelstore.planner.graph import SCAN_WORDS, TRAIN_WORDS, PlanCosts, solve, 
 from modelstore.planner.relevant import (
     ARRAY_KINDS, Candidates, StoredModel, candidates, models_ending_near, relevant_models,
 )
+from modelstore.planner.bounds import min_stored_ms, near_bound
 from modelstore.planner.rowcount import RowEstimator
 
 if TYPE_CHECKING:
@@ -132,11 +133,25 @@ def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: De
     backward = allow_subtract and descriptor.family.subtractable
     words = TRAIN_WORDS if trained else SCAN_WORDS
     gap_op = "train" if trained else "scan"
+    near, rule2 = None, False
     if not spans and kind in ARRAY_KINDS and _int64_keys(s, t):  # the common case, over arrays
-
-        found = candidates(conn, source_id, descriptor, contained_only=trained, exact_columns=trained,
-                           params_key=params_key, row=context.candidates if context is not None else None)
-        steps, solution, n_stored = _solve_arrays(found, s, t, costs, estimator, kind, gap_op, backward, words)
+        found, near = None, None
+        if context is not None and context.candidates is not None:  # read in the request's first round trip
+            found = candidates(conn, source_id, descriptor, contained_only=trained, exact_columns=trained,
+                               params_key=params_key, row=context.candidates)
+            steps, solution, n_stored = _solve_arrays(found, s, t, costs, estimator, kind, gap_op, backward, words)
+        elif descriptor.family.statistics is not None:  # rules 2, 3: models near the ends, if a cheap plan proves enough
+            c0 = min_stored_ms(costs, descriptor.family.catalog_values(len(descriptor.stats_columns)))
+            near = near_bound(int(s.key), int(t.key), costs, estimator, c0, key_room=_INT64_ROOM)
+        if near is not None:
+            found = candidates(conn, source_id, descriptor, params_key=params_key, near=near.windows,
+                               chain_depth=near.chain_depth)
+            steps, solution, n_stored = _solve_arrays(found, s, t, costs, estimator, kind, gap_op, backward, words)
+            rule2 = found.near and near.proves(solution.cost_ms)
+        if found is None or (found.near and not rule2):  # every relevant model (logistic, or rules 2, 3 proved nothing)
+            found = candidates(conn, source_id, descriptor, contained_only=trained, exact_columns=trained,
+                               params_key=params_key)
+            steps, solution, n_stored = _solve_arrays(found, s, t, costs, estimator, kind, gap_op, backward, words)
     else:
         if spans:
             # the spans cover whole chunks; stored models can only save the partial-chunk scans at the ends
@@ -168,7 +183,8 @@ def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: De
                 graph={"relevant": n_stored, "index_spans": len(spans), "truncated": False,
                        "pruned": solution.pruned, "nodes": solution.graph_nodes, "edges": solution.graph_edges,
                        "cost_path": cost_path(descriptor, estimator),
-                       "est_parts": est_parts(cost_model, estimator, descriptor, steps, cost, chunk_rows)})
+                       "est_parts": est_parts(cost_model, estimator, descriptor, steps, cost, chunk_rows),
+                       "near_ends": rule2, "chain_depth": near.chain_depth if rule2 else None})
 
 
 def cost_path(descriptor: Descriptor, estimator: RowEstimator) -> str:

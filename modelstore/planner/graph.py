@@ -33,6 +33,8 @@ solves it; Python objects (:class:`Edge`) are made only for the steps of the cho
 
 from __future__ import annotations
 
+import heapq
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -160,7 +162,6 @@ def solve_indexed(n_cuts: int, s: int, t: int, lo: np.ndarray, hi: np.ndarray, m
         keep = cheapest_per_pair(src, dst, w)
         src, dst, w, model = src[keep], dst[keep], w[keep], model[keep]
     n_stored = len(src)
-    stored_only = sp.csr_matrix((w, (src, dst)), shape=(V, V))
 
     # scan nodes: "inside a forward scan" V + i, "inside a backward scan" 2V + i
     at = np.arange(V)
@@ -172,9 +173,8 @@ def solve_indexed(n_cuts: int, s: int, t: int, lo: np.ndarray, hi: np.ndarray, m
         parts += [(at, 2 * V + at, np.full(V, costs.part_ms)), (2 * V + at, at, np.zeros(V)),
                   (2 * V + at[1:], 2 * V + at[:-1], piece_ms)]
     n_nodes = 3 * V if backward else 2 * V
-    full = sp.csr_matrix((np.concatenate([p[2] for p in parts]),
-                          (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))),
-                         shape=(n_nodes, n_nodes))
+    full = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]))
     pair_key = src * V + dst
     order = np.argsort(pair_key, kind="stable")
     sorted_keys = pair_key[order]
@@ -184,23 +184,63 @@ def solve_indexed(n_cuts: int, s: int, t: int, lo: np.ndarray, hi: np.ndarray, m
         return int(model[j]), float(w[j])
 
     candidates = [(scratch, scratch_edges)]
-    for graph in (full, stored_only):
-        dist, pred = dijkstra(graph, directed=True, indices=s, return_predecessors=True)
-        if not np.isfinite(dist[t]):
+    for nodes, graph in ((n_nodes, full), (V, (src, dst, w))):
+        dist_t, path = shortest_path(nodes, *graph, s, t)
+        if path is None:
             continue
-        path = [t]
-        while path[-1] != s:
-            path.append(int(pred[path[-1]]))
-        edges = _edges(path[::-1], V, stored_step, piece_rows, costs)
+        edges = _edges(path, V, stored_step, piece_rows, costs)
         once = (costs.fetch_once_ms if any(e.op == "stored" for e in edges) else 0.0) + (
             costs.scan_once_ms if any(e.op == "scan" for e in edges) else 0.0)
-        candidates.append((float(dist[t]) + once, edges))
+        candidates.append((dist_t + once, edges))
     cost, edges = min(candidates, key=lambda c: (c[0], len(c[1])))
     kinds = {e.op for e in edges}
     label = (words["cheapest"] if kinds == {"scan"} else
              "stored statistics only" if kinds == {"stored"} else f"stored statistics and {words['mixed']}")
     n_edges = n_stored + sum(len(p[0]) for p in parts[1:])
     return IndexedSolution(edges, cost, scratch, label, n_nodes, n_edges, pruned)
+
+
+#: graphs of at most this many nodes are solved by a heap Dijkstra in Python: for a few hundred nodes,
+#: building a sparse matrix and calling scipy costs more than the search itself
+SMALL_GRAPH = 1500
+
+
+def shortest_path(n_nodes: int, src: np.ndarray, dst: np.ndarray, w: np.ndarray, s: int, t: int,
+                  *, small: int = SMALL_GRAPH) -> tuple[float, list[int] | None]:
+    """(distance, node path) of a cheapest s → t path over non-negative edges, or (inf, None)."""
+    if n_nodes > small:
+        graph = sp.csr_matrix((w, (src, dst)), shape=(n_nodes, n_nodes))
+        dist, pred = dijkstra(graph, directed=True, indices=s, return_predecessors=True)
+        if not np.isfinite(dist[t]):
+            return math.inf, None
+        path = [t]
+        while path[-1] != s:
+            path.append(int(pred[path[-1]]))
+        return float(dist[t]), path[::-1]
+    adjacency: list[list[tuple[int, float]]] = [[] for _ in range(n_nodes)]
+    for a, b, c in zip(src.tolist(), dst.tolist(), w.tolist()):
+        adjacency[a].append((b, c))
+    dist = {s: 0.0}
+    pred: dict[int, int] = {}
+    heap = [(0.0, s)]
+    done = set()
+    while heap:
+        d, u = heapq.heappop(heap)
+        if u in done:
+            continue
+        if u == t:
+            path = [t]
+            while path[-1] != s:
+                path.append(pred[path[-1]])
+            return d, path[::-1]
+        done.add(u)
+        for v, c in adjacency[u]:
+            nd = d + c
+            if nd < dist.get(v, math.inf):
+                dist[v] = nd
+                pred[v] = u
+                heapq.heappush(heap, (nd, v))
+    return math.inf, None
 
 
 def _edges(path: list[int], V: int, stored_step, piece_rows: np.ndarray, costs: PlanCosts) -> tuple[IndexedEdge, ...]:
