@@ -71,6 +71,17 @@ def all_stored(store, descriptor) -> list[StoredModel]:
             for sid, lo, hi, c, n, nr, nv in rows]
 
 
+def optimum(store, plan) -> float:
+    """The cost of the best plan over every compatible stored model of the catalog (brute force over the
+    paper's complete graph), with the single scan kept unless the best saves more than the store's margin
+    (docs/planner.md, "Cost model")."""
+    d = plan.descriptor
+    costs = plan_costs(store.cost_model, store._estimator(d.source), d)
+    s, t = range_cuts(d.range, "integer")
+    best = brute_force(s, t, all_stored(store, d), lambda m: range_cuts(m.range, "integer"), costs)
+    return plan.scratch_cost_ms if best > (1 - store.scan_margin) * plan.scratch_cost_ms else best
+
+
 # ranges of at least 10 rows, so that every fit is determined
 ranges = st.tuples(st.integers(1, N - 9), st.integers(9, N)).map(lambda p: (p[0], min(N, p[0] + p[1])))
 
@@ -83,14 +94,7 @@ def test_plan_is_optimal_over_all_stored_models_and_exact(store, stored, request
         fit(store, lo, hi)
     lo, hi = request
     plan = store.explain("linear", table="p", target="y", features=FEATURES, order_by="id", lo=lo, hi=hi)
-    d = plan.descriptor
-    costs = plan_costs(store.cost_model, store._estimator(d.source), d)
-    s, t = range_cuts(d.range, "integer")
-    best = brute_force(s, t, all_stored(store, d), lambda m: range_cuts(m.range, "integer"), costs)
-    # the one scan stays unless the best plan saves more than the margin (docs/planner.md, "Cost model")
-    if best > (1 - store.scan_margin) * plan.scratch_cost_ms:
-        best = plan.scratch_cost_ms
-    assert plan.est_cost_ms == pytest.approx(best, rel=1e-9)
+    assert plan.est_cost_ms == pytest.approx(optimum(store, plan), rel=1e-9)
     m = fit(store, lo, hi)
     assert m.plan.plan.steps == plan.steps
     assert rel_err(np.r_[m.intercept_, m.coef_], reference(store.frame, lo, hi)) < 1e-9

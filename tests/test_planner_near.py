@@ -19,8 +19,7 @@ from modelstore.planner.bounds import min_stored_ms, near_bound
 from modelstore.planner.costs import CostModel
 from modelstore.planner.graph import solve
 from modelstore.request.cuts import range_cuts
-from tests.bruteforce import brute_force
-from tests.test_planner import FEATURES, N, all_stored, fit, reset
+from tests.test_planner import FEATURES, N, all_stored, fit, optimum, reset
 from tests.test_planner import store  # noqa: F401 — the module's table ``p``
 
 pytestmark = pytest.mark.store(cost_model=CostModel.default())
@@ -68,11 +67,7 @@ def test_rule2_plans_match_brute_force(store, figures, request, ends, anywhere):
     d = plan.descriptor
     costs = plan_costs(store.cost_model, store._estimator(d.source), d)
     s, t = range_cuts(d.range, "integer")
-    best = brute_force(s, t, all_stored(store, d), lambda m: range_cuts(m.range, "integer"), costs)
-    # the one scan stays unless the best plan saves more than the margin (docs/planner.md, "Cost model")
-    if best > (1 - store.scan_margin) * plan.scratch_cost_ms:
-        best = plan.scratch_cost_ms
-    assert plan.est_cost_ms == pytest.approx(best, rel=1e-9)
+    assert plan.est_cost_ms == pytest.approx(optimum(store, plan), rel=1e-9)
     if plan.graph["near_ends"]:  # the proof's premise held
         c0 = min_stored_ms(costs, d.family.catalog_values(len(d.stats_columns)))
         bound = near_bound(int(s.key), int(t.key), costs, store._estimator(d.source), c0, key_room=2**62)

@@ -83,21 +83,30 @@ def _whole_chunks(conn, info: IndexInfo, descriptor: Descriptor):
     return max(inside, key=lambda sp: (sp.last - sp.first, -sp.first)), s, t
 
 
-def group_statistics(conn: psycopg.Connection, table: Table, descriptor: Descriptor, group_by: str,
-                     source_id: int | None, *, only=None, max_classes: int = 1000) -> tuple[dict, dict] | None:
-    """({group key: statistics}, the plan) of a grouped request from the index's group nodes, or None
-    when no index with group nodes for ``group_by`` serves it (then the caller scans)."""
+def _served(conn: psycopg.Connection, descriptor: Descriptor, group_by: str, source_id: int | None):
+    """(the index, its widest span of whole chunks inside the request, the partial-chunk ranges at the
+    ends) when an index's group nodes for ``group_by`` serve the request; else None."""
     info = group_index.find(conn, source_id, descriptor, group_by)
     if info is None:
         return None
     span, s, t = _whole_chunks(conn, info, descriptor)
     if span is None:
         return None
+    kind = descriptor.source.order_kind
+    return info, span, [cuts_range(a, b, kind) for a, b in ((s, span.lo), (span.hi, t)) if not is_empty(a, b)]
+
+
+def group_statistics(conn: psycopg.Connection, table: Table, descriptor: Descriptor, group_by: str,
+                     source_id: int | None, *, only=None, max_classes: int = 1000) -> tuple[dict, dict] | None:
+    """({group key: statistics}, the plan) of a grouped request from the index's group nodes, or None
+    when no index with group nodes for ``group_by`` serves it (then the caller scans)."""
+    served = _served(conn, descriptor, group_by, source_id)
+    if served is None:
+        return None
+    info, span, pieces = served
     if only is not None and not only:
         return {}, {"groups": "index", "index_id": info.index_id, "nodes": 0, "rows_scanned": 0}
     from_nodes = group_index.fetch(conn, info, list(span.nodes), only)
-    kind = descriptor.source.order_kind
-    pieces = [cuts_range(a, b, kind) for a, b in ((s, span.lo), (span.hi, t)) if not is_empty(a, b)]
     partial: dict[str, object] = {}
     engine = stats_engine.engine(conn)
     if pieces:
@@ -132,14 +141,11 @@ def group_statistics(conn: psycopg.Connection, table: Table, descriptor: Descrip
 
 def describe(conn: psycopg.Connection, descriptor: Descriptor, group_by: str, source_id: int | None) -> str | None:
     """EXPLAIN's line for a grouped request an index's group nodes serve (None when none does)."""
-    info = group_index.find(conn, source_id, descriptor, group_by)
-    if info is None:
+    served = _served(conn, descriptor, group_by, source_id)
+    if served is None:
         return None
-    span, s, t = _whole_chunks(conn, info, descriptor)
-    if span is None:
-        return None
-    kind = descriptor.source.order_kind
-    pieces = [str(cuts_range(a, b, kind)) for a, b in ((s, span.lo), (span.hi, t)) if not is_empty(a, b)]
+    info, span, ranges = served
+    pieces = [str(r) for r in ranges]
     scan = (f"+ one scan of {' and '.join(pieces)} grouped by {group_by!r}" if pieces else "no partial chunk to scan")
     return (f"groups by {group_by!r} from index #{info.index_id}: chunks [{span.first}, {span.last}) "
             f"{span.lo.value!r}..{span.hi.value!r} as {len(span.nodes)} node(s) per group {scan}")
