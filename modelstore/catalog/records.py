@@ -141,6 +141,22 @@ def fetch_stats(conn: psycopg.Connection, stats_ids: list[int], known: dict | No
     return found
 
 
+# -- commit durability -------------------------------------------------------------------------------
+
+#: sent in a materialisation transaction the store owns when the request names no model: its rows are
+#: derived data the store can recompute, so its COMMIT need not wait for the WAL flush (docs/freshness.md,
+#: "Asynchronous commit of derived rows"). A later synchronous commit flushes it (WAL is written in order),
+#: so a crash can only lose a suffix of such transactions, never leave the catalog half of one.
+ASYNC_COMMIT = sql.SQL("SET LOCAL synchronous_commit = off")
+
+
+def commits_asynchronously(name: str | None, materialize: bool) -> bool:
+    """Whether a request's materialisation may commit without waiting for the WAL flush: it stores
+    something, and no model under a name the user gave (a named model keeps the synchronous commit the
+    user expects)."""
+    return materialize and name is None
+
+
 # -- named models -------------------------------------------------------------------------------------
 
 def store_model(conn: psycopg.Connection, *, name: str | None, kind: str, source_id: int, stats_id: int | None,

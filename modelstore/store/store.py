@@ -176,7 +176,12 @@ class Store:
         if answered is not None:
             return answered
         started = time.perf_counter()
+        # the store's own transaction only (a caller's transaction keeps its own durability)
+        owned = (isinstance(self.conn, psycopg.Connection)
+                 and self.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE)
         with self.conn.transaction():
+            if owned and records.commits_asynchronously(request.name, self.materialize):
+                self.conn.execute(records.ASYNC_COMMIT)
             descriptor, table_info, notes = self._describe_request(request)
             fam = descriptor.family
             run = self._run_iterative if fam.iterative else self._run_trained if fam.trained else self._run_statistics
@@ -312,6 +317,8 @@ class Store:
                     stats_key=stats_key)
                 try:
                     with conn.pipeline():
+                        if records.commits_asynchronously(name, self.materialize):
+                            conn.execute(records.ASYNC_COMMIT)
                         if stats_key is not None:
                             conn.execute(insert, values)
                         cur = conn.execute(query, model_values)
