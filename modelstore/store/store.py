@@ -297,7 +297,7 @@ class Store:
                 out, stats = self._run_locked(request, descriptor, tbl, source_id,
                                               dataclasses.replace(plan, notes=access.notes), ctx, piece_rows,
                                               first_trip, engine, scratch_rows)
-                insert, values, key_sql, key = records.stats_insert(source_id, descriptor, stats)
+                insert, values, key_sql, key = records.stats_insert(source_id, descriptor, stats, binary=True)
                 stats_key = (key_sql, key)
             else:
                 # a plan that reads rows: the source lock first, then planning again (today's path)
