@@ -201,3 +201,40 @@ def test_a_from_scratch_plan_is_two_round_trips_planned_once_and_exact(store, mo
     expected = np.linalg.lstsq(np.c_[np.ones(len(sel)), sel[FEATURES]], sel.y, rcond=None)[0]
     np.testing.assert_allclose(np.r_[model.intercept_, model.coef_], expected, rtol=1e-9, atol=1e-12)
     assert model.plan.stored_stats_id is not None and model.plan.stored_stats_id != stats_id
+
+
+def test_an_unnamed_model_commits_without_waiting_for_the_wal_flush_and_a_named_one_waits(store):
+    """docs/freshness.md, "Asynchronous commit of derived rows": a trigger on the models' table records the
+    transaction's synchronous_commit as each model row is inserted."""
+    conn = store.conn
+    conn.execute("CREATE TABLE commit_seen (name text, sync text)")
+    conn.execute("""
+        CREATE FUNCTION commit_seen() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO public.commit_seen VALUES (NEW.name, current_setting('synchronous_commit'));
+            RETURN NULL;
+        END $$""")
+    conn.execute("CREATE TRIGGER commit_seen AFTER INSERT ON modelstore.fitted_models "
+                 "FOR EACH ROW EXECUTE FUNCTION commit_seen()")
+    # the test cluster runs without durability (modelstore.server, ephemeral): the session asks for it
+    conn.execute("SET synchronous_commit = on")
+    conn.commit()
+    try:
+        unnamed_fast = fit(store, 210, 1400).name  # the two-round-trip path
+        named_fast = fit(store, 220, 1400, name="kept_durably").name
+        unnamed_usual = fit(store, 230, 1400, where="x1 > -10").name  # a filter: the usual path
+        named_usual = fit(store, 240, 1400, where="x1 > -10", name="kept_durably_too").name
+        with conn.transaction():  # a caller's own transaction keeps its durability
+            inside = fit(store, 250, 1400).name
+        seen = dict(conn.execute("SELECT name, sync FROM commit_seen").fetchall())
+        assert seen == {unnamed_fast: "off", named_fast: "on", unnamed_usual: "off", named_usual: "on",
+                        inside: "on"}
+        # SET LOCAL: the session's own setting is untouched
+        assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "on"
+        conn.commit()
+    finally:
+        conn.execute("RESET synchronous_commit")
+        conn.execute("DROP TRIGGER commit_seen ON modelstore.fitted_models")
+        conn.execute("DROP FUNCTION commit_seen()")
+        conn.execute("DROP TABLE commit_seen")
+        conn.commit()

@@ -8,12 +8,15 @@ transaction, so a failed request leaves nothing behind.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from modelstore.request.descriptor import Descriptor, Range, Source, bound_key, bound_text
+from modelstore.catalog.wire import float8_array
 from modelstore.errors import InputError, ModelNotFoundError
 from modelstore.families import FAMILIES, statistics_family
 
@@ -52,28 +55,36 @@ _STATS_KEY = ("source_id = %s AND family = %s AND lo_key = %s AND hi_key = %s AN
 
 
 def stats_insert(source_id: int, descriptor: Descriptor, stats, *, r: Range | None = None, params_key: str = "",
-                 extra: dict | None = None, read_columns: tuple[str, ...] | None = None,
+                 extra: dict | None = None, read_columns: tuple[str, ...] | None = None, binary: bool = False,
                  ) -> tuple[sql.Composable, list, sql.Composable, list]:
     """The statement materialising ``stats`` (``INSERT … ON CONFLICT DO NOTHING RETURNING stats_id``) and
     the condition finding the row of its key, each with its parameters — for callers that store a
     summary inside a larger statement (a deployment's refresh writes everything in one). ``read_columns``:
-    the descriptor's, when the caller has them (parsing the filter for them costs ~0.5 ms)."""
+    the descriptor's, when the caller has them (parsing the filter for them costs ~0.5 ms). ``binary``: the
+    float arrays as :class:`~modelstore.catalog.wire.Float8Array` (a psycopg connection only, not SPI)."""
     r = r or descriptor.range
     if not (r.lo_closed and r.hi_closed):
         raise ValueError("stored statistics cover closed ranges only")
     key = [source_id, descriptor.kind, bound_key(r.lo), bound_key(r.hi), descriptor.filter_sql,
            descriptor.class_column, params_key, list(stats.columns)]
     arrays = statistics_family(stats).pack(stats)
+    if binary:
+        arrays = {k: float8_array(v) if k in _FLOAT_ARRAYS else v for k, v in arrays.items()}
     values = key + [bound_text(r.lo), bound_text(r.hi), stats.n, stats.null_rows, arrays["classes"], arrays["counts"],
                     arrays["mean"], arrays["moments"], None if extra is None else Jsonb(_jsonable(extra)),
                     list(descriptor.read_columns if read_columns is None else read_columns), arrays.get("mean_lo"), arrays.get("moments_lo")]
     return sql.SQL(_INSERT_STATS), values, sql.SQL(_STATS_KEY), key
 
 
+#: the packed statistics' float8[] columns (counts is bigint[], classes jsonb)
+_FLOAT_ARRAYS = frozenset({"mean", "moments", "mean_lo", "moments_lo"})
+
+
 def store_stats(conn: psycopg.Connection, source_id: int, descriptor: Descriptor, stats, *,
                 r: Range | None = None, params_key: str = "", extra: dict | None = None) -> int:
     """Materialise ``stats`` for the descriptor's range (or ``r``); returns its id (an existing one if stored)."""
-    insert, values, key_sql, key = stats_insert(source_id, descriptor, stats, r=r, params_key=params_key, extra=extra)
+    insert, values, key_sql, key = stats_insert(source_id, descriptor, stats, r=r, params_key=params_key, extra=extra,
+                                                binary=isinstance(conn, psycopg.Connection))
     row = conn.execute(insert, values).fetchone()
     if row is None:
         row = conn.execute(sql.SQL("SELECT stats_id FROM modelstore.statistics WHERE {}").format(key_sql), key).fetchone()
@@ -139,6 +150,22 @@ def fetch_stats(conn: psycopg.Connection, stats_ids: list[int], known: dict | No
     if missing:
         raise LookupError(f"stored statistics {sorted(missing)} disappeared while the request ran")
     return found
+
+
+# -- commit durability -------------------------------------------------------------------------------
+
+#: sent in a materialisation transaction the store owns when the request names no model: its rows are
+#: derived data the store can recompute, so its COMMIT need not wait for the WAL flush (docs/freshness.md,
+#: "Asynchronous commit of derived rows"). A later synchronous commit flushes it (WAL is written in order),
+#: so a crash can only lose a suffix of such transactions, never leave the catalog half of one.
+ASYNC_COMMIT = sql.SQL("SET LOCAL synchronous_commit = off")
+
+
+def commits_asynchronously(name: str | None, materialize: bool) -> bool:
+    """Whether a request's materialisation may commit without waiting for the WAL flush: it stores
+    something, and no model under a name the user gave (a named model keeps the synchronous commit the
+    user expects)."""
+    return materialize and name is None
 
 
 # -- named models -------------------------------------------------------------------------------------
@@ -260,6 +287,8 @@ def _jsonable(obj):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, np.ndarray) and obj.dtype.kind in "fiub" and (obj.dtype.kind != "f" or np.isfinite(obj).all()):
         return obj.tolist()  # numbers only, all finite: numpy's own conversion (a model's covariance, per request)
+    if type(obj) is list and all(type(v) is float for v in obj) and all(map(math.isfinite, obj)):
+        return list(obj)  # floats only, all finite (a row of a model's covariance, per request): as they are
     if isinstance(obj, list | tuple | np.ndarray):
         return [_jsonable(v) for v in (obj.tolist() if isinstance(obj, np.ndarray) else obj)]
     if isinstance(obj, np.generic):

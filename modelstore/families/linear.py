@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from modelstore.families._base import Family
@@ -11,6 +13,15 @@ from modelstore.models import shrinkage
 from modelstore.models.linear import LinearRegression
 from modelstore.stats import linear as linear_stats
 from modelstore.stats.linear import LinearStats
+
+
+@functools.lru_cache(maxsize=64)
+def _upper(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """np.triu_indices(k), kept: every index node a request reads is unpacked through it."""
+    rows, cols = np.triu_indices(k)
+    rows.setflags(write=False)
+    cols.setflags(write=False)
+    return rows, cols
 
 
 class LinearFamily(Family):
@@ -40,7 +51,7 @@ class LinearFamily(Family):
 
     def pack(self, stats, *, triangle=False):
         def layout(matrix):
-            return (matrix[np.triu_indices(len(stats.columns))] if triangle else matrix.ravel()).tolist()
+            return (matrix[_upper(len(stats.columns))] if triangle else matrix.ravel()).tolist()
 
         dd = stats.mean_lo is not None
         return {"classes": None, "counts": None, "mean": stats.mean.tolist(), "moments": layout(stats.comoment),
@@ -54,7 +65,7 @@ class LinearFamily(Family):
         def matrix(values):
             if triangle:
                 full = np.empty((k, k))
-                upper = np.triu_indices(k)
+                upper = _upper(k)
                 full[upper] = values
                 full.T[upper] = values
                 return full
