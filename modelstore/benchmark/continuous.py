@@ -186,7 +186,18 @@ class _Stream:
         scored_batch = _batch(scored)
         self.scored = [_slice(scored_batch, cuts[k], cuts[k + 1]) for k in range(len(self.chunk_hours))]
         self.chunks = self.scored  # one entry per streamed hour
-        self.retrain_every = cfg.flights_retrain_days * 24  # in hourly chunks
+        # the periodical retrainings: every flights_retrain_days calendar days after the deploy period, each
+        # after the last streamed hour before its boundary (chunks are the hours that have flights, about
+        # 19 a day, so a count of 24 × days chunks would stretch "30 days" to about 38)
+        every = pd.Timedelta(days=cfg.flights_retrain_days)
+        boundaries = []
+        if self.chunk_hours:
+            b = pd.Timestamp(deploy_end) + every
+            while b <= self.chunk_hours[-1]:
+                boundaries.append(b)
+                b += every
+        self.retrain_after = {int(np.searchsorted(np.asarray(self.chunk_hours, dtype="datetime64[ns]"),
+                                                  np.datetime64(b), side="left")) - 1 for b in boundaries}
         self.deploy_end = deploy_end
         self.row_step = cfg.flights_row_step
         self.conn = conn
@@ -293,7 +304,7 @@ def run_approach(stream: _Stream, base: SGDModel, target: str, approach: str, cf
             t2 = _clock()
             cost["preprocess"] += t1 - t0
             cost["train"] += t2 - t1
-        if approach == "periodical" and (i + 1) % stream.retrain_every == 0:
+        if approach == "periodical" and i in stream.retrain_after:
             # a full retraining (§5.2): the preprocessing re-run from the raw data, then to convergence,
             # warm-started (weights and optimizer state; the feature layout kept)
             retrains += 1
