@@ -341,16 +341,27 @@ BEGIN
                     END IF;
                     v_whi[i] := coalesce(v_bound, v_key);
                 END LOOP;
+                -- four index range probes (an end in either window), not one filter over the whole catalog
                 v_ids := ARRAY(
-                    SELECT s.stats_id FROM modelstore.statistics AS s
-                     WHERE s.source_id = v_source AND s.family = p_family AND s.filter_sql = p_filter_sql
-                       AND s.target = p_target AND s.params_key = '' AND s.columns @> p_columns
-                       AND (s.null_rows = 0 OR s.columns <@ p_columns)
-                       AND ((numrange(s.lo_key, s.hi_key, '[]') && numrange(v_wlo[1], v_whi[1], '[]')
-                             AND (s.lo_key BETWEEN v_wlo[1] AND v_whi[1] OR s.hi_key BETWEEN v_wlo[1] AND v_whi[1]))
-                         OR (numrange(s.lo_key, s.hi_key, '[]') && numrange(v_wlo[2], v_whi[2], '[]')
-                             AND (s.lo_key BETWEEN v_wlo[2] AND v_whi[2] OR s.hi_key BETWEEN v_wlo[2] AND v_whi[2])))
-                     ORDER BY s.stats_id);
+                    SELECT DISTINCT e.stats_id FROM (
+                        SELECT s.stats_id, s.target, s.params_key, s.columns, s.null_rows FROM modelstore.statistics AS s
+                         WHERE s.source_id = v_source AND s.family = p_family AND s.filter_sql = p_filter_sql
+                           AND s.lo_key BETWEEN v_wlo[1] AND v_whi[1]
+                        UNION ALL
+                        SELECT s.stats_id, s.target, s.params_key, s.columns, s.null_rows FROM modelstore.statistics AS s
+                         WHERE s.source_id = v_source AND s.family = p_family AND s.filter_sql = p_filter_sql
+                           AND s.lo_key BETWEEN v_wlo[2] AND v_whi[2]
+                        UNION ALL
+                        SELECT s.stats_id, s.target, s.params_key, s.columns, s.null_rows FROM modelstore.statistics AS s
+                         WHERE s.source_id = v_source AND s.family = p_family AND s.filter_sql = p_filter_sql
+                           AND s.hi_key BETWEEN v_wlo[1] AND v_whi[1]
+                        UNION ALL
+                        SELECT s.stats_id, s.target, s.params_key, s.columns, s.null_rows FROM modelstore.statistics AS s
+                         WHERE s.source_id = v_source AND s.family = p_family AND s.filter_sql = p_filter_sql
+                           AND s.hi_key BETWEEN v_wlo[2] AND v_whi[2]) AS e
+                     WHERE e.target = p_target AND e.params_key = '' AND e.columns @> p_columns
+                       AND (e.null_rows = 0 OR e.columns <@ p_columns)
+                     ORDER BY e.stats_id);
                 RETURN QUERY SELECT 'near'::text, s.stats_id, pg_catalog.jsonb_build_array(
                     s.stats_id, s.lo, s.hi, s.columns, s.n, s.null_rows,
                     cardinality(s.moments) + coalesce(cardinality(s.mean), 0)),
