@@ -207,7 +207,7 @@ BEGIN
     -- children, capture installed and enabled, READ COMMITTED) on a source that needs no validation first
     -- (freshness.source_is_current). Python checks all of it again on the rows returned; where it disagrees
     -- it rolls the transaction back.
-    IF p_speculate AND p_filter_sql = '' AND p_lo IS NOT NULL
+    IF p_speculate AND p_lo IS NOT NULL
        AND cardinality(v_acc.denied) = 0 AND NOT v_acc.rls AND NOT coalesce(v_acc.inherited, false)
        AND NOT coalesce(v_acc.is_partition, false) AND cardinality(coalesce(v_acc.foreign_members, '{}')) = 0
        AND v_acc.n_enabled = 4 * v_acc.n_members AND v_acc.n_triggers = v_acc.n_enabled
@@ -224,8 +224,8 @@ BEGIN
        -- a summary of exactly this range is one read: no lock, no scan (docs/freshness.md)
        AND NOT EXISTS (
            SELECT FROM modelstore.statistics AS s
-            WHERE s.source_id = v_source AND s.family = p_family AND s.filter_sql = '' AND s.target = p_target
-              AND s.params_key = '' AND s.lo_key = p_s_key AND s.hi_key + 1 = p_t_key AND s.columns @> p_columns
+            WHERE s.source_id = v_source AND s.family = p_family AND s.filter_sql = p_filter_sql
+              AND s.target = p_target AND s.params_key = '' AND s.lo_key = p_s_key AND s.hi_key + 1 = p_t_key AND s.columns @> p_columns
               AND (s.null_rows = 0 OR s.columns <@ p_columns))
     THEN
         -- the row lock alone when the read columns' types are recorded already (the usual case: no new row
