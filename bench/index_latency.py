@@ -24,6 +24,7 @@ import numpy as np
 from psycopg import sql
 
 import modelstore
+from modelstore.benchmark.data import prewarm
 from modelstore.execution.executor import scan
 from modelstore.request.source import resolve_table
 
@@ -73,6 +74,8 @@ def main() -> None:
         t0 = time.perf_counter()
         info = store.build_index(TABLE, "id", FEATURES, "y")
         build_s = time.perf_counter() - t0
+        # the table, its btree and the catalog in the OS page cache (a cold page costs ~0.4 ms on this disk)
+        cache = prewarm(store.conn, [TABLE])
         requests = []
         for _ in range(args.queries):
             size = max(1000, int(rng.gauss(50_000, 12_500))) if len(requests) % 2 == 0 else rng.randint(1000, args.rows)
@@ -100,7 +103,7 @@ def main() -> None:
                 "vs the same statistics by one in-database aggregate scan",
         "rows": args.rows, "features": 10, "queries": args.queries,
         "query_sizes": "alternating N(50K, 12.5K) and uniform(1K, rows)",
-        "load_seconds": round(load_s, 1), "index_build_seconds": round(build_s, 1),
+        "load_seconds": round(load_s, 1), "index_build_seconds": round(build_s, 1), "cache": cache,
         "index": {k: (v.item() if hasattr(v, "item") else v) for k, v in info.items()
                   if k in ("chunk_rows", "n_chunks", "levels", "index_bytes", "table_bytes", "size_ratio")},
         "end_to_end_ms": {"median": statistics.median(ends), "p10": float(np.percentile(ends, 10)),

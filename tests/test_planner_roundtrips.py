@@ -238,3 +238,55 @@ def test_an_unnamed_model_commits_without_waiting_for_the_wal_flush_and_a_named_
         conn.execute("DROP FUNCTION commit_seen()")
         conn.execute("DROP TABLE commit_seen")
         conn.commit()
+
+
+def reference_where(store, lo, hi, where):
+    """numpy's least squares over id in [lo, hi] and ``where`` (a literal condition of this module)."""
+    rows = np.array(store.conn.execute(
+        "SELECT x1, x2, x3, y FROM rt WHERE id BETWEEN %s AND %s AND " + where, [lo, hi]).fetchall(), dtype=float)
+    X = np.c_[np.ones(len(rows)), rows[:, :3]]
+    return np.linalg.lstsq(X, rows[:, 3], rcond=None)[0], len(rows)
+
+
+@pytest.mark.parametrize("where", ["x3 > 0", "x1 < 0.5 AND x2 > -1"])
+def test_a_filtered_request_is_two_round_trips_from_scratch_and_stored(store, where):
+    fit(store, 5, 60)  # the table described
+    # nothing stored with this filter: the filter checked, the lock and the filtered from-scratch scan in the
+    # first round trip; the statistics, the model and COMMIT in the second
+    model, statements, trips = traced(store, lambda: fit(store, 150, 3150, where=where))
+    assert [s.op for s in model.plan.plan.steps] == ["scan"], model.plan
+    assert trips <= 2, statements
+    expected, rows = reference_where(store, 150, 3150, where)
+    np.testing.assert_allclose(np.r_[model.intercept_, model.coef_], expected, rtol=1e-9, atol=1e-12)
+    assert model.n_obs == rows
+    filter_sql, n = store.conn.execute("SELECT filter_sql, n FROM modelstore.statistics WHERE stats_id = %s",
+                                       [model.plan.stored_stats_id]).fetchone()
+    assert filter_sql != "" and n == rows
+    # asked again: the stored filtered summary, no lock
+    again, statements, trips = traced(store, lambda: fit(store, 150, 3150, where=where))
+    assert [s.op for s in again.plan.plan.steps] == ["stored"] and trips <= 2, statements
+    assert not any("UPDATE modelstore.sources" in s for s in statements)
+    np.testing.assert_allclose(again.coef_, model.coef_, rtol=1e-12)
+    # a write inside the range drops the filtered summary (capture, docs/freshness.md): the next request scans
+    # again, and sees the write
+    store.conn.execute("UPDATE rt SET y = y + 100 WHERE id = (SELECT min(id) FROM rt WHERE id >= 151 AND " + where + ")")
+    after = fit(store, 150, 3150, where=where)
+    assert [s.op for s in after.plan.plan.steps] == ["scan"]
+    expected, _ = reference_where(store, 150, 3150, where)
+    np.testing.assert_allclose(np.r_[after.intercept_, after.coef_], expected, rtol=1e-9, atol=1e-12)
+    store.conn.execute("UPDATE rt SET y = y - 100 WHERE id = (SELECT min(id) FROM rt WHERE id >= 151 AND " + where + ")")
+
+
+def test_a_bad_filter_on_the_fast_path_is_named_and_writes_nothing(store):
+    fit(store, 5, 60)
+    count = "SELECT (SELECT count(*) FROM modelstore.fitted_models), (SELECT count(*) FROM modelstore.statistics)"
+    before = store.conn.execute(count).fetchone()
+    with pytest.raises(modelstore.errors.FilterError, match="not a valid condition"):
+        fit(store, 100, 900, where="x1 > 'abc'")
+    with pytest.raises(modelstore.errors.FilterError):
+        fit(store, 100, 900, where="nosuchfunction(x1) > 0")
+    assert store.conn.execute(count).fetchone() == before
+    assert store.conn.info.transaction_status == 0  # idle: nothing left open
+    # and the next good request still takes the fast path
+    _, statements, trips = traced(store, lambda: fit(store, 100, 900, where="x2 < 0"))
+    assert trips <= 2, statements

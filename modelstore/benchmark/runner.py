@@ -79,6 +79,8 @@ def run(store, config: Config, *, only: Sequence[str] | None = None, out_dir: Pa
                 bar.remove_task(task)
             ctx.note(f"table {data.qualified()}: {config.rows:,} rows "
                      + (f"loaded in {time.perf_counter() - started:.1f} s" if loaded else "(already loaded)"))
+            env["cache"] = data.prewarm(store.conn, [data.qualified()])
+            ctx.note(f"cache: {env['cache']}")
         if config.calibrate and shared_table:
             ctx.note("calibrating the cost model (modelstore calibrate) …")
             store.calibrate()

@@ -225,8 +225,10 @@ class Store:
            chunks cut into pieces) and the aggregate of those pieces, pipelined;
         2. the statistics' and the model's ``INSERT`` and ``COMMIT``, pipelined.
 
-        None when this path does not apply — a table not described before or not an ordinary one, a filter,
-        an open range, an ordering column other than integer or date — and nothing has been written then. A
+        None when this path does not apply — a table not described before or not an ordinary one, an open
+        range, an ordering column other than integer or date — and nothing has been written then. A ``where``
+        filter rides along: PostgreSQL checks it in the first round trip (a bad one sends the request to the
+        usual path, which names the problem). A
         plan that reads rows the first round trip did not read runs them under the lock (one more round
         trip); without the lock it takes the usual path in the same transaction."""
         conn = self.conn
@@ -236,13 +238,16 @@ class Store:
             return None
         fam = family(request.kind)
         tbl = self._tables.get(request.table) if isinstance(request.table, str) else None
-        if (tbl is None or tbl.kind != "r" or fam.trained or fam.iterative or request.where
+        if (tbl is None or tbl.kind != "r" or fam.trained or fam.iterative
                 or request.lo is None or request.hi is None):
             return None
         started = time.perf_counter()
         notes: list[str] = list(request.notes)
+        # a filter is checked by PostgreSQL in the first round trip (a bad one rolls back to the usual path,
+        # which names the problem)
         descriptor, _ = self._describe(request.kind, tbl, request.target, request.features, request.order_by,
-                                       request.lo, request.hi, None, request.params, notes=notes)
+                                       request.lo, request.hi, request.where, request.params, notes=notes,
+                                       check_filter=False)
         kind = descriptor.source.order_kind
         s, t = range_cuts(descriptor.range, kind)
         if kind not in ARRAY_KINDS or not _int64_keys(s, t):
@@ -258,10 +263,13 @@ class Store:
             try:
                 with conn.pipeline():
                     conn.execute("BEGIN")
+                    if descriptor.filter_sql:
+                        conn.execute(_filter_probe(tbl, descriptor.filter_sql))
                     cur = request_context.send(conn, schema, relname, descriptor, s, t, array_keys=True,
                                                speculate=speculate)
                     pieces_cur = scratch_cur = None
-                    if speculate and fam.indexable and indexed in self._indexed:
+                    # (statistics indexes hold unfiltered rows only)
+                    if speculate and fam.indexable and indexed in self._indexed and not descriptor.filter_sql:
                         pieces_cur = conn.execute(self._piece_query(tbl, descriptor, request.max_classes, engine),
                                                   binary=True)
                     elif speculate:
@@ -814,11 +822,12 @@ class Store:
         return descriptor, tbl, tuple(notes)
 
     def _describe(self, kind, table, target, features, order_by, lo, hi, where, params, *,
-                  notes: list | None = None) -> tuple[Descriptor, Table]:
+                  notes: list | None = None, check_filter: bool = True) -> tuple[Descriptor, Table]:
         """Validate a request against the database and turn it into a :class:`Descriptor`.
 
         With ``notes``, conditions of ``where`` on the ordering column become the range (as in the model
-        language), so that stored statistics can serve them, and a note says so."""
+        language), so that stored statistics can serve them, and a note says so. ``check_filter=False``: the
+        caller sends PostgreSQL's check of the filter (:meth:`_filter_probe`) itself, in its own pipeline."""
         if isinstance(table, Table):  # described already (the fast path: no query)
             tbl = table
         else:
@@ -836,7 +845,7 @@ class Store:
         else:
             check_numeric(tbl, [target], "target")
         filter_sql = normalize_filter(where, set(tbl.columns))
-        if filter_sql:
+        if filter_sql and check_filter:
             self._check_filter(tbl, where, filter_sql)
         lo = None if lo is None else coerce_bound(lo, order_kind, "lo")
         hi = None if hi is None else coerce_bound(hi, order_kind, "hi")
@@ -858,8 +867,7 @@ class Store:
         the filter is planned against the table with no row read, in a savepoint."""
         try:
             with self.conn.transaction():
-                # filter_sql is sqlglot's rendering of the parsed filter, identifiers checked (language/filters)
-                self.conn.execute(sql.SQL("SELECT FROM {} WHERE {} LIMIT 0").format(tbl.identifier, sql.SQL(filter_sql)))
+                self.conn.execute(_filter_probe(tbl, filter_sql))
         except psycopg.errors.InsufficientPrivilege as exc:
             raise PrivilegeError(f"where {where!r}: {exc.diag.message_primary or exc}") from None
         except psycopg.Error as exc:
@@ -991,6 +999,12 @@ def _chunk_notes(plan: Plan, *, warn: bool = True) -> tuple[str, ...]:
     if warn:
         warnings.warn(note, PlanNoteWarning, stacklevel=4)
     return (note,)
+
+
+def _filter_probe(tbl: Table, filter_sql: str) -> sql.Composed:
+    """PostgreSQL's check of a filter: the table planned with it, no row read."""
+    # filter_sql is sqlglot's rendering of the parsed filter, identifiers checked (language/filters)
+    return sql.SQL("SELECT FROM {} WHERE {} LIMIT 0").format(tbl.identifier, sql.SQL(filter_sql))
 
 
 def _range_from_where(tbl: Table, order_by: str, order_kind: str, where: str, filter_sql: str, lo, hi
