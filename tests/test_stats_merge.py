@@ -112,3 +112,4 @@ def test_float64_merge_many_equals_numpy(seed):
     assert merged.n == 300 and merged.precision == "float64"
     np.testing.assert_allclose(merged.mean, z.mean(axis=0), rtol=1e-13)
     np.testing.assert_allclose(merged.comoment, centered.T @ centered, rtol=1e-10, atol=1e-9)
+
