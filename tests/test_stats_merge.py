@@ -113,3 +113,61 @@ def test_float64_merge_many_equals_numpy(seed):
     np.testing.assert_allclose(merged.mean, z.mean(axis=0), rtol=1e-13)
     np.testing.assert_allclose(merged.comoment, centered.T @ centered, rtol=1e-10, atol=1e-9)
 
+
+
+# -- Gaussian Naive Bayes: per class, the same pooled merge ---------------------------------------------------------
+
+def gnb_dd_stats(features, rows, labels):
+    """Double-double Gaussian NB statistics nearest to the exact per-class means and M2 of ``rows``."""
+    from modelstore.stats.gaussian_nb import GaussianNBStats
+
+    classes = sorted(set(labels))
+    counts, mh, ml, sh, sl = [], [], [], [], []
+    for c in classes:
+        mine = [r for r, lab in zip(rows, labels) if lab == c]
+        mean, C = exact_moments(mine)
+        counts.append(len(mine))
+        pairs = [_dd.from_fraction(m) for m in mean]
+        mh.append([p[0] for p in pairs])
+        ml.append([p[1] for p in pairs])
+        pairs = [_dd.from_fraction(C[j][j]) for j in range(len(features))]
+        sh.append([p[0] for p in pairs])
+        sl.append([p[1] for p in pairs])
+    return GaussianNBStats(features, classes, counts, mh, sh, 0, ml, sl)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_gaussian_nb_merges_are_exact_to_u_squared(seed):
+    from modelstore.stats.gaussian_nb import GaussianNBStats
+
+    parts, rows = blocks(100 + seed, 2 + seed % 5, cols=3)
+    rng = np.random.default_rng(seed)
+    labels = [int(v) for v in rng.integers(0, 3, size=len(rows))]
+    cut = np.cumsum([0] + [len(p) for p in parts])
+    features = ["a", "b", "c"]
+    summaries = [gnb_dd_stats(features, p, labels[cut[i]:cut[i + 1]]) for i, p in enumerate(parts)]
+    many = GaussianNBStats.merge_many(features, summaries)
+    folded = GaussianNBStats(features)
+    for s in summaries:
+        folded += s
+    assert family("gaussian_nb").sum(features, summaries) == many
+    for merged in (many, folded):
+        assert merged.precision == "double-double" and merged.classes == tuple(sorted(set(labels)))
+        for i, c in enumerate(merged.classes):
+            mine = [r for r, lab in zip(rows, labels) if lab == c]
+            mean, C = exact_moments(mine)
+            n = len(mine)
+            assert merged.counts[i] == n
+            for j in range(3):
+                size = abs(float(mean[j])) + math.sqrt(float(C[j][j]) / n) + 1e-300
+                got = Fraction(float(merged.means[i, j])) + Fraction(float(merged.means_lo[i, j]))
+                assert abs(float(got - mean[j])) <= 1e-30 * size
+                got = Fraction(float(merged.m2[i, j])) + Fraction(float(merged.m2_lo[i, j]))
+                assert abs(float(got - C[j][j])) <= 1e-30 * n * size * size
+    # float64 summaries: the same as numpy's per-class moments
+    f64 = GaussianNBStats.merge_many(features, [s.to_float64() for s in summaries])
+    for i, c in enumerate(f64.classes):
+        mine = np.array([r for r, lab in zip(rows, labels) if lab == c])
+        np.testing.assert_allclose(f64.means[i], mine.mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(f64.m2[i], ((mine - mine.mean(axis=0)) ** 2).sum(axis=0), rtol=1e-6,
+                                   atol=1e-12 * float(np.max(np.abs(mine))) ** 2 * len(mine))
