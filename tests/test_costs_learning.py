@@ -75,6 +75,50 @@ def test_a_part_the_plans_cannot_tell_apart_keeps_its_calibrated_figure():
     assert np.all(np.abs(np.log(c.estimate(parts) / actual)) < np.log(1.1))
 
 
+def _scipy_fit(parts, actual):
+    """The reference: scipy's least_squares on the same residuals, loss and bounds (what fit minimises)."""
+    import math
+
+    from scipy.optimize import least_squares
+
+    X, y = np.asarray(parts, dtype=float), np.asarray(actual, dtype=float)
+    weight = np.sqrt(0.5 ** ((len(y) - 1 - np.arange(len(y))) / learning.HALF_LIFE))
+
+    def residuals(theta):
+        estimate = X @ np.exp(theta[:3]) + theta[3]
+        return np.concatenate((weight * (np.log(np.maximum(estimate, 1e-6)) - np.log(y)),
+                               learning.PRIOR_WEIGHT * theta[:3]))
+
+    bound = math.log(learning.FACTOR_BOUND)
+    start = np.array([0.0, 0.0, 0.0, max(float(np.median(y - X.sum(axis=1))), 0.0)])
+    theta = least_squares(residuals, start, loss="soft_l1", f_scale=learning.LOSS_SCALE, xtol=1e-12, ftol=1e-12,
+                          bounds=([-bound] * 3 + [0.0], [bound] * 3 + [np.inf])).x
+    return Correction(*np.exp(theta[:3]), theta[3], n=len(y))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fit_finds_scipys_least_squares_minimum(seed):
+    """The IRLS Gauss–Newton fit reaches the minimum scipy's least_squares finds on the same objective
+    (a request's overhead dominating, an overhead at its bound 0, factors far from 1), and a refit started
+    from a previous fit reaches it too."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(8, learning.WINDOW + 1))
+    parts = np.c_[rng.uniform(0.5, 30, n), rng.uniform(0.0, 5, n), rng.uniform(0.2, 2, n)]
+    truth = Correction(*np.exp(rng.uniform(-3, 3, 3)), (0.0, 0.5, 8.0)[seed % 3])
+    actual = truth.estimate(parts) * np.exp(rng.normal(0, 0.1, n))
+    actual[rng.random(n) < 0.1] *= 4.0  # bursts of load
+    want, got = _scipy_fit(parts, actual), learning.fit(parts, actual)
+    assert got.n == want.n == n
+    for name in ("agg", "read", "fixed"):
+        assert getattr(got, name) == pytest.approx(getattr(want, name), rel=1e-3), name
+    assert got.overhead_ms == pytest.approx(want.overhead_ms, rel=1e-3, abs=1e-4)
+    moved = actual * np.exp(rng.normal(0, 0.05, n))
+    again = learning.fit(parts, moved, start=got)
+    want_again = _scipy_fit(parts, moved)
+    assert again.agg == pytest.approx(want_again.agg, rel=1e-3)
+    assert again.overhead_ms == pytest.approx(want_again.overhead_ms, rel=1e-3, abs=1e-4)
+
+
 def test_scaled_models_stay_monotone_and_valid():
     base = CostModel.default()
     scaled = base.scaled(agg=0.1, read=3.0, fixed=0.5, overhead_ms=2.0)
@@ -148,6 +192,13 @@ def test_learning_is_bounded_old_plans_are_dropped(wrong_store):
     stored = store.conn.execute("SELECT observations FROM modelstore.cost_corrections "
                                 "WHERE table_name = 'public.t' AND path = 'seq'").fetchone()[0]
     assert 4 <= len(stored) <= 10
+    # refits are written at most every SAVE_INTERVAL_S (the first usable one at once); flush writes the last
+    store.cost_learner.flush(store.conn)
+    stored = store.conn.execute("SELECT observations, correction FROM modelstore.cost_corrections "
+                                "WHERE table_name = 'public.t' AND path = 'seq'").fetchone()
+    assert [o[3] for o in stored[0]] == pytest.approx(actuals[-10:])
+    assert stored[1] == store.cost_learner.correction("public.t", store.cost_model.engine, "seq").to_json()
+    assert store.cost_learner.flush(store.conn) == 0  # nothing refitted since
     # a new calibration voids what was learned against the old one
     recalibrated = dataclasses.replace(store.cost_model, measured_at=store.cost_model.measured_at.replace(year=2030))
     assert store.cost_learner.model_for(recalibrated, "public.t", "seq") is recalibrated

@@ -8,6 +8,8 @@ transaction, so a failed request leaves nothing behind.
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 
 import numpy as np
@@ -52,6 +54,7 @@ _INSERT_STATS = """
         """
 _STATS_KEY = ("source_id = %s AND family = %s AND lo_key = %s AND hi_key = %s AND filter_sql = %s "
               "AND target = %s AND params_key = %s AND columns = %s")
+_INSERT_STATS_SQL, _STATS_KEY_SQL = sql.SQL(_INSERT_STATS), sql.SQL(_STATS_KEY)
 
 
 def stats_insert(source_id: int, descriptor: Descriptor, stats, *, r: Range | None = None, params_key: str = "",
@@ -71,9 +74,9 @@ def stats_insert(source_id: int, descriptor: Descriptor, stats, *, r: Range | No
     if binary:
         arrays = {k: float8_array(v) if k in _FLOAT_ARRAYS else v for k, v in arrays.items()}
     values = key + [bound_text(r.lo), bound_text(r.hi), stats.n, stats.null_rows, arrays["classes"], arrays["counts"],
-                    arrays["mean"], arrays["moments"], None if extra is None else Jsonb(_jsonable(extra)),
+                    arrays["mean"], arrays["moments"], None if extra is None else json_value(extra),
                     list(descriptor.read_columns if read_columns is None else read_columns), arrays.get("mean_lo"), arrays.get("moments_lo")]
-    return sql.SQL(_INSERT_STATS), values, sql.SQL(_STATS_KEY), key
+    return _INSERT_STATS_SQL, values, _STATS_KEY_SQL, key
 
 
 #: the packed statistics' float8[] columns (counts is bigint[], classes jsonb)
@@ -212,6 +215,23 @@ def model_insert(*, name: str | None, kind: str, source_id: int, stats_id: int |
     pipelined after it cannot keep the statistics without the model. The statement returns (model id,
     name, statistics id)."""
     r = descriptor.range
+    key_sql, key_values = (None, []) if stats_key is None else (stats_key[0], list(stats_key[1]))
+    head = [name, name, name_prefix, kind, source_id]
+    tail = [bound_text(r.lo), bound_text(r.hi), descriptor.filter_sql, descriptor.target, list(descriptor.features),
+            json_value(params), rows_used, rows_skipped, json_value(state)]
+    statement = (_model_statement(key_sql is not None, replace) if key_sql is None or key_sql is _STATS_KEY_SQL
+                 else _compose_model_statement(key_sql, replace))
+    return (statement,
+            head + ([stats_id] if key_sql is None else key_values) + tail + [json_value(plan)] + key_values)
+
+
+@functools.lru_cache(maxsize=None)
+def _model_statement(keyed: bool, replace: bool) -> sql.SQL:
+    """:func:`model_insert`'s statement, composed once per variant (it holds no value)."""
+    return sql.SQL(_compose_model_statement(_STATS_KEY_SQL if keyed else None, replace).as_string())
+
+
+def _compose_model_statement(key_sql: sql.Composable | None, replace: bool) -> sql.Composed:
     # replace: one upsert, so that two requests replacing one name at once both succeed (the last
     # commit wins); a DELETE then INSERT would let the second INSERT meet the first one's row
     conflict = ("DO UPDATE SET kind = EXCLUDED.kind, source_id = EXCLUDED.source_id, stats_id = EXCLUDED.stats_id, "
@@ -219,17 +239,12 @@ def model_insert(*, name: str | None, kind: str, source_id: int, stats_id: int |
                 "features = EXCLUDED.features, params = EXCLUDED.params, rows_used = EXCLUDED.rows_used, "
                 "rows_skipped = EXCLUDED.rows_skipped, state = EXCLUDED.state, plan = EXCLUDED.plan, "
                 "created_at = now(), created_by = current_user, group_by = NULL, group_l2 = NULL") if replace else "DO NOTHING"
-    stats_value, plan_value, key_values = sql.SQL("%s"), sql.SQL("%s"), []
-    if stats_key is not None:
-        stats_value = sql.SQL("(SELECT stats_id FROM modelstore.statistics WHERE {})").format(stats_key[0])
+    stats_value, plan_value = sql.SQL("%s"), sql.SQL("%s")
+    if key_sql is not None:
+        stats_value = sql.SQL("(SELECT stats_id FROM modelstore.statistics WHERE {})").format(key_sql)
         plan_value = sql.SQL("pg_catalog.jsonb_set(%s::jsonb, '{{stored_stats_id}}', pg_catalog.to_jsonb({}))").format(
             stats_value)
-        key_values = list(stats_key[1])
-    head = [name, name, name_prefix, kind, source_id]
-    tail = [bound_text(r.lo), bound_text(r.hi), descriptor.filter_sql, descriptor.target, list(descriptor.features),
-            Jsonb(params), rows_used, rows_skipped, Jsonb(_jsonable(state))]
-    return (
-        sql.SQL("""
+    return sql.SQL("""
         WITH number AS (SELECT CASE WHEN %s::text IS NULL
                                     THEN nextval(pg_get_serial_sequence('modelstore.fitted_models', 'model_id'))
                                END AS v)
@@ -241,9 +256,7 @@ def model_insert(*, name: str | None, kind: str, source_id: int, stats_id: int |
         {}
         RETURNING model_id, name, stats_id
         """).format(stats_value, plan_value,
-                    sql.SQL("" if stats_key is not None and not replace else f"ON CONFLICT (name) {conflict}")),
-        head + ([stats_id] if stats_key is None else key_values) + tail + [Jsonb(_jsonable(plan))] + key_values,
-    )
+                    sql.SQL("" if key_sql is not None and not replace else f"ON CONFLICT (name) {conflict}"))
 
 
 def next_model_number(conn: psycopg.Connection) -> int:
@@ -279,6 +292,33 @@ def drop_model(conn: psycopg.Connection, name: str, *, missing_ok: bool = False)
     if cur.rowcount == 0 and not missing_ok:
         raise ModelNotFoundError(f"no model named {name!r}")
     return cur.rowcount > 0
+
+
+def json_value(obj) -> Jsonb:
+    """``obj`` as a jsonb parameter, serialised once, here: :func:`json.dumps` straight from the object
+    (numpy values through ``default``), falling back to :func:`_jsonable`'s copy only when the object holds
+    what JSON cannot say as it is (NaN/±inf → null, keys that are not strings or numbers). Several
+    times cheaper than copying every dict and list of a model's plan and state before dumping them."""
+    try:
+        text = json.dumps(obj, allow_nan=False, default=_json_default)
+    except (ValueError, TypeError):
+        text = json.dumps(_jsonable(obj), allow_nan=False)
+    return Jsonb(text, dumps=_as_is)
+
+
+def _json_default(obj):
+    """What :func:`json.dumps` cannot encode itself: numpy arrays and scalars (as :func:`_jsonable` converts
+    them), anything else as its text. A non-finite value in an array raises ValueError: the fallback.
+    (Dict keys are the catalog's names, strings; json.dumps would spell a True or None key 'true', 'null'.)"""
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return str(obj)
+
+
+def _as_is(text: str) -> str:
+    return text
 
 
 def _jsonable(obj):

@@ -21,6 +21,15 @@ class Statistics:
         result -= other
         return result
 
+    @classmethod
+    def merge_many(cls, columns: Sequence[str], items):
+        """The sum of ``items`` over ``columns``, as adding each to empty statistics gives it (families
+        override it with one vectorised step)."""
+        total = cls(columns)
+        for item in items:
+            total += item
+        return total
+
     def can_serve(self, columns: Sequence[str]) -> bool:
         """Whether these statistics answer a model over ``columns``.
 

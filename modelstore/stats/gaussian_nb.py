@@ -140,10 +140,15 @@ class GaussianNBStats(Statistics):
 
     def __iadd__(self, other: "GaussianNBStats") -> "GaussianNBStats":
         """Chan's merge per class and feature: δ = μ_b − μ_a, μ += δ·n_b/n, M2 += M2_b + δ²·n_a·n_b/n
-        (in double-double when both sides are)."""
+        (in double-double when both sides are; every class at once in :meth:`_pooled` then)."""
         self._check_compatible(other)
         other = self._align_precision(other)
         exact = self.means_lo is not None
+        if exact and self.classes and other.classes and _all_positive([self, other]):
+            merged = GaussianNBStats._pooled(self.features, [self, other], self.null_rows + other.null_rows)
+            for name in self.__slots__:
+                setattr(self, name, getattr(merged, name))
+            return self
         classes, counts = list(self.classes), list(self.counts)
         rows = [list(self._parts(i)) for i in range(len(classes))]
         for j, label in enumerate(other.classes):
@@ -172,6 +177,56 @@ class GaussianNBStats(Statistics):
             counts[i] = n
         self._set_rows(classes, counts, rows, exact, self.null_rows + other.null_rows)
         return self
+
+    @classmethod
+    def merge_many(cls, features: Sequence[str], items) -> "GaussianNBStats":
+        """The sum of ``items`` (as adding each to empty statistics gives it) in one vectorised step over
+        every summary, class and feature: per class, n = Σ n_i, μ = Σ n_i μ_i / n,
+        M2 = Σ M2_i + Σ n_i (μ_i − μ)² (the pooled form of Chan's update, as
+        :meth:`LinearStats.merge_many <modelstore.stats.linear.LinearStats.merge_many>`)."""
+        features = tuple(features)
+        items = list(items)
+        total = cls(features)
+        for item in items:
+            total._check_compatible(item)
+        live = [item for item in items if item.classes]
+        if len(live) < 2 or len({item.precision for item in live}) > 1 or not _all_positive(live):
+            for item in items:
+                total += item
+            return total
+        return cls._pooled(features, live, sum(item.null_rows for item in items))
+
+    @classmethod
+    def _pooled(cls, features: tuple[str, ...], live: list, null_rows: int) -> "GaussianNBStats":
+        """The pooled merge of summaries of one precision, each class with a positive count."""
+        labels = sorted_labels(label for item in live for label in item.classes)
+        where = {label: i for i, label in enumerate(labels)}
+        k, c, d = len(live), len(labels), len(features)
+        counts = np.zeros((k, c), dtype=np.int64)
+        present = np.zeros((k, c, 1), dtype=bool)
+        M, S = np.zeros((k, c, d)), np.zeros((k, c, d))
+        exact = live[0].means_lo is not None
+        Ml, Sl = (np.zeros((k, c, d)), np.zeros((k, c, d))) if exact else (None, None)
+        for a, item in enumerate(live):
+            rows = [where[label] for label in item.classes]
+            counts[a, rows] = item.counts
+            present[a, rows] = True
+            M[a, rows], S[a, rows] = item.means, item.m2
+            if exact:
+                Ml[a, rows], Sl[a, rows] = item.means_lo, item.m2_lo
+        n = counts.sum(axis=0)
+        weights = counts.astype(float)[:, :, None]
+        if not exact:
+            mean = (weights * M).sum(axis=0) / n[:, None]
+            delta = np.where(present, M - mean, 0.0)  # a class a summary lacks adds nothing (not 0·∞)
+            return cls(features, labels, n, mean, S.sum(axis=0) + (weights * delta**2).sum(axis=0), null_rows)
+        mh, ml = dd.div_d(*dd.sum0(*dd.mul_d(M, Ml, weights)), n.astype(float)[:, None])
+        # a class a summary lacks: its mean taken as the pooled one, so that its term is exactly 0
+        M, Ml = np.where(present, M, mh), np.where(present, Ml, ml)
+        dh, dl = dd.sub(M, Ml, mh, ml)
+        sh, sl = dd.mul_d(*dd.mul(dh, dl, dh, dl), weights)
+        m2h, m2l = dd.sum0(*dd.add(S, Sl, sh, sl))
+        return cls(features, labels, n, mh, m2h, null_rows, ml, m2l)
 
     def _set_rows(self, classes, counts, rows, exact, null_rows) -> None:
         c, d = len(classes), len(self.features)
@@ -337,3 +392,8 @@ def from_dd_rows(features: Sequence[str], rows) -> GaussianNBStats:
         return np.array(x, dtype=float).reshape(c, d)
 
     return GaussianNBStats(features, labels, counts, grid(means), grid(m2), null_rows, grid(means_lo), grid(m2_lo))
+
+
+def _all_positive(items) -> bool:
+    """Every class of every summary has rows (a class at 0, left by subtraction, takes the per-class path)."""
+    return all(bool((item.counts > 0).all()) for item in items)
