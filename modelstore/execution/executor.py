@@ -173,12 +173,10 @@ def piece_parts(plan: Plan, pieces, rows, max_classes: int, engine: tuple[str, s
         parts = range(where[lo] + 1, where[hi] + 1)  # piece j: [cuts[j − 1], cuts[j])
         if not all(any(w_lo <= cuts[j - 1] and cuts[j] <= w_hi for w_lo, w_hi in windows) for j in parts):
             continue
-        total = descriptor.family.empty(descriptor.stats_columns)
         for j in parts:
             if j not in scanned:
                 scanned[j] = from_rows(descriptor, step.range, by_part.get(j, []), max_classes, engine)
-            total += scanned[j]
-        out[i] = total
+        out[i] = descriptor.family.sum(descriptor.stats_columns, [scanned[j] for j in parts])
     return out
 
 
@@ -317,10 +315,9 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
         elapsed = time.perf_counter() - t0
         for i in spans:
             step = plan.steps[i]
-            total_part = descriptor.family.empty(step.stored_columns)
-            for level, pos in step.nodes:
-                total_part += nodes[(step.stats_id, level, pos)]
-            parts[i] = total_part.select(columns)
+            # the span's nodes in one vectorised merge (docs/statistics.md)
+            parts[i] = descriptor.family.sum(
+                step.stored_columns, [nodes[(step.stats_id, level, pos)] for level, pos in step.nodes]).select(columns)
             shares[i] = elapsed / len(spans)
 
     scans = [i for i, s in enumerate(plan.steps) if s.op == "scan" and i not in parts]

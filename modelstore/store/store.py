@@ -137,6 +137,11 @@ class Store:
 
     def close(self) -> None:
         if self._owns_conn and not self.conn.closed:
+            # the cost corrections learned since their last write (written at most every few seconds per table);
+            # only on an idle connection: a caller's open or failed transaction is not ours to write into
+            if (self._learning and isinstance(self.conn, psycopg.Connection)
+                    and self.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE):
+                self.cost_learner.flush(self.conn)
             self.conn.close()
         self._stop_server()
 
