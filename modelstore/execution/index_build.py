@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from modelstore.catalog.index import (
-    IndexInfo, NODE_OVERHEAD_BYTES, hierarchy, levels_for, load, node_values, write_nodes,
+    IndexInfo, hierarchy, levels_for, load, node_bytes, node_values, write_nodes,
 )
 from modelstore.request.cuts import Cut, make_cut
 from modelstore.request.descriptor import Descriptor, Range, bound_text, parse_bound
@@ -34,23 +34,29 @@ DEFAULT_STORAGE_BUDGET = 0.03
 
 
 def choose_chunk_rows(cost_model: CostModel, family: str, k: int, total_rows: float, table_bytes: float,
-                      budget: float = DEFAULT_STORAGE_BUDGET) -> int:
+                      budget: float = DEFAULT_STORAGE_BUDGET, *, double_double: bool = True) -> int:
     """The chunk size that minimises a random range's expected cost, within the storage budget.
 
     A range pays two partial-chunk scans — on average a quarter chunk each, scanning the cheaper side —
     and fetches and merges about 2·log2(N/c) nodes: cost(c) ≈ (c/2)·row + 2·log2(N/c)·node, minimal at
     c* = 4·node / (row·ln 2). The index stores about 2N/c nodes, so the budget asks
-    c ≥ 2N·node_bytes / (budget·table_bytes). The larger of the two, rounded to two significant digits.
+    c ≥ 2N·node_bytes / (budget·table_bytes), node_bytes counting the low parts of double-double statistics
+    (``double_double``: the C aggregate builds them; they double a node). The larger of the two, rounded up
+    to two significant digits.
     """
     values = node_values(family, k)
     node_ms = cost_model.fetch_ms(values, rows=1) + cost_model.merge_ms(values)
     row_ms = cost_model.row_ms(family, k) + cost_model.index_read_ms(1.0)
     best = 4 * node_ms / (row_ms * math.log(2))
-    node_bytes = 8 * values + NODE_OVERHEAD_BYTES
-    floor = 2 * total_rows * node_bytes / max(1.0, budget * table_bytes)
-    c = max(best, floor, 16.0)
+    per_node = node_bytes(family, k, double_double=double_double)
+    allowed = max(1.0, budget * table_bytes)
+    c = max(best, 2 * total_rows * per_node / allowed, 16.0)
     digits = 10 ** max(0, int(math.log10(c)) - 1)
-    return int(math.ceil(c / digits) * digits)
+    chunk = int(math.ceil(c / digits) * digits)
+    # the last chunk is partial: the count that decides the size is ⌈N/c⌉ (as build_index checks it)
+    while 2 * math.ceil(total_rows / chunk) * per_node > allowed and chunk < total_rows:
+        chunk += digits
+    return chunk
 
 
 def _boundaries(conn, table: Table, order_by: str, chunk_rows: int, *, offset: int = 0, start=None):

@@ -593,12 +593,15 @@ class Store:
             k = len(descriptor.stats_columns)
             table_bytes = self.conn.execute("SELECT pg_total_relation_size(%s::oid)", [table_info.oid]).fetchone()[0]
             estimator = self._estimator(descriptor.source)
+            # the C aggregate's statistics are double-double: twice the floats per node
+            double_double = stats_engine.engine(self.conn)[0] == "c"
             if chunk_rows is None:
                 chunk_rows = index_build.choose_chunk_rows(self.cost_model, descriptor.kind, k, estimator.total_rows,
-                                                     table_bytes, budget)
+                                                           table_bytes, budget, double_double=double_double)
             elif isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
                 raise InputError(f"chunk_rows must be a positive integer, got {chunk_rows!r} instead")
-            expected = index.estimated_bytes(descriptor.kind, k, math.ceil(estimator.total_rows / chunk_rows))
+            expected = index.estimated_bytes(descriptor.kind, k, math.ceil(estimator.total_rows / chunk_rows),
+                                             double_double=double_double)
             if storage_budget is not None and expected > budget * table_bytes:
                 raise InputError(
                     f"an index of {chunk_rows}-row chunks would take about {expected:,} bytes, over the storage budget "
