@@ -242,3 +242,68 @@ $$;
 
 COMMENT ON FUNCTION modelstore.plan_candidates IS
     'Algorithm 3 for the planner: the relevant set (no limit, or rule 2''s windows) as arrays of ids, integer keys and sizes.';
+
+-- The planner's session cache (docs/planner.md, "The session's catalog cache"; migration 0019): every
+-- compatible stored summary of a (source, family, filter, class column, columns) key as arrays, with the
+-- source's catalog version, or — when the caller already holds the arrays of version p_known_version read
+-- as the same role — only the version. One index probe on a hit. ``cacheable`` is false when this
+-- transaction changed the source's statistics and has not committed (a rollback would undo them without
+-- a new version): the caller uses the arrays once and keeps nothing. No connected components here: the
+-- caller splits the arrays into components itself, once per version (Definition 1's closure per request).
+CREATE OR REPLACE FUNCTION modelstore.plan_catalog(
+    p_source_id   bigint,
+    p_family      text,
+    p_filter_sql  text,
+    p_target      text,
+    p_params_key  text,
+    p_columns     text[],
+    p_known_version bigint,
+    p_known_role  text,
+    OUT version bigint, OUT reader text, OUT cacheable boolean, OUT changed boolean,
+    OUT stats_ids bigint[], OUT lo_keys bigint[], OUT hi_keys bigint[], OUT n_values integer[],
+    OUT n_rows bigint[], OUT column_ix integer[], OUT column_sets jsonb)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET plan_cache_mode = force_generic_plan  -- planned once per session, like plan_candidates
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_changed text := coalesce(current_setting('modelstore.catalog_changed', true), '');
+BEGIN
+    SELECT coalesce((SELECT v.version FROM modelstore.statistics_versions AS v WHERE v.source_id = p_source_id), 0)
+      INTO version;
+    reader := current_user;
+    cacheable := v_changed <> '*' AND strpos(v_changed, ',' || p_source_id || ',') = 0;
+    changed := NOT (cacheable AND version = p_known_version AND reader = p_known_role);
+    IF NOT changed THEN
+        RETURN;
+    END IF;
+    WITH sets AS (  -- the column sets that serve the request, and those equal to its own (as sets)
+        SELECT array_agg(cs.set_id) AS serving,
+               coalesce(array_agg(cs.set_id) FILTER (WHERE cs.columns <@ p_columns), '{}') AS same
+          FROM modelstore.column_sets AS cs
+         WHERE cs.columns @> p_columns
+    ), m AS (
+        SELECT s.stats_id, s.lo_key, s.hi_key, s.column_set, s.n + s.null_rows AS n_rows, s.n_values
+          FROM modelstore.statistics AS s
+         WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
+           AND s.target = p_target AND s.params_key = p_params_key
+           AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[]) AND NOT s.stale
+           AND (s.null_rows = 0 OR s.column_set = ANY ((SELECT sets.same FROM sets)::integer[]))
+    ), used AS (   -- the distinct column sets (usually one), numbered from 0
+        SELECT u.column_set, (row_number() OVER (ORDER BY u.column_set))::integer - 1 AS cix
+          FROM (SELECT DISTINCT m.column_set FROM m) AS u
+    )
+    SELECT coalesce(array_agg(m.stats_id), '{}'), coalesce(array_agg(m.lo_key::bigint), '{}'),
+           coalesce(array_agg(m.hi_key::bigint), '{}'), coalesce(array_agg(m.n_values), '{}'),
+           coalesce(array_agg(m.n_rows), '{}'), coalesce(array_agg(used.cix), '{}'),
+           (SELECT coalesce(jsonb_agg(to_jsonb(cs.columns) ORDER BY u.cix), '[]')
+              FROM used AS u JOIN modelstore.column_sets AS cs ON cs.set_id = u.column_set)
+      FROM m JOIN used ON used.column_set = m.column_set
+      INTO stats_ids, lo_keys, hi_keys, n_values, n_rows, column_ix, column_sets;
+END
+$$;
+
+COMMENT ON FUNCTION modelstore.plan_catalog IS
+    'The planner''s session cache: every compatible summary of a key as arrays with the source''s catalog version, or only the version when the caller holds it.';

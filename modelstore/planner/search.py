@@ -1,0 +1,415 @@
+"""The cost graph of a catalog, built once per catalog state and searched per request (paper §5, Algorithm 4).
+
+:mod:`.graph` builds the 3V-node cost graph of one request from scratch. Here the graph over the cuts of
+the *stored* models is built once (:class:`CutGraph`, kept in the session's catalog cache,
+:mod:`.cache`) and each request only adds its two ends: the request's lower cut s and upper cut t are
+two virtual nodes S and T, joined to the graph by the scan pieces from s to its neighbouring cuts and
+from t's neighbouring cuts to t (or by a free edge when s or t is itself a stored cut). Scanning over a
+cut costs the rows between its neighbours either way (rows below a cut are a non-decreasing function, so
+the pieces add up), so every path of the request's own graph is a path here of the same cost, and back:
+the optimum is the same (docs/planner.md, "Per request: two virtual nodes").
+
+Two exact solvers, chosen by size (both are checked against :func:`.graph.solve_indexed`):
+
+* :func:`_scipy_path` — ``scipy.sparse.csgraph.dijkstra`` on the cached CSR matrix, with S as its last
+  row (two slots rewritten per request) and ``limit`` = the cost beyond which no path can beat the
+  single scan. Its per-call set-up is linear in the nodes, which is nothing for a few thousand.
+* :func:`_bidirectional` — a bidirectional Dijkstra in Python over the implicit graph (node = cut ×
+  {at, inside a forward scan, inside a backward scan}) that stops when the two frontiers' radii add up to
+  the best meeting found: it settles only the nodes within about half the optimum of either end, a few
+  thousand of the 600,000 nodes of 100,000 stored models, where the compiled search pays for all of them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import dijkstra
+
+from modelstore.planner.graph import cheapest_per_pair
+
+#: graphs of at most this many nodes (3 per cut) are searched by scipy's compiled Dijkstra; larger ones by
+#: the bidirectional search, whose work depends on the optimum's neighbourhood, not on the graph's size
+SCIPY_NODES = 60_000
+
+
+@dataclass
+class CutGraph:
+    """The stored models' cuts and edges, with the costs of one cost model and row estimator."""
+
+    keys: np.ndarray  # sorted distinct cut keys (int64): cut i is "just before key i"
+    below: np.ndarray  # estimated rows below each cut
+    piece_ms: list[float]  # scanning the rows between cut i and cut i + 1 (without the part's merge)
+    part_ms: float
+    row_ms: float
+    backward: bool
+    out: list[list[tuple[int, float, int]]]  # per cut: stored edges (to cut, cost, model)
+    into: list[list[tuple[int, float, int]]]  # per cut: stored edges arriving (from cut, cost, model)
+    n_stored_edges: int
+    pruned: int  # models dropped by rule 1
+    _csr: tuple | None = field(default=None, repr=False)
+
+    @property
+    def n_cuts(self) -> int:
+        return len(self.keys)
+
+    @property
+    def n_nodes(self) -> int:
+        return (3 if self.backward else 2) * len(self.keys)
+
+    @property
+    def n_edges(self) -> int:
+        v = len(self.keys)  # per direction of scan: entering and leaving at every cut, and the pieces
+        return self.n_stored_edges + (2 * v + max(v - 1, 0)) * (2 if self.backward else 1)
+
+
+def build(lo_keys: np.ndarray, hi_keys: np.ndarray, model_cost: np.ndarray, below_of, *, part_ms: float,
+          row_ms: float, backward: bool) -> CutGraph:
+    """The graph over the cuts of models with closed integer ranges [lo, hi] (cuts lo and hi + 1).
+
+    ``below_of(keys)``: estimated rows below each cut key (vectorised)."""
+    lo_keys = np.asarray(lo_keys, dtype=np.int64)
+    hi_cut = np.asarray(hi_keys, dtype=np.int64) + 1
+    keys, inverse = np.unique(np.concatenate((lo_keys, hi_cut)), return_inverse=True)
+    m = len(lo_keys)
+    lo, hi = inverse[:m], inverse[m:]
+    below = np.asarray(below_of(keys), dtype=float) if len(keys) else np.zeros(0)
+    piece_ms = (np.maximum(np.diff(below), 0.0) * row_ms).tolist()
+    cost = np.asarray(model_cost, dtype=float)
+    ids = np.arange(m)
+    keep = cheapest_per_pair(lo, hi, cost)  # rule 1
+    pruned = m - len(keep)
+    lo, hi, cost, ids = lo[keep], hi[keep], cost[keep], ids[keep]
+    src, dst, w, model = lo, hi, cost, ids
+    if backward:
+        src, dst = np.concatenate((lo, hi)), np.concatenate((hi, lo))
+        w, model = np.concatenate((cost, cost)), np.concatenate((ids, ids))
+        keep = cheapest_per_pair(src, dst, w)  # a forward and a backward edge on the same cuts
+        src, dst, w, model = src[keep], dst[keep], w[keep], model[keep]
+    v = len(keys)
+    out = _adjacency(v, src, dst, w, model)
+    into = out if backward else _adjacency(v, dst, src, w, model)  # symmetric when every edge goes both ways
+    return CutGraph(keys, below, piece_ms, float(part_ms), float(row_ms), backward, out, into, len(src), pruned)
+
+
+def _adjacency(v: int, src, dst, w, model) -> list[list[tuple[int, float, int]]]:
+    adjacency: list[list[tuple[int, float, int]]] = [[] for _ in range(v)]
+    for a, b, c, j in zip(src.tolist(), dst.tolist(), w.tolist(), model.tolist()):
+        adjacency[a].append((b, c, j))
+    return adjacency
+
+
+@dataclass(frozen=True)
+class Ends:
+    """A request's two ends on a :class:`CutGraph`: the edges leaving S and those arriving at T
+    (node, cost), and whether s and t are stored cuts (only then can a plan use stored steps only)."""
+
+    s_key: int
+    t_key: int
+    below_s: float
+    below_t: float
+    s_edges: tuple[tuple[int, float], ...]
+    t_edges: tuple[tuple[int, float], ...]
+    s_cut: int  # the cut s is, or -1
+    t_cut: int
+
+
+def ends(g: CutGraph, s_key: int, t_key: int, below_s: float, below_t: float) -> Ends:
+    """S → the cut s is (free), or → inside a forward scan at the first cut above s and inside a backward
+    scan at the last cut below it (a merge and the piece's rows); likewise into T."""
+    v = g.n_cuts
+    keys, below, part, row = g.keys, g.below, g.part_ms, g.row_ms
+    i = int(np.searchsorted(keys, s_key))
+    s_cut = i if i < v and keys[i] == s_key else -1
+    if s_cut >= 0:
+        s_edges = ((s_cut, 0.0),)
+    else:
+        s_edges = tuple(e for e in (
+            (v + i, part + max(below[i] - below_s, 0.0) * row) if i < v else None,
+            (2 * v + i - 1, part + max(below_s - below[i - 1], 0.0) * row) if i > 0 and g.backward else None)
+            if e is not None)
+    j = int(np.searchsorted(keys, t_key))
+    t_cut = j if j < v and keys[j] == t_key else -1
+    if t_cut >= 0:
+        t_edges = ((t_cut, 0.0),)
+    else:
+        t_edges = tuple(e for e in (
+            (v + j - 1, max(below_t - below[j - 1], 0.0) * row) if j > 0 else None,
+            (2 * v + j, max(below[j] - below_t, 0.0) * row) if j < v and g.backward else None)
+            if e is not None)
+    return Ends(int(s_key), int(t_key), float(below_s), float(below_t), s_edges, t_edges, s_cut, t_cut)
+
+
+@dataclass(frozen=True)
+class Found:
+    """A cheapest S → T path: its cost (edges only) and its steps (op, sign, lo key, hi key, rows, cost
+    in ms, model index or -1), with how many nodes the search settled."""
+
+    cost_ms: float
+    steps: tuple[tuple, ...]
+    settled: int
+
+
+def shortest(g: CutGraph, e: Ends, *, scans: bool = True, limit: float = math.inf,
+             scipy_nodes: int = SCIPY_NODES) -> Found | None:
+    """The cheapest path from S to T (``scans=False``: stored edges only), or None when none costs
+    less than ``limit``."""
+    if not scans and (e.s_cut < 0 or e.t_cut < 0):
+        return None
+    if scans and g.n_nodes <= scipy_nodes:
+        nodes, cost, settled = _scipy_path(g, e, limit)
+    else:
+        nodes, cost, settled = _bidirectional(g, e, scans, limit)
+    if nodes is None:
+        return None
+    return Found(cost, _steps(g, e, nodes), settled)
+
+
+def _csr(g: CutGraph):
+    """The graph as a CSR matrix of 3V + 1 nodes, S last with two edge slots (rewritten per request)."""
+    if g._csr is None:
+        v = g.n_cuts
+        at = np.arange(v)
+        src = [np.repeat(np.arange(v), [len(a) for a in g.out])]
+        dst = [np.array([b for a in g.out for b, _, _ in a], dtype=np.int64)]
+        w = [np.array([c for a in g.out for _, c, _ in a], dtype=float)]
+        piece = np.asarray(g.piece_ms, dtype=float)
+        parts = [(at, v + at, np.full(v, g.part_ms)), (v + at, at, np.zeros(v)), (v + at[:-1], v + at[1:], piece)]
+        if g.backward:
+            parts += [(at, 2 * v + at, np.full(v, g.part_ms)), (2 * v + at, at, np.zeros(v)),
+                      (2 * v + at[1:], 2 * v + at[:-1], piece)]
+        for a, b, c in parts:
+            src.append(a)
+            dst.append(b)
+            w.append(c)
+        n = 3 * v + 1  # without backward scans, the 2V … 3V−1 rows are simply empty
+        src, dst, w = np.concatenate(src), np.concatenate(dst), np.concatenate(w)
+        order = np.argsort(src, kind="stable")
+        indptr = np.zeros(n + 1, dtype=np.int32)
+        np.add.at(indptr, src + 1, 1)
+        indptr = np.cumsum(indptr).astype(np.int32)
+        indices = np.concatenate((dst[order], [0, 0])).astype(np.int32)
+        data = np.concatenate((w[order], [0.0, 0.0]))
+        indptr[-1] += 2  # S's two slots
+        g._csr = (indptr, indices, data, n)
+    return g._csr
+
+
+def _scipy_path(g: CutGraph, e: Ends, limit: float):
+    indptr, indices, data, n = _csr(g)
+    v = g.n_cuts
+    s_node = 3 * v
+    slots = list(e.s_edges) + list(e.s_edges[-1:]) if len(e.s_edges) == 1 else list(e.s_edges)
+    if not slots:
+        return None, math.inf, 0
+    indices[-2:] = [slots[0][0], slots[1][0]]
+    data[-2:] = [slots[0][1], slots[1][1]]
+    # explicit zeros are edges for csgraph (leaving a scan, a stored cut's free edge)
+    matrix = sp.csr_matrix((data, indices, indptr), shape=(n, n))
+    dist, pred = dijkstra(matrix, directed=True, indices=s_node, return_predecessors=True,
+                          limit=limit if math.isfinite(limit) else np.inf)
+    best, last = math.inf, -1
+    for node, w in e.t_edges:
+        if dist[node] + w < best:
+            best, last = float(dist[node] + w), node
+    if last < 0 or not best < limit:
+        return None, math.inf, int(np.isfinite(dist).sum())
+    path = [last]
+    while path[-1] != s_node:
+        path.append(int(pred[path[-1]]))
+    path.reverse()
+    return path + [3 * v + 1], best, int(np.isfinite(dist).sum())
+
+
+def _bidirectional(g: CutGraph, e: Ends, scans: bool, limit: float):
+    """Bidirectional Dijkstra from S and (over reversed edges) from T; stops when the two heaps' tops add up
+    to at least the cheapest meeting found (every shorter path would have been met by then)."""
+    v = g.n_cuts
+    s_node, t_node = 3 * v, 3 * v + 1
+    out, into, piece, part, backward = g.out, g.into, g.piece_ms, g.part_ms, g.backward and scans
+    to_t = dict(e.t_edges) if scans else {e.t_cut: 0.0}
+    from_s = dict(e.s_edges) if scans else {e.s_cut: 0.0}
+    df, db = {s_node: 0.0}, {t_node: 0.0}
+    pf: dict[int, tuple[int, int]] = {}
+    pb: dict[int, tuple[int, int]] = {}
+    hf, hb = [(0.0, s_node)], [(0.0, t_node)]
+    best, meet = limit, -1
+    settled = 0
+    pop, push, inf = heapq.heappop, heapq.heappush, math.inf
+    while hf and hb and hf[0][0] + hb[0][0] < best:
+        if hf[0][0] <= hb[0][0]:
+            d, u = pop(hf)
+            if d > df[u]:
+                continue
+            settled += 1
+            if u == s_node:
+                edges = [(x, w, -1) for x, w in from_s.items()]
+            else:
+                mode, i = divmod(u, v)
+                if mode == 0:
+                    edges = [(b, c, j) for b, c, j in out[i]]
+                    if scans:
+                        edges.append((v + i, part, -1))
+                        if backward:
+                            edges.append((2 * v + i, part, -1))
+                elif mode == 1:
+                    edges = [(i, 0.0, -1)]
+                    if i + 1 < v:
+                        edges.append((v + i + 1, piece[i], -1))
+                else:
+                    edges = [(i, 0.0, -1)]
+                    if i > 0:
+                        edges.append((2 * v + i - 1, piece[i - 1], -1))
+                w_t = to_t.get(u)
+                if w_t is not None:
+                    edges.append((t_node, w_t, -1))
+            for x, w, j in edges:
+                nd = d + w
+                if nd < df.get(x, inf):
+                    df[x] = nd
+                    pf[x] = (u, j)
+                    push(hf, (nd, x))
+                    other = db.get(x)
+                    if other is not None and nd + other < best:
+                        best, meet = nd + other, x
+        else:
+            d, x = pop(hb)
+            if d > db[x]:
+                continue
+            settled += 1
+            if x == t_node:
+                edges = [(u, w, -1) for u, w in to_t.items()]
+            else:
+                mode, i = divmod(x, v)
+                if mode == 0:
+                    edges = [(a, c, j) for a, c, j in into[i]]
+                    if scans:
+                        edges.append((v + i, 0.0, -1))
+                        if backward:
+                            edges.append((2 * v + i, 0.0, -1))
+                elif mode == 1:
+                    edges = [(i, part, -1)]
+                    if i > 0:
+                        edges.append((v + i - 1, piece[i - 1], -1))
+                else:
+                    edges = [(i, part, -1)]
+                    if i + 1 < v:
+                        edges.append((2 * v + i + 1, piece[i], -1))
+                w_s = from_s.get(x)
+                if w_s is not None:
+                    edges.append((s_node, w_s, -1))
+            for u, w, j in edges:
+                nd = d + w
+                if nd < db.get(u, inf):
+                    db[u] = nd
+                    pb[u] = (x, j)
+                    push(hb, (nd, u))
+                    other = df.get(u)
+                    if other is not None and nd + other < best:
+                        best, meet = nd + other, u
+    if meet < 0:
+        return None, inf, settled
+    path = [meet]
+    models = []
+    while path[-1] != s_node:
+        u, j = pf[path[-1]]
+        path.append(u)
+        models.append(j)
+    path.reverse()
+    models.reverse()
+    while path[-1] != t_node:
+        x, j = pb[path[-1]]
+        path.append(x)
+        models.append(j)
+    return path, best, settled
+
+
+def _steps(g: CutGraph, e: Ends, path: list[int]) -> tuple[tuple, ...]:
+    """A node path S … T as signed steps: one per stored edge and one per scan run."""
+    v = g.n_cuts
+    s_node, t_node = 3 * v, 3 * v + 1
+    keys, below = g.keys, g.below
+
+    def key_below(node: int) -> tuple[int, float]:
+        if node == s_node:
+            return e.s_key, e.below_s
+        if node == t_node:
+            return e.t_key, e.below_t
+        i = node % v
+        return int(keys[i]), float(below[i])
+
+    steps = []
+    run = None  # (start key, rows below it, direction) of the scan run being walked
+    for a, b in zip(path, path[1:]):
+        mode_a = 3 if a >= 3 * v else a // v
+        mode_b = 3 if b >= 3 * v else b // v
+        if mode_a == 0 and mode_b == 0:  # a stored edge
+            i, j = a, b
+            c, m = next((c, m) for y, c, m in g.out[i] if y == j)
+            sign = 1 if keys[i] < keys[j] else -1
+            lo, hi = (i, j) if sign > 0 else (j, i)
+            steps.append(("stored", sign, int(keys[lo]), int(keys[hi]), 0.0, c, m))
+        elif mode_b in (1, 2) and mode_a in (0, 3):  # entering a scan run at a cut, or at s
+            key, rows_below = key_below(a)
+            run = (key, rows_below, mode_b)
+        elif mode_a in (1, 2) and mode_b in (0, 3):  # leaving it at a cut, or at t
+            key, rows_below = key_below(b)
+            start, start_below, direction = run
+            if key != start:
+                rows = abs(rows_below - start_below)
+                lo, hi = sorted((start, key))
+                steps.append(("scan", 1 if direction == 1 else -1, lo, hi, rows, g.part_ms + rows * g.row_ms, -1))
+            run = None
+    return tuple(steps)
+
+
+@dataclass(frozen=True)
+class Solved:
+    """The cheapest plan of a request over a :class:`CutGraph`: cost (fixed costs included), steps as in
+    :class:`Found`, the strategy's label, the single scan's cost, and the nodes the searches settled."""
+
+    cost_ms: float
+    steps: tuple[tuple, ...]
+    strategy: str
+    scratch_ms: float
+    settled: int
+
+
+def solve(g: CutGraph, e: Ends, *, fetch_once_ms: float, scan_once_ms: float, words: dict[str, str],
+          scipy_nodes: int = SCIPY_NODES) -> Solved:
+    """The three classes of plan of docs/planner.md — one scan; stored steps only; anything — each with its
+    one-off costs; the cheapest wins (ties: fewer steps). A path is searched only as far as it could
+    still beat the single scan (the ``limit`` of each search)."""
+    rows_st = max(e.below_t - e.below_s, 0.0)
+    scan_edge = g.part_ms + rows_st * g.row_ms
+    scratch = scan_once_ms + scan_edge
+    scratch_steps = (("scan", 1, e.s_key, e.t_key, rows_st, scan_edge, -1),)
+    candidates = [(scratch, scratch_steps)]
+    settled = 0
+    if g.n_cuts:
+        full = shortest(g, e, scans=True, limit=scratch - min(fetch_once_ms, scan_once_ms),
+                        scipy_nodes=scipy_nodes)
+        if full is not None:
+            settled += full.settled
+            candidates.append((full.cost_ms + _once(full.steps, fetch_once_ms, scan_once_ms), full.steps))
+        best = min(c[0] for c in candidates)
+        only = shortest(g, e, scans=False, limit=best - fetch_once_ms + 1e-12 * (1.0 + abs(best)))
+        if only is not None:
+            settled += only.settled
+            candidates.append((only.cost_ms + fetch_once_ms, only.steps))
+    cost, steps = min(candidates, key=lambda c: (c[0], len(c[1])))
+    kinds = {st[0] for st in steps}
+    label = (words["cheapest"] if kinds == {"scan"} else
+             "stored statistics only" if kinds == {"stored"} else f"stored statistics and {words['mixed']}")
+    if len(g.keys) == 0:
+        label = f"nothing stored is relevant: {words['scratch']}"
+    return Solved(cost, steps, label, scratch, settled)
+
+
+def _once(steps, fetch_once_ms: float, scan_once_ms: float) -> float:
+    return ((fetch_once_ms if any(st[0] == "stored" for st in steps) else 0.0)
+            + (scan_once_ms if any(st[0] == "scan" for st in steps) else 0.0))
