@@ -275,7 +275,7 @@ BEGIN
       INTO version;
     reader := current_user;
     cacheable := v_changed <> '*' AND strpos(v_changed, ',' || p_source_id || ',') = 0;
-    changed := NOT (cacheable AND version = p_known_version AND reader = p_known_role);
+    changed := NOT coalesce(cacheable AND version = p_known_version AND reader = p_known_role, false);
     IF NOT changed THEN
         RETURN;
     END IF;
