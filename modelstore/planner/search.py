@@ -9,33 +9,24 @@ cut costs the rows between its neighbours either way (rows below a cut are a non
 the pieces add up), so every path of the request's own graph is a path here of the same cost, and back:
 the optimum is the same (docs/planner.md, "Per request: two virtual nodes").
 
-Two exact solvers, chosen by size (both are checked against :func:`.graph.solve_indexed`):
-
-* :func:`_scipy_path` — ``scipy.sparse.csgraph.dijkstra`` on the cached CSR matrix, with S as its last
-  row (two slots rewritten per request) and ``limit`` = the cost beyond which no path can beat the
-  single scan. Its per-call set-up is linear in the nodes, which is nothing for a few thousand.
-* :func:`_bidirectional` — a bidirectional Dijkstra in Python over the implicit graph (node = cut ×
-  {at, inside a forward scan, inside a backward scan}) that stops when the two frontiers' radii add up to
-  the best meeting found: it settles only the nodes within about half the optimum of either end, a few
-  thousand of the 600,000 nodes of 100,000 stored models, where the compiled search pays for all of them.
+The search (:func:`_bidirectional`, checked against :func:`.graph.solve_indexed` on random graphs) is a
+bidirectional Dijkstra in Python over the implicit graph (node = cut × {at the cut, inside a forward scan,
+inside a backward scan}) from S and, over reversed edges, from T. It stops when the two frontiers' radii
+add up to the cheapest meeting found, and never goes past ``limit`` (the cost beyond which no path can beat
+the single scan): it settles the nodes within about half the optimum of either end — a few hundred of the
+588,000 nodes of 100,000 stored models — where a one-sided compiled search (``scipy.sparse.csgraph``) pays
+for every node of the graph in its set-up and for every node within the whole optimum in its search.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.csgraph import dijkstra
 
 from modelstore.planner.graph import cheapest_per_pair
-
-#: graphs of at most this many nodes (3 per cut) are searched by scipy's compiled Dijkstra; larger ones by
-#: the bidirectional search, whose work depends on the optimum's neighbourhood, not on the graph's size
-SCIPY_NODES = 60_000
-
 
 @dataclass
 class CutGraph:
@@ -51,7 +42,6 @@ class CutGraph:
     into: list[list[tuple[int, float, int]]]  # per cut: stored edges arriving (from cut, cost, model)
     n_stored_edges: int
     pruned: int  # models dropped by rule 1
-    _csr: tuple | None = field(default=None, repr=False)
 
     @property
     def n_cuts(self) -> int:
@@ -154,75 +144,15 @@ class Found:
     settled: int
 
 
-def shortest(g: CutGraph, e: Ends, *, scans: bool = True, limit: float = math.inf,
-             scipy_nodes: int = SCIPY_NODES) -> Found | None:
+def shortest(g: CutGraph, e: Ends, *, scans: bool = True, limit: float = math.inf) -> Found | None:
     """The cheapest path from S to T (``scans=False``: stored edges only), or None when none costs
     less than ``limit``."""
     if not scans and (e.s_cut < 0 or e.t_cut < 0):
         return None
-    if scans and g.n_nodes <= scipy_nodes:
-        nodes, cost, settled = _scipy_path(g, e, limit)
-    else:
-        nodes, cost, settled = _bidirectional(g, e, scans, limit)
+    nodes, cost, settled = _bidirectional(g, e, scans, limit)
     if nodes is None:
         return None
     return Found(cost, _steps(g, e, nodes), settled)
-
-
-def _csr(g: CutGraph):
-    """The graph as a CSR matrix of 3V + 1 nodes, S last with two edge slots (rewritten per request)."""
-    if g._csr is None:
-        v = g.n_cuts
-        at = np.arange(v)
-        src = [np.repeat(np.arange(v), [len(a) for a in g.out])]
-        dst = [np.array([b for a in g.out for b, _, _ in a], dtype=np.int64)]
-        w = [np.array([c for a in g.out for _, c, _ in a], dtype=float)]
-        piece = np.asarray(g.piece_ms, dtype=float)
-        parts = [(at, v + at, np.full(v, g.part_ms)), (v + at, at, np.zeros(v)), (v + at[:-1], v + at[1:], piece)]
-        if g.backward:
-            parts += [(at, 2 * v + at, np.full(v, g.part_ms)), (2 * v + at, at, np.zeros(v)),
-                      (2 * v + at[1:], 2 * v + at[:-1], piece)]
-        for a, b, c in parts:
-            src.append(a)
-            dst.append(b)
-            w.append(c)
-        n = 3 * v + 1  # without backward scans, the 2V … 3V−1 rows are simply empty
-        src, dst, w = np.concatenate(src), np.concatenate(dst), np.concatenate(w)
-        order = np.argsort(src, kind="stable")
-        indptr = np.zeros(n + 1, dtype=np.int32)
-        np.add.at(indptr, src + 1, 1)
-        indptr = np.cumsum(indptr).astype(np.int32)
-        indices = np.concatenate((dst[order], [0, 0])).astype(np.int32)
-        data = np.concatenate((w[order], [0.0, 0.0]))
-        indptr[-1] += 2  # S's two slots
-        g._csr = (indptr, indices, data, n)
-    return g._csr
-
-
-def _scipy_path(g: CutGraph, e: Ends, limit: float):
-    indptr, indices, data, n = _csr(g)
-    v = g.n_cuts
-    s_node = 3 * v
-    slots = list(e.s_edges) + list(e.s_edges[-1:]) if len(e.s_edges) == 1 else list(e.s_edges)
-    if not slots:
-        return None, math.inf, 0
-    indices[-2:] = [slots[0][0], slots[1][0]]
-    data[-2:] = [slots[0][1], slots[1][1]]
-    # explicit zeros are edges for csgraph (leaving a scan, a stored cut's free edge)
-    matrix = sp.csr_matrix((data, indices, indptr), shape=(n, n))
-    dist, pred = dijkstra(matrix, directed=True, indices=s_node, return_predecessors=True,
-                          limit=limit if math.isfinite(limit) else np.inf)
-    best, last = math.inf, -1
-    for node, w in e.t_edges:
-        if dist[node] + w < best:
-            best, last = float(dist[node] + w), node
-    if last < 0 or not best < limit:
-        return None, math.inf, int(np.isfinite(dist).sum())
-    path = [last]
-    while path[-1] != s_node:
-        path.append(int(pred[path[-1]]))
-    path.reverse()
-    return path + [3 * v + 1], best, int(np.isfinite(dist).sum())
 
 
 def _bidirectional(g: CutGraph, e: Ends, scans: bool, limit: float):
@@ -379,8 +309,7 @@ class Solved:
     settled: int
 
 
-def solve(g: CutGraph, e: Ends, *, fetch_once_ms: float, scan_once_ms: float, words: dict[str, str],
-          scipy_nodes: int = SCIPY_NODES) -> Solved:
+def solve(g: CutGraph, e: Ends, *, fetch_once_ms: float, scan_once_ms: float, words: dict[str, str]) -> Solved:
     """The three classes of plan of docs/planner.md — one scan; stored steps only; anything — each with its
     one-off costs; the cheapest wins (ties: fewer steps). A path is searched only as far as it could
     still beat the single scan (the ``limit`` of each search)."""
@@ -391,8 +320,7 @@ def solve(g: CutGraph, e: Ends, *, fetch_once_ms: float, scan_once_ms: float, wo
     candidates = [(scratch, scratch_steps)]
     settled = 0
     if g.n_cuts:
-        full = shortest(g, e, scans=True, limit=scratch - min(fetch_once_ms, scan_once_ms),
-                        scipy_nodes=scipy_nodes)
+        full = shortest(g, e, scans=True, limit=scratch - min(fetch_once_ms, scan_once_ms))
         if full is not None:
             settled += full.settled
             candidates.append((full.cost_ms + _once(full.steps, fetch_once_ms, scan_once_ms), full.steps))
