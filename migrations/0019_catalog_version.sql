@@ -21,20 +21,41 @@ CREATE TABLE modelstore.statistics_versions (
     version    bigint NOT NULL
 );
 
+-- The versions' writer: SECURITY DEFINER, so that roles that store statistics need no grant on the table.
+CREATE FUNCTION modelstore._bump_catalog_versions(p_sources bigint[])
+RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO modelstore.statistics_versions AS v (source_id, version)
+    SELECT i, nextval('modelstore.catalog_version_seq') FROM unnest(p_sources) AS i ORDER BY i
+        ON CONFLICT (source_id) DO UPDATE SET version = EXCLUDED.version;
+$$;
+
+CREATE FUNCTION modelstore._bump_all_catalog_versions()
+RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE modelstore.statistics_versions SET version = nextval('modelstore.catalog_version_seq');
+$$;
+
+-- The trigger itself has no SET clause: a function's SET clause would undo, at its exit, the
+-- transaction-local setting it records the changed sources in.
 CREATE FUNCTION modelstore._statistics_changed()
 RETURNS trigger
 LANGUAGE plpgsql
-SECURITY DEFINER  -- writers of statistics need no grant on the version table
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_done text := coalesce(current_setting('modelstore.catalog_changed', true), '');
+    v_done text := coalesce(pg_catalog.current_setting('modelstore.catalog_changed', true), '');
     v_ids  bigint[];
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         IF v_done <> '*' THEN
-            UPDATE modelstore.statistics_versions SET version = nextval('modelstore.catalog_version_seq');
-            PERFORM set_config('modelstore.catalog_changed', '*', true);
+            PERFORM modelstore._bump_all_catalog_versions();
+            PERFORM pg_catalog.set_config('modelstore.catalog_changed', '*', true);
         END IF;
         RETURN NULL;
     END IF;
@@ -42,23 +63,23 @@ BEGIN
         RETURN NULL;
     END IF;
     IF TG_OP = 'INSERT' THEN
-        SELECT array_agg(DISTINCT r.source_id) INTO v_ids FROM new_rows AS r;
+        SELECT pg_catalog.array_agg(DISTINCT r.source_id) INTO v_ids FROM new_rows AS r;
     ELSIF TG_OP = 'DELETE' THEN
-        SELECT array_agg(DISTINCT r.source_id) INTO v_ids FROM old_rows AS r;
+        SELECT pg_catalog.array_agg(DISTINCT r.source_id) INTO v_ids FROM old_rows AS r;
     ELSE
-        SELECT array_agg(DISTINCT u.source_id) INTO v_ids
+        SELECT pg_catalog.array_agg(DISTINCT u.source_id) INTO v_ids
           FROM (SELECT r.source_id FROM old_rows AS r UNION SELECT r.source_id FROM new_rows AS r) AS u;
     END IF;
     -- once per transaction and source: the first bump's value is the one other sessions see at commit
-    SELECT array_agg(i) INTO v_ids FROM unnest(v_ids) AS i WHERE strpos(v_done, ',' || i || ',') = 0;
+    SELECT pg_catalog.array_agg(i) INTO v_ids FROM pg_catalog.unnest(v_ids) AS i
+     WHERE pg_catalog.strpos(v_done, ',' || i || ',') = 0;
     IF v_ids IS NULL THEN
         RETURN NULL;
     END IF;
-    INSERT INTO modelstore.statistics_versions AS v (source_id, version)
-    SELECT i, nextval('modelstore.catalog_version_seq') FROM unnest(v_ids) AS i ORDER BY i
-        ON CONFLICT (source_id) DO UPDATE SET version = EXCLUDED.version;
-    PERFORM set_config('modelstore.catalog_changed',
-                       CASE WHEN v_done = '' THEN ',' ELSE v_done END || array_to_string(v_ids, ',') || ',', true);
+    PERFORM modelstore._bump_catalog_versions(v_ids);
+    PERFORM pg_catalog.set_config('modelstore.catalog_changed',
+                                  CASE WHEN v_done = '' THEN ',' ELSE v_done END
+                                  || pg_catalog.array_to_string(v_ids, ',') || ',', true);
     RETURN NULL;
 END
 $$;
