@@ -123,14 +123,24 @@ def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: De
     kind = descriptor.source.order_kind
     trained = descriptor.family.trained  # chunk models: contained, forward only, train the gaps
     s, t = range_cuts(descriptor.range, kind)
-    stat_index = None if trained else index.find(conn, source_id, descriptor,
-                                                 rows=context.index_rows if context is not None else None)
+    costs = plan_costs(cost_model, estimator, descriptor, chunk_rows=chunk_rows)
+    pending = None
+    if (not trained and kind in ARRAY_KINDS and _int64_keys(s, t) and costs.row_ms is not None
+            and source_id is not None and (context is None or context.candidates is None)
+            and isinstance(conn, psycopg.Connection)):  # (PL/Python's SPI connection has no pipeline)
+        # the session's catalog (often only its version) in the same round trip as the index lookup
+        with conn.pipeline():
+            pending = cache.send(conn, source_id, descriptor)
+            stat_index = index.find(conn, source_id, descriptor,
+                                    rows=context.index_rows if context is not None else None)
+    else:
+        stat_index = None if trained else index.find(conn, source_id, descriptor,
+                                                     rows=context.index_rows if context is not None else None)
     spans = []
     if stat_index is not None:  # the index's few spans around the request's ends, not its hierarchy
         spans = [dataclasses.replace(span, rows=estimator.rows(cuts_range(span.lo, span.hi, kind)))
                  for span in index.spans(conn, stat_index, s, t, kind, len(descriptor.stats_columns),
                                          rows=context.boundaries if context is not None else None)]
-    costs = plan_costs(cost_model, estimator, descriptor, chunk_rows=chunk_rows)
     backward = allow_subtract and descriptor.family.subtractable
     words = TRAIN_WORDS if trained else SCAN_WORDS
     gap_op = "train" if trained else "scan"
@@ -140,7 +150,7 @@ def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: De
             # the session's catalog cache and the cut graph built once (docs/planner.md)
             steps, solution, n_stored, cached = _solve_cached(
                 conn, source_id, descriptor, s, t, costs, estimator, kind, gap_op, backward, words,
-                context.candidates if context is not None else None)
+                context.candidates if context is not None else None, pending)
         else:  # logistic chunks (contained, forward only): every relevant model, read per request
             found = candidates(conn, source_id, descriptor, contained_only=trained, exact_columns=trained,
                                params_key=params_key,
@@ -265,12 +275,17 @@ class _Solved:
 
 
 def _solve_cached(conn, source_id: int, descriptor: Descriptor, s: Cut, t: Cut, costs: PlanCosts,
-                  estimator: RowEstimator, kind: str, gap_op: str, backward: bool, words: dict, row=None):
+                  estimator: RowEstimator, kind: str, gap_op: str, backward: bool, words: dict, row=None,
+                  pending=None):
     """The relevant set from the session's catalog cache (one round trip, only the version when nothing
     changed), the cut graph of that set built once per catalog state, cost model and row estimator, and a
     search from the request's two ends (:mod:`.cache`, :mod:`.search`). ``row``: the relevant set as
-    ``modelstore.request_context`` read it in the request's first round trip (then nothing is read here)."""
-    look = cache.lookup(conn, source_id, descriptor) if row is None else cache.from_row(conn, source_id, descriptor, row)
+    ``modelstore.request_context`` read it in the request's first round trip (then nothing is read here);
+    ``pending``: the ``plan_catalog`` call already sent with the index lookup."""
+    if row is not None:
+        look = cache.from_row(conn, source_id, descriptor, row)
+    else:
+        look = cache.receive(pending) if pending is not None else cache.lookup(conn, source_id, descriptor)
     entry = look.entry
     r = descriptor.range
     a, b = entry.relevant(bound_key(r.lo), bound_key(r.hi))
@@ -296,8 +311,11 @@ def _solve_cached(conn, source_id: int, descriptor: Descriptor, s: Cut, t: Cut, 
                               int(entry.n_rows[i]), cost_ms))
         else:
             steps.append(Step(sign, gap_op, rng, None, (), round(rows), cost_ms))
-    solution = _Solved(solved.cost_ms, solved.scratch_ms, solved.strategy, g.pruned, g.n_nodes + 2,
-                       g.n_edges + len(e.s_edges) + len(e.t_edges))
+    # reported as the request's own graph (docs/planner.md): the stored cuts plus s and t where they are none
+    cuts = g.n_cuts + (e.s_cut < 0) + (e.t_cut < 0)
+    per_cut = 3 if backward else 2
+    solution = _Solved(solved.cost_ms, solved.scratch_ms, solved.strategy, g.pruned, per_cut * cuts,
+                       g.n_stored_edges + (2 * cuts + max(cuts - 1, 0)) * (per_cut - 1))
     info = {"catalog_hit": look.hit, "catalog_fetched": look.fetched, "graph_hit": graph_hit,
             "settled": solved.settled}
     return tuple(steps), solution, b - a, info

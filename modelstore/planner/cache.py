@@ -97,25 +97,51 @@ class Lookup:
 _SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _entries(conn) -> OrderedDict:
+    """The session's entries; a connection that cannot be weakly referenced (PL/Python's SPI) keeps none."""
+    try:
+        return _SESSIONS.setdefault(conn, OrderedDict())
+    except TypeError:
+        return OrderedDict()
+
+
 def catalog_key(source_id: int, descriptor: Descriptor) -> tuple:
     return (source_id, descriptor.kind, descriptor.filter_sql, descriptor.class_column,
             tuple(descriptor.stats_columns))
 
 
-def lookup(conn: psycopg.Connection, source_id: int, descriptor: Descriptor) -> Lookup:
-    """The catalog entry of the request's key, current as of this statement's snapshot (one round trip)."""
-    entries = _SESSIONS.setdefault(conn, OrderedDict())
+@dataclass
+class Pending:
+    """A ``plan_catalog`` call sent (possibly in a pipeline with other statements), not yet read."""
+
+    conn: psycopg.Connection
+    key: tuple
+    held: CatalogEntry | None
+    cursor: object  # the call's cursor, read by receive()
+
+
+def send(conn: psycopg.Connection, source_id: int, descriptor: Descriptor) -> Pending:
+    """Send the request's ``plan_catalog`` call (with the version of the arrays the session holds)."""
+    entries = _entries(conn)
     key = catalog_key(source_id, descriptor)
     held = entries.get(key)
-    row = conn.execute(
+    cursor = conn.execute(
         "SELECT * FROM modelstore.plan_catalog(%s, %s, %s, %s, %s, %s, %s, %s)",
         [source_id, descriptor.kind, descriptor.filter_sql, descriptor.class_column, "",
          list(descriptor.stats_columns), held.version if held else None, held.reader if held else None],
-        binary=True,
-    ).fetchone()
+        binary=True)
+    return Pending(conn, key, held, cursor)
+
+
+def receive(pending: Pending) -> Lookup:
+    """The catalog entry of the request's key, current as of the call's snapshot."""
+    entries = _entries(pending.conn)
+    key, held = pending.key, pending.held
+    row = pending.cursor.fetchone()
     version, reader, cacheable, changed = row[:4]
     if not changed and held is not None:
-        entries.move_to_end(key)
+        if key in entries:
+            entries.move_to_end(key)
         return Lookup(held, True, 0, True)
     entry = CatalogEntry.from_arrays(int(version), reader, *row[4:])
     if cacheable:
@@ -128,12 +154,17 @@ def lookup(conn: psycopg.Connection, source_id: int, descriptor: Descriptor) -> 
     return Lookup(entry, False, len(entry), cacheable)
 
 
+def lookup(conn: psycopg.Connection, source_id: int, descriptor: Descriptor) -> Lookup:
+    """The catalog entry of the request's key, current as of this statement's snapshot (one round trip)."""
+    return receive(send(conn, source_id, descriptor))
+
+
 def from_row(conn: psycopg.Connection, source_id: int, descriptor: Descriptor, row: tuple) -> Lookup:
     """The entry for a relevant set read elsewhere (``modelstore.request_context``'s ``plan_candidates``
     row, in the request's first round trip), with no version: it is kept under its own contents — the
     next request's arrays are compared with it element by element, and equal arrays make an equal entry,
     so its cost graphs are reused exactly when they would be built the same."""
-    entries = _SESSIONS.setdefault(conn, OrderedDict())
+    entries = _entries(conn)
     key = ("row", *catalog_key(source_id, descriptor))
     ids, lo, hi, nv, nr, cix, sets = row[:7]
     arrays = tuple(np.asarray(x, dtype=np.int64) for x in (ids, lo, hi, nv, nr, cix))

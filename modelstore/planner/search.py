@@ -181,22 +181,16 @@ def _bidirectional(g: CutGraph, e: Ends, scans: bool, limit: float):
             else:
                 mode, i = divmod(u, v)
                 if mode == 0:
-                    edges = [(b, c, j) for b, c, j in out[i]]
+                    edges = out[i]
                     if scans:
-                        edges.append((v + i, part, -1))
-                        if backward:
-                            edges.append((2 * v + i, part, -1))
+                        edges = edges + [(v + i, part, -1), (2 * v + i, part, -1)] if backward else \
+                            edges + [(v + i, part, -1)]
                 elif mode == 1:
-                    edges = [(i, 0.0, -1)]
-                    if i + 1 < v:
-                        edges.append((v + i + 1, piece[i], -1))
+                    edges = [(i, 0.0, -1), (v + i + 1, piece[i], -1)] if i + 1 < v else [(i, 0.0, -1)]
                 else:
-                    edges = [(i, 0.0, -1)]
-                    if i > 0:
-                        edges.append((2 * v + i - 1, piece[i - 1], -1))
-                w_t = to_t.get(u)
-                if w_t is not None:
-                    edges.append((t_node, w_t, -1))
+                    edges = [(i, 0.0, -1), (2 * v + i - 1, piece[i - 1], -1)] if i > 0 else [(i, 0.0, -1)]
+                if u in to_t:
+                    edges = edges + [(t_node, to_t[u], -1)]
             for x, w, j in edges:
                 nd = d + w
                 if nd < df.get(x, inf):
@@ -216,22 +210,16 @@ def _bidirectional(g: CutGraph, e: Ends, scans: bool, limit: float):
             else:
                 mode, i = divmod(x, v)
                 if mode == 0:
-                    edges = [(a, c, j) for a, c, j in into[i]]
+                    edges = into[i]
                     if scans:
-                        edges.append((v + i, 0.0, -1))
-                        if backward:
-                            edges.append((2 * v + i, 0.0, -1))
+                        edges = edges + [(v + i, 0.0, -1), (2 * v + i, 0.0, -1)] if backward else \
+                            edges + [(v + i, 0.0, -1)]
                 elif mode == 1:
-                    edges = [(i, part, -1)]
-                    if i > 0:
-                        edges.append((v + i - 1, piece[i - 1], -1))
+                    edges = [(i, part, -1), (v + i - 1, piece[i - 1], -1)] if i > 0 else [(i, part, -1)]
                 else:
-                    edges = [(i, part, -1)]
-                    if i + 1 < v:
-                        edges.append((2 * v + i + 1, piece[i], -1))
-                w_s = from_s.get(x)
-                if w_s is not None:
-                    edges.append((s_node, w_s, -1))
+                    edges = [(i, part, -1), (2 * v + i + 1, piece[i], -1)] if i + 1 < v else [(i, part, -1)]
+                if x in from_s:
+                    edges = edges + [(s_node, from_s[x], -1)]
             for u, w, j in edges:
                 nd = d + w
                 if nd < db.get(u, inf):
