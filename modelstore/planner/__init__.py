@@ -126,9 +126,10 @@ def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: De
     costs = plan_costs(cost_model, estimator, descriptor, chunk_rows=chunk_rows)
     pending = None
     if (not trained and kind in ARRAY_KINDS and _int64_keys(s, t) and costs.row_ms is not None
-            and source_id is not None and (context is None or context.candidates is None)
+            and source_id is not None and context is None
             and isinstance(conn, psycopg.Connection)):  # (PL/Python's SPI connection has no pipeline)
-        # the session's catalog (often only its version) in the same round trip as the index lookup
+        # the session's catalog (often only its version) in the same round trip as the index lookup (a request
+        # context has read the index already: then the catalog is read only when no index serves the request)
         with conn.pipeline():
             pending = cache.send(conn, source_id, descriptor)
             stat_index = index.find(conn, source_id, descriptor,
