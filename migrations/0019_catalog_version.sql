@@ -98,3 +98,8 @@ CREATE TRIGGER statistics_version_truncate AFTER TRUNCATE ON modelstore.statisti
 INSERT INTO modelstore.statistics_versions (source_id, version)
 SELECT s.source_id, nextval('modelstore.catalog_version_seq')
   FROM (SELECT DISTINCT source_id FROM modelstore.statistics) AS s;
+
+-- plan_candidates no longer takes the windows and chain depth of the retired rules 2 and 3
+-- (sql/planner.sql creates it again with the ten arguments every caller passes)
+DROP FUNCTION IF EXISTS modelstore.plan_candidates(bigint, text, text, text, text, text[], boolean, numeric, numeric,
+                                                   boolean, numeric[], numeric[], integer);
