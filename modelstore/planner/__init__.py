@@ -293,13 +293,20 @@ def _solve_cached(conn, source_id: int, descriptor: Descriptor, s: Cut, t: Cut, 
     distinct_ms = costs.stored_values_ms(entry.nv_distinct)
     zeros = np.zeros
 
-    def build():
-        return search.build(entry.lo_keys[a:b], entry.hi_keys[a:b], distinct_ms[entry.nv_inverse[a:b]],
-                            lambda keys: estimator.below_cuts(keys.astype(float), zeros(len(keys), dtype=np.int8)),
-                            part_ms=costs.part_ms, row_ms=costs.row_ms, backward=backward)
+    def topology():
+        return search.build_topology(
+            entry.lo_keys[a:b], entry.hi_keys[a:b], entry.n_values[a:b],
+            lambda keys: estimator.below_cuts(keys.astype(float), zeros(len(keys), dtype=np.int8)), backward=backward)
 
-    key = (a, b, backward, costs.part_ms, costs.row_ms, distinct_ms.tobytes())
-    g, graph_hit = cache.graph_for(entry, key, estimator, build) if look.cached else (build(), False)
+    def weigh(topo):
+        return search.weigh(topo, distinct_ms[entry.nv_inverse[a:b]], part_ms=costs.part_ms, row_ms=costs.row_ms)
+
+    if look.cached:
+        topo, topo_hit = cache.graph_for(entry, (a, b, backward), estimator, topology)
+        g, weights_hit = cache.weighted(topo, (costs.part_ms, costs.row_ms, distinct_ms.tobytes()), weigh)
+        graph_hit = topo_hit and weights_hit
+    else:
+        g, graph_hit = weigh(topology()), False
     below = estimator.below_cuts(np.array([float(s.key), float(t.key)]), zeros(2, dtype=np.int8))
     e = search.ends(g, int(s.key), int(t.key), float(below[0]), float(below[1]))
     solved = search.solve(g, e, fetch_once_ms=costs.fetch_once_ms, scan_once_ms=costs.scan_once_ms, words=words)

@@ -21,11 +21,14 @@ from decimal import Decimal
 import numpy as np
 import psycopg
 
-from modelstore.planner.search import CutGraph
+from modelstore.planner.search import CutGraph, Topology
 from modelstore.request.descriptor import Descriptor
 
-#: cost graphs kept per catalog entry (different relevant sets, cost models or row estimators)
-GRAPHS_PER_ENTRY = 4
+#: cut graphs kept per catalog entry (different relevant sets, directions or row estimators): about 60 MB
+#: each at 100,000 stored models
+GRAPHS_PER_ENTRY = 2
+#: cost figures kept per cut graph (a learned correction changes them every few plans)
+WEIGHTS_PER_GRAPH = 4
 #: catalog keys kept per session
 ENTRIES_PER_SESSION = 32
 
@@ -181,9 +184,9 @@ def from_row(conn: psycopg.Connection, source_id: int, descriptor: Descriptor, r
     return Lookup(entry, False, len(entry), True)
 
 
-def graph_for(entry: CatalogEntry, key: tuple, estimator, build) -> tuple[CutGraph, bool]:
-    """The entry's cost graph for ``key`` (relevant slice, costs, direction) and ``estimator`` (kept by
-    identity: a new row estimator prices the pieces anew), built by ``build()`` when missing."""
+def graph_for(entry: CatalogEntry, key: tuple, estimator, build) -> tuple[Topology, bool]:
+    """The entry's cut graph for ``key`` (relevant slice, direction) and ``estimator`` (kept by identity: a
+    new row estimator counts the rows below each cut anew), built by ``build()`` when missing."""
     held = entry.graphs.get(key)
     if held is not None and held[0] is estimator:
         entry.graphs.move_to_end(key)
@@ -193,6 +196,20 @@ def graph_for(entry: CatalogEntry, key: tuple, estimator, build) -> tuple[CutGra
     entry.graphs.move_to_end(key)
     while len(entry.graphs) > GRAPHS_PER_ENTRY:
         entry.graphs.popitem(last=False)
+    return graph, False
+
+
+def weighted(topology: Topology, key: tuple, weigh) -> tuple[CutGraph, bool]:
+    """The topology weighted with the cost figures ``key`` (a learned correction changes them every few
+    plans: only the two cost vectors are made again, the adjacency is shared), made by ``weigh(topology)``."""
+    held = topology.weighted.get(key)
+    if held is not None:
+        topology.weighted.move_to_end(key)
+        return held, True
+    graph = weigh(topology)
+    topology.weighted[key] = graph
+    while len(topology.weighted) > WEIGHTS_PER_GRAPH:
+        topology.weighted.popitem(last=False)
     return graph, False
 
 

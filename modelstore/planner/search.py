@@ -22,74 +22,115 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from modelstore.planner.graph import cheapest_per_pair
 
 @dataclass
-class CutGraph:
-    """The stored models' cuts and edges, with the costs of one cost model and row estimator."""
+class Topology:
+    """The stored models' cuts and edges (after rule 1) and the rows below each cut: what does not depend
+    on the cost model. Its weighted graphs (:func:`weigh`) are kept in ``weighted`` by cost figures."""
 
     keys: np.ndarray  # sorted distinct cut keys (int64): cut i is "just before key i"
     below: np.ndarray  # estimated rows below each cut
+    backward: bool
+    out: list[list[tuple[int, int]]]  # per cut: stored edges (to cut, model)
+    into: list[list[tuple[int, int]]]  # per cut: stored edges arriving (from cut, model)
+    n_stored_edges: int
+    pruned: int  # models dropped by rule 1
+    weighted: OrderedDict = field(default_factory=OrderedDict)
+
+
+@dataclass
+class CutGraph:
+    """A :class:`Topology` with the costs of one cost model: per model, per piece between cuts, per part."""
+
+    topology: Topology
+    model_ms: list[float]  # per model (index into the arrays the topology was built from)
     piece_ms: list[float]  # scanning the rows between cut i and cut i + 1 (without the part's merge)
     part_ms: float
     row_ms: float
-    backward: bool
-    out: list[list[tuple[int, float, int]]]  # per cut: stored edges (to cut, cost, model)
-    into: list[list[tuple[int, float, int]]]  # per cut: stored edges arriving (from cut, cost, model)
-    n_stored_edges: int
-    pruned: int  # models dropped by rule 1
+
+    @property
+    def keys(self) -> np.ndarray:
+        return self.topology.keys
+
+    @property
+    def below(self) -> np.ndarray:
+        return self.topology.below
+
+    @property
+    def backward(self) -> bool:
+        return self.topology.backward
+
+    @property
+    def pruned(self) -> int:
+        return self.topology.pruned
+
+    @property
+    def n_stored_edges(self) -> int:
+        return self.topology.n_stored_edges
 
     @property
     def n_cuts(self) -> int:
-        return len(self.keys)
+        return len(self.topology.keys)
 
     @property
     def n_nodes(self) -> int:
-        return (3 if self.backward else 2) * len(self.keys)
+        return (3 if self.backward else 2) * self.n_cuts
 
     @property
     def n_edges(self) -> int:
-        v = len(self.keys)  # per direction of scan: entering and leaving at every cut, and the pieces
+        v = self.n_cuts  # per direction of scan: entering and leaving at every cut, and the pieces
         return self.n_stored_edges + (2 * v + max(v - 1, 0)) * (2 if self.backward else 1)
 
 
-def build(lo_keys: np.ndarray, hi_keys: np.ndarray, model_cost: np.ndarray, below_of, *, part_ms: float,
-          row_ms: float, backward: bool) -> CutGraph:
-    """The graph over the cuts of models with closed integer ranges [lo, hi] (cuts lo and hi + 1).
+def build_topology(lo_keys: np.ndarray, hi_keys: np.ndarray, size: np.ndarray, below_of, *,
+                   backward: bool) -> Topology:
+    """The cuts and edges of models with closed integer ranges [lo, hi] (cuts lo and hi + 1).
 
-    ``below_of(keys)``: estimated rows below each cut key (vectorised)."""
+    ``size``: what rule 1 keeps the smallest of among models with the same cuts — the floats they hold,
+    since every cost model prices a stored model non-decreasingly in its floats (docs/planner.md, "Cost
+    model"), so the smallest is a cheapest under any figures. ``below_of(keys)``: estimated rows below each
+    cut key (vectorised)."""
     lo_keys = np.asarray(lo_keys, dtype=np.int64)
     hi_cut = np.asarray(hi_keys, dtype=np.int64) + 1
     keys, inverse = np.unique(np.concatenate((lo_keys, hi_cut)), return_inverse=True)
     m = len(lo_keys)
     lo, hi = inverse[:m], inverse[m:]
     below = np.asarray(below_of(keys), dtype=float) if len(keys) else np.zeros(0)
-    piece_ms = (np.maximum(np.diff(below), 0.0) * row_ms).tolist()
-    cost = np.asarray(model_cost, dtype=float)
-    ids = np.arange(m)
-    keep = cheapest_per_pair(lo, hi, cost)  # rule 1
+    keep = cheapest_per_pair(lo, hi, np.asarray(size, dtype=float))  # rule 1
     pruned = m - len(keep)
-    lo, hi, cost, ids = lo[keep], hi[keep], cost[keep], ids[keep]
-    src, dst, w, model = lo, hi, cost, ids
-    if backward:
-        src, dst = np.concatenate((lo, hi)), np.concatenate((hi, lo))
-        w, model = np.concatenate((cost, cost)), np.concatenate((ids, ids))
-        keep = cheapest_per_pair(src, dst, w)  # a forward and a backward edge on the same cuts
-        src, dst, w, model = src[keep], dst[keep], w[keep], model[keep]
+    lo, hi, ids = lo[keep], hi[keep], keep
+    # a forward edge a → b (a < b) and a backward one (b > a) never share their cuts in this order
+    src, dst, model = (np.concatenate((lo, hi)), np.concatenate((hi, lo)), np.concatenate((ids, ids))) \
+        if backward else (lo, hi, ids)
     v = len(keys)
-    out = _adjacency(v, src, dst, w, model)
-    into = out if backward else _adjacency(v, dst, src, w, model)  # symmetric when every edge goes both ways
-    return CutGraph(keys, below, piece_ms, float(part_ms), float(row_ms), backward, out, into, len(src), pruned)
+    out = _adjacency(v, src, dst, model)
+    into = out if backward else _adjacency(v, dst, src, model)  # symmetric when every edge goes both ways
+    return Topology(keys, below, backward, out, into, len(src), pruned)
 
 
-def _adjacency(v: int, src, dst, w, model) -> list[list[tuple[int, float, int]]]:
-    adjacency: list[list[tuple[int, float, int]]] = [[] for _ in range(v)]
-    for a, b, c, j in zip(src.tolist(), dst.tolist(), w.tolist(), model.tolist()):
-        adjacency[a].append((b, c, j))
+def weigh(topology: Topology, model_cost: np.ndarray, *, part_ms: float, row_ms: float) -> CutGraph:
+    """The topology with one cost model's figures (two vectors; the adjacency is shared)."""
+    piece_ms = (np.maximum(np.diff(topology.below), 0.0) * row_ms).tolist()
+    return CutGraph(topology, np.asarray(model_cost, dtype=float).tolist(), piece_ms, float(part_ms), float(row_ms))
+
+
+def build(lo_keys: np.ndarray, hi_keys: np.ndarray, model_cost: np.ndarray, below_of, *, part_ms: float,
+          row_ms: float, backward: bool) -> CutGraph:
+    """:func:`build_topology` (rule 1 on the costs themselves) and :func:`weigh` in one."""
+    topology = build_topology(lo_keys, hi_keys, model_cost, below_of, backward=backward)
+    return weigh(topology, model_cost, part_ms=part_ms, row_ms=row_ms)
+
+
+def _adjacency(v: int, src, dst, model) -> list[list[tuple[int, int]]]:
+    adjacency: list[list[tuple[int, int]]] = [[] for _ in range(v)]
+    for a, b, j in zip(src.tolist(), dst.tolist(), model.tolist()):
+        adjacency[a].append((b, j))
     return adjacency
 
 
@@ -160,7 +201,8 @@ def _bidirectional(g: CutGraph, e: Ends, scans: bool, limit: float):
     to at least the cheapest meeting found (every shorter path would have been met by then)."""
     v = g.n_cuts
     s_node, t_node = 3 * v, 3 * v + 1
-    out, into, piece, part, backward = g.out, g.into, g.piece_ms, g.part_ms, g.backward and scans
+    out, into, piece, part, backward = g.topology.out, g.topology.into, g.piece_ms, g.part_ms, g.backward and scans
+    mc = g.model_ms
     to_t = dict(e.t_edges) if scans else {e.t_cut: 0.0}
     from_s = dict(e.s_edges) if scans else {e.s_cut: 0.0}
     df, db = {s_node: 0.0}, {t_node: 0.0}
@@ -181,7 +223,7 @@ def _bidirectional(g: CutGraph, e: Ends, scans: bool, limit: float):
             else:
                 mode, i = divmod(u, v)
                 if mode == 0:
-                    edges = out[i]
+                    edges = [(b, mc[j], j) for b, j in out[i]]
                     if scans:
                         edges = edges + [(v + i, part, -1), (2 * v + i, part, -1)] if backward else \
                             edges + [(v + i, part, -1)]
@@ -210,7 +252,7 @@ def _bidirectional(g: CutGraph, e: Ends, scans: bool, limit: float):
             else:
                 mode, i = divmod(x, v)
                 if mode == 0:
-                    edges = into[i]
+                    edges = [(a, mc[j], j) for a, j in into[i]]
                     if scans:
                         edges = edges + [(v + i, 0.0, -1), (2 * v + i, 0.0, -1)] if backward else \
                             edges + [(v + i, 0.0, -1)]
@@ -267,7 +309,8 @@ def _steps(g: CutGraph, e: Ends, path: list[int]) -> tuple[tuple, ...]:
         mode_b = 3 if b >= 3 * v else b // v
         if mode_a == 0 and mode_b == 0:  # a stored edge
             i, j = a, b
-            c, m = next((c, m) for y, c, m in g.out[i] if y == j)
+            m = next(k for y, k in g.topology.out[i] if y == j)
+            c = g.model_ms[m]
             sign = 1 if keys[i] < keys[j] else -1
             lo, hi = (i, j) if sign > 0 else (j, i)
             steps.append(("stored", sign, int(keys[lo]), int(keys[hi]), 0.0, c, m))
