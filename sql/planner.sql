@@ -74,16 +74,6 @@ COMMENT ON FUNCTION modelstore.relevant_statistics IS
 -- component holding the request is its enhanced descriptor (Definition 1's transitive closure). One
 -- pass, no repeated probes.
 --
--- With p_near_lo/p_near_hi: four windows of cut keys [p_near_lo[i], p_near_hi[i]] (key x is the cut
--- just before value x), rule 2 of docs/planner.md: the compatible models with a cut in window 1 or 2
--- (narrow, around the request's two ends), and those with one cut in window 3 and the other in window 4
--- (wider, around the lower and the upper end). A few index ranges, no closure, no sort of the catalog.
--- When neither kind can make a plan (nothing in window 1 or nothing in window 2, and no model joins
--- windows 3 and 4), the relevant set comes back instead, in the same call; ``near`` says which.
--- With p_chain_depth as well (rule 3, when a scan costs more than the stored steps a bound allows):
--- the models reached from the cuts p_near_lo[1] (s) and p_near_lo[2] (t) by chains of at most
--- p_chain_depth models sharing cuts, each link one equality probe of an index; the relevant set instead
--- when no model has the cut s or none has the cut t (no stored-only plan exists).
 -- Keys come back as int8 — integer and date ordering columns only (their keys are whole numbers).
 CREATE OR REPLACE FUNCTION modelstore.plan_candidates(
     p_source_id   bigint,
@@ -96,12 +86,8 @@ CREATE OR REPLACE FUNCTION modelstore.plan_candidates(
     p_lo          numeric,
     p_hi          numeric,
     p_contained_only boolean,
-    p_near_lo     numeric[] DEFAULT NULL,
-    p_near_hi     numeric[] DEFAULT NULL,
-    p_chain_depth integer DEFAULT NULL,
     OUT stats_ids bigint[], OUT lo_keys bigint[], OUT hi_keys bigint[], OUT n_values integer[],
-    OUT n_rows bigint[], OUT column_ix integer[], OUT column_sets jsonb, OUT probes integer,
-    OUT near boolean)
+    OUT n_rows bigint[], OUT column_ix integer[], OUT column_sets jsonb, OUT probes integer)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 SET jit = off
@@ -109,94 +95,7 @@ SET plan_cache_mode = force_generic_plan  -- planned once per session: planning 
 AS $$
 #variable_conflict use_column
 BEGIN
-    IF p_near_lo IS NOT NULL THEN  -- rules 2 and 3: the models near the request's ends, and chains from them
-        WITH RECURSIVE sets AS (  -- the column sets that serve the request, and those equal to its own (as sets)
-            SELECT array_agg(cs.set_id) AS serving,
-                   coalesce(array_agg(cs.set_id) FILTER (WHERE cs.columns <@ p_columns), '{}') AS same
-              FROM modelstore.column_sets AS cs
-             WHERE cs.columns @> p_columns AND (NOT p_exact_columns OR cs.columns <@ p_columns)
-        ), w AS (      -- the windows as rows: 1, 2 narrow; 3, 4 the ends of a single stored step
-            SELECT i, p_near_lo[i] AS lo, p_near_hi[i] AS hi FROM generate_subscripts(p_near_lo, 1) AS i
-             WHERE i <= 3  -- a step joining windows 3 and 4 has a cut in window 3
-        ), x AS (      -- per window, the models with their lower cut in it, and those with their upper cut
-            SELECT w.i, s.stats_id, s.lo_key, s.hi_key, s.column_set, s.n + s.null_rows AS n_rows, s.n_values,
-                   s.null_rows, s.stale
-              FROM w CROSS JOIN LATERAL (
-                    SELECT * FROM modelstore.statistics AS s
-                     WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
-                       AND s.target = p_target AND s.params_key = p_params_key
-                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[])
-                       AND s.lo_key BETWEEN w.lo AND w.hi
-                       AND (w.i <= 2 OR s.hi_key + 1 BETWEEN p_near_lo[7 - w.i] AND p_near_hi[7 - w.i])
-                    UNION ALL
-                    SELECT * FROM modelstore.statistics AS s
-                     WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
-                       AND s.target = p_target AND s.params_key = p_params_key
-                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[])
-                       AND s.hi_key BETWEEN w.lo - 1 AND w.hi - 1
-                       AND (w.i <= 2 OR s.lo_key BETWEEN p_near_lo[7 - w.i] AND p_near_hi[7 - w.i])
-                   ) AS s
-             WHERE NOT s.stale AND (s.null_rows = 0 OR s.column_set = ANY ((SELECT sets.same FROM sets)::integer[]))
-               AND (NOT p_contained_only OR (s.lo_key >= p_lo AND s.hi_key <= p_hi))
-        ), chain(cut, depth) AS (  -- cuts reached from the ends by ``depth`` steps sharing cuts
-            SELECT e.cut, 0 FROM unnest(ARRAY[p_near_lo[1], p_near_lo[2]]) AS e(cut)  -- the cuts s and t
-            UNION
-            SELECT nxt.cut, c.depth + 1
-              FROM chain AS c CROSS JOIN LATERAL (
-                    SELECT s.hi_key + 1 AS cut FROM modelstore.statistics AS s
-                     WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
-                       AND s.target = p_target AND s.params_key = p_params_key
-                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[]) AND s.lo_key = c.cut
-                       AND NOT s.stale AND (s.null_rows = 0 OR s.column_set = ANY ((SELECT sets.same FROM sets)::integer[]))
-                    UNION ALL
-                    SELECT s.lo_key FROM modelstore.statistics AS s
-                     WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
-                       AND s.target = p_target AND s.params_key = p_params_key
-                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[]) AND s.hi_key = c.cut - 1
-                       AND NOT s.stale AND (s.null_rows = 0 OR s.column_set = ANY ((SELECT sets.same FROM sets)::integer[]))
-                   ) AS nxt
-             WHERE c.depth < coalesce(p_chain_depth, 1) - 1
-        ), cuts AS (
-            SELECT DISTINCT chain.cut FROM chain
-        ), y AS (      -- the models with a cut among them (rule 3)
-            SELECT s.stats_id, s.lo_key, s.hi_key, s.column_set, s.n + s.null_rows AS n_rows, s.n_values
-              FROM cuts CROSS JOIN LATERAL (
-                    SELECT * FROM modelstore.statistics AS s
-                     WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
-                       AND s.target = p_target AND s.params_key = p_params_key
-                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[]) AND s.lo_key = cuts.cut
-                    UNION ALL
-                    SELECT * FROM modelstore.statistics AS s
-                     WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
-                       AND s.target = p_target AND s.params_key = p_params_key
-                       AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[]) AND s.hi_key = cuts.cut - 1
-                   ) AS s
-             WHERE NOT s.stale AND (s.null_rows = 0 OR s.column_set = ANY ((SELECT sets.same FROM sets)::integer[]))
-               AND (NOT p_contained_only OR (s.lo_key >= p_lo AND s.hi_key <= p_hi))
-        ), found AS (  -- whether a plan can come of them (see above)
-            SELECT (bool_or(x.i = 1) AND bool_or(x.i = 2)) OR bool_or(x.i >= 3) AS any_plan FROM x
-        ), m AS (
-            SELECT DISTINCT ON (z.stats_id) z.* FROM (
-                SELECT x.stats_id, x.lo_key, x.hi_key, x.column_set, x.n_rows, x.n_values FROM x
-                UNION ALL
-                SELECT * FROM y) AS z
-        ), used AS (   -- the distinct column sets (usually one), numbered from 0
-            SELECT u.column_set, (row_number() OVER (ORDER BY u.column_set))::integer - 1 AS cix
-              FROM (SELECT DISTINCT m.column_set FROM m) AS u
-        )
-        SELECT coalesce(array_agg(m.stats_id), '{}'), coalesce(array_agg(m.lo_key::bigint), '{}'),
-               coalesce(array_agg(m.hi_key::bigint), '{}'), coalesce(array_agg(m.n_values), '{}'),
-               coalesce(array_agg(m.n_rows), '{}'), coalesce(array_agg(used.cix), '{}'),
-               (SELECT coalesce(jsonb_agg(to_jsonb(cs.columns) ORDER BY u.cix), '[]')
-                  FROM used AS u JOIN modelstore.column_sets AS cs ON cs.set_id = u.column_set),
-               1, (SELECT found.any_plan FROM found)
-          FROM m JOIN used ON used.column_set = m.column_set
-          INTO stats_ids, lo_keys, hi_keys, n_values, n_rows, column_ix, column_sets, probes, near;
-        IF coalesce(near, false) THEN
-            RETURN;
-        END IF;
-    END IF;
-    near := false;  -- the relevant set: Definition 1's closure
+    -- the relevant set: Definition 1's closure
         WITH sets AS (  -- the column sets that serve the request, and those equal to its own (as sets)
             SELECT array_agg(cs.set_id) AS serving,
                    coalesce(array_agg(cs.set_id) FILTER (WHERE cs.columns <@ p_columns), '{}') AS same
@@ -241,4 +140,69 @@ END
 $$;
 
 COMMENT ON FUNCTION modelstore.plan_candidates IS
-    'Algorithm 3 for the planner: the relevant set (no limit, or rule 2''s windows) as arrays of ids, integer keys and sizes.';
+    'Algorithm 3 for the planner: the relevant set (no limit) as arrays of ids, integer keys and sizes.';
+
+-- The planner's session cache (docs/planner.md, "The session's catalog cache"; migration 0019): every
+-- compatible stored summary of a (source, family, filter, class column, columns) key as arrays, with the
+-- source's catalog version, or — when the caller already holds the arrays of version p_known_version read
+-- as the same role — only the version. One index probe on a hit. ``cacheable`` is false when this
+-- transaction changed the source's statistics and has not committed (a rollback would undo them without
+-- a new version): the caller uses the arrays once and keeps nothing. No connected components here: the
+-- caller splits the arrays into components itself, once per version (Definition 1's closure per request).
+CREATE OR REPLACE FUNCTION modelstore.plan_catalog(
+    p_source_id   bigint,
+    p_family      text,
+    p_filter_sql  text,
+    p_target      text,
+    p_params_key  text,
+    p_columns     text[],
+    p_known_version bigint,
+    p_known_role  text,
+    OUT version bigint, OUT reader text, OUT cacheable boolean, OUT changed boolean,
+    OUT stats_ids bigint[], OUT lo_keys bigint[], OUT hi_keys bigint[], OUT n_values integer[],
+    OUT n_rows bigint[], OUT column_ix integer[], OUT column_sets jsonb)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET plan_cache_mode = force_generic_plan  -- planned once per session, like plan_candidates
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_changed text := coalesce(current_setting('modelstore.catalog_changed', true), '');
+BEGIN
+    SELECT coalesce((SELECT v.version FROM modelstore.statistics_versions AS v WHERE v.source_id = p_source_id), 0)
+      INTO version;
+    reader := current_user;
+    cacheable := v_changed <> '*' AND strpos(v_changed, ',' || p_source_id || ',') = 0;
+    changed := NOT coalesce(cacheable AND version = p_known_version AND reader = p_known_role, false);
+    IF NOT changed THEN
+        RETURN;
+    END IF;
+    WITH sets AS (  -- the column sets that serve the request, and those equal to its own (as sets)
+        SELECT array_agg(cs.set_id) AS serving,
+               coalesce(array_agg(cs.set_id) FILTER (WHERE cs.columns <@ p_columns), '{}') AS same
+          FROM modelstore.column_sets AS cs
+         WHERE cs.columns @> p_columns
+    ), m AS (
+        SELECT s.stats_id, s.lo_key, s.hi_key, s.column_set, s.n + s.null_rows AS n_rows, s.n_values
+          FROM modelstore.statistics AS s
+         WHERE s.source_id = p_source_id AND s.family = p_family AND s.filter_sql = p_filter_sql
+           AND s.target = p_target AND s.params_key = p_params_key
+           AND s.column_set = ANY ((SELECT sets.serving FROM sets)::integer[]) AND NOT s.stale
+           AND (s.null_rows = 0 OR s.column_set = ANY ((SELECT sets.same FROM sets)::integer[]))
+    ), used AS (   -- the distinct column sets (usually one), numbered from 0
+        SELECT u.column_set, (row_number() OVER (ORDER BY u.column_set))::integer - 1 AS cix
+          FROM (SELECT DISTINCT m.column_set FROM m) AS u
+    )
+    SELECT coalesce(array_agg(m.stats_id), '{}'), coalesce(array_agg(m.lo_key::bigint), '{}'),
+           coalesce(array_agg(m.hi_key::bigint), '{}'), coalesce(array_agg(m.n_values), '{}'),
+           coalesce(array_agg(m.n_rows), '{}'), coalesce(array_agg(used.cix), '{}'),
+           (SELECT coalesce(jsonb_agg(to_jsonb(cs.columns) ORDER BY u.cix), '[]')
+              FROM used AS u JOIN modelstore.column_sets AS cs ON cs.set_id = u.column_set)
+      FROM m JOIN used ON used.column_set = m.column_set
+      INTO stats_ids, lo_keys, hi_keys, n_values, n_rows, column_ix, column_sets;
+END
+$$;
+
+COMMENT ON FUNCTION modelstore.plan_catalog IS
+    'The planner''s session cache: every compatible summary of a key as arrays with the source''s catalog version, or only the version when the caller holds it.';

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from modelstore.request.descriptor import Range
 from modelstore.request.cuts import range_cuts
-from modelstore.planner.graph import PlanCosts, solve
+from modelstore.planner.graph import SCAN_WORDS, PlanCosts, solve, solve_indexed
 from tests.bruteforce import brute_force
 
 
@@ -188,3 +189,47 @@ def test_heap_dijkstra_equals_scipy_on_random_graphs():
         for dist, path in (heap, scipy):
             assert path[0] == s and path[-1] == t
             assert sum(pairs[a, b] for a, b in zip(path, path[1:])) == pytest.approx(dist)
+
+
+def test_cached_cut_graph_with_virtual_ends_equals_the_request_graph():
+    """search.solve (the cut graph of the stored models, built once, with the request's ends as two virtual
+    nodes, and the bidirectional search) finds plans of the same cost as solve_indexed over the request's own
+    graph, whose steps add up to the request and cost what they say — random catalogs with ends on and off
+    stored cuts, with and without backward edges, free and dear stored models, empty and dense pieces."""
+    from modelstore.planner import search
+
+    rng = np.random.default_rng(20)
+    for _ in range(1500):
+        m, span = int(rng.integers(0, 12)), int(rng.integers(5, 60))
+        lo = rng.integers(0, span, m)
+        hi = lo + rng.integers(0, span // 2 + 1, m)
+        density = rng.random(span + 200) * rng.choice([0.0, 1.0, 10.0])
+        cum = np.concatenate(([0.0], np.cumsum(density)))
+
+        def below_of(keys):
+            return cum[np.clip(np.asarray(keys, dtype=np.int64), 0, len(density))]
+
+        s = int(rng.integers(-2, span))
+        t = s + int(rng.integers(1, span))
+        cost = rng.choice([0.0, 0.01, 0.5, 1.0, 3.0], m) + rng.random(m) * rng.choice([0, 1])
+        part, row = float(rng.choice([0, 0.2, 1.0])), float(rng.choice([0.01, 0.1, 1.0]))
+        f1, s1 = float(rng.choice([0, 0.5, 2])), float(rng.choice([0, 0.5, 2]))
+        backward = bool(rng.integers(0, 2))
+        costs = PlanCosts(stored_ms=None, scan_ms=lambda n, row=row: row * n, part_ms=part, fetch_once_ms=f1,
+                          scan_once_ms=s1, rows=None)
+        cuts, inv = np.unique(np.concatenate((lo, hi + 1, [s, t])), return_inverse=True)
+        want = solve_indexed(len(cuts), int(inv[2 * m]), int(inv[2 * m + 1]), inv[:m], inv[m:2 * m], cost,
+                             np.maximum(np.diff(below_of(cuts)), 0), costs, backward=backward)
+        g = search.build(lo, hi, cost, below_of, part_ms=part, row_ms=row, backward=backward)
+        bs, bt = below_of([s, t])
+        got = search.solve(g, search.ends(g, s, t, bs, bt), fetch_once_ms=f1, scan_once_ms=s1, words=SCAN_WORDS)
+        assert got.cost_ms == pytest.approx(want.cost_ms, rel=1e-9, abs=1e-12)
+        total = np.zeros(3 * span + 10)
+        for op, sign, a, b, rows, c, j in got.steps:
+            total[a + 5 : b + 5] += sign
+            if op == "stored":
+                assert (lo[j], hi[j] + 1) == (a, b) and sign in ((1, -1) if backward else (1,))
+        request = np.zeros_like(total)
+        request[s + 5 : t + 5] = 1
+        assert np.array_equal(total, request)
+        assert sum(st[5] for st in got.steps) + search._once(got.steps, f1, s1) == pytest.approx(got.cost_ms)

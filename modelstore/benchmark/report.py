@@ -608,13 +608,15 @@ def _planner_section(docs) -> list[str]:
     if r is None:
         return []
     out = ["## Planner time", "",
-           "| stored models | planning ms median (p25–p75) | explain ms | relevant (median) | truncated plans | graph edges |",
-           "| ---: | --- | ---: | ---: | ---: | ---: |"]
+           "| stored models | planning ms median (p25–p75) | explain ms | relevant (median) | truncated plans | graph edges "
+           "| nodes settled (median) | catalog cache hits |",
+           "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for p in r["points"]:
         pm = p["planning_ms"]
         out.append(f"| {p['stored_models']:,} | {pm['median']:.2f} ({pm['p25']:.2f}–{pm['p75']:.2f}) | "
                    f"{p['explain_ms']['median']:.2f} | {p['relevant']['median']:.0f} | {p['truncated_plans']}/{pm['n']} | "
-                   f"{p['graph_edges']['median']:.0f} |")
+                   f"{p['graph_edges']['median']:.0f} | {p.get('settled_nodes', {}).get('median', float('nan')):.0f} | "
+                   f"{p.get('cache_hits', '—')}/{pm['n']} |")
     if r.get("max_relevant") is None:
         return out + ["", "Every relevant stored model enters the planning graph (no truncation; models with the "
                           "same cuts as a cheaper one are pruned, docs/planner.md).", ""]

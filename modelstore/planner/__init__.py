@@ -20,7 +20,7 @@ import psycopg
 
 from modelstore.catalog import index
 from modelstore.families import FAMILIES
-from modelstore.request.descriptor import Descriptor
+from modelstore.request.descriptor import Descriptor, bound_key
 from modelstore.catalog.index import IndexSpan
 from modelstore.planner.plan import Plan, Step
 from modelstore.request.cuts import Cut, cuts_range, range_cuts
@@ -28,7 +28,7 @@ from modelstore.planner.graph import SCAN_WORDS, TRAIN_WORDS, PlanCosts, solve, 
 from modelstore.planner.relevant import (
     ARRAY_KINDS, Candidates, StoredModel, candidates, models_ending_near, relevant_models,
 )
-from modelstore.planner.bounds import min_stored_ms, near_bound
+from modelstore.planner import cache, search
 from modelstore.planner.rowcount import RowEstimator
 
 if TYPE_CHECKING:
@@ -90,6 +90,7 @@ def plan_costs(model: CostModel, estimator: RowEstimator, descriptor: Descriptor
         fetch_once_ms=model.statement_ms,
         scan_once_ms=model.scan_statement_ms(family, k) + full_read - range_read,
         rows=rows,
+        row_ms=per_row,
     )
 
 
@@ -122,35 +123,39 @@ def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: De
     kind = descriptor.source.order_kind
     trained = descriptor.family.trained  # chunk models: contained, forward only, train the gaps
     s, t = range_cuts(descriptor.range, kind)
-    stat_index = None if trained else index.find(conn, source_id, descriptor,
-                                                 rows=context.index_rows if context is not None else None)
+    costs = plan_costs(cost_model, estimator, descriptor, chunk_rows=chunk_rows)
+    pending = None
+    if (not trained and kind in ARRAY_KINDS and _int64_keys(s, t) and costs.row_ms is not None
+            and source_id is not None and context is None
+            and isinstance(conn, psycopg.Connection)):  # (PL/Python's SPI connection has no pipeline)
+        # the session's catalog (often only its version) in the same round trip as the index lookup (a request
+        # context has read the index already: then the catalog is read only when no index serves the request)
+        with conn.pipeline():
+            pending = cache.send(conn, source_id, descriptor)
+            stat_index = index.find(conn, source_id, descriptor,
+                                    rows=context.index_rows if context is not None else None)
+    else:
+        stat_index = None if trained else index.find(conn, source_id, descriptor,
+                                                     rows=context.index_rows if context is not None else None)
     spans = []
     if stat_index is not None:  # the index's few spans around the request's ends, not its hierarchy
         spans = [dataclasses.replace(span, rows=estimator.rows(cuts_range(span.lo, span.hi, kind)))
                  for span in index.spans(conn, stat_index, s, t, kind, len(descriptor.stats_columns),
                                          rows=context.boundaries if context is not None else None)]
-    costs = plan_costs(cost_model, estimator, descriptor, chunk_rows=chunk_rows)
     backward = allow_subtract and descriptor.family.subtractable
     words = TRAIN_WORDS if trained else SCAN_WORDS
     gap_op = "train" if trained else "scan"
-    near, rule2 = None, False
+    cached = None
     if not spans and kind in ARRAY_KINDS and _int64_keys(s, t):  # the common case, over arrays
-        found, near = None, None
-        if context is not None and context.candidates is not None:  # read in the request's first round trip
+        if not trained and costs.row_ms is not None and source_id is not None:
+            # the session's catalog cache and the cut graph built once (docs/planner.md)
+            steps, solution, n_stored, cached = _solve_cached(
+                conn, source_id, descriptor, s, t, costs, estimator, kind, gap_op, backward, words,
+                context.candidates if context is not None else None, pending)
+        else:  # logistic chunks (contained, forward only): every relevant model, read per request
             found = candidates(conn, source_id, descriptor, contained_only=trained, exact_columns=trained,
-                               params_key=params_key, row=context.candidates)
-            steps, solution, n_stored = _solve_arrays(found, s, t, costs, estimator, kind, gap_op, backward, words)
-        elif descriptor.family.statistics is not None:  # rules 2, 3: models near the ends, if a cheap plan proves enough
-            c0 = min_stored_ms(costs, descriptor.family.catalog_values(len(descriptor.stats_columns)))
-            near = near_bound(int(s.key), int(t.key), costs, estimator, c0, key_room=_INT64_ROOM)
-        if near is not None:
-            found = candidates(conn, source_id, descriptor, params_key=params_key, near=near.windows,
-                               chain_depth=near.chain_depth)
-            steps, solution, n_stored = _solve_arrays(found, s, t, costs, estimator, kind, gap_op, backward, words)
-            rule2 = found.near and near.proves(solution.cost_ms)
-        if found is None or (found.near and not rule2):  # every relevant model (logistic, or rules 2, 3 proved nothing)
-            found = candidates(conn, source_id, descriptor, contained_only=trained, exact_columns=trained,
-                               params_key=params_key)
+                               params_key=params_key,
+                               row=context.candidates if context is not None else None)
             steps, solution, n_stored = _solve_arrays(found, s, t, costs, estimator, kind, gap_op, backward, words)
     else:
         if spans:
@@ -184,7 +189,7 @@ def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: De
                        "pruned": solution.pruned, "nodes": solution.graph_nodes, "edges": solution.graph_edges,
                        "cost_path": cost_path(descriptor, estimator),
                        "est_parts": est_parts(cost_model, estimator, descriptor, steps, cost, chunk_rows),
-                       "near_ends": rule2, "chain_depth": near.chain_depth if rule2 else None})
+                       **(cached or {})})
 
 
 def cost_path(descriptor: Descriptor, estimator: RowEstimator) -> str:
@@ -256,6 +261,72 @@ def _solve_arrays(found: Candidates, s: Cut, t: Cut, costs: PlanCosts, estimator
         else:
             steps.append(Step(e.sign, gap_op, r, None, (), round(e.rows), e.cost_ms))
     return tuple(steps), solution, m
+
+
+@dataclasses.dataclass(frozen=True)
+class _Solved:
+    """What plan_request reads of a solution (as :class:`~modelstore.planner.graph.Solution` has it)."""
+
+    cost_ms: float
+    scratch_ms: float
+    strategy: str
+    pruned: int
+    graph_nodes: int
+    graph_edges: int
+
+
+def _solve_cached(conn, source_id: int, descriptor: Descriptor, s: Cut, t: Cut, costs: PlanCosts,
+                  estimator: RowEstimator, kind: str, gap_op: str, backward: bool, words: dict, row=None,
+                  pending=None):
+    """The relevant set from the session's catalog cache (one round trip, only the version when nothing
+    changed), the cut graph of that set built once per catalog state, cost model and row estimator, and a
+    search from the request's two ends (:mod:`.cache`, :mod:`.search`). ``row``: the relevant set as
+    ``modelstore.request_context`` read it in the request's first round trip (then nothing is read here);
+    ``pending``: the ``plan_catalog`` call already sent with the index lookup."""
+    if row is not None:
+        look = cache.from_row(conn, source_id, descriptor, row)
+    else:
+        look = cache.receive(pending) if pending is not None else cache.lookup(conn, source_id, descriptor)
+    entry = look.entry
+    r = descriptor.range
+    a, b = entry.relevant(bound_key(r.lo), bound_key(r.hi))
+    distinct_ms = costs.stored_values_ms(entry.nv_distinct)
+    zeros = np.zeros
+
+    def topology():
+        return search.build_topology(
+            entry.lo_keys[a:b], entry.hi_keys[a:b], entry.n_values[a:b],
+            lambda keys: estimator.below_cuts(keys.astype(float), zeros(len(keys), dtype=np.int8)), backward=backward)
+
+    def weigh(topo):
+        return search.weigh(topo, distinct_ms[entry.nv_inverse[a:b]], part_ms=costs.part_ms, row_ms=costs.row_ms)
+
+    if look.cached:
+        topo, topo_hit = cache.graph_for(entry, (a, b, backward), estimator, topology)
+        g, weights_hit = cache.weighted(topo, (costs.part_ms, costs.row_ms, distinct_ms.tobytes()), weigh)
+        graph_hit = topo_hit and weights_hit
+    else:
+        g, graph_hit = weigh(topology()), False
+    below = estimator.below_cuts(np.array([float(s.key), float(t.key)]), zeros(2, dtype=np.int8))
+    e = search.ends(g, int(s.key), int(t.key), float(below[0]), float(below[1]))
+    solved = search.solve(g, e, fetch_once_ms=costs.fetch_once_ms, scan_once_ms=costs.scan_once_ms, words=words)
+    steps = []
+    for op, sign, lo, hi, rows, cost_ms, j in solved.steps:
+        rng = cuts_range(_cut_at(lo, kind), _cut_at(hi, kind), kind)
+        if op == "stored":
+            i = a + j
+            steps.append(Step(sign, "stored", rng, int(entry.stats_ids[i]), entry.column_sets[entry.column_ix[i]],
+                              int(entry.n_rows[i]), cost_ms))
+        else:
+            steps.append(Step(sign, gap_op, rng, None, (), round(rows), cost_ms))
+    # reported as the request's own graph (docs/planner.md): the stored cuts plus s and t where they are none
+    cuts = g.n_cuts + (e.s_cut < 0) + (e.t_cut < 0)
+    per_cut = 3 if backward else 2
+    solution = _Solved(solved.cost_ms, solved.scratch_ms, solved.strategy, g.pruned, per_cut * cuts,
+                       g.n_stored_edges + (2 * cuts + max(cuts - 1, 0)) * (per_cut - 1))
+    info = {"catalog_hit": look.hit, "catalog_fetched": look.fetched, "graph_hit": graph_hit,
+            "settled": solved.settled}
+    return tuple(steps), solution, b - a, info
 
 
 def _chunk_windows(spans, s: Cut, t: Cut) -> list[tuple]:

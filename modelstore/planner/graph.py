@@ -61,6 +61,9 @@ class PlanCosts:
     rows: Callable[[Cut, Cut], float]  # estimated rows between two cuts
     #: fetch + merge of stored statistics of ``n_values`` floats (vectorised ``stored_ms``), if known
     stored_values_ms: Callable[[np.ndarray], np.ndarray] | None = None
+    #: the cost of one scanned row when ``scan_ms`` is that times the rows (then the cut graph of the stored
+    #: models is kept between requests, :mod:`modelstore.planner.search`), else None
+    row_ms: float | None = None
 
 
 @dataclass(frozen=True)

@@ -102,9 +102,6 @@ class Candidates:
     column_ix: np.ndarray
     column_sets: list[tuple[str, ...]]
     probes: int = 0
-    #: rule 2's near set (``near`` windows given, with a model cut in the first and in the last), not the
-    #: relevant set
-    near: bool = False
 
     def __len__(self) -> int:
         return len(self.stats_ids)
@@ -112,16 +109,11 @@ class Candidates:
 
 def candidates(conn: psycopg.Connection, source_id: int | None, descriptor: Descriptor, *,
                contained_only: bool = False, exact_columns: bool = False, params_key: str = "",
-               near: list[tuple[int, int]] | None = None, chain_depth: int | None = None, row: tuple | None = None) -> Candidates:
+               row: tuple | None = None) -> Candidates:
     """Every relevant stored model (Algorithm 3, ``modelstore.plan_candidates``), in one round trip.
 
-    ``near``: windows of cut keys (``[lo, hi]``, key x the cut just before value x); then only the
-    compatible models with a cut inside a window come back (rule 2 of docs/planner.md) — unless no model
-    has a cut in the first window or none in the last, when the relevant set comes back in the same
-    statement (``Candidates.near`` says which). ``chain_depth`` (rule 3): the models reached from the
-    cuts ``near[0][0]`` and ``near[1][0]`` by chains of at most that many models sharing cuts.
     ``row``: the same statement's result already read (``modelstore.request_context``, docs/planner.md
-    "Round trips"): the whole relevant set, without the ``near`` flag."""
+    "Round trips"). Statistics families use the session's catalog cache instead (:mod:`.cache`)."""
     empty = np.zeros(0, dtype=np.int64)
     if source_id is None:
         return Candidates(empty, empty, empty, empty, empty, empty, [])
@@ -129,15 +121,12 @@ def candidates(conn: psycopg.Connection, source_id: int | None, descriptor: Desc
         raise ValueError(f"candidates() needs an integer or date ordering column, got {descriptor.source.order_kind}")
     r = descriptor.range
     row = row if row is not None else conn.execute(
-        "SELECT * FROM modelstore.plan_candidates(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        "SELECT * FROM modelstore.plan_candidates(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         [source_id, descriptor.kind, descriptor.filter_sql, descriptor.class_column, params_key,
-         list(descriptor.stats_columns), exact_columns, bound_key(r.lo), bound_key(r.hi), contained_only,
-         None if near is None else [w[0] for w in near], None if near is None else [w[1] for w in near],
-         chain_depth],
+         list(descriptor.stats_columns), exact_columns, bound_key(r.lo), bound_key(r.hi), contained_only],
         binary=True,
     ).fetchone()
     ids, lo, hi, nv, nr, cix, sets, probes = row[:8]
-    near_set = row[8] if len(row) > 8 else False
     return Candidates(np.asarray(ids, dtype=np.int64), np.asarray(lo, dtype=np.int64),
                       np.asarray(hi, dtype=np.int64), np.asarray(nv, dtype=np.int64), np.asarray(nr, dtype=np.int64),
-                      np.asarray(cix, dtype=np.int64), [tuple(c) for c in sets], probes, bool(near_set))
+                      np.asarray(cix, dtype=np.int64), [tuple(c) for c in sets], probes)
