@@ -307,7 +307,10 @@ def test_item7_ctrl_c_prints_one_line_exits_130_and_writes_nothing(dsn):
     env = dict(os.environ, MODELSTORE_DSN=dsn, PYTHONUNBUFFERED="1", MODELSTORE_STATS_ENGINE="sql")
     proc = subprocess.Popen([sys.executable, "-m", "modelstore", "fit", "linear", "--table", "public.slow",
                              "--target", "y", "--features", "x", "--order-by", "id", "--name", "interrupted"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # SIGINT's default action in the child: a suite started in the background by a
+                            # non-interactive shell (`make test &`) ignores SIGINT, and the child inherits that
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         with psycopg.connect(dsn, autocommit=True) as conn:
