@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from modelstore.planner import cache, plan_costs
@@ -46,7 +46,8 @@ def near_end(draw_offset, end):
 
 # small catalogs whose models start or end within a few rows of the request's ends, plus one anywhere;
 # each catalog is planned twice: from the catalog, then from the session's cache
-@settings(max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@settings(max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None,
+          phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking or explaining: each example is a catalog
 @given(request=st.tuples(st.integers(200, 1200), st.integers(300, 1500)),
        ends=st.lists(st.tuples(st.integers(-8, 8), st.integers(-8, 8), st.integers(0, 3)), min_size=1, max_size=3),
        anywhere=st.tuples(st.integers(1, N - 20), st.integers(10, 1500)))
