@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from modelstore.planner import cache, plan_costs
@@ -46,7 +46,8 @@ def near_end(draw_offset, end):
 
 # small catalogs whose models start or end within a few rows of the request's ends, plus one anywhere;
 # each catalog is planned twice: from the catalog, then from the session's cache
-@settings(max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@settings(max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None,
+          phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking or explaining: each example is a catalog
 @given(request=st.tuples(st.integers(200, 1200), st.integers(300, 1500)),
        ends=st.lists(st.tuples(st.integers(-8, 8), st.integers(-8, 8), st.integers(0, 3)), min_size=1, max_size=3),
        anywhere=st.tuples(st.integers(1, N - 20), st.integers(10, 1500)))
@@ -62,10 +63,15 @@ def test_plans_match_brute_force_from_the_catalog_and_from_the_cache(store, figu
     for a, b in shapes:
         if b - a >= 9:
             fit(store, a, b)
+    estimators = []
     for _ in range(2):
         plan = explain(store, lo, hi)
+        estimators.append(store._estimator(plan.descriptor.source))
         assert plan.est_cost_ms == pytest.approx(optimum(store, plan), rel=1e-9)
-    assert plan.graph["catalog_hit"] and plan.graph["graph_hit"]
+    assert plan.graph["catalog_hit"]
+    # the cut graph is reused unless the row estimates were read again in between (their time to live
+    # ran out during a slow brute force): then the rows below every cut are counted anew
+    assert plan.graph["graph_hit"] or estimators[0] is not estimators[1]
 
 
 def synthetic_catalog(store, count: int, seed: int) -> None:  # noqa: F811
