@@ -396,9 +396,9 @@ BEGIN
     END IF;
 
     -- the relevant set, when no index span answers (integer and date ordering columns: p_lo is given) and
-    -- the source holds few summaries of the family: with more, the planner first reads only the models
-    -- near the request's ends (rules 2 and 3 of docs/planner.md), which this call cannot bound without
-    -- the cost model, so it leaves the candidates to the planner's own statement
+    -- the source holds few summaries of the family: with more, the planner's session cache asks
+    -- modelstore.plan_catalog, which sends only the catalog version while the cache is current
+    -- (docs/planner.md, "The session's catalog cache")
     IF p_lo IS NOT NULL AND v_around IS NULL
        AND (SELECT count(*) FROM (SELECT 1 FROM modelstore.statistics AS s
                                    WHERE s.source_id = v_source AND s.family = p_family
