@@ -341,24 +341,19 @@ BEGIN
                     END IF;
                     v_whi[i] := coalesce(v_bound, v_key);
                 END LOOP;
-                -- four index range probes (an end in either window), not one filter over the whole catalog
+                -- per window, two index range probes (a low end in it, a high end in it), not one filter over
+                -- the whole catalog
                 v_ids := ARRAY(
-                    SELECT DISTINCT e.stats_id FROM (
+                    SELECT DISTINCT e.stats_id
+                      FROM unnest(v_wlo, v_whi) AS w(lo, hi)
+                     CROSS JOIN LATERAL (
                         SELECT s.stats_id, s.target, s.params_key, s.columns, s.null_rows FROM modelstore.statistics AS s
                          WHERE s.source_id = v_source AND s.family = p_family AND s.filter_sql = p_filter_sql
-                           AND s.lo_key BETWEEN v_wlo[1] AND v_whi[1]
+                           AND s.lo_key BETWEEN w.lo AND w.hi
                         UNION ALL
                         SELECT s.stats_id, s.target, s.params_key, s.columns, s.null_rows FROM modelstore.statistics AS s
                          WHERE s.source_id = v_source AND s.family = p_family AND s.filter_sql = p_filter_sql
-                           AND s.lo_key BETWEEN v_wlo[2] AND v_whi[2]
-                        UNION ALL
-                        SELECT s.stats_id, s.target, s.params_key, s.columns, s.null_rows FROM modelstore.statistics AS s
-                         WHERE s.source_id = v_source AND s.family = p_family AND s.filter_sql = p_filter_sql
-                           AND s.hi_key BETWEEN v_wlo[1] AND v_whi[1]
-                        UNION ALL
-                        SELECT s.stats_id, s.target, s.params_key, s.columns, s.null_rows FROM modelstore.statistics AS s
-                         WHERE s.source_id = v_source AND s.family = p_family AND s.filter_sql = p_filter_sql
-                           AND s.hi_key BETWEEN v_wlo[2] AND v_whi[2]) AS e
+                           AND s.hi_key BETWEEN w.lo AND w.hi) AS e
                      WHERE e.target = p_target AND e.params_key = '' AND e.columns @> p_columns
                        AND (e.null_rows = 0 OR e.columns <@ p_columns)
                      ORDER BY e.stats_id);

@@ -358,29 +358,30 @@ def execute(conn: psycopg.Connection, plan: Plan, table: Table, *, max_classes: 
     # Additions first, then subtractions: a path may subtract before it adds (Figure 1: c → a removes
     # D1 first), but statistics cannot hold "minus some rows". After every addition each row is counted
     # at least as often as it is subtracted, so every intermediate result is a valid summary.
-    total = descriptor.family.empty(columns)
+    steps = range(len(plan.steps))
     peak = None
     merge_seconds = {}
     if parts and all(step.sign > 0 for step in plan.steps):
         # additions only (every plan but a subtraction): one vectorised merge; the peak magnitude is the
         # largest of the parts' and the total's (a union's counts and squared deviations only grow)
         t0 = time.perf_counter()
-        total = descriptor.family.sum(columns, [parts[i] for i in range(len(plan.steps))])
+        total = descriptor.family.sum(columns, [parts[i] for i in steps])
         peak = descriptor.family.magnitudes(total)
-        for i in range(len(plan.steps)):
+        for i in steps:
             peak = np.maximum(peak, descriptor.family.magnitudes(parts[i]))
-        merge_seconds = dict.fromkeys(range(len(plan.steps)), (time.perf_counter() - t0) / len(plan.steps))
-    for i in sorted(range(len(plan.steps)) if not merge_seconds else (),
-                    key=lambda i: plan.steps[i].sign < 0):
-        t0 = time.perf_counter()
-        part = parts[i]
-        if plan.steps[i].sign > 0:
-            total += part
-        else:
-            total -= part
-        magnitudes = np.maximum(descriptor.family.magnitudes(part), descriptor.family.magnitudes(total))
-        peak = magnitudes if peak is None else np.maximum(peak, magnitudes)
-        merge_seconds[i] = time.perf_counter() - t0
+        merge_seconds = dict.fromkeys(steps, (time.perf_counter() - t0) / len(plan.steps))
+    else:
+        total = descriptor.family.empty(columns)
+        for i in sorted(steps, key=lambda i: plan.steps[i].sign < 0):
+            t0 = time.perf_counter()
+            part = parts[i]
+            if plan.steps[i].sign > 0:
+                total += part
+            else:
+                total -= part
+            magnitudes = np.maximum(descriptor.family.magnitudes(part), descriptor.family.magnitudes(total))
+            peak = magnitudes if peak is None else np.maximum(peak, magnitudes)
+            merge_seconds[i] = time.perf_counter() - t0
     step_results = tuple(StepResult(step, parts[i].n + parts[i].null_rows, shares[i] + merge_seconds[i])
                          for i, step in enumerate(plan.steps))
     lost = digits_lost(peak, descriptor.family.magnitudes(total)) if peak is not None else 0.0
