@@ -132,6 +132,15 @@ def _run(ctx: Context, kind: str, queries: Sequence[Query], label: str, *, chunk
                              else measure.relative_error(mine, base.parameters))
     cols["truncated_plans"] = truncated
     cols["failures"] = failures
+    if kind != "logistic":
+        # untimed: the same requests again with the protocol traced (the trace's writes stay off the clock)
+        traced = []
+        for q in queries[: ctx.config.traced_queries]:
+            try:
+                traced.append(measure.traced_fit(ctx, kind, q, chunk_rows=chunk_rows))
+            except ModelstoreError:
+                continue  # refused above too, and counted there
+        cols["round_trips"] = traced
     return cols
 
 
@@ -148,7 +157,8 @@ def _figures(cols: dict) -> dict:
            "relevant_models": summarize(cols["relevant"]),
            "truncated_plans": cols.get("truncated_plans", 0),
            "failed": len(cols.get("failures", ())),
-           "cost_ratio": measure.cost_ratios(cols.get("est_ms", ()), cols.get("actual_ms", ()))}
+           "cost_ratio": measure.cost_ratios(cols.get("est_ms", ()), cols.get("actual_ms", ())),
+           "round_trips": measure.round_trip_figures(cols.get("round_trips", ()))}
     t0 = cols["t0_ms"]
     if t0 and all(v is not None for v in t0):
         out["t0_ms"] = summarize(t0)
