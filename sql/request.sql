@@ -77,7 +77,8 @@ COMMENT ON FUNCTION modelstore.request_access IS
 -- column itself with these, so that its range condition stays an index range scan. Whole days and the
 -- microseconds left over are added separately: each product is exact in float8 (interval × float8), where
 -- the microseconds alone are not past 2^53 (about the years 1685 and 2255). A day added to a timestamp is
--- 24 hours (no zone); the instant is that timestamp read as UTC. One expression, no SET clause: inlined.
+-- 24 hours (no zone); the instant is that timestamp read as UTC. No SET clause; the pieces' statement
+-- evaluates them on its settings once (initplans), and the index range scan's bounds are their values.
 CREATE OR REPLACE FUNCTION modelstore.whole_key_timestamp(p_key bigint)
 RETURNS timestamp
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
