@@ -442,3 +442,30 @@ def test_a_timestamptz_request_gives_the_same_plan_and_model_under_two_session_t
     (steps_a, coef_a, n_a), (steps_b, coef_b, n_b) = seen
     assert steps_a == steps_b and n_a == n_b
     np.testing.assert_allclose(coef_a, coef_b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind", ["timestamp", "timestamptz"])
+def test_logistic_chunks_on_a_timestamp_column_are_reused_from_the_arrays(store, kind):
+    """Logistic chunk models (contained in the request, forward only) come from plan_candidates' arrays too."""
+    table = f"rt_{kind}_logistic"
+    times = ts_table(store, table, kind, seed=31)
+    store.conn.execute(f"ALTER TABLE {table} ADD COLUMN c text")
+    store.conn.execute(f"UPDATE {table} SET c = CASE WHEN y > 0 THEN 'a' ELSE 'b' END")
+    kw = dict(table=table, target="c", features=FEATURES, order_by="t", chunk_rows=500)
+    first = store.fit("logistic", lo=times[0], hi=times[1999], **kw)
+    assert [s.op for s in first.plan.plan.steps] == ["train"]
+    chunks = store.conn.execute(
+        "SELECT lo_key, hi_key FROM modelstore.statistics s JOIN modelstore.sources o USING (source_id) "
+        "WHERE o.table_name = %s AND s.family = 'logistic' ORDER BY lo_key", [table]).fetchall()
+    assert len(chunks) == 4 and all(lo % 1 != 0 or hi % 1 != 0 for lo, hi in chunks)  # microseconds kept
+    second = store.fit("logistic", lo=times[0], hi=times[2999], **kw)
+    steps = second.plan.plan.steps
+    assert [s.op for s in steps] == ["stored"] * 4 + ["train"], second.plan
+    # the stored steps are exactly the chunks, to the microsecond (whole keys back to values)
+    assert [(bound_key(s.range.lo), bound_key(s.range.hi)) for s in steps[:4]] == chunks
+    # the same model as one trained with nothing stored
+    store.conn.execute("DELETE FROM modelstore.statistics WHERE source_id = "
+                       "(SELECT source_id FROM modelstore.sources WHERE table_name = %s)", [table])
+    fresh = store.fit("logistic", lo=times[0], hi=times[2999], **kw)
+    assert [s.op for s in fresh.plan.plan.steps] == ["train"]
+    np.testing.assert_allclose(second.coef_, fresh.coef_, rtol=1e-9, atol=1e-12)
