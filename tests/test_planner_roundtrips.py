@@ -299,6 +299,10 @@ def test_a_bad_filter_on_the_fast_path_is_named_and_writes_nothing(store):
 
 import datetime as dt  # noqa: E402
 
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from modelstore.request.cuts import cut_at, make_cut, whole_key, whole_keys  # noqa: E402
 from modelstore.request.descriptor import bound_key  # noqa: E402
 
 UTC = dt.timezone.utc
@@ -469,3 +473,82 @@ def test_logistic_chunks_on_a_timestamp_column_are_reused_from_the_arrays(store,
     fresh = store.fit("logistic", lo=times[0], hi=times[2999], **kw)
     assert [s.op for s in fresh.plan.plan.steps] == ["train"]
     np.testing.assert_allclose(second.coef_, fresh.coef_, rtol=1e-9, atol=1e-12)
+
+
+# whole keys of timestamps: from datetimes and back (request/cuts.py), and in SQL (sql/request.sql)
+_ZONES = st.sampled_from([dt.timezone.utc, dt.timezone(dt.timedelta(hours=5, minutes=45)),
+                          dt.timezone(dt.timedelta(hours=-9, minutes=-30))])
+_TIMES = st.datetimes(min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30))
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_TIMES, zone=_ZONES, aware=st.booleans())
+def test_a_timestamps_whole_key_is_its_microseconds_since_the_epoch_and_back(value, zone, aware):
+    kind = "timestamptz" if aware else "timestamp"
+    if aware:
+        value = value.replace(tzinfo=zone)
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc if aware else None)
+    cut = make_cut(value, 0, kind)
+    key = whole_key(cut, kind)
+    assert key == (value - epoch) // dt.timedelta(microseconds=1)  # exact integer arithmetic, no float
+    back = cut_at(key, kind)
+    assert back == cut and back.value == value and whole_keys(cut, make_cut(value, 1, kind), kind)
+    # "just after" a value is the next microsecond's whole key
+    assert whole_key(make_cut(value, 1, kind), kind) == key + 1
+
+
+def test_a_number_column_has_no_whole_keys():
+    assert not whole_keys(make_cut(1.5, 0, "number"), make_cut(2.5, 1, "number"), "number")
+    assert not whole_keys(make_cut(1, 0, "number"), make_cut(2, 0, "number"), "number")
+    with pytest.raises(ValueError, match="no whole keys"):
+        cut_at(3, "number")
+
+
+def test_whole_keys_become_the_same_timestamps_in_sql_whatever_the_time_zone(store):
+    rng = np.random.default_rng(41)
+    lo, hi = (whole_key(make_cut(v, 0, "timestamp"), "timestamp")
+              for v in (dt.datetime(1, 1, 2), dt.datetime(9999, 12, 30)))
+    keys = [int(k) for k in rng.integers(lo, hi, size=2000)] + [0, -1, 1, 2**53, 2**53 + 1, -(2**53) - 1,
+                                                               86_400_000_000, -86_400_000_000, lo, hi]
+    naive = [cut_at(k, "timestamp").value for k in keys]
+    aware = [cut_at(k, "timestamptz").value for k in keys]
+    try:
+        for tz in ("UTC", "Asia/Kathmandu", "America/St_Johns"):
+            store.conn.execute("SELECT set_config('TimeZone', %s, false)", [tz])
+            got = store.conn.execute(
+                "SELECT array_agg(modelstore.whole_key_timestamp(k) ORDER BY i), "
+                "array_agg(modelstore.whole_key_timestamptz(k) ORDER BY i) "
+                "FROM unnest(%s::bigint[]) WITH ORDINALITY AS u(k, i)", [keys]).fetchone()
+            assert got[0] == naive
+            assert got[1] == aware  # equal instants (psycopg returns them in the session's zone)
+    finally:
+        store.conn.execute("RESET TimeZone")
+
+
+@pytest.mark.parametrize("kind", ["timestamp", "timestamptz"])
+def test_writes_to_a_timestamp_ordered_table_are_seen_by_the_two_round_trip_path(store, kind):
+    """Capture (docs/freshness.md) keeps stored summaries and index nodes exact under writes at microsecond
+    times — at a range's first row, a microsecond past its last, inside a chunk — and the fast path reads them."""
+    table = f"rt_{kind}_writes"
+    times = ts_table(store, table, kind, seed=53)
+    us = dt.timedelta(microseconds=1)
+    store.build_index(table, "t", FEATURES, "y", chunk_rows=200)
+    lo, hi = times[512] + 3 * us, times[2222]
+    fit_t(store, table, lo, hi)  # stored
+    index_lo, index_hi = times[301] - us, times[2703] + us
+    writes = [
+        (f"UPDATE {table} SET y = y + 100 WHERE t = %s", [times[1000]]),  # inside both ranges
+        (f"INSERT INTO {table} (t, x1, x2, x3, y) VALUES (%s, 0.5, -0.5, 1, 7)", [hi]),  # on the last time
+        (f"INSERT INTO {table} (t, x1, x2, x3, y) VALUES (%s, 1, 1, 1, -7)", [hi + us]),  # just past it
+        (f"DELETE FROM {table} WHERE t = %s", [times[513]]),  # the range's first row
+        (f"INSERT INTO {table} (t, x1, x2, x3, y) VALUES (%s, 2, 0, -1, 3)", [lo - us]),  # just before it
+    ]
+    for statement, params in writes:
+        store.conn.execute(statement, params)
+        model, statements, trips = traced(store, lambda: fit_t(store, table, lo, hi))
+        assert ops(model) == ["stored"] and trips <= 2, statements
+        assert_exact(store, table, model, lo, hi)
+        model, statements, trips = traced(store, lambda: fit_t(store, table, index_lo, index_hi))
+        assert {"index", "scan"} <= set(ops(model)) and trips <= 2, (model.plan, statements)
+        assert_exact(store, table, model, index_lo, index_hi)
+        store.conn.execute("DELETE FROM modelstore.statistics WHERE stats_id = %s", [model.plan.stored_stats_id])
