@@ -24,7 +24,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from modelstore.request.descriptor import Range, bound_key
+from modelstore.request.descriptor import _EPOCH, _EPOCH_TZ, Range, bound_key
 
 _STEP = {"integer": 1, "date": dt.timedelta(days=1), "timestamp": dt.timedelta(microseconds=1),
          "timestamptz": dt.timedelta(microseconds=1)}
@@ -34,9 +34,6 @@ _STEP = {"integer": 1, "date": dt.timedelta(days=1), "timestamp": dt.timedelta(m
 WHOLE_KEY_SCALE = {"integer": 1, "date": 1, "timestamp": 1_000_000, "timestamptz": 1_000_000}
 #: whole keys are held in int64 with room for "+ 1" (a request bounded by ±1e30 takes the object path)
 _INT64_ROOM = 2**62
-_EPOCH_DATE = dt.date(1970, 1, 1)
-_EPOCH = dt.datetime(1970, 1, 1)
-_EPOCH_TZ = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 @dataclass(frozen=True, order=True)
@@ -98,7 +95,7 @@ def cut_at(key: int, order_kind: str) -> Cut:
     if order_kind == "integer":
         value = key
     elif order_kind == "date":
-        value = _EPOCH_DATE + dt.timedelta(days=key)
+        value = _EPOCH.date() + dt.timedelta(days=key)
     elif order_kind in ("timestamp", "timestamptz"):
         value = (_EPOCH if order_kind == "timestamp" else _EPOCH_TZ) + dt.timedelta(microseconds=key)
     else:
