@@ -93,8 +93,9 @@ def models_ending_near(conn: psycopg.Connection, source_id: int, descriptor: Des
 @dataclass(frozen=True)
 class Candidates:
     """The relevant set as arrays (integer, date and timestamp ordering columns): per model its id, the whole
-    keys of its closed range [lo, hi] (:func:`modelstore.request.cuts.whole_key`), the floats it holds, the rows it summarises, and its columns
-    (an index into ``column_sets``). No Python object per model is made unless a plan uses it."""
+    keys of its closed range [lo, hi] (:func:`modelstore.request.cuts.whole_key`), the floats it holds, the
+    rows it summarises, and its columns (an index into ``column_sets``). No Python object per model is made
+    unless a plan uses it."""
 
     stats_ids: np.ndarray
     lo_keys: np.ndarray
