@@ -129,9 +129,10 @@ def _catalog(store, lo=50, hi=300):  # noqa: F811
     return source_id, d
 
 
-def _version(store, source_id):  # noqa: F811
-    return store.conn.execute("SELECT version FROM modelstore.statistics_versions WHERE source_id = %s",
-                              [source_id]).fetchone()[0]
+def _logged(store, source_id):  # noqa: F811
+    """The change log's rows of the source: (change id, the ids they name or None for everything)."""
+    return store.conn.execute("SELECT change_id, stats_ids FROM modelstore.statistics_changes "
+                              "WHERE source_id = %s ORDER BY change_id", [source_id]).fetchall()
 
 
 def test_every_change_to_a_sources_statistics_is_read_again(store):  # noqa: F811
@@ -159,10 +160,10 @@ def test_every_change_to_a_sources_statistics_is_read_again(store):  # noqa: F81
     ]
     for what, change in changes:
         before = cache.lookup(store.conn, source_id, d).entry
-        version = _version(store, source_id)
+        logged = _logged(store, source_id)
         change()
         store.conn.commit()
-        assert _version(store, source_id) != version, what
+        assert len(_logged(store, source_id)) > len(logged), what
         look = cache.lookup(store.conn, source_id, d)
         assert not look.hit and look.cached, what
         truth = store.conn.execute(
@@ -183,13 +184,23 @@ def test_an_uncommitted_change_is_not_kept_and_a_rollback_is_seen(store):  # noq
     with store.conn.transaction():
         with store.conn.transaction(force_rollback=True):
             store.conn.execute("UPDATE modelstore.statistics SET n = n + 7 WHERE source_id = %s", [source_id])
-            look = cache.lookup(store.conn, source_id, d)
-            assert not look.cached and look.entry.n_rows.tolist() == (committed.n_rows + 7).tolist()
-        # rolled back to the savepoint: the setting that marked the source changed is undone with it
-        look = cache.lookup(store.conn, source_id, d)  # the session kept nothing of the rolled-back state
-        assert not look.hit and look.cached and look.entry.n_rows.tolist() == committed.n_rows.tolist()
+            look = cache.lookup(store.conn, source_id, d)  # the held arrays patched with this transaction's change
+            assert not look.cached and look.patched and look.fetched == 1
+            assert look.entry.n_rows.tolist() == (committed.n_rows + 7).tolist()
+            assert cache.lookup(store.conn, source_id, d).entry is not committed  # and again: nothing was kept
+        # rolled back to the savepoint: the change, its log row and the setting that marked the source changed
+        # are undone together; the session still holds the committed arrays, and they are current
+        look = cache.lookup(store.conn, source_id, d)
+        assert look.hit and look.cached and look.entry is committed
+        assert look.entry.n_rows.tolist() == committed.n_rows.tolist()
+        store.conn.execute("UPDATE modelstore.statistics SET n = n + 3 WHERE source_id = %s", [source_id])
+        assert not cache.lookup(store.conn, source_id, d).cached
+    # committed: the log row of this transaction is one the held snapshot did not see
     look = cache.lookup(store.conn, source_id, d)
-    assert look.hit and len(look.entry) == len(committed)
+    assert look.patched and look.cached and look.fetched == 1
+    assert look.entry.n_rows.tolist() == (committed.n_rows + 3).tolist()
+    look = cache.lookup(store.conn, source_id, d)
+    assert look.hit and look.entry.n_rows.tolist() == (committed.n_rows + 3).tolist()
 
 
 def test_another_sessions_commit_is_seen(store):  # noqa: F811
