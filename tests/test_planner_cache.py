@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from modelstore.planner import cache, plan_costs
+from modelstore.planner.cache import CatalogEntry
 from modelstore.planner.costs import CostModel
 from modelstore.planner.graph import solve
 from modelstore.request.cuts import range_cuts
@@ -466,3 +467,41 @@ def test_the_log_compacts_itself(store):  # noqa: F811
         store.conn.execute("UPDATE modelstore.statistics SET n = n WHERE source_id = %s", [source_id])
     after = store.conn.execute("SELECT compacted_at FROM modelstore.statistics_changes_horizon").fetchone()[0]
     assert after is not None and after != before
+
+
+@settings(max_examples=200, deadline=None)
+@given(held=st.lists(st.tuples(st.integers(0, 12), st.integers(0, 6), st.integers(0, 3), st.integers(0, 1)),
+                     max_size=30),
+       changed=st.lists(st.integers(0, 45), max_size=12),
+       added=st.dictionaries(st.integers(0, 45),  # an id held (an update) or not (an insert)
+                             st.tuples(st.integers(0, 12), st.integers(0, 6), st.integers(0, 3), st.integers(0, 2)),
+                             max_size=10))
+def test_a_patch_equals_a_whole_read(held, changed, added):
+    """``CatalogEntry.patched`` against ``from_arrays`` over the patched set of rows: same order (ties in lo
+    and hi included), components, sizes and column sets."""
+    sets = [("a", "b"), ("a", "b", "c"), ("a", "b", "d")]
+    rows = {i: (lo, lo + w, 10 + nv, 100 + i, cs) for i, (lo, w, nv, cs) in enumerate(held)}
+
+    def entry_of(rs, snapshot):
+        ids = sorted(rs)
+        used = sorted({rs[i][4] for i in ids})
+        return CatalogEntry.from_arrays(snapshot, "r", ids, [rs[i][0] for i in ids], [rs[i][1] for i in ids],
+                                        [rs[i][2] for i in ids], [rs[i][3] for i in ids],
+                                        [used.index(rs[i][4]) for i in ids], [sets[c] for c in used])
+
+    before = entry_of(rows, "1:1:")
+    gone = set(changed)
+    new = {i: (lo, lo + w, 10 + nv, 7, cs) for i, (lo, w, nv, cs) in added.items()}
+    gone |= set(new)
+    after = {i: r for i, r in rows.items() if i not in gone} | new
+    used = sorted({r[4] for r in new.values()}, reverse=True)  # the delta numbers its sets its own way
+    ids = list(new)[::-1]
+    patched = before.patched("2:2:", sorted(gone), ids, [new[i][0] for i in ids], [new[i][1] for i in ids],
+                             [new[i][2] for i in ids], [new[i][3] for i in ids], [used.index(new[i][4]) for i in ids],
+                             [list(sets[c]) for c in used])
+    whole = entry_of(after, "2:2:")
+    for name in ("stats_ids", "lo_keys", "hi_keys", "n_values", "n_rows", "comp_start", "comp_lo", "comp_hi"):
+        assert getattr(patched, name).tolist() == getattr(whole, name).tolist(), name
+    assert [patched.column_sets[c] for c in patched.column_ix] == [whole.column_sets[c] for c in whole.column_ix]
+    assert patched.nv_distinct[patched.nv_inverse].tolist() == whole.n_values.tolist()
+    assert patched.snapshot == "2:2:" and not patched.graphs
