@@ -103,6 +103,8 @@ class CatalogEntry:
         n_cix = np.asarray(remap, dtype=np.int64)[np.asarray(cix, dtype=np.int64)] if len(n_ids) else n_ids
         order = np.lexsort((n_ids, n_hi, n_lo))
         n_ids, n_lo, n_hi, n_nv, n_nr, n_cix = (a[order] for a in (n_ids, n_lo, n_hi, n_nv, n_nr, n_cix))
+        if keep.all():  # only new summaries (a fit stored one): no held row to drop, no copy to make
+            keep = slice(None)
         k_ids, k_lo, k_hi = self.stats_ids[keep], self.lo_keys[keep], self.hi_keys[keep]
         at = _insertion_points(k_lo, k_hi, k_ids, n_lo, n_hi, n_ids)
         distinct, inverse = self.nv_distinct, self.nv_inverse[keep]
