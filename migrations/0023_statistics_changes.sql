@@ -182,3 +182,4 @@ DROP SEQUENCE modelstore.catalog_version_seq;
 -- plan_catalog takes the snapshot the caller's arrays were read under instead of a version, and returns
 -- what changed since (sql/planner.sql creates it again)
 DROP FUNCTION IF EXISTS modelstore.plan_catalog(bigint, text, text, text, text, text[], bigint, text);
+DROP FUNCTION IF EXISTS modelstore.plan_catalog(bigint, text, text, text, text, text[], bigint, text, integer);

@@ -74,7 +74,12 @@ COMMENT ON FUNCTION modelstore.relevant_statistics IS
 -- component holding the request is its enhanced descriptor (Definition 1's transitive closure). One
 -- pass, no repeated probes.
 --
--- Keys come back as int8 — integer and date ordering columns only (their keys are whole numbers).
+-- Keys come back as int8 whole keys (modelstore.request.cuts.whole_key): the catalog's key times p_key_scale —
+-- integer and date ordering columns as they are (1), timestamps in microseconds (1000000; the catalog keeps
+-- seconds). The components are found on the catalog's keys, which any scale keeps in order.
+-- (p_key_scale is new: the signature without it is dropped, or a call with ten arguments would be ambiguous)
+DROP FUNCTION IF EXISTS modelstore.plan_candidates(bigint, text, text, text, text, text[], boolean, numeric, numeric,
+                                                   boolean);
 CREATE OR REPLACE FUNCTION modelstore.plan_candidates(
     p_source_id   bigint,
     p_family      text,
@@ -86,6 +91,7 @@ CREATE OR REPLACE FUNCTION modelstore.plan_candidates(
     p_lo          numeric,
     p_hi          numeric,
     p_contained_only boolean,
+    p_key_scale   integer DEFAULT 1,
     OUT stats_ids bigint[], OUT lo_keys bigint[], OUT hi_keys bigint[], OUT n_values integer[],
     OUT n_rows bigint[], OUT column_ix integer[], OUT column_sets jsonb, OUT probes integer)
 LANGUAGE plpgsql STABLE
@@ -116,7 +122,7 @@ BEGIN
               FROM c
             WINDOW w AS (ORDER BY c.lo_key, c.hi_key, c.stats_id NULLS FIRST
                          ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
-        ), comp AS (   -- a component starts where a range meets none before it (keys are whole numbers)
+        ), comp AS (   -- a component starts where a range meets none before it (closed ranges)
             SELECT r.*, count(*) FILTER (WHERE r.before_hi IS NULL OR r.lo_key > r.before_hi)
                             OVER (ORDER BY r.lo_key, r.hi_key, r.stats_id NULLS FIRST ROWS UNBOUNDED PRECEDING) AS grp
               FROM reach AS r
@@ -128,8 +134,8 @@ BEGIN
             SELECT u.column_set, (row_number() OVER (ORDER BY u.column_set))::integer - 1 AS cix
               FROM (SELECT DISTINCT m.column_set FROM m) AS u
         )
-        SELECT coalesce(array_agg(m.stats_id), '{}'), coalesce(array_agg(m.lo_key::bigint), '{}'),
-               coalesce(array_agg(m.hi_key::bigint), '{}'), coalesce(array_agg(m.n_values), '{}'),
+        SELECT coalesce(array_agg(m.stats_id), '{}'), coalesce(array_agg((m.lo_key * p_key_scale)::bigint), '{}'),
+               coalesce(array_agg((m.hi_key * p_key_scale)::bigint), '{}'), coalesce(array_agg(m.n_values), '{}'),
                coalesce(array_agg(m.n_rows), '{}'), coalesce(array_agg(used.cix), '{}'),
                (SELECT coalesce(jsonb_agg(to_jsonb(cs.columns) ORDER BY u.cix), '[]')
                   FROM used AS u JOIN modelstore.column_sets AS cs ON cs.set_id = u.column_set),
@@ -140,7 +146,7 @@ END
 $$;
 
 COMMENT ON FUNCTION modelstore.plan_candidates IS
-    'Algorithm 3 for the planner: the relevant set (no limit) as arrays of ids, integer keys and sizes.';
+    'Algorithm 3 for the planner: the relevant set (no limit) as arrays of ids, whole keys and sizes.';
 
 -- The planner's session cache (docs/planner.md, "The session's catalog cache"; migration 0023): every
 -- compatible stored summary of a (source, family, filter, class column, columns) key as arrays, and the
@@ -160,6 +166,10 @@ COMMENT ON FUNCTION modelstore.plan_candidates IS
 -- committed (a rollback would undo the rows and their log): the caller uses what it gets once and keeps
 -- what it held, which the log will bring up to date after the commit. No connected components here: the
 -- caller splits the arrays into components itself (Definition 1's closure per request).
+-- Keys are whole keys, the catalog's key times p_key_scale, as plan_candidates returns them.
+-- (the signatures of migration 0019 and of the whole keys' change are dropped: a call would be ambiguous)
+DROP FUNCTION IF EXISTS modelstore.plan_catalog(bigint, text, text, text, text, text[], bigint, text);
+DROP FUNCTION IF EXISTS modelstore.plan_catalog(bigint, text, text, text, text, text[], bigint, text, integer);
 CREATE OR REPLACE FUNCTION modelstore.plan_catalog(
     p_source_id   bigint,
     p_family      text,
@@ -169,6 +179,7 @@ CREATE OR REPLACE FUNCTION modelstore.plan_catalog(
     p_columns     text[],
     p_known_snapshot text,
     p_known_role  text,
+    p_key_scale   integer,
     p_patch_limit integer,
     OUT snapshot text, OUT reader text, OUT cacheable boolean, OUT status text, OUT changed_ids bigint[],
     OUT stats_ids bigint[], OUT lo_keys bigint[], OUT hi_keys bigint[], OUT n_values integer[],
@@ -239,8 +250,8 @@ BEGIN
                     SELECT u.column_set, (row_number() OVER (ORDER BY u.column_set))::integer - 1 AS cix
                       FROM (SELECT DISTINCT m.column_set FROM m) AS u
                 )
-                SELECT coalesce(array_agg(m.stats_id), '{}'), coalesce(array_agg(m.lo_key::bigint), '{}'),
-                       coalesce(array_agg(m.hi_key::bigint), '{}'), coalesce(array_agg(m.n_values), '{}'),
+                SELECT coalesce(array_agg(m.stats_id), '{}'), coalesce(array_agg((m.lo_key * p_key_scale)::bigint), '{}'),
+                       coalesce(array_agg((m.hi_key * p_key_scale)::bigint), '{}'), coalesce(array_agg(m.n_values), '{}'),
                        coalesce(array_agg(m.n_rows), '{}'), coalesce(array_agg(used.cix), '{}'),
                        (SELECT coalesce(jsonb_agg(to_jsonb(cs.columns) ORDER BY u.cix), '[]')
                           FROM used AS u JOIN modelstore.column_sets AS cs ON cs.set_id = u.column_set)
@@ -267,8 +278,8 @@ BEGIN
         SELECT u.column_set, (row_number() OVER (ORDER BY u.column_set))::integer - 1 AS cix
           FROM (SELECT DISTINCT m.column_set FROM m) AS u
     )
-    SELECT coalesce(array_agg(m.stats_id), '{}'), coalesce(array_agg(m.lo_key::bigint), '{}'),
-           coalesce(array_agg(m.hi_key::bigint), '{}'), coalesce(array_agg(m.n_values), '{}'),
+    SELECT coalesce(array_agg(m.stats_id), '{}'), coalesce(array_agg((m.lo_key * p_key_scale)::bigint), '{}'),
+           coalesce(array_agg((m.hi_key * p_key_scale)::bigint), '{}'), coalesce(array_agg(m.n_values), '{}'),
            coalesce(array_agg(m.n_rows), '{}'), coalesce(array_agg(used.cix), '{}'),
            (SELECT coalesce(jsonb_agg(to_jsonb(cs.columns) ORDER BY u.cix), '[]')
               FROM used AS u JOIN modelstore.column_sets AS cs ON cs.set_id = u.column_set)

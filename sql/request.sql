@@ -71,6 +71,29 @@ $$;
 COMMENT ON FUNCTION modelstore.request_access IS
     'The caller''s rights on a table for one request (modelstore.catalog.freshness.check_access).';
 
+-- A whole key (modelstore.request.cuts.whole_key) of a timestamp column — microseconds since 1970-01-01 — as
+-- the timestamp, and of a timestamptz column — since 1970-01-01 UTC — as the instant, exactly and whatever the
+-- session's TimeZone: the partial-chunk pieces' statement (executor.piece_scan_query) compares the ordering
+-- column itself with these, so that its range condition stays an index range scan. Whole days and the
+-- microseconds left over are added separately: each product is exact in float8 (interval × float8), where
+-- the microseconds alone are not past 2^53 (about the years 1685 and 2255). A day added to a timestamp is
+-- 24 hours (no zone); the instant is that timestamp read as UTC. No SET clause; the pieces' statement
+-- evaluates them on its settings once (initplans), and the index range scan's bounds are their values.
+CREATE OR REPLACE FUNCTION modelstore.whole_key_timestamp(p_key bigint)
+RETURNS timestamp
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT TIMESTAMP '1970-01-01' + (p_key / 86400000000) * INTERVAL '1 day'
+           + (p_key % 86400000000) * INTERVAL '1 microsecond'
+$$;
+
+CREATE OR REPLACE FUNCTION modelstore.whole_key_timestamptz(p_key bigint)
+RETURNS timestamptz
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT pg_catalog.timezone('UTC', modelstore.whole_key_timestamp(p_key))
+$$;
+
 -- request_context decomposes runs of chunks itself (modelstore.catalog.index.decompose, inlined)
 DROP FUNCTION IF EXISTS modelstore.index_decompose(integer, integer);
 
@@ -80,18 +103,24 @@ DROP FUNCTION IF EXISTS modelstore.index_decompose(integer, integer);
 --   'access'     info = request_access's row                       (ordinary tables only, relkind 'r')
 --   'source'     info = {source_id, relid, column_types}            (when the source is recorded)
 --   'index'      info = [the stat_indexes row as index.find reads it], one per index holding the columns
---   'boundary'   info = [pos, lo_key, lo_side, lo]: the level-0 chunks around the request's ends (index.spans)
+--   'boundary'   info = [pos, lo_key, lo_side, lo]: the level-0 chunks around the request's ends (index.spans;
+--                lo_key as text: a timestamp's key in seconds is not a float)
 --   'near'       info = [stats_id, lo, hi, columns, n, null_rows, n_values]: models ending in those chunks
---   'candidates' info = plan_candidates' row                        (integer and date ordering columns)
+--   'candidates' info = plan_candidates' row                 (integer, date and timestamp ordering columns)
 --   'stats'      id = stats_id, with the statistics' arrays         (at most p_max_stats of them)
 --   'node'       id = index_id, info = [level, pos], with the node's arrays (every span's nodes)
 --   'locked'     id = source_id: the source lock was taken (docs/freshness.md), before anything below was read
---   'pieces'     info = [cuts, windows]: the cut keys and the two [lo, hi) key windows the pieces lie in
---                (also in the settings modelstore.piece_cuts and modelstore.piece_windows)
+--   'pieces'     info = [cuts, windows]: the cut keys and the two [lo, hi) key windows the pieces lie in, as whole
+--                keys (the catalog's keys times p_key_scale; also in the settings modelstore.piece_cuts and
+--                modelstore.piece_windows)
 --   'scratch'    the lock was taken and nothing stored or indexed can serve: the setting modelstore.scratch_scan
 --                is 'on', and the from-scratch scan pipelined after the call reads the request's rows
 DROP FUNCTION IF EXISTS modelstore.request_context(text, text, text, text[], text, text, text, text[], numeric,
                                                    numeric, numeric, smallint, numeric, smallint, boolean, integer);
+-- (p_key_scale is new: the signature without it is dropped, or a call without it would be ambiguous)
+DROP FUNCTION IF EXISTS modelstore.request_context(text, text, text, text[], text, text, text, text[], numeric,
+                                                   numeric, numeric, smallint, numeric, smallint, boolean, integer,
+                                                   boolean, integer);
 CREATE OR REPLACE FUNCTION modelstore.request_context(
     p_schema        text,
     p_table         text,
@@ -110,7 +139,10 @@ CREATE OR REPLACE FUNCTION modelstore.request_context(
     p_indexable     boolean,
     p_max_stats     integer,
     p_speculate     boolean DEFAULT false,
-    p_max_pieces    integer DEFAULT 64)
+    p_max_pieces    integer DEFAULT 64,
+    -- whole keys per catalog key (modelstore.request.cuts.WHOLE_KEY_SCALE): 1 for integer and date ordering
+    -- columns, 1000000 for timestamps (the catalog keys them in seconds, the planner's arrays in microseconds)
+    p_key_scale     integer DEFAULT 1)
 RETURNS TABLE (part text, id bigint, info jsonb, family text, columns text[], n bigint, null_rows bigint,
                classes jsonb, counts bigint[], mean float8[], moments float8[], mean_lo float8[],
                moments_lo float8[])
@@ -132,13 +164,17 @@ DECLARE
     v_ids bigint[] := '{}';
     v_cand record;
     v_wlo numeric[];
-    -- the cut just after the index's last value: on integer and date columns (p_lo given) it is normalised
-    -- to the cut before the next value, as modelstore.request.cuts.make_cut does
+    -- the cut just after the index's last value: on integer, date and timestamp columns (p_lo given) it is
+    -- normalised to the cut before the next value, as modelstore.request.cuts.make_cut does
     v_end_side smallint := CASE WHEN p_lo IS NOT NULL THEN 0 ELSE 1 END;
+    -- one step of the domain in the catalog's key: a value, a day, a microsecond (0.000001 of a second)
+    v_step numeric := 1::numeric / p_key_scale;
     v_whi numeric[];
     v_acc record;
     v_locked boolean := false;
     v_cuts numeric[];
+    v_pieces bigint[];
+    v_windows bigint[];
     v_levels smallint[] := '{}';
     v_positions integer[] := '{}';
     v_first integer;
@@ -225,7 +261,8 @@ BEGIN
        AND NOT EXISTS (
            SELECT FROM modelstore.statistics AS s
             WHERE s.source_id = v_source AND s.family = p_family AND s.filter_sql = p_filter_sql
-              AND s.target = p_target AND s.params_key = '' AND s.lo_key = p_s_key AND s.hi_key + 1 = p_t_key AND s.columns @> p_columns
+              AND s.target = p_target AND s.params_key = '' AND s.lo_key = p_s_key AND s.hi_key + v_step = p_t_key
+              AND s.columns @> p_columns
               AND (s.null_rows = 0 OR s.columns <@ p_columns))
     THEN
         -- the row lock alone when the read columns' types are recorded already (the usual case: no new row
@@ -274,7 +311,7 @@ BEGIN
              WHERE x.index_id = v_index.index_id AND x.level = 0 AND (x.lo_key, x.lo_side) < (p_t_key, p_t_side)
              ORDER BY x.lo_key DESC, x.lo_side DESC LIMIT 1;
             RETURN QUERY SELECT 'boundary'::text, v_index.index_id, pg_catalog.jsonb_build_array(
-                x.pos, x.lo_key, x.lo_side, x.lo),
+                x.pos, x.lo_key::text, x.lo_side, x.lo),
                 NULL::text, NULL::text[], NULL::bigint, NULL::bigint, NULL::jsonb, NULL::bigint[], NULL::float8[],
                 NULL::float8[], NULL::float8[], NULL::float8[]
               FROM modelstore.index_nodes AS x
@@ -364,25 +401,28 @@ BEGIN
                     NULL::float8[], NULL::float8[], NULL::float8[], NULL::float8[]
                   FROM modelstore.statistics AS s WHERE s.stats_id = ANY (v_ids) ORDER BY s.stats_id;
                 -- The pieces of the two chunks holding the request's ends, cut at every cut a plan may have
-                -- there (the ends, the chunk boundaries, the ends of the models just returned; integer and date
-                -- keys, every cut "just before" a key): each scan step a plan takes inside those chunks is a
+                -- there (the ends, the chunk boundaries, the ends of the models just returned; every cut "just
+                -- before" a value, left as whole keys): each scan step a plan takes inside those chunks is a
                 -- run of them. Only when the lock was taken, and the request starts and ends inside the index.
                 IF v_locked AND v_a IS NOT NULL AND (p_t_key, p_t_side) <= (v_index.end_key, v_end_side) THEN
                     v_cuts := ARRAY(
                         SELECT DISTINCT c FROM (
                             SELECT unnest(ARRAY[p_s_key, p_t_key, v_wlo[1], v_whi[1], v_wlo[2], v_whi[2]])
                             UNION ALL
-                            SELECT x FROM (SELECT s.lo_key, s.hi_key + 1 FROM modelstore.statistics AS s
+                            SELECT x FROM (SELECT s.lo_key, s.hi_key + v_step FROM modelstore.statistics AS s
                                             WHERE s.stats_id = ANY (v_ids)
                                             ORDER BY s.stats_id LIMIT p_max_pieces / 2) AS m(a, b)
                                   CROSS JOIN LATERAL unnest(ARRAY[m.a, m.b]) AS x) AS u(c)
                          WHERE c BETWEEN v_wlo[1] AND v_whi[1] OR c BETWEEN v_wlo[2] AND v_whi[2]
                          ORDER BY c);
-                    PERFORM pg_catalog.set_config('modelstore.piece_cuts', v_cuts::text, true),
-                            pg_catalog.set_config('modelstore.piece_windows',
-                                                  ARRAY[v_wlo[1], v_whi[1], v_wlo[2], v_whi[2]]::text, true);
+                    v_pieces := ARRAY(SELECT (c * p_key_scale)::bigint FROM unnest(v_cuts) WITH ORDINALITY AS u(c, i)
+                                       ORDER BY u.i);
+                    v_windows := ARRAY[(v_wlo[1] * p_key_scale)::bigint, (v_whi[1] * p_key_scale)::bigint,
+                                       (v_wlo[2] * p_key_scale)::bigint, (v_whi[2] * p_key_scale)::bigint];
+                    PERFORM pg_catalog.set_config('modelstore.piece_cuts', v_pieces::text, true),
+                            pg_catalog.set_config('modelstore.piece_windows', v_windows::text, true);
                     RETURN QUERY SELECT 'pieces'::text, NULL::bigint, pg_catalog.jsonb_build_array(
-                        v_cuts, ARRAY[ARRAY[v_wlo[1], v_whi[1]], ARRAY[v_wlo[2], v_whi[2]]]),
+                        v_pieces, ARRAY[v_windows[1:2], v_windows[3:4]]),
                         NULL::text, NULL::text[], NULL::bigint, NULL::bigint, NULL::jsonb, NULL::bigint[],
                         NULL::float8[], NULL::float8[], NULL::float8[], NULL::float8[];
                 END IF;
@@ -390,8 +430,8 @@ BEGIN
         END IF;
     END IF;
 
-    -- the relevant set, when no index span answers (integer and date ordering columns: p_lo is given) and
-    -- the source holds few summaries of the family: with more, the planner's session cache asks
+    -- the relevant set, when no index span answers (integer, date and timestamp ordering columns: p_lo is
+    -- given) and the source holds few summaries of the family: with more, the planner's session cache asks
     -- modelstore.plan_catalog, which sends only what changed since the session's snapshot
     -- (docs/planner.md, "The session's catalog cache")
     IF p_lo IS NOT NULL AND v_around IS NULL
@@ -399,7 +439,7 @@ BEGIN
                                    WHERE s.source_id = v_source AND s.family = p_family
                                    LIMIT 2001) AS few) <= 2000 THEN
         SELECT * INTO v_cand FROM modelstore.plan_candidates(v_source, p_family, p_filter_sql, p_target, '',
-                                                            p_columns, false, p_lo, p_hi, false) AS pc;
+                                                            p_columns, false, p_lo, p_hi, false, p_key_scale) AS pc;
         RETURN QUERY SELECT 'candidates'::text, NULL::bigint, pg_catalog.jsonb_build_array(
             v_cand.stats_ids, v_cand.lo_keys, v_cand.hi_keys, v_cand.n_values, v_cand.n_rows, v_cand.column_ix,
             v_cand.column_sets, v_cand.probes),

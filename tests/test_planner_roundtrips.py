@@ -293,3 +293,262 @@ def test_a_bad_filter_on_the_fast_path_is_named_and_writes_nothing(store):
     # and the next good request still takes the fast path
     _, statements, trips = traced(store, lambda: fit(store, 100, 900, where="x2 < 0"))
     assert trips <= 2, statements
+
+
+# -- timestamp and timestamptz ordering columns (whole keys in microseconds: request/cuts.py) ------------------
+
+import datetime as dt  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from modelstore.request.cuts import cut_at, make_cut, whole_key, whole_keys  # noqa: E402
+from modelstore.request.descriptor import bound_key  # noqa: E402
+
+UTC = dt.timezone.utc
+
+
+def ts_table(store, name, kind, *, year=2021, n=3000, seed=7):
+    """``name`` (t timestamp or timestamptz, x1..x3, y): irregular times to the microsecond about ten minutes
+    apart — about three weeks, across both daylight-saving changes of March 2021 — with some times shared by
+    two rows (a cut between them is impossible). Returns the times in row order (UTC for timestamptz)."""
+    rng = np.random.default_rng(seed)
+    gaps = rng.integers(1, 1_200_000_000, size=n)
+    gaps[rng.random(n) < 0.05] = 0
+    start = dt.datetime(year, 3, 10, 0, 0, 0, 1, tzinfo=UTC if kind == "timestamptz" else None)
+    times = [start + dt.timedelta(microseconds=int(u)) for u in np.cumsum(gaps)]
+    frame = pd.DataFrame(rng.normal(size=(n, 3)), columns=FEATURES)
+    frame.insert(0, "t", pd.Series(times, dtype=object))
+    frame["y"] = frame.x1 - 2 * frame.x2 + 0.5 * frame.x3 + rng.normal(size=n)
+    load_frame(store.conn, name, frame, types={"t": kind})
+    store.conn.execute(f"CREATE INDEX ON {name} (t)")
+    store.conn.execute(f"ANALYZE {name}")
+    return times
+
+
+def fit_t(store, table, lo, hi, **kw):
+    return store.fit("linear", table=table, target="y", features=FEATURES, order_by="t", lo=lo, hi=hi, **kw)
+
+
+def reference_t(store, table, lo, hi, where=None):
+    """numpy's least squares over the table's rows with t in [lo, hi] (and ``where``, a literal condition of
+    this module), fetched by PostgreSQL itself."""
+    rows = np.array(store.conn.execute(
+        f"SELECT x1, x2, x3, y FROM {table} WHERE t BETWEEN %s AND %s" + (f" AND {where}" if where else ""),
+        [lo, hi]).fetchall(), dtype=float)
+    X = np.c_[np.ones(len(rows)), rows[:, :3]]
+    return np.linalg.lstsq(X, rows[:, 3], rcond=None)[0], len(rows)
+
+
+def assert_exact(store, table, model, lo, hi, where=None):
+    expected, rows = reference_t(store, table, lo, hi, where)
+    np.testing.assert_allclose(np.r_[model.intercept_, model.coef_], expected, rtol=1e-9, atol=1e-12)
+    assert model.n_obs == rows
+
+
+def ops(model) -> list[str]:
+    return [s.op for s in model.plan.plan.steps]
+
+
+@pytest.mark.parametrize("kind", ["timestamp", "timestamptz"])
+def test_a_timestamp_ordered_request_is_two_round_trips_from_scratch_stored_and_filtered(store, kind):
+    table = f"rt_{kind}"
+    times = ts_table(store, table, kind)
+    us = dt.timedelta(microseconds=1)
+    fit_t(store, table, times[0], times[40])  # the table described, its source recorded and captured
+    # bounds with microseconds: one on a row's time (closed: that row is in), one a microsecond short of one
+    lo, hi = times[700], times[2301] - us
+    if kind == "timestamptz":  # a bound in another zone is the same instant
+        lo = lo.astimezone(dt.timezone(dt.timedelta(hours=-4)))
+    model, statements, trips = traced(store, lambda: fit_t(store, table, lo, hi))
+    assert ops(model) == ["scan"] and trips <= 2, statements
+    assert any("request_context" in s for s in statements)
+    assert_exact(store, table, model, lo, hi)
+    # the catalog keys the stored range as before: seconds since the epoch (UTC for timestamptz), to the µs
+    keys = store.conn.execute("SELECT lo_key, hi_key FROM modelstore.statistics WHERE stats_id = %s",
+                              [model.plan.stored_stats_id]).fetchone()
+    assert keys == (bound_key(lo), bound_key(hi)) and keys[0] % 1 != 0
+    # asked again: the stored summary, two round trips, no lock
+    again, statements, trips = traced(store, lambda: fit_t(store, table, lo, hi))
+    assert ops(again) == ["stored"] and trips <= 2, statements
+    assert not any("UPDATE modelstore.sources" in s for s in statements)
+    np.testing.assert_allclose(again.coef_, model.coef_, rtol=1e-12)
+    # a range that meets the stored one only by the microsecond after it is a new component: from scratch
+    after, statements, trips = traced(store, lambda: fit_t(store, table, times[2301], times[2900]))
+    assert ops(after) == ["scan"] and trips <= 2, statements
+    assert_exact(store, table, after, times[2301], times[2900])
+    # both summaries and the scan between them (rows at times[2301] belong to the second only): exact
+    both = fit_t(store, table, times[600], times[2900])
+    assert "stored" in ops(both)
+    assert_exact(store, table, both, times[600], times[2900])
+    # a filtered request: from scratch, then stored, each in two round trips
+    where = "x3 > 0"
+    flo, fhi = times[150] + 3 * us, times[2750] + 7 * us
+    filtered, statements, trips = traced(store, lambda: fit_t(store, table, flo, fhi, where=where))
+    assert ops(filtered) == ["scan"] and trips <= 2, statements
+    assert_exact(store, table, filtered, flo, fhi, where)
+    again, statements, trips = traced(store, lambda: fit_t(store, table, flo, fhi, where=where))
+    assert ops(again) == ["stored"] and trips <= 2, statements
+    assert_exact(store, table, again, flo, fhi, where)
+
+
+@pytest.mark.parametrize("kind", ["timestamp", "timestamptz"])
+@pytest.mark.parametrize("year", [2021, 2400])  # 2400: past 2^53 µs since 1970 (the pieces' keys are still exact)
+def test_a_timestamp_ordered_index_plan_is_two_round_trips_and_exact(store, kind, year):
+    table = f"rt_{kind}_ix_{year}"
+    times = ts_table(store, table, kind, year=year, seed=year)
+    us = dt.timedelta(microseconds=1)
+    store.build_index(table, "t", FEATURES, "y", chunk_rows=200)
+    fit_t(store, table, times[5], times[60])  # the table described
+    # ends inside chunks (partial-chunk pieces), bounds with microseconds, one end between two rows one µs apart
+    for lo, hi in [(times[333] + us, times[2777]), (times[1250] - 5 * us, times[1333] + 9 * us),
+                   (times[17], times[2999] - us)]:
+        model, statements, trips = traced(store, lambda: fit_t(store, table, lo, hi))
+        assert trips <= 2, statements
+        assert_exact(store, table, model, lo, hi)
+        assert model.plan.stored_stats_id is not None
+        again, statements, trips = traced(store, lambda: fit_t(store, table, lo, hi))
+        assert ops(again) == ["stored"] and trips <= 2, statements
+        assert_exact(store, table, again, lo, hi)
+    # a range of many chunks, its ends inside chunks: the index's spans and the pieces' scans
+    model, statements, trips = traced(store, lambda: fit_t(store, table, times[411] + 2 * us, times[2588] - 2 * us))
+    assert {"index", "scan"} <= set(ops(model)) and trips <= 2, (model.plan, statements)
+    assert_exact(store, table, model, times[411] + 2 * us, times[2588] - 2 * us)
+
+
+def test_a_timestamptz_request_gives_the_same_plan_and_model_under_two_session_time_zones(store):
+    table = "rt_tz_zones"
+    times = ts_table(store, table, "timestamptz", seed=23)
+    store.build_index(table, "t", FEATURES, "y", chunk_rows=200)
+    fit_t(store, table, times[5], times[60])  # the table described
+    # the request spans both daylight-saving changes; its bounds written in a third zone
+    zone = dt.timezone(dt.timedelta(hours=9))
+    lo = (times[401] + dt.timedelta(microseconds=11)).astimezone(zone)
+    hi = (times[2688] - dt.timedelta(microseconds=13)).astimezone(zone)
+    seen = []
+    try:
+        for tz in ("Asia/Kathmandu", "America/Los_Angeles"):
+            store.conn.execute("SELECT set_config('TimeZone', %s, false)", [tz])
+            model, statements, trips = traced(store, lambda: fit_t(store, table, lo, hi))
+            assert trips <= 2, statements
+            assert {"index", "scan"} <= set(ops(model)), model.plan
+            assert_exact(store, table, model, lo, hi)
+            keys = store.conn.execute("SELECT lo_key, hi_key FROM modelstore.statistics WHERE stats_id = %s",
+                                      [model.plan.stored_stats_id]).fetchone()
+            assert keys == (bound_key(lo), bound_key(hi))
+            seen.append(([(s.sign, s.op, s.range, s.est_rows, s.nodes) for s in model.plan.plan.steps],
+                         np.r_[model.intercept_, model.coef_], model.n_obs))
+            # the next zone plans over the same catalog: this request's summary and model are dropped
+            store.conn.execute("DELETE FROM modelstore.fitted_models WHERE name = %s", [model.name])
+            store.conn.execute("DELETE FROM modelstore.statistics WHERE stats_id = %s", [model.plan.stored_stats_id])
+    finally:
+        store.conn.execute("RESET TimeZone")
+    (steps_a, coef_a, n_a), (steps_b, coef_b, n_b) = seen
+    assert steps_a == steps_b and n_a == n_b
+    np.testing.assert_allclose(coef_a, coef_b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind", ["timestamp", "timestamptz"])
+def test_logistic_chunks_on_a_timestamp_column_are_reused_from_the_arrays(store, kind):
+    """Logistic chunk models (contained in the request, forward only) come from plan_candidates' arrays too."""
+    table = f"rt_{kind}_logistic"
+    times = ts_table(store, table, kind, seed=31)
+    store.conn.execute(f"ALTER TABLE {table} ADD COLUMN c text")
+    store.conn.execute(f"UPDATE {table} SET c = CASE WHEN y > 0 THEN 'a' ELSE 'b' END")
+    kw = dict(table=table, target="c", features=FEATURES, order_by="t", chunk_rows=500)
+    first = store.fit("logistic", lo=times[0], hi=times[1999], **kw)
+    assert [s.op for s in first.plan.plan.steps] == ["train"]
+    chunks = store.conn.execute(
+        "SELECT lo_key, hi_key FROM modelstore.statistics s JOIN modelstore.sources o USING (source_id) "
+        "WHERE o.table_name = %s AND s.family = 'logistic' ORDER BY lo_key", [table]).fetchall()
+    assert len(chunks) == 4 and all(lo % 1 != 0 or hi % 1 != 0 for lo, hi in chunks)  # microseconds kept
+    second = store.fit("logistic", lo=times[0], hi=times[2999], **kw)
+    steps = second.plan.plan.steps
+    assert [s.op for s in steps] == ["stored"] * 4 + ["train"], second.plan
+    # the stored steps are exactly the chunks, to the microsecond (whole keys back to values)
+    assert [(bound_key(s.range.lo), bound_key(s.range.hi)) for s in steps[:4]] == chunks
+    # the same model as one trained with nothing stored
+    store.conn.execute("DELETE FROM modelstore.statistics WHERE source_id = "
+                       "(SELECT source_id FROM modelstore.sources WHERE table_name = %s)", [table])
+    fresh = store.fit("logistic", lo=times[0], hi=times[2999], **kw)
+    assert [s.op for s in fresh.plan.plan.steps] == ["train"]
+    np.testing.assert_allclose(second.coef_, fresh.coef_, rtol=1e-9, atol=1e-12)
+
+
+# whole keys of timestamps: from datetimes and back (request/cuts.py), and in SQL (sql/request.sql)
+_ZONES = st.sampled_from([dt.timezone.utc, dt.timezone(dt.timedelta(hours=5, minutes=45)),
+                          dt.timezone(dt.timedelta(hours=-9, minutes=-30))])
+_TIMES = st.datetimes(min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30))
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_TIMES, zone=_ZONES, aware=st.booleans())
+def test_a_timestamps_whole_key_is_its_microseconds_since_the_epoch_and_back(value, zone, aware):
+    kind = "timestamptz" if aware else "timestamp"
+    if aware:
+        value = value.replace(tzinfo=zone)
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc if aware else None)
+    cut = make_cut(value, 0, kind)
+    key = whole_key(cut, kind)
+    assert key == (value - epoch) // dt.timedelta(microseconds=1)  # exact integer arithmetic, no float
+    back = cut_at(key, kind)
+    assert back == cut and back.value == value and whole_keys(cut, make_cut(value, 1, kind), kind)
+    # "just after" a value is the next microsecond's whole key
+    assert whole_key(make_cut(value, 1, kind), kind) == key + 1
+
+
+def test_a_number_column_has_no_whole_keys():
+    assert not whole_keys(make_cut(1.5, 0, "number"), make_cut(2.5, 1, "number"), "number")
+    assert not whole_keys(make_cut(1, 0, "number"), make_cut(2, 0, "number"), "number")
+    with pytest.raises(ValueError, match="no whole keys"):
+        cut_at(3, "number")
+
+
+def test_whole_keys_become_the_same_timestamps_in_sql_whatever_the_time_zone(store):
+    rng = np.random.default_rng(41)
+    lo, hi = (whole_key(make_cut(v, 0, "timestamp"), "timestamp")
+              for v in (dt.datetime(1, 1, 2), dt.datetime(9999, 12, 30)))
+    keys = [int(k) for k in rng.integers(lo, hi, size=2000)] + [0, -1, 1, 2**53, 2**53 + 1, -(2**53) - 1,
+                                                               86_400_000_000, -86_400_000_000, lo, hi]
+    naive = [cut_at(k, "timestamp").value for k in keys]
+    aware = [cut_at(k, "timestamptz").value for k in keys]
+    try:
+        for tz in ("UTC", "Asia/Kathmandu", "America/St_Johns"):
+            store.conn.execute("SELECT set_config('TimeZone', %s, false)", [tz])
+            got = store.conn.execute(
+                "SELECT array_agg(modelstore.whole_key_timestamp(k) ORDER BY i), "
+                "array_agg(modelstore.whole_key_timestamptz(k) ORDER BY i) "
+                "FROM unnest(%s::bigint[]) WITH ORDINALITY AS u(k, i)", [keys]).fetchone()
+            assert got[0] == naive
+            assert got[1] == aware  # equal instants (psycopg returns them in the session's zone)
+    finally:
+        store.conn.execute("RESET TimeZone")
+
+
+@pytest.mark.parametrize("kind", ["timestamp", "timestamptz"])
+def test_writes_to_a_timestamp_ordered_table_are_seen_by_the_two_round_trip_path(store, kind):
+    """Capture (docs/freshness.md) keeps stored summaries and index nodes exact under writes at microsecond
+    times — at a range's first row, a microsecond past its last, inside a chunk — and the fast path reads them."""
+    table = f"rt_{kind}_writes"
+    times = ts_table(store, table, kind, seed=53)
+    us = dt.timedelta(microseconds=1)
+    store.build_index(table, "t", FEATURES, "y", chunk_rows=200)
+    lo, hi = times[512] + 3 * us, times[2222]
+    fit_t(store, table, lo, hi)  # stored
+    index_lo, index_hi = times[301] - us, times[2703] + us
+    writes = [
+        (f"UPDATE {table} SET y = y + 100 WHERE t = %s", [times[1000]]),  # inside both ranges
+        (f"INSERT INTO {table} (t, x1, x2, x3, y) VALUES (%s, 0.5, -0.5, 1, 7)", [hi]),  # on the last time
+        (f"INSERT INTO {table} (t, x1, x2, x3, y) VALUES (%s, 1, 1, 1, -7)", [hi + us]),  # just past it
+        (f"DELETE FROM {table} WHERE t = %s", [times[513]]),  # the range's first row
+        (f"INSERT INTO {table} (t, x1, x2, x3, y) VALUES (%s, 2, 0, -1, 3)", [lo - us]),  # just before it
+    ]
+    for statement, params in writes:
+        store.conn.execute(statement, params)
+        model, statements, trips = traced(store, lambda: fit_t(store, table, lo, hi))
+        assert ops(model) == ["stored"] and trips <= 2, statements
+        assert_exact(store, table, model, lo, hi)
+        model, statements, trips = traced(store, lambda: fit_t(store, table, index_lo, index_hi))
+        assert {"index", "scan"} <= set(ops(model)) and trips <= 2, (model.plan, statements)
+        assert_exact(store, table, model, index_lo, index_hi)
+        store.conn.execute("DELETE FROM modelstore.statistics WHERE stats_id = %s", [model.plan.stored_stats_id])

@@ -45,6 +45,9 @@ class Config:
     #: cost 5–40× the C aggregate (engine.json) and T0 on them for every query would add ~10 minutes
     sql_t0_queries: int = 200
     sql_t0_large_queries: int = 20
+    #: then, untimed, the first this many queries of every timed set (linear and Naive Bayes) again with the
+    #: store's protocol traced: round trips and statements per request by plan shape (issue #20)
+    traced_queries: int = 50
     #: BLAS / OpenMP threads in the benchmark's own process (None: the libraries' default). One: the
     #: process shares 2 cores with the PostgreSQL backend, and threads on 10-column problems cost more
     #: in synchronisation than they compute (logistic T0 of 50K rows 3.5× faster with one, loaded machine)
@@ -165,7 +168,7 @@ class Config:
         return dataclasses.asdict(self)
 
 
-_COUNTS = ("queries", "logistic_queries", "analyst_queries", "sql_t0_queries", "sql_t0_large_queries", "size_queries", "size_logistic_queries",
+_COUNTS = ("queries", "logistic_queries", "analyst_queries", "sql_t0_queries", "sql_t0_large_queries", "traced_queries", "size_queries", "size_logistic_queries",
            "distribution_small", "distribution_large", "accuracy_queries", "planner_queries", "index_queries",
            "index_large_queries", "index_any_queries", "capture_repeats",
            "scaleout_repeats")
@@ -183,7 +186,7 @@ def quick() -> Config:
     models; every other proportion is the paper's."""
     return Config(
         mode="quick", rows=100_000, size_scale=0.1,
-        queries=15, logistic_queries=5, analyst_queries=5,
+        queries=15, logistic_queries=5, analyst_queries=5, traced_queries=5,
         model_sizes=(20_000, 70_000), size_queries=6, size_logistic_queries=3,
         distribution_coverages=(0.0, 0.5, 0.9), distribution_small=5, distribution_large=3,
         accuracy_queries=5, storage_model_rows=20_000, storage_coverages=(0.2, 0.9),

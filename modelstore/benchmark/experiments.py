@@ -132,6 +132,15 @@ def _run(ctx: Context, kind: str, queries: Sequence[Query], label: str, *, chunk
                              else measure.relative_error(mine, base.parameters))
     cols["truncated_plans"] = truncated
     cols["failures"] = failures
+    if kind != "logistic":
+        # untimed: the same requests again with the protocol traced (the trace's writes stay off the clock)
+        traced = []
+        for q in queries[: ctx.config.traced_queries]:
+            try:
+                traced.append(measure.traced_fit(ctx, kind, q, chunk_rows=chunk_rows))
+            except ModelstoreError:
+                continue  # refused above too, and counted there
+        cols["round_trips"] = traced
     return cols
 
 
@@ -148,7 +157,8 @@ def _figures(cols: dict) -> dict:
            "relevant_models": summarize(cols["relevant"]),
            "truncated_plans": cols.get("truncated_plans", 0),
            "failed": len(cols.get("failures", ())),
-           "cost_ratio": measure.cost_ratios(cols.get("est_ms", ()), cols.get("actual_ms", ()))}
+           "cost_ratio": measure.cost_ratios(cols.get("est_ms", ()), cols.get("actual_ms", ())),
+           "round_trips": measure.round_trip_figures(cols.get("round_trips", ()))}
     t0 = cols["t0_ms"]
     if t0 and all(v is not None for v in t0):
         out["t0_ms"] = summarize(t0)
@@ -518,7 +528,7 @@ def planner(ctx: Context) -> dict:
                 fetched.append(g.get("catalog_fetched", 0))
                 hits += bool(g.get("catalog_hit")) and bool(g.get("graph_hit"))
             # what explains the figure: the session's catalog cache (summaries read per plan, plans that read
-            # only the catalog version and reused the cut graph) and the nodes the search settled
+            # nothing of the catalog (nothing changed) and reused the cut graph) and the nodes the search settled
             points.append({"stored_models": inserted, "insert_seconds": load_s, "planning_ms": summarize(plan_ms),
                            "explain_ms": summarize(wall_ms), "relevant": summarize(relevant),
                            "truncated_plans": truncated, "graph_nodes": summarize(nodes),

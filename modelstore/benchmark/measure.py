@@ -16,7 +16,10 @@ microseconds for these sizes), as the executor records it.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import tempfile
 import time
 from collections.abc import Sequence
 
@@ -52,26 +55,73 @@ def timed_fit(ctx: Context, kind: str, q: Query, *, chunk_rows: int | None = Non
     are deleted after the clock stops. (Until 2026-12-07 every request ran inside a transaction the
     benchmark rolled back, which sends a request down the usual path: 10 or more round trips.) Logistic
     requests store chunk models as they train and are still rolled back."""
+    clock = {}
+
+    @contextlib.contextmanager
+    def timed():
+        started = time.perf_counter()
+        yield
+        clock["seconds"] = time.perf_counter() - started
+
+    model = _undone_fit(ctx, kind, q, timed, chunk_rows=chunk_rows)
+    return clock["seconds"], model
+
+
+def traced_fit(ctx: Context, kind: str, q: Query, *, chunk_rows: int | None = None) -> dict:
+    """The round trips of one request, run as :func:`timed_fit` runs it (untimed), with libpq's protocol
+    trace of the store's connection on around ``store.fit`` alone (issue #20: "statements per request").
+    A round trip is a wait for the server: every Sync (the end of a pipeline, or of one extended-protocol
+    statement) or simple Query message the client sends; ``statements`` counts Execute and Query messages
+    (a prepared statement sends no Parse).
+    ``shape`` names the executed plan: "stored" (stored statistics only), "index" (index nodes, with or
+    without partial-chunk scans), "scratch" (one scan of the whole range), "mixed" (stored statistics and
+    scans)."""
+    fd, path = tempfile.mkstemp(prefix="modelstore-trace-")
+
+    @contextlib.contextmanager
+    def traced():
+        ctx.conn.pgconn.trace(fd)
+        try:
+            yield
+        finally:
+            ctx.conn.pgconn.untrace()
+
+    try:
+        model = _undone_fit(ctx, kind, q, traced, chunk_rows=chunk_rows)
+        with open(path) as fh:
+            sent = [p[3] for p in (line.split("\t") for line in fh.read().splitlines()) if len(p) > 3 and p[1] == "F"]
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    executed = model.plan
+    ops = [r.step.op for r in executed.results]
+    shape = ("index" if executed.index_nodes_used else "stored" if set(ops) <= {"stored"}
+             else "scratch" if len(ops) == 1 else "mixed")
+    return {"round_trips": sum(1 for m in sent if m in ("Sync", "Query")),
+            "statements": sum(1 for m in sent if m in ("Execute", "Query")), "shape": shape}
+
+
+def _undone_fit(ctx: Context, kind: str, q: Query, around, *, chunk_rows: int | None = None):
+    """``store.fit`` of one query inside ``around()`` (a context manager: the clock, or the trace), its
+    catalog rows undone afterwards (see :func:`timed_fit`)."""
     conn = ctx.conn
     args = request(ctx, kind, q, chunk_rows=chunk_rows)
     if family(kind).trained:
         conn.execute("BEGIN")
         try:
-            started = time.perf_counter()
-            model = ctx.store.fit(kind, evaluate=False, **args)
-            seconds = time.perf_counter() - started
+            with around():
+                model = ctx.store.fit(kind, evaluate=False, **args)
         finally:
             conn.execute("ROLLBACK")
-        return seconds, model
+        return model
     before = conn.execute("SELECT coalesce(max(stats_id), 0) FROM modelstore.statistics").fetchone()[0]
     conn.commit()
-    started = time.perf_counter()
-    model = ctx.store.fit(kind, evaluate=False, **args)
-    seconds = time.perf_counter() - started
+    with around():
+        model = ctx.store.fit(kind, evaluate=False, **args)
     with conn.transaction():
         conn.execute("DELETE FROM modelstore.fitted_models WHERE name = %s", [model.name])
         conn.execute("DELETE FROM modelstore.statistics WHERE stats_id > %s", [before])
-    return seconds, model
+    return model
 
 
 def split(executed, seconds: float) -> dict:
@@ -105,6 +155,18 @@ def cost_ratios(est_ms: Sequence[float | None], actual_ms: Sequence[float]) -> d
     r = [e / a for e, a in zip(est_ms, actual_ms) if e is not None and a > 0]
     out = summarize(r)
     out["within_2x"] = float(np.mean([0.5 <= x <= 2.0 for x in r])) if r else None
+    return out
+
+
+def round_trip_figures(traced: Sequence[dict]) -> dict:
+    """Round trips and statements per request, by plan shape (:func:`traced_fit`'s records): n, median, max."""
+    out = {}
+    for shape in ("stored", "index", "scratch", "mixed"):
+        rows = [t for t in traced if t["shape"] == shape]
+        if rows:
+            trips = [t["round_trips"] for t in rows]
+            out[shape] = {"n": len(rows), "median": float(np.median(trips)), "max": int(max(trips)),
+                          "statements_median": float(np.median([t["statements"] for t in rows]))}
     return out
 
 

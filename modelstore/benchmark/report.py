@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from modelstore.benchmark import measure
 from modelstore.stats import engine as stats_engine
 
 SCHEMA_VERSION = 1
@@ -369,6 +370,31 @@ def _engine_ratio(key: str, limit: float, at_most: bool):
     return measure
 
 
+def _traced(docs) -> dict:
+    """Every traced request of the run (issue #20: statements per request), by (experiment, kind): the
+    records of :func:`modelstore.benchmark.measure.traced_fit`."""
+    out: dict[tuple[str, str], list] = {}
+    cov = _res(docs, "coverage")
+    for kind, sweep in ((cov or {}).get("kinds") or {}).items():
+        for p in sweep["points"]:
+            out.setdefault(("Fig. 2", kind), []).extend(p["queries"].get("round_trips") or [])
+    idx = _res(docs, "index")
+    for kind, k in ((idx or {}).get("kinds") or {}).items():
+        for sets in (k.get("without_index") or {}, k.get("with_index") or {}):
+            for v in sets.values():
+                out.setdefault(("index", kind), []).extend(v["queries"].get("round_trips") or [])
+    return {key: v for key, v in out.items() if v}
+
+
+def _round_trips(docs):
+    traced = [t for v in _traced(docs).values() for t in v if t["shape"] in ("stored", "index")]
+    if not traced:
+        return "not measured", None
+    worst = max(t["round_trips"] for t in traced)
+    return (f"at most {worst} over {len(traced)} traced requests answered from stored statistics or the index "
+            f"(median {float(np.median([t['round_trips'] for t in traced])):g})"), worst <= 2
+
+
 _LABEL = {"linear": "linear", "gaussian_nb": "Gaussian NB", "logistic": "logistic"}
 
 #: DESIGN.md §7, one row per measurable criterion (the design's rows with "a / b" are split in two)
@@ -385,6 +411,8 @@ TARGETS = (
            _index_any),
     Target("planner", "planner time with 1,000 stored models: < 1 ms median", "~10 ms optimizer", _planner(1000, 1.0)),
     Target("planner", "planner time with 100,000 stored models: < 20 ms median", "—", _planner(100_000, 20.0)),
+    Target("planner", "round trips of a request answered from stored statistics, with or without the index: ≤ 2",
+           "—", _round_trips),
     Target("Table 1", "storage of stored models: ≤ 1.5% of the base table", "≈ 1.2%", _storage),
     Target("index", "storage of the statistics index: ≤ 3% of the base table", "—", _index_storage),
     Target("Fig. 2", "logistic at 90% coverage: ≥ 3× gain", "1.8×", _logistic_gain),
@@ -450,7 +478,8 @@ def summary_markdown(docs: dict, mode: str) -> str:
         lines.append(f"| {t['figure']} | {t['target']} | {t['measured']} | {_met(t['met'])} | {t['paper']} |")
     lines += [""]
     lines += _coverage_section(docs) + _size_section(docs) + _dist_section(docs) + _breakdown_section(docs) \
-        + _accuracy_section(docs) + _storage_section(docs) + _planner_section(docs) + _index_section(docs) \
+        + _accuracy_section(docs) + _storage_section(docs) + _planner_section(docs) + _round_trip_section(docs) \
+        + _index_section(docs) \
         + _capture_section(docs) + _scaleout_section(docs) + _continuous_section(docs)
     lines += ["## Runs", "", "| experiment | figure | started | seconds | of which (phase: s) | plots |",
               "| --- | --- | --- | ---: | --- | --- |"]
@@ -523,6 +552,24 @@ def _coverage_section(docs) -> list[str]:
         at = a["gain_at"]
         out.append(f"| {_LABEL[kind]} | {a['queries']} | {_ms(a['ms'])} | {_x(a['vs_from_scratch']['median'])} | "
                    f"{_x(at.get('0', {}).get('median'))} / {_x(at.get('0.9', {}).get('median'))} |")
+    return out + [""]
+
+
+def _round_trip_section(docs) -> list[str]:
+    traced = _traced(docs)
+    if not traced:
+        return []
+    out = ["## Round trips per request", "",
+           "The first `traced_queries` requests of every timed linear and Naive Bayes set run again, untimed, with "
+           "libpq's protocol trace on around `store.fit`: a round trip is a wait for the server (each Sync or "
+           "simple Query message the client sends), statements are Execute and Query messages (docs/planner.md, "
+           "\"Round trips\").", "",
+           "| experiment | kind | plan | requests | round trips: median | max | statements: median |",
+           "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    for (experiment, kind), records in traced.items():
+        for shape, f in measure.round_trip_figures(records).items():
+            out.append(f"| {experiment} | {_LABEL[kind]} | {shape} | {f['n']} | {f['median']:g} | {f['max']} "
+                       f"| {f['statements_median']:g} |")
     return out + [""]
 
 

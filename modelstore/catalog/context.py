@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from modelstore.families import FAMILIES
-from modelstore.request.cuts import Cut
+from modelstore.request.cuts import WHOLE_KEY_SCALE, Cut
 from modelstore.request.descriptor import Descriptor, bound_key
 from modelstore.request.source import Column, Table
 
@@ -54,7 +54,8 @@ class RequestContext:
     nodes: dict[tuple[int, int, int], object] = field(default_factory=dict)
     node_families: dict[int, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
     locked: bool = False  # the call took the source lock before reading anything below it
-    #: the partial-chunk pieces at the request's ends: (sorted cut keys, [lo, hi) key windows), when scanned
+    #: the partial-chunk pieces at the request's ends: (sorted cut keys, [lo, hi) key windows), when scanned —
+    #: whole keys (request/cuts.py: microseconds for timestamps)
     pieces: tuple[tuple[int, ...], tuple[tuple[int, int], ...]] | None = None
     #: the lock was taken and nothing stored or indexed can serve: the pipelined from-scratch scan read the rows
     scratch: bool = False
@@ -69,17 +70,19 @@ def send(conn: psycopg.Connection, schema: str | None, relname: str, descriptor:
          *, array_keys: bool, speculate: bool = False) -> psycopg.Cursor:
     """Send one call of ``modelstore.request_context`` for ``descriptor`` between the cuts ``s`` < ``t``
     (in a pipeline, nothing waits); :func:`parse` reads its rows. ``speculate``: take the source lock and
-    cut the ends' chunks into pieces when an index serves the request (sql/request.sql)."""
+    cut the ends' chunks into pieces when an index serves the request (sql/request.sql). ``array_keys``: the
+    ordering column's cuts have whole keys (integer, date, timestamp: :func:`~modelstore.request.cuts.whole_keys`),
+    so the relevant set and the pieces come back as arrays of them."""
     r = descriptor.range
     family = descriptor.family
     return conn.execute(
         "SELECT * FROM modelstore.request_context(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::int2, %s, %s::int2,"
-        " %s, %s, %s, %s)",
+        " %s, %s, %s, %s, %s)",
         [schema, relname, descriptor.source.order_by, list(descriptor.read_columns), descriptor.kind,
          descriptor.filter_sql, descriptor.class_column, list(descriptor.stats_columns),
          bound_key(r.lo) if array_keys else None, bound_key(r.hi) if array_keys else None,
          s.key, s.side, t.key, t.side, family.indexable and not family.trained, MAX_PREFETCHED, speculate,
-         MAX_PIECES],
+         MAX_PIECES, WHOLE_KEY_SCALE.get(descriptor.source.order_kind, 1)],
         binary=True,
     )
 

@@ -20,7 +20,7 @@ from psycopg import sql
 from modelstore.catalog import index, records
 from modelstore.execution import partitions, shards
 from modelstore.request import bounds
-from modelstore.request.cuts import range_cuts
+from modelstore.request.cuts import range_cuts, whole_key
 from modelstore.request.descriptor import Descriptor, Range
 from modelstore.request.predicates import range_predicate, with_filter
 from modelstore.planner.plan import ExecutedPlan, Plan, StepResult
@@ -89,32 +89,48 @@ def from_rows(descriptor: Descriptor, r: Range, rows, max_classes: int, engine: 
 PIECE_CUTS = sql.SQL("(SELECT nullif(pg_catalog.current_setting('modelstore.piece_cuts', true), '')::bigint[])")
 PIECE_WINDOWS = sql.SQL("(SELECT nullif(pg_catalog.current_setting('modelstore.piece_windows', true), '')::bigint[])")
 _EPOCH = sql.SQL("DATE '1970-01-01'")
+#: a timestamp (timestamptz) column's whole key — microseconds since the epoch (UTC) — as a value (sql/request.sql)
+_KEY_VALUE = {"timestamp": sql.SQL("modelstore.whole_key_timestamp"),
+              "timestamptz": sql.SQL("modelstore.whole_key_timestamptz")}
 
 
 def piece_scan_query(table: Table, descriptor: Descriptor, max_pieces: int, max_classes: int = 1000,
                      engine: tuple[str, str] = ("sql", "")) -> sql.Composed:
     """One aggregate per piece of the chunks holding a request's ends, as ``modelstore.request_context``
-    left them in its transaction's settings (integer and date ordering columns, whose cut keys are the
-    value, or its day number, and lie "just before" it). The statement is sent in the same pipeline as that
-    call, before its rows are seen: without pieces (no index, no lock) its range is empty and it reads
-    nothing. Each result row starts with the piece's number (``width_bucket``: piece i lies between cuts
-    i − 1 and i, counted from 1)."""
+    left them in its transaction's settings (integer, date and timestamp ordering columns, whose cut keys are
+    whole keys — the value, its day number, its microseconds since the epoch: request/cuts.py — and lie
+    "just before" it). The statement is sent in the same pipeline as that call, before its rows are seen:
+    without pieces (no index, no lock) its range is empty and it reads nothing. Each result row starts with
+    the piece's number (``width_bucket``: piece i lies between cuts i − 1 and i, counted from 1).
+
+    The windows' bounds are compared with the ordering column itself (an index range scan on it stays usable):
+    dates and timestamps are made from the keys once per statement, not a key from every row's value. A
+    timestamp column is also bucketed on its values, its cuts made timestamps once."""
     col = sql.Identifier(descriptor.source.order_by)
-    if descriptor.source.order_kind == "date":
-        key = sql.SQL("({} - {})").format(col, _EPOCH)
+    kind = descriptor.source.order_kind
+    if kind == "date":
+        key, cuts = sql.SQL("({} - {})").format(col, _EPOCH), PIECE_CUTS
 
         def bound(i: int) -> sql.Composable:
             return sql.SQL("{} + {}[{}]::integer").format(_EPOCH, PIECE_WINDOWS, sql.Literal(i))
-    elif descriptor.source.order_kind == "integer":
-        key = col
+    elif kind == "integer":
+        key, cuts = col, PIECE_CUTS
 
         def bound(i: int) -> sql.Composable:
             return sql.SQL("{}[{}]").format(PIECE_WINDOWS, sql.Literal(i))
+    elif kind in _KEY_VALUE:
+        value = _KEY_VALUE[kind]
+        key = col
+        cuts = sql.SQL("(SELECT pg_catalog.array_agg({}(u.c) ORDER BY u.i) FROM pg_catalog.unnest({}) "
+                       "WITH ORDINALITY AS u(c, i))").format(value, PIECE_CUTS)
+
+        def bound(i: int) -> sql.Composable:
+            return sql.SQL("{}({}[{}])").format(value, PIECE_WINDOWS, sql.Literal(i))
     else:
-        raise ValueError(f"pieces are cut on integer and date keys, not {descriptor.source.order_kind}")
+        raise ValueError(f"pieces are cut on integer, date and timestamp keys, not {kind}")
     where = sql.SQL("({0} >= {1} AND {0} < {2}) OR ({0} >= {3} AND {0} < {4})").format(
         col, bound(1), bound(2), bound(3), bound(4))
-    part = sql.SQL("width_bucket({}, {})").format(key, PIECE_CUTS)
+    part = sql.SQL("width_bucket({}, {})").format(key, cuts)
     values = [table.columns[c].value_expr() for c in descriptor.stats_columns]
     return descriptor.family.aggregate_query(table.identifier, values, where, descriptor.target, max_classes,
                                              part, max_pieces, engine=engine)
@@ -167,7 +183,7 @@ def piece_parts(plan: Plan, pieces, rows, max_classes: int, engine: tuple[str, s
     for i, step in enumerate(plan.steps):
         if step.op != "scan":
             continue
-        lo, hi = (int(c.key) for c in range_cuts(step.range, kind))
+        lo, hi = (whole_key(c, kind) for c in range_cuts(step.range, kind))
         if lo not in where or hi not in where:
             continue
         parts = range(where[lo] + 1, where[hi] + 1)  # piece j: [cuts[j − 1], cuts[j])

@@ -10,9 +10,7 @@ calibrated :class:`~modelstore.planner.costs.CostModel` and rows from the table'
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import time
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,10 +21,10 @@ from modelstore.families import FAMILIES
 from modelstore.request.descriptor import Descriptor, bound_key
 from modelstore.catalog.index import IndexSpan
 from modelstore.planner.plan import Plan, Step
-from modelstore.request.cuts import Cut, cuts_range, range_cuts
+from modelstore.request.cuts import WHOLE_KEY_SCALE, Cut, cut_at, cuts_range, range_cuts, whole_key, whole_keys
 from modelstore.planner.graph import SCAN_WORDS, TRAIN_WORDS, PlanCosts, solve, solve_indexed
 from modelstore.planner.relevant import (
-    ARRAY_KINDS, Candidates, StoredModel, candidates, models_ending_near, relevant_models,
+    Candidates, StoredModel, candidates, models_ending_near, relevant_models,
 )
 from modelstore.planner import cache, search
 from modelstore.planner.rowcount import RowEstimator
@@ -125,7 +123,7 @@ def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: De
     s, t = range_cuts(descriptor.range, kind)
     costs = plan_costs(cost_model, estimator, descriptor, chunk_rows=chunk_rows)
     pending = None
-    if (not trained and kind in ARRAY_KINDS and _int64_keys(s, t) and costs.row_ms is not None
+    if (not trained and whole_keys(s, t, kind) and costs.row_ms is not None
             and source_id is not None and context is None
             and isinstance(conn, psycopg.Connection)):  # (PL/Python's SPI connection has no pipeline)
         # the session's catalog (often only "nothing changed", or the changed rows) in the same round trip as the
@@ -147,7 +145,7 @@ def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: De
     words = TRAIN_WORDS if trained else SCAN_WORDS
     gap_op = "train" if trained else "scan"
     cached = None
-    if not spans and kind in ARRAY_KINDS and _int64_keys(s, t):  # the common case, over arrays
+    if not spans and whole_keys(s, t, kind):  # the common case, over arrays (whole keys: request/cuts.py)
         if not trained and costs.row_ms is not None and source_id is not None:
             # the session's catalog cache and the cut graph built once (docs/planner.md)
             steps, solution, n_stored, cached = _solve_cached(
@@ -224,29 +222,15 @@ def est_parts(model: CostModel, estimator: RowEstimator, descriptor: Descriptor,
     return {"agg": agg, "read": read, "fixed": max(cost_ms - agg - read, 0.0)}
 
 
-_EPOCH_DATE = dt.date(1970, 1, 1)
-#: keys the array path holds in int64 with room for "+ 1" (a request bounded by ±1e30 takes the object path)
-_INT64_ROOM = 2**62
-
-
-def _int64_keys(s: Cut, t: Cut) -> bool:
-    return -_INT64_ROOM < s.key < _INT64_ROOM and -_INT64_ROOM < t.key < _INT64_ROOM
-
-
-def _cut_at(key: int, kind: str) -> Cut:
-    """The cut just before the value of integer key ``key`` (integer and date columns)."""
-    value = int(key) if kind == "integer" else _EPOCH_DATE + dt.timedelta(days=int(key))
-    return Cut(Decimal(int(key)), 0, value)
-
-
 def _solve_arrays(found: Candidates, s: Cut, t: Cut, costs: PlanCosts, estimator: RowEstimator, kind: str,
                   gap_op: str, backward: bool, words: dict):
-    """Cuts as integer keys (on these domains "after v" is "before v + 1", side 0 throughout), rows of
+    """Cuts as whole keys (on these domains "after v" is "before v + 1", side 0 throughout), rows of
     every piece from one vectorised estimate, Dijkstra over arrays; objects only for the chosen steps."""
     m = len(found)
-    keys = np.concatenate((found.lo_keys, found.hi_keys + 1, np.array([int(s.key), int(t.key)], dtype=np.int64)))
+    keys = np.concatenate((found.lo_keys, found.hi_keys + 1,
+                           np.array([whole_key(s, kind), whole_key(t, kind)], dtype=np.int64)))
     cuts, inverse = np.unique(keys, return_inverse=True)
-    below = estimator.below_cuts(cuts.astype(float), np.zeros(len(cuts), dtype=np.int8))
+    below = estimator.below_cuts(cuts / WHOLE_KEY_SCALE[kind], np.zeros(len(cuts), dtype=np.int8))
     piece_rows = np.maximum(np.diff(below), 0.0)
     model_cost = (costs.stored_values_ms(found.n_values) if costs.stored_values_ms is not None
                   else np.zeros(m))
@@ -254,7 +238,7 @@ def _solve_arrays(found: Candidates, s: Cut, t: Cut, costs: PlanCosts, estimator
                              inverse[m : 2 * m], model_cost, piece_rows, costs, backward=backward, words=words)
     steps = []
     for e in solution.edges:
-        r = cuts_range(_cut_at(cuts[e.lo], kind), _cut_at(cuts[e.hi], kind), kind)
+        r = cuts_range(cut_at(cuts[e.lo], kind), cut_at(cuts[e.hi], kind), kind)
         if e.op == "stored":
             j = e.model
             steps.append(Step(e.sign, "stored", r, int(found.stats_ids[j]), found.column_sets[found.column_ix[j]],
@@ -290,14 +274,15 @@ def _solve_cached(conn, source_id: int, descriptor: Descriptor, s: Cut, t: Cut, 
         look = cache.receive(pending) if pending is not None else cache.lookup(conn, source_id, descriptor)
     entry = look.entry
     r = descriptor.range
-    a, b = entry.relevant(bound_key(r.lo), bound_key(r.hi))
+    scale = WHOLE_KEY_SCALE[kind]  # whole keys per catalog key (the estimator takes the catalog's units)
+    a, b = entry.relevant(bound_key(r.lo) * scale, bound_key(r.hi) * scale)
     distinct_ms = costs.stored_values_ms(entry.nv_distinct)
     zeros = np.zeros
 
     def topology():
         return search.build_topology(
             entry.lo_keys[a:b], entry.hi_keys[a:b], entry.n_values[a:b],
-            lambda keys: estimator.below_cuts(keys.astype(float), zeros(len(keys), dtype=np.int8)), backward=backward)
+            lambda keys: estimator.below_cuts(keys / scale, zeros(len(keys), dtype=np.int8)), backward=backward)
 
     def weigh(topo):
         return search.weigh(topo, distinct_ms[entry.nv_inverse[a:b]], part_ms=costs.part_ms, row_ms=costs.row_ms)
@@ -309,11 +294,11 @@ def _solve_cached(conn, source_id: int, descriptor: Descriptor, s: Cut, t: Cut, 
     else:
         g, graph_hit = weigh(topology()), False
     below = estimator.below_cuts(np.array([float(s.key), float(t.key)]), zeros(2, dtype=np.int8))
-    e = search.ends(g, int(s.key), int(t.key), float(below[0]), float(below[1]))
+    e = search.ends(g, whole_key(s, kind), whole_key(t, kind), float(below[0]), float(below[1]))
     solved = search.solve(g, e, fetch_once_ms=costs.fetch_once_ms, scan_once_ms=costs.scan_once_ms, words=words)
     steps = []
     for op, sign, lo, hi, rows, cost_ms, j in solved.steps:
-        rng = cuts_range(_cut_at(lo, kind), _cut_at(hi, kind), kind)
+        rng = cuts_range(cut_at(lo, kind), cut_at(hi, kind), kind)
         if op == "stored":
             i = a + j
             steps.append(Step(sign, "stored", rng, int(entry.stats_ids[i]), entry.column_sets[entry.column_ix[i]],

@@ -22,6 +22,7 @@ import numpy as np
 import psycopg
 
 from modelstore.planner.search import CutGraph, Topology
+from modelstore.request.cuts import WHOLE_KEY_SCALE
 from modelstore.request.descriptor import Descriptor
 
 #: cut graphs kept per catalog entry (different relevant sets, directions or row estimators): about 60 MB
@@ -38,7 +39,8 @@ PATCH_MIN = 256
 @dataclass
 class CatalogEntry:
     """Every compatible stored summary of a catalog key, sorted by (lo, hi, id), split into connected
-    components (ranges sharing no integer key with any range before them start a new one)."""
+    components (ranges sharing no key with any range before them start a new one). Keys are whole keys
+    (:func:`modelstore.request.cuts.whole_key`: values, days, or microseconds for timestamps)."""
 
     snapshot: str | None  # the pg_snapshot the arrays were read under (None: read elsewhere, no snapshot)
     reader: str
@@ -127,8 +129,9 @@ class CatalogEntry:
         return len(self.stats_ids)
 
     def relevant(self, lo_key: Decimal | float, hi_key: Decimal | float) -> tuple[int, int]:
-        """The slice [a, b) of summaries relevant to the closed request [lo_key, hi_key]: the components it
-        intersects, which with it form one connected set (Definition 1's closure, as plan_candidates)."""
+        """The slice [a, b) of summaries relevant to the closed request [lo_key, hi_key] (whole keys): the
+        components it intersects, which with it form one connected set (Definition 1's closure, as
+        plan_candidates)."""
         lo, hi = math.ceil(lo_key), math.floor(hi_key)
         first = int(np.searchsorted(self.comp_hi, lo, side="left"))  # components are disjoint and sorted
         last = int(np.searchsorted(self.comp_lo, hi, side="right")) - 1
@@ -202,10 +205,10 @@ def send(conn: psycopg.Connection, source_id: int, descriptor: Descriptor) -> Pe
     key = catalog_key(source_id, descriptor)
     held = entries.get(key)
     cursor = conn.execute(
-        "SELECT * FROM modelstore.plan_catalog(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        "SELECT * FROM modelstore.plan_catalog(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         [source_id, descriptor.kind, descriptor.filter_sql, descriptor.class_column, "",
          list(descriptor.stats_columns), held.snapshot if held else None, held.reader if held else None,
-         patch_limit(held)],
+         WHOLE_KEY_SCALE[descriptor.source.order_kind], patch_limit(held)],
         binary=True)
     return Pending(conn, key, held, cursor)
 

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 import psycopg
 
+from modelstore.request.cuts import WHOLE_KEY_SCALE
 from modelstore.request.descriptor import Descriptor, Range, bound_key, parse_bound
 
-#: ordering kinds whose keys are whole numbers (values, days): the planner reads their candidates as arrays
-ARRAY_KINDS = frozenset({"integer", "date"})
+#: ordering kinds whose cuts have whole keys (values, days, microseconds: request/cuts.py): the planner reads
+#: their candidates as arrays
+ARRAY_KINDS = frozenset(WHOLE_KEY_SCALE)
 
 
 @dataclass(frozen=True)
@@ -90,9 +92,10 @@ def models_ending_near(conn: psycopg.Connection, source_id: int, descriptor: Des
 
 @dataclass(frozen=True)
 class Candidates:
-    """The relevant set as arrays (integer and date ordering columns): per model its id, the integer
-    keys of its closed range [lo, hi], the floats it holds, the rows it summarises, and its columns
-    (an index into ``column_sets``). No Python object per model is made unless a plan uses it."""
+    """The relevant set as arrays (integer, date and timestamp ordering columns): per model its id, the whole
+    keys of its closed range [lo, hi] (:func:`modelstore.request.cuts.whole_key`), the floats it holds, the
+    rows it summarises, and its columns (an index into ``column_sets``). No Python object per model is made
+    unless a plan uses it."""
 
     stats_ids: np.ndarray
     lo_keys: np.ndarray
@@ -118,12 +121,14 @@ def candidates(conn: psycopg.Connection, source_id: int | None, descriptor: Desc
     if source_id is None:
         return Candidates(empty, empty, empty, empty, empty, empty, [])
     if descriptor.source.order_kind not in ARRAY_KINDS:
-        raise ValueError(f"candidates() needs an integer or date ordering column, got {descriptor.source.order_kind}")
+        raise ValueError(f"candidates() needs an integer, date or timestamp ordering column, got "
+                         f"{descriptor.source.order_kind}")
     r = descriptor.range
     row = row if row is not None else conn.execute(
-        "SELECT * FROM modelstore.plan_candidates(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        "SELECT * FROM modelstore.plan_candidates(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         [source_id, descriptor.kind, descriptor.filter_sql, descriptor.class_column, params_key,
-         list(descriptor.stats_columns), exact_columns, bound_key(r.lo), bound_key(r.hi), contained_only],
+         list(descriptor.stats_columns), exact_columns, bound_key(r.lo), bound_key(r.hi), contained_only,
+         WHOLE_KEY_SCALE[descriptor.source.order_kind]],
         binary=True,
     ).fetchone()
     ids, lo, hi, nv, nr, cix, sets, probes = row[:8]

@@ -50,9 +50,7 @@ from modelstore.request.source import (
     Table, check_class_column, check_encodable, check_numeric, parse_table_name, resolve_table,
 )
 from modelstore.catalog import context as request_context
-from modelstore.planner import _int64_keys
-from modelstore.planner.relevant import ARRAY_KINDS
-from modelstore.request.cuts import range_cuts
+from modelstore.request.cuts import range_cuts, whole_keys
 from modelstore.models.grouped import GroupedModel
 from modelstore.store import groups as grouped
 from modelstore.store.cache import ModelCache
@@ -231,7 +229,8 @@ class Store:
         2. the statistics' and the model's ``INSERT`` and ``COMMIT``, pipelined.
 
         None when this path does not apply — a table not described before or not an ordinary one, an open
-        range, an ordering column other than integer or date — and nothing has been written then. A ``where``
+        range, an ordering column other than integer, date, timestamp or timestamptz (a ``number`` column's cuts
+        have no whole keys: docs/planner.md) — and nothing has been written then. A ``where``
         filter rides along: PostgreSQL checks it in the first round trip (a bad one sends the request to the
         usual path, which names the problem). A
         plan that reads rows the first round trip did not read runs them under the lock (one more round
@@ -255,7 +254,7 @@ class Store:
                                        check_filter=False)
         kind = descriptor.source.order_kind
         s, t = range_cuts(descriptor.range, kind)
-        if kind not in ARRAY_KINDS or not _int64_keys(s, t):
+        if not whole_keys(s, t, kind):  # integer, date, timestamp and timestamptz (request/cuts.py)
             return None
         schema, relname = parse_table_name(request.table)
         # the source lock is taken in the call whenever the plan may scan; after it rides the partial-chunk
