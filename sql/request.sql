@@ -432,7 +432,7 @@ BEGIN
 
     -- the relevant set, when no index span answers (integer, date and timestamp ordering columns: p_lo is
     -- given) and the source holds few summaries of the family: with more, the planner's session cache asks
-    -- modelstore.plan_catalog, which sends only the catalog version while the cache is current
+    -- modelstore.plan_catalog, which sends only what changed since the session's snapshot
     -- (docs/planner.md, "The session's catalog cache")
     IF p_lo IS NOT NULL AND v_around IS NULL
        AND (SELECT count(*) FROM (SELECT 1 FROM modelstore.statistics AS s

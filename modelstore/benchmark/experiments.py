@@ -528,7 +528,7 @@ def planner(ctx: Context) -> dict:
                 fetched.append(g.get("catalog_fetched", 0))
                 hits += bool(g.get("catalog_hit")) and bool(g.get("graph_hit"))
             # what explains the figure: the session's catalog cache (summaries read per plan, plans that read
-            # only the catalog version and reused the cut graph) and the nodes the search settled
+            # nothing of the catalog (nothing changed) and reused the cut graph) and the nodes the search settled
             points.append({"stored_models": inserted, "insert_seconds": load_s, "planning_ms": summarize(plan_ms),
                            "explain_ms": summarize(wall_ms), "relevant": summarize(relevant),
                            "truncated_plans": truncated, "graph_nodes": summarize(nodes),

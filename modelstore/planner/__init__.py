@@ -126,8 +126,9 @@ def plan_request(conn: psycopg.Connection, source_id: int | None, descriptor: De
     if (not trained and whole_keys(s, t, kind) and costs.row_ms is not None
             and source_id is not None and context is None
             and isinstance(conn, psycopg.Connection)):  # (PL/Python's SPI connection has no pipeline)
-        # the session's catalog (often only its version) in the same round trip as the index lookup (a request
-        # context has read the index already: then the catalog is read only when no index serves the request)
+        # the session's catalog (often only "nothing changed", or the changed rows) in the same round trip as the
+        # index lookup (a request context has read the index already: then the catalog is read only when no index
+        # serves the request)
         with conn.pipeline():
             pending = cache.send(conn, source_id, descriptor)
             stat_index = index.find(conn, source_id, descriptor,
@@ -262,8 +263,8 @@ class _Solved:
 def _solve_cached(conn, source_id: int, descriptor: Descriptor, s: Cut, t: Cut, costs: PlanCosts,
                   estimator: RowEstimator, kind: str, gap_op: str, backward: bool, words: dict, row=None,
                   pending=None):
-    """The relevant set from the session's catalog cache (one round trip, only the version when nothing
-    changed), the cut graph of that set built once per catalog state, cost model and row estimator, and a
+    """The relevant set from the session's catalog cache (one round trip, only what changed since the held
+    arrays' snapshot), the cut graph of that set built once per catalog state, cost model and row estimator, and a
     search from the request's two ends (:mod:`.cache`, :mod:`.search`). ``row``: the relevant set as
     ``modelstore.request_context`` read it in the request's first round trip (then nothing is read here);
     ``pending``: the ``plan_catalog`` call already sent with the index lookup."""

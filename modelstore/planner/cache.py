@@ -3,11 +3,11 @@
 A session keeps, per (source, family, filter, class column, columns) — the *catalog key* — every compatible
 stored summary as arrays (:class:`CatalogEntry`), and for each request's relevant set (Definition 1, a run
 of connected components of those arrays) the cost graph over their cuts (:class:`~.search.CutGraph`).
-``modelstore.plan_catalog`` (``sql/planner.sql``) returns the arrays with the source's catalog version
-(migration 0019), or only the version when the session already holds the arrays of that version, read as
-the same role: one index probe per request. The version changes whenever a row of the source's statistics
-is inserted, deleted or updated (a statement trigger), so equal versions mean equal arrays; a transaction
-that changed the source and has not committed keeps nothing it reads (``cacheable``).
+``modelstore.plan_catalog`` (``sql/planner.sql``) returns the arrays with the snapshot they were read
+under; given that snapshot again it returns only what the source's change log (migration 0023) says
+changed since — nothing (one index probe), or the changed summaries' ids and the compatible rows among
+them, which :meth:`CatalogEntry.patched` merges into the arrays — or everything when the log cannot say. A
+transaction that changed the source and has not committed keeps nothing it reads (``cacheable``).
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ GRAPHS_PER_ENTRY = 2
 WEIGHTS_PER_GRAPH = 4
 #: catalog keys kept per session
 ENTRIES_PER_SESSION = 32
+#: changed summaries that are always patched in rather than read whole (see :func:`patch_limit`)
+PATCH_MIN = 256
 
 
 @dataclass
@@ -40,7 +42,7 @@ class CatalogEntry:
     components (ranges sharing no key with any range before them start a new one). Keys are whole keys
     (:func:`modelstore.request.cuts.whole_key`: values, days, or microseconds for timestamps)."""
 
-    version: int
+    snapshot: str | None  # the pg_snapshot the arrays were read under (None: read elsewhere, no snapshot)
     reader: str
     stats_ids: np.ndarray
     lo_keys: np.ndarray
@@ -57,13 +59,19 @@ class CatalogEntry:
     graphs: OrderedDict = field(default_factory=OrderedDict)
 
     @classmethod
-    def from_arrays(cls, version: int, reader: str, ids, lo, hi, nv, nr, cix, sets) -> CatalogEntry:
+    def from_arrays(cls, snapshot: str | None, reader: str, ids, lo, hi, nv, nr, cix, sets) -> CatalogEntry:
         ids, lo, hi = (np.asarray(a, dtype=np.int64) for a in (ids, lo, hi))
         order = np.lexsort((ids, hi, lo))
         ids, lo, hi = ids[order], lo[order], hi[order]
         nv = np.asarray(nv, dtype=np.int64)[order]
         nr = np.asarray(nr, dtype=np.int64)[order]
         cix = np.asarray(cix, dtype=np.int64)[order]
+        distinct, inverse = np.unique(nv, return_inverse=True)
+        return cls._sorted(snapshot, reader, ids, lo, hi, nv, nr, cix, [tuple(c) for c in sets], distinct, inverse)
+
+    @classmethod
+    def _sorted(cls, snapshot, reader, ids, lo, hi, nv, nr, cix, sets, distinct, inverse) -> CatalogEntry:
+        """An entry of arrays sorted by (lo, hi, id): split into connected components."""
         if len(lo):
             reach = np.maximum.accumulate(hi)
             new = np.ones(len(lo), dtype=bool)
@@ -72,9 +80,50 @@ class CatalogEntry:
             comp_lo, comp_hi = lo[starts], np.maximum.reduceat(hi, starts)
         else:
             starts = comp_lo = comp_hi = np.zeros(0, dtype=np.int64)
-        distinct, inverse = np.unique(nv, return_inverse=True)
-        return cls(version, reader, ids, lo, hi, nv, nr, cix, [tuple(c) for c in sets],
+        return cls(snapshot, reader, ids, lo, hi, nv, nr, cix, sets,
                    np.append(starts, len(lo)), comp_lo, comp_hi, distinct, inverse)
+
+    def patched(self, snapshot: str, changed, ids, lo, hi, nv, nr, cix, sets) -> CatalogEntry:
+        """A new entry (with no cut graphs): this one's summaries but those ``changed``, and the rows given
+        (the compatible ones among ``changed`` as they are now; ``cix`` indexes ``sets``) — the arrays a full
+        read under ``snapshot`` returns, sorted the same way, so the same components and plans.
+
+        O(held + changed·log held): the kept rows are not sorted again, the new ones are inserted where they
+        belong (:func:`_insertion_points`); the distinct sizes grow only by the new ones (a size no longer
+        held stays listed: it only prices nothing)."""
+        changed = np.asarray(changed, dtype=np.int64)
+        keep = ~np.isin(self.stats_ids, changed)
+        column_sets = list(self.column_sets)
+        where = {c: i for i, c in enumerate(column_sets)}
+        remap = []
+        for c in map(tuple, sets):  # the delta's column sets, numbered among this entry's
+            if c not in where:
+                where[c] = len(column_sets)
+                column_sets.append(c)
+            remap.append(where[c])
+        n_ids, n_lo, n_hi, n_nv, n_nr = (np.asarray(a, dtype=np.int64) for a in (ids, lo, hi, nv, nr))
+        n_cix = np.asarray(remap, dtype=np.int64)[np.asarray(cix, dtype=np.int64)] if len(n_ids) else n_ids
+        order = np.lexsort((n_ids, n_hi, n_lo))
+        n_ids, n_lo, n_hi, n_nv, n_nr, n_cix = (a[order] for a in (n_ids, n_lo, n_hi, n_nv, n_nr, n_cix))
+        if keep.all():  # only new summaries (a fit stored one): no held row to drop, no copy to make
+            keep = slice(None)
+        k_ids, k_lo, k_hi = self.stats_ids[keep], self.lo_keys[keep], self.hi_keys[keep]
+        at = _insertion_points(k_lo, k_hi, k_ids, n_lo, n_hi, n_ids)
+        distinct, inverse = self.nv_distinct, self.nv_inverse[keep]
+        fresh = np.setdiff1d(n_nv, distinct)
+        if len(fresh):  # sizes not held yet: renumber the held ones into the larger list
+            grown = np.union1d(distinct, fresh)
+            inverse = np.searchsorted(grown, distinct)[inverse]
+            distinct = grown
+        n_inverse = np.searchsorted(distinct, n_nv)
+
+        def merged(kept, added):
+            return np.insert(kept, at, added)
+
+        return CatalogEntry._sorted(
+            snapshot, self.reader, merged(k_ids, n_ids), merged(k_lo, n_lo), merged(k_hi, n_hi),
+            merged(self.n_values[keep], n_nv), merged(self.n_rows[keep], n_nr), merged(self.column_ix[keep], n_cix),
+            column_sets, distinct, merged(inverse, n_inverse))
 
     def __len__(self) -> int:
         return len(self.stats_ids)
@@ -91,12 +140,29 @@ class CatalogEntry:
         return int(self.comp_start[first]), int(self.comp_start[last + 1])
 
 
+def _insertion_points(lo, hi, ids, new_lo, new_hi, new_ids) -> np.ndarray:
+    """For rows (new_lo, new_hi, new_ids), sorted, the index in the sorted (lo, hi, ids) before which each
+    belongs (``numpy.insert``'s positions): the number of rows that come before it in that order."""
+    a = np.searchsorted(lo, new_lo, side="left")
+    b = np.searchsorted(lo, new_lo, side="right")
+    at = np.empty(len(new_lo), dtype=np.int64)
+    for i, (x, y, h, j) in enumerate(zip(a.tolist(), b.tolist(), new_hi.tolist(), new_ids.tolist())):
+        if x == y:  # no held row has this lower key
+            at[i] = x
+            continue
+        his = hi[x:y]  # rows with this lower key, sorted by hi then id
+        p, q = x + int(np.searchsorted(his, h, side="left")), x + int(np.searchsorted(his, h, side="right"))
+        at[i] = p + int(np.searchsorted(ids[p:q], j, side="left"))
+    return at
+
+
 @dataclass
 class Lookup:
     entry: CatalogEntry
-    hit: bool  # the session's arrays were current (only the version came back)
-    fetched: int  # summaries read from the catalog by this request
+    hit: bool  # the session's arrays were current (nothing changed since their snapshot)
+    fetched: int  # summaries read from the catalog by this request (a patch: the changed ones only)
     cached: bool  # kept for later requests
+    patched: bool = False  # the held arrays were patched with what changed (not read whole)
 
 
 #: per connection (a session): catalog key → entry, least recently used first
@@ -126,16 +192,23 @@ class Pending:
     cursor: object  # the call's cursor, read by receive()
 
 
+def patch_limit(held: CatalogEntry | None) -> int:
+    """Changed summaries beyond which a full read replaces a patch: a quarter of the held ones (a patch
+    reads the changed rows by primary key and moves the held arrays once; a full read scans them all),
+    at least PATCH_MIN."""
+    return max(PATCH_MIN, len(held) // 4) if held is not None else 0
+
+
 def send(conn: psycopg.Connection, source_id: int, descriptor: Descriptor) -> Pending:
-    """Send the request's ``plan_catalog`` call (with the version of the arrays the session holds)."""
+    """Send the request's ``plan_catalog`` call (with the snapshot of the arrays the session holds)."""
     entries = _entries(conn)
     key = catalog_key(source_id, descriptor)
     held = entries.get(key)
     cursor = conn.execute(
-        "SELECT * FROM modelstore.plan_catalog(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        "SELECT * FROM modelstore.plan_catalog(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         [source_id, descriptor.kind, descriptor.filter_sql, descriptor.class_column, "",
-         list(descriptor.stats_columns), held.version if held else None, held.reader if held else None,
-         WHOLE_KEY_SCALE[descriptor.source.order_kind]],
+         list(descriptor.stats_columns), held.snapshot if held else None, held.reader if held else None,
+         WHOLE_KEY_SCALE[descriptor.source.order_kind], patch_limit(held)],
         binary=True)
     return Pending(conn, key, held, cursor)
 
@@ -145,20 +218,26 @@ def receive(pending: Pending) -> Lookup:
     entries = _entries(pending.conn)
     key, held = pending.key, pending.held
     row = pending.cursor.fetchone()
-    version, reader, cacheable, changed = row[:4]
-    if not changed and held is not None:
+    snapshot, reader, cacheable, status, changed = row[:5]
+    arrays = row[5:]
+    if status == "current":  # (the function says so only to the role that read the held arrays)
+        if cacheable:
+            held.snapshot = snapshot  # the same arrays, as of a later snapshot: stays ahead of compaction
         if key in entries:
             entries.move_to_end(key)
         return Lookup(held, True, 0, True)
-    entry = CatalogEntry.from_arrays(int(version), reader, *row[4:])
+    if status == "delta":
+        entry = held.patched(snapshot, changed, *arrays)
+    else:
+        entry = CatalogEntry.from_arrays(snapshot, reader, *arrays)
     if cacheable:
         entries[key] = entry
         entries.move_to_end(key)
         while len(entries) > ENTRIES_PER_SESSION:
             entries.popitem(last=False)
-    else:
-        entries.pop(key, None)
-    return Lookup(entry, False, len(entry), cacheable)
+    # else: this transaction changed the source and may roll back; what the session held stays as it was —
+    # committed state as of its snapshot, which the log brings up to date once this transaction ends
+    return Lookup(entry, False, len(arrays[0]), cacheable, status == "delta")
 
 
 def lookup(conn: psycopg.Connection, source_id: int, descriptor: Descriptor) -> Lookup:
@@ -168,7 +247,7 @@ def lookup(conn: psycopg.Connection, source_id: int, descriptor: Descriptor) -> 
 
 def from_row(conn: psycopg.Connection, source_id: int, descriptor: Descriptor, row: tuple) -> Lookup:
     """The entry for a relevant set read elsewhere (``modelstore.request_context``'s ``plan_candidates``
-    row, in the request's first round trip), with no version: it is kept under its own contents — the
+    row, in the request's first round trip), with no snapshot: it is kept under its own contents — the
     next request's arrays are compared with it element by element, and equal arrays make an equal entry,
     so its cost graphs are reused exactly when they would be built the same."""
     entries = _entries(conn)
@@ -180,7 +259,7 @@ def from_row(conn: psycopg.Connection, source_id: int, descriptor: Descriptor, r
     if held is not None and held[1] == sets and all(np.array_equal(x, y) for x, y in zip(held[0], arrays)):
         entries.move_to_end(key)
         return Lookup(held[2], True, len(held[2]), True)
-    entry = CatalogEntry.from_arrays(-1, "", *arrays, sets)
+    entry = CatalogEntry.from_arrays(None, "", *arrays, sets)
     entries[key] = (arrays, sets, entry)
     entries.move_to_end(key)
     while len(entries) > ENTRIES_PER_SESSION:

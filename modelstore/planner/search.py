@@ -37,8 +37,8 @@ class Topology:
     keys: np.ndarray  # sorted distinct cut keys (int64): cut i is "just before key i"
     below: np.ndarray  # estimated rows below each cut
     backward: bool
-    out: list[list[tuple[int, int]]]  # per cut: stored edges (to cut, model)
-    into: list[list[tuple[int, int]]]  # per cut: stored edges arriving (from cut, model)
+    out: Adjacency  # per cut: stored edges (to cut, model)
+    into: Adjacency  # per cut: stored edges arriving (from cut, model)
     n_stored_edges: int
     pruned: int  # models dropped by rule 1
     weighted: OrderedDict = field(default_factory=OrderedDict)
@@ -109,8 +109,8 @@ def build_topology(lo_keys: np.ndarray, hi_keys: np.ndarray, size: np.ndarray, b
     src, dst, model = (np.concatenate((lo, hi)), np.concatenate((hi, lo)), np.concatenate((ids, ids))) \
         if backward else (lo, hi, ids)
     v = len(keys)
-    out = _adjacency(v, src, dst, model)
-    into = out if backward else _adjacency(v, dst, src, model)  # symmetric when every edge goes both ways
+    out = Adjacency(v, src, dst, model)
+    into = out if backward else Adjacency(v, dst, src, model)  # symmetric when every edge goes both ways
     return Topology(keys, below, backward, out, into, len(src), pruned)
 
 
@@ -127,11 +127,32 @@ def build(lo_keys: np.ndarray, hi_keys: np.ndarray, model_cost: np.ndarray, belo
     return weigh(topology, model_cost, part_ms=part_ms, row_ms=row_ms)
 
 
-def _adjacency(v: int, src, dst, model) -> list[list[tuple[int, int]]]:
-    adjacency: list[list[tuple[int, int]]] = [[] for _ in range(v)]
-    for a, b, j in zip(src.tolist(), dst.tolist(), model.tolist()):
-        adjacency[a].append((b, j))
-    return adjacency
+class Adjacency:
+    """Per cut, its stored edges as a list of (other cut, model), in the order the edges were given.
+
+    Kept as three flat arrays (CSR: each cut's edges are a run of them) and each cut's list made on first
+    use: a search touches a few hundred cuts of the hundreds of thousands a large catalog has, and making a
+    Python list per cut up front cost more than the search (~0.5–1 s at 100,000 models, most of it the
+    garbage collector passing over the new lists) — a cost paid again after every change of the catalog."""
+
+    __slots__ = ("_ptr", "_to", "_model", "_lists")
+
+    def __init__(self, v: int, src: np.ndarray, dst: np.ndarray, model: np.ndarray):
+        order = np.argsort(src, kind="stable")  # stable: each cut's edges keep their order
+        self._ptr = np.searchsorted(src[order], np.arange(v + 1))
+        self._to = dst[order]
+        self._model = model[order]
+        self._lists: dict[int, list[tuple[int, int]]] = {}
+
+    def __getitem__(self, i: int) -> list[tuple[int, int]]:
+        edges = self._lists.get(i)
+        if edges is None:
+            p, q = self._ptr[i], self._ptr[i + 1]
+            edges = self._lists[i] = list(zip(self._to[p:q].tolist(), self._model[p:q].tolist()))
+        return edges
+
+    def __len__(self) -> int:
+        return len(self._ptr) - 1
 
 
 @dataclass(frozen=True)
