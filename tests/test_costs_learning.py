@@ -4,6 +4,8 @@ table from deliberately wrong figures, its bounds, its catalog record; and the s
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 
 import numpy as np
 import pandas as pd
@@ -203,6 +205,54 @@ def test_learning_is_bounded_old_plans_are_dropped(wrong_store):
     recalibrated = dataclasses.replace(store.cost_model, measured_at=store.cost_model.measured_at.replace(year=2030))
     assert store.cost_learner.model_for(recalibrated, "public.t", "seq") is recalibrated
     assert store.cost_learner.observations("public.t", store.cost_model.engine, "seq") == []
+
+
+def _round_trips(conn, fn):
+    """(fn's result, the round trips it waited for: every Sync or simple Query message sent)."""
+    fd, path = tempfile.mkstemp()
+    try:
+        conn.pgconn.trace(fd)
+        try:
+            out = fn()
+        finally:
+            conn.pgconn.untrace()
+        with open(path) as fh:
+            sent = [line.split("\t") for line in fh.read().splitlines()]
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return out, sum(1 for p in sent if len(p) > 3 and p[1] == "F" and p[3] in ("Sync", "Query"))
+
+
+def test_corrections_are_written_in_one_round_trip_all_or_none(dsn):
+    """A refit writes its table's key and the pooled one together: one round trip on the store's connection,
+    a savepoint inside a caller's transaction, and for a role that may not write nothing at all — and the
+    caller's transaction goes on."""
+    c = Correction(agg=2.0, read=0.5, fixed=1.5, overhead_ms=0.3, n=9)
+    window = np.ones((9, 4))
+    rows = [(("public.t", "c", "seq"), c, window), ((learning.POOLED, "c", "seq"), c, window)]
+    with modelstore.connect(dsn) as store:
+        conn = store.conn  # autocommit, as a store's requests run
+        ok, trips = _round_trips(conn, lambda: learning.save_many(conn, "stamp", rows))
+        assert ok and trips == 1
+        stored = conn.execute("SELECT table_name, correction FROM modelstore.cost_corrections "
+                              "WHERE base_model = 'stamp' ORDER BY table_name").fetchall()
+        assert [r[0] for r in stored] == [learning.POOLED, "public.t"] and stored[1][1] == c.to_json()
+        conn.execute("CREATE ROLE ms_costs_reader")
+        conn.execute("GRANT USAGE ON SCHEMA modelstore TO ms_costs_reader")
+        with conn.transaction():
+            conn.execute("CREATE TEMP TABLE kept (x int)")
+            conn.execute("INSERT INTO kept VALUES (7)")
+            conn.execute("SET LOCAL ROLE ms_costs_reader")
+            changed = [(key, dataclasses.replace(c, agg=9.0), window) for key, _, window in rows]
+            ok, trips = _round_trips(conn, lambda: learning.save_many(conn, "stamp", changed))
+            assert not ok
+            conn.execute("RESET ROLE")
+            assert conn.execute("SELECT x FROM kept").fetchone() == (7,)  # the caller's transaction goes on
+        assert conn.execute("SELECT count(*) FROM modelstore.cost_corrections WHERE base_model = 'stamp' "
+                            "AND (correction->>'agg')::float8 = 9.0").fetchone() == (0,)
+        conn.execute("REVOKE ALL ON SCHEMA modelstore FROM ms_costs_reader")
+        conn.execute("DROP ROLE ms_costs_reader")
 
 
 def test_a_pinned_cost_model_is_not_corrected(dsn):

@@ -41,6 +41,7 @@ starts learning afresh.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import math
 import time
@@ -257,6 +258,7 @@ class CostLearner:
         c = self.correction(table, base.engine, path) or Correction()
         row = (parts["agg"] / c.agg, parts["read"] / c.read, parts["fixed"] / c.fixed, float(actual_ms))
         refit = False
+        to_save = []
         for key in ((table, base.engine, path), (POOLED, base.engine, path)):
             window = self._observations.setdefault(key, collections.deque(maxlen=self.window))
             window.append(row)
@@ -264,41 +266,45 @@ class CostLearner:
             due = self._pending[key] >= max(self.refresh_every, len(window) // REFRESH_FRACTION) or (
                 key not in self._corrections and len(window) >= self.min_observations)
             if due:
-                self._refit(conn, key)
+                if self._refit(conn, key):
+                    to_save.append(key)
                 refit = True
+        if to_save:  # the table's key and the pooled one in one transaction (one round trip where it can)
+            self._save(conn, to_save, time.monotonic())
         return refit
 
     def observations(self, table: str, engine: str, path: str) -> list[tuple]:
         """The observations kept for a key (calibrated agg, read, fixed, actual ms), oldest first."""
         return list(self._observations.get((table, engine, path), ()))
 
-    def _refit(self, conn, key: tuple) -> None:
+    def _refit(self, conn, key: tuple) -> bool:
+        """Refit ``key``; returns whether its correction is due to be written now."""
         window = np.array(self._observations[key], dtype=float)
         previous = self._corrections.get(key)
         self._corrections[key] = fit(window[:, :3], window[:, 3], start=previous)
         self._pending[key] = 0
         self._unsaved.add(key)
-        now = time.monotonic()
         # the first usable correction is written at once (another session starts from it); later refits at
         # most every SAVE_INTERVAL_S, the last ones by flush()
         first = previous is None or previous.n < self.min_observations
-        if conn is not None and (first or now - self._saved_at.get(key, -math.inf) >= SAVE_INTERVAL_S):
-            self._save(conn, key, window, now)
+        return conn is not None and (
+            first or time.monotonic() - self._saved_at.get(key, -math.inf) >= SAVE_INTERVAL_S)
 
-    def _save(self, conn, key: tuple, window, now: float) -> None:
-        if save(conn, self._base or "", key, self._corrections[key], window):
-            self._unsaved.discard(key)
-        self._saved_at[key] = now  # a role that may not write is not asked again at once either
+    def _save(self, conn, keys: list[tuple], now: float) -> None:
+        rows = [(key, self._corrections[key], np.array(self._observations[key], dtype=float)) for key in keys]
+        if save_many(conn, self._base or "", rows):
+            self._unsaved.difference_update(keys)
+        for key in keys:
+            self._saved_at[key] = now  # a role that may not write is not asked again at once either
 
     def flush(self, conn: psycopg.Connection) -> int:
         """Write the corrections refitted since their last write (a store calls it when it closes);
         returns how many keys were written."""
-        written = 0
-        for key in sorted(self._unsaved):
-            if key in self._corrections and key in self._observations:
-                self._save(conn, key, np.array(self._observations[key], dtype=float), time.monotonic())
-                written += key not in self._unsaved
-        return written
+        keys = [key for key in sorted(self._unsaved) if key in self._corrections and key in self._observations]
+        if not keys:
+            return 0
+        self._save(conn, keys, time.monotonic())
+        return sum(1 for key in keys if key not in self._unsaved)
 
     def _rebase(self, base: CostModel) -> None:
         stamp = calibration_stamp(base)
@@ -346,25 +352,56 @@ def calibration_stamp(model: CostModel) -> str:
     return f"{model.measured_at.isoformat()}|{model.server_version}|{model.engine}|{model.method}"
 
 
+_UPSERT = ("INSERT INTO modelstore.cost_corrections (table_name, engine, path, base_model, correction, "
+           "observations, updated_at) VALUES (%s, %s, %s, %s, %s, %s, now()) "
+           "ON CONFLICT (table_name, engine, path) DO UPDATE SET base_model = EXCLUDED.base_model, "
+           "correction = EXCLUDED.correction, observations = EXCLUDED.observations, updated_at = now()")
+
+
 def save(conn: psycopg.Connection, base: str, key: tuple, correction: Correction, window) -> bool:
     """Upsert a key's correction and its (bounded) window in ``modelstore.cost_corrections``; a role
     that may not write the catalog (or a catalog without the table) keeps it in memory only."""
-    table, engine, path = key
+    return save_many(conn, base, [(key, correction, window)])
+
+
+def save_many(conn, base: str, rows: list[tuple]) -> bool:
+    """:func:`save` of several keys — (key, correction, window) — all or none. On a psycopg connection the
+    transaction (or, inside the caller's, a savepoint), the upserts and its end are one pipeline: one round
+    trip, where ``conn.transaction()`` would wait after BEGIN and before COMMIT too — a request that refits its
+    table's key and the pooled one pays one round trip for both, not six (issue #20)."""
+    values = [[table, engine, path, base, Jsonb(correction.to_json()),
+               Jsonb([[float(v) for v in row] for row in np.asarray(window, dtype=float)])]
+              for (table, engine, path), correction, window in rows]
+    if not (isinstance(conn, psycopg.Connection) and psycopg.Pipeline.is_supported()):  # PL/Python's SPI
+        try:
+            with conn.transaction():
+                for v in values:
+                    conn.execute(_UPSERT, v)
+        except psycopg.Error as exc:  # the request it learned from has succeeded: never fail it here
+            log.info("cost correction learned but not stored: %s", exc)
+            return False
+        return True
+    idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    # (outside autocommit psycopg begins the transaction itself, in a round trip of its own)
+    begin, end, undo = ((("BEGIN",) if conn.autocommit else (), "COMMIT", ("ROLLBACK",)) if idle else
+                        (("SAVEPOINT modelstore_costs",), "RELEASE SAVEPOINT modelstore_costs",
+                         ("ROLLBACK TO SAVEPOINT modelstore_costs", "RELEASE SAVEPOINT modelstore_costs")))
     try:
-        with conn.transaction():
-            conn.execute(
-                "INSERT INTO modelstore.cost_corrections (table_name, engine, path, base_model, correction, "
-                "observations, updated_at) VALUES (%s, %s, %s, %s, %s, %s, now()) "
-                "ON CONFLICT (table_name, engine, path) DO UPDATE SET base_model = EXCLUDED.base_model, "
-                "correction = EXCLUDED.correction, observations = EXCLUDED.observations, updated_at = now()",
-                [table, engine, path, base, Jsonb(correction.to_json()),
-                 Jsonb([[float(v) for v in row] for row in np.asarray(window, dtype=float)])])
+        with conn.pipeline():
+            for statement in begin:
+                conn.execute(statement)
+            for v in values:
+                conn.execute(_UPSERT, v)
+            conn.execute(end)
     except psycopg.Error as exc:  # the request it learned from has succeeded: never fail it here
         log.info("cost correction learned but not stored: %s", exc)
+        if not conn.closed:
+            for statement in undo:
+                conn.execute(statement)
         return False
     return True
 
 
 __all__ = ["FACTOR_BOUND", "HALF_LIFE", "MIN_OBSERVATIONS", "PATHS", "POOLED", "REFRESH_EVERY", "REFRESH_FRACTION",
            "SAVE_INTERVAL_S", "WINDOW", "CostLearner",
-           "Correction", "calibration_stamp", "fit", "save", "table_key"]
+           "Correction", "calibration_stamp", "fit", "save", "save_many", "table_key"]
