@@ -18,10 +18,6 @@ import psycopg
 from modelstore.request.cuts import WHOLE_KEY_SCALE
 from modelstore.request.descriptor import Descriptor, Range, bound_key, parse_bound
 
-#: ordering kinds whose cuts have whole keys (values, days, microseconds: request/cuts.py): the planner reads
-#: their candidates as arrays
-ARRAY_KINDS = frozenset(WHOLE_KEY_SCALE)
-
 
 @dataclass(frozen=True)
 class StoredModel:
@@ -120,7 +116,7 @@ def candidates(conn: psycopg.Connection, source_id: int | None, descriptor: Desc
     empty = np.zeros(0, dtype=np.int64)
     if source_id is None:
         return Candidates(empty, empty, empty, empty, empty, empty, [])
-    if descriptor.source.order_kind not in ARRAY_KINDS:
+    if descriptor.source.order_kind not in WHOLE_KEY_SCALE:  # cuts with whole keys (request/cuts.py)
         raise ValueError(f"candidates() needs an integer, date or timestamp ordering column, got "
                          f"{descriptor.source.order_kind}")
     r = descriptor.range

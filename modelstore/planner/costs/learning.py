@@ -358,14 +358,10 @@ _UPSERT = ("INSERT INTO modelstore.cost_corrections (table_name, engine, path, b
            "correction = EXCLUDED.correction, observations = EXCLUDED.observations, updated_at = now()")
 
 
-def save(conn: psycopg.Connection, base: str, key: tuple, correction: Correction, window) -> bool:
-    """Upsert a key's correction and its (bounded) window in ``modelstore.cost_corrections``; a role
-    that may not write the catalog (or a catalog without the table) keeps it in memory only."""
-    return save_many(conn, base, [(key, correction, window)])
-
-
 def save_many(conn, base: str, rows: list[tuple]) -> bool:
-    """:func:`save` of several keys — (key, correction, window) — all or none. On a psycopg connection the
+    """Upsert corrections and their (bounded) windows in ``modelstore.cost_corrections`` — (key, correction,
+    window) each — all or none; a role that may not write the catalog (or a catalog without the table) keeps
+    them in memory only. On a psycopg connection the
     transaction (or, inside the caller's, a savepoint), the upserts and its end are one pipeline: one round
     trip, where ``conn.transaction()`` would wait after BEGIN and before COMMIT too — a request that refits its
     table's key and the pooled one pays one round trip for both, not six (issue #20)."""
@@ -404,4 +400,4 @@ def save_many(conn, base: str, rows: list[tuple]) -> bool:
 
 __all__ = ["FACTOR_BOUND", "HALF_LIFE", "MIN_OBSERVATIONS", "PATHS", "POOLED", "REFRESH_EVERY", "REFRESH_FRACTION",
            "SAVE_INTERVAL_S", "WINDOW", "CostLearner",
-           "Correction", "calibration_stamp", "fit", "save", "save_many", "table_key"]
+           "Correction", "calibration_stamp", "fit", "save_many", "table_key"]
